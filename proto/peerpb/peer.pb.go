@@ -26,7 +26,10 @@ const (
 )
 
 type InfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ask the leader to confirm its leadership and report its commit index
+	// (ReadIndex for consistent reads on followers).
+	ReadIndex     bool `protobuf:"varint,1,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -61,6 +64,13 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 	return file_peerpb_peer_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *InfoRequest) GetReadIndex() bool {
+	if x != nil {
+		return x.ReadIndex
+	}
+	return false
+}
+
 type InfoResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	Name                string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -72,6 +82,8 @@ type InfoResponse struct {
 	NowMs         int64  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
 	RaftAddress   string `protobuf:"bytes,7,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	GrpcAddress   string `protobuf:"bytes,8,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	CommitIndex   uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	IsLeader      bool   `protobuf:"varint,10,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +172,20 @@ func (x *InfoResponse) GetGrpcAddress() string {
 		return x.GrpcAddress
 	}
 	return ""
+}
+
+func (x *InfoResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
 }
 
 type BootstrapRequest struct {
@@ -603,8 +629,10 @@ var File_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_peerpb_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\"\r\n" +
-	"\vInfoRequest\"\x82\x02\n" +
+	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\",\n" +
+	"\vInfoRequest\x12\x1d\n" +
+	"\n" +
+	"read_index\x18\x01 \x01(\bR\treadIndex\"\xc2\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -614,7 +642,10 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x15\n" +
 	"\x06now_ms\x18\x06 \x01(\x03R\x05nowMs\x12!\n" +
 	"\fraft_address\x18\a \x01(\tR\vraftAddress\x12!\n" +
-	"\fgrpc_address\x18\b \x01(\tR\vgrpcAddress\"{\n" +
+	"\fgrpc_address\x18\b \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
+	"\tis_leader\x18\n" +
+	" \x01(\bR\bisLeader\"{\n" +
 	"\x10BootstrapRequest\x122\n" +
 	"\x15peer_protocol_version\x18\x01 \x01(\rR\x13peerProtocolVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\"\x13\n" +

@@ -1,0 +1,233 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+func serverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "server",
+		Usage: "the member contacted",
+		Subcommands: []*cli.Command{{
+			Name:  "show",
+			Usage: "show name, computer ID, mode and addresses",
+			Action: func(c *cli.Context) error {
+				r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ServerShowResponse, error) {
+					return a.ServerShow(ctx, &triadv1.ServerShowRequest{Header: header()})
+				})
+				if err != nil {
+					return err
+				}
+				if jsonOutput(c) {
+					return printJSON(stdout(c), r)
+				}
+				w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+				fmt.Fprintf(w, "name\t%s\ncomputer ID\t%s\nmode\t%s\nversion\t%s\naddress\t%s\nraft address\t%s\nhttp address\t%s\ndata dir\t%s\n",
+					r.Name, r.ComputerId, r.Mode, r.Version, r.Address, r.RaftAddress, r.HttpAddress, r.DataDir)
+				return w.Flush()
+			},
+		}},
+	}
+}
+
+func clusterCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cluster",
+		Usage: "form the cluster and see its health",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "form the cluster once: --members A,B,C (licensing addresses) or --standalone",
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "members", Usage: "the three members' licensing addresses, HOST:PORT, comma separated"},
+					&cli.BoolFlag{Name: "standalone", Usage: "form a one-member cluster (permanent choice)"},
+				},
+				Action: func(c *cli.Context) error {
+					var members []string
+					for _, m := range c.StringSlice("members") {
+						for _, p := range strings.Split(m, ",") {
+							if p = strings.TrimSpace(p); p != "" {
+								members = append(members, p)
+							}
+						}
+					}
+					if !c.Bool("standalone") && len(members) == 0 {
+						return fmt.Errorf("pass --members A,B,C (the three members' licensing addresses) or --standalone")
+					}
+					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ClusterCreateResponse, error) {
+						return a.ClusterCreate(ctx, &triadv1.ClusterCreateRequest{Header: header(), Members: members, Standalone: c.Bool("standalone")})
+					})
+					if err != nil {
+						return err
+					}
+					if jsonOutput(c) {
+						return printJSON(stdout(c), r)
+					}
+					fmt.Fprintf(stdout(c), "formed a %s cluster; leader: %s\n", r.Mode, r.Leader)
+					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "NAME\tADDRESS\tCOMPUTER ID")
+					for _, m := range r.Members {
+						fmt.Fprintf(w, "%s\t%s\t%s\n", m.Name, m.Address, m.ComputerId)
+					}
+					return w.Flush()
+				},
+			},
+			{Name: "status", Usage: "status word, leader, members and links", Action: clusterStatus(true)},
+			{Name: "links", Usage: "the three links between members", Action: clusterStatus(false)},
+		},
+	}
+}
+
+func clusterStatus(full bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ClusterStatusResponse, error) {
+			return a.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: header()})
+		})
+		if err != nil {
+			return err
+		}
+		if jsonOutput(c) {
+			if !full {
+				return printJSON(stdout(c), protoList(r.Links))
+			}
+			return printJSON(stdout(c), r)
+		}
+		w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+		if full {
+			leader := r.Leader
+			if leader == "" {
+				leader = "(none)"
+			}
+			fmt.Fprintf(w, "status\t%s\nmode\t%s\nleader\t%s\nterm\t%d\ncommit index\t%d\nanswered by\t%s\n\n", r.Status, r.Mode, leader, r.Term, r.CommitIndex, r.Member)
+			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID")
+			for _, m := range r.Members {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId)
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w, "LINK\tSTATE")
+		for _, l := range r.Links {
+			fmt.Fprintf(w, "%s – %s\t%s\n", l.A, l.B, l.State)
+		}
+		return w.Flush()
+	}
+}
+
+func licenseCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "license",
+		Usage: "enroll and list licenses",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "enroll",
+				Usage:     "enroll a signed license file on the whole cluster",
+				ArgsUsage: "FILE.lic",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return fmt.Errorf("give exactly one license file: triadctl license enroll FILE.lic")
+					}
+					data, err := os.ReadFile(c.Args().First())
+					if err != nil {
+						return fmt.Errorf("read license file: %w", err)
+					}
+					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.LicenseEnrollResponse, error) {
+						return a.LicenseEnroll(ctx, &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: data})
+					})
+					if err != nil {
+						return err
+					}
+					if jsonOutput(c) {
+						return printJSON(stdout(c), r.License)
+					}
+					fmt.Fprintf(stdout(c), "enrolled license %s for %s (%s)\n", r.License.Serial, r.License.Customer, r.License.State)
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list enrolled licenses",
+				Action: func(c *cli.Context) error {
+					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.LicenseListResponse, error) {
+						return a.LicenseList(ctx, &triadv1.LicenseListRequest{Header: header()})
+					})
+					if err != nil {
+						return err
+					}
+					if jsonOutput(c) {
+						return printJSON(stdout(c), protoList(r.Licenses))
+					}
+					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "SERIAL\tCUSTOMER\tSTATE\tVALID UNTIL\tFEATURES")
+					for _, l := range r.Licenses {
+						var fs []string
+						for _, f := range l.Features {
+							fs = append(fs, fmt.Sprintf("%s v%d ×%d", f.Name, f.Version, f.Count))
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Serial, l.Customer, l.State, fmtMs(l.ValidUntilUnixMs), strings.Join(fs, ", "))
+					}
+					return w.Flush()
+				},
+			},
+		},
+	}
+}
+
+func usageCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "usage",
+		Usage: "seats in use",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "features",
+				Usage: "capacity and seats in use per feature and version",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "consistent", Usage: "read through the leader (linearizable)"}},
+				Action: func(c *cli.Context) error {
+					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.FeaturesResponse, error) {
+						return a.UsageFeatures(ctx, &triadv1.UsageFeaturesRequest{Header: header(), Consistent: c.Bool("consistent")})
+					})
+					if err != nil {
+						return err
+					}
+					if jsonOutput(c) {
+						return printJSON(stdout(c), protoList(r.Features))
+					}
+					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE")
+					for _, f := range r.Features {
+						fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", f.Feature, f.Version, f.Capacity, f.InUse)
+					}
+					return w.Flush()
+				},
+			},
+			{
+				Name:  "leases",
+				Usage: "every live lease",
+				Action: func(c *cli.Context) error {
+					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.UsageLeasesResponse, error) {
+						return a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: header()})
+					})
+					if err != nil {
+						return err
+					}
+					if jsonOutput(c) {
+						return printJSON(stdout(c), protoList(r.Leases))
+					}
+					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA")
+					for _, l := range r.Leases {
+						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", l.LeaseId, l.Feature, l.Version, l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember)
+					}
+					return w.Flush()
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,119 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinels for the cluster's definite answers. Errors returned by the
+// client match them with errors.Is and still carry the gRPC status
+// (status.Code(err) works), so callers can use either style.
+var (
+	// ErrNoSeat: every seat of the feature is in use (RESOURCE_EXHAUSTED).
+	ErrNoSeat = errors.New("triad: no seat left")
+	// ErrUnknownFeature: no license grants the feature at that version (NOT_FOUND).
+	ErrUnknownFeature = errors.New("triad: unknown feature or version")
+	// ErrNotPermitted: the license is expired or invalid (PERMISSION_DENIED).
+	ErrNotPermitted = errors.New("triad: not permitted")
+	// ErrInvalidArgument: the request was malformed (INVALID_ARGUMENT).
+	ErrInvalidArgument = errors.New("triad: invalid argument")
+	// ErrProtocolVersion: client and server protocol versions are
+	// incompatible; the error is a *ProtocolVersionError.
+	ErrProtocolVersion = errors.New("triad: license protocol version is invalid")
+	// ErrLeaseLost: a lease's Err after the cluster stopped knowing it.
+	ErrLeaseLost = errors.New("triad: lease lost")
+	// ErrReleased: a lease's Err after Release.
+	ErrReleased = errors.New("triad: lease released")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("triad: client closed")
+)
+
+// ProtocolVersionError reports the versions in a FAILED_PRECONDITION
+// "license protocol version is invalid: client N, server M" answer, so a
+// product can tell its user which side to upgrade.
+type ProtocolVersionError struct {
+	Client, Server uint32
+	st             *status.Status
+}
+
+func (e *ProtocolVersionError) Error() string {
+	return fmt.Sprintf("license protocol version is invalid: client %d, server %d", e.Client, e.Server)
+}
+
+// Is makes errors.Is(err, ErrProtocolVersion) true.
+func (e *ProtocolVersionError) Is(target error) bool { return target == ErrProtocolVersion }
+
+// GRPCStatus keeps the server's status reachable through status.FromError.
+func (e *ProtocolVersionError) GRPCStatus() *status.Status {
+	if e.st == nil {
+		return status.New(codes.FailedPrecondition, e.Error())
+	}
+	return e.st
+}
+
+// denial is a definite refusal by the cluster: the status as sent plus the
+// sentinel it matches. Unexported because the sentinels and the status are
+// the API; the concrete type can then change freely.
+type denial struct {
+	op       string
+	st       *status.Status
+	sentinel error // nil when the code has no sentinel
+}
+
+func (e *denial) Error() string { return "triad: " + e.op + ": " + e.st.Message() }
+
+func (e *denial) Unwrap() error { return e.sentinel }
+
+func (e *denial) GRPCStatus() *status.Status { return e.st }
+
+var protocolRE = regexp.MustCompile(`client (\d+), server (\d+)`)
+
+// classify turns a non-retryable RPC error into the error returned to the
+// caller. It is the one place where status codes map to sentinels.
+func classify(op string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("triad: %s: %w", op, err)
+	}
+	d := &denial{op: op, st: st}
+	switch st.Code() {
+	case codes.ResourceExhausted:
+		d.sentinel = ErrNoSeat
+	case codes.NotFound:
+		d.sentinel = ErrUnknownFeature
+	case codes.PermissionDenied:
+		d.sentinel = ErrNotPermitted
+	case codes.InvalidArgument:
+		d.sentinel = ErrInvalidArgument
+	case codes.FailedPrecondition:
+		if m := protocolRE.FindStringSubmatch(st.Message()); m != nil {
+			cv, err1 := strconv.ParseUint(m[1], 10, 32)
+			sv, err2 := strconv.ParseUint(m[2], 10, 32)
+			if err1 == nil && err2 == nil {
+				return &ProtocolVersionError{Client: uint32(cv), Server: uint32(sv), st: st}
+			}
+		}
+	default:
+		// Internal, Unimplemented, …: keep the gRPC error as is.
+		return fmt.Errorf("triad: %s: %w", op, err)
+	}
+	return d
+}
+
+// retryable reports whether an attempt's error means "try another member".
+// UNAVAILABLE covers no leader yet, a member shutting down and dead
+// connections; DEADLINE_EXCEEDED here is the attempt's own timeout (the
+// caller's context is checked separately). Everything else is a definite
+// answer and must not be retried.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}

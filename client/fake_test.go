@@ -1,0 +1,293 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// fakeCluster is the shared state behind the fake members: one seat pool
+// and one request-id table, as the Raft-replicated FSM would be, so that a
+// retry on another member sees the first attempt's grant.
+type fakeCluster struct {
+	mu        sync.Mutex
+	capacity  map[string]uint32 // feature → seats (any version ≤ maxVer)
+	maxVer    uint32
+	expired   map[string]bool // feature → license expired
+	leases    map[uint64]*triadv1.Lease
+	byRequest map[string]uint64
+	nextID    uint64
+	index     uint64
+	members   []*fakeMember
+}
+
+// fakeMember is one member's Licensing endpoint, with switches that make
+// it misbehave and records of what it was asked.
+type fakeMember struct {
+	triadv1.UnimplementedLicensingServer
+	cl   *fakeCluster
+	addr string
+	srv  *grpc.Server
+
+	mu                sync.Mutex
+	unavailable       bool   // answer UNAVAILABLE to everything
+	hang              bool   // block every call until the client gives up
+	hangAfterCheckout bool   // grant, then block: the client times out not knowing
+	leader            string // hint put in responses
+	checkouts         []*triadv1.CheckoutRequest
+	renews            [][]uint64
+	releases          [][]uint64
+	features          int
+}
+
+func newFakeCluster(t *testing.T, n int) *fakeCluster {
+	t.Helper()
+	cl := &fakeCluster{
+		capacity:  map[string]uint32{"cad": 100, "solo": 1, "expired": 5},
+		maxVer:    5,
+		expired:   map[string]bool{"expired": true},
+		leases:    map[uint64]*triadv1.Lease{},
+		byRequest: map[string]uint64{},
+		index:     100,
+	}
+	for range n {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &fakeMember{cl: cl, addr: lis.Addr().String(), srv: grpc.NewServer()}
+		triadv1.RegisterLicensingServer(m.srv, m)
+		go m.srv.Serve(lis)
+		t.Cleanup(m.srv.Stop)
+		cl.members = append(cl.members, m)
+	}
+	return cl
+}
+
+func (cl *fakeCluster) addrs() []string {
+	var a []string
+	for _, m := range cl.members {
+		a = append(a, m.addr)
+	}
+	return a
+}
+
+func (cl *fakeCluster) inUse(feature string) uint32 {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.inUseLocked(feature)
+}
+
+func (cl *fakeCluster) inUseLocked(feature string) uint32 {
+	var n uint32
+	for _, l := range cl.leases {
+		if l.Feature == feature {
+			n += l.Count
+		}
+	}
+	return n
+}
+
+// drop forgets a lease, as an expiry or a forced release would.
+func (cl *fakeCluster) drop(id uint64) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	delete(cl.leases, id)
+}
+
+func (cl *fakeCluster) numLeases() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.leases)
+}
+
+// stop kills a member: its server stops and its listener closes.
+func (m *fakeMember) stop() { m.srv.Stop() }
+
+func (m *fakeMember) set(f func(m *fakeMember)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f(m)
+}
+
+// gate applies the unavailable/hang switches; it returns the error to
+// answer with, or nil to serve the call.
+func (m *fakeMember) gate(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	unavailable, hang, leader := m.unavailable, m.hang, m.leader
+	m.mu.Unlock()
+	if unavailable {
+		return "", status.Error(codes.Unavailable, "no leader")
+	}
+	if hang {
+		<-ctx.Done()
+		return "", status.FromContextError(ctx.Err()).Err()
+	}
+	return leader, nil
+}
+
+func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest) (*triadv1.CheckoutResponse, error) {
+	m.mu.Lock()
+	m.checkouts = append(m.checkouts, req)
+	hangAfter := m.hangAfterCheckout
+	m.mu.Unlock()
+	leader, err := m.gate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := m.cl.grant(req, m.addr)
+	if err != nil {
+		return nil, err
+	}
+	if hangAfter {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return &triadv1.CheckoutResponse{Lease: lease, Leader: leader}, nil
+}
+
+func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1.Lease, error) {
+	if req.ProtocolVersion != ProtocolVersion {
+		return nil, status.Errorf(codes.FailedPrecondition, "license protocol version is invalid: client %d, server %d", req.ProtocolVersion, ProtocolVersion)
+	}
+	if req.Feature == "" || req.RequestId == "" || req.Count > 1000 {
+		return nil, status.Error(codes.InvalidArgument, "bad checkout request")
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if id, ok := cl.byRequest[req.RequestId]; ok {
+		if l, ok := cl.leases[id]; ok {
+			return cloneLease(l), nil
+		}
+	}
+	capacity, ok := cl.capacity[req.Feature]
+	if !ok || req.Version > cl.maxVer {
+		return nil, status.Errorf(codes.NotFound, "no license for %s v%d", req.Feature, req.Version)
+	}
+	if cl.expired[req.Feature] {
+		return nil, status.Errorf(codes.PermissionDenied, "license for %s expired", req.Feature)
+	}
+	count := max(req.Count, 1)
+	if used := cl.inUseLocked(req.Feature); used+count > capacity {
+		return nil, status.Errorf(codes.ResourceExhausted, "no seat left for %s v %d (%d of %d in use)", req.Feature, req.Version, used, capacity)
+	}
+	ttl := req.TtlSeconds
+	if ttl == 0 {
+		ttl = 30
+	}
+	cl.nextID++
+	cl.index++
+	l := &triadv1.Lease{
+		LeaseId: cl.nextID, RequestId: req.RequestId, Feature: req.Feature, Version: req.Version,
+		Count: count, User: req.User, Host: req.Host, Pid: req.Pid, ClientId: req.ClientId,
+		TtlSeconds: ttl, FencingIndex: cl.index, ViaMember: via,
+	}
+	cl.leases[l.LeaseId] = l
+	cl.byRequest[req.RequestId] = l.LeaseId
+	return cloneLease(l), nil
+}
+
+func cloneLease(l *triadv1.Lease) *triadv1.Lease {
+	return proto.Clone(l).(*triadv1.Lease)
+}
+
+func (m *fakeMember) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1.RenewResponse, error) {
+	m.mu.Lock()
+	m.renews = append(m.renews, append([]uint64(nil), req.LeaseIds...))
+	m.mu.Unlock()
+	leader, err := m.gate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.cl.mu.Lock()
+	defer m.cl.mu.Unlock()
+	resp := &triadv1.RenewResponse{Leader: leader}
+	for _, id := range req.LeaseIds {
+		l, ok := m.cl.leases[id]
+		if !ok {
+			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d not found", id)})
+			continue
+		}
+		resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Ok: true, TtlSeconds: l.TtlSeconds, ExpiresUnixMs: 1})
+	}
+	return resp, nil
+}
+
+func (m *fakeMember) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
+	m.mu.Lock()
+	m.releases = append(m.releases, append([]uint64(nil), req.LeaseIds...))
+	m.mu.Unlock()
+	if _, err := m.gate(ctx); err != nil {
+		return nil, err
+	}
+	m.cl.mu.Lock()
+	defer m.cl.mu.Unlock()
+	resp := &triadv1.ReleaseResponse{}
+	for _, id := range req.LeaseIds {
+		_, ok := m.cl.leases[id]
+		delete(m.cl.leases, id)
+		resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: id, Released: ok})
+	}
+	return resp, nil
+}
+
+func (m *fakeMember) Features(ctx context.Context, req *triadv1.FeaturesRequest) (*triadv1.FeaturesResponse, error) {
+	m.mu.Lock()
+	m.features++
+	m.mu.Unlock()
+	if _, err := m.gate(ctx); err != nil {
+		return nil, err
+	}
+	m.cl.mu.Lock()
+	defer m.cl.mu.Unlock()
+	resp := &triadv1.FeaturesResponse{}
+	for _, f := range []string{"cad", "expired", "solo"} {
+		resp.Features = append(resp.Features, &triadv1.FeatureUsage{Feature: f, Version: m.cl.maxVer, Capacity: m.cl.capacity[f], InUse: m.cl.inUseLocked(f)})
+	}
+	return resp, nil
+}
+
+// Accessors copy under the lock, for polling from tests.
+
+func (m *fakeMember) checkoutReqs() []*triadv1.CheckoutRequest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*triadv1.CheckoutRequest(nil), m.checkouts...)
+}
+
+func (m *fakeMember) renewCalls() [][]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([][]uint64(nil), m.renews...)
+}
+
+func (m *fakeMember) releaseCalls() [][]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([][]uint64(nil), m.releases...)
+}
+
+func (cl *fakeCluster) allRenewCalls() [][]uint64 {
+	var all [][]uint64
+	for _, m := range cl.members {
+		all = append(all, m.renewCalls()...)
+	}
+	return all
+}
+
+func (cl *fakeCluster) allCheckouts() []*triadv1.CheckoutRequest {
+	var all []*triadv1.CheckoutRequest
+	for _, m := range cl.members {
+		all = append(all, m.checkoutReqs()...)
+	}
+	return all
+}

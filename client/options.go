@@ -1,0 +1,125 @@
+package client
+
+import (
+	"crypto/rand"
+	"log/slog"
+	"os"
+	"os/user"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Defaults, see DESIGN.md §11 of the product: the server's lease TTL is 30 s
+// and the client renews every TTL/3.
+const (
+	defaultCallTimeout = 5 * time.Second
+	defaultLeaseTTL    = 30 * time.Second
+	// minRenewInterval keeps a tiny TTL from turning the renewer into a busy loop.
+	minRenewInterval = 50 * time.Millisecond
+	backoffStart     = 50 * time.Millisecond
+	backoffMax       = time.Second
+)
+
+// Option configures a Client in New.
+type Option func(*config)
+
+type config struct {
+	dialOpts      []grpc.DialOption
+	user, host    string
+	pid           int64
+	clientID      string
+	callTimeout   time.Duration
+	renewInterval time.Duration // 0: TTL/3 of the shortest held lease
+	protocol      uint32
+	logger        *slog.Logger
+}
+
+func defaultConfig() config {
+	host, _ := os.Hostname()
+	return config{
+		user:        currentUser(),
+		host:        host,
+		pid:         int64(os.Getpid()),
+		clientID:    rand.Text(),
+		callTimeout: defaultCallTimeout,
+		protocol:    ProtocolVersion,
+		logger:      slog.New(slog.DiscardHandler),
+	}
+}
+
+// currentUser falls back to $USER because os/user can fail in minimal
+// containers (no /etc/passwd entry for the uid), and a lease should still
+// name somebody.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if name := os.Getenv("USER"); name != "" {
+		return name
+	}
+	return "unknown"
+}
+
+// WithDialOptions adds gRPC dial options after the defaults (insecure
+// transport credentials), so grpc.WithTransportCredentials here replaces them.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
+}
+
+// WithIdentity sets who the leases are taken for, as shown by the usage
+// listings. Defaults: the OS user name, os.Hostname, os.Getpid and a random
+// client id. Empty strings and a zero pid keep the default.
+func WithIdentity(user, host string, pid int64, clientID string) Option {
+	return func(c *config) {
+		if user != "" {
+			c.user = user
+		}
+		if host != "" {
+			c.host = host
+		}
+		if pid != 0 {
+			c.pid = pid
+		}
+		if clientID != "" {
+			c.clientID = clientID
+		}
+	}
+}
+
+// WithCallTimeout sets the timeout of one attempt against one member
+// (default 5 s). A call as a whole is bounded by the caller's context; an
+// attempt that times out is retried on the next member.
+func WithCallTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.callTimeout = d
+		}
+	}
+}
+
+// WithRenewInterval fixes the renewal interval instead of TTL/3 of the
+// shortest held lease.
+func WithRenewInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.renewInterval = d
+		}
+	}
+}
+
+// WithProtocolVersion overrides the protocol version sent; meant for tests
+// of version negotiation.
+func WithProtocolVersion(v uint32) Option {
+	return func(c *config) { c.protocol = v }
+}
+
+// WithLogger sets where the client logs failovers and lost leases
+// (default: nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}

@@ -1,0 +1,73 @@
+// Command triadd runs one member of a Triad license cluster.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/triadlm/triad/server"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "triadd",
+		Usage: "run one member of a Triad license cluster",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "JSON config file with the same keys as the flags (flags win)"},
+			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: hostname)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "data directory (Raft log, snapshots, computer ID)"},
+			&cli.StringFlag{Name: "listen", Usage: "licensing and admin gRPC address", Value: server.DefaultListen},
+			&cli.StringFlag{Name: "raft-listen", Usage: "failover (Raft) address", Value: server.DefaultRaftListen},
+			&cli.StringFlag{Name: "http-listen", Usage: "HTTP status address", Value: server.DefaultHTTPListen},
+			&cli.StringSliceFlag{Name: "trust", Usage: "vendor public key file to trust (repeatable)"},
+			&cli.StringFlag{Name: "log-file", Usage: "write the structured log here instead of stderr"},
+			&cli.DurationFlag{Name: "lease-ttl", Usage: "default lease TTL", Value: server.DefaultLeaseTTL},
+			&cli.DurationFlag{Name: "test-clock-offset", Usage: "TEST ONLY: shift this member's wall clock", Hidden: true},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "triadd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	var cfg server.Config
+	if p := c.String("config"); p != "" {
+		if err := server.LoadConfigFile(p, &cfg); err != nil {
+			return err
+		}
+	}
+	set := func(flag string, dst *string) {
+		if c.IsSet(flag) || *dst == "" {
+			*dst = c.String(flag)
+		}
+	}
+	set("name", &cfg.Name)
+	set("data-dir", &cfg.DataDir)
+	set("listen", &cfg.Listen)
+	set("raft-listen", &cfg.RaftListen)
+	set("http-listen", &cfg.HTTPListen)
+	set("log-file", &cfg.LogFile)
+	if c.IsSet("trust") || len(cfg.Trust) == 0 {
+		cfg.Trust = c.StringSlice("trust")
+	}
+	cfg.LeaseTTL = c.Duration("lease-ttl")
+	cfg.ClockOffset = c.Duration("test-clock-offset")
+
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "triadd %s: member %s listening on %s (http %s)\n", server.Version, cfg.Name, s.Addr(), s.HTTPAddr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	s.Stop()
+	return nil
+}

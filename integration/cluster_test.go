@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+func newClient(t *testing.T, servers string) *client.Client {
+	t.Helper()
+	cl, err := client.New(strings.Split(servers, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func TestFormCheckoutToCapacity(t *testing.T) {
+	c := formedWithLicense(t, 5)
+
+	var show struct {
+		Name, Mode string
+		ComputerID string `json:"computer_id"`
+	}
+	ctlJSON(t, c.members[1].addr, &show, "server", "show")
+	if show.Name != "bravo" || show.Mode != "failover" || !strings.HasPrefix(show.ComputerID, "TRD-") {
+		t.Fatalf("server show = %+v, want bravo / failover / a computer ID", show)
+	}
+	waitFor(t, 10*time.Second, "cluster status operational with three up links", func() error {
+		s, err := c.status(c.members[2])
+		if err != nil {
+			return err
+		}
+		up := 0
+		for _, l := range s.Links {
+			if l.State == "up" {
+				up++
+			}
+		}
+		if s.Status != "operational" || s.Leader == "" || len(s.Members) != 3 || len(s.Links) != 3 || up != 3 {
+			return fmt.Errorf("status %+v", s)
+		}
+		return nil
+	})
+
+	cl := newClient(t, c.servers())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := map[uint64]bool{}
+	for i := 0; i < 5; i++ {
+		l, err := cl.Checkout(ctx, client.CheckoutRequest{Feature: "cad", Version: 1})
+		if err != nil {
+			t.Fatalf("checkout %d: %v", i, err)
+		}
+		ids[l.ID()] = true
+	}
+	if len(ids) != 5 {
+		t.Fatalf("lease ids %v: want 5 distinct", ids)
+	}
+	_, err := cl.Checkout(ctx, client.CheckoutRequest{Feature: "cad", Version: 1})
+	if !errors.Is(err, client.ErrNoSeat) || grpcstatus.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("sixth checkout: got %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if !strings.Contains(err.Error(), "no seat left for cad v 1 (5 of 5 in use)") && !strings.Contains(err.Error(), "no seat left for cad v1 (5 of 5 in use)") {
+		t.Errorf("denial message %q does not say which feature and how many seats", err)
+	}
+	// The CLI says the same and exits non-zero.
+	if _, err := ctlOn(t, c.servers(), "checkout", "--feature", "cad", "--hold", "1s"); err == nil || !strings.Contains(err.Error(), "no seat left") {
+		t.Fatalf("triadctl checkout over capacity: %v", err)
+	}
+	// Every member reports the same usage.
+	for _, m := range c.members {
+		rows := c.usage(m.addr)
+		if len(rows) != 1 || rows[0].Feature != "cad" || rows[0].Capacity != 5 || rows[0].InUse != 5 {
+			t.Fatalf("usage on %s = %+v, want cad 5/5", m.name, rows)
+		}
+	}
+	var lic []struct {
+		Serial string
+		State  string
+	}
+	ctlJSON(t, c.servers(), &lic, "license", "list")
+	if len(lic) != 1 || lic[0].State != "valid" {
+		t.Fatalf("license list = %+v", lic)
+	}
+	// Unknown feature: NOT_FOUND.
+	_, err = cl.Checkout(ctx, client.CheckoutRequest{Feature: "nope"})
+	if grpcstatus.Code(err) != codes.NotFound {
+		t.Fatalf("unknown feature: %v, want NOT_FOUND", err)
+	}
+}
+
+func TestCLICheckoutHoldsAndReleases(t *testing.T) {
+	c := formedWithLicense(t, 2)
+	out, err := ctlOn(t, c.servers(), "--output", "json", "checkout", "--feature", "cad", "--version", "1", "--count", "2", "--hold", "2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(out), "{\n  \"count\"") && !strings.Contains(out, "\"lease_id\"") {
+		t.Fatalf("checkout output %q has no lease_id", out)
+	}
+	if !strings.Contains(out, "\"released\": true") {
+		t.Fatalf("checkout output %q does not say the lease was released", out)
+	}
+	rows := c.usage(c.servers())
+	if rows[0].InUse != 0 {
+		t.Fatalf("after release in_use = %d", rows[0].InUse)
+	}
+}
+
+func TestFormationRefusals(t *testing.T) {
+	c := startCluster(t)
+	a, b, cc := c.members[0], c.members[1], c.members[2]
+	cases := []struct {
+		name, members, want string
+	}{
+		{"one member", a.addr, "exactly three members; got 1"},
+		{"two members", a.addr + "," + b.addr, "exactly three members; got 2"},
+		{"four members", c.servers() + ",127.0.0.1:1", "exactly three members; got 4"},
+		{"unreachable member", a.addr + "," + b.addr + ",127.0.0.1:1", "127.0.0.1:1 is unreachable"},
+		{"duplicate", a.addr + "," + b.addr + "," + b.addr, "listed twice"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ctlOn(t, a.addr, "cluster", "create", "--members", tc.members)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// No failed attempt formed anything.
+	var show struct{ Mode string }
+	ctlJSON(t, a.addr, &show, "server", "show")
+	if show.Mode != "unconfigured" {
+		t.Fatalf("mode after refused formations = %q", show.Mode)
+	}
+	// A license cannot be enrolled before formation.
+	path := c.issue("early", "--feature", "cad:1:1", "--valid-until", "2099-01-01")
+	if _, err := ctlOn(t, a.addr, "license", "enroll", path); err == nil || !strings.Contains(err.Error(), "not formed") {
+		t.Fatalf("enroll before formation: %v", err)
+	}
+	c.form()
+	for _, m := range []*member{a, b, cc} {
+		ctlJSON(t, m.addr, &show, "server", "show")
+		if show.Mode != "failover" {
+			t.Fatalf("%s mode = %q after formation", m.name, show.Mode)
+		}
+	}
+	_, err := ctlOn(t, b.addr, "cluster", "create", "--members", c.servers())
+	if err == nil || !strings.Contains(err.Error(), "already belongs to a failover cluster") {
+		t.Fatalf("second formation: %v", err)
+	}
+	// A fourth member cannot join: it is refused as a member of a formed set.
+	d := newMember(t, "delta", "")
+	_, err = ctlOn(t, d.addr, "cluster", "create", "--members", a.addr+","+b.addr+","+d.addr)
+	if err == nil || !strings.Contains(err.Error(), "already belongs to a failover cluster") {
+		t.Fatalf("joining formed members: %v", err)
+	}
+	// Standalone works on a fresh member.
+	e := newMember(t, "echo", "")
+	if _, err := ctlOn(t, e.addr, "cluster", "create", "--standalone"); err != nil {
+		t.Fatal(err)
+	}
+	ctlJSON(t, e.addr, &show, "server", "show")
+	if show.Mode != "standalone" {
+		t.Fatalf("standalone mode = %q", show.Mode)
+	}
+}
+
+func TestEnrollmentChecks(t *testing.T) {
+	c := startCluster(t)
+	c.form()
+	ids := c.computerIDs()
+	other := startCluster(t) // a second vendor key, untrusted by c
+	cases := []struct {
+		name string
+		path func() string
+		want string
+	}{
+		{"wrong binding", func() string {
+			return c.issueWith("bind", c.vendorKey(), ids[0]+","+ids[1]+",TRD-0000-0000-0000-0000", "--feature", "cad:1:1", "--valid-until", "2099-01-01")
+		}, "computer"},
+		{"expired", func() string {
+			return c.issueWith("old", c.vendorKey(), strings.Join(ids, ","), "--feature", "cad:1:1", "--valid-after", "2020-01-01", "--valid-until", "2021-01-01")
+		}, "expired"},
+		{"untrusted signature", func() string {
+			return c.issueWith("foreign", other.vendorKey(), strings.Join(ids, ","), "--feature", "cad:1:1", "--valid-until", "2099-01-01")
+		}, "signature"},
+		{"corrupt file", func() string { return c.writeFile("corrupt.lic", "body: !!!\n") }, "corrupt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ctlOn(t, c.servers(), "license", "enroll", tc.path())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	var lic []any
+	ctlJSON(t, c.servers(), &lic, "license", "list")
+	if len(lic) != 0 {
+		t.Fatalf("refused licenses were enrolled: %v", lic)
+	}
+}
+
+func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
+	c := formedWithLicense(t, 3)
+	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var first uint64
+	// The same request id sent to every member (a retry after a failover).
+	for i, m := range c.members {
+		resp, err := licensing(t, m.addr).Checkout(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = resp.GetLease().GetLeaseId()
+		} else if resp.GetLease().GetLeaseId() != first {
+			t.Fatalf("retry on %s got lease %d, first got %d", m.name, resp.GetLease().GetLeaseId(), first)
+		}
+	}
+	if rows := c.usage(c.servers()); rows[0].InUse != 1 {
+		t.Fatalf("in_use = %d after three tries of one request id", rows[0].InUse)
+	}
+	// A wrong protocol version is refused with the documented message.
+	_, err := licensing(t, c.members[0].addr).Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: 99, RequestId: "x", Feature: "cad"})
+	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 1") {
+		t.Fatalf("protocol mismatch: %v", err)
+	}
+}

@@ -1,0 +1,344 @@
+// Package integration runs real triadd processes on loopback and checks the
+// cluster's behaviour from outside: formation, leasing, failover, restart.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "triad-bin-")
+	if err != nil {
+		panic(err)
+	}
+	for _, name := range []string{"triadd", "triadctl"} {
+		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, name), "../cmd/"+name)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", name, ":", err)
+			os.Exit(1)
+		}
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// member is one triadd process.
+type member struct {
+	t                        *testing.T
+	name, dir                string
+	addr, raftAddr, httpAddr string
+	trust                    string
+	extra                    []string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
+}
+
+func newMember(t *testing.T, name, trust string, extra ...string) *member {
+	m := &member{t: t, name: name, dir: t.TempDir(), addr: freeAddr(t), raftAddr: freeAddr(t), httpAddr: freeAddr(t), trust: trust, extra: extra}
+	m.start()
+	t.Cleanup(m.kill)
+	return m
+}
+
+func (m *member) start() {
+	m.t.Helper()
+	args := []string{"--name", m.name, "--data-dir", m.dir, "--listen", m.addr, "--raft-listen", m.raftAddr,
+		"--http-listen", m.httpAddr, "--log-file", filepath.Join(m.dir, "triadd.log")}
+	if m.trust != "" {
+		args = append(args, "--trust", m.trust)
+	}
+	args = append(args, m.extra...)
+	m.cmd = exec.Command(filepath.Join(binDir, "triadd"), args...)
+	var stderr bytes.Buffer
+	m.cmd.Stderr = &stderr
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	m.exited = make(chan struct{})
+	go func() { m.cmd.Wait(); close(m.exited) }()
+	waitFor(m.t, 20*time.Second, "member "+m.name+" listening", func() error {
+		select {
+		case <-m.exited:
+			return fmt.Errorf("triadd exited: %s", stderr.String())
+		default:
+		}
+		_, err := ctlOn(m.t, m.addr, "server", "show")
+		return err
+	})
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (m *member) kill() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGKILL)
+	<-m.exited
+	m.cmd = nil
+}
+
+// stop sends SIGTERM (graceful shutdown) and waits.
+func (m *member) stop() {
+	m.t.Helper()
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(20 * time.Second):
+		m.t.Fatalf("member %s did not stop within 20 s after SIGTERM", m.name)
+	}
+	m.cmd = nil
+}
+
+func (m *member) log() string {
+	b, _ := os.ReadFile(filepath.Join(m.dir, "triadd.log"))
+	return string(b)
+}
+
+// ctlOn runs triadctl against servers and returns stdout, or an error
+// carrying stderr.
+func ctlOn(t *testing.T, servers string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "triadctl"), append([]string{"--server", servers}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("triadctl %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func ctlJSON(t *testing.T, servers string, v any, args ...string) {
+	t.Helper()
+	out, err := ctlOn(t, servers, append([]string{"--output", "json"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("triadctl %v: bad JSON %q: %v", args, out, err)
+	}
+}
+
+// waitFor polls f until it succeeds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cluster is three formed members with a trusted vendor key.
+type cluster struct {
+	t       *testing.T
+	dir     string
+	members []*member
+}
+
+func (c *cluster) servers() string {
+	var s []string
+	for _, m := range c.members {
+		s = append(s, m.addr)
+	}
+	return strings.Join(s, ",")
+}
+
+func (c *cluster) vendorKey() string { return filepath.Join(c.dir, "vendor.key") }
+
+// startCluster starts three unconfigured members trusting a fresh vendor key.
+func startCluster(t *testing.T) *cluster {
+	c := &cluster{t: t, dir: t.TempDir()}
+	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "vendor")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"alpha", "bravo", "charlie"} {
+		c.members = append(c.members, newMember(t, n, filepath.Join(c.dir, "vendor.pub")))
+	}
+	return c
+}
+
+// form forms the cluster through the first member.
+func (c *cluster) form() {
+	c.t.Helper()
+	if _, err := ctlOn(c.t, c.members[0].addr, "cluster", "create", "--members", c.servers()); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) computerIDs() []string {
+	var ids []string
+	for _, m := range c.members {
+		var show struct {
+			ComputerID string `json:"computer_id"`
+		}
+		ctlJSON(c.t, m.addr, &show, "server", "show")
+		ids = append(ids, show.ComputerID)
+	}
+	return ids
+}
+
+// issue writes a license for this cluster and returns its path.
+func (c *cluster) issue(name string, extra ...string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, name+".lic")
+	args := append([]string{"vendor", "issue", "--key", c.vendorKey(), "--customer", "Test Co",
+		"--computer-ids", strings.Join(c.computerIDs(), ","), "--out", path}, extra...)
+	if _, err := ctlOn(c.t, "127.0.0.1:1", args...); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+func (c *cluster) enroll(path string) {
+	c.t.Helper()
+	if _, err := ctlOn(c.t, c.servers(), "license", "enroll", path); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// formedWithLicense forms a cluster and enrolls seats of feature "cad" v1.
+func formedWithLicense(t *testing.T, seats int) *cluster {
+	c := startCluster(t)
+	c.form()
+	c.enroll(c.issue("cad", "--feature", fmt.Sprintf("cad:1:%d", seats), "--valid-until", time.Now().AddDate(1, 0, 0).Format("2006-01-02")))
+	return c
+}
+
+type status struct {
+	Status  string `json:"status"`
+	Leader  string `json:"leader"`
+	Mode    string `json:"mode"`
+	Member  string `json:"member"`
+	Members []struct {
+		Name    string `json:"name"`
+		Address string `json:"address"`
+		Role    string `json:"role"`
+	} `json:"members"`
+	Links []struct {
+		A     string `json:"a"`
+		B     string `json:"b"`
+		State string `json:"state"`
+	} `json:"links"`
+	CommitIndex  string `json:"commit_index"`
+	AppliedIndex string `json:"applied_index"`
+}
+
+func (c *cluster) status(m *member) (status, error) {
+	var s status
+	out, err := ctlOn(c.t, m.addr, "--output", "json", "--timeout", "3s", "cluster", "status")
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal([]byte(out), &s)
+}
+
+func (c *cluster) member(name string) *member {
+	for _, m := range c.members {
+		if m.name == name {
+			return m
+		}
+	}
+	c.t.Fatalf("no member %q", name)
+	return nil
+}
+
+// leader waits until m reports a leader and returns it.
+func (c *cluster) leader(m *member) *member {
+	c.t.Helper()
+	var name string
+	waitFor(c.t, 10*time.Second, "a leader", func() error {
+		s, err := c.status(m)
+		if err != nil {
+			return err
+		}
+		if s.Leader == "" {
+			return fmt.Errorf("no leader yet")
+		}
+		name = s.Leader
+		return nil
+	})
+	return c.member(name)
+}
+
+// licensing is a raw gRPC Licensing client to one member.
+func licensing(t *testing.T, addr string) triadv1.LicensingClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return triadv1.NewLicensingClient(conn)
+}
+
+type usageRow struct {
+	Feature  string `json:"feature"`
+	Version  uint32 `json:"version"`
+	Capacity uint32 `json:"capacity"`
+	InUse    uint32 `json:"in_use"`
+}
+
+func (c *cluster) usage(servers string) []usageRow {
+	var rows []usageRow
+	ctlJSON(c.t, servers, &rows, "usage", "features", "--consistent")
+	return rows
+}
+
+// issueWith signs a license with any key for any computer IDs.
+func (c *cluster) issueWith(name, key, ids string, extra ...string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, name+".lic")
+	args := append([]string{"vendor", "issue", "--key", key, "--customer", "Test Co", "--computer-ids", ids, "--out", path}, extra...)
+	if _, err := ctlOn(c.t, "127.0.0.1:1", args...); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+func (c *cluster) writeFile(name, content string) string {
+	path := filepath.Join(c.dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,152 @@
+package license
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Validate checks the rules every license body must meet, whether it is about
+// to be signed or was just read from a file. The first problem found is
+// returned, naming the field and what to change.
+func (b *Body) Validate() error {
+	if b.FormatVersion != FormatVersion {
+		return fmt.Errorf("format_version is %d; this version of Triad writes and reads only %d", b.FormatVersion, FormatVersion)
+	}
+	if err := checkText("serial", b.Serial, 128); err != nil {
+		return err
+	}
+	if err := checkText("issued_to", b.IssuedTo, 256); err != nil {
+		return err
+	}
+	if b.Description != "" {
+		if err := checkText("description", b.Description, 4096); err != nil {
+			return err
+		}
+	}
+	if b.IssuedAt.IsZero() {
+		return errors.New("issued_at is not set: give the time the license is issued")
+	}
+	if b.ValidAfter.IsZero() {
+		return errors.New("valid_after is not set: give the first day the license may be used")
+	}
+	if b.ValidUntil.IsZero() {
+		return errors.New("valid_until is not set: give the last day the license may be used")
+	}
+	if !b.ValidUntil.After(b.ValidAfter) {
+		return fmt.Errorf("valid_until (%s) is not after valid_after (%s): give a later valid_until or an earlier valid_after",
+			fmtTime(b.ValidUntil), fmtTime(b.ValidAfter))
+	}
+	for i, s := range b.Supersedes {
+		if err := checkText(fmt.Sprintf("supersedes[%d]", i), s, 128); err != nil {
+			return err
+		}
+		if s == b.Serial {
+			return fmt.Errorf("supersedes[%d] is the license's own serial %q: a license cannot supersede itself", i, s)
+		}
+	}
+	if err := b.Binding.validate(); err != nil {
+		return err
+	}
+	return validateFeatures(b.Features)
+}
+
+func (bd *Binding) validate() error {
+	var want int
+	switch bd.Mode {
+	case ModeStandalone:
+		want = 1
+	case ModeFailover:
+		want = 3
+	default:
+		return fmt.Errorf("binding.mode is %q: use %q (one member) or %q (three members)", bd.Mode, ModeStandalone, ModeFailover)
+	}
+	if len(bd.ComputerIDs) != want {
+		return fmt.Errorf("binding.computer_ids has %d ids but a %s license needs exactly %d: give the computer id of every member",
+			len(bd.ComputerIDs), bd.Mode, want)
+	}
+	seen := make(map[string]bool, len(bd.ComputerIDs))
+	for i, id := range bd.ComputerIDs {
+		if err := checkText(fmt.Sprintf("binding.computer_ids[%d]", i), id, 256); err != nil {
+			return err
+		}
+		if seen[id] {
+			return fmt.Errorf("binding.computer_ids lists %q twice: the three members of a failover cluster need three different computer ids", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+type featureKey struct {
+	name    string
+	version uint32
+}
+
+func validateFeatures(fs []Feature) error {
+	if len(fs) == 0 {
+		return errors.New("features is empty: a license must grant at least one feature")
+	}
+	seen := make(map[featureKey]int, len(fs))
+	for i, f := range fs {
+		if err := checkFeatureName(f.Name); err != nil {
+			return fmt.Errorf("features[%d]: %w", i, err)
+		}
+		where := fmt.Sprintf("features[%d] (%s version %d)", i, f.Name, f.Version)
+		if f.Count < 1 {
+			return fmt.Errorf("%s: count is 0: give a count of at least 1", where)
+		}
+		switch f.Model {
+		case "", ModelConcurrent, ModelNamedUser:
+		default:
+			return fmt.Errorf("%s: model is %q: use %q or %q", where, f.Model, ModelConcurrent, ModelNamedUser)
+		}
+		switch f.Limit {
+		case "", LimitHard, LimitSoft:
+		default:
+			return fmt.Errorf("%s: limit is %q: use %q or %q", where, f.Limit, LimitHard, LimitSoft)
+		}
+		k := featureKey{f.Name, f.Version}
+		if j, dup := seen[k]; dup {
+			return fmt.Errorf("%s: same name and version as features[%d]: merge them into one entry with the summed count", where, j)
+		}
+		seen[k] = i
+	}
+	return nil
+}
+
+// checkFeatureName enforces [A-Za-z0-9_.-]{1,64}: names travel in requests,
+// logs and access-rule files, where spaces or punctuation would be ambiguous.
+func checkFeatureName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("feature name %q must be 1 to 64 characters long", name)
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
+		if !ok {
+			return fmt.Errorf("feature name %q may contain only letters, digits, '_', '.' and '-'", name)
+		}
+	}
+	return nil
+}
+
+// checkText rejects empty, over-long, non-UTF-8 or control-character text.
+// Such values end up in the file's comment lines and in error messages,
+// where a newline would forge a line and bad UTF-8 would not survive JSON.
+func checkText(field, s string, max int) error {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("%s is empty: give a value", field)
+	}
+	if len(s) > max {
+		return fmt.Errorf("%s is %d bytes long: shorten it to at most %d", field, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8: use plain text", field)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%s %q contains a control character (such as a newline or tab): use one line of plain text", field, s)
+	}
+	return nil
+}

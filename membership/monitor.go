@@ -1,0 +1,271 @@
+package membership
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/triadlm/triad/proto/peerpb"
+)
+
+// Link states and status words, exactly as shown in CLI, API and dashboard.
+const (
+	LinkUp      = "up"
+	LinkDown    = "down"
+	LinkUnknown = "unknown"
+
+	StatusOperational          = "operational"
+	StatusPartiallyOperational = "partially operational"
+	StatusNotOperational       = "not operational"
+)
+
+// Defaults from DESIGN §11.
+const (
+	DefaultInterval  = time.Second
+	DefaultFailAfter = 5 * time.Second
+)
+
+// Peer is another member, by name and licensing (gRPC) address.
+type Peer struct {
+	Name string
+	Addr string
+}
+
+// Link is one edge of the membership triangle, with A < B.
+type Link struct {
+	A, B  string
+	State string
+}
+
+// PingFunc sends one heartbeat to addr; the server supplies it (gRPC).
+type PingFunc func(ctx context.Context, addr string, req *peerpb.PingRequest) (*peerpb.PingResponse, error)
+
+// Monitor runs the heartbeat of one member and answers for all links.
+type Monitor struct {
+	interval  time.Duration
+	failAfter time.Duration
+	ping      PingFunc
+	now       func() time.Time // wall clock sent to peers (may be shifted in tests)
+
+	mu      sync.Mutex
+	self    string
+	peers   []Peer
+	started time.Time
+	heard   map[string]time.Time         // last reply from / ping by the peer (monotonic)
+	views   map[string]map[string]string // peer -> its view of its links
+	offsets map[string]time.Duration     // peer clock minus ours
+	viewAt  map[string]time.Time         // when the view was received
+}
+
+// NewMonitor makes a monitor; SetPeers gives it the other members once the
+// cluster is formed. now is the wall clock this member reports.
+func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, now func() time.Time) *Monitor {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	if failAfter <= 0 {
+		failAfter = DefaultFailAfter
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Monitor{
+		interval: interval, failAfter: failAfter, ping: ping, now: now,
+		self: self, started: time.Now(),
+		heard: map[string]time.Time{}, views: map[string]map[string]string{},
+		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{},
+	}
+}
+
+// SetPeers sets the other members (zero for standalone, two for failover).
+func (m *Monitor) SetPeers(peers []Peer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.peers = append([]Peer(nil), peers...)
+}
+
+// Peers returns the other members.
+func (m *Monitor) Peers() []Peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Peer(nil), m.peers...)
+}
+
+// Run pings every peer every interval until ctx ends.
+func (m *Monitor) Run(ctx context.Context) {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		m.pingAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Monitor) pingAll(ctx context.Context) {
+	peers := m.Peers()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func(p Peer) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, m.interval)
+			defer cancel()
+			sent := m.now()
+			resp, err := m.ping(cctx, p.Addr, &peerpb.PingRequest{From: m.self, NowMs: sent.UnixMilli(), Links: m.ownView()})
+			if err != nil || resp.GetName() != p.Name {
+				return
+			}
+			m.record(p.Name, resp.GetNowMs(), resp.GetLinks(), sent, m.now())
+		}(p)
+	}
+	wg.Wait()
+}
+
+// HandlePing answers a peer's ping; receiving it also proves the link works.
+func (m *Monitor) HandlePing(req *peerpb.PingRequest) *peerpb.PingResponse {
+	now := m.now()
+	m.mu.Lock()
+	known := false
+	for _, p := range m.peers {
+		known = known || p.Name == req.GetFrom()
+	}
+	m.mu.Unlock()
+	if known {
+		m.record(req.GetFrom(), req.GetNowMs(), req.GetLinks(), now, now)
+	}
+	return &peerpb.PingResponse{Name: m.self, NowMs: now.UnixMilli(), Links: m.ownView()}
+}
+
+func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView, sent, recv time.Time) {
+	// The peer read its clock somewhere between our send and receive.
+	mid := sent.Add(recv.Sub(sent) / 2)
+	view := make(map[string]string, len(links))
+	for _, l := range links {
+		view[l.GetPeer()] = l.GetState()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.heard[peer] = time.Now()
+	m.views[peer] = view
+	m.viewAt[peer] = time.Now()
+	m.offsets[peer] = time.UnixMilli(peerNowMs).Sub(mid)
+}
+
+// ownView is this member's view of its own links, sent with every ping.
+func (m *Monitor) ownView() []*peerpb.LinkView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*peerpb.LinkView, 0, len(m.peers))
+	for _, p := range m.peers {
+		out = append(out, &peerpb.LinkView{Peer: p.Name, State: m.ownStateLocked(p.Name)})
+	}
+	return out
+}
+
+func (m *Monitor) ownStateLocked(peer string) string {
+	last, ok := m.heard[peer]
+	if ok && time.Since(last) < m.failAfter {
+		return LinkUp
+	}
+	if !ok && time.Since(m.started) < m.failAfter {
+		return LinkUnknown
+	}
+	return LinkDown
+}
+
+// PeerUp reports whether peer answered within the failure window.
+func (m *Monitor) PeerUp(peer string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ownStateLocked(peer) == LinkUp
+}
+
+// ClockOffsets returns each peer's clock minus ours, as last measured.
+func (m *Monitor) ClockOffsets() map[string]time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]time.Duration, len(m.offsets))
+	for k, v := range m.offsets {
+		out[k] = v
+	}
+	return out
+}
+
+// Links returns the three links of a failover cluster (none for standalone),
+// sorted. Links of this member come from its own pings; the link between the
+// two peers comes from their views, taken only from a peer that is itself up.
+func (m *Monitor) Links() []Link {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var links []Link
+	for _, p := range m.peers {
+		links = append(links, newLink(m.self, p.Name, m.ownStateLocked(p.Name)))
+	}
+	if len(m.peers) == 2 {
+		a, b := m.peers[0].Name, m.peers[1].Name
+		links = append(links, newLink(a, b, m.remoteStateLocked(a, b)))
+	}
+	sort.Slice(links, func(i, j int) bool {
+		if links[i].A != links[j].A {
+			return links[i].A < links[j].A
+		}
+		return links[i].B < links[j].B
+	})
+	return links
+}
+
+func (m *Monitor) remoteStateLocked(a, b string) string {
+	var states []string
+	for _, x := range [][2]string{{a, b}, {b, a}} {
+		if m.ownStateLocked(x[0]) != LinkUp {
+			continue
+		}
+		if s, ok := m.views[x[0]][x[1]]; ok && s != "" {
+			states = append(states, s)
+		}
+	}
+	switch {
+	case len(states) == 0:
+		return LinkUnknown
+	case len(states) == 2 && states[0] != states[1]:
+		// One side still hears the other: the link carries traffic one way.
+		// Report the pessimistic view so operators look at it.
+		return LinkDown
+	default:
+		return states[0]
+	}
+}
+
+func newLink(a, b, state string) Link {
+	if b < a {
+		a, b = b, a
+	}
+	return Link{A: a, B: b, State: state}
+}
+
+// Status is the cluster status word for a set of links. A standalone member
+// (no links) is operational by itself.
+func Status(links []Link) string {
+	if len(links) == 0 {
+		return StatusOperational
+	}
+	up := 0
+	for _, l := range links {
+		if l.State == LinkUp {
+			up++
+		}
+	}
+	switch {
+	case up >= 2:
+		return StatusOperational
+	case up == 1:
+		return StatusPartiallyOperational
+	default:
+		return StatusNotOperational
+	}
+}

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/membership"
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// Modes as shown by `server show`.
+const (
+	ModeUnconfigured = "unconfigured"
+	ModeStandalone   = "standalone"
+	ModeFailover     = "failover"
+)
+
+// maxClockSkew is the largest clock difference tolerated between members.
+const maxClockSkew = time.Hour
+
+// cluster returns the formed cluster: the FSM's record, or the formation
+// this member was bootstrapped with while the FSM has not recorded it yet.
+func (s *Server) cluster() *fsmpb.FormCluster {
+	if c := s.fsm.Cluster(); c != nil {
+		return c
+	}
+	s.formMu.Lock()
+	defer s.formMu.Unlock()
+	return s.formation
+}
+
+func (s *Server) mode() string {
+	if c := s.cluster(); c != nil {
+		return c.GetMode()
+	}
+	return ModeUnconfigured
+}
+
+func (s *Server) setPeers(c *fsmpb.FormCluster) {
+	var peers []membership.Peer
+	for _, m := range c.GetMembers() {
+		if m.GetName() != s.cfg.Name {
+			peers = append(peers, membership.Peer{Name: m.GetName(), Addr: m.GetGrpcAddress()})
+		}
+	}
+	s.mon.SetPeers(peers)
+}
+
+// memberByName finds a member of the formed cluster.
+func (s *Server) memberByName(name string) *fsmpb.Member {
+	for _, m := range s.cluster().GetMembers() {
+		if m.GetName() == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// info answers Peer.Info for formation checks.
+func (s *Server) info() *peerpb.InfoResponse {
+	adv, _ := resolveAdvertise(s.cfg.RaftListen)
+	return &peerpb.InfoResponse{
+		Name:                s.cfg.Name,
+		ComputerId:          s.computerID,
+		Version:             Version,
+		PeerProtocolVersion: PeerProtocolVersion,
+		Mode:                s.mode(),
+		NowMs:               s.nowMs(),
+		RaftAddress:         s.advertisedRaft(adv.String()),
+		GrpcAddress:         s.Addr(),
+		CommitIndex:         s.node.raft.CommitIndex(),
+		IsLeader:            s.isLeader(),
+	}
+}
+
+func (s *Server) advertisedRaft(resolved string) string {
+	host, _, _ := net.SplitHostPort(s.cfg.RaftListen)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		_, port, _ := net.SplitHostPort(resolved)
+		return ":" + port // the forming member fills in the host
+	}
+	return resolved
+}
+
+// FormCluster forms the cluster from the member contacted (admin.Backend).
+func (s *Server) FormCluster(ctx context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error) {
+	mode := ModeFailover
+	if standalone {
+		mode = ModeStandalone
+		if len(members) == 0 {
+			members = []string{s.Addr()}
+		}
+		if len(members) != 1 {
+			return nil, status.Errorf(codes.InvalidArgument, "a standalone cluster has exactly one member; got %d (%s): drop --members or name only this member", len(members), strings.Join(members, ", "))
+		}
+	} else if len(members) != 3 {
+		return nil, status.Errorf(codes.InvalidArgument, "a failover cluster has exactly three members; got %d (%s): pass --members A,B,C with the three licensing addresses, or --standalone for a single member", len(members), strings.Join(members, ", "))
+	}
+	seen := map[string]bool{}
+	for _, m := range members {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "member address %q is not HOST:PORT", m)
+		}
+		if seen[m] {
+			return nil, status.Errorf(codes.InvalidArgument, "member %s is listed twice: a failover cluster needs three different members", m)
+		}
+		seen[m] = true
+	}
+	if m := s.mode(); m != ModeUnconfigured {
+		return nil, status.Errorf(codes.FailedPrecondition, "this member already belongs to a %s cluster: a cluster is formed once and its members cannot change (use `cluster replace-member` to replace a dead machine)", m)
+	}
+
+	infos := make([]*peerpb.InfoResponse, len(members))
+	for i, addr := range members {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		info, err := s.peerClient(addr).Info(cctx, &peerpb.InfoRequest{})
+		cancel()
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "member %s is unreachable (%v): start triadd there and check the address and firewall, then retry", addr, status.Convert(err).Message())
+		}
+		infos[i] = info
+	}
+	fc := &fsmpb.FormCluster{Mode: mode}
+	self := false
+	names, ids := map[string]string{}, map[string]string{}
+	for i, info := range infos {
+		addr := members[i]
+		switch {
+		case info.GetPeerProtocolVersion() != PeerProtocolVersion:
+			return nil, status.Errorf(codes.FailedPrecondition, "member %s runs an incompatible version (%s, peer protocol %d; this member: %s, protocol %d): run the same Triad version on all members", addr, info.GetVersion(), info.GetPeerProtocolVersion(), Version, PeerProtocolVersion)
+		case info.GetMode() != ModeUnconfigured:
+			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) already belongs to a %s cluster: only unconfigured members can form a cluster", addr, info.GetName(), info.GetMode())
+		}
+		if skew := time.Duration(info.GetNowMs()-s.nowMs()) * time.Millisecond; skew > maxClockSkew || skew < -maxClockSkew {
+			return nil, status.Errorf(codes.FailedPrecondition, "the clock of member %s (%s) differs from this member's by %s (at most %s allowed): synchronise the clocks (NTP) and retry", addr, info.GetName(), skew.Round(time.Second), maxClockSkew)
+		}
+		if other, dup := names[info.GetName()]; dup {
+			return nil, status.Errorf(codes.FailedPrecondition, "members %s and %s have the same name %q: give each member its own --name", other, addr, info.GetName())
+		}
+		if other, dup := ids[info.GetComputerId()]; dup {
+			return nil, status.Errorf(codes.FailedPrecondition, "members %s and %s have the same computer ID %s: they share a data directory or a copied one; give each member its own", other, addr, info.GetComputerId())
+		}
+		names[info.GetName()], ids[info.GetComputerId()] = addr, addr
+		self = self || info.GetComputerId() == s.computerID
+		raftAddr := info.GetRaftAddress()
+		if strings.HasPrefix(raftAddr, ":") {
+			host, _, _ := net.SplitHostPort(addr)
+			raftAddr = net.JoinHostPort(host, raftAddr[1:])
+		}
+		fc.Members = append(fc.Members, &fsmpb.Member{Name: info.GetName(), GrpcAddress: addr, RaftAddress: raftAddr, ComputerId: info.GetComputerId()})
+	}
+	if !self {
+		return nil, status.Errorf(codes.InvalidArgument, "the member contacted (%s) is not in --members %s: name it with the address the others reach it at", s.Addr(), strings.Join(members, ","))
+	}
+	sort.Slice(fc.Members, func(i, j int) bool { return fc.Members[i].GetName() < fc.Members[j].GetName() })
+
+	// Bootstrap every member with the same configuration. Two bootstrapped
+	// members already elect a leader; a third that missed it learns the
+	// configuration from the leader's log.
+	var failed []string
+	for _, m := range fc.GetMembers() {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.peerClient(m.GetGrpcAddress()).Bootstrap(cctx, &peerpb.BootstrapRequest{PeerProtocolVersion: PeerProtocolVersion, Cluster: fc})
+		cancel()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %s", m.GetName(), status.Convert(err).Message()))
+		}
+	}
+	if len(failed) == len(fc.GetMembers()) || (mode == ModeFailover && len(failed) > 1) {
+		return nil, status.Errorf(codes.Internal, "cluster formation failed: %s", strings.Join(failed, "; "))
+	}
+	// Wait until a leader has recorded the formation in the replicated state.
+	deadline := time.Now().Add(15 * time.Second)
+	for s.fsm.Cluster() == nil {
+		if time.Now().After(deadline) {
+			return nil, status.Errorf(codes.DeadlineExceeded, "members were bootstrapped but no leader recorded the formation within 15 s: check `cluster status` and the member logs")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if len(failed) > 0 {
+		s.log.Warn("a member missed the bootstrap; it will learn the configuration from the leader", "failed", failed)
+	}
+	leader, _ := s.leaderAddr()
+	resp := &triadv1.ClusterCreateResponse{Mode: mode, Leader: leader}
+	for _, m := range fc.GetMembers() {
+		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), RaftAddress: m.GetRaftAddress()})
+	}
+	return resp, nil
+}
+
+var errAlreadyFormed = errors.New("this member is already part of a cluster")
+
+// bootstrap makes this unconfigured member a voter of fc (Peer.Bootstrap).
+func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
+	s.formMu.Lock()
+	defer s.formMu.Unlock()
+	if s.formation != nil || s.fsm.Cluster() != nil {
+		return errAlreadyFormed
+	}
+	has, err := raft.HasExistingState(s.node.store, s.node.store, s.node.snaps)
+	if err != nil {
+		return err
+	}
+	if has {
+		return errAlreadyFormed
+	}
+	var me *fsmpb.Member
+	cfg := raft.Configuration{}
+	for _, m := range fc.GetMembers() {
+		if m.GetComputerId() == s.computerID {
+			me = m
+		}
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.GetName()), Address: raft.ServerAddress(m.GetRaftAddress())})
+	}
+	if me == nil || me.GetName() != s.cfg.Name {
+		return fmt.Errorf("this member (%s, computer ID %s) is not in the cluster being formed", s.cfg.Name, s.computerID)
+	}
+	if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
+		return err
+	}
+	if err := s.node.raft.BootstrapCluster(cfg).Error(); err != nil {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	s.formation = fc
+	s.setPeers(fc)
+	s.log.Info("cluster formed", "mode", fc.GetMode(), "members", len(fc.GetMembers()))
+	return nil
+}
+
+// ClusterStatus reports the cluster as this member sees it (admin.Backend).
+func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse {
+	leaderAddr, leaderName := s.leaderAddr()
+	links := s.mon.Links()
+	resp := &triadv1.ClusterStatusResponse{
+		Mode:         s.mode(),
+		Leader:       leaderName,
+		Member:       s.cfg.Name,
+		Term:         s.term(),
+		CommitIndex:  s.node.raft.CommitIndex(),
+		AppliedIndex: s.node.raft.AppliedIndex(),
+	}
+	_ = leaderAddr
+	if resp.Mode == ModeUnconfigured {
+		resp.Status = membership.StatusNotOperational
+		return resp
+	}
+	resp.Status = membership.Status(links)
+	for _, l := range links {
+		resp.Links = append(resp.Links, &triadv1.Link{A: l.A, B: l.B, State: l.State})
+	}
+	for _, m := range s.cluster().GetMembers() {
+		role := "follower"
+		switch {
+		case m.GetName() == leaderName:
+			role = "leader"
+		case m.GetName() == s.cfg.Name:
+			role = strings.ToLower(s.node.raft.State().String())
+		case !s.mon.PeerUp(m.GetName()):
+			role = "unreachable"
+		}
+		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress()})
+	}
+	return resp
+}
+
+func (s *Server) term() uint64 {
+	var t uint64
+	fmt.Sscan(s.node.raft.Stats()["term"], &t)
+	return t
+}

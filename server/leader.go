@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+// watchLeadership starts the leader's duties when this member becomes
+// leader and stops them when it loses leadership.
+func (s *Server) watchLeadership() {
+	var stop context.CancelFunc
+	done := make(chan struct{})
+	close(done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			if stop != nil {
+				stop()
+			}
+			<-done
+			return
+		case leader := <-s.notify:
+			if stop != nil {
+				stop()
+				<-done
+				stop = nil
+			}
+			if leader {
+				var ctx context.Context
+				ctx, stop = context.WithCancel(s.ctx)
+				done = make(chan struct{})
+				go func() {
+					defer close(done)
+					s.leaderLoop(ctx)
+				}()
+			}
+		}
+	}
+}
+
+// leaderLoop: catch up (Barrier), record a pending formation, rebase every
+// lease's TTL on this leader's clock, then expire unrenewed leases every
+// second until leadership ends.
+func (s *Server) leaderLoop(ctx context.Context) {
+	s.log.Info("became leader")
+	for ctx.Err() == nil {
+		if err := s.node.raft.Barrier(applyTimeout).Error(); err == nil {
+			break
+		} else if !s.isLeader() {
+			return
+		}
+	}
+	if s.fsm.Cluster() == nil {
+		s.formMu.Lock()
+		fc := s.formation
+		s.formMu.Unlock()
+		if fc != nil {
+			s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_FormCluster{FormCluster: fc}})
+		}
+	}
+	// Rebase even with no leases: it is cheap and keeps one rule for all.
+	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{}}})
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("leadership lost")
+			return
+		case <-t.C:
+			if s.fsm.HasExpired(s.nowMs()) {
+				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{}}})
+			}
+		}
+	}
+}
+
+// leaderApply applies a leader-only command, retrying while this member
+// still leads.
+func (s *Server) leaderApply(ctx context.Context, cmd *fsmpb.Command) {
+	for ctx.Err() == nil && s.isLeader() {
+		resp, err := s.applyLocal(cmd)
+		if err == nil {
+			if r, ok := resp.(*fsmpb.OpResult); ok {
+				s.logLeaderResult(cmd, r)
+			}
+			return
+		}
+		s.log.Warn("leader command failed", "command", cmdName(cmd), "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) logLeaderResult(cmd *fsmpb.Command, r *fsmpb.OpResult) {
+	switch cmd.GetCmd().(type) {
+	case *fsmpb.Command_ExpireLeases:
+		for _, l := range r.GetLeases() {
+			s.log.Info("lease expired", "lease_id", l.GetLeaseId())
+		}
+	case *fsmpb.Command_FormCluster:
+		s.log.Info("formation recorded", "code", r.GetCode().String(), "message", r.GetMessage())
+	}
+}
+
+func cmdName(cmd *fsmpb.Command) string {
+	switch cmd.GetCmd().(type) {
+	case *fsmpb.Command_ExpireLeases:
+		return "ExpireLeases"
+	case *fsmpb.Command_RebaseLeases:
+		return "RebaseLeases"
+	case *fsmpb.Command_FormCluster:
+		return "FormCluster"
+	}
+	return "command"
+}

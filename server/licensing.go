@@ -1,0 +1,217 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// LicensingProtocolVersion is the leasing protocol this member speaks.
+const LicensingProtocolVersion = 1
+
+// Input limits: a malformed request gets INVALID_ARGUMENT, never a crash.
+const (
+	maxIDLen       = 128
+	maxNameLen     = 256
+	maxCount       = 100000
+	maxLeaseIDs    = 100000
+	maxTTLSeconds  = 3600
+	minTTLSeconds  = 1
+)
+
+type licensingService struct {
+	triadv1.UnimplementedLicensingServer
+	s *Server
+}
+
+func checkProtocol(v uint32) error {
+	if v != LicensingProtocolVersion {
+		return status.Errorf(codes.FailedPrecondition, "license protocol version is invalid: client %d, server %d", v, LicensingProtocolVersion)
+	}
+	return nil
+}
+
+func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRequest) (*triadv1.CheckoutResponse, error) {
+	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+		return nil, err
+	}
+	if err := validateCheckout(req); err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if ttl == 0 {
+		ttl = l.s.cfg.LeaseTTL
+	}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: &fsmpb.Grant{
+		RequestId: req.GetRequestId(), Feature: req.GetFeature(), Version: req.GetVersion(),
+		Count: max(req.GetCount(), 1), User: req.GetUser(), Host: req.GetHost(), Pid: req.GetPid(),
+		ClientId: req.GetClientId(), TtlMs: ttl.Milliseconds(), ViaMember: l.s.cfg.Name,
+	}}}
+	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r := res[0]
+	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
+		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
+			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", r.GetCode().String(), "message", r.GetMessage())
+		return nil, err
+	}
+	leader, _ := l.s.leaderAddr()
+	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader}, nil
+}
+
+func validateCheckout(req *triadv1.CheckoutRequest) error {
+	switch {
+	case req.GetRequestId() == "" || len(req.GetRequestId()) > maxIDLen:
+		return status.Errorf(codes.InvalidArgument, "request_id must be 1 to %d characters: the client library sets a unique one per checkout", maxIDLen)
+	case req.GetFeature() == "" || len(req.GetFeature()) > maxNameLen:
+		return status.Errorf(codes.InvalidArgument, "feature name must be 1 to %d characters", maxNameLen)
+	case req.GetCount() > maxCount:
+		return status.Errorf(codes.InvalidArgument, "count %d is too large (at most %d seats per checkout)", req.GetCount(), maxCount)
+	case req.GetTtlSeconds() != 0 && (req.GetTtlSeconds() < minTTLSeconds || req.GetTtlSeconds() > maxTTLSeconds):
+		return status.Errorf(codes.InvalidArgument, "ttl_seconds %d is out of range (%d to %d, or 0 for the default)", req.GetTtlSeconds(), minTTLSeconds, maxTTLSeconds)
+	case len(req.GetUser()) > maxNameLen || len(req.GetHost()) > maxNameLen || len(req.GetClientId()) > maxIDLen:
+		return status.Errorf(codes.InvalidArgument, "user, host or client_id is too long (at most %d characters)", maxNameLen)
+	}
+	return nil
+}
+
+func checkLeaseIDs(ids []uint64) error {
+	if len(ids) == 0 {
+		return status.Error(codes.InvalidArgument, "no lease ids given")
+	}
+	if len(ids) > maxLeaseIDs {
+		return status.Errorf(codes.InvalidArgument, "%d lease ids in one call; at most %d", len(ids), maxLeaseIDs)
+	}
+	return nil
+}
+
+func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1.RenewResponse, error) {
+	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+		return nil, err
+	}
+	if err := checkLeaseIDs(req.GetLeaseIds()); err != nil {
+		return nil, err
+	}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds()}}}
+	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &triadv1.RenewResponse{}
+	resp.Leader, _ = l.s.leaderAddr()
+	for _, lr := range res[0].GetLeases() {
+		rr := &triadv1.RenewResult{LeaseId: lr.GetLeaseId(), Ok: lr.GetCode() == fsmpb.Code_OK}
+		if rr.Ok {
+			rr.ExpiresUnixMs = lr.GetExpiresMs()
+			rr.TtlSeconds = uint32(lr.GetTtlMs() / 1000)
+		} else {
+			rr.Error = lr.GetMessage()
+		}
+		resp.Results = append(resp.Results, rr)
+	}
+	return resp, nil
+}
+
+func (l *licensingService) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
+	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+		return nil, err
+	}
+	if err := checkLeaseIDs(req.GetLeaseIds()); err != nil {
+		return nil, err
+	}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: req.GetLeaseIds()}}}
+	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &triadv1.ReleaseResponse{}
+	for _, lr := range res[0].GetLeases() {
+		resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: lr.GetLeaseId(), Released: lr.GetCode() == fsmpb.Code_OK})
+	}
+	return resp, nil
+}
+
+func (l *licensingService) Features(ctx context.Context, req *triadv1.FeaturesRequest) (*triadv1.FeaturesResponse, error) {
+	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+		return nil, err
+	}
+	rows, err := l.s.Usage(ctx, req.GetConsistent())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.FeaturesResponse{Features: rows}, nil
+}
+
+// Usage lists capacity and use per feature and version (admin.Backend).
+// A consistent read first catches up with the leader's commit index.
+func (s *Server) Usage(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
+	if consistent {
+		if err := s.readIndex(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	var out []*triadv1.FeatureUsage
+	for _, u := range s.fsm.Usage(s.nowMs()) {
+		out = append(out, &triadv1.FeatureUsage{Feature: u.Feature, Version: u.Version, Capacity: u.Capacity, InUse: u.InUse})
+	}
+	return out, nil
+}
+
+// readIndex waits until this member has applied everything the leader had
+// committed when asked (linearizable reads on any member).
+func (s *Server) readIndex(ctx context.Context) error {
+	var index uint64
+	err := s.route(ctx, false, func(context.Context) error {
+		if err := s.node.raft.VerifyLeader().Error(); err != nil {
+			return err
+		}
+		index = s.node.raft.CommitIndex()
+		return nil
+	}, func(ctx context.Context) error {
+		addr, _ := s.leaderAddr()
+		info, err := s.peerClient(addr).Info(ctx, &peerpb.InfoRequest{ReadIndex: true})
+		if err != nil {
+			return forwardError(addr, err)
+		}
+		index = info.GetCommitIndex()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for s.fsm.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
+	return &triadv1.Lease{
+		LeaseId: l.GetId(), RequestId: l.GetRequestId(), Feature: l.GetFeature(), Version: l.GetVersion(),
+		Count: l.GetCount(), User: l.GetUser(), Host: l.GetHost(), Pid: l.GetPid(), ClientId: l.GetClientId(),
+		GrantedUnixMs: l.GetGrantedMs(), RenewedUnixMs: l.GetRenewedMs(), ExpiresUnixMs: l.GetExpiresMs(),
+		TtlSeconds: uint32(l.GetTtlMs() / 1000), FencingIndex: l.GetGrantedIndex(), ViaMember: l.GetViaMember(),
+		GraceSeconds: s.fsm.GraceSeconds(l.GetFeature(), s.nowMs()),
+	}
+}
+
+// Leases lists every live lease (admin.Backend).
+func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
+	var out []*triadv1.Lease
+	for _, l := range s.fsm.Leases() {
+		out = append(out, s.leaseToAPI(l))
+	}
+	return out
+}

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
+)
+
+// peerConns keeps one gRPC connection per member address.
+type peerConns struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
+
+func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+func (p *peerConns) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// peerClient returns a Peer client for addr; a bad address yields a client
+// whose calls fail with that error.
+func (s *Server) peerClient(addr string) peerpb.PeerClient {
+	c, err := s.peers.get(addr)
+	if err != nil {
+		return failingPeer{err}
+	}
+	return peerpb.NewPeerClient(c)
+}
+
+func (s *Server) pingPeer(ctx context.Context, addr string, req *peerpb.PingRequest) (*peerpb.PingResponse, error) {
+	return s.peerClient(addr).Ping(ctx, req)
+}
+
+type failingPeer struct{ err error }
+
+func (f failingPeer) Info(context.Context, *peerpb.InfoRequest, ...grpc.CallOption) (*peerpb.InfoResponse, error) {
+	return nil, f.err
+}
+func (f failingPeer) Bootstrap(context.Context, *peerpb.BootstrapRequest, ...grpc.CallOption) (*peerpb.BootstrapResponse, error) {
+	return nil, f.err
+}
+func (f failingPeer) Ping(context.Context, *peerpb.PingRequest, ...grpc.CallOption) (*peerpb.PingResponse, error) {
+	return nil, f.err
+}
+func (f failingPeer) Forward(context.Context, *peerpb.ForwardRequest, ...grpc.CallOption) (*peerpb.ForwardResponse, error) {
+	return nil, f.err
+}
+func (f failingPeer) ForwardCommand(context.Context, *peerpb.ForwardCommandRequest, ...grpc.CallOption) (*peerpb.ForwardCommandResponse, error) {
+	return nil, f.err
+}
+
+// peerService implements the Peer gRPC service.
+type peerService struct {
+	peerpb.UnimplementedPeerServer
+	s *Server
+}
+
+func (p *peerService) Info(ctx context.Context, req *peerpb.InfoRequest) (*peerpb.InfoResponse, error) {
+	if req.GetReadIndex() {
+		if !p.s.isLeader() {
+			return nil, toStatus(ErrNotLeader)
+		}
+		if err := p.s.node.raft.VerifyLeader().Error(); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return p.s.info(), nil
+}
+
+func (p *peerService) Bootstrap(ctx context.Context, req *peerpb.BootstrapRequest) (*peerpb.BootstrapResponse, error) {
+	if req.GetPeerProtocolVersion() != PeerProtocolVersion {
+		return nil, status.Errorf(codes.FailedPrecondition, "peer protocol version %d is not supported (this member: %d): run the same Triad version on all members", req.GetPeerProtocolVersion(), PeerProtocolVersion)
+	}
+	if err := p.s.bootstrap(req.GetCluster()); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	return &peerpb.BootstrapResponse{}, nil
+}
+
+func (p *peerService) Ping(ctx context.Context, req *peerpb.PingRequest) (*peerpb.PingResponse, error) {
+	return p.s.mon.HandlePing(req), nil
+}
+
+func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
+	res, err := p.s.submitOps(ctx, req.GetBatch().GetOps(), true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerpb.ForwardResponse{Results: res}, nil
+}
+
+func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCommandRequest) (*peerpb.ForwardCommandResponse, error) {
+	switch req.GetCommand().GetCmd().(type) {
+	case *fsmpb.Command_EnrollLicense, *fsmpb.Command_RemoveLicense, *fsmpb.Command_FormCluster:
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "command %T cannot be forwarded", req.GetCommand().GetCmd())
+	}
+	res, err := p.s.applyCommand(ctx, req.GetCommand(), true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerpb.ForwardCommandResponse{Result: res}, nil
+}

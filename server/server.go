@@ -1,0 +1,221 @@
+// Package server is the Triad member daemon: it wires Raft (raft-boltdb log
+// and stable store, file snapshots, TCP transport), the replicated FSM, the
+// gRPC services (Licensing, Admin, Peer, health), forwarding of writes from
+// followers to the leader, the leader's duties and the HTTP status endpoints.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/triadlm/triad/admin"
+	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/license"
+	"github.com/triadlm/triad/membership"
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// Version is the member software version.
+const Version = "0.1.0"
+
+// PeerProtocolVersion must match between members for them to form a cluster.
+const PeerProtocolVersion = 1
+
+// Server is one Triad member.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	hlog       hclog.Logger
+	logFile    io.Closer
+	computerID string
+	trusted    []ed25519.PublicKey
+
+	fsm    *fsm.FSM
+	node   *raftNode
+	notify chan bool
+	mon    *membership.Monitor
+	peers  *peerConns
+	applyQ *batcher
+	fwdQ   *batcher
+	health *health.Server
+
+	formMu    sync.Mutex
+	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
+
+	grpcSrv *grpc.Server
+	grpcLis net.Listener
+	httpSrv *http.Server
+	httpLis net.Listener
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New starts a member: it opens its data directory and Raft, and serves
+// gRPC and HTTP. It returns when the member is listening.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	s := &Server{cfg: cfg, notify: make(chan bool, 16)}
+	var logw io.Writer = os.Stderr
+	if cfg.LogFile != "" {
+		f, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open log file: %w", err)
+		}
+		s.logFile = f
+		logw = f
+	}
+	s.log = slog.New(slog.NewJSONHandler(logw, nil)).With("member", cfg.Name)
+	s.hlog = hclogger("raft", logw)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	if err := s.open(); err != nil {
+		s.cancel()
+		if s.node != nil {
+			s.node.shutdown(s.hlog)
+		}
+		if s.logFile != nil {
+			s.logFile.Close()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	var err error
+	if s.computerID, err = membership.ComputerID(s.cfg.DataDir); err != nil {
+		return err
+	}
+	for _, path := range s.cfg.Trust {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read trusted vendor key: %w", err)
+		}
+		pub, err := license.ParsePublicKey(b)
+		if err != nil {
+			return fmt.Errorf("trusted vendor key %s: %w", path, err)
+		}
+		s.trusted = append(s.trusted, pub)
+	}
+	if s.formation, err = membership.LoadFormation(s.cfg.DataDir); err != nil {
+		return err
+	}
+	s.fsm = fsm.New()
+	if s.node, err = openRaft(&s.cfg, s.fsm, s.notify, s.hlog); err != nil {
+		return err
+	}
+	s.peers = newPeerConns()
+	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
+	s.setPeers(s.formation)
+	s.applyQ = newBatcher(1024, 4, s.flushLocal)
+	s.fwdQ = newBatcher(1024, 4, s.flushForward)
+
+	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", s.cfg.HTTPListen); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTPListen, err)
+	}
+	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
+	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s})
+	triadv1.RegisterAdminServer(s.grpcSrv, admin.NewService(s, Version))
+	peerpb.RegisterPeerServer(s.grpcSrv, &peerService{s: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
+	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	s.goRun(func() { s.applyQ.run(s.ctx) })
+	s.goRun(func() { s.fwdQ.run(s.ctx) })
+	s.goRun(func() { s.mon.Run(s.ctx) })
+	s.goRun(s.watchLeadership)
+	s.goRun(func() {
+		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
+			s.log.Error("gRPC server stopped", "error", err)
+		}
+	})
+	s.goRun(func() {
+		if err := s.httpSrv.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTP server stopped", "error", err)
+		}
+	})
+	s.log.Info("member started", "version", Version, "computer_id", s.computerID,
+		"listen", s.Addr(), "raft", s.cfg.RaftListen, "http", s.HTTPAddr(), "mode", s.mode())
+	return nil
+}
+
+func (s *Server) goRun(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Addr is the licensing gRPC address the member listens on.
+func (s *Server) Addr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the HTTP status address.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// now is this member's wall clock (shifted by the test-only clock offset).
+func (s *Server) now() time.Time { return time.Now().Add(s.cfg.ClockOffset) }
+
+func (s *Server) nowMs() int64 { return s.now().UnixMilli() }
+
+// Stop shuts the member down in order: hand leadership over, stop taking
+// requests, stop Raft, close the stores. Idempotent.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.log.Info("member stopping")
+		s.health.Shutdown()
+		if s.isLeader() {
+			if err := s.node.raft.LeadershipTransfer().Error(); err != nil {
+				s.log.Warn("leadership transfer failed", "error", err)
+			}
+		}
+		done := make(chan struct{})
+		go func() { s.grpcSrv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			s.grpcSrv.Stop()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.httpSrv.Shutdown(ctx)
+		cancel()
+		s.cancel()
+		s.node.shutdown(s.hlog)
+		s.wg.Wait()
+		s.peers.close()
+		s.log.Info("member stopped")
+		if s.logFile != nil {
+			s.logFile.Close()
+		}
+	})
+}
+
