@@ -17,12 +17,12 @@ const LicensingProtocolVersion = 1
 
 // Input limits: a malformed request gets INVALID_ARGUMENT, never a crash.
 const (
-	maxIDLen       = 128
-	maxNameLen     = 256
-	maxCount       = 100000
-	maxLeaseIDs    = 100000
-	maxTTLSeconds  = 3600
-	minTTLSeconds  = 1
+	maxIDLen      = 128
+	maxNameLen    = 256
+	maxCount      = 100000
+	maxLeaseIDs   = 100000
+	maxTTLSeconds = 3600
+	minTTLSeconds = 1
 )
 
 type licensingService struct {

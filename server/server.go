@@ -218,4 +218,3 @@ func (s *Server) Stop() {
 		}
 	})
 }
-
