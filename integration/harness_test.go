@@ -229,10 +229,14 @@ func (c *cluster) issue(name string, extra ...string) string {
 	return path
 }
 
+// enroll enrolls through a follower-or-leader member and checks the answer
+// already reflects the enrolled license (read your write).
 func (c *cluster) enroll(path string) {
 	c.t.Helper()
-	if _, err := ctlOn(c.t, c.servers(), "license", "enroll", path); err != nil {
-		c.t.Fatal(err)
+	var info struct{ Serial, State string }
+	ctlJSON(c.t, c.members[2].addr, &info, "license", "enroll", path)
+	if info.Serial == "" || info.State != "valid" {
+		c.t.Fatalf("enroll answered %+v, want a valid license", info)
 	}
 }
 

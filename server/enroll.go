@@ -46,6 +46,11 @@ func (s *Server) EnrollLicense(ctx context.Context, file []byte) (*triadv1.Licen
 		return nil, err
 	}
 	s.log.Info("license enrolled", "serial", f.Body.Serial, "customer", f.Body.IssuedTo)
+	// Read your write: the answer (its state) comes from this member's FSM,
+	// which may trail the leader that applied the enrollment.
+	if err := s.waitApplied(ctx, res.GetLicense().GetEnrolledIndex()); err != nil {
+		return nil, toStatus(err)
+	}
 	return s.licenseInfo(res.GetLicense()), nil
 }
 

@@ -187,6 +187,11 @@ func (s *Server) readIndex(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.waitApplied(ctx, index)
+}
+
+// waitApplied waits until this member's FSM has applied index.
+func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 	for s.fsm.AppliedIndex() < index {
 		select {
 		case <-ctx.Done():

@@ -13,11 +13,12 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
-// raftTimeouts derives every Raft timeout from one base so that a dead
+// raftConfig derives every Raft timeout from one base so that a dead
 // leader is replaced well within the 5-second failure detection window:
-// followers notice after 1–2 s, an election takes 1–2 s more.
+// followers notice after 0.5–1 s of silence, pre-vote and vote take about as
+// long again, so a new leader serves 1–2.5 s after the old one died.
 func raftConfig(name string, logger hclog.Logger) *raft.Config {
-	const base = time.Second
+	const base = 500 * time.Millisecond
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(name)
 	c.HeartbeatTimeout = base
