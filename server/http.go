@@ -7,6 +7,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
+// debugHandlers adds profiling endpoints in builds tagged pprof.
+var debugHandlers = func(*http.ServeMux) {}
+
 // httpHandler serves the ops endpoints. /v1/status carries the same picture
 // as `triadctl cluster status`.
 func (s *Server) httpHandler() http.Handler {
@@ -37,5 +40,6 @@ func (s *Server) httpHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
+	debugHandlers(mux)
 	return mux
 }

@@ -98,14 +98,9 @@ func resolveAdvertise(listen string) (net.Addr, error) {
 	return net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
 }
 
-// shutdown stops Raft in order: leadership transfer if leader, Raft,
-// transport, stores. Safe to call once.
+// shutdown stops Raft, then its transport and stores (the caller has
+// already handed leadership over). Call once.
 func (n *raftNode) shutdown(logger hclog.Logger) {
-	if n.raft.State() == raft.Leader {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			logger.Warn("leadership transfer failed", "error", err)
-		}
-	}
 	if err := n.raft.Shutdown().Error(); err != nil {
 		logger.Warn("raft shutdown", "error", err)
 	}

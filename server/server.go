@@ -196,6 +196,8 @@ func (s *Server) Stop() {
 		if s.isLeader() {
 			if err := s.node.raft.LeadershipTransfer().Error(); err != nil {
 				s.log.Warn("leadership transfer failed", "error", err)
+			} else {
+				s.log.Info("leadership transferred")
 			}
 		}
 		done := make(chan struct{})

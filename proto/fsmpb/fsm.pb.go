@@ -1533,9 +1533,12 @@ type Snapshot struct {
 	// Sorted by id.
 	Leases []*Lease `protobuf:"bytes,4,rep,name=leases,proto3" json:"leases,omitempty"`
 	// Sorted by request_id.
-	Requests      []*RequestRecord `protobuf:"bytes,5,rep,name=requests,proto3" json:"requests,omitempty"`
-	NextLeaseId   uint64           `protobuf:"varint,6,opt,name=next_lease_id,json=nextLeaseId,proto3" json:"next_lease_id,omitempty"`
-	LastNowMs     int64            `protobuf:"varint,7,opt,name=last_now_ms,json=lastNowMs,proto3" json:"last_now_ms,omitempty"`
+	Requests    []*RequestRecord `protobuf:"bytes,5,rep,name=requests,proto3" json:"requests,omitempty"`
+	NextLeaseId uint64           `protobuf:"varint,6,opt,name=next_lease_id,json=nextLeaseId,proto3" json:"next_lease_id,omitempty"`
+	LastNowMs   int64            `protobuf:"varint,7,opt,name=last_now_ms,json=lastNowMs,proto3" json:"last_now_ms,omitempty"`
+	// Raft index of the last command applied, so a restored member knows
+	// how far its state reaches (read-your-write waits use it).
+	AppliedIndex  uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1615,6 +1618,13 @@ func (x *Snapshot) GetNextLeaseId() uint64 {
 func (x *Snapshot) GetLastNowMs() int64 {
 	if x != nil {
 		return x.LastNowMs
+	}
+	return 0
+}
+
+func (x *Snapshot) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
 	}
 	return 0
 }
@@ -1737,7 +1747,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xc3\x02\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xe8\x02\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -1745,7 +1755,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x13.triad.fsm.v1.LeaseR\x06leases\x127\n" +
 	"\brequests\x18\x05 \x03(\v2\x1b.triad.fsm.v1.RequestRecordR\brequests\x12\"\n" +
 	"\rnext_lease_id\x18\x06 \x01(\x04R\vnextLeaseId\x12\x1e\n" +
-	"\vlast_now_ms\x18\a \x01(\x03R\tlastNowMs*\xf8\x01\n" +
+	"\vlast_now_ms\x18\a \x01(\x03R\tlastNowMs\x12#\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex*\xf8\x01\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +

@@ -1,0 +1,207 @@
+package fsm
+
+import (
+	"math"
+	"slices"
+)
+
+// Seats and versions.
+//
+// A license feature at version V serves requests for any version <= V, so a
+// lease requested at version d may sit on any seat of version >= d. With
+// such nested choices, Hall's theorem says the leases of a feature fit the
+// seats iff, for every threshold t,
+//
+//	demand(t) = seats held by live leases requested at version >= t
+//	supply(t) = seats of valid licenses at version >= t
+//	demand(t) <= supply(t).
+//
+// demand only steps at lease versions and supply never grows with t, so it
+// suffices to check t at the distinct lease versions. A grant at version d
+// raises demand(t) for t <= d only, hence it checks the lease versions <= d
+// and d itself.
+
+// versionCount is a number of seats at one version.
+type versionCount struct {
+	version uint32
+	count   uint64
+}
+
+// featureUse holds the seats in use for one feature, by requested version,
+// ascending, without zero entries.
+type featureUse struct {
+	byVersion []versionCount
+}
+
+func cmpVersion(a versionCount, v uint32) int {
+	switch {
+	case a.version < v:
+		return -1
+	case a.version > v:
+		return 1
+	}
+	return 0
+}
+
+func (s *state) addUse(feature string, version uint32, n uint64) {
+	u := s.inUse[feature]
+	if u == nil {
+		u = &featureUse{}
+		s.inUse[feature] = u
+	}
+	i, ok := slices.BinarySearchFunc(u.byVersion, version, cmpVersion)
+	if ok {
+		u.byVersion[i].count += n
+		return
+	}
+	u.byVersion = slices.Insert(u.byVersion, i, versionCount{version, n})
+}
+
+func (s *state) subUse(feature string, version uint32, n uint64) {
+	u := s.inUse[feature]
+	if u == nil {
+		return
+	}
+	i, ok := slices.BinarySearchFunc(u.byVersion, version, cmpVersion)
+	if !ok {
+		return
+	}
+	if u.byVersion[i].count <= n {
+		u.byVersion = slices.Delete(u.byVersion, i, i+1)
+	} else {
+		u.byVersion[i].count -= n
+	}
+	if len(u.byVersion) == 0 {
+		delete(s.inUse, feature)
+	}
+}
+
+// supply returns the seats of valid licenses for feature at now, summed per
+// version, ascending.
+func (s *state) supply(feature string, now int64) []versionCount {
+	var out []versionCount
+	for _, serial := range s.serials {
+		l := s.licenses[serial]
+		if !s.licenseValid(l, now) {
+			continue
+		}
+		for _, f := range l.Features {
+			if f.Name != feature {
+				continue
+			}
+			i, ok := slices.BinarySearchFunc(out, f.Version, cmpVersion)
+			if ok {
+				out[i].count += uint64(f.Count)
+			} else {
+				out = slices.Insert(out, i, versionCount{f.Version, uint64(f.Count)})
+			}
+		}
+	}
+	return out
+}
+
+// seatCheck reports whether n more seats for feature at version fit next to
+// the live leases. When they do not, it returns the highest failing
+// threshold's seats in use (before the grant) and supply.
+func (s *state) seatCheck(feature string, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
+	var use []versionCount
+	if u := s.inUse[feature]; u != nil {
+		use = u.byVersion
+	}
+	// Sweep thresholds from high to low, keeping suffix sums of demand and
+	// supply at versions >= t.
+	ui, si := len(use)-1, len(sup)-1
+	var demand, supplied uint64
+	t := version
+	for {
+		for ui >= 0 && use[ui].version >= t {
+			demand += use[ui].count
+			ui--
+		}
+		for si >= 0 && sup[si].version >= t {
+			supplied += sup[si].count
+			si--
+		}
+		if demand+n > supplied {
+			return false, demand, supplied
+		}
+		if ui < 0 {
+			return true, 0, 0
+		}
+		t = use[ui].version
+	}
+}
+
+// Usage is one row of the usage table: the seats of one feature at one
+// version and how many of them live leases occupy.
+type Usage struct {
+	Feature  string
+	Version  uint32
+	Capacity uint32
+	InUse    uint32
+}
+
+// usage assigns live leases to seats for display: demand by requested
+// version, highest first, each into the lowest-version row at or above it
+// that has room. That greedy is optimal for nested choices, so leases only
+// overflow when they do not fit at all (capacity dropped after an expiry or
+// removal); overflow goes into the highest row, or into a zero-capacity row
+// at the lease's version when the feature has no valid license.
+func (s *state) usage(now int64) []Usage {
+	features := map[string]bool{}
+	for _, l := range s.licenses {
+		if s.licenseValid(l, now) {
+			for _, f := range l.Features {
+				features[f.Name] = true
+			}
+		}
+	}
+	for f := range s.inUse {
+		features[f] = true
+	}
+	names := make([]string, 0, len(features))
+	for f := range features {
+		names = append(names, f)
+	}
+	slices.Sort(names)
+
+	var out []Usage
+	for _, name := range names {
+		rows := s.supply(name, now)
+		used := make([]uint64, len(rows))
+		var orphans []versionCount // demand with no valid license at all
+		var use []versionCount
+		if u := s.inUse[name]; u != nil {
+			use = u.byVersion
+		}
+		for i := len(use) - 1; i >= 0; i-- {
+			d := use[i]
+			left := d.count
+			j, _ := slices.BinarySearchFunc(rows, d.version, cmpVersion)
+			for ; j < len(rows) && left > 0; j++ {
+				room := rows[j].count - min(rows[j].count, used[j])
+				take := min(room, left)
+				used[j] += take
+				left -= take
+			}
+			switch {
+			case left == 0:
+			case len(rows) > 0:
+				used[len(rows)-1] += left
+			default:
+				orphans = append(orphans, versionCount{d.version, left})
+			}
+		}
+		for i, r := range rows {
+			out = append(out, Usage{Feature: name, Version: r.version, Capacity: clamp32(r.count), InUse: clamp32(used[i])})
+		}
+		for i := len(orphans) - 1; i >= 0; i-- {
+			out = append(out, Usage{Feature: name, Version: orphans[i].version, InUse: clamp32(orphans[i].count)})
+		}
+	}
+	return out
+}
+
+func clamp32(n uint64) uint32 {
+	return uint32(min(n, math.MaxUint32))
+}

@@ -1,0 +1,258 @@
+package fsm
+
+import (
+	"cmp"
+	"container/heap"
+	"slices"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+const (
+	defaultTTLMs = 30_000
+	minTTLMs     = 1_000
+	maxTTLMs     = 3_600_000
+	// requestMemoryMs is how long a request id is remembered after its lease
+	// ended, so that a late retry gets "has ended" instead of a new seat.
+	requestMemoryMs = 600_000
+)
+
+// applyBatch applies checkout/renew/release ops in order; each sees the
+// effect of the ones before it.
+func (s *state) applyBatch(now int64, index uint64, b *fsmpb.Batch) *fsmpb.BatchResult {
+	out := &fsmpb.BatchResult{Results: make([]*fsmpb.OpResult, 0, len(b.GetOps()))}
+	for _, op := range b.GetOps() {
+		var r *fsmpb.OpResult
+		switch o := op.GetOp().(type) {
+		case *fsmpb.Op_Grant:
+			r = s.applyGrant(now, index, o.Grant)
+		case *fsmpb.Op_Renew:
+			r = s.applyRenew(now, o.Renew)
+		case *fsmpb.Op_Release:
+			r = s.applyRelease(now, o.Release)
+		default:
+			// Unlike an undecodable entry, one empty op in a batch does
+			// not stop the member: it is refused on its own.
+			r = result(fsmpb.Code_INVALID_ARGUMENT, "empty op in batch")
+		}
+		out.Results = append(out.Results, r)
+	}
+	return out
+}
+
+func clampTTL(ttl int64) int64 {
+	if ttl == 0 {
+		return defaultTTLMs
+	}
+	return min(max(ttl, minTTLMs), maxTTLMs)
+}
+
+// applyGrant decides one checkout against the capacity of the licenses
+// valid at now.
+func (s *state) applyGrant(now int64, index uint64, g *fsmpb.Grant) *fsmpb.OpResult {
+	if g.GetRequestId() == "" || g.GetFeature() == "" {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "a checkout needs a request id and a feature name")
+	}
+	// A retry of a request that already committed gets what the first try
+	// got, never a second seat.
+	if rec, ok := s.requests[g.RequestId]; ok {
+		if e, live := s.leases[rec.LeaseId]; live {
+			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
+				Message: "request " + g.RequestId + " was already granted",
+				Lease:   proto.Clone(e.l).(*fsmpb.Lease)}
+		}
+		return result(fsmpb.Code_NOT_FOUND, "request %s already produced lease %d, which has ended", g.RequestId, rec.LeaseId)
+	}
+	if s.cluster == nil {
+		return result(fsmpb.Code_NOT_FORMED, "the cluster is not formed yet")
+	}
+	if res := s.checkCapacity(now, g.Feature, g.Version, uint64(max(g.Count, 1))); res != nil {
+		return res
+	}
+	ttl := clampTTL(g.TtlMs)
+	l := &fsmpb.Lease{
+		Id:           s.nextLeaseID,
+		RequestId:    g.RequestId,
+		Feature:      g.Feature,
+		Version:      g.Version,
+		Count:        max(g.Count, 1),
+		User:         g.User,
+		Host:         g.Host,
+		Pid:          g.Pid,
+		ClientId:     g.ClientId,
+		GrantedMs:    now,
+		RenewedMs:    now,
+		ExpiresMs:    now + ttl,
+		TtlMs:        ttl,
+		GrantedIndex: index,
+		ViaMember:    g.ViaMember,
+	}
+	s.nextLeaseID++
+	e := &leaseEntry{l: l}
+	s.leases[l.Id] = e
+	heap.Push(&s.expiry, e)
+	s.addUse(l.Feature, l.Version, uint64(l.Count))
+	s.requests[g.RequestId] = &fsmpb.RequestRecord{RequestId: g.RequestId, LeaseId: l.Id}
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+}
+
+// checkCapacity returns nil when n seats of feature at version can be
+// granted at now, else the refusal.
+func (s *state) checkCapacity(now int64, feature string, version uint32, n uint64) *fsmpb.OpResult {
+	known := false
+	for _, serial := range s.serials {
+		for _, f := range s.licenses[serial].Features {
+			if f.Name == feature {
+				known = true
+				break
+			}
+		}
+		if known {
+			break
+		}
+	}
+	if !known {
+		return result(fsmpb.Code_UNKNOWN_FEATURE, "unknown feature %s: no enrolled license grants it", feature)
+	}
+	sup := s.supply(feature, now)
+	if len(sup) == 0 {
+		return result(fsmpb.Code_LICENSE_EXPIRED,
+			"no valid license for %s: every license granting it is expired, not yet valid or superseded", feature)
+	}
+	if highest := sup[len(sup)-1].version; highest < version {
+		return result(fsmpb.Code_VERSION_TOO_NEW,
+			"no license for %s at version %d (highest licensed version is %d)", feature, version, highest)
+	}
+	if ok, inUse, supply := s.seatCheck(feature, version, n, sup); !ok {
+		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", feature, version, inUse, supply)
+	}
+	return nil
+}
+
+// applyRenew restarts the TTL of each listed live lease.
+func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
+	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(r.GetLeaseIds()))}
+	for _, id := range r.GetLeaseIds() {
+		e, ok := s.leases[id]
+		if !ok {
+			out.Leases = append(out.Leases, leaseNotFound(id))
+			continue
+		}
+		e.l.RenewedMs = now
+		e.l.ExpiresMs = now + e.l.TtlMs
+		heap.Fix(&s.expiry, e.heapIdx)
+		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs, TtlMs: e.l.TtlMs})
+	}
+	return out
+}
+
+// applyRelease frees each listed live lease.
+func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
+	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(r.GetLeaseIds()))}
+	for _, id := range r.GetLeaseIds() {
+		e, ok := s.leases[id]
+		if !ok {
+			out.Leases = append(out.Leases, leaseNotFound(id))
+			continue
+		}
+		heap.Remove(&s.expiry, e.heapIdx)
+		s.endLease(now, e.l)
+		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id})
+	}
+	return out
+}
+
+func leaseNotFound(id uint64) *fsmpb.LeaseResult {
+	return &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_NOT_FOUND,
+		Message: "lease " + strconv.FormatUint(id, 10) + " not found: it expired or was released"}
+}
+
+// endLease removes a lease already taken out of the expiry heap.
+func (s *state) endLease(now int64, l *fsmpb.Lease) {
+	delete(s.leases, l.Id)
+	s.subUse(l.Feature, l.Version, uint64(l.Count))
+	if rec, ok := s.requests[l.RequestId]; ok && rec.LeaseId == l.Id {
+		rec.EndedMs = now
+		s.noteEnded(now)
+	}
+}
+
+// applyExpireLeases ends every lease whose expiry is before now, and
+// forgets request ids whose lease ended more than requestMemoryMs ago.
+func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
+	var expired []*fsmpb.Lease
+	for len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < now {
+		e := heap.Pop(&s.expiry).(*leaseEntry)
+		expired = append(expired, e.l)
+	}
+	slices.SortFunc(expired, func(a, b *fsmpb.Lease) int { return cmp.Compare(a.Id, b.Id) })
+	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(expired))}
+	for _, l := range expired {
+		s.endLease(now, l)
+		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired", ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
+	}
+	s.pruneRequests(now)
+	return out
+}
+
+func (s *state) pruneRequests(now int64) {
+	if s.endedRequests == 0 || s.minEndedMs >= now-requestMemoryMs {
+		return
+	}
+	s.endedRequests = 0
+	for id, rec := range s.requests { // order does not show: each record is judged alone
+		if _, live := s.leases[rec.LeaseId]; live {
+			continue
+		}
+		if rec.EndedMs < now-requestMemoryMs {
+			delete(s.requests, id)
+		} else {
+			s.noteEnded(rec.EndedMs)
+		}
+	}
+}
+
+// applyRebaseLeases restarts every live lease's TTL from now: a new leader
+// measures time with its own clock and must not expire leases that the old
+// leader's clock still considered live.
+func (s *state) applyRebaseLeases(now int64) *fsmpb.OpResult {
+	for _, e := range s.expiry {
+		e.l.ExpiresMs = now + e.l.TtlMs
+	}
+	heap.Init(&s.expiry)
+	return result(fsmpb.Code_OK, "%d lease(s) rebased", len(s.expiry))
+}
+
+// expiryHeap is a min-heap of live leases by expires_ms. Ties are broken by
+// id so that even its internal order is a function of the log.
+type expiryHeap []*leaseEntry
+
+func (h expiryHeap) Len() int { return len(h) }
+func (h expiryHeap) Less(i, j int) bool {
+	a, b := h[i].l, h[j].l
+	if a.ExpiresMs != b.ExpiresMs {
+		return a.ExpiresMs < b.ExpiresMs
+	}
+	return a.Id < b.Id
+}
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*leaseEntry)
+	e.heapIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.heapIdx = -1
+	return e
+}

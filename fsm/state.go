@@ -1,0 +1,186 @@
+package fsm
+
+import (
+	"container/heap"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+// snapshotFormat is the only fsmpb.Snapshot format_version this code reads
+// and writes. Bump it (and keep a golden file under testdata/) whenever the
+// meaning of the stored state changes.
+const snapshotFormat = 1
+
+// state is everything the FSM knows. The first block is the replicated
+// state (exactly what a snapshot holds); the second is derived from it and
+// rebuilt by Restore.
+type state struct {
+	cluster     *fsmpb.FormCluster
+	licenses    map[string]*fsmpb.License
+	leases      map[uint64]*leaseEntry
+	requests    map[string]*fsmpb.RequestRecord
+	nextLeaseID uint64
+	lastNowMs   int64
+
+	// serials is the sorted key set of licenses.
+	serials []string
+	// supersededBy counts, per serial, the supersedes entries of enrolled
+	// licenses naming it; > 0 means superseded.
+	supersededBy map[string]int
+	// inUse holds, per feature, the seats held by live leases by requested
+	// version.
+	inUse map[string]*featureUse
+	// expiry orders live leases by expires_ms, for HasExpired and
+	// ExpireLeases.
+	expiry expiryHeap
+	// endedRequests counts request records whose lease has ended;
+	// minEndedMs is the smallest ended_ms among them (exact: records only
+	// leave through pruning, which recomputes it).
+	endedRequests int
+	minEndedMs    int64
+}
+
+type leaseEntry struct {
+	l       *fsmpb.Lease
+	heapIdx int
+}
+
+func newState() *state {
+	return &state{
+		licenses:     map[string]*fsmpb.License{},
+		leases:       map[uint64]*leaseEntry{},
+		requests:     map[string]*fsmpb.RequestRecord{},
+		nextLeaseID:  1,
+		supersededBy: map[string]int{},
+		inUse:        map[string]*featureUse{},
+	}
+}
+
+// toSnapshot returns the state as a Snapshot message, every list sorted by
+// its key. The message shares pointers with the state: marshal it under the
+// lock and drop it.
+func (s *state) toSnapshot() *fsmpb.Snapshot {
+	snap := &fsmpb.Snapshot{
+		FormatVersion: snapshotFormat,
+		Cluster:       s.cluster,
+		NextLeaseId:   s.nextLeaseID,
+		LastNowMs:     s.lastNowMs,
+	}
+	snap.Licenses = make([]*fsmpb.License, 0, len(s.serials))
+	for _, serial := range s.serials {
+		snap.Licenses = append(snap.Licenses, s.licenses[serial])
+	}
+	snap.Leases = make([]*fsmpb.Lease, 0, len(s.leases))
+	for _, id := range s.sortedLeaseIDs() {
+		snap.Leases = append(snap.Leases, s.leases[id].l)
+	}
+	ids := make([]string, 0, len(s.requests))
+	for id := range s.requests {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(ids))
+	for _, id := range ids {
+		snap.Requests = append(snap.Requests, s.requests[id])
+	}
+	return snap
+}
+
+func (s *state) sortedLeaseIDs() []uint64 {
+	ids := make([]uint64, 0, len(s.leases))
+	for id := range s.leases {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// stateFromSnapshot builds a state, derived indexes included, from a
+// decoded snapshot. It takes ownership of snap.
+func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
+	if v := snap.GetFormatVersion(); v != snapshotFormat {
+		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads version %d)", v, snapshotFormat)
+	}
+	s := newState()
+	s.cluster = snap.Cluster
+	s.nextLeaseID = snap.NextLeaseId
+	s.lastNowMs = snap.LastNowMs
+	for _, l := range snap.Licenses {
+		if l.GetSerial() == "" {
+			return nil, fmt.Errorf("fsm: snapshot holds a license without a serial")
+		}
+		if _, dup := s.licenses[l.Serial]; dup {
+			return nil, fmt.Errorf("fsm: snapshot holds license %s twice", l.Serial)
+		}
+		s.addLicense(l)
+	}
+	for _, l := range snap.Leases {
+		if l.GetId() == 0 || l.Id >= s.nextLeaseID {
+			return nil, fmt.Errorf("fsm: snapshot holds lease %d outside [1, next lease id %d)", l.GetId(), s.nextLeaseID)
+		}
+		if _, dup := s.leases[l.Id]; dup {
+			return nil, fmt.Errorf("fsm: snapshot holds lease %d twice", l.Id)
+		}
+		e := &leaseEntry{l: l}
+		s.leases[l.Id] = e
+		s.expiry = append(s.expiry, e)
+		s.addUse(l.Feature, l.Version, uint64(l.Count))
+	}
+	for i, e := range s.expiry {
+		e.heapIdx = i
+	}
+	heap.Init(&s.expiry)
+	for _, r := range snap.Requests {
+		if _, dup := s.requests[r.GetRequestId()]; dup {
+			return nil, fmt.Errorf("fsm: snapshot holds request %q twice", r.GetRequestId())
+		}
+		s.requests[r.GetRequestId()] = r
+		if _, live := s.leases[r.LeaseId]; !live {
+			s.noteEnded(r.EndedMs)
+		}
+	}
+	return s, nil
+}
+
+// addLicense stores l (already checked) and updates the derived indexes.
+func (s *state) addLicense(l *fsmpb.License) {
+	s.licenses[l.Serial] = l
+	i, _ := slices.BinarySearch(s.serials, l.Serial)
+	s.serials = slices.Insert(s.serials, i, l.Serial)
+	for _, sup := range l.Supersedes {
+		s.supersededBy[sup]++
+	}
+}
+
+func (s *state) deleteLicense(serial string) {
+	l := s.licenses[serial]
+	delete(s.licenses, serial)
+	if i, ok := slices.BinarySearch(s.serials, serial); ok {
+		s.serials = slices.Delete(s.serials, i, i+1)
+	}
+	for _, sup := range l.Supersedes {
+		if s.supersededBy[sup]--; s.supersededBy[sup] <= 0 {
+			delete(s.supersededBy, sup)
+		}
+	}
+}
+
+func (s *state) noteEnded(endedMs int64) {
+	if s.endedRequests == 0 || endedMs < s.minEndedMs {
+		s.minEndedMs = endedMs
+	}
+	s.endedRequests++
+}
+
+func sortedSet(ids []string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func formatSet(ids []string) string {
+	return "[" + strings.Join(ids, ", ") + "]"
+}
