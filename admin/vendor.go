@@ -28,13 +28,15 @@ func vendorCommand() *cli.Command {
 						return err
 					}
 					prefix := c.String("out")
-					if _, err := os.Stat(prefix + ".key"); err == nil {
-						return fmt.Errorf("%s.key already exists: refusing to overwrite a signing key", prefix)
+					for _, f := range []string{prefix + ".key", prefix + ".pub"} {
+						if _, err := os.Stat(f); err == nil {
+							return fmt.Errorf("%s already exists: refusing to overwrite a vendor key (choose another --out)", f)
+						}
 					}
-					if err := os.WriteFile(prefix+".key", license.EncodePrivateKey(priv), 0o600); err != nil {
+					if err := writeNew(prefix+".key", license.EncodePrivateKey(priv), 0o600); err != nil {
 						return err
 					}
-					if err := os.WriteFile(prefix+".pub", license.EncodePublicKey(pub), 0o644); err != nil {
+					if err := writeNew(prefix+".pub", license.EncodePublicKey(pub), 0o644); err != nil {
 						return err
 					}
 					if jsonOutput(c) {
@@ -176,4 +178,17 @@ func issue(c *cli.Context) error {
 	}
 	fmt.Fprintf(stdout(c), "wrote license %s to %s\n", body.Serial, c.String("out"))
 	return nil
+}
+
+// writeNew creates path, failing if it exists (never overwrite a key).
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

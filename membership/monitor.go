@@ -56,6 +56,7 @@ type Monitor struct {
 	views   map[string]map[string]string // peer -> its view of its links
 	offsets map[string]time.Duration     // peer clock minus ours
 	viewAt  map[string]time.Time         // when the view was received
+	kick    chan struct{}                // ping now (new peers)
 }
 
 // NewMonitor makes a monitor; SetPeers gives it the other members once the
@@ -75,14 +76,21 @@ func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, n
 		self: self, started: time.Now(),
 		heard: map[string]time.Time{}, views: map[string]map[string]string{},
 		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{},
+		kick: make(chan struct{}, 1),
 	}
 }
 
-// SetPeers sets the other members (zero for standalone, two for failover).
+// SetPeers sets the other members (zero for standalone, two for failover)
+// and pings them at once. New peers are "unknown" for one failure window.
 func (m *Monitor) SetPeers(peers []Peer) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.peers = append([]Peer(nil), peers...)
+	m.started = time.Now()
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Peers returns the other members.
@@ -102,6 +110,7 @@ func (m *Monitor) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.kick:
 		}
 	}
 }
@@ -178,11 +187,11 @@ func (m *Monitor) ownStateLocked(peer string) string {
 	return LinkDown
 }
 
-// PeerUp reports whether peer answered within the failure window.
-func (m *Monitor) PeerUp(peer string) bool {
+// PeerState is the state of the link from this member to peer.
+func (m *Monitor) PeerState(peer string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.ownStateLocked(peer) == LinkUp
+	return m.ownStateLocked(peer)
 }
 
 // ClockOffsets returns each peer's clock minus ours, as last measured.

@@ -146,8 +146,8 @@ func TestMonitorLinksFromPingsAndViews(t *testing.T) {
 	startMonitor(t, m)
 
 	eventually(t, "all links up", linksAre(m, map[string]string{"A-B": LinkUp, "A-C": LinkUp, "B-C": LinkUp}))
-	if !m.PeerUp("B") || !m.PeerUp("C") {
-		t.Errorf("PeerUp(B)=%v PeerUp(C)=%v, want both up", m.PeerUp("B"), m.PeerUp("C"))
+	if !peerUp(m, "B") || !peerUp(m, "C") {
+		t.Errorf("PeerState(B)=%q PeerState(C)=%q, want both up", m.PeerState("B"), m.PeerState("C"))
 	}
 	if got := Status(m.Links()); got != StatusOperational {
 		t.Errorf("Status = %q, want %q", got, StatusOperational)
@@ -172,8 +172,8 @@ func TestMonitorLinksFromPingsAndViews(t *testing.T) {
 	// C's view alone (B's stale view is no longer used).
 	net.set("b:1", reply{fail: true})
 	eventually(t, "A-B down, B-C from C", linksAre(m, map[string]string{"A-B": LinkDown, "A-C": LinkUp, "B-C": LinkUp}))
-	if m.PeerUp("B") {
-		t.Errorf("PeerUp(B) = true after B stopped answering")
+	if got := m.PeerState("B"); got != LinkDown {
+		t.Errorf("PeerState(B) = %q after B stopped answering, want %q", got, LinkDown)
 	}
 
 	// C stops answering too: nobody up can tell about B–C.
@@ -209,8 +209,8 @@ func TestMonitorUnknownBeforeFailAfter(t *testing.T) {
 	if ok, got := linksAre(m, want)(); !ok {
 		t.Fatalf("links before failAfter = %s, want %v", got, want)
 	}
-	if m.PeerUp("B") {
-		t.Errorf("PeerUp(B) = true without any reply")
+	if got := m.PeerState("B"); got != LinkUnknown {
+		t.Errorf("PeerState(B) = %q without any reply before failAfter, want %q", got, LinkUnknown)
 	}
 }
 
@@ -248,8 +248,8 @@ func TestMonitorIgnoresReplyWithWrongName(t *testing.T) {
 		got := linkMap(m.Links())
 		return got["A-B"] == LinkUp && net.callCount("c:1") >= 3, fmt.Sprint(got)
 	})
-	if m.PeerUp("C") || m.PeerUp("X") {
-		t.Errorf("a reply with the wrong name marked a peer up: C=%v X=%v", m.PeerUp("C"), m.PeerUp("X"))
+	if peerUp(m, "C") || peerUp(m, "X") {
+		t.Errorf("a reply with the wrong name marked a peer up: C=%q X=%q", m.PeerState("C"), m.PeerState("X"))
 	}
 	if got := linkMap(m.Links())["A-C"]; got != LinkUnknown {
 		t.Errorf("A-C = %q, want %q", got, LinkUnknown)
@@ -323,8 +323,8 @@ func TestHandlePing(t *testing.T) {
 	if want := map[string]string{"B": LinkUp, "C": LinkUnknown}; fmt.Sprint(view) != fmt.Sprint(want) {
 		t.Errorf("reply view = %v, want %v", view, want)
 	}
-	if !m.PeerUp("B") {
-		t.Errorf("PeerUp(B) = false after B pinged us")
+	if got := m.PeerState("B"); got != LinkUp {
+		t.Errorf("PeerState(B) = %q after B pinged us, want %q", got, LinkUp)
 	}
 	if d := m.ClockOffsets()["B"] - 2*time.Hour; d < -300*time.Millisecond || d > 300*time.Millisecond {
 		t.Errorf("offset of B = %s, want about 2h", m.ClockOffsets()["B"])
@@ -341,8 +341,8 @@ func TestHandlePing(t *testing.T) {
 	if resp.GetName() != "A" {
 		t.Errorf("reply to unknown peer Name = %q, want A", resp.GetName())
 	}
-	if m.PeerUp("Z") {
-		t.Errorf("PeerUp(Z) = true for a member that is not a peer")
+	if peerUp(m, "Z") {
+		t.Errorf("PeerState(Z) = %q for a member that is not a peer", m.PeerState("Z"))
 	}
 	if _, ok := m.ClockOffsets()["Z"]; ok {
 		t.Errorf("clock offset recorded for unknown member Z")
@@ -408,5 +408,78 @@ func TestSetPeersCopies(t *testing.T) {
 	}
 	if m.interval != DefaultInterval || m.failAfter != DefaultFailAfter {
 		t.Errorf("zero durations gave interval %s failAfter %s, want defaults %s %s", m.interval, m.failAfter, DefaultInterval, DefaultFailAfter)
+	}
+}
+
+func peerUp(m *Monitor, peer string) bool { return m.PeerState(peer) == LinkUp }
+
+func TestSetPeersPingsAtOnce(t *testing.T) {
+	net := newFakeNet()
+	net.set("b:1", reply{name: "B"})
+	net.set("c:1", reply{name: "C"})
+	// The ticker alone would not ping again within the test.
+	m := NewMonitor("A", time.Hour, time.Hour, net.ping, nil)
+	m.SetPeers(peersBC[:1])
+	startMonitor(t, m)
+	// The first round has taken its list of peers (B only).
+	eventually(t, "B pinged", func() (bool, string) {
+		return net.callCount("b:1") >= 1, fmt.Sprintf("pings b=%d", net.callCount("b:1"))
+	})
+	m.SetPeers(peersBC)
+	eventually(t, "new peer C pinged and up", func() (bool, string) {
+		return peerUp(m, "B") && peerUp(m, "C"), fmt.Sprintf("B=%s C=%s pings b=%d c=%d",
+			m.PeerState("B"), m.PeerState("C"), net.callCount("b:1"), net.callCount("c:1"))
+	})
+}
+
+func TestSetPeersRestartsFailureWindow(t *testing.T) {
+	const failAfter = 500 * time.Millisecond
+	m := NewMonitor("A", time.Hour, failAfter, nil, nil)
+	// Long after start, a member never heard from is down...
+	eventually(t, "B down", func() (bool, string) {
+		return m.PeerState("B") == LinkDown, m.PeerState("B")
+	})
+	// ...but a peer that was just added gets one failure window first.
+	m.SetPeers(peersBC)
+	if got := m.PeerState("B"); got != LinkUnknown {
+		t.Fatalf("PeerState(B) right after SetPeers = %q, want %q", got, LinkUnknown)
+	}
+	eventually(t, "B down again after failAfter", func() (bool, string) {
+		return m.PeerState("B") == LinkDown, m.PeerState("B")
+	})
+}
+
+// The B–C link as seen from A, from the two peers' views of it (both up).
+func TestRemoteLinkFromViews(t *testing.T) {
+	tests := []struct {
+		bSaysC, cSaysB string // "" = the peer does not report the link
+		want           string
+	}{
+		{LinkUp, LinkUp, LinkUp},
+		{LinkDown, LinkDown, LinkDown},
+		{LinkUp, LinkDown, LinkDown},
+		{LinkDown, LinkUp, LinkDown},
+		{LinkUp, "", LinkUp},
+		{"", LinkDown, LinkDown},
+		{LinkUnknown, LinkUnknown, LinkUnknown},
+		{"", "", LinkUnknown},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("B=%q C=%q", tc.bSaysC, tc.cSaysB), func(t *testing.T) {
+			m := NewMonitor("A", testInterval, time.Minute, nil, nil)
+			m.SetPeers(peersBC)
+			view := func(peer, state string) []*peerpb.LinkView {
+				if state == "" {
+					return []*peerpb.LinkView{{Peer: "A", State: LinkUp}}
+				}
+				return []*peerpb.LinkView{{Peer: "A", State: LinkUp}, {Peer: peer, State: state}}
+			}
+			m.HandlePing(&peerpb.PingRequest{From: "B", Links: view("C", tc.bSaysC)})
+			m.HandlePing(&peerpb.PingRequest{From: "C", Links: view("B", tc.cSaysB)})
+			want := map[string]string{"A-B": LinkUp, "A-C": LinkUp, "B-C": tc.want}
+			if ok, got := linksAre(m, want)(); !ok {
+				t.Errorf("links = %s, want %v", got, want)
+			}
+		})
 	}
 }

@@ -57,6 +57,10 @@ if [ "$MODE" = bench ]; then
   exit 0
 fi
 
+for _ in $(seq 50); do
+  ctl cluster status | grep -q '^status *operational' && break
+  sleep 0.2
+done
 echo
 ctl cluster status
 cat <<TXT

@@ -270,8 +270,13 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 			role = "leader"
 		case m.GetName() == s.cfg.Name:
 			role = strings.ToLower(s.node.raft.State().String())
-		case !s.mon.PeerUp(m.GetName()):
-			role = "unreachable"
+		default:
+			switch s.mon.PeerState(m.GetName()) {
+			case membership.LinkDown:
+				role = "unreachable"
+			case membership.LinkUnknown:
+				role = "unknown"
+			}
 		}
 		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress()})
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -41,7 +42,9 @@ func LoadConfigFile(path string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
 	}
-	if err := json.Unmarshal(b, c); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // a misspelt key must not pass silently
+	if err := dec.Decode(c); err != nil {
 		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, http_listen, trust, log_file)", path, err)
 	}
 	return nil

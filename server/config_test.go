@@ -109,6 +109,7 @@ func TestLoadConfigFileBadJSON(t *testing.T) {
 		"syntax":     `{"name": "m1",`,
 		"wrong type": `{"trust": "a.pub"}`,
 		"not object": `["m1"]`,
+		"misspelt":   `{"datadir": "/var/lib/triad"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "triad.json")

@@ -77,8 +77,10 @@ func validateCheckout(req *triadv1.CheckoutRequest) error {
 		return status.Errorf(codes.InvalidArgument, "count %d is too large (at most %d seats per checkout)", req.GetCount(), maxCount)
 	case req.GetTtlSeconds() != 0 && (req.GetTtlSeconds() < minTTLSeconds || req.GetTtlSeconds() > maxTTLSeconds):
 		return status.Errorf(codes.InvalidArgument, "ttl_seconds %d is out of range (%d to %d, or 0 for the default)", req.GetTtlSeconds(), minTTLSeconds, maxTTLSeconds)
-	case len(req.GetUser()) > maxNameLen || len(req.GetHost()) > maxNameLen || len(req.GetClientId()) > maxIDLen:
-		return status.Errorf(codes.InvalidArgument, "user, host or client_id is too long (at most %d characters)", maxNameLen)
+	case len(req.GetUser()) > maxNameLen || len(req.GetHost()) > maxNameLen:
+		return status.Errorf(codes.InvalidArgument, "user or host is too long (at most %d characters)", maxNameLen)
+	case len(req.GetClientId()) > maxIDLen:
+		return status.Errorf(codes.InvalidArgument, "client_id is too long (at most %d characters)", maxIDLen)
 	}
 	return nil
 }

@@ -1,0 +1,244 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// fakeBackend answers with fixed values and records what it was asked.
+type fakeBackend struct {
+	mu    sync.Mutex
+	calls []string
+
+	members    []string
+	standalone bool
+	consistent bool
+	enrolled   []byte
+	enrollErr  error
+}
+
+func (f *fakeBackend) called(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+}
+
+func (f *fakeBackend) callList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+var (
+	fakeShow    = &triadv1.ServerShowResponse{Name: "m1", ComputerId: "TRD-0000-0000-0000-0001", Mode: "failover"}
+	fakeCreate  = &triadv1.ClusterCreateResponse{Mode: "failover", Leader: "m1"}
+	fakeStatus  = &triadv1.ClusterStatusResponse{Status: "operational", Leader: "m1", Term: 3}
+	fakeLicense = &triadv1.LicenseInfo{Serial: "TRIAD-1", Customer: "ACME"}
+	fakeUsage   = []*triadv1.FeatureUsage{{Feature: "cad", Version: 5, Capacity: 10, InUse: 2}}
+	fakeLeases  = []*triadv1.Lease{{LeaseId: 7, Feature: "cad"}}
+)
+
+func (f *fakeBackend) ServerShow(context.Context) *triadv1.ServerShowResponse {
+	f.called("ServerShow")
+	return fakeShow
+}
+
+func (f *fakeBackend) FormCluster(_ context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error) {
+	f.called("FormCluster")
+	f.mu.Lock()
+	f.members, f.standalone = members, standalone
+	f.mu.Unlock()
+	return fakeCreate, nil
+}
+
+func (f *fakeBackend) ClusterStatus(context.Context) *triadv1.ClusterStatusResponse {
+	f.called("ClusterStatus")
+	return fakeStatus
+}
+
+func (f *fakeBackend) EnrollLicense(_ context.Context, file []byte) (*triadv1.LicenseInfo, error) {
+	f.called("EnrollLicense")
+	f.mu.Lock()
+	f.enrolled = file
+	f.mu.Unlock()
+	if f.enrollErr != nil {
+		return nil, f.enrollErr
+	}
+	return fakeLicense, nil
+}
+
+func (f *fakeBackend) Licenses(context.Context) []*triadv1.LicenseInfo {
+	f.called("Licenses")
+	return []*triadv1.LicenseInfo{fakeLicense}
+}
+
+func (f *fakeBackend) Usage(_ context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
+	f.called("Usage")
+	f.mu.Lock()
+	f.consistent = consistent
+	f.mu.Unlock()
+	return fakeUsage, nil
+}
+
+func (f *fakeBackend) Leases(context.Context) []*triadv1.Lease {
+	f.called("Leases")
+	return fakeLeases
+}
+
+var _ Backend = (*fakeBackend)(nil)
+
+// every admin RPC, called with the given header.
+func adminRPCs(s *Service, h *triadv1.AdminHeader) map[string]func() (proto.Message, error) {
+	ctx := context.Background()
+	return map[string]func() (proto.Message, error){
+		"ServerShow": func() (proto.Message, error) {
+			return s.ServerShow(ctx, &triadv1.ServerShowRequest{Header: h})
+		},
+		"ClusterCreate": func() (proto.Message, error) {
+			return s.ClusterCreate(ctx, &triadv1.ClusterCreateRequest{Header: h, Members: []string{"a:1", "b:1", "c:1"}})
+		},
+		"ClusterStatus": func() (proto.Message, error) {
+			return s.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: h})
+		},
+		"LicenseEnroll": func() (proto.Message, error) {
+			return s.LicenseEnroll(ctx, &triadv1.LicenseEnrollRequest{Header: h, LicenseFile: []byte("license")})
+		},
+		"LicenseList": func() (proto.Message, error) {
+			return s.LicenseList(ctx, &triadv1.LicenseListRequest{Header: h})
+		},
+		"UsageFeatures": func() (proto.Message, error) {
+			return s.UsageFeatures(ctx, &triadv1.UsageFeaturesRequest{Header: h, Consistent: true})
+		},
+		"UsageLeases": func() (proto.Message, error) {
+			return s.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h})
+		},
+	}
+}
+
+func TestServiceRefusesOldProtocol(t *testing.T) {
+	for _, h := range []*triadv1.AdminHeader{{ProtocolVersion: 0}, nil} {
+		b := &fakeBackend{}
+		s := NewService(b, "1.2.3")
+		for name, call := range adminRPCs(s, h) {
+			resp, err := call()
+			if status.Code(err) != codes.FailedPrecondition {
+				t.Errorf("%s with header %v: err = %v, want FailedPrecondition", name, h, err)
+				continue
+			}
+			msg := status.Convert(err).Message()
+			for _, want := range []string{"protocol 0", "(1,", "1.2.3", "upgrade triadctl"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s: message %q does not contain %q", name, msg, want)
+				}
+			}
+			if resp != nil && !isNilMessage(resp) {
+				t.Errorf("%s: response %v alongside the refusal", name, resp)
+			}
+		}
+		if calls := b.callList(); len(calls) != 0 {
+			t.Errorf("backend called despite the refusal: %v", calls)
+		}
+	}
+}
+
+func isNilMessage(m proto.Message) bool { return !m.ProtoReflect().IsValid() }
+
+func TestServiceDelegatesCurrentProtocol(t *testing.T) {
+	for _, v := range []uint32{ProtocolVersion, ProtocolVersion + 1} {
+		b := &fakeBackend{}
+		s := NewService(b, "1.2.3")
+		rpcs := adminRPCs(s, &triadv1.AdminHeader{ProtocolVersion: v})
+		want := map[string]struct {
+			backend string
+			resp    proto.Message
+		}{
+			"ServerShow":    {"ServerShow", fakeShow},
+			"ClusterCreate": {"FormCluster", fakeCreate},
+			"ClusterStatus": {"ClusterStatus", fakeStatus},
+			"LicenseEnroll": {"EnrollLicense", &triadv1.LicenseEnrollResponse{License: fakeLicense}},
+			"LicenseList":   {"Licenses", &triadv1.LicenseListResponse{Licenses: []*triadv1.LicenseInfo{fakeLicense}}},
+			"UsageFeatures": {"Usage", &triadv1.FeaturesResponse{Features: fakeUsage}},
+			"UsageLeases":   {"Leases", &triadv1.UsageLeasesResponse{Leases: fakeLeases}},
+		}
+		for name, call := range rpcs {
+			before := len(b.callList())
+			resp, err := call()
+			if err != nil {
+				t.Errorf("%s (protocol %d): %v", name, v, err)
+				continue
+			}
+			calls := b.callList()[before:]
+			if len(calls) != 1 || calls[0] != want[name].backend {
+				t.Errorf("%s: backend calls %v, want [%s]", name, calls, want[name].backend)
+			}
+			if !proto.Equal(resp, want[name].resp) {
+				t.Errorf("%s: response %v, want the backend's %v", name, resp, want[name].resp)
+			}
+		}
+		if got := b.members; len(got) != 3 || got[0] != "a:1" || got[2] != "c:1" || b.standalone {
+			t.Errorf("FormCluster got members %v standalone %v", got, b.standalone)
+		}
+		if !b.consistent {
+			t.Errorf("Usage did not get consistent=true")
+		}
+		if string(b.enrolled) != "license" {
+			t.Errorf("EnrollLicense got %q", b.enrolled)
+		}
+	}
+}
+
+func TestServicePassesBackendError(t *testing.T) {
+	want := status.Error(codes.PermissionDenied, "signature invalid")
+	b := &fakeBackend{enrollErr: want}
+	s := NewService(b, "dev")
+	_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: []byte("x")})
+	if !errors.Is(err, want) && err != want {
+		t.Fatalf("LicenseEnroll err = %v, want the backend's %v", err, want)
+	}
+}
+
+func TestLicenseEnrollSizeLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		size int
+		ok   bool
+	}{
+		{"empty", 0, false},
+		{"one byte", 1, true},
+		{"exactly 1 MiB", 1 << 20, true},
+		{"over 1 MiB", 1<<20 + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &fakeBackend{}
+			s := NewService(b, "dev")
+			_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: make([]byte, tc.size)})
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("LicenseEnroll of %d bytes: %v", tc.size, err)
+				}
+				if len(b.enrolled) != tc.size {
+					t.Errorf("backend got %d bytes, want %d", len(b.enrolled), tc.size)
+				}
+				return
+			}
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("LicenseEnroll of %d bytes: err = %v, want InvalidArgument", tc.size, err)
+			}
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, "1 MiB") {
+				t.Errorf("message %q should give the size limit", msg)
+			}
+			if calls := b.callList(); len(calls) != 0 {
+				t.Errorf("backend called for a refused file: %v", calls)
+			}
+		})
+	}
+}
