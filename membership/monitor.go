@@ -57,6 +57,8 @@ type Monitor struct {
 	offsets map[string]time.Duration     // peer clock minus ours
 	viewAt  map[string]time.Time         // when the view was received
 	kick    chan struct{}                // ping now (new peers)
+
+	health // alarms, isolation and events (health.go)
 }
 
 // NewMonitor makes a monitor; SetPeers gives it the other members once the
@@ -76,7 +78,8 @@ func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, n
 		self: self, started: time.Now(),
 		heard: map[string]time.Time{}, views: map[string]map[string]string{},
 		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{},
-		kick: make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1),
+		health: newHealth(),
 	}
 }
 
@@ -86,6 +89,7 @@ func (m *Monitor) SetPeers(peers []Peer) {
 	m.mu.Lock()
 	m.peers = append([]Peer(nil), peers...)
 	m.started = time.Now()
+	m.reachedAny = m.started
 	m.mu.Unlock()
 	select {
 	case m.kick <- struct{}{}:
@@ -106,6 +110,7 @@ func (m *Monitor) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		m.pingAll(ctx)
+		m.evaluate(time.Now())
 		select {
 		case <-ctx.Done():
 			return

@@ -1372,7 +1372,19 @@ type ClusterStatusResponse struct {
 	CommitIndex  uint64    `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex uint64    `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// Member that answered.
-	Member        string `protobuf:"bytes,9,opt,name=member,proto3" json:"member,omitempty"`
+	Member string `protobuf:"bytes,9,opt,name=member,proto3" json:"member,omitempty"`
+	// Raft role of the member that answered: leader | follower | candidate | shutdown.
+	Role string `protobuf:"bytes,10,opt,name=role,proto3" json:"role,omitempty"`
+	// Each peer's clock minus this member's, as measured by the heartbeat.
+	ClockOffsets []*ClockOffset `protobuf:"bytes,11,rep,name=clock_offsets,json=clockOffsets,proto3" json:"clock_offsets,omitempty"`
+	// Active alarms (clock skew, member isolated, ...), cleared when the cause goes.
+	Alarms []*Alarm `protobuf:"bytes,12,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// Capacity and seats in use per feature and version, from this member's state.
+	Features []*FeatureUsage `protobuf:"bytes,13,rep,name=features,proto3" json:"features,omitempty"`
+	// True when the member that answered reaches neither peer: its view may be stale.
+	Isolated bool `protobuf:"varint,14,opt,name=isolated,proto3" json:"isolated,omitempty"`
+	// Recent membership events of the member that answered, oldest first.
+	Events        []*Event `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,6 +1482,240 @@ func (x *ClusterStatusResponse) GetMember() string {
 	return ""
 }
 
+func (x *ClusterStatusResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetClockOffsets() []*ClockOffset {
+	if x != nil {
+		return x.ClockOffsets
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetAlarms() []*Alarm {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetFeatures() []*FeatureUsage {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *ClusterStatusResponse) GetIsolated() bool {
+	if x != nil {
+		return x.Isolated
+	}
+	return false
+}
+
+func (x *ClusterStatusResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type ClockOffset struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Peer     string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	OffsetMs int64                  `protobuf:"varint,2,opt,name=offset_ms,json=offsetMs,proto3" json:"offset_ms,omitempty"`
+	// True when the offset exceeds the tolerated 1 hour.
+	Skewed        bool `protobuf:"varint,3,opt,name=skewed,proto3" json:"skewed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockOffset) Reset() {
+	*x = ClockOffset{}
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockOffset) ProtoMessage() {}
+
+func (x *ClockOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockOffset.ProtoReflect.Descriptor instead.
+func (*ClockOffset) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClockOffset) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *ClockOffset) GetOffsetMs() int64 {
+	if x != nil {
+		return x.OffsetMs
+	}
+	return 0
+}
+
+func (x *ClockOffset) GetSkewed() bool {
+	if x != nil {
+		return x.Skewed
+	}
+	return false
+}
+
+type Alarm struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// clock_skew | member_isolated
+	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	SinceUnixMs int64  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	// Member the alarm is about.
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alarm) Reset() {
+	*x = Alarm{}
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alarm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alarm) ProtoMessage() {}
+
+func (x *Alarm) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
+func (*Alarm) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Alarm) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Alarm) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Alarm) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *Alarm) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member_isolated | member_reconnected | link_down | link_up
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	AtUnixMs      int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Event) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
 type LicenseEnrollRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1481,7 +1727,7 @@ type LicenseEnrollRequest struct {
 
 func (x *LicenseEnrollRequest) Reset() {
 	*x = LicenseEnrollRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1739,7 @@ func (x *LicenseEnrollRequest) String() string {
 func (*LicenseEnrollRequest) ProtoMessage() {}
 
 func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1752,7 @@ func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollRequest.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LicenseEnrollRequest) GetHeader() *AdminHeader {
@@ -1535,7 +1781,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1793,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1806,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Feature) GetName() string {
@@ -1611,7 +1857,7 @@ type LicenseInfo struct {
 
 func (x *LicenseInfo) Reset() {
 	*x = LicenseInfo{}
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1869,7 @@ func (x *LicenseInfo) String() string {
 func (*LicenseInfo) ProtoMessage() {}
 
 func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1882,7 @@ func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseInfo.ProtoReflect.Descriptor instead.
 func (*LicenseInfo) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LicenseInfo) GetSerial() string {
@@ -1725,7 +1971,7 @@ type LicenseEnrollResponse struct {
 
 func (x *LicenseEnrollResponse) Reset() {
 	*x = LicenseEnrollResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1983,7 @@ func (x *LicenseEnrollResponse) String() string {
 func (*LicenseEnrollResponse) ProtoMessage() {}
 
 func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1996,7 @@ func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollResponse.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
@@ -1769,7 +2015,7 @@ type LicenseListRequest struct {
 
 func (x *LicenseListRequest) Reset() {
 	*x = LicenseListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2027,7 @@ func (x *LicenseListRequest) String() string {
 func (*LicenseListRequest) ProtoMessage() {}
 
 func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2040,7 @@ func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListRequest.ProtoReflect.Descriptor instead.
 func (*LicenseListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LicenseListRequest) GetHeader() *AdminHeader {
@@ -1813,7 +2059,7 @@ type LicenseListResponse struct {
 
 func (x *LicenseListResponse) Reset() {
 	*x = LicenseListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2071,7 @@ func (x *LicenseListResponse) String() string {
 func (*LicenseListResponse) ProtoMessage() {}
 
 func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2084,7 @@ func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListResponse.ProtoReflect.Descriptor instead.
 func (*LicenseListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LicenseListResponse) GetLicenses() []*LicenseInfo {
@@ -1858,7 +2104,7 @@ type UsageFeaturesRequest struct {
 
 func (x *UsageFeaturesRequest) Reset() {
 	*x = UsageFeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2116,7 @@ func (x *UsageFeaturesRequest) String() string {
 func (*UsageFeaturesRequest) ProtoMessage() {}
 
 func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2129,7 @@ func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*UsageFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UsageFeaturesRequest) GetHeader() *AdminHeader {
@@ -1909,7 +2155,7 @@ type UsageLeasesRequest struct {
 
 func (x *UsageLeasesRequest) Reset() {
 	*x = UsageLeasesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2167,7 @@ func (x *UsageLeasesRequest) String() string {
 func (*UsageLeasesRequest) ProtoMessage() {}
 
 func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2180,7 @@ func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesRequest.ProtoReflect.Descriptor instead.
 func (*UsageLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
@@ -1953,7 +2199,7 @@ type UsageLeasesResponse struct {
 
 func (x *UsageLeasesResponse) Reset() {
 	*x = UsageLeasesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2211,7 @@ func (x *UsageLeasesResponse) String() string {
 func (*UsageLeasesResponse) ProtoMessage() {}
 
 func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2224,7 @@ func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesResponse.ProtoReflect.Descriptor instead.
 func (*UsageLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UsageLeasesResponse) GetLeases() []*Lease {
@@ -2101,7 +2347,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x04Link\x12\f\n" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xa1\x02\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"\x93\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -2111,7 +2357,28 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x04term\x18\x06 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\a \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12\x16\n" +
-	"\x06member\x18\t \x01(\tR\x06member\"h\n" +
+	"\x06member\x18\t \x01(\tR\x06member\x12\x12\n" +
+	"\x04role\x18\n" +
+	" \x01(\tR\x04role\x12:\n" +
+	"\rclock_offsets\x18\v \x03(\v2\x15.triad.v1.ClockOffsetR\fclockOffsets\x12'\n" +
+	"\x06alarms\x18\f \x03(\v2\x0f.triad.v1.AlarmR\x06alarms\x122\n" +
+	"\bfeatures\x18\r \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\x12\x1a\n" +
+	"\bisolated\x18\x0e \x01(\bR\bisolated\x12'\n" +
+	"\x06events\x18\x0f \x03(\v2\x0f.triad.v1.EventR\x06events\"V\n" +
+	"\vClockOffset\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1b\n" +
+	"\toffset_ms\x18\x02 \x01(\x03R\boffsetMs\x12\x16\n" +
+	"\x06skewed\x18\x03 \x01(\bR\x06skewed\"q\n" +
+	"\x05Alarm\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"S\n" +
+	"\x05Event\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
 	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"r\n" +
@@ -2177,7 +2444,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*CheckoutRequest)(nil),       // 0: triad.v1.CheckoutRequest
 	(*Lease)(nil),                 // 1: triad.v1.Lease
@@ -2200,15 +2467,18 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),  // 18: triad.v1.ClusterStatusRequest
 	(*Link)(nil),                  // 19: triad.v1.Link
 	(*ClusterStatusResponse)(nil), // 20: triad.v1.ClusterStatusResponse
-	(*LicenseEnrollRequest)(nil),  // 21: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),               // 22: triad.v1.Feature
-	(*LicenseInfo)(nil),           // 23: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil), // 24: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),    // 25: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),   // 26: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),  // 27: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),    // 28: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),   // 29: triad.v1.UsageLeasesResponse
+	(*ClockOffset)(nil),           // 21: triad.v1.ClockOffset
+	(*Alarm)(nil),                 // 22: triad.v1.Alarm
+	(*Event)(nil),                 // 23: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),  // 24: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),               // 25: triad.v1.Feature
+	(*LicenseInfo)(nil),           // 26: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil), // 27: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),    // 28: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),   // 29: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),  // 30: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),    // 31: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),   // 32: triad.v1.UsageLeasesResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.CheckoutResponse.lease:type_name -> triad.v1.Lease
@@ -2221,41 +2491,45 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	12, // 7: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
 	16, // 8: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
 	19, // 9: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	12, // 10: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	22, // 11: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	23, // 12: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	12, // 13: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	23, // 14: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	12, // 15: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	12, // 16: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 17: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	0,  // 18: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	3,  // 19: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	6,  // 20: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	9,  // 21: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	13, // 22: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	15, // 23: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	18, // 24: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	21, // 25: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	25, // 26: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	27, // 27: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	28, // 28: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	2,  // 29: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	5,  // 30: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	8,  // 31: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	11, // 32: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	14, // 33: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	17, // 34: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	20, // 35: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	24, // 36: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	26, // 37: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	11, // 38: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	29, // 39: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	21, // 10: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	22, // 11: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	10, // 12: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	23, // 13: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	12, // 14: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	25, // 15: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	26, // 16: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	12, // 17: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	26, // 18: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	12, // 19: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	12, // 20: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 21: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	0,  // 22: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	3,  // 23: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	6,  // 24: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	9,  // 25: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	13, // 26: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	15, // 27: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	18, // 28: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	24, // 29: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	28, // 30: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	30, // 31: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	31, // 32: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	2,  // 33: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	5,  // 34: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	8,  // 35: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	11, // 36: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	14, // 37: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	17, // 38: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	20, // 39: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	27, // 40: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	29, // 41: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	11, // 42: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	32, // 43: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	33, // [33:44] is the sub-list for method output_type
+	22, // [22:33] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -2269,7 +2543,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
