@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -80,8 +83,8 @@ func clusterCommand() *cli.Command {
 					return w.Flush()
 				},
 			},
-			{Name: "status", Usage: "status word, leader, members and links", Action: clusterStatus(true)},
-			{Name: "links", Usage: "the three links between members", Action: clusterStatus(false)},
+			{Name: "status", Usage: "status word, leader, members, links and alarms", Flags: watchFlags(), Action: watch(clusterStatus(true))},
+			{Name: "links", Usage: "the three links between members", Flags: watchFlags(), Action: watch(clusterStatus(false))},
 		},
 	}
 }
@@ -101,6 +104,9 @@ func clusterStatus(full bool) cli.ActionFunc {
 			return printJSON(stdout(c), r)
 		}
 		w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+		if r.Isolated {
+			fmt.Fprintf(w, "!! %s reaches neither peer: this view may be stale; ask another member\n\n", r.Member)
+		}
 		if full {
 			leader := r.Leader
 			if leader == "" {
@@ -116,6 +122,15 @@ func clusterStatus(full bool) cli.ActionFunc {
 		fmt.Fprintln(w, "LINK\tSTATE")
 		for _, l := range r.Links {
 			fmt.Fprintf(w, "%s – %s\t%s\n", l.A, l.B, l.State)
+		}
+		if full {
+			fmt.Fprintln(w)
+			if len(r.Alarms) == 0 {
+				fmt.Fprintln(w, "alarms\tnone")
+			}
+			for _, a := range r.Alarms {
+				fmt.Fprintf(w, "ALARM %s\t%s (since %s)\n", a.Kind, a.Message, fmtMs(a.SinceUnixMs))
+			}
 		}
 		return w.Flush()
 	}
@@ -229,5 +244,39 @@ func usageCommand() *cli.Command {
 				},
 			},
 		},
+	}
+}
+
+func watchFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "refresh until Ctrl-C"},
+		&cli.DurationFlag{Name: "interval", Usage: "refresh interval with --watch", Value: time.Second},
+	}
+}
+
+// watch repeats a display action with --watch, clearing the terminal
+// between refreshes; an unreachable member shows as an error line and the
+// watch goes on.
+func watch(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if !c.Bool("watch") {
+			return action(c)
+		}
+		ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		for {
+			if !jsonOutput(c) {
+				fmt.Fprint(stdout(c), "\033[H\033[2J")
+				fmt.Fprintf(stdout(c), "%s   (every %s, Ctrl-C to stop)\n\n", time.Now().Format("15:04:05"), c.Duration("interval"))
+			}
+			if err := action(c); err != nil {
+				fmt.Fprintln(stdout(c), "error:", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(c.Duration("interval")):
+			}
+		}
 	}
 }

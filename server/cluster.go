@@ -69,7 +69,7 @@ func (s *Server) memberByName(name string) *fsmpb.Member {
 
 // info answers Peer.Info for formation checks.
 func (s *Server) info() *peerpb.InfoResponse {
-	adv, _ := resolveAdvertise(s.cfg.RaftListen)
+	adv := s.node.transport.LocalAddr()
 	return &peerpb.InfoResponse{
 		Name:                s.cfg.Name,
 		ComputerId:          s.computerID,
@@ -77,7 +77,7 @@ func (s *Server) info() *peerpb.InfoResponse {
 		PeerProtocolVersion: PeerProtocolVersion,
 		Mode:                s.mode(),
 		NowMs:               s.nowMs(),
-		RaftAddress:         s.advertisedRaft(adv.String()),
+		RaftAddress:         s.advertisedRaft(string(adv)),
 		GrpcAddress:         s.Addr(),
 		CommitIndex:         s.node.raft.CommitIndex(),
 		IsLeader:            s.isLeader(),
@@ -85,6 +85,9 @@ func (s *Server) info() *peerpb.InfoResponse {
 }
 
 func (s *Server) advertisedRaft(resolved string) string {
+	if s.cfg.RaftAdvertise != "" {
+		return resolved
+	}
 	host, _, _ := net.SplitHostPort(s.cfg.RaftListen)
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		_, port, _ := net.SplitHostPort(resolved)
@@ -244,7 +247,7 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 
 // ClusterStatus reports the cluster as this member sees it (admin.Backend).
 func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse {
-	leaderAddr, leaderName := s.leaderAddr()
+	_, leaderName := s.leaderAddr()
 	links := s.mon.Links()
 	resp := &triadv1.ClusterStatusResponse{
 		Mode:         s.mode(),
@@ -254,7 +257,7 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 		CommitIndex:  s.node.raft.CommitIndex(),
 		AppliedIndex: s.node.raft.AppliedIndex(),
 	}
-	_ = leaderAddr
+	s.addHealth(ctx, resp)
 	if resp.Mode == ModeUnconfigured {
 		resp.Status = membership.StatusNotOperational
 		return resp
@@ -269,7 +272,7 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 		case m.GetName() == leaderName:
 			role = "leader"
 		case m.GetName() == s.cfg.Name:
-			role = strings.ToLower(s.node.raft.State().String())
+			role = roleName(s.node.raft.State().String())
 		default:
 			switch s.mon.PeerState(m.GetName()) {
 			case membership.LinkDown:
@@ -288,3 +291,6 @@ func (s *Server) term() uint64 {
 	fmt.Sscan(s.node.raft.Stats()["term"], &t)
 	return t
 }
+
+// roleName is a Raft state as shown to operators.
+func roleName(state string) string { return strings.ToLower(state) }

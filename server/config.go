@@ -19,6 +19,19 @@ type Config struct {
 	HTTPListen string   `json:"http_listen"` // status, metrics, dashboard
 	Trust      []string `json:"trust"`       // vendor public key files
 
+	// RaftAdvertise is the Raft address other members dial, when it differs
+	// from RaftListen (NAT, proxies).
+	RaftAdvertise string `json:"raft_advertise"`
+	// PeerSourceIP is the local IP that connections to other members leave
+	// from, on machines with several addresses ("" = the system's choice).
+	PeerSourceIP string `json:"peer_source_ip"`
+	// IsolationMinutes: a member that reaches neither peer this long reports
+	// itself isolated (1–60, default 5).
+	IsolationMinutes int `json:"isolation_minutes"`
+	// IsolationAfter overrides IsolationMinutes. Test-only (seconds-scale
+	// isolation in integration tests).
+	IsolationAfter time.Duration `json:"-"`
+
 	// LeaseTTL is the default lease TTL (30 s).
 	LeaseTTL time.Duration `json:"-"`
 	// ClockOffset shifts this member's wall clock. Test-only: it exists so
@@ -45,7 +58,7 @@ func LoadConfigFile(path string, c *Config) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, http_listen, trust, log_file)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file)", path, err)
 	}
 	return nil
 }
@@ -70,6 +83,23 @@ func (c *Config) validate() error {
 	}
 	if c.HTTPListen == "" {
 		c.HTTPListen = DefaultHTTPListen
+	}
+	if c.IsolationMinutes == 0 {
+		c.IsolationMinutes = 5
+	}
+	if c.IsolationMinutes < 1 || c.IsolationMinutes > 60 {
+		return fmt.Errorf("--isolation-minutes %d is out of range: use 1 to 60", c.IsolationMinutes)
+	}
+	if c.IsolationAfter <= 0 {
+		c.IsolationAfter = time.Duration(c.IsolationMinutes) * time.Minute
+	}
+	if c.PeerSourceIP != "" && net.ParseIP(c.PeerSourceIP) == nil {
+		return fmt.Errorf("--peer-source-ip %q is not an IP address", c.PeerSourceIP)
+	}
+	if c.RaftAdvertise != "" {
+		if _, _, err := net.SplitHostPort(c.RaftAdvertise); err != nil {
+			return fmt.Errorf("--raft-advertise %q is not HOST:PORT: %v", c.RaftAdvertise, err)
+		}
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultLeaseTTL

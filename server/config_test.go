@@ -121,7 +121,7 @@ func TestLoadConfigFileBadJSON(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadConfigFile(%s) = nil, want an error", content)
 			}
-			for _, w := range []string{path, "name, data_dir, listen, raft_listen, http_listen, trust, log_file"} {
+			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -15,11 +16,14 @@ import (
 
 // peerConns keeps one gRPC connection per member address.
 type peerConns struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	dialer net.Dialer
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
 }
 
-func newPeerConns() *peerConns { return &peerConns{conns: map[string]*grpc.ClientConn{}} }
+func newPeerConns(dialer net.Dialer) *peerConns {
+	return &peerConns{dialer: dialer, conns: map[string]*grpc.ClientConn{}}
+}
 
 func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
@@ -27,7 +31,10 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			return p.dialer.DialContext(ctx, "tcp", a)
+		}))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // raftConfig derives every Raft timeout from one base so that a dead
@@ -49,7 +50,7 @@ func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w (is another triadd using this data directory?)", filepath.Join(dir, "raft.db"), err)
 	}
@@ -63,16 +64,14 @@ func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	advertise, err := resolveAdvertise(cfg.RaftListen)
+	layer, err := newStreamLayer(cfg)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.RaftListen, advertise, 5, 10*time.Second, logger.Named("transport"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftListen, err)
-	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: logger.Named("transport"),
+	})
 	conf := raftConfig(cfg.Name, logger)
 	conf.NotifyCh = notify
 	r, err := raft.NewRaft(conf, fsm, cache, store, snaps, transport)
@@ -110,4 +109,45 @@ func (n *raftNode) shutdown(logger hclog.Logger) {
 
 func hclogger(name string, w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Info})
+}
+
+// streamLayer is Raft's TCP transport: it listens on RaftListen, tells
+// peers RaftAdvertise, and dials from PeerSourceIP when one is set.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dialer    net.Dialer
+}
+
+func newStreamLayer(cfg *Config) (*streamLayer, error) {
+	adv := cfg.RaftAdvertise
+	if adv == "" {
+		adv = cfg.RaftListen
+	}
+	advertise, err := resolveAdvertise(adv)
+	if err != nil {
+		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
+	}
+	l, err := net.Listen("tcp", cfg.RaftListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftListen, err)
+	}
+	return &streamLayer{Listener: l, advertise: advertise, dialer: peerDialer(cfg)}, nil
+}
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := s.dialer
+	d.Timeout = timeout
+	return d.Dial("tcp", string(addr))
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+// peerDialer dials other members, from PeerSourceIP when set.
+func peerDialer(cfg *Config) net.Dialer {
+	var d net.Dialer
+	if cfg.PeerSourceIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.PeerSourceIP)}
+	}
+	return d
 }

@@ -22,11 +22,15 @@ func main() {
 			&cli.StringFlag{Name: "data-dir", Usage: "data directory (Raft log, snapshots, computer ID)"},
 			&cli.StringFlag{Name: "listen", Usage: "licensing and admin gRPC address", Value: server.DefaultListen},
 			&cli.StringFlag{Name: "raft-listen", Usage: "failover (Raft) address", Value: server.DefaultRaftListen},
+			&cli.StringFlag{Name: "raft-advertise", Usage: "Raft address other members dial, if not --raft-listen"},
 			&cli.StringFlag{Name: "http-listen", Usage: "HTTP status address", Value: server.DefaultHTTPListen},
+			&cli.StringFlag{Name: "peer-source-ip", Usage: "local IP for connections to other members (multi-homed hosts)"},
+			&cli.IntFlag{Name: "isolation-minutes", Usage: "report 'member isolated' after reaching neither peer this long (1-60)", Value: 5},
 			&cli.StringSliceFlag{Name: "trust", Usage: "vendor public key file to trust (repeatable)"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the structured log here instead of stderr"},
 			&cli.DurationFlag{Name: "lease-ttl", Usage: "default lease TTL", Value: server.DefaultLeaseTTL},
 			&cli.DurationFlag{Name: "test-clock-offset", Usage: "TEST ONLY: shift this member's wall clock", Hidden: true},
+			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 		},
 		Action: run,
 	}
@@ -53,6 +57,12 @@ func run(c *cli.Context) error {
 	set("listen", &cfg.Listen)
 	set("raft-listen", &cfg.RaftListen)
 	set("http-listen", &cfg.HTTPListen)
+	set("raft-advertise", &cfg.RaftAdvertise)
+	set("peer-source-ip", &cfg.PeerSourceIP)
+	if c.IsSet("isolation-minutes") || cfg.IsolationMinutes == 0 {
+		cfg.IsolationMinutes = c.Int("isolation-minutes")
+	}
+	cfg.IsolationAfter = c.Duration("test-isolation-after")
 	set("log-file", &cfg.LogFile)
 	if c.IsSet("trust") || len(cfg.Trust) == 0 {
 		cfg.Trust = c.StringSlice("trust")
