@@ -44,9 +44,12 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
+
+// freeAddrOn returns a free port on a loopback IP (127.0.0.0/8).
+func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +69,14 @@ type member struct {
 }
 
 func newMember(t *testing.T, name, trust string, extra ...string) *member {
-	m := &member{t: t, name: name, dir: t.TempDir(), addr: freeAddr(t), raftAddr: freeAddr(t), httpAddr: freeAddr(t), trust: trust, extra: extra}
+	m := prepareMember(t, name, "127.0.0.1", trust, extra...)
 	m.start()
+	return m
+}
+
+// prepareMember picks free ports on ip for a member without starting it.
+func prepareMember(t *testing.T, name, ip, trust string, extra ...string) *member {
+	m := &member{t: t, name: name, dir: t.TempDir(), addr: freeAddrOn(t, ip), raftAddr: freeAddrOn(t, ip), httpAddr: freeAddrOn(t, ip), trust: trust, extra: extra}
 	t.Cleanup(m.kill)
 	return m
 }

@@ -52,11 +52,11 @@ type Monitor struct {
 	self    string
 	peers   []Peer
 	started time.Time
-	heard   map[string]time.Time         // last reply from / ping by the peer (monotonic)
-	views   map[string]map[string]string // peer -> its view of its links
-	offsets map[string]time.Duration     // peer clock minus ours
-	viewAt  map[string]time.Time         // when the view was received
-	kick    chan struct{}                // ping now (new peers)
+	heard   map[string]time.Time           // last reply from / ping by the peer (monotonic)
+	views   map[string]map[string]peerView // peer -> its view of its links
+	offsets map[string]time.Duration       // peer clock minus ours
+	viewAt  map[string]time.Time           // when the view was received
+	kick    chan struct{}                  // ping now (new peers)
 
 	health // alarms, isolation and events (health.go)
 }
@@ -76,7 +76,7 @@ func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, n
 	return &Monitor{
 		interval: interval, failAfter: failAfter, ping: ping, now: now,
 		self: self, started: time.Now(),
-		heard: map[string]time.Time{}, views: map[string]map[string]string{},
+		heard: map[string]time.Time{}, views: map[string]map[string]peerView{},
 		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{},
 		kick:   make(chan struct{}, 1),
 		health: newHealth(),
@@ -158,9 +158,9 @@ func (m *Monitor) HandlePing(req *peerpb.PingRequest) *peerpb.PingResponse {
 func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView, sent, recv time.Time) {
 	// The peer read its clock somewhere between our send and receive.
 	mid := sent.Add(recv.Sub(sent) / 2)
-	view := make(map[string]string, len(links))
+	view := make(map[string]peerView, len(links))
 	for _, l := range links {
-		view[l.GetPeer()] = l.GetState()
+		view[l.GetPeer()] = peerView{state: l.GetState(), heardAgo: time.Duration(l.GetHeardAgoMs()) * time.Millisecond}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -176,7 +176,11 @@ func (m *Monitor) ownView() []*peerpb.LinkView {
 	defer m.mu.Unlock()
 	out := make([]*peerpb.LinkView, 0, len(m.peers))
 	for _, p := range m.peers {
-		out = append(out, &peerpb.LinkView{Peer: p.Name, State: m.ownStateLocked(p.Name)})
+		ago := int64(-1)
+		if last, ok := m.heard[p.Name]; ok {
+			ago = time.Since(last).Milliseconds()
+		}
+		out = append(out, &peerpb.LinkView{Peer: p.Name, State: m.ownStateLocked(p.Name), HeardAgoMs: ago})
 	}
 	return out
 }
@@ -233,26 +237,40 @@ func (m *Monitor) Links() []Link {
 	return links
 }
 
+// peerView is what a peer said about one of its links.
+type peerView struct {
+	state    string
+	heardAgo time.Duration // < 0: never heard
+}
+
+// remoteStateLocked judges the link a–b between two other members from
+// their views, taken only from an endpoint that is itself up. A view says
+// how long ago its sender last heard the other end; aged by the time since
+// the view arrived, it gives the same 5-second rule as for this member's
+// own links. The link is up when either end heard the other within the
+// window (pings count in both directions).
 func (m *Monitor) remoteStateLocked(a, b string) string {
-	var states []string
+	state := LinkUnknown
 	for _, x := range [][2]string{{a, b}, {b, a}} {
 		if m.ownStateLocked(x[0]) != LinkUp {
 			continue
 		}
-		if s, ok := m.views[x[0]][x[1]]; ok && s != "" {
-			states = append(states, s)
+		v, ok := m.views[x[0]][x[1]]
+		if !ok {
+			continue
+		}
+		s := v.state
+		if s == LinkUp && max(v.heardAgo, 0)+time.Since(m.viewAt[x[0]]) >= m.failAfter {
+			s = LinkDown // the view has aged past the failure window
+		}
+		switch {
+		case s == LinkUp:
+			return LinkUp
+		case s == LinkDown:
+			state = LinkDown
 		}
 	}
-	switch {
-	case len(states) == 0:
-		return LinkUnknown
-	case len(states) == 2 && states[0] != states[1]:
-		// One side still hears the other: the link carries traffic one way.
-		// Report the pessimistic view so operators look at it.
-		return LinkDown
-	default:
-		return states[0]
-	}
+	return state
 }
 
 func newLink(a, b, state string) Link {

@@ -161,8 +161,9 @@ func TestMonitorLinksFromPingsAndViews(t *testing.T) {
 		t.Errorf("ping carries %d link views, want 2 (one per peer): %v", len(req.GetLinks()), req.GetLinks())
 	}
 
-	// A live peer that says the B–C link is down wins over one that says up.
+	// When both live ends say the B–C link is down, it is down.
 	net.set("b:1", reply{name: "B", links: map[string]string{"A": LinkUp, "C": LinkDown}})
+	net.set("c:1", reply{name: "C", links: map[string]string{"A": LinkUp, "B": LinkDown}})
 	eventually(t, "B-C down from B's view", linksAre(m, map[string]string{"A-B": LinkUp, "A-C": LinkUp, "B-C": LinkDown}))
 	if got := Status(m.Links()); got != StatusOperational {
 		t.Errorf("Status with one link down = %q, want %q", got, StatusOperational)
@@ -171,7 +172,9 @@ func TestMonitorLinksFromPingsAndViews(t *testing.T) {
 	// B stops answering: A–B goes down after failAfter, and B–C comes from
 	// C's view alone (B's stale view is no longer used).
 	net.set("b:1", reply{fail: true})
-	eventually(t, "A-B down, B-C from C", linksAre(m, map[string]string{"A-B": LinkDown, "A-C": LinkUp, "B-C": LinkUp}))
+	eventually(t, "A-B down, B-C from C", linksAre(m, map[string]string{"A-B": LinkDown, "A-C": LinkUp, "B-C": LinkDown}))
+	net.set("c:1", reply{name: "C", links: map[string]string{"A": LinkUp, "B": LinkUp}})
+	eventually(t, "B-C up from C's view alone", linksAre(m, map[string]string{"A-B": LinkDown, "A-C": LinkUp, "B-C": LinkUp}))
 	if got := m.PeerState("B"); got != LinkDown {
 		t.Errorf("PeerState(B) = %q after B stopped answering, want %q", got, LinkDown)
 	}
@@ -457,8 +460,10 @@ func TestRemoteLinkFromViews(t *testing.T) {
 	}{
 		{LinkUp, LinkUp, LinkUp},
 		{LinkDown, LinkDown, LinkDown},
-		{LinkUp, LinkDown, LinkDown},
-		{LinkDown, LinkUp, LinkDown},
+		// Either end that heard the other within the window keeps it up
+		// (pings count in both directions).
+		{LinkUp, LinkDown, LinkUp},
+		{LinkDown, LinkUp, LinkUp},
 		{LinkUp, "", LinkUp},
 		{"", LinkDown, LinkDown},
 		{LinkUnknown, LinkUnknown, LinkUnknown},
@@ -481,5 +486,23 @@ func TestRemoteLinkFromViews(t *testing.T) {
 				t.Errorf("links = %s, want %v", got, want)
 			}
 		})
+	}
+}
+
+// A view ages: "up, heard 250 ms ago" from a peer turns down when the
+// failure window has passed since that hearing, without any new view.
+func TestRemoteViewAges(t *testing.T) {
+	m := NewMonitor("A", time.Hour, 400*time.Millisecond, nil, nil)
+	m.SetPeers(peersBC)
+	m.HandlePing(&peerpb.PingRequest{From: "B", Links: []*peerpb.LinkView{{Peer: "A", State: LinkUp}, {Peer: "C", State: LinkUp, HeardAgoMs: 250}}})
+	if got := linkMap(m.Links())["B-C"]; got != LinkUp {
+		t.Fatalf("B-C right after a fresh view = %s, want up", got)
+	}
+	m.mu.Lock()
+	m.heard["B"] = time.Now() // keep B itself up
+	m.viewAt["B"] = time.Now().Add(-200 * time.Millisecond)
+	m.mu.Unlock()
+	if got := linkMap(m.Links())["B-C"]; got != LinkDown {
+		t.Fatalf("B-C once 250+200 ms > 400 ms since B heard C = %s, want down", got)
 	}
 }

@@ -29,7 +29,7 @@ func TestConfigValidateDefaults(t *testing.T) {
 
 func TestConfigValidateKeepsGivenValues(t *testing.T) {
 	c := Config{Name: "m1", DataDir: "/var/lib/triad", Listen: "127.0.0.1:7001", RaftListen: "127.0.0.1:7002",
-		HTTPListen: "[::1]:7003", LeaseTTL: 5 * time.Second}
+		HTTPListen: "[::1]:7003", LeaseTTL: 5 * time.Second, IsolationMinutes: 7, IsolationAfter: 7 * time.Minute}
 	want := c
 	if err := c.validate(); err != nil {
 		t.Fatalf("validate: %v", err)

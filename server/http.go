@@ -40,6 +40,8 @@ func (s *Server) httpHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
+	mux.Handle("/", dashboardHandler())
+	mux.Handle("GET /metrics", s.metrics.handler())
 	debugHandlers(mux)
 	return mux
 }

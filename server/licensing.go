@@ -28,6 +28,7 @@ const (
 type licensingService struct {
 	triadv1.UnimplementedLicensingServer
 	s *Server
+	m *metrics // nil records nothing
 }
 
 func checkProtocol(v uint32) error {
@@ -38,6 +39,7 @@ func checkProtocol(v uint32) error {
 }
 
 func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRequest) (*triadv1.CheckoutResponse, error) {
+	defer l.m.observe(methodCheckout, time.Now())
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
@@ -55,9 +57,11 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 	}}}
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
+		l.m.checkoutError()
 		return nil, toStatus(err)
 	}
 	r := res[0]
+	l.m.checkout(req.GetFeature(), r.GetCode())
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
 		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
 			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", r.GetCode().String(), "message", r.GetMessage())
@@ -96,12 +100,14 @@ func checkLeaseIDs(ids []uint64) error {
 }
 
 func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1.RenewResponse, error) {
+	defer l.m.observe(methodRenew, time.Now())
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
 	if err := checkLeaseIDs(req.GetLeaseIds()); err != nil {
 		return nil, err
 	}
+	l.m.renewIDs(len(req.GetLeaseIds()))
 	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds()}}}
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
@@ -123,6 +129,7 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 }
 
 func (l *licensingService) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
+	defer l.m.observe(methodRelease, time.Now())
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
@@ -142,6 +149,7 @@ func (l *licensingService) Release(ctx context.Context, req *triadv1.ReleaseRequ
 }
 
 func (l *licensingService) Features(ctx context.Context, req *triadv1.FeaturesRequest) (*triadv1.FeaturesResponse, error) {
+	defer l.m.observe(methodFeatures, time.Now())
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}

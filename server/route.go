@@ -115,6 +115,7 @@ func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool)
 
 // flushLocal applies one batch as one Raft log entry (leader).
 func (s *Server) flushLocal(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
+	s.metrics.raftBatchOps(len(ops))
 	resp, err := s.applyLocal(&fsmpb.Command{Cmd: &fsmpb.Command_Batch{Batch: &fsmpb.Batch{Ops: ops}}})
 	if err != nil {
 		return nil, err
@@ -146,6 +147,7 @@ func (s *Server) flushForward(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
 	if addr == "" {
 		return nil, ErrNoLeader
 	}
+	s.metrics.forwardedOps(len(ops))
 	ctx, cancel := s.forwardContext()
 	defer cancel()
 	resp, err := s.peerClient(addr).Forward(ctx, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}})

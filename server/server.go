@@ -55,6 +55,8 @@ type Server struct {
 	fwdQ   *batcher
 	health *health.Server
 
+	metrics *metrics // nil in handler tests without a server
+
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
 
@@ -128,11 +130,14 @@ func (s *Server) open() error {
 	if s.node, err = openRaft(&s.cfg, s.fsm, s.notify, s.hlog); err != nil {
 		return err
 	}
-	s.peers = newPeerConns()
+	s.peers = newPeerConns(peerDialer(&s.cfg))
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
+	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
+	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
 	s.setPeers(s.formation)
 	s.applyQ = newBatcher(1024, 4, s.flushLocal)
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
+	s.metrics = newMetrics(s.metricsSource())
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -142,7 +147,7 @@ func (s *Server) open() error {
 		return fmt.Errorf("listen for HTTP on %s: %w", s.cfg.HTTPListen, err)
 	}
 	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
-	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s})
+	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s, m: s.metrics})
 	triadv1.RegisterAdminServer(s.grpcSrv, admin.NewService(s, Version))
 	peerpb.RegisterPeerServer(s.grpcSrv, &peerService{s: s})
 	s.health = health.NewServer()

@@ -280,7 +280,10 @@ type LinkView struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peer  string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
 	// up | down | unknown
-	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// How long ago the sender last heard this peer, when it sent the view;
+	// -1 if never. Lets the receiver age the view to the exact failure time.
+	HeardAgoMs    int64 `protobuf:"varint,3,opt,name=heard_ago_ms,json=heardAgoMs,proto3" json:"heard_ago_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +330,13 @@ func (x *LinkView) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *LinkView) GetHeardAgoMs() int64 {
+	if x != nil {
+		return x.HeardAgoMs
+	}
+	return 0
 }
 
 type PingRequest struct {
@@ -649,10 +659,12 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x10BootstrapRequest\x122\n" +
 	"\x15peer_protocol_version\x18\x01 \x01(\rR\x13peerProtocolVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\"\x13\n" +
-	"\x11BootstrapResponse\"4\n" +
+	"\x11BootstrapResponse\"V\n" +
 	"\bLinkView\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\"g\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12 \n" +
+	"\fheard_ago_ms\x18\x03 \x01(\x03R\n" +
+	"heardAgoMs\"g\n" +
 	"\vPingRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
