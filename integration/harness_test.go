@@ -355,3 +355,5 @@ func (c *cluster) writeFile(name, content string) string {
 	}
 	return path
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -18,14 +18,11 @@ func (s *Server) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		switch _, leader := s.leaderAddr(); {
-		case s.mode() == ModeUnconfigured:
-			http.Error(w, "not ready: the cluster is not formed", http.StatusServiceUnavailable)
-		case leader == "":
-			http.Error(w, "not ready: no leader", http.StatusServiceUnavailable)
-		default:
-			w.Write([]byte("ready\n"))
+		if ok, why := s.ready(); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
 		}
+		w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(s.ClusterStatus(r.Context()))

@@ -158,6 +158,7 @@ func (s *Server) open() error {
 	s.goRun(func() { s.fwdQ.run(s.ctx) })
 	s.goRun(func() { s.mon.Run(s.ctx) })
 	s.goRun(s.watchLeadership)
+	s.goRun(s.healthLoop)
 	s.goRun(func() {
 		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
 			s.log.Error("gRPC server stopped", "error", err)

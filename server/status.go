@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -21,4 +24,35 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
 	resp.Features, _ = s.Usage(ctx, false)
+}
+
+// ready reports whether the member can serve leases: formed, with a leader.
+func (s *Server) ready() (bool, string) {
+	switch _, leader := s.leaderAddr(); {
+	case s.mode() == ModeUnconfigured:
+		return false, "the cluster is not formed"
+	case leader == "":
+		return false, "no leader"
+	}
+	return true, ""
+}
+
+// healthLoop keeps the grpc.health.v1 statuses current: the whole server
+// ("") is SERVING while the process runs; the Licensing service is SERVING
+// only while the member is ready (the same rule as /readyz).
+func (s *Server) healthLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok, _ := s.ready(); ok {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		s.health.SetServingStatus(triadv1.Licensing_ServiceDesc.ServiceName, st)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
