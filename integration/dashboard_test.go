@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,7 +26,7 @@ func TestDashboard(t *testing.T) {
 	base := "http://" + m.httpAddr + "/"
 
 	waitFor(t, 20*time.Second, "cluster operational with three links up", func() error {
-		s, err := httpStatus(m.httpAddr)
+		s, err := memberHTTPStatus(m)
 		if err != nil {
 			return err
 		}
@@ -203,16 +202,6 @@ func httpGet(t *testing.T, url string) *http.Response {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp
-}
-
-func httpStatus(addr string) (status, error) {
-	var s status
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/v1/status")
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
 func countLinks(s status, state string) int {

@@ -54,13 +54,18 @@ func (c *cluster) expectLinks(m *member, d time.Duration, word string, links map
 
 func memberHTTPStatus(m *member) (status, error) {
 	var s status
-	cl := http.Client{Timeout: 2 * time.Second}
+	return s, getStatusJSON(m, &s)
+}
+
+// getStatusJSON decodes GET /v1/status of m into v.
+func getStatusJSON(m *member, v any) error {
+	cl := http.Client{Timeout: 3 * time.Second}
 	resp, err := cl.Get("http://" + m.httpAddr + "/v1/status")
 	if err != nil {
-		return s, err
+		return err
 	}
 	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 func allUp(c *cluster) map[[2]string]string {
@@ -208,13 +213,7 @@ func (s fullStatus) hasAlarm(kind string) bool {
 
 func httpStatusFull(m *member) (fullStatus, error) {
 	var s fullStatus
-	cl := http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + m.httpAddr + "/v1/status")
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	return s, getStatusJSON(m, &s)
 }
 
 // A member whose clock is off by more than an hour cannot form a cluster,
