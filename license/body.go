@@ -19,12 +19,13 @@ const (
 const (
 	ModelConcurrent = "concurrent" // a seat is held while a client holds a lease
 	ModelNamedUser  = "named-user" // a seat is tied to a user until recycled
+	ModelCountdown  = "countdown"  // a pool of usage hours, consumed while seats are held
 )
 
 // Limits: what happens when a feature's seats are all in use.
 const (
 	LimitHard = "hard" // refuse the request
-	LimitSoft = "soft" // grant it and report the overdraft
+	LimitSoft = "soft" // grant up to Overdraft more seats and raise an alarm
 )
 
 // DefaultGraceSeconds is the client grace period used when a feature's
@@ -66,6 +67,11 @@ type Feature struct {
 	GraceSeconds     uint32 `json:"grace_seconds"`
 	MaxBorrowSeconds uint32 `json:"max_borrow_seconds"`
 	Limit            string `json:"limit"`
+	// Overdraft is how many seats a soft limit grants beyond Count.
+	Overdraft uint32 `json:"overdraft,omitempty"`
+	// UsageHours is the pool of a countdown feature: seat-hours that are
+	// consumed while seats are held.
+	UsageHours uint32 `json:"usage_hours,omitempty"`
 }
 
 // Grace is how long a client may go without a heartbeat before its seat is

@@ -55,6 +55,12 @@ func describeFeature(f Feature) string {
 	if f.MaxBorrowSeconds > 0 {
 		borrow = "borrow up to " + fmtDuration(f.MaxBorrow())
 	}
+	if model == ModelCountdown {
+		model = fmt.Sprintf("%s of %d usage hours", model, f.UsageHours)
+	}
+	if limit == LimitSoft {
+		limit = fmt.Sprintf("%s (overdraft %d)", limit, f.Overdraft)
+	}
 	return fmt.Sprintf("%s version %d: %d seats, %s, %s limit, grace %s, %s",
 		clean(f.Name), f.Version, f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
 }

@@ -27,7 +27,7 @@ func validBody() Body {
 		Binding:    Binding{Mode: ModeFailover, ComputerIDs: []string{"id-a", "id-b", "id-c"}},
 		Features: []Feature{
 			{Name: "cad", Version: 5, Count: 10},
-			{Name: "cad.render", Version: 2, Count: 3, Model: ModelNamedUser, GraceSeconds: 600, MaxBorrowSeconds: 72 * 3600, Limit: LimitSoft},
+			{Name: "cad.render", Version: 2, Count: 3, Model: ModelNamedUser, GraceSeconds: 600, MaxBorrowSeconds: 72 * 3600, Limit: LimitSoft, Overdraft: 2},
 		},
 		Description: "Annual subscription",
 	}

@@ -30,7 +30,7 @@ func TestSignParseVerifyRoundtrip(t *testing.T) {
 	// The comment lines are for people and must say what the license is.
 	for _, s := range []string{"# Serial:      TRI-2026-0001", "# Issued to:   Acme Engineering GmbH",
 		"until 2027-01-01 23:59:59 UTC", "cad version 5: 10 seats, concurrent, hard limit, grace 2h, no borrowing",
-		"cad.render version 2: 3 seats, named-user, soft limit, grace 10m, borrow up to 72h"} {
+		"cad.render version 2: 3 seats, named-user, soft (overdraft 2) limit, grace 10m, borrow up to 72h"} {
 		if !bytes.Contains(data, []byte(s)) {
 			t.Errorf("file does not contain %q:\n%s", s, data)
 		}

@@ -100,11 +100,25 @@ func validateFeatures(fs []Feature) error {
 		}
 		switch f.Model {
 		case "", ModelConcurrent, ModelNamedUser:
+			if f.UsageHours != 0 {
+				return fmt.Errorf("%s: usage_hours is only for the %q model", where, ModelCountdown)
+			}
+		case ModelCountdown:
+			if f.UsageHours == 0 {
+				return fmt.Errorf("%s: a %q feature needs usage_hours of at least 1", where, ModelCountdown)
+			}
 		default:
-			return fmt.Errorf("%s: model is %q: use %q or %q", where, f.Model, ModelConcurrent, ModelNamedUser)
+			return fmt.Errorf("%s: model is %q: use %q, %q or %q", where, f.Model, ModelConcurrent, ModelNamedUser, ModelCountdown)
 		}
 		switch f.Limit {
-		case "", LimitHard, LimitSoft:
+		case "", LimitHard:
+			if f.Overdraft != 0 {
+				return fmt.Errorf("%s: overdraft %d needs limit %q (a hard limit never overdraws)", where, f.Overdraft, LimitSoft)
+			}
+		case LimitSoft:
+			if f.Overdraft == 0 {
+				return fmt.Errorf("%s: a soft limit needs an overdraft of at least 1 seat", where)
+			}
 		default:
 			return fmt.Errorf("%s: limit is %q: use %q or %q", where, f.Limit, LimitHard, LimitSoft)
 		}

@@ -42,6 +42,11 @@ func TestValidate(t *testing.T) {
 		{"zero count", func(b *Body) { b.Features[1].Count = 0 }, "features[1] (cad.render version 2): count is 0"},
 		{"unknown model", func(b *Body) { b.Features[0].Model = "floating" }, `model is "floating"`},
 		{"unknown limit", func(b *Body) { b.Features[0].Limit = "strict" }, `limit is "strict"`},
+		{"countdown with hours", func(b *Body) { b.Features[0].Model, b.Features[0].UsageHours = ModelCountdown, 500 }, ""},
+		{"countdown without hours", func(b *Body) { b.Features[0].Model = ModelCountdown }, `a "countdown" feature needs usage_hours`},
+		{"hours on a concurrent feature", func(b *Body) { b.Features[0].UsageHours = 5 }, `usage_hours is only for the "countdown" model`},
+		{"soft without overdraft", func(b *Body) { b.Features[1].Overdraft = 0 }, "a soft limit needs an overdraft of at least 1 seat"},
+		{"overdraft on a hard limit", func(b *Body) { b.Features[0].Overdraft = 3 }, `overdraft 3 needs limit "soft"`},
 		{"duplicate feature", func(b *Body) { b.Features[1].Name, b.Features[1].Version = "cad", 5 }, "same name and version as features[0]"},
 	}
 	for _, tt := range tests {
