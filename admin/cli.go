@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,9 +9,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -30,15 +27,27 @@ func App() *cli.App {
 			&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "member licensing address HOST:PORT (repeatable or comma list; the first that answers is used)", EnvVars: []string{"TRIAD_SERVER"}, Value: cli.NewStringSlice("127.0.0.1:4085")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table"},
 			&cli.DurationFlag{Name: "timeout", Usage: "time limit of one command", Value: 30 * time.Second},
+			&cli.StringFlag{Name: "mode", Aliases: []string{"m"}, Usage: "session mode: full or restricted (default: restricted for reading commands, full for changes)"},
+			&cli.StringFlag{Name: "password-file", Usage: "read the administration password from this file (else TRIAD_PASSWORD, else a prompt when one is needed)"},
+			&cli.StringFlag{Name: "session", Usage: "use this session token (from `triadctl connect`) instead of connecting for this command", EnvVars: []string{"TRIAD_SESSION"}},
+			&cli.BoolFlag{Name: "local", Usage: "connect through the member's Unix socket (local administrator; needs --data-dir)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "with --local: the member's data directory"},
+			&cli.StringFlag{Name: "source-ip", Usage: "local IP address to connect from (multi-homed hosts)"},
 		},
 		Before: func(c *cli.Context) error {
 			if o := c.String("output"); o != "table" && o != "json" {
 				return fmt.Errorf("--output %q is not supported: use table or json", o)
 			}
+			if m := c.String("mode"); m != "" && m != ModeFull && m != ModeRestricted {
+				return fmt.Errorf("--mode %q is not supported: use full or restricted", m)
+			}
+			if c.Bool("local") && c.String("data-dir") == "" {
+				return fmt.Errorf("--local needs --data-dir DIR, the member's data directory (its admin socket is DIR/admin.sock)")
+			}
 			return nil
 		},
 		Commands: []*cli.Command{
-			serverCommand(), clusterCommand(), licenseCommand(), usageCommand(),
+			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
 			checkoutCommand(), vendorCommand(), benchCommand(),
 		},
 	}
@@ -59,34 +68,8 @@ func servers(c *cli.Context) []string {
 
 func jsonOutput(c *cli.Context) bool { return c.String("output") == "json" }
 
-func header() *triadv1.AdminHeader { return &triadv1.AdminHeader{ProtocolVersion: ProtocolVersion} }
-
-// adminCall runs f against the first member that answers.
-func adminCall[T any](c *cli.Context, f func(context.Context, triadv1.AdminClient) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
-	defer cancel()
-	var zero T
-	var lastErr error
-	for _, addr := range servers(c) {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			lastErr = fmt.Errorf("%s: %v", addr, err)
-			continue
-		}
-		v, err := f(ctx, triadv1.NewAdminClient(conn))
-		conn.Close()
-		if err == nil {
-			return v, nil
-		}
-		if status.Code(err) != codes.Unavailable {
-			return zero, cliError(addr, err)
-		}
-		lastErr = cliError(addr, err)
-	}
-	if lastErr == nil {
-		lastErr = fmt.Errorf("no --server given")
-	}
-	return zero, lastErr
+func header() *triadv1.AdminHeader {
+	return &triadv1.AdminHeader{ProtocolVersion: ProtocolVersion, ToolVersion: ToolVersion}
 }
 
 func cliError(addr string, err error) error {

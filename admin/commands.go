@@ -23,8 +23,8 @@ func serverCommand() *cli.Command {
 			Name:  "show",
 			Usage: "show name, computer ID, mode and addresses",
 			Action: func(c *cli.Context) error {
-				r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ServerShowResponse, error) {
-					return a.ServerShow(ctx, &triadv1.ServerShowRequest{Header: header()})
+				r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ServerShowResponse, error) {
+					return a.ServerShow(ctx, &triadv1.ServerShowRequest{Header: h})
 				})
 				if err != nil {
 					return err
@@ -35,9 +35,11 @@ func serverCommand() *cli.Command {
 				w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 				fmt.Fprintf(w, "name\t%s\ncomputer ID\t%s\nmode\t%s\nversion\t%s\naddress\t%s\nraft address\t%s\nhttp address\t%s\ndata dir\t%s\n",
 					r.Name, r.ComputerId, r.Mode, r.Version, r.Address, r.RaftAddress, r.HttpAddress, r.DataDir)
+				printSettings(w, r.Settings)
+				printSessions(w, r.Sessions)
 				return w.Flush()
 			},
-		}},
+		}, serverSetCommand()},
 	}
 }
 
@@ -65,8 +67,8 @@ func clusterCommand() *cli.Command {
 					if !c.Bool("standalone") && len(members) == 0 {
 						return fmt.Errorf("pass --members A,B,C (the three members' licensing addresses) or --standalone")
 					}
-					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ClusterCreateResponse, error) {
-						return a.ClusterCreate(ctx, &triadv1.ClusterCreateRequest{Header: header(), Members: members, Standalone: c.Bool("standalone")})
+					r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ClusterCreateResponse, error) {
+						return a.ClusterCreate(ctx, &triadv1.ClusterCreateRequest{Header: h, Members: members, Standalone: c.Bool("standalone")})
 					})
 					if err != nil {
 						return err
@@ -91,8 +93,8 @@ func clusterCommand() *cli.Command {
 
 func clusterStatus(full bool) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.ClusterStatusResponse, error) {
-			return a.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: header()})
+		r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ClusterStatusResponse, error) {
+			return a.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: h})
 		})
 		if err != nil {
 			return err
@@ -139,7 +141,7 @@ func clusterStatus(full bool) cli.ActionFunc {
 func licenseCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "license",
-		Usage: "enroll and list licenses",
+		Usage: "enroll, list, show and remove licenses",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "enroll",
@@ -153,8 +155,8 @@ func licenseCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("read license file: %w", err)
 					}
-					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.LicenseEnrollResponse, error) {
-						return a.LicenseEnroll(ctx, &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: data})
+					r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseEnrollResponse, error) {
+						return a.LicenseEnroll(ctx, &triadv1.LicenseEnrollRequest{Header: h, LicenseFile: data})
 					})
 					if err != nil {
 						return err
@@ -166,12 +168,14 @@ func licenseCommand() *cli.Command {
 					return nil
 				},
 			},
+			licenseShowCommand(),
+			licenseRemoveCommand(),
 			{
 				Name:  "list",
 				Usage: "list enrolled licenses",
 				Action: func(c *cli.Context) error {
-					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.LicenseListResponse, error) {
-						return a.LicenseList(ctx, &triadv1.LicenseListRequest{Header: header()})
+					r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseListResponse, error) {
+						return a.LicenseList(ctx, &triadv1.LicenseListRequest{Header: h})
 					})
 					if err != nil {
 						return err
@@ -205,8 +209,8 @@ func usageCommand() *cli.Command {
 				Usage: "capacity and seats in use per feature and version",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "consistent", Usage: "read through the leader (linearizable)"}},
 				Action: func(c *cli.Context) error {
-					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.FeaturesResponse, error) {
-						return a.UsageFeatures(ctx, &triadv1.UsageFeaturesRequest{Header: header(), Consistent: c.Bool("consistent")})
+					r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.FeaturesResponse, error) {
+						return a.UsageFeatures(ctx, &triadv1.UsageFeaturesRequest{Header: h, Consistent: c.Bool("consistent")})
 					})
 					if err != nil {
 						return err
@@ -222,12 +226,15 @@ func usageCommand() *cli.Command {
 					return w.Flush()
 				},
 			},
+			usageUsersCommand(),
+			usageDenialsCommand(),
+			usageReleaseCommand(),
 			{
 				Name:  "leases",
 				Usage: "every live lease",
 				Action: func(c *cli.Context) error {
-					r, err := adminCall(c, func(ctx context.Context, a triadv1.AdminClient) (*triadv1.UsageLeasesResponse, error) {
-						return a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: header()})
+					r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageLeasesResponse, error) {
+						return a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h})
 					})
 					if err != nil {
 						return err

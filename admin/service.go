@@ -2,16 +2,30 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // ProtocolVersion is the admin protocol spoken by this triadctl and served
 // by this member. A triadctl older than the server is refused.
-const ProtocolVersion = 1
+// 2: sessions (Connect, tokens, modes).
+const ProtocolVersion = 2
+
+// ToolVersion is the triadctl software version sent in every header.
+const ToolVersion = "0.2.0"
 
 // Backend is what a member offers the admin service; package server
 // implements it. Keeping the service here lets session and policy rules
@@ -24,6 +38,55 @@ type Backend interface {
 	Licenses(ctx context.Context) []*triadv1.LicenseInfo
 	Usage(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
 	Leases(ctx context.Context) []*triadv1.Lease
+
+	RemoveLicense(ctx context.Context, serial string) (string, error)
+	UsageUsers(ctx context.Context) []*triadv1.UserUsage
+	Denials(ctx context.Context) *triadv1.UsageDenialsResponse
+	// ReleaseLease force-releases a lease; false when it was already gone.
+	ReleaseLease(ctx context.Context, id uint64) (bool, error)
+
+	// AuthState is what a connect is judged on.
+	AuthState(ctx context.Context) AuthState
+	// MemberName is the name of this member.
+	MemberName() string
+	// PeerMember names the other member whose address has this IP, if any.
+	PeerMember(ip net.IP) (string, bool)
+	// OpenSession records a session (replicated once the cluster is formed).
+	OpenSession(ctx context.Context, s *Session, authVersion uint64) error
+	// UseSession returns the live session id names, marking it used, or a
+	// status error saying why it is not live.
+	UseSession(ctx context.Context, id string) (*Session, error)
+	CloseSession(ctx context.Context, id string) error
+	Sessions(ctx context.Context) []*Session
+	// Settings are the effective replicated settings.
+	Settings(ctx context.Context) *triadv1.ServerSettings
+	// SetPasswords stores new hashes (nil keeps one) for a full session.
+	SetPasswords(ctx context.Context, sessionID string, fullHash, restrictedHash []byte, authVersion uint64) error
+	SetSettings(ctx context.Context, sessionID string, req *triadv1.ServerSetRequest) (*triadv1.ServerSettings, error)
+}
+
+// AuthState is the replicated administration state a connect needs.
+type AuthState struct {
+	FullHash, RestrictedHash []byte
+	Version                  uint64
+	Policy                   string
+	Activated                bool
+	IdleTimeout              time.Duration
+	// Stale: the member could not catch up with the leader; its state may
+	// be behind.
+	Stale bool
+}
+
+// Session is one administration session.
+type Session struct {
+	ID     string
+	Mode   string
+	Origin string
+	Local  bool
+	Member string
+	// MemberOnly: known to this member only (not formed, or no leader).
+	MemberOnly         bool
+	OpenedMs, LastUsed int64
 }
 
 // Service implements the Admin gRPC service on top of a Backend.
@@ -39,36 +102,225 @@ func NewService(b Backend, version string) *Service { return &Service{b: b, vers
 // maxLicenseFile bounds an enrolled file (a license is a few kilobytes).
 const maxLicenseFile = 1 << 20
 
-func (s *Service) check(h *triadv1.AdminHeader) error {
+// maxPassword is bcrypt's input limit.
+const maxPassword = 72
+
+func (s *Service) checkVersion(h *triadv1.AdminHeader) error {
 	if v := h.GetProtocolVersion(); v < ProtocolVersion {
-		return status.Errorf(codes.FailedPrecondition, "triadctl admin protocol %d is older than this server's (%d, server version %s): upgrade triadctl", v, ProtocolVersion, s.version)
+		tool := h.GetToolVersion()
+		if tool == "" {
+			tool = "unknown version"
+		}
+		return status.Errorf(codes.FailedPrecondition, "triadctl %s speaks admin protocol %d, older than this server's (%d, server version %s): upgrade triadctl", tool, v, ProtocolVersion, s.version)
 	}
 	return nil
 }
 
-func (s *Service) ServerShow(ctx context.Context, req *triadv1.ServerShowRequest) (*triadv1.ServerShowResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+// TokenID is the id under which a session token is stored: its SHA-256.
+func TokenID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func newToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// auth checks the header and the session; op names the call for refusals.
+// A write (needFull) in a restricted session is PERMISSION_DENIED.
+func (s *Service) auth(ctx context.Context, h *triadv1.AdminHeader, op string, needFull bool) (*Session, error) {
+	if err := s.checkVersion(h); err != nil {
 		return nil, err
 	}
-	return s.b.ServerShow(ctx), nil
+	if h.GetSessionToken() == "" {
+		return nil, status.Errorf(codes.Unauthenticated, "no session: connect first (triadctl connects for each command; a script can hold one with `triadctl connect`)")
+	}
+	sess, err := s.b.UseSession(ctx, TokenID(h.GetSessionToken()))
+	if err != nil {
+		return nil, err
+	}
+	if needFull && sess.Mode != ModeFull {
+		return nil, status.Errorf(codes.PermissionDenied, "permission denied: %s needs full mode; this session is %s: connect with --mode full", op, sess.Mode)
+	}
+	return sess, nil
+}
+
+// origin describes the caller: local (Unix socket), another member, or a
+// remote tool.
+func (s *Service) origin(ctx context.Context) (desc string, local bool, peerMember bool) {
+	me := s.b.MemberName()
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown tool via " + me, false, false
+	}
+	if p.Addr.Network() == "unix" {
+		return "local tool on " + me + " (unix socket)", true, false
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		host = p.Addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if name, ok := s.b.PeerMember(ip); ok {
+			return fmt.Sprintf("member %s's host (%s) via %s", name, p.Addr, me), false, true
+		}
+	}
+	return fmt.Sprintf("remote tool %s via %s", p.Addr, me), false, false
+}
+
+func matches(hash []byte, password string) bool {
+	return len(hash) > 0 && bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+}
+
+func (s *Service) Connect(ctx context.Context, req *triadv1.ConnectRequest) (*triadv1.ConnectResponse, error) {
+	if err := s.checkVersion(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	mode := req.GetMode()
+	if mode == "" {
+		mode = ModeFull
+	}
+	if mode != ModeFull && mode != ModeRestricted {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown mode %q: use full or restricted", mode)
+	}
+	desc, local, peerMember := s.origin(ctx)
+	st := s.b.AuthState(ctx)
+	rule := Decide(ConnectInput{
+		Mode: mode, Local: local, PeerMember: peerMember, Activated: st.Activated, Policy: st.Policy,
+		FullSet: len(st.FullHash) > 0, RestrictedSet: len(st.RestrictedHash) > 0,
+	})
+	m := Match{Given: req.GetPassword() != ""}
+	if m.Given && rule.Ask != AskNone {
+		m.Full = matches(st.FullHash, req.GetPassword())
+		m.Restricted = !m.Full && matches(st.RestrictedHash, req.GetPassword())
+	}
+	got, forced, out := Resolve(rule, mode, m)
+	switch out {
+	case Refused:
+		return nil, status.Errorf(codes.PermissionDenied, "remote administration is denied by this cluster's policy (remote policy %q): use triadctl on a member (--local --data-dir DIR) or on one of the other members", st.Policy)
+	case PasswordRequired:
+		return nil, status.Errorf(codes.Unauthenticated, "password required: %s (give --password-file, TRIAD_PASSWORD, or answer the prompt)", rule.Ask)
+	case WrongPassword:
+		return nil, status.Errorf(codes.Unauthenticated, "wrong password (%s asked)", rule.Ask)
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "draw a session token: %v", err)
+	}
+	// Without a leader, a restricted session can only be member-only.
+	sess := &Session{ID: TokenID(token), Mode: got, Origin: desc, Local: local, Member: s.b.MemberName(), MemberOnly: st.Stale && got == ModeRestricted}
+	if err := s.b.OpenSession(ctx, sess, st.Version); err != nil {
+		return nil, err
+	}
+	resp := &triadv1.ConnectResponse{
+		SessionToken: token, Mode: got, ForcedRestricted: forced, Member: s.b.MemberName(), Origin: desc,
+		Local: local, ServerProtocolVersion: ProtocolVersion, IdleTimeoutMs: st.IdleTimeout.Milliseconds(),
+	}
+	if forced {
+		if rule.Table == PolicyRestricted {
+			resp.Notice = "connection forced to restricted mode: the remote administration policy is restricted"
+		} else {
+			resp.Notice = "connection forced to restricted mode: the restricted password was given"
+		}
+	}
+	return resp, nil
+}
+
+func (s *Service) Disconnect(ctx context.Context, req *triadv1.DisconnectRequest) (*triadv1.DisconnectResponse, error) {
+	if err := s.checkVersion(req.GetHeader()); err != nil {
+		return nil, err
+	}
+	if req.GetHeader().GetSessionToken() == "" {
+		return nil, status.Error(codes.InvalidArgument, "no session token given")
+	}
+	if err := s.b.CloseSession(ctx, TokenID(req.GetHeader().GetSessionToken())); err != nil {
+		return nil, err
+	}
+	return &triadv1.DisconnectResponse{}, nil
+}
+
+func (s *Service) ServerShow(ctx context.Context, req *triadv1.ServerShowRequest) (*triadv1.ServerShowResponse, error) {
+	me, err := s.auth(ctx, req.GetHeader(), "server show", false)
+	if err != nil {
+		return nil, err
+	}
+	resp := proto.Clone(s.b.ServerShow(ctx)).(*triadv1.ServerShowResponse)
+	resp.Settings = s.b.Settings(ctx)
+	for _, ss := range s.b.Sessions(ctx) {
+		resp.Sessions = append(resp.Sessions, &triadv1.AdminSession{
+			Id: ss.ID[:min(12, len(ss.ID))], Mode: ss.Mode, Origin: ss.Origin, Local: ss.Local, Member: ss.Member,
+			OpenedUnixMs: ss.OpenedMs, LastUsedUnixMs: ss.LastUsed, Yours: ss.ID == me.ID, MemberOnly: ss.MemberOnly,
+		})
+	}
+	return resp, nil
+}
+
+func (s *Service) ServerSet(ctx context.Context, req *triadv1.ServerSetRequest) (*triadv1.ServerSettings, error) {
+	me, err := s.auth(ctx, req.GetHeader(), "server set", true)
+	if err != nil {
+		return nil, err
+	}
+	if req.SessionIdleTimeoutMs == nil && req.IsolationMinutes == nil && req.Statistics == nil && req.AutoRecycling == nil && req.RemotePolicy == nil {
+		return nil, status.Error(codes.InvalidArgument, "no setting given: see `triadctl server set --help`")
+	}
+	return s.b.SetSettings(ctx, me.ID, req)
+}
+
+func (s *Service) PasswordSet(ctx context.Context, req *triadv1.PasswordSetRequest) (*triadv1.PasswordSetResponse, error) {
+	me, err := s.auth(ctx, req.GetHeader(), "password set", true)
+	if err != nil {
+		return nil, err
+	}
+	which := req.GetWhich()
+	if which != ModeFull && which != ModeRestricted {
+		return nil, status.Errorf(codes.InvalidArgument, "which password? %q: use full or restricted", which)
+	}
+	if n := len(req.GetNewPassword()); n == 0 || n > maxPassword {
+		return nil, status.Errorf(codes.InvalidArgument, "the new password has %d bytes; use 1 to %d", n, maxPassword)
+	}
+	st := s.b.AuthState(ctx)
+	if len(st.FullHash) == 0 && which == ModeRestricted {
+		return nil, status.Error(codes.FailedPrecondition, "the restricted password can only be set once the full password is set: set the full password first (triadctl password set full)")
+	}
+	if len(st.FullHash) > 0 && !matches(st.FullHash, req.GetCurrentFullPassword()) {
+		return nil, status.Error(codes.PermissionDenied, "the current full password is wrong: changing a password needs the current full password")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(req.GetNewPassword()), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "hash the new password: %v", err)
+	}
+	var full, restricted []byte
+	if which == ModeFull {
+		full = hash
+	} else {
+		restricted = hash
+	}
+	if err := s.b.SetPasswords(ctx, me.ID, full, restricted, st.Version); err != nil {
+		return nil, err
+	}
+	return &triadv1.PasswordSetResponse{Message: which + " password set"}, nil
 }
 
 func (s *Service) ClusterCreate(ctx context.Context, req *triadv1.ClusterCreateRequest) (*triadv1.ClusterCreateResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "cluster create", true); err != nil {
 		return nil, err
 	}
 	return s.b.FormCluster(ctx, req.GetMembers(), req.GetStandalone())
 }
 
 func (s *Service) ClusterStatus(ctx context.Context, req *triadv1.ClusterStatusRequest) (*triadv1.ClusterStatusResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "cluster status", false); err != nil {
 		return nil, err
 	}
 	return s.b.ClusterStatus(ctx), nil
 }
 
 func (s *Service) LicenseEnroll(ctx context.Context, req *triadv1.LicenseEnrollRequest) (*triadv1.LicenseEnrollResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "license enroll", true); err != nil {
 		return nil, err
 	}
 	if n := len(req.GetLicenseFile()); n == 0 || n > maxLicenseFile {
@@ -82,14 +334,40 @@ func (s *Service) LicenseEnroll(ctx context.Context, req *triadv1.LicenseEnrollR
 }
 
 func (s *Service) LicenseList(ctx context.Context, req *triadv1.LicenseListRequest) (*triadv1.LicenseListResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "license list", false); err != nil {
 		return nil, err
 	}
 	return &triadv1.LicenseListResponse{Licenses: s.b.Licenses(ctx)}, nil
 }
 
+func (s *Service) LicenseShow(ctx context.Context, req *triadv1.LicenseShowRequest) (*triadv1.LicenseInfo, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "license show", false); err != nil {
+		return nil, err
+	}
+	for _, l := range s.b.Licenses(ctx) {
+		if l.GetSerial() == req.GetSerial() {
+			return l, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "no license %q is enrolled: see `triadctl license list`", req.GetSerial())
+}
+
+func (s *Service) LicenseRemove(ctx context.Context, req *triadv1.LicenseRemoveRequest) (*triadv1.LicenseRemoveResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "license remove", true); err != nil {
+		return nil, err
+	}
+	if req.GetSerial() == "" {
+		return nil, status.Error(codes.InvalidArgument, "no serial given")
+	}
+	msg, err := s.b.RemoveLicense(ctx, req.GetSerial())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.LicenseRemoveResponse{Message: msg}, nil
+}
+
 func (s *Service) UsageFeatures(ctx context.Context, req *triadv1.UsageFeaturesRequest) (*triadv1.FeaturesResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage features", false); err != nil {
 		return nil, err
 	}
 	rows, err := s.b.Usage(ctx, req.GetConsistent())
@@ -100,8 +378,36 @@ func (s *Service) UsageFeatures(ctx context.Context, req *triadv1.UsageFeaturesR
 }
 
 func (s *Service) UsageLeases(ctx context.Context, req *triadv1.UsageLeasesRequest) (*triadv1.UsageLeasesResponse, error) {
-	if err := s.check(req.GetHeader()); err != nil {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage leases", false); err != nil {
 		return nil, err
 	}
 	return &triadv1.UsageLeasesResponse{Leases: s.b.Leases(ctx)}, nil
+}
+
+func (s *Service) UsageUsers(ctx context.Context, req *triadv1.UsageUsersRequest) (*triadv1.UsageUsersResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage users", false); err != nil {
+		return nil, err
+	}
+	return &triadv1.UsageUsersResponse{Users: s.b.UsageUsers(ctx)}, nil
+}
+
+func (s *Service) UsageDenials(ctx context.Context, req *triadv1.UsageDenialsRequest) (*triadv1.UsageDenialsResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage denials", false); err != nil {
+		return nil, err
+	}
+	return s.b.Denials(ctx), nil
+}
+
+func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseRequest) (*triadv1.UsageReleaseResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage release", true); err != nil {
+		return nil, err
+	}
+	if req.GetLeaseId() == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no lease id given: see `triadctl usage leases`")
+	}
+	ok, err := s.b.ReleaseLease(ctx, req.GetLeaseId())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.UsageReleaseResponse{LeaseId: req.GetLeaseId(), Released: ok}, nil
 }

@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,8 @@ type fakeBackend struct {
 	consistent bool
 	enrolled   []byte
 	enrollErr  error
+	auth       AuthState
+	sessions   map[string]*Session
 }
 
 func (f *fakeBackend) called(name string) {
@@ -94,7 +98,100 @@ func (f *fakeBackend) Leases(context.Context) []*triadv1.Lease {
 	return fakeLeases
 }
 
+func (f *fakeBackend) RemoveLicense(context.Context, string) (string, error) {
+	f.called("RemoveLicense")
+	return "removed", nil
+}
+
+func (f *fakeBackend) UsageUsers(context.Context) []*triadv1.UserUsage {
+	f.called("UsageUsers")
+	return nil
+}
+
+func (f *fakeBackend) Denials(context.Context) *triadv1.UsageDenialsResponse {
+	f.called("Denials")
+	return &triadv1.UsageDenialsResponse{Member: "m1"}
+}
+
+func (f *fakeBackend) ReleaseLease(context.Context, uint64) (bool, error) {
+	f.called("ReleaseLease")
+	return true, nil
+}
+
+func (f *fakeBackend) AuthState(context.Context) AuthState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.auth
+}
+
+func (f *fakeBackend) MemberName() string { return "m1" }
+
+func (f *fakeBackend) PeerMember(net.IP) (string, bool) { return "", false }
+
+func (f *fakeBackend) OpenSession(_ context.Context, s *Session, _ uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions == nil {
+		f.sessions = map[string]*Session{}
+	}
+	f.sessions[s.ID] = s
+	return nil
+}
+
+func (f *fakeBackend) UseSession(_ context.Context, id string) (*Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sessions[id]
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "unknown or closed session: connect again")
+	}
+	return s, nil
+}
+
+func (f *fakeBackend) CloseSession(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.sessions, id)
+	return nil
+}
+
+func (f *fakeBackend) Sessions(context.Context) []*Session { return nil }
+
+func (f *fakeBackend) Settings(context.Context) *triadv1.ServerSettings {
+	return &triadv1.ServerSettings{RemotePolicy: "full"}
+}
+
+func (f *fakeBackend) SetPasswords(_ context.Context, _ string, full, restricted []byte, _ uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if full != nil {
+		f.auth.FullHash = full
+	}
+	if restricted != nil {
+		f.auth.RestrictedHash = restricted
+	}
+	f.auth.Version++
+	return nil
+}
+
+func (f *fakeBackend) SetSettings(context.Context, string, *triadv1.ServerSetRequest) (*triadv1.ServerSettings, error) {
+	f.called("SetSettings")
+	return &triadv1.ServerSettings{}, nil
+}
+
 var _ Backend = (*fakeBackend)(nil)
+
+// session opens a session on s and returns a header carrying it.
+func session(t *testing.T, s *Service, mode string) *triadv1.AdminHeader {
+	t.Helper()
+	r, err := s.Connect(context.Background(), &triadv1.ConnectRequest{Header: header(), Mode: mode})
+	if err != nil {
+		t.Fatalf("connect %s: %v", mode, err)
+	}
+	h := header()
+	h.SessionToken = r.SessionToken
+	return h
+}
 
 // every admin RPC, called with the given header.
 func adminRPCs(s *Service, h *triadv1.AdminHeader) map[string]func() (proto.Message, error) {
@@ -135,7 +232,7 @@ func TestServiceRefusesOldProtocol(t *testing.T) {
 				continue
 			}
 			msg := status.Convert(err).Message()
-			for _, want := range []string{"protocol 0", "(1,", "1.2.3", "upgrade triadctl"} {
+			for _, want := range []string{"protocol 0", fmt.Sprintf("(%d,", ProtocolVersion), "1.2.3", "upgrade triadctl"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("%s: message %q does not contain %q", name, msg, want)
 				}
@@ -150,18 +247,26 @@ func TestServiceRefusesOldProtocol(t *testing.T) {
 	}
 }
 
+func showWithSettings() *triadv1.ServerShowResponse {
+	r := proto.Clone(fakeShow).(*triadv1.ServerShowResponse)
+	r.Settings = &triadv1.ServerSettings{RemotePolicy: "full"}
+	return r
+}
+
 func isNilMessage(m proto.Message) bool { return !m.ProtoReflect().IsValid() }
 
 func TestServiceDelegatesCurrentProtocol(t *testing.T) {
 	for _, v := range []uint32{ProtocolVersion, ProtocolVersion + 1} {
 		b := &fakeBackend{}
 		s := NewService(b, "1.2.3")
-		rpcs := adminRPCs(s, &triadv1.AdminHeader{ProtocolVersion: v})
+		h := session(t, s, ModeFull)
+		h.ProtocolVersion = v
+		rpcs := adminRPCs(s, h)
 		want := map[string]struct {
 			backend string
 			resp    proto.Message
 		}{
-			"ServerShow":    {"ServerShow", fakeShow},
+			"ServerShow":    {"ServerShow", showWithSettings()},
 			"ClusterCreate": {"FormCluster", fakeCreate},
 			"ClusterStatus": {"ClusterStatus", fakeStatus},
 			"LicenseEnroll": {"EnrollLicense", &triadv1.LicenseEnrollResponse{License: fakeLicense}},
@@ -200,7 +305,7 @@ func TestServicePassesBackendError(t *testing.T) {
 	want := status.Error(codes.PermissionDenied, "signature invalid")
 	b := &fakeBackend{enrollErr: want}
 	s := NewService(b, "dev")
-	_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: []byte("x")})
+	_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: session(t, s, ModeFull), LicenseFile: []byte("x")})
 	if !errors.Is(err, want) && err != want {
 		t.Fatalf("LicenseEnroll err = %v, want the backend's %v", err, want)
 	}
@@ -220,7 +325,7 @@ func TestLicenseEnrollSizeLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &fakeBackend{}
 			s := NewService(b, "dev")
-			_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: header(), LicenseFile: make([]byte, tc.size)})
+			_, err := s.LicenseEnroll(context.Background(), &triadv1.LicenseEnrollRequest{Header: session(t, s, ModeFull), LicenseFile: make([]byte, tc.size)})
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("LicenseEnroll of %d bytes: %v", tc.size, err)

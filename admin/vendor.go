@@ -51,14 +51,18 @@ func vendorCommand() *cli.Command {
 				Usage: "sign a license file bound to the members' computer IDs",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "key", Required: true, Usage: "vendor private key file"},
-					&cli.StringFlag{Name: "customer", Required: true},
-					&cli.StringFlag{Name: "computer-ids", Required: true, Usage: "the members' computer IDs, comma separated (3 for failover, 1 for standalone)"},
-					&cli.StringSliceFlag{Name: "feature", Required: true, Usage: "NAME:VERSION:COUNT (repeatable)"},
-					&cli.StringFlag{Name: "valid-until", Required: true, Usage: "YYYY-MM-DD (inclusive, UTC)"},
-					&cli.StringFlag{Name: "valid-after", Usage: "YYYY-MM-DD (default: now)"},
+					&cli.StringFlag{Name: "spec", Usage: "JSON file with the body fields (see docs/license-format.md); flags override its values"},
+					&cli.StringFlag{Name: "customer", Usage: "customer the license is issued to (spec: issued_to)"},
+					&cli.StringFlag{Name: "computer-ids", Usage: "the members' computer IDs, comma separated (3 for failover, 1 for standalone)"},
+					// Not a StringSliceFlag: that one splits at commas, which
+					// separate a feature's options here.
+					&cli.GenericFlag{Name: "feature", Value: &featureList{}, Usage: "NAME:VERSION:COUNT[,model=concurrent|named-user|countdown][,limit=hard|soft][,overdraft=N][,grace=2h][,borrow=72h][,hours=N] (repeatable; replaces the spec's features)"},
+					&cli.StringFlag{Name: "valid-until", Usage: "YYYY-MM-DD (inclusive, UTC) or an RFC 3339 time"},
+					&cli.StringFlag{Name: "valid-after", Usage: "YYYY-MM-DD or an RFC 3339 time (default: now)"},
 					&cli.StringFlag{Name: "serial", Usage: "serial number (default: generated)"},
 					&cli.StringSliceFlag{Name: "supersedes", Usage: "serials this license replaces"},
-					&cli.UintFlag{Name: "grace", Usage: "client grace period in seconds for every feature (0: 2 h)"},
+					&cli.UintFlag{Name: "grace", Usage: "client grace period in seconds for every feature without grace= (0: 2 h)"},
+					&cli.StringFlag{Name: "description", Usage: "descriptive text stored in the license"},
 					&cli.StringFlag{Name: "out", Required: true, Usage: "output .lic file"},
 				},
 				Action: issue,
@@ -131,40 +135,9 @@ func issue(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("key"), err)
 	}
-	var ids []string
-	for _, id := range strings.Split(c.String("computer-ids"), ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, id)
-		}
-	}
-	mode := "failover"
-	if len(ids) == 1 {
-		mode = "standalone"
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	body := license.Body{
-		FormatVersion: 1, Serial: c.String("serial"), IssuedTo: c.String("customer"), IssuedAt: now,
-		ValidAfter: now, Supersedes: c.StringSlice("supersedes"),
-		Binding: license.Binding{Mode: mode, ComputerIDs: ids},
-	}
-	if body.Serial == "" {
-		body.Serial = "TRIAD-" + strings.ToUpper(rand.Text()[:12])
-	}
-	if body.ValidUntil, err = license.ParseDate(c.String("valid-until")); err != nil {
-		return fmt.Errorf("--valid-until: %w", err)
-	}
-	if s := c.String("valid-after"); s != "" {
-		if body.ValidAfter, err = license.ParseStartDate(s); err != nil {
-			return fmt.Errorf("--valid-after: %w", err)
-		}
-	}
-	for _, spec := range c.StringSlice("feature") {
-		f, err := license.ParseFeatureSpec(spec)
-		if err != nil {
-			return fmt.Errorf("--feature: %w", err)
-		}
-		f.GraceSeconds = uint32(c.Uint("grace"))
-		body.Features = append(body.Features, f)
+	body, err := issueBody(c, time.Now())
+	if err != nil {
+		return err
 	}
 	data, err := license.Sign(body, priv)
 	if err != nil {
@@ -179,6 +152,95 @@ func issue(c *cli.Context) error {
 	fmt.Fprintf(stdout(c), "wrote license %s to %s\n", body.Serial, c.String("out"))
 	return nil
 }
+
+// issueBody merges the --spec file (if any) with the flags: a flag given on
+// the command line replaces the spec's value, and --feature replaces the
+// spec's whole feature list.
+func issueBody(c *cli.Context, now time.Time) (license.Body, error) {
+	spec := &license.IssueSpec{}
+	if path := c.String("spec"); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return license.Body{}, fmt.Errorf("--spec: %w", err)
+		}
+		if spec, err = license.ParseIssueSpec(data); err != nil {
+			return license.Body{}, fmt.Errorf("--spec %s: %w", path, err)
+		}
+	}
+	for flag, field := range map[string]*string{
+		"serial": &spec.Serial, "customer": &spec.IssuedTo, "valid-after": &spec.ValidAfter,
+		"valid-until": &spec.ValidUntil, "description": &spec.Description,
+	} {
+		if c.IsSet(flag) {
+			*field = c.String(flag)
+		}
+	}
+	if c.IsSet("supersedes") {
+		spec.Supersedes = c.StringSlice("supersedes")
+	}
+	if c.IsSet("computer-ids") {
+		var ids []string
+		for _, id := range strings.Split(c.String("computer-ids"), ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				ids = append(ids, id)
+			}
+		}
+		// The mode follows the ids given, not the spec's mode.
+		spec.Binding = license.Binding{ComputerIDs: ids}
+	}
+	grace := uint32(c.Uint("grace"))
+	if c.IsSet("feature") {
+		spec.Features = nil
+		for _, arg := range *c.Generic("feature").(*featureList) {
+			fs, err := license.ParseFeatureSpecs(arg)
+			if err != nil {
+				return license.Body{}, fmt.Errorf("--feature: %w", err)
+			}
+			for _, f := range fs {
+				if f.GraceSeconds == 0 { // grace= in the feature beats --grace
+					f.GraceSeconds = grace
+				}
+				spec.Features = append(spec.Features, f)
+			}
+		}
+	} else if c.IsSet("grace") {
+		for i := range spec.Features {
+			spec.Features[i].GraceSeconds = grace
+		}
+	}
+	switch {
+	case spec.IssuedTo == "":
+		return license.Body{}, fmt.Errorf("no customer: give --customer or issued_to in --spec")
+	case len(spec.Binding.ComputerIDs) == 0:
+		return license.Body{}, fmt.Errorf("no computer ids: give --computer-ids A,B,C (or one id for a standalone member) or binding.computer_ids in --spec")
+	case len(spec.Features) == 0:
+		return license.Body{}, fmt.Errorf("no features: give --feature NAME:VERSION:COUNT (repeatable) or features in --spec")
+	case spec.ValidUntil == "":
+		return license.Body{}, fmt.Errorf("no end date: give --valid-until YYYY-MM-DD or valid_until in --spec")
+	}
+	if spec.Serial == "" {
+		spec.Serial = "TRIAD-" + strings.ToUpper(rand.Text()[:12])
+	}
+	// Check dates given as flags here, so an error names the flag; what is
+	// left for Body to refuse came from the spec.
+	if _, err := license.ParseDate(spec.ValidUntil); err != nil && c.IsSet("valid-until") {
+		return license.Body{}, fmt.Errorf("--valid-until: %w", err)
+	}
+	if _, err := license.ParseStartDate(spec.ValidAfter); err != nil && c.IsSet("valid-after") {
+		return license.Body{}, fmt.Errorf("--valid-after: %w", err)
+	}
+	body, err := spec.Body(now)
+	if err != nil {
+		return license.Body{}, fmt.Errorf("--spec %s: %w", c.String("spec"), err)
+	}
+	return body, nil
+}
+
+// featureList collects repeated --feature values without splitting them.
+type featureList []string
+
+func (l *featureList) Set(s string) error { *l = append(*l, s); return nil }
+func (l *featureList) String() string     { return strings.Join(*l, " ") }
 
 // writeNew creates path, failing if it exists (never overwrite a key).
 func writeNew(path string, data []byte, perm os.FileMode) error {

@@ -3,11 +3,8 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // CheckoutRequest describes the seats wanted.
@@ -17,7 +14,7 @@ type CheckoutRequest struct {
 	// Count is the number of seats; 0 means 1.
 	Count uint32
 	// TTL is the lease TTL wanted, rounded up to whole seconds; 0 means the
-	// server default (30 s).
+	// server default (30 s). The client renews every TTL/3.
 	TTL time.Duration
 	// RequestID makes the checkout idempotent; generated when empty. Reuse
 	// one only to resume a checkout whose outcome is unknown.
@@ -30,6 +27,12 @@ type CheckoutRequest struct {
 // returned at once and matches ErrNoSeat, ErrUnknownFeature,
 // ErrNotPermitted, ErrInvalidArgument or ErrProtocolVersion (a
 // *ProtocolVersionError) with errors.Is; status.Code(err) gives the gRPC code.
+//
+// With WithBackup, a cluster that gives no answer at all within the call
+// timeout (WithCallTimeout) makes Checkout take the lease from the backup
+// server instead (Source() == SourceBackup); the lease moves to the cluster
+// as soon as it answers. A denial by the cluster is never sent to the backup.
+// ctx bounds the whole call; once it ends, so does Checkout.
 func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, error) {
 	if req.Feature == "" {
 		return nil, fmt.Errorf("triad: checkout: %w: feature is empty", ErrInvalidArgument)
@@ -40,43 +43,40 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 	if req.RequestID == "" {
 		req.RequestID = rand.Text()
 	}
-	msg := &triadv1.CheckoutRequest{
-		ProtocolVersion: c.cfg.protocol,
-		RequestId:       req.RequestID,
-		Feature:         req.Feature,
-		Version:         req.Version,
-		Count:           req.Count,
-		User:            c.cfg.user,
-		Host:            c.cfg.host,
-		Pid:             c.cfg.pid,
-		ClientId:        c.cfg.clientID,
-		TtlSeconds:      uint32((req.TTL + time.Second - 1) / time.Second),
+	l := newLease(c, req)
+	cctx := ctx
+	if c.backup != nil {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		defer cancel()
 	}
-	var (
-		got  *triadv1.Lease
-		sent time.Time
-	)
-	err := c.call(ctx, "checkout "+req.Feature, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		t := time.Now()
-		resp, err := rpc.Checkout(ctx, msg)
+	info, sent, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
+	g := &grant{info: info, renewed: sent}
+	switch {
+	case err == nil:
+		l.cluster, l.source = g, SourceCluster
+	case c.backup != nil && unanswered(err) && ctx.Err() == nil:
+		info, sent, err = c.backup.checkout(ctx, c.cfg.callTimeout, c.checkoutMsg(l, rand.Text()))
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		got, sent = resp.GetLease(), t
-		return resp.GetLeader(), nil
-	})
-	if err != nil {
+		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", info.GetLeaseId())
+		// The cluster may have granted without answering: the next round
+		// asks again with the same request id, so it is resolved, not doubled.
+		l.backup, l.source, l.clusterReq = &grant{info: info, renewed: sent}, SourceBackup, req.RequestID
+	default:
 		return nil, err
 	}
-	if got == nil {
-		return nil, errors.New("triad: checkout: server answered without a lease")
-	}
-	l, err := c.renew.add(newLease(c, got, sent))
+	l.mu.Lock()
+	l.update(time.Now(), l.infoLocked().GetLeaseId())
+	l.mu.Unlock()
+	got, err := c.renew.add(l)
 	if err != nil {
 		// Closed while checking out: the connections are gone, so the seat
 		// can only free itself when its TTL runs out.
-		c.cfg.logger.Warn("triad client closed during checkout; the lease expires with its TTL", "lease", got.GetLeaseId())
+		l.timer.Stop()
+		c.cfg.logger.Warn("triad client closed during checkout; the lease expires with its TTL", "lease", l.ID())
 		return nil, err
 	}
-	return l, nil
+	return got, nil
 }

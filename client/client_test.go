@@ -318,40 +318,6 @@ func TestDefaultRenewIntervalIsThirdOfShortestTTL(t *testing.T) {
 	}
 }
 
-func TestLeaseLostWhenServerForgetsIt(t *testing.T) {
-	cl := newFakeCluster(t, 3)
-	c := newTestClient(t, cl.addrs(), WithRenewInterval(20*time.Millisecond))
-	ctx := testCtx(t)
-
-	gone, err := c.Checkout(ctx, CheckoutRequest{Feature: "cad"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept, err := c.Checkout(ctx, CheckoutRequest{Feature: "cad"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl.drop(gone.ID())
-	waitDone(t, gone)
-	if gone.State() != Lost || !errors.Is(gone.Err(), ErrLeaseLost) {
-		t.Fatalf("state %v err %v", gone.State(), gone.Err())
-	}
-	if kept.State() != Held {
-		t.Fatalf("other lease %v", kept.State())
-	}
-	// The lost lease leaves the batch.
-	n := len(cl.allRenewCalls())
-	waitFor(t, "another round", func() bool { return len(cl.allRenewCalls()) > n+1 })
-	last := cl.allRenewCalls()
-	if ids := last[len(last)-1]; !slices.Equal(ids, []uint64{kept.ID()}) {
-		t.Fatalf("renewed %v, want only %d", ids, kept.ID())
-	}
-	// Releasing a lost lease is a no-op.
-	if err := gone.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestReleaseOfGoneLeaseSucceeds(t *testing.T) {
 	cl := newFakeCluster(t, 2)
 	c := newTestClient(t, cl.addrs(), WithRenewInterval(time.Hour))
@@ -490,7 +456,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestLeaseStateString(t *testing.T) {
-	for s, want := range map[LeaseState]string{Held: "held", Lost: "lost", Released: "released"} {
+	for s, want := range map[LeaseState]string{Held: "held", Grace: "grace", Lost: "lost", Released: "released"} {
 		if s.String() != want {
 			t.Errorf("%d: %q", s, s.String())
 		}

@@ -25,7 +25,8 @@ var (
 	// ErrProtocolVersion: client and server protocol versions are
 	// incompatible; the error is a *ProtocolVersionError.
 	ErrProtocolVersion = errors.New("triad: license protocol version is invalid")
-	// ErrLeaseLost: a lease's Err after the cluster stopped knowing it.
+	// ErrLeaseLost: a lease's Err once Lost (grace period over, checkout
+	// refused after the cluster forgot it, or Client closed).
 	ErrLeaseLost = errors.New("triad: lease lost")
 	// ErrReleased: a lease's Err after Release.
 	ErrReleased = errors.New("triad: lease released")

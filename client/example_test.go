@@ -37,6 +37,59 @@ func Example() {
 	}
 }
 
+// Every state change of every lease reaches one handler, in order; here it
+// warns the user while the license servers are unreachable.
+func ExampleWithStateHandler() {
+	c, err := client.New([]string{"lic1:4085", "lic2:4085", "lic3:4085"},
+		client.WithStateHandler(func(ch client.StateChange) {
+			switch ch.To {
+			case client.Grace:
+				log.Printf("license server unreachable: %s left to save your work", ch.GraceLeft.Round(time.Minute))
+			case client.Held:
+				log.Printf("license server reachable again (%s)", ch.Source)
+			case client.Lost:
+				log.Printf("license lost: %v", ch.Err)
+			}
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+}
+
+// A lease's own changes can also be read from its Changes channel, which
+// is closed after the final one.
+func ExampleLease_Changes() {
+	c, err := client.New([]string{"lic1:4085", "lic2:4085", "lic3:4085"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	lease, err := c.Checkout(context.Background(), client.CheckoutRequest{Feature: "cad", Version: 5})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		for ch := range lease.Changes() {
+			fmt.Printf("lease %d is now %s on the %s\n", ch.LeaseID, ch.To, ch.Source)
+		}
+	}()
+}
+
+// A backup server is used only while no cluster member answers.
+func ExampleWithBackup() {
+	c, err := client.New([]string{"lic1:4085", "lic2:4085", "lic3:4085"}, client.WithBackup("lic-backup:4085"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	lease, err := c.Checkout(context.Background(), client.CheckoutRequest{Feature: "cad", Version: 5})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(lease.Source(), lease.State(), lease.GraceLeft())
+}
+
 // Telling the user which side to upgrade.
 func ExampleProtocolVersionError() {
 	var err error = &client.ProtocolVersionError{Client: 2, Server: 1}
@@ -48,4 +101,15 @@ func ExampleProtocolVersionError() {
 	// Output:
 	// upgrade the license server: license protocol version is invalid: client 2, server 1
 	// true
+}
+
+func ExampleLeaseState() {
+	for _, s := range []client.LeaseState{client.Held, client.Grace, client.Lost, client.Released} {
+		fmt.Println(s)
+	}
+	// Output:
+	// held
+	// grace
+	// lost
+	// released
 }

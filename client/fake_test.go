@@ -27,6 +27,7 @@ type fakeCluster struct {
 	byRequest map[string]uint64
 	nextID    uint64
 	index     uint64
+	grace     uint32 // grace_seconds put in every lease (0: not sent)
 	members   []*fakeMember
 }
 
@@ -102,6 +103,13 @@ func (cl *fakeCluster) drop(id uint64) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	delete(cl.leases, id)
+}
+
+// setAll flips a switch on every member.
+func (cl *fakeCluster) setAll(f func(m *fakeMember)) {
+	for _, m := range cl.members {
+		m.set(f)
+	}
 }
 
 func (cl *fakeCluster) numLeases() int {
@@ -189,7 +197,7 @@ func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1
 	l := &triadv1.Lease{
 		LeaseId: cl.nextID, RequestId: req.RequestId, Feature: req.Feature, Version: req.Version,
 		Count: count, User: req.User, Host: req.Host, Pid: req.Pid, ClientId: req.ClientId,
-		TtlSeconds: ttl, FencingIndex: cl.index, ViaMember: via,
+		TtlSeconds: ttl, FencingIndex: cl.index, ViaMember: via, GraceSeconds: cl.grace,
 	}
 	cl.leases[l.LeaseId] = l
 	cl.byRequest[req.RequestId] = l.LeaseId

@@ -19,6 +19,14 @@ const (
 	minRenewInterval = 50 * time.Millisecond
 	backoffStart     = 50 * time.Millisecond
 	backoffMax       = time.Second
+	// defaultGrace applies when a server does not say (grace_seconds 0).
+	defaultGrace = 2 * time.Hour
+	// maxHeldMargin is how long before LastRenewed+TTL the client stops
+	// calling a lease Held; smaller for short TTLs (TTL/5).
+	maxHeldMargin = 2 * time.Second
+	// parallelCheckouts bounds the checkouts one renewal round runs at once
+	// when leases move between the cluster and the backup.
+	parallelCheckouts = 8
 )
 
 // Option configures a Client in New.
@@ -33,6 +41,9 @@ type config struct {
 	renewInterval time.Duration // 0: TTL/3 of the shortest held lease
 	protocol      uint32
 	logger        *slog.Logger
+	backup        []string
+	onChange      func(StateChange)
+	margin        time.Duration // 0: min(2 s, TTL/5); set by tests
 }
 
 func defaultConfig() config {
@@ -122,4 +133,32 @@ func WithLogger(l *slog.Logger) Option {
 			c.logger = l
 		}
 	}
+}
+
+// WithBackup names a backup server: a standalone Triad server with its own
+// license (typically a countdown license of N usage hours). It is used only
+// while no cluster member answers: a lease whose cluster lease has left
+// Held moves to it (a checkout there), and Checkout falls back to it when
+// the cluster gives no answer within the call timeout. As soon as the
+// cluster answers again the lease goes back (its cluster lease renewed if
+// it still exists, else checked out again) and the backup lease is released
+// at once, to spare the backup's hours. Several addresses are tried in turn
+// like cluster members.
+func WithBackup(addrs ...string) Option {
+	return func(c *config) {
+		for _, a := range addrs {
+			if a != "" {
+				c.backup = append(c.backup, a)
+			}
+		}
+	}
+}
+
+// WithStateHandler sets a function called for every state change of every
+// lease of the Client (see StateChange). Calls come in order from one
+// goroutine owned by the Client, never from the renewer, so a slow handler
+// delays later handler calls but never a renewal. The handler must not
+// block for long and may call any Lease or Client method.
+func WithStateHandler(f func(StateChange)) Option {
+	return func(c *config) { c.onChange = f }
 }

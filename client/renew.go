@@ -9,10 +9,12 @@ import (
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// renewer is the one goroutine per Client that keeps every held lease
-// alive with one batched Renew call per round. The cluster commits each
+// renewer is the one goroutine per Client that keeps every lease alive
+// with one batched Renew call per side per round. The cluster commits each
 // Renew through Raft, so one call per lease would cost one log entry per
-// lease; batching is a design rule, not an optimisation.
+// lease; batching is a design rule, not an optimisation. Time-driven state
+// changes (Held → Grace → Lost) do not wait for rounds: each Lease has its
+// own timer.
 type renewer struct {
 	c      *Client
 	ctx    context.Context // cancelled by stop; bounds the rounds in flight
@@ -21,8 +23,9 @@ type renewer struct {
 	force  chan chan struct{} // tests: run a round now, close the reply when done
 	done   chan struct{}
 
+	addMu   sync.Mutex // serialises add, so a reused request id yields one Lease
 	mu      sync.Mutex
-	leases  map[uint64]*Lease
+	leases  map[*Lease]struct{}
 	stopped bool
 }
 
@@ -33,42 +36,59 @@ func newRenewer(c *Client) *renewer {
 		kick:   make(chan struct{}, 1),
 		force:  make(chan chan struct{}),
 		done:   make(chan struct{}),
-		leases: make(map[uint64]*Lease),
+		leases: make(map[*Lease]struct{}),
 	}
 }
 
 // add puts a lease in the renewal set. A checkout that the cluster resolved
 // to a lease already held (the caller reused a request id) returns the held
-// Lease, so there is one object per lease id.
+// Lease, so there is one object per lease id; the duplicate is discarded
+// without a state change.
 func (r *renewer) add(l *Lease) (*Lease, error) {
+	r.addMu.Lock()
+	defer r.addMu.Unlock()
+	id := l.clusterID()
+	for _, old := range r.snapshot() {
+		if id != 0 && old.clusterID() == id {
+			l.mu.Lock()
+			l.state = Released
+			l.timer.Stop()
+			l.mu.Unlock()
+			return old, nil
+		}
+	}
 	r.mu.Lock()
 	if r.stopped {
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if old, ok := r.leases[l.ID()]; ok {
-		r.mu.Unlock()
-		return old, nil
-	}
-	r.leases[l.ID()] = l
+	r.leases[l] = struct{}{}
 	r.mu.Unlock()
 	r.poke()
 	return l, nil
 }
 
-// remove takes a lease out of the renewal set and reports whether it was in it.
+// remove takes a lease out of the renewal set and reports whether it was in
+// it: the one point of decision between Release, loss and Close.
 func (r *renewer) remove(l *Lease) bool {
 	r.mu.Lock()
-	cur, ok := r.leases[l.ID()]
-	ok = ok && cur == l
-	if ok {
-		delete(r.leases, l.ID())
-	}
+	_, ok := r.leases[l]
+	delete(r.leases, l)
 	r.mu.Unlock()
 	if ok {
 		r.poke()
 	}
 	return ok
+}
+
+func (r *renewer) snapshot() []*Lease {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Lease, 0, len(r.leases))
+	for l := range r.leases {
+		out = append(out, l)
+	}
+	return out
 }
 
 func (r *renewer) poke() {
@@ -79,39 +99,51 @@ func (r *renewer) poke() {
 }
 
 // stop ends the goroutine, waits for it, and marks the leases still held
-// as lost: nothing renews them any more.
-func (r *renewer) stop() {
+// as lost: nothing renews them any more. It reports false when already
+// stopped.
+func (r *renewer) stop() bool {
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return false
+	}
 	r.stopped = true
 	left := r.leases
-	r.leases = map[uint64]*Lease{}
+	r.leases = map[*Lease]struct{}{}
 	r.mu.Unlock()
 	r.cancel()
 	<-r.done
-	for _, l := range left {
+	for l := range left {
 		l.finish(Lost, fmt.Errorf("%w: lease %d no longer renewed (%w)", ErrLeaseLost, l.ID(), ErrClosed))
 	}
+	return true
 }
 
-// interval is the time between rounds: the override, or TTL/3 of the
-// shortest held lease so that two renewals can fail before it expires.
+// interval is the time between round starts: the override, or TTL/3 of
+// the shortest lease so that two renewals can fail before it expires.
 // Zero means no lease is held.
 func (r *renewer) interval() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.leases) == 0 {
+	return r.intervalOf(r.snapshot())
+}
+
+func (r *renewer) intervalOf(leases []*Lease) time.Duration {
+	if len(leases) == 0 {
 		return 0
 	}
 	if r.c.cfg.renewInterval > 0 {
 		return r.c.cfg.renewInterval
 	}
+	return max(shortestTTL(leases)/3, minRenewInterval)
+}
+
+func shortestTTL(leases []*Lease) time.Duration {
 	shortest := time.Duration(0)
-	for _, l := range r.leases {
+	for _, l := range leases {
 		if t := l.ttl(); shortest == 0 || t < shortest {
 			shortest = t
 		}
 	}
-	return max(shortest/3, minRenewInterval)
+	return shortest
 }
 
 func (r *renewer) run() {
@@ -119,19 +151,30 @@ func (r *renewer) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var next time.Time // zero: nothing to renew
-	schedule := func(fromScratch bool) {
+	arm := func(at time.Time) {
+		next = at
+		timer.Reset(time.Until(at))
+	}
+	// The lease set changed: the first lease starts the schedule, and a
+	// new shorter-lived lease pulls the next round forward, never back.
+	changed := func() {
 		iv := r.interval()
-		if iv == 0 {
+		switch {
+		case iv == 0:
 			next = time.Time{}
 			timer.Stop()
-			return
+		case next.IsZero() || time.Now().Add(iv).Before(next):
+			arm(time.Now().Add(iv))
 		}
-		// A new shorter-lived lease pulls the next round forward; it never
-		// pushes a due round back.
-		if at := time.Now().Add(iv); fromScratch || next.IsZero() || at.Before(next) {
-			next = at
+	}
+	// Rounds start every interval; one that overran starts the next at once.
+	round := func() {
+		start := time.Now()
+		r.round()
+		next = time.Time{}
+		if iv := r.interval(); iv > 0 {
+			arm(start.Add(iv))
 		}
-		timer.Reset(time.Until(next))
 	}
 	for {
 		select {
@@ -139,14 +182,12 @@ func (r *renewer) run() {
 			timer.Stop()
 			return
 		case <-r.kick:
-			schedule(false)
+			changed()
 		case reply := <-r.force:
-			r.round()
+			round()
 			close(reply)
-			schedule(true)
 		case <-timer.C:
-			r.round()
-			schedule(true)
+			round()
 		}
 	}
 }
@@ -168,61 +209,218 @@ func (r *renewer) roundNow(ctx context.Context) error {
 	}
 }
 
-// round renews every held lease with one Renew call, retried on the other
-// members until the next round is due.
+// round renews every lease: first on the cluster, retried on the other
+// members for up to the round's budget; then, with a backup server, the
+// leases held there, and new backup checkouts for leases in Grace while the
+// cluster does not answer.
 func (r *renewer) round() {
-	r.mu.Lock()
-	ids := make([]uint64, 0, len(r.leases))
-	batch := make(map[uint64]*Lease, len(r.leases))
-	for id, l := range r.leases {
-		ids = append(ids, id)
-		batch[id] = l
-	}
-	r.mu.Unlock()
-	if len(ids) == 0 {
+	leases := r.snapshot()
+	if len(leases) == 0 {
 		return
 	}
-	budget := max(r.interval(), r.c.cfg.callTimeout)
+	iv := r.intervalOf(leases)
+	ttl := shortestTTL(leases)
+	// An attempt on one member may take at most half an interval, so that a
+	// hung member (SIGSTOP, blackholed) leaves time for the next one well
+	// before the lease leaves Held.
+	attempt := min(r.c.cfg.callTimeout, max(iv/2, 100*time.Millisecond))
+	budget := max(min(iv, ttl/3), attempt)
 	ctx, cancel := context.WithTimeout(r.ctx, budget)
-	defer cancel()
-	var (
-		resp *triadv1.RenewResponse
-		sent time.Time
-	)
-	err := r.c.call(ctx, "renew", func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		t := time.Now()
-		res, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: r.c.cfg.protocol, LeaseIds: ids})
-		if err != nil {
-			return "", err
+	up := r.clusterRound(ctx, leases, attempt)
+	cancel()
+	if r.c.backup != nil {
+		ctx, cancel := context.WithTimeout(r.ctx, budget)
+		r.backupRound(ctx, leases, up, attempt)
+		cancel()
+	}
+}
+
+// clusterRound renews the cluster leases in one call, then checks out on
+// the cluster the leases that have no cluster lease (gone, or taken from
+// the backup). It reports whether the cluster answered.
+func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt time.Duration) (answered bool) {
+	var ids []uint64
+	byID := map[uint64]*Lease{}
+	for _, l := range leases {
+		if id := l.clusterID(); id != 0 {
+			ids, byID[id] = append(ids, id), l
 		}
-		resp, sent = res, t
-		return res.GetLeader(), nil
-	})
-	if err != nil {
-		if r.ctx.Err() == nil {
-			// Leases stay held: the cluster keeps them for their TTL, and the
-			// next round tries again. LastRenewed shows how stale they are.
+	}
+	var releaseBackup idList
+	if len(ids) > 0 {
+		resp, sent, err := r.c.cluster.renew(ctx, attempt, r.c.cfg.protocol, ids)
+		switch {
+		case err == nil:
+			answered = true
+			for _, res := range resp.GetResults() {
+				l := byID[res.GetLeaseId()]
+				switch {
+				case l == nil:
+				case res.GetOk():
+					if id := l.clusterRenewed(sent, res); id != 0 {
+						releaseBackup.add(id)
+					}
+				default:
+					reason := res.GetError()
+					if reason == "" {
+						reason = "no longer exists on the cluster"
+					}
+					r.c.cfg.logger.Warn("triad cluster no longer knows a lease; checking it out again", "lease", res.GetLeaseId(), "feature", l.Feature(), "reason", reason)
+					l.clusterGone(res.GetLeaseId(), reason)
+				}
+			}
+		case r.ctx.Err() != nil:
+			return false
+		default:
+			// Leases keep their state: the cluster still holds them for
+			// their TTL and the next round tries again; their timers move
+			// them to Grace if no round succeeds in time.
 			r.c.cfg.logger.Warn("triad renewal failed", "leases", len(ids), "err", err)
 		}
+	}
+	if len(ids) == 0 || answered {
+		var need []*Lease
+		var msgs []*triadv1.CheckoutRequest
+		for _, l := range leases {
+			if m := l.clusterCheckout(); m != nil {
+				need, msgs = append(need, l), append(msgs, m)
+			}
+		}
+		r.parallel(ctx, need, msgs, func(ctx context.Context, l *Lease, m *triadv1.CheckoutRequest) bool {
+			info, sent, err := r.c.cluster.checkout(ctx, attempt, m)
+			switch {
+			case err == nil:
+				bk, cl := l.clusterGranted(m.GetRequestId(), info, sent)
+				if bk != 0 {
+					releaseBackup.add(bk)
+				}
+				if cl != 0 {
+					r.releaseOn(r.c.cluster, []uint64{cl})
+				}
+				return true
+			case unanswered(err):
+				return false // same request id next round
+			default:
+				if l.clusterRefused(m.GetRequestId(), err) {
+					r.remove(l)
+					r.c.cfg.logger.Warn("triad lease lost", "feature", l.Feature(), "err", err)
+				}
+				return true
+			}
+		}, &answered)
+	}
+	if len(releaseBackup.ids) > 0 {
+		r.releaseOn(r.c.backup, releaseBackup.ids)
+	}
+	return answered
+}
+
+// idList collects ids from parallel checkouts.
+type idList struct {
+	mu  sync.Mutex
+	ids []uint64
+}
+
+func (s *idList) add(id uint64) {
+	s.mu.Lock()
+	s.ids = append(s.ids, id)
+	s.mu.Unlock()
+}
+
+// backupRound renews the leases held on the backup and, while the cluster
+// does not answer, checks out there the leases in Grace.
+func (r *renewer) backupRound(ctx context.Context, leases []*Lease, clusterUp bool, attempt time.Duration) {
+	var ids []uint64
+	byID := map[uint64]*Lease{}
+	for _, l := range leases {
+		if id := l.backupID(); id != 0 {
+			ids, byID[id] = append(ids, id), l
+		}
+	}
+	if len(ids) > 0 {
+		resp, sent, err := r.c.backup.renew(ctx, attempt, r.c.cfg.protocol, ids)
+		if err != nil {
+			if r.ctx.Err() == nil {
+				r.c.cfg.logger.Warn("triad backup renewal failed", "leases", len(ids), "err", err)
+			}
+		} else {
+			for _, res := range resp.GetResults() {
+				if l := byID[res.GetLeaseId()]; l != nil {
+					if res.GetOk() {
+						l.backupRenewed(sent, res)
+					} else {
+						l.backupGone(res.GetLeaseId())
+					}
+				}
+			}
+		}
+	}
+	if clusterUp {
 		return
 	}
-	for _, res := range resp.GetResults() {
-		l, ok := batch[res.GetLeaseId()]
-		if !ok {
-			continue
+	var need []*Lease
+	var msgs []*triadv1.CheckoutRequest
+	for _, l := range leases {
+		if m := l.backupCheckout(); m != nil {
+			need, msgs = append(need, l), append(msgs, m)
 		}
-		if res.GetOk() {
-			l.renewed(sent, res)
-			continue
+	}
+	var unwanted idList
+	var any bool
+	r.parallel(ctx, need, msgs, func(ctx context.Context, l *Lease, m *triadv1.CheckoutRequest) bool {
+		info, sent, err := r.c.backup.checkout(ctx, attempt, m)
+		switch {
+		case err == nil:
+			if id := l.backupGranted(m.GetRequestId(), info, sent); id != 0 {
+				unwanted.add(id)
+			} else {
+				r.c.cfg.logger.Warn("triad cluster unreachable; lease moved to the backup server", "feature", l.Feature(), "lease", info.GetLeaseId())
+			}
+			return true
+		case unanswered(err):
+			return false
+		default:
+			l.backupRefused(m.GetRequestId())
+			r.c.cfg.logger.Warn("triad backup server refused a checkout", "feature", l.Feature(), "err", err)
+			return true
 		}
-		if !r.remove(l) { // released meanwhile: not a loss
-			continue
-		}
-		reason := res.GetError()
-		if reason == "" {
-			reason = "no longer exists on the cluster"
-		}
-		l.finish(Lost, fmt.Errorf("%w: lease %d (%s v%d): %s", ErrLeaseLost, l.ID(), l.Feature(), l.Version(), reason))
-		r.c.cfg.logger.Warn("triad lease lost", "lease", l.ID(), "feature", l.Feature(), "reason", reason)
+	}, &any)
+	if len(unwanted.ids) > 0 {
+		r.releaseOn(r.c.backup, unwanted.ids)
+	}
+}
+
+// parallel runs one checkout per lease, at most parallelCheckouts at once.
+// The first runs alone: when nobody answers it, the others are not tried
+// this round (the servers are down; each would wait the whole budget).
+// answered is set when any checkout got an answer.
+func (r *renewer) parallel(ctx context.Context, leases []*Lease, msgs []*triadv1.CheckoutRequest, do func(context.Context, *Lease, *triadv1.CheckoutRequest) bool, answered *bool) {
+	if len(leases) == 0 {
+		return
+	}
+	if !do(ctx, leases[0], msgs[0]) {
+		return
+	}
+	*answered = true
+	sem := make(chan struct{}, parallelCheckouts)
+	var wg sync.WaitGroup
+	for i := 1; i < len(leases); i++ {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			do(ctx, leases[i], msgs[i])
+		})
+	}
+	wg.Wait()
+}
+
+// releaseOn frees leases that are no longer wanted (backup leases after
+// moving back, grants that arrived too late). Best effort, bounded by the
+// call timeout: a lease not released expires with its TTL.
+func (r *renewer) releaseOn(s *memberSet, ids []uint64) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.c.cfg.callTimeout)
+	defer cancel()
+	if err := s.release(ctx, r.c.cfg.callTimeout, r.c.cfg.protocol, ids); err != nil && r.ctx.Err() == nil {
+		r.c.cfg.logger.Warn("triad release of unneeded leases failed; they expire with their TTL", "server", s.kind, "leases", ids, "err", err)
 	}
 }

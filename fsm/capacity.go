@@ -77,8 +77,9 @@ func (s *state) subUse(feature string, version uint32, n uint64) {
 }
 
 // supply returns the seats of valid licenses for feature at now, summed per
-// version, ascending.
-func (s *state) supply(feature string, now int64) []versionCount {
+// version, ascending; with overdraft, soft limits add their extra seats
+// (grants may use them; displayed capacity does not include them).
+func (s *state) supply(feature string, now int64, overdraft bool) []versionCount {
 	var out []versionCount
 	for _, serial := range s.serials {
 		l := s.licenses[serial]
@@ -89,11 +90,15 @@ func (s *state) supply(feature string, now int64) []versionCount {
 			if f.Name != feature {
 				continue
 			}
+			n := uint64(f.Count)
+			if overdraft && f.Limit == limitSoft {
+				n += uint64(f.Overdraft)
+			}
 			i, ok := slices.BinarySearchFunc(out, f.Version, cmpVersion)
 			if ok {
-				out[i].count += uint64(f.Count)
+				out[i].count += n
 			} else {
-				out = slices.Insert(out, i, versionCount{f.Version, uint64(f.Count)})
+				out = slices.Insert(out, i, versionCount{f.Version, n})
 			}
 		}
 	}
@@ -159,6 +164,9 @@ func (s *state) usage(now int64) []Usage {
 	for f := range s.inUse {
 		features[f] = true
 	}
+	for f := range s.model.named {
+		features[f] = true
+	}
 	names := make([]string, 0, len(features))
 	for f := range features {
 		names = append(names, f)
@@ -167,12 +175,16 @@ func (s *state) usage(now int64) []Usage {
 
 	var out []Usage
 	for _, name := range names {
-		rows := s.supply(name, now)
+		rows := s.supply(name, now, false)
 		used := make([]uint64, len(rows))
 		var orphans []versionCount // demand with no valid license at all
 		var use []versionCount
 		if u := s.inUse[name]; u != nil {
 			use = u.byVersion
+		}
+		if tied := len(s.model.named[name]); tied > 0 {
+			// Named seats fit any version: they fill rows from the lowest.
+			use = append([]versionCount{{0, uint64(tied)}}, use...)
 		}
 		for i := len(use) - 1; i >= 0; i-- {
 			d := use[i]

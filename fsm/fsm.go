@@ -77,13 +77,33 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	case *fsmpb.Command_EnrollLicense:
 		return s.applyEnrollLicense(now, l.Index, c.EnrollLicense)
 	case *fsmpb.Command_RemoveLicense:
-		return s.applyRemoveLicense(c.RemoveLicense)
+		return s.applyRemoveLicense(now, c.RemoveLicense)
+	case *fsmpb.Command_LicenseTick:
+		return s.applyLicenseTick(now)
+	case *fsmpb.Command_RecycleNamedUser:
+		return s.applyRecycleNamedUser(now, c.RecycleNamedUser)
+	case *fsmpb.Command_RecycleSweep:
+		return s.applyRecycleSweep(now)
+	case *fsmpb.Command_SetRules:
+		return s.applySetRules(c.SetRules)
 	case *fsmpb.Command_Batch:
 		return s.applyBatch(now, l.Index, c.Batch)
 	case *fsmpb.Command_ExpireLeases:
 		return s.applyExpireLeases(now)
 	case *fsmpb.Command_RebaseLeases:
 		return s.applyRebaseLeases(now)
+	case *fsmpb.Command_OpenSession:
+		return s.applyOpenSession(now, c.OpenSession)
+	case *fsmpb.Command_CloseSession:
+		return s.applyCloseSession(c.CloseSession)
+	case *fsmpb.Command_TouchSession:
+		return s.applyTouchSession(now, c.TouchSession)
+	case *fsmpb.Command_ExpireSessions:
+		return s.applyExpireSessions(now)
+	case *fsmpb.Command_SetPasswords:
+		return s.applySetPasswords(now, c.SetPasswords)
+	case *fsmpb.Command_SetSettings:
+		return s.applySetSettings(now, c.SetSettings)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d has an unknown command type %T", l.Index, c))
 	}

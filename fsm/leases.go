@@ -33,6 +33,8 @@ func (s *state) applyBatch(now int64, index uint64, b *fsmpb.Batch) *fsmpb.Batch
 			r = s.applyRenew(now, o.Renew)
 		case *fsmpb.Op_Release:
 			r = s.applyRelease(now, o.Release)
+		case *fsmpb.Op_Borrow:
+			r = s.applyBorrow(now, index, o.Borrow)
 		default:
 			// Unlike an undecodable entry, one empty op in a batch does
 			// not stop the member: it is refused on its own.
@@ -53,6 +55,11 @@ func clampTTL(ttl int64) int64 {
 // applyGrant decides one checkout against the capacity of the licenses
 // valid at now.
 func (s *state) applyGrant(now int64, index uint64, g *fsmpb.Grant) *fsmpb.OpResult {
+	return s.grant(now, index, g, 0)
+}
+
+// grant decides a checkout, or a borrow for borrowMs when > 0.
+func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *fsmpb.OpResult {
 	if g.GetRequestId() == "" || g.GetFeature() == "" {
 		return result(fsmpb.Code_INVALID_ARGUMENT, "a checkout needs a request id and a feature name")
 	}
@@ -69,10 +76,19 @@ func (s *state) applyGrant(now int64, index uint64, g *fsmpb.Grant) *fsmpb.OpRes
 	if s.cluster == nil {
 		return result(fsmpb.Code_NOT_FORMED, "the cluster is not formed yet")
 	}
-	if res := s.checkCapacity(now, g.Feature, g.Version, uint64(max(g.Count, 1))); res != nil {
+	if borrowMs > 0 && s.knownFeature(g.Feature) {
+		if res := borrowAllowed(g.Feature, borrowMs, s.terms(g.Feature, now)); res != nil {
+			return res
+		}
+	}
+	res, t := s.admit(now, g, uint64(max(g.Count, 1)))
+	if res != nil {
 		return res
 	}
 	ttl := clampTTL(g.TtlMs)
+	if borrowMs > 0 {
+		ttl = borrowMs
+	}
 	l := &fsmpb.Lease{
 		Id:           s.nextLeaseID,
 		RequestId:    g.RequestId,
@@ -89,47 +105,22 @@ func (s *state) applyGrant(now int64, index uint64, g *fsmpb.Grant) *fsmpb.OpRes
 		TtlMs:        ttl,
 		GrantedIndex: index,
 		ViaMember:    g.ViaMember,
+		Borrowed:     borrowMs > 0,
+		NamedUser:    t.model == modelNamedUser,
+	}
+	if t.model == modelCountdown {
+		l.AccountedMs = now
+	}
+	if l.NamedUser {
+		s.tieSeat(now, l)
 	}
 	s.nextLeaseID++
 	e := &leaseEntry{l: l}
 	s.leases[l.Id] = e
 	heap.Push(&s.expiry, e)
-	s.addUse(l.Feature, l.Version, uint64(l.Count))
+	s.addLeaseUse(l)
 	s.requests[g.RequestId] = &fsmpb.RequestRecord{RequestId: g.RequestId, LeaseId: l.Id}
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
-}
-
-// checkCapacity returns nil when n seats of feature at version can be
-// granted at now, else the refusal.
-func (s *state) checkCapacity(now int64, feature string, version uint32, n uint64) *fsmpb.OpResult {
-	known := false
-	for _, serial := range s.serials {
-		for _, f := range s.licenses[serial].Features {
-			if f.Name == feature {
-				known = true
-				break
-			}
-		}
-		if known {
-			break
-		}
-	}
-	if !known {
-		return result(fsmpb.Code_UNKNOWN_FEATURE, "unknown feature %s: no enrolled license grants it", feature)
-	}
-	sup := s.supply(feature, now)
-	if len(sup) == 0 {
-		return result(fsmpb.Code_LICENSE_EXPIRED,
-			"no valid license for %s: every license granting it is expired, not yet valid or superseded", feature)
-	}
-	if highest := sup[len(sup)-1].version; highest < version {
-		return result(fsmpb.Code_VERSION_TOO_NEW,
-			"no license for %s at version %d (highest licensed version is %d)", feature, version, highest)
-	}
-	if ok, inUse, supply := s.seatCheck(feature, version, n, sup); !ok {
-		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", feature, version, inUse, supply)
-	}
-	return nil
 }
 
 // applyRenew restarts the TTL of each listed live lease.
@@ -141,9 +132,22 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 			out.Leases = append(out.Leases, leaseNotFound(id))
 			continue
 		}
+		s.touchSeat(now, e.l)
+		if e.l.AccountedMs != 0 {
+			s.account(now, e.l)
+			if t := s.terms(e.l.Feature, now); s.countdownUsed(e.l.Feature, now) >= t.poolMs {
+				heap.Remove(&s.expiry, e.heapIdx)
+				s.endLease(now, e.l)
+				out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_POOL_EXHAUSTED,
+					Message: "the countdown pool of " + e.l.Feature + " is used up: lease ended"})
+				continue
+			}
+		}
 		e.l.RenewedMs = now
-		e.l.ExpiresMs = now + e.l.TtlMs
-		heap.Fix(&s.expiry, e.heapIdx)
+		if !e.l.Borrowed { // a borrow ends when it was agreed to, renewed or not
+			e.l.ExpiresMs = now + e.l.TtlMs
+			heap.Fix(&s.expiry, e.heapIdx)
+		}
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs, TtlMs: e.l.TtlMs})
 	}
 	return out
@@ -173,7 +177,7 @@ func leaseNotFound(id uint64) *fsmpb.LeaseResult {
 // endLease removes a lease already taken out of the expiry heap.
 func (s *state) endLease(now int64, l *fsmpb.Lease) {
 	delete(s.leases, l.Id)
-	s.subUse(l.Feature, l.Version, uint64(l.Count))
+	s.dropLeaseUse(now, l)
 	if rec, ok := s.requests[l.RequestId]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.noteEnded(now)
@@ -220,6 +224,13 @@ func (s *state) pruneRequests(now int64) {
 // leader's clock still considered live.
 func (s *state) applyRebaseLeases(now int64) *fsmpb.OpResult {
 	for _, e := range s.expiry {
+		if e.l.Borrowed {
+			continue // offline: its end was agreed in wall-clock time
+		}
+		s.account(now, e.l)
+		if e.l.AccountedMs != 0 {
+			e.l.AccountedMs = now
+		}
 		e.l.ExpiresMs = now + e.l.TtlMs
 	}
 	heap.Init(&s.expiry)

@@ -53,6 +53,7 @@ func (s *state) applyEnrollLicense(now int64, index uint64, el *fsmpb.EnrollLice
 	stored.EnrolledAtMs = now
 	stored.EnrolledIndex = index
 	s.addLicense(stored)
+	s.updateLicenseStates(now)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 		Message: "license " + lic.Serial + " enrolled",
 		License: proto.Clone(stored).(*fsmpb.License)}
@@ -99,12 +100,13 @@ func (s *state) supersedersOf(serial string) []string {
 
 // applyRemoveLicense deletes a license. Live leases stay: they simply may
 // no longer fit, and no new grant is made until they do.
-func (s *state) applyRemoveLicense(rl *fsmpb.RemoveLicense) *fsmpb.OpResult {
+func (s *state) applyRemoveLicense(now int64, rl *fsmpb.RemoveLicense) *fsmpb.OpResult {
 	serial := rl.GetSerial()
 	if _, ok := s.licenses[serial]; !ok {
 		return result(fsmpb.Code_NOT_FOUND, "license %s is not enrolled", serial)
 	}
 	s.deleteLicense(serial)
+	s.updateLicenseStates(now)
 	return result(fsmpb.Code_OK, "license %s removed", serial)
 }
 

@@ -24,6 +24,11 @@ type state struct {
 	requests    map[string]*fsmpb.RequestRecord
 	nextLeaseID uint64
 	lastNowMs   int64
+	// admin holds sessions, password hashes and settings (sessions.go).
+	admin adminState
+	// model holds named seats, access rules, committed license states and
+	// countdown use (model.go).
+	model modelState
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -56,6 +61,8 @@ func newState() *state {
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
 		inUse:        map[string]*featureUse{},
+		admin:        newAdminState(),
+		model:        newModelState(),
 	}
 }
 
@@ -86,6 +93,8 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	for _, id := range ids {
 		snap.Requests = append(snap.Requests, s.requests[id])
 	}
+	s.admin.toSnapshot(snap)
+	s.model.toSnapshot(snap)
 	return snap
 }
 
@@ -108,6 +117,14 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	s.cluster = snap.Cluster
 	s.nextLeaseID = snap.NextLeaseId
 	s.lastNowMs = snap.LastNowMs
+	admin, err := adminFromSnapshot(snap)
+	if err != nil {
+		return nil, err
+	}
+	s.admin = admin
+	if s.model, err = modelFromSnapshot(snap); err != nil {
+		return nil, err
+	}
 	for _, l := range snap.Licenses {
 		if l.GetSerial() == "" {
 			return nil, fmt.Errorf("fsm: snapshot holds a license without a serial")
@@ -127,7 +144,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		e := &leaseEntry{l: l}
 		s.leases[l.Id] = e
 		s.expiry = append(s.expiry, e)
-		s.addUse(l.Feature, l.Version, uint64(l.Count))
+		s.addLeaseUse(l)
 	}
 	for i, e := range s.expiry {
 		e.heapIdx = i

@@ -62,7 +62,11 @@ func licenseToFSM(f *license.File, raw []byte) *fsmpb.License {
 		Supersedes: b.Supersedes, BindingMode: b.Binding.Mode, ComputerIds: b.Binding.ComputerIDs, Raw: raw,
 	}
 	for _, ft := range b.Features {
-		l.Features = append(l.Features, &fsmpb.Feature{Name: ft.Name, Version: ft.Version, Count: ft.Count, GraceSeconds: ft.GraceSeconds})
+		l.Features = append(l.Features, &fsmpb.Feature{
+			Name: ft.Name, Version: ft.Version, Count: ft.Count, GraceSeconds: ft.GraceSeconds,
+			Model: ft.Model, Limit: ft.Limit, Overdraft: ft.Overdraft, UsageHours: ft.UsageHours,
+			MaxBorrowSeconds: ft.MaxBorrowSeconds,
+		})
 	}
 	return l
 }

@@ -49,8 +49,13 @@ func resultStatus(code fsmpb.Code, msg string) error {
 		c = codes.InvalidArgument
 	case fsmpb.Code_ALREADY_EXISTS:
 		c = codes.AlreadyExists
-	case fsmpb.Code_NOT_FORMED, fsmpb.Code_ALREADY_FORMED, fsmpb.Code_BINDING_MISMATCH, fsmpb.Code_SUPERSEDED:
+	case fsmpb.Code_NOT_FORMED, fsmpb.Code_ALREADY_FORMED, fsmpb.Code_BINDING_MISMATCH, fsmpb.Code_SUPERSEDED,
+		fsmpb.Code_BORROW_NOT_ALLOWED, fsmpb.Code_RECYCLE_REFUSED:
 		c = codes.FailedPrecondition
+	case fsmpb.Code_DENIED_BY_RULE:
+		c = codes.PermissionDenied
+	case fsmpb.Code_POOL_EXHAUSTED:
+		c = codes.ResourceExhausted
 	default:
 		c = codes.Internal
 	}

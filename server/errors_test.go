@@ -92,6 +92,10 @@ func TestResultStatus(t *testing.T) {
 		{fsmpb.Code_ALREADY_FORMED, codes.FailedPrecondition},
 		{fsmpb.Code_BINDING_MISMATCH, codes.FailedPrecondition},
 		{fsmpb.Code_SUPERSEDED, codes.FailedPrecondition},
+		{fsmpb.Code_DENIED_BY_RULE, codes.PermissionDenied},
+		{fsmpb.Code_POOL_EXHAUSTED, codes.ResourceExhausted},
+		{fsmpb.Code_BORROW_NOT_ALLOWED, codes.FailedPrecondition},
+		{fsmpb.Code_RECYCLE_REFUSED, codes.FailedPrecondition},
 		{fsmpb.Code(9999), codes.Internal},
 	}
 	covered := map[fsmpb.Code]bool{fsmpb.Code_OK: true}

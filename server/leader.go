@@ -73,6 +73,14 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			if s.fsm.HasExpired(s.nowMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{}}})
 			}
+			// Licenses become valid and expire on time by themselves: the
+			// leader commits the change when the clock crosses a date.
+			if s.fsm.NeedsLicenseTick(s.nowMs()) {
+				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_LicenseTick{LicenseTick: &fsmpb.LicenseTick{}}})
+			}
+			if s.fsm.HasIdleSessions(s.nowMs()) {
+				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireSessions{ExpireSessions: &fsmpb.ExpireSessions{}}})
+			}
 		}
 	}
 }
@@ -104,6 +112,12 @@ func (s *Server) logLeaderResult(cmd *fsmpb.Command, r *fsmpb.OpResult) {
 		}
 	case *fsmpb.Command_FormCluster:
 		s.log.Info("formation recorded", "code", r.GetCode().String(), "message", r.GetMessage())
+	case *fsmpb.Command_LicenseTick, *fsmpb.Command_RecycleSweep:
+		if r.GetMessage() != "" {
+			s.log.Warn(r.GetMessage(), "command", cmdName(cmd))
+		}
+	case *fsmpb.Command_ExpireSessions:
+		s.log.Info("idle admin sessions expired", "message", r.GetMessage())
 	}
 }
 
@@ -115,6 +129,8 @@ func cmdName(cmd *fsmpb.Command) string {
 		return "RebaseLeases"
 	case *fsmpb.Command_FormCluster:
 		return "FormCluster"
+	case *fsmpb.Command_ExpireSessions:
+		return "ExpireSessions"
 	}
 	return "command"
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -50,11 +51,23 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 	if ttl == 0 {
 		ttl = l.s.cfg.LeaseTTL
 	}
-	op := &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: &fsmpb.Grant{
+	g := l.grantFor(req)
+	g.TtlMs = ttl.Milliseconds()
+	return l.take(ctx, req, &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: g}})
+}
+
+// grantFor turns a checkout request into the FSM's Grant.
+func (l *licensingService) grantFor(req *triadv1.CheckoutRequest) *fsmpb.Grant {
+	return &fsmpb.Grant{
 		RequestId: req.GetRequestId(), Feature: req.GetFeature(), Version: req.GetVersion(),
 		Count: max(req.GetCount(), 1), User: req.GetUser(), Host: req.GetHost(), Pid: req.GetPid(),
-		ClientId: req.GetClientId(), TtlMs: ttl.Milliseconds(), ViaMember: l.s.cfg.Name,
-	}}}
+		ClientId: req.GetClientId(), ViaMember: l.s.cfg.Name,
+	}
+}
+
+// take runs a grant or borrow op and answers with the lease or the denial,
+// which is logged and counted with its reason.
+func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutRequest, op *fsmpb.Op) (*triadv1.CheckoutResponse, error) {
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		l.m.checkoutError()
@@ -63,12 +76,71 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 	r := res[0]
 	l.m.checkout(req.GetFeature(), r.GetCode())
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
+		reason := denialReason(r.GetCode(), r.GetMessage())
+		l.s.noteDenial(req.GetFeature(), reason)
 		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
-			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", r.GetCode().String(), "message", r.GetMessage())
+			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", reason, "message", r.GetMessage())
 		return nil, err
 	}
 	leader, _ := l.s.leaderAddr()
 	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader}, nil
+}
+
+// maxBorrowSeconds bounds a borrow request (the license sets the real limit).
+const maxBorrowSeconds = 366 * 24 * 3600
+
+func (l *licensingService) Borrow(ctx context.Context, req *triadv1.BorrowRequest) (*triadv1.CheckoutResponse, error) {
+	defer l.m.observe(methodCheckout, time.Now())
+	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+		return nil, err
+	}
+	if d := req.GetDurationSeconds(); d == 0 || d > maxBorrowSeconds {
+		return nil, status.Errorf(codes.InvalidArgument, "duration_seconds %d is out of range (1 to %d; the license sets the real limit)", d, maxBorrowSeconds)
+	}
+	b := &fsmpb.Borrow{DurationMs: int64(req.GetDurationSeconds()) * 1000, LeaseId: req.GetLeaseId()}
+	co := req.GetCheckout()
+	if b.LeaseId == 0 {
+		if co == nil {
+			return nil, status.Error(codes.InvalidArgument, "a new borrow needs checkout (feature, request_id...)")
+		}
+		co.ProtocolVersion = req.GetProtocolVersion()
+		if err := validateCheckout(co); err != nil {
+			return nil, err
+		}
+		b.Grant = l.grantFor(co)
+	}
+	return l.take(ctx, co, &fsmpb.Op{Op: &fsmpb.Op_Borrow{Borrow: b}})
+}
+
+// ReturnBorrow returns borrowed leases early: a release.
+func (l *licensingService) ReturnBorrow(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
+	return l.Release(ctx, req)
+}
+
+// denialReason is the short reason a denial is logged and counted under.
+func denialReason(code fsmpb.Code, msg string) string {
+	switch code {
+	case fsmpb.Code_NO_SEAT:
+		return "no seat"
+	case fsmpb.Code_UNKNOWN_FEATURE:
+		return "unknown feature"
+	case fsmpb.Code_VERSION_TOO_NEW:
+		return "version too new"
+	case fsmpb.Code_LICENSE_EXPIRED:
+		return "license expired"
+	case fsmpb.Code_POOL_EXHAUSTED:
+		return "countdown pool used up"
+	case fsmpb.Code_BORROW_NOT_ALLOWED:
+		return "borrowing not allowed"
+	case fsmpb.Code_DENIED_BY_RULE:
+		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "denied by rule "), ": ")
+		return "denied by rule " + name
+	case fsmpb.Code_NOT_FORMED:
+		return "cluster not formed"
+	case fsmpb.Code_INVALID_ARGUMENT:
+		return "invalid request"
+	}
+	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
 }
 
 func validateCheckout(req *triadv1.CheckoutRequest) error {
@@ -218,6 +290,7 @@ func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 		Count: l.GetCount(), User: l.GetUser(), Host: l.GetHost(), Pid: l.GetPid(), ClientId: l.GetClientId(),
 		GrantedUnixMs: l.GetGrantedMs(), RenewedUnixMs: l.GetRenewedMs(), ExpiresUnixMs: l.GetExpiresMs(),
 		TtlSeconds: uint32(l.GetTtlMs() / 1000), FencingIndex: l.GetGrantedIndex(), ViaMember: l.GetViaMember(),
+		Borrowed:     l.GetBorrowed(),
 		GraceSeconds: s.fsm.GraceSeconds(l.GetFeature(), s.nowMs()),
 	}
 }

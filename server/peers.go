@@ -125,7 +125,9 @@ func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (
 
 func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCommandRequest) (*peerpb.ForwardCommandResponse, error) {
 	switch req.GetCommand().GetCmd().(type) {
-	case *fsmpb.Command_EnrollLicense, *fsmpb.Command_RemoveLicense, *fsmpb.Command_FormCluster:
+	case *fsmpb.Command_EnrollLicense, *fsmpb.Command_RemoveLicense, *fsmpb.Command_FormCluster,
+		*fsmpb.Command_OpenSession, *fsmpb.Command_CloseSession, *fsmpb.Command_TouchSession,
+		*fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings:
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "command %T cannot be forwarded", req.GetCommand().GetCmd())
 	}

@@ -56,6 +56,7 @@ type Server struct {
 	health *health.Server
 
 	metrics *metrics // nil in handler tests without a server
+	adm     *adminSide
 
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
@@ -148,7 +149,10 @@ func (s *Server) open() error {
 	}
 	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
 	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s, m: s.metrics})
-	triadv1.RegisterAdminServer(s.grpcSrv, admin.NewService(s, Version))
+	s.adm = newAdminSide(s.nowMs())
+	adminSvc := admin.NewService(s, Version)
+	triadv1.RegisterAdminServer(s.grpcSrv, adminSvc)
+	s.serveLocalAdmin(adminSvc)
 	peerpb.RegisterPeerServer(s.grpcSrv, &peerService{s: s})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
@@ -159,6 +163,7 @@ func (s *Server) open() error {
 	s.goRun(func() { s.mon.Run(s.ctx) })
 	s.goRun(s.watchLeadership)
 	s.goRun(s.healthLoop)
+	s.goRun(s.watchSettings)
 	s.goRun(func() {
 		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
 			s.log.Error("gRPC server stopped", "error", err)
@@ -213,6 +218,7 @@ func (s *Server) Stop() {
 		case <-time.After(3 * time.Second):
 			s.grpcSrv.Stop()
 		}
+		s.stopLocalAdmin()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s.httpSrv.Shutdown(ctx)
 		cancel()

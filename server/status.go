@@ -20,6 +20,9 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 	for _, a := range s.mon.Alarms() {
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Member: a.Member, Message: a.Message, SinceUnixMs: a.Since.UnixMilli()})
 	}
+	for _, a := range s.fsm.LicenseAlarms(s.nowMs(), s.expiryWarning().Milliseconds()) {
+		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Member: a.Subject, Message: a.Message, SinceUnixMs: a.SinceMs})
+	}
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
@@ -56,3 +59,7 @@ func (s *Server) healthLoop() {
 		}
 	}
 }
+
+// expiryWarning is how long before a license's end the expiring alarm is
+// raised (DESIGN §9: 7 days).
+func (s *Server) expiryWarning() time.Duration { return 7 * 24 * time.Hour }

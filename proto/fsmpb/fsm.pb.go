@@ -41,6 +41,11 @@ const (
 	Code_LICENSE_NOT_YET_VALID Code = 10
 	Code_ALREADY_EXISTS        Code = 11
 	Code_SUPERSEDED            Code = 12
+	// License model refusals (20-29).
+	Code_DENIED_BY_RULE     Code = 20
+	Code_POOL_EXHAUSTED     Code = 21
+	Code_BORROW_NOT_ALLOWED Code = 22
+	Code_RECYCLE_REFUSED    Code = 23
 )
 
 // Enum value maps for Code.
@@ -59,6 +64,10 @@ var (
 		10: "LICENSE_NOT_YET_VALID",
 		11: "ALREADY_EXISTS",
 		12: "SUPERSEDED",
+		20: "DENIED_BY_RULE",
+		21: "POOL_EXHAUSTED",
+		22: "BORROW_NOT_ALLOWED",
+		23: "RECYCLE_REFUSED",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -74,6 +83,10 @@ var (
 		"LICENSE_NOT_YET_VALID": 10,
 		"ALREADY_EXISTS":        11,
 		"SUPERSEDED":            12,
+		"DENIED_BY_RULE":        20,
+		"POOL_EXHAUSTED":        21,
+		"BORROW_NOT_ALLOWED":    22,
+		"RECYCLE_REFUSED":       23,
 	}
 )
 
@@ -117,6 +130,16 @@ type Command struct {
 	//	*Command_Batch
 	//	*Command_ExpireLeases
 	//	*Command_RebaseLeases
+	//	*Command_OpenSession
+	//	*Command_CloseSession
+	//	*Command_TouchSession
+	//	*Command_ExpireSessions
+	//	*Command_SetPasswords
+	//	*Command_SetSettings
+	//	*Command_LicenseTick
+	//	*Command_RecycleNamedUser
+	//	*Command_RecycleSweep
+	//	*Command_SetRules
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -220,6 +243,96 @@ func (x *Command) GetRebaseLeases() *RebaseLeases {
 	return nil
 }
 
+func (x *Command) GetOpenSession() *OpenSession {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_OpenSession); ok {
+			return x.OpenSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCloseSession() *CloseSession {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_CloseSession); ok {
+			return x.CloseSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTouchSession() *TouchSession {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_TouchSession); ok {
+			return x.TouchSession
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetExpireSessions() *ExpireSessions {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ExpireSessions); ok {
+			return x.ExpireSessions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetPasswords() *SetPasswords {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetPasswords); ok {
+			return x.SetPasswords
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetSettings() *SetSettings {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetSettings); ok {
+			return x.SetSettings
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLicenseTick() *LicenseTick {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_LicenseTick); ok {
+			return x.LicenseTick
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecycleNamedUser() *RecycleNamedUser {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RecycleNamedUser); ok {
+			return x.RecycleNamedUser
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecycleSweep() *RecycleSweep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RecycleSweep); ok {
+			return x.RecycleSweep
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetRules() *SetRules {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetRules); ok {
+			return x.SetRules
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -248,6 +361,48 @@ type Command_RebaseLeases struct {
 	RebaseLeases *RebaseLeases `protobuf:"bytes,15,opt,name=rebase_leases,json=rebaseLeases,proto3,oneof"`
 }
 
+type Command_OpenSession struct {
+	// Administration sessions, passwords and settings (fields 20-29).
+	OpenSession *OpenSession `protobuf:"bytes,20,opt,name=open_session,json=openSession,proto3,oneof"`
+}
+
+type Command_CloseSession struct {
+	CloseSession *CloseSession `protobuf:"bytes,21,opt,name=close_session,json=closeSession,proto3,oneof"`
+}
+
+type Command_TouchSession struct {
+	TouchSession *TouchSession `protobuf:"bytes,22,opt,name=touch_session,json=touchSession,proto3,oneof"`
+}
+
+type Command_ExpireSessions struct {
+	ExpireSessions *ExpireSessions `protobuf:"bytes,23,opt,name=expire_sessions,json=expireSessions,proto3,oneof"`
+}
+
+type Command_SetPasswords struct {
+	SetPasswords *SetPasswords `protobuf:"bytes,24,opt,name=set_passwords,json=setPasswords,proto3,oneof"`
+}
+
+type Command_SetSettings struct {
+	SetSettings *SetSettings `protobuf:"bytes,25,opt,name=set_settings,json=setSettings,proto3,oneof"`
+}
+
+type Command_LicenseTick struct {
+	// License model (fields 30-39).
+	LicenseTick *LicenseTick `protobuf:"bytes,30,opt,name=license_tick,json=licenseTick,proto3,oneof"`
+}
+
+type Command_RecycleNamedUser struct {
+	RecycleNamedUser *RecycleNamedUser `protobuf:"bytes,31,opt,name=recycle_named_user,json=recycleNamedUser,proto3,oneof"`
+}
+
+type Command_RecycleSweep struct {
+	RecycleSweep *RecycleSweep `protobuf:"bytes,32,opt,name=recycle_sweep,json=recycleSweep,proto3,oneof"`
+}
+
+type Command_SetRules struct {
+	SetRules *SetRules `protobuf:"bytes,33,opt,name=set_rules,json=setRules,proto3,oneof"`
+}
+
 func (*Command_FormCluster) isCommand_Cmd() {}
 
 func (*Command_EnrollLicense) isCommand_Cmd() {}
@@ -259,6 +414,26 @@ func (*Command_Batch) isCommand_Cmd() {}
 func (*Command_ExpireLeases) isCommand_Cmd() {}
 
 func (*Command_RebaseLeases) isCommand_Cmd() {}
+
+func (*Command_OpenSession) isCommand_Cmd() {}
+
+func (*Command_CloseSession) isCommand_Cmd() {}
+
+func (*Command_TouchSession) isCommand_Cmd() {}
+
+func (*Command_ExpireSessions) isCommand_Cmd() {}
+
+func (*Command_SetPasswords) isCommand_Cmd() {}
+
+func (*Command_SetSettings) isCommand_Cmd() {}
+
+func (*Command_LicenseTick) isCommand_Cmd() {}
+
+func (*Command_RecycleNamedUser) isCommand_Cmd() {}
+
+func (*Command_RecycleSweep) isCommand_Cmd() {}
+
+func (*Command_SetRules) isCommand_Cmd() {}
 
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -383,13 +558,23 @@ func (x *FormCluster) GetMembers() []*Member {
 }
 
 type Feature struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	GraceSeconds  uint32                 `protobuf:"varint,4,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version      uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Count        uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	GraceSeconds uint32                 `protobuf:"varint,4,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	// concurrent (default) | named-user | countdown
+	Model string `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
+	// hard (default) | soft
+	Limit string `protobuf:"bytes,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Seats a soft limit grants beyond count.
+	Overdraft uint32 `protobuf:"varint,7,opt,name=overdraft,proto3" json:"overdraft,omitempty"`
+	// Seat-hour pool of a countdown feature.
+	UsageHours uint32 `protobuf:"varint,8,opt,name=usage_hours,json=usageHours,proto3" json:"usage_hours,omitempty"`
+	// Longest borrow (offline lease); 0 = no borrowing.
+	MaxBorrowSeconds uint32 `protobuf:"varint,9,opt,name=max_borrow_seconds,json=maxBorrowSeconds,proto3" json:"max_borrow_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Feature) Reset() {
@@ -446,6 +631,41 @@ func (x *Feature) GetCount() uint32 {
 func (x *Feature) GetGraceSeconds() uint32 {
 	if x != nil {
 		return x.GraceSeconds
+	}
+	return 0
+}
+
+func (x *Feature) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *Feature) GetLimit() string {
+	if x != nil {
+		return x.Limit
+	}
+	return ""
+}
+
+func (x *Feature) GetOverdraft() uint32 {
+	if x != nil {
+		return x.Overdraft
+	}
+	return 0
+}
+
+func (x *Feature) GetUsageHours() uint32 {
+	if x != nil {
+		return x.UsageHours
+	}
+	return 0
+}
+
+func (x *Feature) GetMaxBorrowSeconds() uint32 {
+	if x != nil {
+		return x.MaxBorrowSeconds
 	}
 	return 0
 }
@@ -889,6 +1109,7 @@ type Op struct {
 	//	*Op_Grant
 	//	*Op_Renew
 	//	*Op_Release
+	//	*Op_Borrow
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -958,6 +1179,15 @@ func (x *Op) GetRelease() *Release {
 	return nil
 }
 
+func (x *Op) GetBorrow() *Borrow {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Borrow); ok {
+			return x.Borrow
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -974,11 +1204,649 @@ type Op_Release struct {
 	Release *Release `protobuf:"bytes,3,opt,name=release,proto3,oneof"`
 }
 
+type Op_Borrow struct {
+	Borrow *Borrow `protobuf:"bytes,4,opt,name=borrow,proto3,oneof"`
+}
+
 func (*Op_Grant) isOp_Op() {}
 
 func (*Op_Renew) isOp_Op() {}
 
 func (*Op_Release) isOp_Op() {}
+
+func (*Op_Borrow) isOp_Op() {}
+
+// Borrow takes seats for offline use, held without heartbeats until
+// now + duration (at most the feature's max borrow duration). With
+// lease_id set it extends that borrowed lease instead. Returning early is
+// a Release.
+type Borrow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grant         *Grant                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	DurationMs    int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	LeaseId       uint64                 `protobuf:"varint,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Borrow) Reset() {
+	*x = Borrow{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Borrow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Borrow) ProtoMessage() {}
+
+func (x *Borrow) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Borrow.ProtoReflect.Descriptor instead.
+func (*Borrow) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Borrow) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *Borrow) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Borrow) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+// LicenseTick is committed by the leader when a license becomes valid or
+// expires by the clock, so the change is part of the replicated history.
+type LicenseTick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseTick) Reset() {
+	*x = LicenseTick{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseTick) ProtoMessage() {}
+
+func (x *LicenseTick) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseTick.ProtoReflect.Descriptor instead.
+func (*LicenseTick) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+}
+
+// RecycleNamedUser unties a named user from a feature's seat (manual).
+type RecycleNamedUser struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Feature       string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecycleNamedUser) Reset() {
+	*x = RecycleNamedUser{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecycleNamedUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecycleNamedUser) ProtoMessage() {}
+
+func (x *RecycleNamedUser) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecycleNamedUser.ProtoReflect.Descriptor instead.
+func (*RecycleNamedUser) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RecycleNamedUser) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RecycleNamedUser) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+// RecycleSweep unties every named user idle for 30 days (daily, automatic).
+type RecycleSweep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecycleSweep) Reset() {
+	*x = RecycleSweep{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecycleSweep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecycleSweep) ProtoMessage() {}
+
+func (x *RecycleSweep) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecycleSweep.ProtoReflect.Descriptor instead.
+func (*RecycleSweep) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+}
+
+// SetRules replaces the access rules.
+type SetRules struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         *AccessRules           `protobuf:"bytes,1,opt,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRules) Reset() {
+	*x = SetRules{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRules) ProtoMessage() {}
+
+func (x *SetRules) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRules.ProtoReflect.Descriptor instead.
+func (*SetRules) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetRules) GetRules() *AccessRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// AccessRules is a parsed options-file: groups and per-feature rules.
+type AccessRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file as given, for `rules show`.
+	Text   string       `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	Groups []*RuleGroup `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// In file order.
+	Rules         []*AccessRule `protobuf:"bytes,3,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRules) Reset() {
+	*x = AccessRules{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRules) ProtoMessage() {}
+
+func (x *AccessRules) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRules.ProtoReflect.Descriptor instead.
+func (*AccessRules) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AccessRules) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *AccessRules) GetGroups() []*RuleGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *AccessRules) GetRules() []*AccessRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type RuleGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// user | host
+	Kind          string   `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Members       []string `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleGroup) Reset() {
+	*x = RuleGroup{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleGroup) ProtoMessage() {}
+
+func (x *RuleGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleGroup.ProtoReflect.Descriptor instead.
+func (*RuleGroup) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RuleGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RuleGroup) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RuleGroup) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type AccessRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How denials cite the rule, e.g. "EXCLUDE cad HOST kiosk (line 4)".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// include | exclude | reserve | max
+	Kind    string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Feature string `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	// user | host | group | host_group
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	Value   string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// Seats for reserve and max.
+	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRule) Reset() {
+	*x = AccessRule{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRule) ProtoMessage() {}
+
+func (x *AccessRule) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
+func (*AccessRule) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AccessRule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccessRule) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AccessRule) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *AccessRule) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AccessRule) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *AccessRule) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// NamedSeat ties a user to a seat of a named-user feature.
+type NamedSeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feature       string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	TiedMs        int64                  `protobuf:"varint,3,opt,name=tied_ms,json=tiedMs,proto3" json:"tied_ms,omitempty"`
+	LastUsedMs    int64                  `protobuf:"varint,4,opt,name=last_used_ms,json=lastUsedMs,proto3" json:"last_used_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedSeat) Reset() {
+	*x = NamedSeat{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedSeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedSeat) ProtoMessage() {}
+
+func (x *NamedSeat) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedSeat.ProtoReflect.Descriptor instead.
+func (*NamedSeat) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *NamedSeat) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *NamedSeat) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *NamedSeat) GetTiedMs() int64 {
+	if x != nil {
+		return x.TiedMs
+	}
+	return 0
+}
+
+func (x *NamedSeat) GetLastUsedMs() int64 {
+	if x != nil {
+		return x.LastUsedMs
+	}
+	return 0
+}
+
+// LicenseStateRecord is a license's validity as last committed.
+type LicenseStateRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	SinceMs       int64                  `protobuf:"varint,3,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseStateRecord) Reset() {
+	*x = LicenseStateRecord{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseStateRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseStateRecord) ProtoMessage() {}
+
+func (x *LicenseStateRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseStateRecord.ProtoReflect.Descriptor instead.
+func (*LicenseStateRecord) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LicenseStateRecord) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *LicenseStateRecord) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *LicenseStateRecord) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+// CountdownUsage is the seat-time a countdown feature has consumed.
+type CountdownUsage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feature       string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	UsedMs        int64                  `protobuf:"varint,2,opt,name=used_ms,json=usedMs,proto3" json:"used_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountdownUsage) Reset() {
+	*x = CountdownUsage{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountdownUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountdownUsage) ProtoMessage() {}
+
+func (x *CountdownUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountdownUsage.ProtoReflect.Descriptor instead.
+func (*CountdownUsage) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CountdownUsage) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *CountdownUsage) GetUsedMs() int64 {
+	if x != nil {
+		return x.UsedMs
+	}
+	return 0
+}
 
 // Batch carries concurrent checkout/renew/release requests collected by the
 // leader into one log entry. Ops are applied in order.
@@ -991,7 +1859,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1871,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1884,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Batch) GetOps() []*Op {
@@ -1035,7 +1903,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1915,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1928,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 // RebaseLeases restarts every live lease's TTL from now_ms (new leader).
@@ -1072,7 +1940,7 @@ type RebaseLeases struct {
 
 func (x *RebaseLeases) Reset() {
 	*x = RebaseLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1952,7 @@ func (x *RebaseLeases) String() string {
 func (*RebaseLeases) ProtoMessage() {}
 
 func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1965,7 @@ func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebaseLeases.ProtoReflect.Descriptor instead.
 func (*RebaseLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 type LeaseResult struct {
@@ -1113,7 +1981,7 @@ type LeaseResult struct {
 
 func (x *LeaseResult) Reset() {
 	*x = LeaseResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1993,7 @@ func (x *LeaseResult) String() string {
 func (*LeaseResult) ProtoMessage() {}
 
 func (x *LeaseResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +2006,7 @@ func (x *LeaseResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResult.ProtoReflect.Descriptor instead.
 func (*LeaseResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseResult) GetLeaseId() uint64 {
@@ -1195,7 +2063,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +2075,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +2088,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpResult) GetCode() Code {
@@ -1267,7 +2135,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +2147,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +2160,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BatchResult) GetResults() []*OpResult {
@@ -1318,15 +2186,21 @@ type Lease struct {
 	ExpiresMs int64                  `protobuf:"varint,12,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
 	TtlMs     int64                  `protobuf:"varint,13,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// Raft index that committed the grant (fencing token).
-	GrantedIndex  uint64 `protobuf:"varint,14,opt,name=granted_index,json=grantedIndex,proto3" json:"granted_index,omitempty"`
-	ViaMember     string `protobuf:"bytes,15,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	GrantedIndex uint64 `protobuf:"varint,14,opt,name=granted_index,json=grantedIndex,proto3" json:"granted_index,omitempty"`
+	ViaMember    string `protobuf:"bytes,15,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	// Borrowed for offline use: no heartbeats, not rebased, ends at expires_ms.
+	Borrowed bool `protobuf:"varint,16,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	// Countdown accounting: seat time is counted up to this instant.
+	AccountedMs int64 `protobuf:"varint,17,opt,name=accounted_ms,json=accountedMs,proto3" json:"accounted_ms,omitempty"`
+	// The lease is on a named-user feature: it uses its user's named seat.
+	NamedUser     bool `protobuf:"varint,18,opt,name=named_user,json=namedUser,proto3" json:"named_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +2212,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +2225,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Lease) GetId() uint64 {
@@ -1459,6 +2333,27 @@ func (x *Lease) GetViaMember() string {
 	return ""
 }
 
+func (x *Lease) GetBorrowed() bool {
+	if x != nil {
+		return x.Borrowed
+	}
+	return false
+}
+
+func (x *Lease) GetAccountedMs() int64 {
+	if x != nil {
+		return x.AccountedMs
+	}
+	return 0
+}
+
+func (x *Lease) GetNamedUser() bool {
+	if x != nil {
+		return x.NamedUser
+	}
+	return false
+}
+
 // RequestRecord remembers which lease a request id produced, so a retried
 // checkout never takes a second seat. Kept while the lease lives and for a
 // while after it ended (ended_ms != 0).
@@ -1473,7 +2368,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +2380,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +2393,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -1538,14 +2433,27 @@ type Snapshot struct {
 	LastNowMs   int64            `protobuf:"varint,7,opt,name=last_now_ms,json=lastNowMs,proto3" json:"last_now_ms,omitempty"`
 	// Raft index of the last command applied, so a restored member knows
 	// how far its state reaches (read-your-write waits use it).
-	AppliedIndex  uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Administration (fields 10-19). Absent until first set.
+	AdminAuth     *AdminAuth     `protobuf:"bytes,10,opt,name=admin_auth,json=adminAuth,proto3" json:"admin_auth,omitempty"`
+	AdminSettings *AdminSettings `protobuf:"bytes,11,opt,name=admin_settings,json=adminSettings,proto3" json:"admin_settings,omitempty"`
+	// Sorted by id; ended sessions are kept a while so that their token's
+	// next call learns why it ended.
+	AdminSessions []*AdminSession `protobuf:"bytes,12,rep,name=admin_sessions,json=adminSessions,proto3" json:"admin_sessions,omitempty"`
+	// License model (fields 20-29). Sorted by (feature, user).
+	NamedSeats []*NamedSeat `protobuf:"bytes,20,rep,name=named_seats,json=namedSeats,proto3" json:"named_seats,omitempty"`
+	Rules      *AccessRules `protobuf:"bytes,21,opt,name=rules,proto3" json:"rules,omitempty"`
+	// Sorted by serial.
+	LicenseStates []*LicenseStateRecord `protobuf:"bytes,22,rep,name=license_states,json=licenseStates,proto3" json:"license_states,omitempty"`
+	// Sorted by feature.
+	Countdown     []*CountdownUsage `protobuf:"bytes,23,rep,name=countdown,proto3" json:"countdown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +2465,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +2478,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Snapshot) GetFormatVersion() uint32 {
@@ -1629,11 +2537,626 @@ func (x *Snapshot) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *Snapshot) GetAdminAuth() *AdminAuth {
+	if x != nil {
+		return x.AdminAuth
+	}
+	return nil
+}
+
+func (x *Snapshot) GetAdminSettings() *AdminSettings {
+	if x != nil {
+		return x.AdminSettings
+	}
+	return nil
+}
+
+func (x *Snapshot) GetAdminSessions() []*AdminSession {
+	if x != nil {
+		return x.AdminSessions
+	}
+	return nil
+}
+
+func (x *Snapshot) GetNamedSeats() []*NamedSeat {
+	if x != nil {
+		return x.NamedSeats
+	}
+	return nil
+}
+
+func (x *Snapshot) GetRules() *AccessRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *Snapshot) GetLicenseStates() []*LicenseStateRecord {
+	if x != nil {
+		return x.LicenseStates
+	}
+	return nil
+}
+
+func (x *Snapshot) GetCountdown() []*CountdownUsage {
+	if x != nil {
+		return x.Countdown
+	}
+	return nil
+}
+
+// AdminSession is one triadctl session. The token itself is never stored:
+// id is the hex SHA-256 of it, computed by the member that issued it.
+type AdminSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// full | restricted
+	Mode string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Who connected, for messages: "remote tool 10.0.0.7:51234 via alpha".
+	Origin string `protobuf:"bytes,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	// True for a tool on the member's Unix socket.
+	Local bool `protobuf:"varint,4,opt,name=local,proto3" json:"local,omitempty"`
+	// Member the tool connected through.
+	Member     string `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	OpenedMs   int64  `protobuf:"varint,6,opt,name=opened_ms,json=openedMs,proto3" json:"opened_ms,omitempty"`
+	LastUsedMs int64  `protobuf:"varint,7,opt,name=last_used_ms,json=lastUsedMs,proto3" json:"last_used_ms,omitempty"`
+	// Set when the session ended by displacement or idleness; the record is
+	// kept (tombstone) for a while and then pruned.
+	EndedMs       int64  `protobuf:"varint,8,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`
+	EndReason     string `protobuf:"bytes,9,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSession) Reset() {
+	*x = AdminSession{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSession) ProtoMessage() {}
+
+func (x *AdminSession) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
+func (*AdminSession) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AdminSession) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AdminSession) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *AdminSession) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AdminSession) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+func (x *AdminSession) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AdminSession) GetOpenedMs() int64 {
+	if x != nil {
+		return x.OpenedMs
+	}
+	return 0
+}
+
+func (x *AdminSession) GetLastUsedMs() int64 {
+	if x != nil {
+		return x.LastUsedMs
+	}
+	return 0
+}
+
+func (x *AdminSession) GetEndedMs() int64 {
+	if x != nil {
+		return x.EndedMs
+	}
+	return 0
+}
+
+func (x *AdminSession) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
+}
+
+// AdminAuth holds the password hashes (bcrypt, salted by the member that
+// hashed them before proposing). version counts changes, so a connect
+// checked against old hashes is refused.
+type AdminAuth struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FullHash       []byte                 `protobuf:"bytes,1,opt,name=full_hash,json=fullHash,proto3" json:"full_hash,omitempty"`
+	RestrictedHash []byte                 `protobuf:"bytes,2,opt,name=restricted_hash,json=restrictedHash,proto3" json:"restricted_hash,omitempty"`
+	Version        uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AdminAuth) Reset() {
+	*x = AdminAuth{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminAuth) ProtoMessage() {}
+
+func (x *AdminAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminAuth.ProtoReflect.Descriptor instead.
+func (*AdminAuth) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AdminAuth) GetFullHash() []byte {
+	if x != nil {
+		return x.FullHash
+	}
+	return nil
+}
+
+func (x *AdminAuth) GetRestrictedHash() []byte {
+	if x != nil {
+		return x.RestrictedHash
+	}
+	return nil
+}
+
+func (x *AdminAuth) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// AdminSettings: a field that is not present keeps its default.
+type AdminSettings struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	SessionIdleTimeoutMs *int64                 `protobuf:"varint,1,opt,name=session_idle_timeout_ms,json=sessionIdleTimeoutMs,proto3,oneof" json:"session_idle_timeout_ms,omitempty"`
+	IsolationMinutes     *uint32                `protobuf:"varint,2,opt,name=isolation_minutes,json=isolationMinutes,proto3,oneof" json:"isolation_minutes,omitempty"`
+	Statistics           *bool                  `protobuf:"varint,3,opt,name=statistics,proto3,oneof" json:"statistics,omitempty"`
+	AutoRecycling        *bool                  `protobuf:"varint,4,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
+	// full | restricted | none
+	RemotePolicy  *string `protobuf:"bytes,5,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSettings) Reset() {
+	*x = AdminSettings{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSettings) ProtoMessage() {}
+
+func (x *AdminSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSettings.ProtoReflect.Descriptor instead.
+func (*AdminSettings) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AdminSettings) GetSessionIdleTimeoutMs() int64 {
+	if x != nil && x.SessionIdleTimeoutMs != nil {
+		return *x.SessionIdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *AdminSettings) GetIsolationMinutes() uint32 {
+	if x != nil && x.IsolationMinutes != nil {
+		return *x.IsolationMinutes
+	}
+	return 0
+}
+
+func (x *AdminSettings) GetStatistics() bool {
+	if x != nil && x.Statistics != nil {
+		return *x.Statistics
+	}
+	return false
+}
+
+func (x *AdminSettings) GetAutoRecycling() bool {
+	if x != nil && x.AutoRecycling != nil {
+		return *x.AutoRecycling
+	}
+	return false
+}
+
+func (x *AdminSettings) GetRemotePolicy() string {
+	if x != nil && x.RemotePolicy != nil {
+		return *x.RemotePolicy
+	}
+	return ""
+}
+
+// OpenSession records a session the receiving member authorized (password
+// and remote policy). Apply enforces the one-full-session rule: a second
+// full session is refused unless the new one is local, which displaces it.
+type OpenSession struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session *AdminSession          `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// AdminAuth.version the password was checked against.
+	AuthVersion   uint64 `protobuf:"varint,2,opt,name=auth_version,json=authVersion,proto3" json:"auth_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenSession) Reset() {
+	*x = OpenSession{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSession) ProtoMessage() {}
+
+func (x *OpenSession) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
+func (*OpenSession) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *OpenSession) GetSession() *AdminSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *OpenSession) GetAuthVersion() uint64 {
+	if x != nil {
+		return x.AuthVersion
+	}
+	return 0
+}
+
+// CloseSession forgets a session (explicit disconnect).
+type CloseSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseSession) Reset() {
+	*x = CloseSession{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseSession) ProtoMessage() {}
+
+func (x *CloseSession) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
+func (*CloseSession) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CloseSession) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// TouchSession marks a session used at now_ms, or ends it when it was idle
+// longer than the idle timeout.
+type TouchSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchSession) Reset() {
+	*x = TouchSession{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchSession) ProtoMessage() {}
+
+func (x *TouchSession) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchSession.ProtoReflect.Descriptor instead.
+func (*TouchSession) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TouchSession) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ExpireSessions ends every session idle longer than the idle timeout and
+// prunes old tombstones.
+type ExpireSessions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireSessions) Reset() {
+	*x = ExpireSessions{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireSessions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireSessions) ProtoMessage() {}
+
+func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
+func (*ExpireSessions) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+// SetPasswords changes the password hashes; an empty hash keeps the current one.
+type SetPasswords struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A live full session is required.
+	SessionId      string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	FullHash       []byte `protobuf:"bytes,2,opt,name=full_hash,json=fullHash,proto3" json:"full_hash,omitempty"`
+	RestrictedHash []byte `protobuf:"bytes,3,opt,name=restricted_hash,json=restrictedHash,proto3" json:"restricted_hash,omitempty"`
+	AuthVersion    uint64 `protobuf:"varint,4,opt,name=auth_version,json=authVersion,proto3" json:"auth_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SetPasswords) Reset() {
+	*x = SetPasswords{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPasswords) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPasswords) ProtoMessage() {}
+
+func (x *SetPasswords) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPasswords.ProtoReflect.Descriptor instead.
+func (*SetPasswords) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SetPasswords) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SetPasswords) GetFullHash() []byte {
+	if x != nil {
+		return x.FullHash
+	}
+	return nil
+}
+
+func (x *SetPasswords) GetRestrictedHash() []byte {
+	if x != nil {
+		return x.RestrictedHash
+	}
+	return nil
+}
+
+func (x *SetPasswords) GetAuthVersion() uint64 {
+	if x != nil {
+		return x.AuthVersion
+	}
+	return 0
+}
+
+// SetSettings changes the fields present in settings.
+type SetSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A live full session is required.
+	SessionId     string         `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Settings      *AdminSettings `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSettings) Reset() {
+	*x = SetSettings{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSettings) ProtoMessage() {}
+
+func (x *SetSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
+func (*SetSettings) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SetSettings) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SetSettings) GetSettings() *AdminSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xa6\x03\n" +
+	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xc2\b\n" +
 	"\aCommand\x12\x15\n" +
 	"\x06now_ms\x18\x01 \x01(\x03R\x05nowMs\x12>\n" +
 	"\fform_cluster\x18\n" +
@@ -1642,7 +3165,17 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eremove_license\x18\f \x01(\v2\x1b.triad.fsm.v1.RemoveLicenseH\x00R\rremoveLicense\x12+\n" +
 	"\x05batch\x18\r \x01(\v2\x13.triad.fsm.v1.BatchH\x00R\x05batch\x12A\n" +
 	"\rexpire_leases\x18\x0e \x01(\v2\x1a.triad.fsm.v1.ExpireLeasesH\x00R\fexpireLeases\x12A\n" +
-	"\rrebase_leases\x18\x0f \x01(\v2\x1a.triad.fsm.v1.RebaseLeasesH\x00R\frebaseLeasesB\x05\n" +
+	"\rrebase_leases\x18\x0f \x01(\v2\x1a.triad.fsm.v1.RebaseLeasesH\x00R\frebaseLeases\x12>\n" +
+	"\fopen_session\x18\x14 \x01(\v2\x19.triad.fsm.v1.OpenSessionH\x00R\vopenSession\x12A\n" +
+	"\rclose_session\x18\x15 \x01(\v2\x1a.triad.fsm.v1.CloseSessionH\x00R\fcloseSession\x12A\n" +
+	"\rtouch_session\x18\x16 \x01(\v2\x1a.triad.fsm.v1.TouchSessionH\x00R\ftouchSession\x12G\n" +
+	"\x0fexpire_sessions\x18\x17 \x01(\v2\x1c.triad.fsm.v1.ExpireSessionsH\x00R\x0eexpireSessions\x12A\n" +
+	"\rset_passwords\x18\x18 \x01(\v2\x1a.triad.fsm.v1.SetPasswordsH\x00R\fsetPasswords\x12>\n" +
+	"\fset_settings\x18\x19 \x01(\v2\x19.triad.fsm.v1.SetSettingsH\x00R\vsetSettings\x12>\n" +
+	"\flicense_tick\x18\x1e \x01(\v2\x19.triad.fsm.v1.LicenseTickH\x00R\vlicenseTick\x12N\n" +
+	"\x12recycle_named_user\x18\x1f \x01(\v2\x1e.triad.fsm.v1.RecycleNamedUserH\x00R\x10recycleNamedUser\x12A\n" +
+	"\rrecycle_sweep\x18  \x01(\v2\x1a.triad.fsm.v1.RecycleSweepH\x00R\frecycleSweep\x125\n" +
+	"\tset_rules\x18! \x01(\v2\x16.triad.fsm.v1.SetRulesH\x00R\bsetRulesB\x05\n" +
 	"\x03cmd\"\x83\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -1652,12 +3185,18 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"computerId\"Q\n" +
 	"\vFormCluster\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12.\n" +
-	"\amembers\x18\x02 \x03(\v2\x14.triad.fsm.v1.MemberR\amembers\"r\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.triad.fsm.v1.MemberR\amembers\"\x8b\x02\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05count\x12#\n" +
-	"\rgrace_seconds\x18\x04 \x01(\rR\fgraceSeconds\"\xa3\x03\n" +
+	"\rgrace_seconds\x18\x04 \x01(\rR\fgraceSeconds\x12\x14\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\tR\x05limit\x12\x1c\n" +
+	"\toverdraft\x18\a \x01(\rR\toverdraft\x12\x1f\n" +
+	"\vusage_hours\x18\b \x01(\rR\n" +
+	"usageHours\x12,\n" +
+	"\x12max_borrow_seconds\x18\t \x01(\rR\x10maxBorrowSeconds\"\xa3\x03\n" +
 	"\aLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12 \n" +
@@ -1696,12 +3235,54 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x05Renew\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"&\n" +
 	"\aRelease\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\x97\x01\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\xc7\x01\n" +
 	"\x02Op\x12+\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantH\x00R\x05grant\x12+\n" +
 	"\x05renew\x18\x02 \x01(\v2\x13.triad.fsm.v1.RenewH\x00R\x05renew\x121\n" +
-	"\arelease\x18\x03 \x01(\v2\x15.triad.fsm.v1.ReleaseH\x00R\areleaseB\x04\n" +
-	"\x02op\"+\n" +
+	"\arelease\x18\x03 \x01(\v2\x15.triad.fsm.v1.ReleaseH\x00R\arelease\x12.\n" +
+	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrowB\x04\n" +
+	"\x02op\"o\n" +
+	"\x06Borrow\x12)\n" +
+	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantR\x05grant\x12\x1f\n" +
+	"\vduration_ms\x18\x02 \x01(\x03R\n" +
+	"durationMs\x12\x19\n" +
+	"\blease_id\x18\x03 \x01(\x04R\aleaseId\"\r\n" +
+	"\vLicenseTick\"@\n" +
+	"\x10RecycleNamedUser\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\afeature\x18\x02 \x01(\tR\afeature\"\x0e\n" +
+	"\fRecycleSweep\";\n" +
+	"\bSetRules\x12/\n" +
+	"\x05rules\x18\x01 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\"\x82\x01\n" +
+	"\vAccessRules\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12/\n" +
+	"\x06groups\x18\x02 \x03(\v2\x17.triad.fsm.v1.RuleGroupR\x06groups\x12.\n" +
+	"\x05rules\x18\x03 \x03(\v2\x18.triad.fsm.v1.AccessRuleR\x05rules\"M\n" +
+	"\tRuleGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\"\x94\x01\n" +
+	"\n" +
+	"AccessRule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\tR\x05value\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\"t\n" +
+	"\tNamedSeat\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x17\n" +
+	"\atied_ms\x18\x03 \x01(\x03R\x06tiedMs\x12 \n" +
+	"\flast_used_ms\x18\x04 \x01(\x03R\n" +
+	"lastUsedMs\"]\n" +
+	"\x12LicenseStateRecord\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x19\n" +
+	"\bsince_ms\x18\x03 \x01(\x03R\asinceMs\"C\n" +
+	"\x0eCountdownUsage\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x17\n" +
+	"\aused_ms\x18\x02 \x01(\x03R\x06usedMs\"+\n" +
 	"\x05Batch\x12\"\n" +
 	"\x03ops\x18\x01 \x03(\v2\x10.triad.fsm.v1.OpR\x03ops\"\x0e\n" +
 	"\fExpireLeases\"\x0e\n" +
@@ -1720,7 +3301,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\x8f\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xed\x03\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -1742,12 +3323,16 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\r \x01(\x03R\x05ttlMs\x12#\n" +
 	"\rgranted_index\x18\x0e \x01(\x04R\fgrantedIndex\x12\x1d\n" +
 	"\n" +
-	"via_member\x18\x0f \x01(\tR\tviaMember\"d\n" +
+	"via_member\x18\x0f \x01(\tR\tviaMember\x12\x1a\n" +
+	"\bborrowed\x18\x10 \x01(\bR\bborrowed\x12!\n" +
+	"\faccounted_ms\x18\x11 \x01(\x03R\vaccountedMs\x12\x1d\n" +
+	"\n" +
+	"named_user\x18\x12 \x01(\bR\tnamedUser\"d\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xe8\x02\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\x97\x06\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -1756,7 +3341,64 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\brequests\x18\x05 \x03(\v2\x1b.triad.fsm.v1.RequestRecordR\brequests\x12\"\n" +
 	"\rnext_lease_id\x18\x06 \x01(\x04R\vnextLeaseId\x12\x1e\n" +
 	"\vlast_now_ms\x18\a \x01(\x03R\tlastNowMs\x12#\n" +
-	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex*\xf8\x01\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x126\n" +
+	"\n" +
+	"admin_auth\x18\n" +
+	" \x01(\v2\x17.triad.fsm.v1.AdminAuthR\tadminAuth\x12B\n" +
+	"\x0eadmin_settings\x18\v \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\radminSettings\x12A\n" +
+	"\x0eadmin_sessions\x18\f \x03(\v2\x1a.triad.fsm.v1.AdminSessionR\radminSessions\x128\n" +
+	"\vnamed_seats\x18\x14 \x03(\v2\x17.triad.fsm.v1.NamedSeatR\n" +
+	"namedSeats\x12/\n" +
+	"\x05rules\x18\x15 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12G\n" +
+	"\x0elicense_states\x18\x16 \x03(\v2 .triad.fsm.v1.LicenseStateRecordR\rlicenseStates\x12:\n" +
+	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\"\xf1\x01\n" +
+	"\fAdminSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin\x12\x14\n" +
+	"\x05local\x18\x04 \x01(\bR\x05local\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\tR\x06member\x12\x1b\n" +
+	"\topened_ms\x18\x06 \x01(\x03R\bopenedMs\x12 \n" +
+	"\flast_used_ms\x18\a \x01(\x03R\n" +
+	"lastUsedMs\x12\x19\n" +
+	"\bended_ms\x18\b \x01(\x03R\aendedMs\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\t \x01(\tR\tendReason\"k\n" +
+	"\tAdminAuth\x12\x1b\n" +
+	"\tfull_hash\x18\x01 \x01(\fR\bfullHash\x12'\n" +
+	"\x0frestricted_hash\x18\x02 \x01(\fR\x0erestrictedHash\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xde\x02\n" +
+	"\rAdminSettings\x12:\n" +
+	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
+	"\x11isolation_minutes\x18\x02 \x01(\rH\x01R\x10isolationMinutes\x88\x01\x01\x12#\n" +
+	"\n" +
+	"statistics\x18\x03 \x01(\bH\x02R\n" +
+	"statistics\x88\x01\x01\x12*\n" +
+	"\x0eauto_recycling\x18\x04 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
+	"\rremote_policy\x18\x05 \x01(\tH\x04R\fremotePolicy\x88\x01\x01B\x1a\n" +
+	"\x18_session_idle_timeout_msB\x14\n" +
+	"\x12_isolation_minutesB\r\n" +
+	"\v_statisticsB\x11\n" +
+	"\x0f_auto_recyclingB\x10\n" +
+	"\x0e_remote_policy\"f\n" +
+	"\vOpenSession\x124\n" +
+	"\asession\x18\x01 \x01(\v2\x1a.triad.fsm.v1.AdminSessionR\asession\x12!\n" +
+	"\fauth_version\x18\x02 \x01(\x04R\vauthVersion\"\x1e\n" +
+	"\fCloseSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1e\n" +
+	"\fTouchSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
+	"\x0eExpireSessions\"\x96\x01\n" +
+	"\fSetPasswords\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tfull_hash\x18\x02 \x01(\fR\bfullHash\x12'\n" +
+	"\x0frestricted_hash\x18\x03 \x01(\fR\x0erestrictedHash\x12!\n" +
+	"\fauth_version\x18\x04 \x01(\x04R\vauthVersion\"e\n" +
+	"\vSetSettings\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xcd\x02\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -1773,7 +3415,11 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x12\x12\n" +
 	"\x0eALREADY_EXISTS\x10\v\x12\x0e\n" +
 	"\n" +
-	"SUPERSEDED\x10\fB,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"SUPERSEDED\x10\f\x12\x12\n" +
+	"\x0eDENIED_BY_RULE\x10\x14\x12\x12\n" +
+	"\x0ePOOL_EXHAUSTED\x10\x15\x12\x16\n" +
+	"\x12BORROW_NOT_ALLOWED\x10\x16\x12\x13\n" +
+	"\x0fRECYCLE_REFUSED\x10\x17B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -1788,59 +3434,103 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_fsmpb_fsm_proto_goTypes = []any{
-	(Code)(0),             // 0: triad.fsm.v1.Code
-	(*Command)(nil),       // 1: triad.fsm.v1.Command
-	(*Member)(nil),        // 2: triad.fsm.v1.Member
-	(*FormCluster)(nil),   // 3: triad.fsm.v1.FormCluster
-	(*Feature)(nil),       // 4: triad.fsm.v1.Feature
-	(*License)(nil),       // 5: triad.fsm.v1.License
-	(*EnrollLicense)(nil), // 6: triad.fsm.v1.EnrollLicense
-	(*RemoveLicense)(nil), // 7: triad.fsm.v1.RemoveLicense
-	(*Grant)(nil),         // 8: triad.fsm.v1.Grant
-	(*Renew)(nil),         // 9: triad.fsm.v1.Renew
-	(*Release)(nil),       // 10: triad.fsm.v1.Release
-	(*Op)(nil),            // 11: triad.fsm.v1.Op
-	(*Batch)(nil),         // 12: triad.fsm.v1.Batch
-	(*ExpireLeases)(nil),  // 13: triad.fsm.v1.ExpireLeases
-	(*RebaseLeases)(nil),  // 14: triad.fsm.v1.RebaseLeases
-	(*LeaseResult)(nil),   // 15: triad.fsm.v1.LeaseResult
-	(*OpResult)(nil),      // 16: triad.fsm.v1.OpResult
-	(*BatchResult)(nil),   // 17: triad.fsm.v1.BatchResult
-	(*Lease)(nil),         // 18: triad.fsm.v1.Lease
-	(*RequestRecord)(nil), // 19: triad.fsm.v1.RequestRecord
-	(*Snapshot)(nil),      // 20: triad.fsm.v1.Snapshot
+	(Code)(0),                  // 0: triad.fsm.v1.Code
+	(*Command)(nil),            // 1: triad.fsm.v1.Command
+	(*Member)(nil),             // 2: triad.fsm.v1.Member
+	(*FormCluster)(nil),        // 3: triad.fsm.v1.FormCluster
+	(*Feature)(nil),            // 4: triad.fsm.v1.Feature
+	(*License)(nil),            // 5: triad.fsm.v1.License
+	(*EnrollLicense)(nil),      // 6: triad.fsm.v1.EnrollLicense
+	(*RemoveLicense)(nil),      // 7: triad.fsm.v1.RemoveLicense
+	(*Grant)(nil),              // 8: triad.fsm.v1.Grant
+	(*Renew)(nil),              // 9: triad.fsm.v1.Renew
+	(*Release)(nil),            // 10: triad.fsm.v1.Release
+	(*Op)(nil),                 // 11: triad.fsm.v1.Op
+	(*Borrow)(nil),             // 12: triad.fsm.v1.Borrow
+	(*LicenseTick)(nil),        // 13: triad.fsm.v1.LicenseTick
+	(*RecycleNamedUser)(nil),   // 14: triad.fsm.v1.RecycleNamedUser
+	(*RecycleSweep)(nil),       // 15: triad.fsm.v1.RecycleSweep
+	(*SetRules)(nil),           // 16: triad.fsm.v1.SetRules
+	(*AccessRules)(nil),        // 17: triad.fsm.v1.AccessRules
+	(*RuleGroup)(nil),          // 18: triad.fsm.v1.RuleGroup
+	(*AccessRule)(nil),         // 19: triad.fsm.v1.AccessRule
+	(*NamedSeat)(nil),          // 20: triad.fsm.v1.NamedSeat
+	(*LicenseStateRecord)(nil), // 21: triad.fsm.v1.LicenseStateRecord
+	(*CountdownUsage)(nil),     // 22: triad.fsm.v1.CountdownUsage
+	(*Batch)(nil),              // 23: triad.fsm.v1.Batch
+	(*ExpireLeases)(nil),       // 24: triad.fsm.v1.ExpireLeases
+	(*RebaseLeases)(nil),       // 25: triad.fsm.v1.RebaseLeases
+	(*LeaseResult)(nil),        // 26: triad.fsm.v1.LeaseResult
+	(*OpResult)(nil),           // 27: triad.fsm.v1.OpResult
+	(*BatchResult)(nil),        // 28: triad.fsm.v1.BatchResult
+	(*Lease)(nil),              // 29: triad.fsm.v1.Lease
+	(*RequestRecord)(nil),      // 30: triad.fsm.v1.RequestRecord
+	(*Snapshot)(nil),           // 31: triad.fsm.v1.Snapshot
+	(*AdminSession)(nil),       // 32: triad.fsm.v1.AdminSession
+	(*AdminAuth)(nil),          // 33: triad.fsm.v1.AdminAuth
+	(*AdminSettings)(nil),      // 34: triad.fsm.v1.AdminSettings
+	(*OpenSession)(nil),        // 35: triad.fsm.v1.OpenSession
+	(*CloseSession)(nil),       // 36: triad.fsm.v1.CloseSession
+	(*TouchSession)(nil),       // 37: triad.fsm.v1.TouchSession
+	(*ExpireSessions)(nil),     // 38: triad.fsm.v1.ExpireSessions
+	(*SetPasswords)(nil),       // 39: triad.fsm.v1.SetPasswords
+	(*SetSettings)(nil),        // 40: triad.fsm.v1.SetSettings
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
 	6,  // 1: triad.fsm.v1.Command.enroll_license:type_name -> triad.fsm.v1.EnrollLicense
 	7,  // 2: triad.fsm.v1.Command.remove_license:type_name -> triad.fsm.v1.RemoveLicense
-	12, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
-	13, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
-	14, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
-	2,  // 6: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
-	4,  // 7: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
-	5,  // 8: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
-	8,  // 9: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
-	9,  // 10: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
-	10, // 11: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	11, // 12: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 13: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 14: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	18, // 15: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	15, // 16: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	5,  // 17: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	16, // 18: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	3,  // 19: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	5,  // 20: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	18, // 21: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	19, // 22: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
+	24, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
+	25, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
+	35, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
+	36, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
+	37, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
+	38, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
+	39, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
+	40, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
+	13, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
+	14, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
+	15, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
+	16, // 15: triad.fsm.v1.Command.set_rules:type_name -> triad.fsm.v1.SetRules
+	2,  // 16: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
+	4,  // 17: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
+	5,  // 18: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
+	8,  // 19: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
+	9,  // 20: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
+	10, // 21: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
+	12, // 22: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	8,  // 23: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	17, // 24: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	18, // 25: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	19, // 26: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	11, // 27: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 28: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 29: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	29, // 30: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	26, // 31: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	5,  // 32: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	27, // 33: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	3,  // 34: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	5,  // 35: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	29, // 36: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	30, // 37: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	33, // 38: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	34, // 39: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	32, // 40: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	20, // 41: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	17, // 42: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	21, // 43: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	22, // 44: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	32, // 45: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	34, // 46: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -1855,19 +3545,31 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_Batch)(nil),
 		(*Command_ExpireLeases)(nil),
 		(*Command_RebaseLeases)(nil),
+		(*Command_OpenSession)(nil),
+		(*Command_CloseSession)(nil),
+		(*Command_TouchSession)(nil),
+		(*Command_ExpireSessions)(nil),
+		(*Command_SetPasswords)(nil),
+		(*Command_SetSettings)(nil),
+		(*Command_LicenseTick)(nil),
+		(*Command_RecycleNamedUser)(nil),
+		(*Command_RecycleSweep)(nil),
+		(*Command_SetRules)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{
 		(*Op_Grant)(nil),
 		(*Op_Renew)(nil),
 		(*Op_Release)(nil),
+		(*Op_Borrow)(nil),
 	}
+	file_fsmpb_fsm_proto_msgTypes[33].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

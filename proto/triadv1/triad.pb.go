@@ -25,6 +25,77 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BorrowRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	// The seats wanted (request_id, feature, version, count, user, host...);
+	// ignored when extending.
+	Checkout        *CheckoutRequest `protobuf:"bytes,2,opt,name=checkout,proto3" json:"checkout,omitempty"`
+	DurationSeconds uint32           `protobuf:"varint,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// Extend this borrowed lease instead of taking a new one.
+	LeaseId       uint64 `protobuf:"varint,4,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowRequest) Reset() {
+	*x = BorrowRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowRequest) ProtoMessage() {}
+
+func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
+func (*BorrowRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BorrowRequest) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *BorrowRequest) GetCheckout() *CheckoutRequest {
+	if x != nil {
+		return x.Checkout
+	}
+	return nil
+}
+
+func (x *BorrowRequest) GetDurationSeconds() uint32 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *BorrowRequest) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
 type CheckoutRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
@@ -46,7 +117,7 @@ type CheckoutRequest struct {
 
 func (x *CheckoutRequest) Reset() {
 	*x = CheckoutRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[0]
+	mi := &file_triad_v1_triad_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -58,7 +129,7 @@ func (x *CheckoutRequest) String() string {
 func (*CheckoutRequest) ProtoMessage() {}
 
 func (x *CheckoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[0]
+	mi := &file_triad_v1_triad_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -71,7 +142,7 @@ func (x *CheckoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckoutRequest.ProtoReflect.Descriptor instead.
 func (*CheckoutRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{0}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CheckoutRequest) GetProtocolVersion() uint32 {
@@ -164,14 +235,16 @@ type Lease struct {
 	// Member the checkout came through.
 	ViaMember string `protobuf:"bytes,15,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
 	// Grace period the client may use when no member answers.
-	GraceSeconds  uint32 `protobuf:"varint,16,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	GraceSeconds uint32 `protobuf:"varint,16,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	// Borrowed for offline use: needs no renewal, ends at expires_unix_ms.
+	Borrowed      bool `protobuf:"varint,17,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_triad_v1_triad_proto_msgTypes[1]
+	mi := &file_triad_v1_triad_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +256,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[1]
+	mi := &file_triad_v1_triad_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +269,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{1}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Lease) GetLeaseId() uint64 {
@@ -311,6 +384,13 @@ func (x *Lease) GetGraceSeconds() uint32 {
 	return 0
 }
 
+func (x *Lease) GetBorrowed() bool {
+	if x != nil {
+		return x.Borrowed
+	}
+	return false
+}
+
 type CheckoutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Lease *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
@@ -322,7 +402,7 @@ type CheckoutResponse struct {
 
 func (x *CheckoutResponse) Reset() {
 	*x = CheckoutResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[2]
+	mi := &file_triad_v1_triad_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +414,7 @@ func (x *CheckoutResponse) String() string {
 func (*CheckoutResponse) ProtoMessage() {}
 
 func (x *CheckoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[2]
+	mi := &file_triad_v1_triad_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +427,7 @@ func (x *CheckoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckoutResponse.ProtoReflect.Descriptor instead.
 func (*CheckoutResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{2}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CheckoutResponse) GetLease() *Lease {
@@ -374,7 +454,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[3]
+	mi := &file_triad_v1_triad_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +466,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[3]
+	mi := &file_triad_v1_triad_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +479,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{3}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RenewRequest) GetProtocolVersion() uint32 {
@@ -430,7 +510,7 @@ type RenewResult struct {
 
 func (x *RenewResult) Reset() {
 	*x = RenewResult{}
-	mi := &file_triad_v1_triad_proto_msgTypes[4]
+	mi := &file_triad_v1_triad_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +522,7 @@ func (x *RenewResult) String() string {
 func (*RenewResult) ProtoMessage() {}
 
 func (x *RenewResult) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[4]
+	mi := &file_triad_v1_triad_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +535,7 @@ func (x *RenewResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResult.ProtoReflect.Descriptor instead.
 func (*RenewResult) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{4}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RenewResult) GetLeaseId() uint64 {
@@ -503,7 +583,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[5]
+	mi := &file_triad_v1_triad_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +595,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[5]
+	mi := &file_triad_v1_triad_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +608,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{5}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RenewResponse) GetResults() []*RenewResult {
@@ -555,7 +635,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[6]
+	mi := &file_triad_v1_triad_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +647,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[6]
+	mi := &file_triad_v1_triad_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +660,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{6}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReleaseRequest) GetProtocolVersion() uint32 {
@@ -608,7 +688,7 @@ type ReleaseResult struct {
 
 func (x *ReleaseResult) Reset() {
 	*x = ReleaseResult{}
-	mi := &file_triad_v1_triad_proto_msgTypes[7]
+	mi := &file_triad_v1_triad_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +700,7 @@ func (x *ReleaseResult) String() string {
 func (*ReleaseResult) ProtoMessage() {}
 
 func (x *ReleaseResult) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[7]
+	mi := &file_triad_v1_triad_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +713,7 @@ func (x *ReleaseResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResult.ProtoReflect.Descriptor instead.
 func (*ReleaseResult) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{7}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseResult) GetLeaseId() uint64 {
@@ -659,7 +739,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[8]
+	mi := &file_triad_v1_triad_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +751,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[8]
+	mi := &file_triad_v1_triad_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +764,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{8}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReleaseResponse) GetResults() []*ReleaseResult {
@@ -705,7 +785,7 @@ type FeaturesRequest struct {
 
 func (x *FeaturesRequest) Reset() {
 	*x = FeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[9]
+	mi := &file_triad_v1_triad_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +797,7 @@ func (x *FeaturesRequest) String() string {
 func (*FeaturesRequest) ProtoMessage() {}
 
 func (x *FeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[9]
+	mi := &file_triad_v1_triad_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +810,7 @@ func (x *FeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeaturesRequest.ProtoReflect.Descriptor instead.
 func (*FeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{9}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FeaturesRequest) GetProtocolVersion() uint32 {
@@ -759,7 +839,7 @@ type FeatureUsage struct {
 
 func (x *FeatureUsage) Reset() {
 	*x = FeatureUsage{}
-	mi := &file_triad_v1_triad_proto_msgTypes[10]
+	mi := &file_triad_v1_triad_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +851,7 @@ func (x *FeatureUsage) String() string {
 func (*FeatureUsage) ProtoMessage() {}
 
 func (x *FeatureUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[10]
+	mi := &file_triad_v1_triad_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +864,7 @@ func (x *FeatureUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureUsage.ProtoReflect.Descriptor instead.
 func (*FeatureUsage) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{10}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FeatureUsage) GetFeature() string {
@@ -824,7 +904,7 @@ type FeaturesResponse struct {
 
 func (x *FeaturesResponse) Reset() {
 	*x = FeaturesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[11]
+	mi := &file_triad_v1_triad_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +916,7 @@ func (x *FeaturesResponse) String() string {
 func (*FeaturesResponse) ProtoMessage() {}
 
 func (x *FeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[11]
+	mi := &file_triad_v1_triad_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +929,7 @@ func (x *FeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeaturesResponse.ProtoReflect.Descriptor instead.
 func (*FeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{11}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FeaturesResponse) GetFeatures() []*FeatureUsage {
@@ -864,13 +944,15 @@ type AdminHeader struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	SessionToken    string                 `protobuf:"bytes,2,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// triadctl software version, for the version-check message.
+	ToolVersion   string `protobuf:"bytes,3,opt,name=tool_version,json=toolVersion,proto3" json:"tool_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdminHeader) Reset() {
 	*x = AdminHeader{}
-	mi := &file_triad_v1_triad_proto_msgTypes[12]
+	mi := &file_triad_v1_triad_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +964,7 @@ func (x *AdminHeader) String() string {
 func (*AdminHeader) ProtoMessage() {}
 
 func (x *AdminHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[12]
+	mi := &file_triad_v1_triad_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +977,7 @@ func (x *AdminHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminHeader.ProtoReflect.Descriptor instead.
 func (*AdminHeader) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{12}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AdminHeader) GetProtocolVersion() uint32 {
@@ -912,6 +994,1285 @@ func (x *AdminHeader) GetSessionToken() string {
 	return ""
 }
 
+func (x *AdminHeader) GetToolVersion() string {
+	if x != nil {
+		return x.ToolVersion
+	}
+	return ""
+}
+
+type ConnectRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// full (the connect command) | restricted (connect restricted)
+	Mode          string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Password      string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectRequest) Reset() {
+	*x = ConnectRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectRequest) ProtoMessage() {}
+
+func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
+func (*ConnectRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConnectRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ConnectRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ConnectRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type ConnectResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SessionToken string                 `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// Mode obtained: restricted when forced by the password or the policy.
+	Mode             string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	ForcedRestricted bool   `protobuf:"varint,3,opt,name=forced_restricted,json=forcedRestricted,proto3" json:"forced_restricted,omitempty"`
+	// Why the mode was forced, or other notes for the administrator.
+	Notice string `protobuf:"bytes,4,opt,name=notice,proto3" json:"notice,omitempty"`
+	// Member that answered and how it sees the tool.
+	Member                string `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	Origin                string `protobuf:"bytes,6,opt,name=origin,proto3" json:"origin,omitempty"`
+	Local                 bool   `protobuf:"varint,7,opt,name=local,proto3" json:"local,omitempty"`
+	ServerProtocolVersion uint32 `protobuf:"varint,8,opt,name=server_protocol_version,json=serverProtocolVersion,proto3" json:"server_protocol_version,omitempty"`
+	IdleTimeoutMs         int64  `protobuf:"varint,9,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ConnectResponse) Reset() {
+	*x = ConnectResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectResponse) ProtoMessage() {}
+
+func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
+func (*ConnectResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConnectResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ConnectResponse) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ConnectResponse) GetForcedRestricted() bool {
+	if x != nil {
+		return x.ForcedRestricted
+	}
+	return false
+}
+
+func (x *ConnectResponse) GetNotice() string {
+	if x != nil {
+		return x.Notice
+	}
+	return ""
+}
+
+func (x *ConnectResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ConnectResponse) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *ConnectResponse) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+func (x *ConnectResponse) GetServerProtocolVersion() uint32 {
+	if x != nil {
+		return x.ServerProtocolVersion
+	}
+	return 0
+}
+
+func (x *ConnectResponse) GetIdleTimeoutMs() int64 {
+	if x != nil {
+		return x.IdleTimeoutMs
+	}
+	return 0
+}
+
+type DisconnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DisconnectRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type DisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{17}
+}
+
+// ServerSettings are the replicated administration settings.
+type ServerSettings struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	SessionIdleTimeoutMs int64                  `protobuf:"varint,1,opt,name=session_idle_timeout_ms,json=sessionIdleTimeoutMs,proto3" json:"session_idle_timeout_ms,omitempty"`
+	// Minutes without reaching either peer before "member isolated" (1-60).
+	IsolationMinutes uint32 `protobuf:"varint,2,opt,name=isolation_minutes,json=isolationMinutes,proto3" json:"isolation_minutes,omitempty"`
+	Statistics       bool   `protobuf:"varint,3,opt,name=statistics,proto3" json:"statistics,omitempty"`
+	AutoRecycling    bool   `protobuf:"varint,4,opt,name=auto_recycling,json=autoRecycling,proto3" json:"auto_recycling,omitempty"`
+	// full | restricted | none
+	RemotePolicy          string `protobuf:"bytes,5,opt,name=remote_policy,json=remotePolicy,proto3" json:"remote_policy,omitempty"`
+	FullPasswordSet       bool   `protobuf:"varint,6,opt,name=full_password_set,json=fullPasswordSet,proto3" json:"full_password_set,omitempty"`
+	RestrictedPasswordSet bool   `protobuf:"varint,7,opt,name=restricted_password_set,json=restrictedPasswordSet,proto3" json:"restricted_password_set,omitempty"`
+	// True once a license is enrolled: the remote policy applies from then on.
+	Activated     bool `protobuf:"varint,8,opt,name=activated,proto3" json:"activated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerSettings) Reset() {
+	*x = ServerSettings{}
+	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSettings) ProtoMessage() {}
+
+func (x *ServerSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSettings.ProtoReflect.Descriptor instead.
+func (*ServerSettings) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ServerSettings) GetSessionIdleTimeoutMs() int64 {
+	if x != nil {
+		return x.SessionIdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *ServerSettings) GetIsolationMinutes() uint32 {
+	if x != nil {
+		return x.IsolationMinutes
+	}
+	return 0
+}
+
+func (x *ServerSettings) GetStatistics() bool {
+	if x != nil {
+		return x.Statistics
+	}
+	return false
+}
+
+func (x *ServerSettings) GetAutoRecycling() bool {
+	if x != nil {
+		return x.AutoRecycling
+	}
+	return false
+}
+
+func (x *ServerSettings) GetRemotePolicy() string {
+	if x != nil {
+		return x.RemotePolicy
+	}
+	return ""
+}
+
+func (x *ServerSettings) GetFullPasswordSet() bool {
+	if x != nil {
+		return x.FullPasswordSet
+	}
+	return false
+}
+
+func (x *ServerSettings) GetRestrictedPasswordSet() bool {
+	if x != nil {
+		return x.RestrictedPasswordSet
+	}
+	return false
+}
+
+func (x *ServerSettings) GetActivated() bool {
+	if x != nil {
+		return x.Activated
+	}
+	return false
+}
+
+type ServerSetRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Header               *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	SessionIdleTimeoutMs *int64                 `protobuf:"varint,2,opt,name=session_idle_timeout_ms,json=sessionIdleTimeoutMs,proto3,oneof" json:"session_idle_timeout_ms,omitempty"`
+	IsolationMinutes     *uint32                `protobuf:"varint,3,opt,name=isolation_minutes,json=isolationMinutes,proto3,oneof" json:"isolation_minutes,omitempty"`
+	Statistics           *bool                  `protobuf:"varint,4,opt,name=statistics,proto3,oneof" json:"statistics,omitempty"`
+	AutoRecycling        *bool                  `protobuf:"varint,5,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
+	RemotePolicy         *string                `protobuf:"bytes,6,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ServerSetRequest) Reset() {
+	*x = ServerSetRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSetRequest) ProtoMessage() {}
+
+func (x *ServerSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSetRequest.ProtoReflect.Descriptor instead.
+func (*ServerSetRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ServerSetRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ServerSetRequest) GetSessionIdleTimeoutMs() int64 {
+	if x != nil && x.SessionIdleTimeoutMs != nil {
+		return *x.SessionIdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetIsolationMinutes() uint32 {
+	if x != nil && x.IsolationMinutes != nil {
+		return *x.IsolationMinutes
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetStatistics() bool {
+	if x != nil && x.Statistics != nil {
+		return *x.Statistics
+	}
+	return false
+}
+
+func (x *ServerSetRequest) GetAutoRecycling() bool {
+	if x != nil && x.AutoRecycling != nil {
+		return *x.AutoRecycling
+	}
+	return false
+}
+
+func (x *ServerSetRequest) GetRemotePolicy() string {
+	if x != nil && x.RemotePolicy != nil {
+		return *x.RemotePolicy
+	}
+	return ""
+}
+
+type AdminSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First characters of the session id (the hash of its token).
+	Id             string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Mode           string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Origin         string `protobuf:"bytes,3,opt,name=origin,proto3" json:"origin,omitempty"`
+	Local          bool   `protobuf:"varint,4,opt,name=local,proto3" json:"local,omitempty"`
+	Member         string `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	OpenedUnixMs   int64  `protobuf:"varint,6,opt,name=opened_unix_ms,json=openedUnixMs,proto3" json:"opened_unix_ms,omitempty"`
+	LastUsedUnixMs int64  `protobuf:"varint,7,opt,name=last_used_unix_ms,json=lastUsedUnixMs,proto3" json:"last_used_unix_ms,omitempty"`
+	// True for the caller's own session.
+	Yours bool `protobuf:"varint,8,opt,name=yours,proto3" json:"yours,omitempty"`
+	// True for a session only this member knows (member not formed, or no
+	// leader reachable when it was opened): read-only or pre-formation.
+	MemberOnly    bool `protobuf:"varint,9,opt,name=member_only,json=memberOnly,proto3" json:"member_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSession) Reset() {
+	*x = AdminSession{}
+	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSession) ProtoMessage() {}
+
+func (x *AdminSession) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
+func (*AdminSession) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AdminSession) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AdminSession) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *AdminSession) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AdminSession) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+func (x *AdminSession) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AdminSession) GetOpenedUnixMs() int64 {
+	if x != nil {
+		return x.OpenedUnixMs
+	}
+	return 0
+}
+
+func (x *AdminSession) GetLastUsedUnixMs() int64 {
+	if x != nil {
+		return x.LastUsedUnixMs
+	}
+	return 0
+}
+
+func (x *AdminSession) GetYours() bool {
+	if x != nil {
+		return x.Yours
+	}
+	return false
+}
+
+func (x *AdminSession) GetMemberOnly() bool {
+	if x != nil {
+		return x.MemberOnly
+	}
+	return false
+}
+
+type PasswordSetRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// full | restricted
+	Which string `protobuf:"bytes,2,opt,name=which,proto3" json:"which,omitempty"`
+	// Needed once a full password is set.
+	CurrentFullPassword string `protobuf:"bytes,3,opt,name=current_full_password,json=currentFullPassword,proto3" json:"current_full_password,omitempty"`
+	NewPassword         string `protobuf:"bytes,4,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PasswordSetRequest) Reset() {
+	*x = PasswordSetRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasswordSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasswordSetRequest) ProtoMessage() {}
+
+func (x *PasswordSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasswordSetRequest.ProtoReflect.Descriptor instead.
+func (*PasswordSetRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PasswordSetRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *PasswordSetRequest) GetWhich() string {
+	if x != nil {
+		return x.Which
+	}
+	return ""
+}
+
+func (x *PasswordSetRequest) GetCurrentFullPassword() string {
+	if x != nil {
+		return x.CurrentFullPassword
+	}
+	return ""
+}
+
+func (x *PasswordSetRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type PasswordSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PasswordSetResponse) Reset() {
+	*x = PasswordSetResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasswordSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasswordSetResponse) ProtoMessage() {}
+
+func (x *PasswordSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasswordSetResponse.ProtoReflect.Descriptor instead.
+func (*PasswordSetResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PasswordSetResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type LicenseShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseShowRequest) Reset() {
+	*x = LicenseShowRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseShowRequest) ProtoMessage() {}
+
+func (x *LicenseShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseShowRequest.ProtoReflect.Descriptor instead.
+func (*LicenseShowRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LicenseShowRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LicenseShowRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+type LicenseRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Serial        string                 `protobuf:"bytes,2,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseRemoveRequest) Reset() {
+	*x = LicenseRemoveRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseRemoveRequest) ProtoMessage() {}
+
+func (x *LicenseRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseRemoveRequest.ProtoReflect.Descriptor instead.
+func (*LicenseRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LicenseRemoveRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LicenseRemoveRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+type LicenseRemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseRemoveResponse) Reset() {
+	*x = LicenseRemoveResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseRemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseRemoveResponse) ProtoMessage() {}
+
+func (x *LicenseRemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseRemoveResponse.ProtoReflect.Descriptor instead.
+func (*LicenseRemoveResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LicenseRemoveResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type UsageUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageUsersRequest) Reset() {
+	*x = UsageUsersRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageUsersRequest) ProtoMessage() {}
+
+func (x *UsageUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageUsersRequest.ProtoReflect.Descriptor instead.
+func (*UsageUsersRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UsageUsersRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type UserUsage struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	User                string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Host                string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Feature             string                 `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	Version             uint32                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Seats               uint32                 `protobuf:"varint,5,opt,name=seats,proto3" json:"seats,omitempty"`
+	Leases              uint32                 `protobuf:"varint,6,opt,name=leases,proto3" json:"leases,omitempty"`
+	OldestGrantedUnixMs int64                  `protobuf:"varint,7,opt,name=oldest_granted_unix_ms,json=oldestGrantedUnixMs,proto3" json:"oldest_granted_unix_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *UserUsage) Reset() {
+	*x = UserUsage{}
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserUsage) ProtoMessage() {}
+
+func (x *UserUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserUsage.ProtoReflect.Descriptor instead.
+func (*UserUsage) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UserUsage) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UserUsage) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *UserUsage) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *UserUsage) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *UserUsage) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+func (x *UserUsage) GetLeases() uint32 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+func (x *UserUsage) GetOldestGrantedUnixMs() int64 {
+	if x != nil {
+		return x.OldestGrantedUnixMs
+	}
+	return 0
+}
+
+type UsageUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*UserUsage           `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageUsersResponse) Reset() {
+	*x = UsageUsersResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageUsersResponse) ProtoMessage() {}
+
+func (x *UsageUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageUsersResponse.ProtoReflect.Descriptor instead.
+func (*UsageUsersResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UsageUsersResponse) GetUsers() []*UserUsage {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type UsageDenialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageDenialsRequest) Reset() {
+	*x = UsageDenialsRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageDenialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageDenialsRequest) ProtoMessage() {}
+
+func (x *UsageDenialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageDenialsRequest.ProtoReflect.Descriptor instead.
+func (*UsageDenialsRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UsageDenialsRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type DenialCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feature       string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	LastUnixMs    int64                  `protobuf:"varint,4,opt,name=last_unix_ms,json=lastUnixMs,proto3" json:"last_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenialCount) Reset() {
+	*x = DenialCount{}
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenialCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenialCount) ProtoMessage() {}
+
+func (x *DenialCount) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenialCount.ProtoReflect.Descriptor instead.
+func (*DenialCount) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DenialCount) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *DenialCount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DenialCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DenialCount) GetLastUnixMs() int64 {
+	if x != nil {
+		return x.LastUnixMs
+	}
+	return 0
+}
+
+type UsageDenialsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Counts are kept in memory by each member since it started.
+	Member        string         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	SinceUnixMs   int64          `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	Denials       []*DenialCount `protobuf:"bytes,3,rep,name=denials,proto3" json:"denials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageDenialsResponse) Reset() {
+	*x = UsageDenialsResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageDenialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageDenialsResponse) ProtoMessage() {}
+
+func (x *UsageDenialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageDenialsResponse.ProtoReflect.Descriptor instead.
+func (*UsageDenialsResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UsageDenialsResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *UsageDenialsResponse) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *UsageDenialsResponse) GetDenials() []*DenialCount {
+	if x != nil {
+		return x.Denials
+	}
+	return nil
+}
+
+type UsageReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	LeaseId       uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageReleaseRequest) Reset() {
+	*x = UsageReleaseRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageReleaseRequest) ProtoMessage() {}
+
+func (x *UsageReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageReleaseRequest.ProtoReflect.Descriptor instead.
+func (*UsageReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UsageReleaseRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UsageReleaseRequest) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+type UsageReleaseResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// False when the lease was already gone.
+	Released      bool `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageReleaseResponse) Reset() {
+	*x = UsageReleaseResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageReleaseResponse) ProtoMessage() {}
+
+func (x *UsageReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageReleaseResponse.ProtoReflect.Descriptor instead.
+func (*UsageReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UsageReleaseResponse) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *UsageReleaseResponse) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
 type ServerShowRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -921,7 +2282,7 @@ type ServerShowRequest struct {
 
 func (x *ServerShowRequest) Reset() {
 	*x = ServerShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	mi := &file_triad_v1_triad_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +2294,7 @@ func (x *ServerShowRequest) String() string {
 func (*ServerShowRequest) ProtoMessage() {}
 
 func (x *ServerShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	mi := &file_triad_v1_triad_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +2307,7 @@ func (x *ServerShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerShowRequest.ProtoReflect.Descriptor instead.
 func (*ServerShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{13}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServerShowRequest) GetHeader() *AdminHeader {
@@ -961,19 +2322,22 @@ type ServerShowResponse struct {
 	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	ComputerId string                 `protobuf:"bytes,2,opt,name=computer_id,json=computerId,proto3" json:"computer_id,omitempty"`
 	// unconfigured | standalone | failover
-	Mode          string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	Version       string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	Address       string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
-	RaftAddress   string `protobuf:"bytes,6,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	HttpAddress   string `protobuf:"bytes,7,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
-	DataDir       string `protobuf:"bytes,8,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	Mode        string          `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Version     string          `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Address     string          `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	RaftAddress string          `protobuf:"bytes,6,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	HttpAddress string          `protobuf:"bytes,7,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	DataDir     string          `protobuf:"bytes,8,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	Settings    *ServerSettings `protobuf:"bytes,9,opt,name=settings,proto3" json:"settings,omitempty"`
+	// Open administration sessions, oldest first.
+	Sessions      []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServerShowResponse) Reset() {
 	*x = ServerShowResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	mi := &file_triad_v1_triad_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +2349,7 @@ func (x *ServerShowResponse) String() string {
 func (*ServerShowResponse) ProtoMessage() {}
 
 func (x *ServerShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	mi := &file_triad_v1_triad_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +2362,7 @@ func (x *ServerShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerShowResponse.ProtoReflect.Descriptor instead.
 func (*ServerShowResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{14}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ServerShowResponse) GetName() string {
@@ -1057,6 +2421,20 @@ func (x *ServerShowResponse) GetDataDir() string {
 	return ""
 }
 
+func (x *ServerShowResponse) GetSettings() *ServerSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ServerShowResponse) GetSessions() []*AdminSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
 type ClusterCreateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1069,7 +2447,7 @@ type ClusterCreateRequest struct {
 
 func (x *ClusterCreateRequest) Reset() {
 	*x = ClusterCreateRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	mi := &file_triad_v1_triad_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +2459,7 @@ func (x *ClusterCreateRequest) String() string {
 func (*ClusterCreateRequest) ProtoMessage() {}
 
 func (x *ClusterCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	mi := &file_triad_v1_triad_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +2472,7 @@ func (x *ClusterCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCreateRequest.ProtoReflect.Descriptor instead.
 func (*ClusterCreateRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{15}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClusterCreateRequest) GetHeader() *AdminHeader {
@@ -1132,7 +2510,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	mi := &file_triad_v1_triad_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +2522,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	mi := &file_triad_v1_triad_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +2535,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{16}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Member) GetName() string {
@@ -1206,7 +2584,7 @@ type ClusterCreateResponse struct {
 
 func (x *ClusterCreateResponse) Reset() {
 	*x = ClusterCreateResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	mi := &file_triad_v1_triad_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +2596,7 @@ func (x *ClusterCreateResponse) String() string {
 func (*ClusterCreateResponse) ProtoMessage() {}
 
 func (x *ClusterCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	mi := &file_triad_v1_triad_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +2609,7 @@ func (x *ClusterCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCreateResponse.ProtoReflect.Descriptor instead.
 func (*ClusterCreateResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{17}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterCreateResponse) GetMode() string {
@@ -1264,7 +2642,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	mi := &file_triad_v1_triad_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +2654,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	mi := &file_triad_v1_triad_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +2667,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{18}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ClusterStatusRequest) GetHeader() *AdminHeader {
@@ -1311,7 +2689,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	mi := &file_triad_v1_triad_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +2701,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	mi := &file_triad_v1_triad_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +2714,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{19}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Link) GetA() string {
@@ -1391,7 +2769,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	mi := &file_triad_v1_triad_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +2781,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	mi := &file_triad_v1_triad_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +2794,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{20}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ClusterStatusResponse) GetStatus() string {
@@ -1536,7 +2914,7 @@ type ClockOffset struct {
 
 func (x *ClockOffset) Reset() {
 	*x = ClockOffset{}
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +2926,7 @@ func (x *ClockOffset) String() string {
 func (*ClockOffset) ProtoMessage() {}
 
 func (x *ClockOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +2939,7 @@ func (x *ClockOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOffset.ProtoReflect.Descriptor instead.
 func (*ClockOffset) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ClockOffset) GetPeer() string {
@@ -1599,7 +2977,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +2989,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +3002,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Alarm) GetKind() string {
@@ -1667,7 +3045,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +3057,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +3070,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Event) GetKind() string {
@@ -1727,7 +3105,7 @@ type LicenseEnrollRequest struct {
 
 func (x *LicenseEnrollRequest) Reset() {
 	*x = LicenseEnrollRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +3117,7 @@ func (x *LicenseEnrollRequest) String() string {
 func (*LicenseEnrollRequest) ProtoMessage() {}
 
 func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +3130,7 @@ func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollRequest.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LicenseEnrollRequest) GetHeader() *AdminHeader {
@@ -1781,7 +3159,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +3171,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +3184,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Feature) GetName() string {
@@ -1857,7 +3235,7 @@ type LicenseInfo struct {
 
 func (x *LicenseInfo) Reset() {
 	*x = LicenseInfo{}
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +3247,7 @@ func (x *LicenseInfo) String() string {
 func (*LicenseInfo) ProtoMessage() {}
 
 func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +3260,7 @@ func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseInfo.ProtoReflect.Descriptor instead.
 func (*LicenseInfo) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LicenseInfo) GetSerial() string {
@@ -1971,7 +3349,7 @@ type LicenseEnrollResponse struct {
 
 func (x *LicenseEnrollResponse) Reset() {
 	*x = LicenseEnrollResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +3361,7 @@ func (x *LicenseEnrollResponse) String() string {
 func (*LicenseEnrollResponse) ProtoMessage() {}
 
 func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +3374,7 @@ func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollResponse.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
@@ -2015,7 +3393,7 @@ type LicenseListRequest struct {
 
 func (x *LicenseListRequest) Reset() {
 	*x = LicenseListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +3405,7 @@ func (x *LicenseListRequest) String() string {
 func (*LicenseListRequest) ProtoMessage() {}
 
 func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +3418,7 @@ func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListRequest.ProtoReflect.Descriptor instead.
 func (*LicenseListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LicenseListRequest) GetHeader() *AdminHeader {
@@ -2059,7 +3437,7 @@ type LicenseListResponse struct {
 
 func (x *LicenseListResponse) Reset() {
 	*x = LicenseListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +3449,7 @@ func (x *LicenseListResponse) String() string {
 func (*LicenseListResponse) ProtoMessage() {}
 
 func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +3462,7 @@ func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListResponse.ProtoReflect.Descriptor instead.
 func (*LicenseListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LicenseListResponse) GetLicenses() []*LicenseInfo {
@@ -2104,7 +3482,7 @@ type UsageFeaturesRequest struct {
 
 func (x *UsageFeaturesRequest) Reset() {
 	*x = UsageFeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +3494,7 @@ func (x *UsageFeaturesRequest) String() string {
 func (*UsageFeaturesRequest) ProtoMessage() {}
 
 func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +3507,7 @@ func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*UsageFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{30}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UsageFeaturesRequest) GetHeader() *AdminHeader {
@@ -2155,7 +3533,7 @@ type UsageLeasesRequest struct {
 
 func (x *UsageLeasesRequest) Reset() {
 	*x = UsageLeasesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +3545,7 @@ func (x *UsageLeasesRequest) String() string {
 func (*UsageLeasesRequest) ProtoMessage() {}
 
 func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +3558,7 @@ func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesRequest.ProtoReflect.Descriptor instead.
 func (*UsageLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{31}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
@@ -2199,7 +3577,7 @@ type UsageLeasesResponse struct {
 
 func (x *UsageLeasesResponse) Reset() {
 	*x = UsageLeasesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +3589,7 @@ func (x *UsageLeasesResponse) String() string {
 func (*UsageLeasesResponse) ProtoMessage() {}
 
 func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +3602,7 @@ func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesResponse.ProtoReflect.Descriptor instead.
 func (*UsageLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{32}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UsageLeasesResponse) GetLeases() []*Lease {
@@ -2238,7 +3616,12 @@ var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
-	"\x14triad/v1/triad.proto\x12\btriad.v1\"\x9d\x02\n" +
+	"\x14triad/v1/triad.proto\x12\btriad.v1\"\xb7\x01\n" +
+	"\rBorrowRequest\x12)\n" +
+	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x125\n" +
+	"\bcheckout\x18\x02 \x01(\v2\x19.triad.v1.CheckoutRequestR\bcheckout\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\rR\x0fdurationSeconds\x12\x19\n" +
+	"\blease_id\x18\x04 \x01(\x04R\aleaseId\"\x9d\x02\n" +
 	"\x0fCheckoutRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -2252,7 +3635,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\tclient_id\x18\t \x01(\tR\bclientId\x12\x1f\n" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
-	"ttlSeconds\"\xe4\x03\n" +
+	"ttlSeconds\"\x80\x04\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -2273,7 +3656,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\rfencing_index\x18\x0e \x01(\x04R\ffencingIndex\x12\x1d\n" +
 	"\n" +
 	"via_member\x18\x0f \x01(\tR\tviaMember\x12#\n" +
-	"\rgrace_seconds\x18\x10 \x01(\rR\fgraceSeconds\"Q\n" +
+	"\rgrace_seconds\x18\x10 \x01(\rR\fgraceSeconds\x12\x1a\n" +
+	"\bborrowed\x18\x11 \x01(\bR\bborrowed\"Q\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\"V\n" +
@@ -2309,12 +3693,111 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bcapacity\x18\x03 \x01(\rR\bcapacity\x12\x15\n" +
 	"\x06in_use\x18\x04 \x01(\rR\x05inUse\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
-	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"]\n" +
+	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x80\x01\n" +
 	"\vAdminHeader\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12#\n" +
-	"\rsession_token\x18\x02 \x01(\tR\fsessionToken\"B\n" +
+	"\rsession_token\x18\x02 \x01(\tR\fsessionToken\x12!\n" +
+	"\ftool_version\x18\x03 \x01(\tR\vtoolVersion\"o\n" +
+	"\x0eConnectRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"\xb5\x02\n" +
+	"\x0fConnectResponse\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\tR\fsessionToken\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12+\n" +
+	"\x11forced_restricted\x18\x03 \x01(\bR\x10forcedRestricted\x12\x16\n" +
+	"\x06notice\x18\x04 \x01(\tR\x06notice\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\tR\x06member\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\x12\x14\n" +
+	"\x05local\x18\a \x01(\bR\x05local\x126\n" +
+	"\x17server_protocol_version\x18\b \x01(\rR\x15serverProtocolVersion\x12&\n" +
+	"\x0fidle_timeout_ms\x18\t \x01(\x03R\ridleTimeoutMs\"B\n" +
+	"\x11DisconnectRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x14\n" +
+	"\x12DisconnectResponse\"\xe2\x02\n" +
+	"\x0eServerSettings\x125\n" +
+	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03R\x14sessionIdleTimeoutMs\x12+\n" +
+	"\x11isolation_minutes\x18\x02 \x01(\rR\x10isolationMinutes\x12\x1e\n" +
+	"\n" +
+	"statistics\x18\x03 \x01(\bR\n" +
+	"statistics\x12%\n" +
+	"\x0eauto_recycling\x18\x04 \x01(\bR\rautoRecycling\x12#\n" +
+	"\rremote_policy\x18\x05 \x01(\tR\fremotePolicy\x12*\n" +
+	"\x11full_password_set\x18\x06 \x01(\bR\x0ffullPasswordSet\x126\n" +
+	"\x17restricted_password_set\x18\a \x01(\bR\x15restrictedPasswordSet\x12\x1c\n" +
+	"\tactivated\x18\b \x01(\bR\tactivated\"\x90\x03\n" +
+	"\x10ServerSetRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12:\n" +
+	"\x17session_idle_timeout_ms\x18\x02 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
+	"\x11isolation_minutes\x18\x03 \x01(\rH\x01R\x10isolationMinutes\x88\x01\x01\x12#\n" +
+	"\n" +
+	"statistics\x18\x04 \x01(\bH\x02R\n" +
+	"statistics\x88\x01\x01\x12*\n" +
+	"\x0eauto_recycling\x18\x05 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
+	"\rremote_policy\x18\x06 \x01(\tH\x04R\fremotePolicy\x88\x01\x01B\x1a\n" +
+	"\x18_session_idle_timeout_msB\x14\n" +
+	"\x12_isolation_minutesB\r\n" +
+	"\v_statisticsB\x11\n" +
+	"\x0f_auto_recyclingB\x10\n" +
+	"\x0e_remote_policy\"\x80\x02\n" +
+	"\fAdminSession\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin\x12\x14\n" +
+	"\x05local\x18\x04 \x01(\bR\x05local\x12\x16\n" +
+	"\x06member\x18\x05 \x01(\tR\x06member\x12$\n" +
+	"\x0eopened_unix_ms\x18\x06 \x01(\x03R\fopenedUnixMs\x12)\n" +
+	"\x11last_used_unix_ms\x18\a \x01(\x03R\x0elastUsedUnixMs\x12\x14\n" +
+	"\x05yours\x18\b \x01(\bR\x05yours\x12\x1f\n" +
+	"\vmember_only\x18\t \x01(\bR\n" +
+	"memberOnly\"\xb0\x01\n" +
+	"\x12PasswordSetRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x14\n" +
+	"\x05which\x18\x02 \x01(\tR\x05which\x122\n" +
+	"\x15current_full_password\x18\x03 \x01(\tR\x13currentFullPassword\x12!\n" +
+	"\fnew_password\x18\x04 \x01(\tR\vnewPassword\"/\n" +
+	"\x13PasswordSetResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"[\n" +
+	"\x12LicenseShowRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\"]\n" +
+	"\x14LicenseRemoveRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x16\n" +
+	"\x06serial\x18\x02 \x01(\tR\x06serial\"1\n" +
+	"\x15LicenseRemoveResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"B\n" +
+	"\x11UsageUsersRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xca\x01\n" +
+	"\tUserUsage\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\rR\aversion\x12\x14\n" +
+	"\x05seats\x18\x05 \x01(\rR\x05seats\x12\x16\n" +
+	"\x06leases\x18\x06 \x01(\rR\x06leases\x123\n" +
+	"\x16oldest_granted_unix_ms\x18\a \x01(\x03R\x13oldestGrantedUnixMs\"?\n" +
+	"\x12UsageUsersResponse\x12)\n" +
+	"\x05users\x18\x01 \x03(\v2\x13.triad.v1.UserUsageR\x05users\"D\n" +
+	"\x13UsageDenialsRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"w\n" +
+	"\vDenialCount\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12 \n" +
+	"\flast_unix_ms\x18\x04 \x01(\x03R\n" +
+	"lastUnixMs\"\x83\x01\n" +
+	"\x14UsageDenialsResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\"\n" +
+	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\x12/\n" +
+	"\adenials\x18\x03 \x03(\v2\x15.triad.v1.DenialCountR\adenials\"_\n" +
+	"\x13UsageReleaseRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"M\n" +
+	"\x14UsageReleaseResponse\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
+	"\breleased\x18\x02 \x01(\bR\breleased\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xf2\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xdc\x02\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -2324,7 +3807,10 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\aaddress\x18\x05 \x01(\tR\aaddress\x12!\n" +
 	"\fraft_address\x18\x06 \x01(\tR\vraftAddress\x12!\n" +
 	"\fhttp_address\x18\a \x01(\tR\vhttpAddress\x12\x19\n" +
-	"\bdata_dir\x18\b \x01(\tR\adataDir\"\x7f\n" +
+	"\bdata_dir\x18\b \x01(\tR\adataDir\x124\n" +
+	"\bsettings\x18\t \x01(\v2\x18.triad.v1.ServerSettingsR\bsettings\x122\n" +
+	"\bsessions\x18\n" +
+	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\"\x7f\n" +
 	"\x14ClusterCreateRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
@@ -2416,15 +3902,28 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x12UsageLeasesRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\">\n" +
 	"\x13UsageLeasesResponse\x12'\n" +
-	"\x06leases\x18\x01 \x03(\v2\x0f.triad.v1.LeaseR\x06leases2\x8b\x02\n" +
+	"\x06leases\x18\x01 \x03(\v2\x0f.triad.v1.LeaseR\x06leases2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
-	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse2\xab\x04\n" +
-	"\x05Admin\x12G\n" +
+	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
+	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xc0\t\n" +
+	"\x05Admin\x12>\n" +
+	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
-	"ServerShow\x12\x1b.triad.v1.ServerShowRequest\x1a\x1c.triad.v1.ServerShowResponse\x12P\n" +
+	"Disconnect\x12\x1b.triad.v1.DisconnectRequest\x1a\x1c.triad.v1.DisconnectResponse\x12G\n" +
+	"\n" +
+	"ServerShow\x12\x1b.triad.v1.ServerShowRequest\x1a\x1c.triad.v1.ServerShowResponse\x12A\n" +
+	"\tServerSet\x12\x1a.triad.v1.ServerSetRequest\x1a\x18.triad.v1.ServerSettings\x12J\n" +
+	"\vPasswordSet\x12\x1c.triad.v1.PasswordSetRequest\x1a\x1d.triad.v1.PasswordSetResponse\x12B\n" +
+	"\vLicenseShow\x12\x1c.triad.v1.LicenseShowRequest\x1a\x15.triad.v1.LicenseInfo\x12P\n" +
+	"\rLicenseRemove\x12\x1e.triad.v1.LicenseRemoveRequest\x1a\x1f.triad.v1.LicenseRemoveResponse\x12G\n" +
+	"\n" +
+	"UsageUsers\x12\x1b.triad.v1.UsageUsersRequest\x1a\x1c.triad.v1.UsageUsersResponse\x12M\n" +
+	"\fUsageDenials\x12\x1d.triad.v1.UsageDenialsRequest\x1a\x1e.triad.v1.UsageDenialsResponse\x12M\n" +
+	"\fUsageRelease\x12\x1d.triad.v1.UsageReleaseRequest\x1a\x1e.triad.v1.UsageReleaseResponse\x12P\n" +
 	"\rClusterCreate\x12\x1e.triad.v1.ClusterCreateRequest\x1a\x1f.triad.v1.ClusterCreateResponse\x12P\n" +
 	"\rClusterStatus\x12\x1e.triad.v1.ClusterStatusRequest\x1a\x1f.triad.v1.ClusterStatusResponse\x12P\n" +
 	"\rLicenseEnroll\x12\x1e.triad.v1.LicenseEnrollRequest\x1a\x1f.triad.v1.LicenseEnrollResponse\x12J\n" +
@@ -2444,92 +3943,149 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_triad_v1_triad_proto_goTypes = []any{
-	(*CheckoutRequest)(nil),       // 0: triad.v1.CheckoutRequest
-	(*Lease)(nil),                 // 1: triad.v1.Lease
-	(*CheckoutResponse)(nil),      // 2: triad.v1.CheckoutResponse
-	(*RenewRequest)(nil),          // 3: triad.v1.RenewRequest
-	(*RenewResult)(nil),           // 4: triad.v1.RenewResult
-	(*RenewResponse)(nil),         // 5: triad.v1.RenewResponse
-	(*ReleaseRequest)(nil),        // 6: triad.v1.ReleaseRequest
-	(*ReleaseResult)(nil),         // 7: triad.v1.ReleaseResult
-	(*ReleaseResponse)(nil),       // 8: triad.v1.ReleaseResponse
-	(*FeaturesRequest)(nil),       // 9: triad.v1.FeaturesRequest
-	(*FeatureUsage)(nil),          // 10: triad.v1.FeatureUsage
-	(*FeaturesResponse)(nil),      // 11: triad.v1.FeaturesResponse
-	(*AdminHeader)(nil),           // 12: triad.v1.AdminHeader
-	(*ServerShowRequest)(nil),     // 13: triad.v1.ServerShowRequest
-	(*ServerShowResponse)(nil),    // 14: triad.v1.ServerShowResponse
-	(*ClusterCreateRequest)(nil),  // 15: triad.v1.ClusterCreateRequest
-	(*Member)(nil),                // 16: triad.v1.Member
-	(*ClusterCreateResponse)(nil), // 17: triad.v1.ClusterCreateResponse
-	(*ClusterStatusRequest)(nil),  // 18: triad.v1.ClusterStatusRequest
-	(*Link)(nil),                  // 19: triad.v1.Link
-	(*ClusterStatusResponse)(nil), // 20: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),           // 21: triad.v1.ClockOffset
-	(*Alarm)(nil),                 // 22: triad.v1.Alarm
-	(*Event)(nil),                 // 23: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),  // 24: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),               // 25: triad.v1.Feature
-	(*LicenseInfo)(nil),           // 26: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil), // 27: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),    // 28: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),   // 29: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),  // 30: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),    // 31: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),   // 32: triad.v1.UsageLeasesResponse
+	(*BorrowRequest)(nil),         // 0: triad.v1.BorrowRequest
+	(*CheckoutRequest)(nil),       // 1: triad.v1.CheckoutRequest
+	(*Lease)(nil),                 // 2: triad.v1.Lease
+	(*CheckoutResponse)(nil),      // 3: triad.v1.CheckoutResponse
+	(*RenewRequest)(nil),          // 4: triad.v1.RenewRequest
+	(*RenewResult)(nil),           // 5: triad.v1.RenewResult
+	(*RenewResponse)(nil),         // 6: triad.v1.RenewResponse
+	(*ReleaseRequest)(nil),        // 7: triad.v1.ReleaseRequest
+	(*ReleaseResult)(nil),         // 8: triad.v1.ReleaseResult
+	(*ReleaseResponse)(nil),       // 9: triad.v1.ReleaseResponse
+	(*FeaturesRequest)(nil),       // 10: triad.v1.FeaturesRequest
+	(*FeatureUsage)(nil),          // 11: triad.v1.FeatureUsage
+	(*FeaturesResponse)(nil),      // 12: triad.v1.FeaturesResponse
+	(*AdminHeader)(nil),           // 13: triad.v1.AdminHeader
+	(*ConnectRequest)(nil),        // 14: triad.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 15: triad.v1.ConnectResponse
+	(*DisconnectRequest)(nil),     // 16: triad.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 17: triad.v1.DisconnectResponse
+	(*ServerSettings)(nil),        // 18: triad.v1.ServerSettings
+	(*ServerSetRequest)(nil),      // 19: triad.v1.ServerSetRequest
+	(*AdminSession)(nil),          // 20: triad.v1.AdminSession
+	(*PasswordSetRequest)(nil),    // 21: triad.v1.PasswordSetRequest
+	(*PasswordSetResponse)(nil),   // 22: triad.v1.PasswordSetResponse
+	(*LicenseShowRequest)(nil),    // 23: triad.v1.LicenseShowRequest
+	(*LicenseRemoveRequest)(nil),  // 24: triad.v1.LicenseRemoveRequest
+	(*LicenseRemoveResponse)(nil), // 25: triad.v1.LicenseRemoveResponse
+	(*UsageUsersRequest)(nil),     // 26: triad.v1.UsageUsersRequest
+	(*UserUsage)(nil),             // 27: triad.v1.UserUsage
+	(*UsageUsersResponse)(nil),    // 28: triad.v1.UsageUsersResponse
+	(*UsageDenialsRequest)(nil),   // 29: triad.v1.UsageDenialsRequest
+	(*DenialCount)(nil),           // 30: triad.v1.DenialCount
+	(*UsageDenialsResponse)(nil),  // 31: triad.v1.UsageDenialsResponse
+	(*UsageReleaseRequest)(nil),   // 32: triad.v1.UsageReleaseRequest
+	(*UsageReleaseResponse)(nil),  // 33: triad.v1.UsageReleaseResponse
+	(*ServerShowRequest)(nil),     // 34: triad.v1.ServerShowRequest
+	(*ServerShowResponse)(nil),    // 35: triad.v1.ServerShowResponse
+	(*ClusterCreateRequest)(nil),  // 36: triad.v1.ClusterCreateRequest
+	(*Member)(nil),                // 37: triad.v1.Member
+	(*ClusterCreateResponse)(nil), // 38: triad.v1.ClusterCreateResponse
+	(*ClusterStatusRequest)(nil),  // 39: triad.v1.ClusterStatusRequest
+	(*Link)(nil),                  // 40: triad.v1.Link
+	(*ClusterStatusResponse)(nil), // 41: triad.v1.ClusterStatusResponse
+	(*ClockOffset)(nil),           // 42: triad.v1.ClockOffset
+	(*Alarm)(nil),                 // 43: triad.v1.Alarm
+	(*Event)(nil),                 // 44: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),  // 45: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),               // 46: triad.v1.Feature
+	(*LicenseInfo)(nil),           // 47: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil), // 48: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),    // 49: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),   // 50: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),  // 51: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),    // 52: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),   // 53: triad.v1.UsageLeasesResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
-	1,  // 0: triad.v1.CheckoutResponse.lease:type_name -> triad.v1.Lease
-	4,  // 1: triad.v1.RenewResponse.results:type_name -> triad.v1.RenewResult
-	7,  // 2: triad.v1.ReleaseResponse.results:type_name -> triad.v1.ReleaseResult
-	10, // 3: triad.v1.FeaturesResponse.features:type_name -> triad.v1.FeatureUsage
-	12, // 4: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
-	12, // 5: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	16, // 6: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	12, // 7: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	16, // 8: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	19, // 9: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	21, // 10: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	22, // 11: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
-	10, // 12: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	23, // 13: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	12, // 14: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	25, // 15: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	26, // 16: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	12, // 17: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	26, // 18: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	12, // 19: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	12, // 20: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 21: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	0,  // 22: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	3,  // 23: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	6,  // 24: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	9,  // 25: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	13, // 26: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	15, // 27: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	18, // 28: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	24, // 29: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	28, // 30: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	30, // 31: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	31, // 32: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	2,  // 33: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	5,  // 34: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	8,  // 35: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	11, // 36: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	14, // 37: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	17, // 38: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	20, // 39: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	27, // 40: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	29, // 41: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	11, // 42: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	32, // 43: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	33, // [33:44] is the sub-list for method output_type
-	22, // [22:33] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
+	2,  // 1: triad.v1.CheckoutResponse.lease:type_name -> triad.v1.Lease
+	5,  // 2: triad.v1.RenewResponse.results:type_name -> triad.v1.RenewResult
+	8,  // 3: triad.v1.ReleaseResponse.results:type_name -> triad.v1.ReleaseResult
+	11, // 4: triad.v1.FeaturesResponse.features:type_name -> triad.v1.FeatureUsage
+	13, // 5: triad.v1.ConnectRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 6: triad.v1.DisconnectRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 7: triad.v1.ServerSetRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 8: triad.v1.PasswordSetRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 9: triad.v1.LicenseShowRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 10: triad.v1.LicenseRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 11: triad.v1.UsageUsersRequest.header:type_name -> triad.v1.AdminHeader
+	27, // 12: triad.v1.UsageUsersResponse.users:type_name -> triad.v1.UserUsage
+	13, // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
+	30, // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
+	13, // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
+	18, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
+	20, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
+	13, // 19: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	37, // 20: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	13, // 21: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	37, // 22: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	40, // 23: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	42, // 24: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	43, // 25: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	11, // 26: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	44, // 27: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	13, // 28: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	46, // 29: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	47, // 30: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	13, // 31: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	47, // 32: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	13, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,  // 35: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	1,  // 36: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 37: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 38: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 39: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 40: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 41: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	14, // 42: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	16, // 43: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	34, // 44: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	19, // 45: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	21, // 46: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	23, // 47: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	24, // 48: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	26, // 49: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	29, // 50: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	32, // 51: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	36, // 52: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	39, // 53: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	45, // 54: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	49, // 55: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	51, // 56: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	52, // 57: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	3,  // 58: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 59: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 60: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 61: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 62: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 63: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	15, // 64: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	17, // 65: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	35, // 66: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	18, // 67: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	22, // 68: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	47, // 69: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	25, // 70: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	28, // 71: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	31, // 72: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	33, // 73: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	38, // 74: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	41, // 75: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	48, // 76: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	50, // 77: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 78: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	53, // 79: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	58, // [58:80] is the sub-list for method output_type
+	36, // [36:58] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -2537,13 +4093,14 @@ func file_triad_v1_triad_proto_init() {
 	if File_triad_v1_triad_proto != nil {
 		return
 	}
+	file_triad_v1_triad_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

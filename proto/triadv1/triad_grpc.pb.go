@@ -23,10 +23,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Licensing_Checkout_FullMethodName = "/triad.v1.Licensing/Checkout"
-	Licensing_Renew_FullMethodName    = "/triad.v1.Licensing/Renew"
-	Licensing_Release_FullMethodName  = "/triad.v1.Licensing/Release"
-	Licensing_Features_FullMethodName = "/triad.v1.Licensing/Features"
+	Licensing_Checkout_FullMethodName     = "/triad.v1.Licensing/Checkout"
+	Licensing_Renew_FullMethodName        = "/triad.v1.Licensing/Renew"
+	Licensing_Release_FullMethodName      = "/triad.v1.Licensing/Release"
+	Licensing_Features_FullMethodName     = "/triad.v1.Licensing/Features"
+	Licensing_Borrow_FullMethodName       = "/triad.v1.Licensing/Borrow"
+	Licensing_ReturnBorrow_FullMethodName = "/triad.v1.Licensing/ReturnBorrow"
 )
 
 // LicensingClient is the client API for Licensing service.
@@ -45,6 +47,12 @@ type LicensingClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Features lists capacity and seats in use per feature and version.
 	Features(ctx context.Context, in *FeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error)
+	// Borrow takes seats for offline use: held without heartbeats until the
+	// borrow ends (at most the feature's max borrow duration). With lease_id
+	// set it extends that borrow from now.
+	Borrow(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*CheckoutResponse, error)
+	// ReturnBorrow returns borrowed leases before their end.
+	ReturnBorrow(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 }
 
 type licensingClient struct {
@@ -95,6 +103,26 @@ func (c *licensingClient) Features(ctx context.Context, in *FeaturesRequest, opt
 	return out, nil
 }
 
+func (c *licensingClient) Borrow(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*CheckoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckoutResponse)
+	err := c.cc.Invoke(ctx, Licensing_Borrow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *licensingClient) ReturnBorrow(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseResponse)
+	err := c.cc.Invoke(ctx, Licensing_ReturnBorrow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LicensingServer is the server API for Licensing service.
 // All implementations must embed UnimplementedLicensingServer
 // for forward compatibility.
@@ -111,6 +139,12 @@ type LicensingServer interface {
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Features lists capacity and seats in use per feature and version.
 	Features(context.Context, *FeaturesRequest) (*FeaturesResponse, error)
+	// Borrow takes seats for offline use: held without heartbeats until the
+	// borrow ends (at most the feature's max borrow duration). With lease_id
+	// set it extends that borrow from now.
+	Borrow(context.Context, *BorrowRequest) (*CheckoutResponse, error)
+	// ReturnBorrow returns borrowed leases before their end.
+	ReturnBorrow(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	mustEmbedUnimplementedLicensingServer()
 }
 
@@ -132,6 +166,12 @@ func (UnimplementedLicensingServer) Release(context.Context, *ReleaseRequest) (*
 }
 func (UnimplementedLicensingServer) Features(context.Context, *FeaturesRequest) (*FeaturesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Features not implemented")
+}
+func (UnimplementedLicensingServer) Borrow(context.Context, *BorrowRequest) (*CheckoutResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Borrow not implemented")
+}
+func (UnimplementedLicensingServer) ReturnBorrow(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReturnBorrow not implemented")
 }
 func (UnimplementedLicensingServer) mustEmbedUnimplementedLicensingServer() {}
 func (UnimplementedLicensingServer) testEmbeddedByValue()                   {}
@@ -226,6 +266,42 @@ func _Licensing_Features_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Licensing_Borrow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BorrowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicensingServer).Borrow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Licensing_Borrow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicensingServer).Borrow(ctx, req.(*BorrowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Licensing_ReturnBorrow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicensingServer).ReturnBorrow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Licensing_ReturnBorrow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicensingServer).ReturnBorrow(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Licensing_ServiceDesc is the grpc.ServiceDesc for Licensing service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -249,13 +325,30 @@ var Licensing_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Features",
 			Handler:    _Licensing_Features_Handler,
 		},
+		{
+			MethodName: "Borrow",
+			Handler:    _Licensing_Borrow_Handler,
+		},
+		{
+			MethodName: "ReturnBorrow",
+			Handler:    _Licensing_ReturnBorrow_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "triad/v1/triad.proto",
 }
 
 const (
+	Admin_Connect_FullMethodName       = "/triad.v1.Admin/Connect"
+	Admin_Disconnect_FullMethodName    = "/triad.v1.Admin/Disconnect"
 	Admin_ServerShow_FullMethodName    = "/triad.v1.Admin/ServerShow"
+	Admin_ServerSet_FullMethodName     = "/triad.v1.Admin/ServerSet"
+	Admin_PasswordSet_FullMethodName   = "/triad.v1.Admin/PasswordSet"
+	Admin_LicenseShow_FullMethodName   = "/triad.v1.Admin/LicenseShow"
+	Admin_LicenseRemove_FullMethodName = "/triad.v1.Admin/LicenseRemove"
+	Admin_UsageUsers_FullMethodName    = "/triad.v1.Admin/UsageUsers"
+	Admin_UsageDenials_FullMethodName  = "/triad.v1.Admin/UsageDenials"
+	Admin_UsageRelease_FullMethodName  = "/triad.v1.Admin/UsageRelease"
 	Admin_ClusterCreate_FullMethodName = "/triad.v1.Admin/ClusterCreate"
 	Admin_ClusterStatus_FullMethodName = "/triad.v1.Admin/ClusterStatus"
 	Admin_LicenseEnroll_FullMethodName = "/triad.v1.Admin/LicenseEnroll"
@@ -268,9 +361,26 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Admin is used by triadctl.
+// Admin is used by triadctl. Every call but Connect carries the session
+// token Connect returned; the session is replicated, so it is valid on every
+// member. Write calls need a full-mode session (PERMISSION_DENIED otherwise).
 type AdminClient interface {
+	// Connect opens a session in full or restricted mode (see docs/admin.md
+	// for which password is asked and when the mode is forced).
+	Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error)
+	// Disconnect ends the caller's session.
+	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
 	ServerShow(ctx context.Context, in *ServerShowRequest, opts ...grpc.CallOption) (*ServerShowResponse, error)
+	// ServerSet changes the replicated settings (full mode).
+	ServerSet(ctx context.Context, in *ServerSetRequest, opts ...grpc.CallOption) (*ServerSettings, error)
+	// PasswordSet sets or changes the full or restricted password (full mode).
+	PasswordSet(ctx context.Context, in *PasswordSetRequest, opts ...grpc.CallOption) (*PasswordSetResponse, error)
+	LicenseShow(ctx context.Context, in *LicenseShowRequest, opts ...grpc.CallOption) (*LicenseInfo, error)
+	LicenseRemove(ctx context.Context, in *LicenseRemoveRequest, opts ...grpc.CallOption) (*LicenseRemoveResponse, error)
+	UsageUsers(ctx context.Context, in *UsageUsersRequest, opts ...grpc.CallOption) (*UsageUsersResponse, error)
+	UsageDenials(ctx context.Context, in *UsageDenialsRequest, opts ...grpc.CallOption) (*UsageDenialsResponse, error)
+	// UsageRelease force-releases a lease (full mode): frees a stuck seat.
+	UsageRelease(ctx context.Context, in *UsageReleaseRequest, opts ...grpc.CallOption) (*UsageReleaseResponse, error)
 	// ClusterCreate forms the cluster once, from the member contacted.
 	ClusterCreate(ctx context.Context, in *ClusterCreateRequest, opts ...grpc.CallOption) (*ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
@@ -288,10 +398,100 @@ func NewAdminClient(cc grpc.ClientConnInterface) AdminClient {
 	return &adminClient{cc}
 }
 
+func (c *adminClient) Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectResponse)
+	err := c.cc.Invoke(ctx, Admin_Connect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectResponse)
+	err := c.cc.Invoke(ctx, Admin_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) ServerShow(ctx context.Context, in *ServerShowRequest, opts ...grpc.CallOption) (*ServerShowResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ServerShowResponse)
 	err := c.cc.Invoke(ctx, Admin_ServerShow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ServerSet(ctx context.Context, in *ServerSetRequest, opts ...grpc.CallOption) (*ServerSettings, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerSettings)
+	err := c.cc.Invoke(ctx, Admin_ServerSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) PasswordSet(ctx context.Context, in *PasswordSetRequest, opts ...grpc.CallOption) (*PasswordSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PasswordSetResponse)
+	err := c.cc.Invoke(ctx, Admin_PasswordSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) LicenseShow(ctx context.Context, in *LicenseShowRequest, opts ...grpc.CallOption) (*LicenseInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LicenseInfo)
+	err := c.cc.Invoke(ctx, Admin_LicenseShow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) LicenseRemove(ctx context.Context, in *LicenseRemoveRequest, opts ...grpc.CallOption) (*LicenseRemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LicenseRemoveResponse)
+	err := c.cc.Invoke(ctx, Admin_LicenseRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) UsageUsers(ctx context.Context, in *UsageUsersRequest, opts ...grpc.CallOption) (*UsageUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageUsersResponse)
+	err := c.cc.Invoke(ctx, Admin_UsageUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) UsageDenials(ctx context.Context, in *UsageDenialsRequest, opts ...grpc.CallOption) (*UsageDenialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageDenialsResponse)
+	err := c.cc.Invoke(ctx, Admin_UsageDenials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) UsageRelease(ctx context.Context, in *UsageReleaseRequest, opts ...grpc.CallOption) (*UsageReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageReleaseResponse)
+	err := c.cc.Invoke(ctx, Admin_UsageRelease_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -362,9 +562,26 @@ func (c *adminClient) UsageLeases(ctx context.Context, in *UsageLeasesRequest, o
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 //
-// Admin is used by triadctl.
+// Admin is used by triadctl. Every call but Connect carries the session
+// token Connect returned; the session is replicated, so it is valid on every
+// member. Write calls need a full-mode session (PERMISSION_DENIED otherwise).
 type AdminServer interface {
+	// Connect opens a session in full or restricted mode (see docs/admin.md
+	// for which password is asked and when the mode is forced).
+	Connect(context.Context, *ConnectRequest) (*ConnectResponse, error)
+	// Disconnect ends the caller's session.
+	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
 	ServerShow(context.Context, *ServerShowRequest) (*ServerShowResponse, error)
+	// ServerSet changes the replicated settings (full mode).
+	ServerSet(context.Context, *ServerSetRequest) (*ServerSettings, error)
+	// PasswordSet sets or changes the full or restricted password (full mode).
+	PasswordSet(context.Context, *PasswordSetRequest) (*PasswordSetResponse, error)
+	LicenseShow(context.Context, *LicenseShowRequest) (*LicenseInfo, error)
+	LicenseRemove(context.Context, *LicenseRemoveRequest) (*LicenseRemoveResponse, error)
+	UsageUsers(context.Context, *UsageUsersRequest) (*UsageUsersResponse, error)
+	UsageDenials(context.Context, *UsageDenialsRequest) (*UsageDenialsResponse, error)
+	// UsageRelease force-releases a lease (full mode): frees a stuck seat.
+	UsageRelease(context.Context, *UsageReleaseRequest) (*UsageReleaseResponse, error)
 	// ClusterCreate forms the cluster once, from the member contacted.
 	ClusterCreate(context.Context, *ClusterCreateRequest) (*ClusterCreateResponse, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
@@ -382,8 +599,35 @@ type AdminServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAdminServer struct{}
 
+func (UnimplementedAdminServer) Connect(context.Context, *ConnectRequest) (*ConnectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedAdminServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Disconnect not implemented")
+}
 func (UnimplementedAdminServer) ServerShow(context.Context, *ServerShowRequest) (*ServerShowResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ServerShow not implemented")
+}
+func (UnimplementedAdminServer) ServerSet(context.Context, *ServerSetRequest) (*ServerSettings, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ServerSet not implemented")
+}
+func (UnimplementedAdminServer) PasswordSet(context.Context, *PasswordSetRequest) (*PasswordSetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PasswordSet not implemented")
+}
+func (UnimplementedAdminServer) LicenseShow(context.Context, *LicenseShowRequest) (*LicenseInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LicenseShow not implemented")
+}
+func (UnimplementedAdminServer) LicenseRemove(context.Context, *LicenseRemoveRequest) (*LicenseRemoveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method LicenseRemove not implemented")
+}
+func (UnimplementedAdminServer) UsageUsers(context.Context, *UsageUsersRequest) (*UsageUsersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UsageUsers not implemented")
+}
+func (UnimplementedAdminServer) UsageDenials(context.Context, *UsageDenialsRequest) (*UsageDenialsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UsageDenials not implemented")
+}
+func (UnimplementedAdminServer) UsageRelease(context.Context, *UsageReleaseRequest) (*UsageReleaseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UsageRelease not implemented")
 }
 func (UnimplementedAdminServer) ClusterCreate(context.Context, *ClusterCreateRequest) (*ClusterCreateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ClusterCreate not implemented")
@@ -424,6 +668,42 @@ func RegisterAdminServer(s grpc.ServiceRegistrar, srv AdminServer) {
 	s.RegisterService(&Admin_ServiceDesc, srv)
 }
 
+func _Admin_Connect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Connect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Connect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Connect(ctx, req.(*ConnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Disconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Disconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Disconnect(ctx, req.(*DisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_ServerShow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ServerShowRequest)
 	if err := dec(in); err != nil {
@@ -438,6 +718,132 @@ func _Admin_ServerShow_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).ServerShow(ctx, req.(*ServerShowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ServerSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ServerSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ServerSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ServerSet(ctx, req.(*ServerSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_PasswordSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PasswordSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PasswordSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PasswordSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PasswordSet(ctx, req.(*PasswordSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_LicenseShow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LicenseShowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LicenseShow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LicenseShow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LicenseShow(ctx, req.(*LicenseShowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_LicenseRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LicenseRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LicenseRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LicenseRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LicenseRemove(ctx, req.(*LicenseRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_UsageUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UsageUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UsageUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UsageUsers(ctx, req.(*UsageUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_UsageDenials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageDenialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UsageDenials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UsageDenials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UsageDenials(ctx, req.(*UsageDenialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_UsageRelease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UsageRelease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UsageRelease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UsageRelease(ctx, req.(*UsageReleaseRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -558,8 +964,44 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*AdminServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "Connect",
+			Handler:    _Admin_Connect_Handler,
+		},
+		{
+			MethodName: "Disconnect",
+			Handler:    _Admin_Disconnect_Handler,
+		},
+		{
 			MethodName: "ServerShow",
 			Handler:    _Admin_ServerShow_Handler,
+		},
+		{
+			MethodName: "ServerSet",
+			Handler:    _Admin_ServerSet_Handler,
+		},
+		{
+			MethodName: "PasswordSet",
+			Handler:    _Admin_PasswordSet_Handler,
+		},
+		{
+			MethodName: "LicenseShow",
+			Handler:    _Admin_LicenseShow_Handler,
+		},
+		{
+			MethodName: "LicenseRemove",
+			Handler:    _Admin_LicenseRemove_Handler,
+		},
+		{
+			MethodName: "UsageUsers",
+			Handler:    _Admin_UsageUsers_Handler,
+		},
+		{
+			MethodName: "UsageDenials",
+			Handler:    _Admin_UsageDenials_Handler,
+		},
+		{
+			MethodName: "UsageRelease",
+			Handler:    _Admin_UsageRelease_Handler,
 		},
 		{
 			MethodName: "ClusterCreate",

@@ -1,0 +1,309 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+func printSettings(w io.Writer, st *triadv1.ServerSettings) {
+	if st == nil {
+		return
+	}
+	onOff := map[bool]string{true: "on", false: "off"}
+	fmt.Fprintf(w, "\nsession idle timeout\t%s\nisolation notice\t%d min\nstatistics\t%s\nautomatic recycling\t%s\nremote administration\t%s\nfull password\t%s\nrestricted password\t%s\nactivated\t%v\n",
+		time.Duration(st.SessionIdleTimeoutMs)*time.Millisecond, st.IsolationMinutes, onOff[st.Statistics], onOff[st.AutoRecycling],
+		st.RemotePolicy, map[bool]string{true: "set", false: "not set"}[st.FullPasswordSet],
+		map[bool]string{true: "set", false: "not set"}[st.RestrictedPasswordSet], st.Activated)
+}
+
+func printSessions(w io.Writer, ss []*triadv1.AdminSession) {
+	fmt.Fprintln(w, "\nSESSION\tMODE\tORIGIN\tOPENED\tLAST USED")
+	for _, s := range ss {
+		id := s.Id
+		if s.Yours {
+			id += " (this one)"
+		}
+		if s.MemberOnly {
+			id += " (member only)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", id, s.Mode, s.Origin, fmtMs(s.OpenedUnixMs), fmtMs(s.LastUsedUnixMs))
+	}
+}
+
+func parseOnOff(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes", "1":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not on or off", v)
+}
+
+func serverSetCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "set",
+		Usage: "change cluster settings (full mode); give only the ones to change",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "idle-timeout", Usage: "close administration sessions idle this long (1s to 24h; default 30m)"},
+			&cli.UintFlag{Name: "isolation-minutes", Usage: "report a member isolated after reaching neither peer this long (1-60)"},
+			&cli.StringFlag{Name: "statistics", Usage: "license usage statistics: on or off"},
+			&cli.StringFlag{Name: "auto-recycling", Usage: "automatic recycling: on or off"},
+			&cli.StringFlag{Name: "remote-policy", Usage: "remote administration: full, restricted or none"},
+		},
+		Action: func(c *cli.Context) error {
+			req := &triadv1.ServerSetRequest{}
+			if c.IsSet("idle-timeout") {
+				v := c.Duration("idle-timeout").Milliseconds()
+				req.SessionIdleTimeoutMs = &v
+			}
+			if c.IsSet("isolation-minutes") {
+				v := uint32(c.Uint("isolation-minutes"))
+				req.IsolationMinutes = &v
+			}
+			for _, f := range []struct {
+				name string
+				dst  **bool
+			}{{"statistics", &req.Statistics}, {"auto-recycling", &req.AutoRecycling}} {
+				if c.IsSet(f.name) {
+					v, err := parseOnOff(c.String(f.name))
+					if err != nil {
+						return fmt.Errorf("--%s: %v", f.name, err)
+					}
+					*f.dst = &v
+				}
+			}
+			if c.IsSet("remote-policy") {
+				v := c.String("remote-policy")
+				if v != PolicyFull && v != PolicyRestricted && v != PolicyNone {
+					return fmt.Errorf("--remote-policy %q: use full, restricted or none", v)
+				}
+				req.RemotePolicy = &v
+			}
+			if c.NumFlags() == 0 {
+				return fmt.Errorf("give at least one setting to change: see `triadctl server set --help`")
+			}
+			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ServerSettings, error) {
+				req.Header = h
+				return a.ServerSet(ctx, req)
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), r)
+			}
+			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+			printSettings(w, r)
+			return w.Flush()
+		},
+	}
+}
+
+func readSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func passwordCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "password",
+		Usage: "administration passwords",
+		Subcommands: []*cli.Command{{
+			Name:      "set",
+			Usage:     "set or change the full or restricted password (full mode; the restricted one needs the full one set first)",
+			ArgsUsage: "full|restricted",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "new-password-file", Usage: "read the new password from this file (else TRIAD_NEW_PASSWORD, else a prompt)"},
+			},
+			Action: func(c *cli.Context) error {
+				which := c.Args().First()
+				if c.NArg() != 1 || (which != ModeFull && which != ModeRestricted) {
+					return fmt.Errorf("say which password: triadctl password set full|restricted")
+				}
+				var newPw string
+				switch {
+				case c.String("new-password-file") != "":
+					p, err := readSecretFile(c.String("new-password-file"))
+					if err != nil {
+						return fmt.Errorf("read --new-password-file: %w", err)
+					}
+					newPw = p
+				case os.Getenv("TRIAD_NEW_PASSWORD") != "":
+					newPw = os.Getenv("TRIAD_NEW_PASSWORD")
+				default:
+					p1, ok := promptPassword("New " + which + " password: ")
+					if !ok {
+						return fmt.Errorf("no new password: give --new-password-file or TRIAD_NEW_PASSWORD (no terminal to prompt on)")
+					}
+					p2, _ := promptPassword("Repeat it: ")
+					if p1 != p2 {
+						return fmt.Errorf("the two passwords differ; nothing changed")
+					}
+					newPw = p1
+				}
+				current, err := password(c)
+				if err != nil {
+					return err
+				}
+				r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.PasswordSetResponse, error) {
+					return a.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: which, CurrentFullPassword: current, NewPassword: newPw})
+				})
+				if err != nil {
+					return err
+				}
+				if jsonOutput(c) {
+					return printJSON(stdout(c), r)
+				}
+				fmt.Fprintln(stdout(c), r.Message)
+				return nil
+			},
+		}},
+	}
+}
+
+func licenseShowCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "show one enrolled license",
+		ArgsUsage: "SERIAL",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("give the license serial: triadctl license show SERIAL (see `license list`)")
+			}
+			l, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseInfo, error) {
+				return a.LicenseShow(ctx, &triadv1.LicenseShowRequest{Header: h, Serial: c.Args().First()})
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), l)
+			}
+			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "serial\t%s\ncustomer\t%s\nstate\t%s\nissued\t%s\nvalid after\t%s\nvalid until\t%s\nenrolled\t%s\nbinding\t%s %s\nsupersedes\t%s\n\n",
+				l.Serial, l.Customer, l.State, fmtMs(l.IssuedAtUnixMs), fmtMs(l.ValidAfterUnixMs), fmtMs(l.ValidUntilUnixMs),
+				fmtMs(l.EnrolledUnixMs), l.BindingMode, strings.Join(l.ComputerIds, ","), strings.Join(l.Supersedes, ","))
+			fmt.Fprintln(w, "FEATURE\tVERSION\tSEATS\tGRACE")
+			for _, f := range l.Features {
+				fmt.Fprintf(w, "%s\t%d\t%d\t%ds\n", f.Name, f.Version, f.Count, f.GraceSeconds)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func licenseRemoveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "remove",
+		Usage:     "remove an enrolled license from the cluster (full mode); live leases stay until released or expired",
+		ArgsUsage: "SERIAL",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("give the license serial: triadctl license remove SERIAL")
+			}
+			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseRemoveResponse, error) {
+				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: c.Args().First()})
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), r)
+			}
+			fmt.Fprintln(stdout(c), r.Message)
+			return nil
+		},
+	}
+}
+
+func usageUsersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "users",
+		Usage: "seats in use per user and host, from the live leases",
+		Action: func(c *cli.Context) error {
+			r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageUsersResponse, error) {
+				return a.UsageUsers(ctx, &triadv1.UsageUsersRequest{Header: h})
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), protoList(r.Users))
+			}
+			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE")
+			for _, u := range r.Users {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", u.User, u.Host, u.Feature, u.Version, u.Seats, u.Leases, fmtMs(u.OldestGrantedUnixMs))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func usageDenialsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "denials",
+		Usage: "checkout denials per feature and reason, counted by the member asked since it started",
+		Action: func(c *cli.Context) error {
+			r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageDenialsResponse, error) {
+				return a.UsageDenials(ctx, &triadv1.UsageDenialsRequest{Header: h})
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), r)
+			}
+			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "denials seen by %s since %s\n\n", r.Member, fmtMs(r.SinceUnixMs))
+			fmt.Fprintln(w, "FEATURE\tREASON\tCOUNT\tLAST")
+			for _, d := range r.Denials {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Feature, d.Reason, d.Count, fmtMs(d.LastUnixMs))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func usageReleaseCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "release",
+		Usage:     "force-release a lease (full mode): frees a stuck seat",
+		ArgsUsage: "LEASE_ID",
+		Action: func(c *cli.Context) error {
+			id, err := strconv.ParseUint(c.Args().First(), 10, 64)
+			if c.NArg() != 1 || err != nil || id == 0 {
+				return fmt.Errorf("give one lease id: triadctl usage release LEASE_ID (see `usage leases`)")
+			}
+			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageReleaseResponse, error) {
+				return a.UsageRelease(ctx, &triadv1.UsageReleaseRequest{Header: h, LeaseId: id})
+			})
+			if err != nil {
+				return err
+			}
+			if jsonOutput(c) {
+				return printJSON(stdout(c), r)
+			}
+			if r.Released {
+				fmt.Fprintf(stdout(c), "lease %d released\n", id)
+			} else {
+				fmt.Fprintf(stdout(c), "lease %d was already gone\n", id)
+			}
+			return nil
+		},
+	}
+}

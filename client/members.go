@@ -1,0 +1,215 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// memberSet is one group of interchangeable servers: the three members of
+// the cluster, or the backup server(s). Any of them accepts any call.
+type memberSet struct {
+	kind    string // "cluster" or "backup", for logs and errors
+	members []member
+	byAddr  map[string]int // configured address → index, to follow leader hints
+	logger  *slog.Logger
+
+	mu      sync.Mutex
+	current int // member that answered last (or the leader hint); tried first
+	closed  bool
+}
+
+type member struct {
+	addr string
+	conn *grpc.ClientConn
+	rpc  triadv1.LicensingClient
+}
+
+// dialSet makes one lazily connecting grpc.ClientConn per address, so a
+// member that is down does not make it fail.
+func dialSet(kind string, addrs []string, dialOpts []grpc.DialOption, logger *slog.Logger) (*memberSet, error) {
+	s := &memberSet{kind: kind, byAddr: make(map[string]int, len(addrs)), logger: logger}
+	for _, a := range addrs {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			s.close()
+			return nil, fmt.Errorf("triad: empty %s address", kind)
+		}
+		if _, dup := s.byAddr[a]; dup {
+			s.close()
+			return nil, fmt.Errorf("triad: %s address %q given twice", kind, a)
+		}
+		conn, err := grpc.NewClient(a, dialOpts...)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("triad: %s %s: %w", kind, a, err)
+		}
+		s.byAddr[a] = len(s.members)
+		s.members = append(s.members, member{addr: a, conn: conn, rpc: triadv1.NewLicensingClient(conn)})
+	}
+	return s, nil
+}
+
+func (s *memberSet) close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	var errs []error
+	for _, m := range s.members {
+		errs = append(errs, m.conn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// attemptFunc performs one RPC against one member and returns the leader
+// hint of the response ("" when it has none).
+type attemptFunc func(ctx context.Context, rpc triadv1.LicensingClient) (leader string, err error)
+
+// noAnswer is returned when no member gave a definite answer before the
+// context ended. It wraps the context error, so errors.Is(err,
+// context.DeadlineExceeded) holds, and names the last member error.
+type noAnswer struct {
+	kind, op string
+	ctxErr   error
+	last     error
+}
+
+func (e *noAnswer) Error() string {
+	if e.last == nil {
+		return fmt.Sprintf("triad: %s: %v", e.op, e.ctxErr)
+	}
+	return fmt.Sprintf("triad: %s: no %s member answered: %v (last error: %v)", e.op, e.kind, e.ctxErr, e.last)
+}
+
+func (e *noAnswer) Unwrap() error { return e.ctxErr }
+
+// unanswered reports whether err means "nobody answered" rather than a
+// definite answer.
+func unanswered(err error) bool {
+	var na *noAnswer
+	return errors.As(err, &na)
+}
+
+// call runs attempt against the preferred member and, on a retryable error,
+// against the next ones in turn until one answers or ctx is done; each
+// attempt is bounded by timeout. After a full round of failures it backs off
+// (50 ms doubling to 1 s) so that a cluster without a leader is not
+// hammered. Definite answers are returned at once, classified.
+func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, attempt attemptFunc) error {
+	s.mu.Lock()
+	idx, closed := s.current, s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	n := len(s.members)
+	backoff := backoffStart
+	var lastErr error
+	for failures := 0; ; {
+		if err := ctx.Err(); err != nil {
+			return &noAnswer{s.kind, op, err, lastErr}
+		}
+		m := s.members[idx]
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		leader, err := attempt(actx, m.rpc)
+		cancel()
+		if err == nil {
+			s.answered(idx, leader)
+			return nil
+		}
+		if !retryable(err) {
+			if ctx.Err() != nil { // the caller's deadline, not the member's answer
+				return &noAnswer{s.kind, op, ctx.Err(), err}
+			}
+			s.answered(idx, "")
+			return classify(op, err)
+		}
+		lastErr = err
+		s.logger.Debug("triad member did not answer, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
+		idx = s.failed(idx)
+		if failures++; failures%n == 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return &noAnswer{s.kind, op, ctx.Err(), lastErr}
+			case <-t.C:
+			}
+			backoff = min(2*backoff, backoffMax)
+		}
+	}
+}
+
+// answered remembers the member to try first next time: the leader when the
+// response names one we know (saving the follower→leader hop), else the
+// member that just answered.
+func (s *memberSet) answered(idx int, leader string) {
+	if j, ok := s.byAddr[leader]; ok {
+		idx = j
+	}
+	s.mu.Lock()
+	s.current = idx
+	s.mu.Unlock()
+}
+
+// failed moves the shared preference past a failed member, unless a
+// concurrent call already moved it, and returns the member this call tries
+// next (always the next one, so one call visits every member in turn).
+func (s *memberSet) failed(idx int) int {
+	next := (idx + 1) % len(s.members)
+	s.mu.Lock()
+	if s.current == idx {
+		s.current = next
+	}
+	s.mu.Unlock()
+	return next
+}
+
+// The RPCs, each as one call over a member set. sent is the send time of
+// the attempt that was answered (monotonic), the base of the lease's view.
+
+func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (lease *triadv1.Lease, sent time.Time, err error) {
+	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+		t := time.Now()
+		resp, err := rpc.Checkout(ctx, msg)
+		if err != nil {
+			return "", err
+		}
+		lease, sent = resp.GetLease(), t
+		return resp.GetLeader(), nil
+	})
+	if err == nil && lease == nil {
+		err = fmt.Errorf("triad: checkout %s: %s answered without a lease", msg.GetFeature(), s.kind)
+	}
+	return lease, sent, err
+}
+
+func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) (resp *triadv1.RenewResponse, sent time.Time, err error) {
+	err = s.call(ctx, "renew", timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+		t := time.Now()
+		r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids})
+		if err != nil {
+			return "", err
+		}
+		resp, sent = r, t
+		return r.GetLeader(), nil
+	})
+	return resp, sent, err
+}
+
+// release frees ids; released=false in the answer means already gone, the
+// outcome wanted, so it is not checked.
+func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) error {
+	return s.call(ctx, "release", timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+		_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids})
+		return "", err
+	})
+}

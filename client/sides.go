@@ -1,0 +1,243 @@
+package client
+
+import (
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// The transitions a renewal round drives on a Lease, one method per event.
+// Each runs under l.mu and ends with update, so state, source and the
+// timer always agree with the grants. Methods that return an id ask the
+// caller to release that lease on a server (a backup lease after moving
+// back, or a grant that arrived after the lease ended).
+
+// checkoutMsg is the checkout request for l with request id reqID.
+func (c *Client) checkoutMsg(l *Lease, reqID string) *triadv1.CheckoutRequest {
+	return &triadv1.CheckoutRequest{
+		ProtocolVersion: c.cfg.protocol,
+		RequestId:       reqID,
+		Feature:         l.feature,
+		Version:         l.version,
+		Count:           l.count,
+		User:            c.cfg.user,
+		Host:            c.cfg.host,
+		Pid:             c.cfg.pid,
+		ClientId:        c.cfg.clientID,
+		TtlSeconds:      uint32((l.ttlWanted + time.Second - 1) / time.Second),
+	}
+}
+
+func graceOf(info *triadv1.Lease) time.Duration {
+	if s := info.GetGraceSeconds(); s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return defaultGrace
+}
+
+// clusterID is the cluster lease to renew, 0 for none.
+func (l *Lease) clusterID() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster == nil {
+		return 0
+	}
+	return l.cluster.info.GetLeaseId()
+}
+
+// backupID is the backup lease to renew, 0 for none.
+func (l *Lease) backupID() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.backup == nil {
+		return 0
+	}
+	return l.backup.info.GetLeaseId()
+}
+
+func renewGrant(g *grant, sent time.Time, r *triadv1.RenewResult) {
+	if sent.After(g.renewed) {
+		g.renewed = sent
+	}
+	if r.GetExpiresUnixMs() != 0 {
+		g.info.ExpiresUnixMs = r.GetExpiresUnixMs()
+	}
+	if r.GetTtlSeconds() != 0 {
+		g.info.TtlSeconds = r.GetTtlSeconds()
+	}
+}
+
+// clusterRenewed records a confirmed cluster renewal sent at sent. A lease
+// on the backup moves back, and its backup lease is returned for release.
+func (l *Lease) clusterRenewed(sent time.Time, r *triadv1.RenewResult) (releaseBackup uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster == nil || l.cluster.info.GetLeaseId() != r.GetLeaseId() {
+		return 0
+	}
+	prev := l.infoLocked().GetLeaseId()
+	renewGrant(l.cluster, sent, r)
+	releaseBackup = l.leaveBackup()
+	l.update(time.Now(), prev)
+	return releaseBackup
+}
+
+// leaveBackup drops the backup grant, returning its id. Called with l.mu.
+func (l *Lease) leaveBackup() uint64 {
+	l.backupReq = ""
+	if l.backup == nil {
+		return 0
+	}
+	id := l.backup.info.GetLeaseId()
+	l.lastInfo = l.infoLocked()
+	l.backup = nil
+	return id
+}
+
+// clusterGone: the cluster answered that lease id no longer exists. The
+// state does not change here: the round checks the lease out again at once
+// (clusterCheckout), and until that resolves the lease keeps the view it
+// had (floor), so a successful re-checkout is invisible to the product.
+func (l *Lease) clusterGone(id uint64, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster == nil || l.cluster.info.GetLeaseId() != id {
+		return
+	}
+	if until := l.heldUntil(); until.After(l.floor) {
+		l.floor = until
+	}
+	l.lastInfo = l.infoLocked()
+	l.cluster, l.clusterReq, l.goneReason = nil, "", reason
+}
+
+// clusterCheckout returns the request for a cluster checkout when l has no
+// cluster lease, reusing the id of one whose outcome is still unknown.
+func (l *Lease) clusterCheckout() *triadv1.CheckoutRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster != nil {
+		return nil
+	}
+	if l.clusterReq == "" {
+		l.clusterReq = rand.Text()
+	}
+	return l.c.checkoutMsg(l, l.clusterReq)
+}
+
+// clusterGranted installs a cluster lease from a checkout. It returns the
+// backup lease to release (the lease moved back), or the new cluster lease
+// to release when the lease ended meanwhile.
+func (l *Lease) clusterGranted(reqID string, info *triadv1.Lease, sent time.Time) (releaseBackup, releaseCluster uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() {
+		return 0, info.GetLeaseId()
+	}
+	if l.cluster != nil || l.clusterReq != reqID {
+		if l.cluster == nil || l.cluster.info.GetLeaseId() != info.GetLeaseId() {
+			return 0, info.GetLeaseId() // a second grant: not wanted
+		}
+		return 0, 0
+	}
+	prev := l.infoLocked().GetLeaseId()
+	l.cluster, l.clusterReq, l.grace = &grant{info: info, renewed: sent}, "", graceOf(info)
+	if l.goneReason != "" {
+		l.c.cfg.logger.Info("triad lease checked out again", "feature", l.feature, "old", prev, "new", info.GetLeaseId(), "reason", l.goneReason)
+		l.goneReason = ""
+	}
+	releaseBackup = l.leaveBackup()
+	l.update(time.Now(), prev)
+	return releaseBackup, 0
+}
+
+// clusterRefused: the cluster definitely refused the checkout. A lease on
+// the backup stays there (the next round asks the cluster again); any other
+// lease is Lost, with the refusal as the reason. It reports whether l ended.
+func (l *Lease) clusterRefused(reqID string, err error) (lost bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster != nil || l.clusterReq != reqID {
+		return false
+	}
+	l.clusterReq = ""
+	if l.backup != nil {
+		return false
+	}
+	prev := l.infoLocked().GetLeaseId()
+	reason := l.goneReason
+	if reason == "" {
+		reason = "not held by the cluster"
+	}
+	return l.endLocked(Lost, fmt.Errorf("%w: lease %d (%s v%d): %s, and checking it out again was refused: %w",
+		ErrLeaseLost, prev, l.feature, l.version, reason, err), time.Now())
+}
+
+// backupRenewed records a confirmed backup renewal.
+func (l *Lease) backupRenewed(sent time.Time, r *triadv1.RenewResult) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.backup == nil || l.backup.info.GetLeaseId() != r.GetLeaseId() {
+		return
+	}
+	prev := l.infoLocked().GetLeaseId()
+	renewGrant(l.backup, sent, r)
+	l.update(time.Now(), prev)
+}
+
+// backupGone: the backup no longer knows its lease. As with the cluster,
+// the view so far is kept; the lease is checked out on the backup again
+// once it is in Grace and the cluster still does not answer.
+func (l *Lease) backupGone(id uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.backup == nil || l.backup.info.GetLeaseId() != id {
+		return
+	}
+	prev := l.infoLocked().GetLeaseId()
+	if until := l.heldUntil(); until.After(l.floor) {
+		l.floor = until
+	}
+	l.leaveBackup()
+	l.update(time.Now(), prev)
+}
+
+// backupCheckout returns the request for a backup checkout when l needs
+// one: in Grace (its cluster lease has left Held) and not on the backup.
+func (l *Lease) backupCheckout() *triadv1.CheckoutRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state != Grace || l.backup != nil {
+		return nil
+	}
+	if l.backupReq == "" {
+		l.backupReq = rand.Text()
+	}
+	return l.c.checkoutMsg(l, l.backupReq)
+}
+
+// backupGranted installs a backup lease; it returns the id to release on
+// the backup when it is not wanted any more (the lease ended or is back
+// in Held meanwhile).
+func (l *Lease) backupGranted(reqID string, info *triadv1.Lease, sent time.Time) (release uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.backup != nil || l.backupReq != reqID || l.state == Held {
+		return info.GetLeaseId()
+	}
+	prev := l.infoLocked().GetLeaseId()
+	l.backup, l.backupReq, l.grace = &grant{info: info, renewed: sent}, "", graceOf(info)
+	l.update(time.Now(), prev)
+	return 0
+}
+
+// backupRefused forgets a backup checkout the backup definitely refused.
+func (l *Lease) backupRefused(reqID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.backupReq == reqID {
+		l.backupReq = ""
+	}
+}

@@ -1,0 +1,272 @@
+package fsm
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+func grantAs(req, feature string, count uint32, user, host string) *fsmpb.Op {
+	return &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: &fsmpb.Grant{RequestId: req, Feature: feature, Count: count, User: user, Host: host}}}
+}
+
+func borrowOp(req, feature string, durationMs int64) *fsmpb.Op {
+	return &fsmpb.Op{Op: &fsmpb.Op_Borrow{Borrow: &fsmpb.Borrow{Grant: &fsmpb.Grant{RequestId: req, Feature: feature, Count: 1}, DurationMs: durationMs}}}
+}
+
+func extendOp(id uint64, durationMs int64) *fsmpb.Op {
+	return &fsmpb.Op{Op: &fsmpb.Op_Borrow{Borrow: &fsmpb.Borrow{LeaseId: id, DurationMs: durationMs}}}
+}
+
+func wantResult(t *testing.T, r *fsmpb.OpResult, code fsmpb.Code, msg string) {
+	t.Helper()
+	if r.Code != code || !strings.Contains(r.Message, msg) {
+		t.Fatalf("got %v %q, want %v containing %q", r.Code, r.Message, code, msg)
+	}
+}
+
+func TestSoftLimitOverdraft(t *testing.T) {
+	h := formed(t)
+	f := feat("cad", 1, 2)
+	f.Limit, f.Overdraft = limitSoft, 1
+	h.mustEnroll(t0, lic("S1", t0, t0+365*day, f))
+	h.mustGrant(t0, "a", "cad", 1, 2)
+	if alarms := h.f.LicenseAlarms(t0, 7*day); len(alarms) != 0 {
+		t.Fatalf("alarms at capacity: %v", alarms)
+	}
+	h.mustGrant(t0, "b", "cad", 1, 1) // the overdraft seat
+	wantResult(t, h.op(t0, grantOp("c", "cad", 1, 1)), fsmpb.Code_NO_SEAT, "no seat left for cad v 1 (3 of 3 in use)")
+	alarms := h.f.LicenseAlarms(t0, 7*day)
+	if len(alarms) != 1 || alarms[0].Kind != AlarmOverCapacity || !strings.Contains(alarms[0].Message, "3 seats in use, 2 licensed") {
+		t.Fatalf("alarms in overdraft: %+v", alarms)
+	}
+	if u := h.f.Usage(t0); len(u) != 1 || u[0].Capacity != 2 || u[0].InUse != 3 {
+		t.Fatalf("usage shows %+v, want capacity 2 (licensed) and 3 in use", u)
+	}
+}
+
+func TestCountdownPool(t *testing.T) {
+	h := formed(t)
+	f := feat("sim", 1, 5)
+	f.Model, f.UsageHours = modelCountdown, 2 // 2 seat-hours
+	h.mustEnroll(t0, lic("C1", t0, t0+365*day, f))
+	l := h.mustGrant(t0, "a", "sim", 1, 2) // 2 seats: the pool lasts 1 hour
+	if r := h.op(t0+30*minute, renewOp(l.Id)); r.Leases[0].Code != fsmpb.Code_OK {
+		t.Fatalf("renew within the pool: %v", r.Leases[0])
+	}
+	if got := h.f.CountdownUse(t0 + 30*minute)["sim"]; got != [2]int64{2 * hour, hour} {
+		t.Fatalf("countdown use after 30 min of 2 seats = %v, want pool 2h, used 1h", got)
+	}
+	r := h.op(t0+61*minute, renewOp(l.Id))
+	if r.Leases[0].Code != fsmpb.Code_POOL_EXHAUSTED {
+		t.Fatalf("renew past the pool: %v", r.Leases[0])
+	}
+	if _, live := h.f.Lease(l.Id); live {
+		t.Fatalf("lease lives on after its pool ran out")
+	}
+	wantResult(t, h.op(t0+62*minute, grantOp("b", "sim", 1, 1)), fsmpb.Code_POOL_EXHAUSTED, "countdown pool of sim is used up")
+	roundTrip(t, h.f)
+}
+
+func TestCountdownNotChargedWhileClockRunsBackwards(t *testing.T) {
+	h := formed(t)
+	f := feat("sim", 1, 5)
+	f.Model, f.UsageHours = modelCountdown, 1
+	h.mustEnroll(t0, lic("C1", t0, t0+365*day, f))
+	l := h.mustGrant(t0+10*minute, "a", "sim", 1, 1)
+	h.apply(t0+5*minute, rebaseCmd()) // a new leader whose clock is behind
+	h.op(t0+20*minute, renewOp(l.Id))
+	if got := h.f.CountdownUse(t0 + 20*minute)["sim"][1]; got != 15*minute {
+		t.Fatalf("used %d ms, want 15 min (10 before the rebase is not refunded, the backward step is not charged)", got)
+	}
+}
+
+func TestNamedUsers(t *testing.T) {
+	h := formed(t)
+	f := feat("cad", 1, 2)
+	f.Model = modelNamedUser
+	h.mustEnroll(t0, lic("N1", t0, t0+365*day, f))
+	wantResult(t, h.op(t0, grantAs("x", "cad", 1, "", "h")), fsmpb.Code_INVALID_ARGUMENT, "named user")
+	a1 := h.op(t0, grantAs("a1", "cad", 1, "alice", "h1")).Lease
+	h.op(t0, grantAs("a2", "cad", 1, "alice", "h2")) // alice's second session shares her seat
+	h.op(t0, grantAs("b1", "cad", 1, "bob", "h3"))
+	wantResult(t, h.op(t0, grantAs("c1", "cad", 1, "carol", "h4")), fsmpb.Code_NO_SEAT, "2 of 2 named users tied")
+	if u := h.f.Usage(t0); u[0].InUse != 2 || u[0].Capacity != 2 {
+		t.Fatalf("usage %+v, want 2 of 2", u)
+	}
+	// Last used follows checkout, renewal and release.
+	h.op(t0+hour, renewOp(a1.Id))
+	if s := seat(h, "cad", "alice"); s.LastUsedMs != t0+hour || s.TiedMs != t0 {
+		t.Fatalf("after renewal: %+v", s)
+	}
+	// Bob releases: his seat stays tied.
+	for _, l := range h.f.Leases() {
+		if l.User == "bob" {
+			h.op(t0+2*hour, releaseOp(l.Id))
+		}
+	}
+	wantResult(t, h.op(t0+2*hour, grantAs("c2", "cad", 1, "carol", "h4")), fsmpb.Code_NO_SEAT, "named users tied")
+	// Manual recycling: not before 30 days idle, never while in use.
+	rec := func(now int64, user string) *fsmpb.OpResult {
+		return h.apply(now, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: "cad"}}}).(*fsmpb.OpResult)
+	}
+	wantResult(t, rec(t0+29*day, "bob"), fsmpb.Code_RECYCLE_REFUSED, "30 days after its last use")
+	wantResult(t, rec(t0+40*day, "alice"), fsmpb.Code_RECYCLE_REFUSED, "using cad now")
+	wantResult(t, rec(t0+40*day, "dave"), fsmpb.Code_NOT_FOUND, "holds no named seat")
+	wantResult(t, rec(t0+2*hour+30*day, "bob"), fsmpb.Code_OK, "untied from user bob")
+	h.op(t0+31*day, grantAs("c3", "cad", 1, "carol", "h4"))
+	roundTrip(t, h.f)
+}
+
+func seat(h *harness, feature, user string) *fsmpb.NamedSeat {
+	for _, s := range h.f.NamedSeats() {
+		if s.Feature == feature && s.User == user {
+			return s
+		}
+	}
+	h.t.Fatalf("no named seat %s/%s", feature, user)
+	return nil
+}
+
+func TestRecycleSweep(t *testing.T) {
+	h := formed(t)
+	f := feat("cad", 1, 3)
+	f.Model = modelNamedUser
+	h.mustEnroll(t0, lic("N1", t0, t0+365*day, f))
+	old := h.op(t0, grantAs("o", "cad", 1, "old", "h")).Lease
+	h.op(t0, releaseOp(old.Id))
+	h.op(t0, grantAs("busy", "cad", 1, "busy", "h")) // in use, never recycled
+	h.op(t0+20*day, grantAs("r", "cad", 1, "recent", "h"))
+	r := h.apply(t0+31*day, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleSweep{RecycleSweep: &fsmpb.RecycleSweep{}}}).(*fsmpb.OpResult)
+	wantResult(t, r, fsmpb.Code_OK, "recycled 1 named seat(s): cad/old")
+	var users []string
+	for _, s := range h.f.NamedSeats() {
+		users = append(users, s.User)
+	}
+	if strings.Join(users, ",") != "busy,recent" {
+		t.Fatalf("seats after sweep: %v", users)
+	}
+}
+
+func TestBorrowing(t *testing.T) {
+	h := formed(t)
+	f := feat("cad", 1, 2)
+	f.MaxBorrowSeconds = 3 * 24 * 3600
+	h.mustEnroll(t0, lic("B1", t0, t0+365*day, f, feat("nob", 1, 1)))
+	wantResult(t, h.op(t0, borrowOp("x", "nob", hour)), fsmpb.Code_BORROW_NOT_ALLOWED, "allows no offline use")
+	wantResult(t, h.op(t0, borrowOp("x", "cad", 4*day)), fsmpb.Code_BORROW_NOT_ALLOWED, "at most 72.0 hours")
+	r := h.op(t0, borrowOp("b", "cad", day))
+	if r.Code != fsmpb.Code_OK || !r.Lease.Borrowed || r.Lease.ExpiresMs != t0+day {
+		t.Fatalf("borrow: %v %q %+v", r.Code, r.Message, r.Lease)
+	}
+	id := r.Lease.Id
+	// It counts against capacity, survives a rebase and is not stretched by a renewal.
+	h.mustGrant(t0, "c", "cad", 1, 1)
+	wantResult(t, h.op(t0, grantOp("d", "cad", 1, 1)), fsmpb.Code_NO_SEAT, "2 of 2 in use")
+	h.apply(t0+hour, rebaseCmd())
+	h.op(t0+2*hour, renewOp(id))
+	if l, _ := h.f.Lease(id); l.ExpiresMs != t0+day {
+		t.Fatalf("borrow end moved to %d, want %d", l.ExpiresMs, t0+day)
+	}
+	// Extend within the limit, from now.
+	wantResult(t, h.op(t0+3*hour, extendOp(id, 4*day)), fsmpb.Code_BORROW_NOT_ALLOWED, "at most")
+	if r := h.op(t0+3*hour, extendOp(id, 2*day)); r.Code != fsmpb.Code_OK || r.Lease.ExpiresMs != t0+3*hour+2*day {
+		t.Fatalf("extend: %v %+v", r.Code, r.Lease)
+	}
+	// It ends by itself when the borrow runs out.
+	h.apply(t0+3*hour+2*day+1, expireCmd())
+	if _, live := h.f.Lease(id); live {
+		t.Fatalf("borrowed lease outlived its borrow")
+	}
+	wantResult(t, h.op(t0+3*day, extendOp(id, hour)), fsmpb.Code_NOT_FOUND, "borrowed lease")
+	roundTrip(t, h.f)
+}
+
+func rulesCmd(groups []*fsmpb.RuleGroup, rules ...*fsmpb.AccessRule) *fsmpb.Command {
+	return &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: &fsmpb.AccessRules{Groups: groups, Rules: rules}}}}
+}
+
+func rule(name, kind, subject, value string, count uint32) *fsmpb.AccessRule {
+	return &fsmpb.AccessRule{Name: name, Kind: kind, Feature: "cad", Subject: subject, Value: value, Count: count}
+}
+
+func TestAccessRules(t *testing.T) {
+	groups := []*fsmpb.RuleGroup{{Name: "design", Kind: "user", Members: []string{"alice", "bob"}}, {Name: "lab", Kind: "host", Members: []string{"ws1"}}}
+	tests := []struct {
+		name  string
+		rules []*fsmpb.AccessRule
+		held  [][2]string // user, host of seats already held
+		user  string
+		host  string
+		code  fsmpb.Code
+		msg   string
+	}{
+		{"no rules", nil, nil, "eve", "x", fsmpb.Code_OK, ""},
+		{"exclude user", []*fsmpb.AccessRule{rule("no-eve", "exclude", "user", "eve", 0)}, nil, "eve", "x", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-eve"},
+		{"exclude other user", []*fsmpb.AccessRule{rule("no-eve", "exclude", "user", "eve", 0)}, nil, "bob", "x", fsmpb.Code_OK, ""},
+		{"exclude host group", []*fsmpb.AccessRule{rule("no-lab", "exclude", "host_group", "lab", 0)}, nil, "bob", "ws1", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-lab"},
+		{"include group: member", []*fsmpb.AccessRule{rule("designers", "include", "group", "design", 0)}, nil, "alice", "x", fsmpb.Code_OK, ""},
+		{"include group: outsider", []*fsmpb.AccessRule{rule("designers", "include", "group", "design", 0)}, nil, "eve", "x", fsmpb.Code_DENIED_BY_RULE, "denied by rule designers: only included"},
+		{"max reached", []*fsmpb.AccessRule{rule("bob-1", "max", "user", "bob", 1)}, [][2]string{{"bob", "a"}}, "bob", "b", fsmpb.Code_DENIED_BY_RULE, "denied by rule bob-1: at most 1 seat(s) of cad, 1 in use"},
+		{"max not reached", []*fsmpb.AccessRule{rule("bob-2", "max", "user", "bob", 2)}, [][2]string{{"bob", "a"}}, "bob", "b", fsmpb.Code_OK, ""},
+		{"max on a group counts all members", []*fsmpb.AccessRule{rule("design-2", "max", "group", "design", 2)}, [][2]string{{"alice", "a"}, {"bob", "b"}}, "alice", "c", fsmpb.Code_DENIED_BY_RULE, "denied by rule design-2"},
+		{"reserve blocks others", []*fsmpb.AccessRule{rule("keep-2", "reserve", "user", "alice", 2)}, [][2]string{{"eve", "a"}, {"eve", "b"}}, "eve", "c", fsmpb.Code_DENIED_BY_RULE, "denied by rule keep-2: the free seats of cad are reserved"},
+		{"reserve serves its subject", []*fsmpb.AccessRule{rule("keep-2", "reserve", "user", "alice", 2)}, [][2]string{{"eve", "a"}, {"eve", "b"}}, "alice", "c", fsmpb.Code_OK, ""},
+		{"exclude wins over an earlier max", []*fsmpb.AccessRule{rule("bob-1", "max", "user", "bob", 1), rule("no-bob", "exclude", "user", "bob", 0)}, nil, "bob", "b", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-bob"},
+		{"exclude wins over include", []*fsmpb.AccessRule{rule("bob-in", "include", "user", "bob", 0), rule("no-bob", "exclude", "user", "bob", 0)}, nil, "bob", "b", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-bob"},
+		{"reserve used by its subject frees nothing extra", []*fsmpb.AccessRule{rule("keep-1", "reserve", "user", "alice", 1)}, [][2]string{{"alice", "a"}, {"eve", "b"}, {"eve", "c"}}, "eve", "d", fsmpb.Code_OK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := formed(t)
+			h.mustEnroll(t0, lic("R1", t0, t0+365*day, feat("cad", 1, 4)))
+			if r := h.apply(t0, rulesCmd(groups, tc.rules...)).(*fsmpb.OpResult); r.Code != fsmpb.Code_OK {
+				t.Fatalf("set rules: %v", r)
+			}
+			for i, uh := range tc.held {
+				if r := h.op(t0, grantAs("held"+string(rune('a'+i)), "cad", 1, uh[0], uh[1])); r.Code != fsmpb.Code_OK {
+					t.Fatalf("setup seat %v: %v %s", uh, r.Code, r.Message)
+				}
+			}
+			r := h.op(t0, grantAs("req", "cad", 1, tc.user, tc.host))
+			wantResult(t, r, tc.code, tc.msg)
+		})
+	}
+}
+
+func TestLicenseTickAndAlarms(t *testing.T) {
+	h := formed(t)
+	h.mustEnroll(t0, lic("L1", t0, t0+10*day, feat("cad", 1, 2)))
+	h.mustEnroll(t0, lic("L2", t0+5*day, t0+100*day, feat("cad", 1, 1)))
+	if h.f.NeedsLicenseTick(t0 + day) {
+		t.Fatalf("tick wanted while no license changed state")
+	}
+	if !h.f.NeedsLicenseTick(t0 + 5*day) {
+		t.Fatalf("no tick wanted when L2 became valid")
+	}
+	r := h.apply(t0+5*day, &fsmpb.Command{Cmd: &fsmpb.Command_LicenseTick{LicenseTick: &fsmpb.LicenseTick{}}}).(*fsmpb.OpResult)
+	wantResult(t, r, fsmpb.Code_OK, "license L2 is now valid (was not yet valid)")
+	if h.f.NeedsLicenseTick(t0 + 5*day) {
+		t.Fatalf("tick still wanted after it was committed")
+	}
+	// L1 expires within the warning window, then expires with seats held.
+	if a := h.f.LicenseAlarms(t0+5*day, 7*day); len(a) != 1 || a[0].Kind != AlarmLicenseExpiring || a[0].Subject != "L1" {
+		t.Fatalf("alarms 5 days before expiry: %+v", a)
+	}
+	h.mustGrant(t0+6*day, "a", "cad", 1, 3)
+	a := h.f.LicenseAlarms(t0+11*day, 7*day)
+	if len(a) != 2 || a[0].Kind != AlarmLicenseExpired || a[1].Kind != AlarmOverCapacity || !strings.Contains(a[1].Message, "3 seats in use, 1 licensed") {
+		t.Fatalf("alarms after expiry: %+v", a)
+	}
+	// The expiry is committed by a tick; alarms clear when the cause goes.
+	wantResult(t, h.apply(t0+11*day, &fsmpb.Command{Cmd: &fsmpb.Command_LicenseTick{LicenseTick: &fsmpb.LicenseTick{}}}).(*fsmpb.OpResult), fsmpb.Code_OK, "license L1 is now expired")
+	h.apply(t0+11*day, removeCmd("L1"))
+	for _, l := range h.f.Leases() {
+		h.op(t0+11*day, releaseOp(l.Id))
+	}
+	if a := h.f.LicenseAlarms(t0+11*day, 7*day); len(a) != 0 {
+		t.Fatalf("alarms after the cause went: %+v", a)
+	}
+	roundTrip(t, h.f)
+}

@@ -1,0 +1,525 @@
+package fsm
+
+import (
+	"cmp"
+	"container/heap"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+// The license model beyond plain concurrent seats: named-user seats,
+// countdown pools, soft limits, borrowing, access rules and the committed
+// validity of each license. Everything here is decided from the log only.
+
+const (
+	dayMs = 24 * 3600 * 1000
+	// recycleIdleMs: a named user idle this long may be untied.
+	recycleIdleMs = 30 * dayMs
+)
+
+// Feature models and limits as stored in fsmpb.Feature ("" = default).
+const (
+	modelConcurrent = "concurrent"
+	modelNamedUser  = "named-user"
+	modelCountdown  = "countdown"
+	limitSoft       = "soft"
+)
+
+// modelState is the replicated license-model state; namedUse is derived.
+type modelState struct {
+	named     map[string]map[string]*fsmpb.NamedSeat // feature → user → seat
+	rules     *fsmpb.AccessRules
+	licStates map[string]*fsmpb.LicenseStateRecord // serial → committed state
+	countdown map[string]int64                     // feature → seat-ms consumed by ended accounting
+
+	namedUse map[string]map[string]int // feature → user → live leases
+}
+
+func newModelState() modelState {
+	return modelState{
+		named:     map[string]map[string]*fsmpb.NamedSeat{},
+		licStates: map[string]*fsmpb.LicenseStateRecord{},
+		countdown: map[string]int64{},
+		namedUse:  map[string]map[string]int{},
+	}
+}
+
+func (m *modelState) toSnapshot(snap *fsmpb.Snapshot) {
+	for _, f := range sortedKeys(m.named) {
+		for _, u := range sortedKeys(m.named[f]) {
+			snap.NamedSeats = append(snap.NamedSeats, m.named[f][u])
+		}
+	}
+	snap.Rules = m.rules
+	for _, serial := range sortedKeys(m.licStates) {
+		snap.LicenseStates = append(snap.LicenseStates, m.licStates[serial])
+	}
+	for _, f := range sortedKeys(m.countdown) {
+		snap.Countdown = append(snap.Countdown, &fsmpb.CountdownUsage{Feature: f, UsedMs: m.countdown[f]})
+	}
+}
+
+// modelFromSnapshot restores the model; namedUse is rebuilt from the leases
+// by the caller (addLeaseUse).
+func modelFromSnapshot(snap *fsmpb.Snapshot) (modelState, error) {
+	m := newModelState()
+	for _, seat := range snap.NamedSeats {
+		if m.named[seat.Feature] == nil {
+			m.named[seat.Feature] = map[string]*fsmpb.NamedSeat{}
+		}
+		if _, dup := m.named[seat.Feature][seat.User]; dup {
+			return m, fmt.Errorf("fsm: snapshot holds named seat %s/%s twice", seat.Feature, seat.User)
+		}
+		m.named[seat.Feature][seat.User] = seat
+	}
+	m.rules = snap.Rules
+	for _, r := range snap.LicenseStates {
+		m.licStates[r.Serial] = r
+	}
+	for _, c := range snap.Countdown {
+		m.countdown[c.Feature] = c.UsedMs
+	}
+	return m, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// terms are a feature's rules at now, from its valid licenses.
+type terms struct {
+	model       string
+	overdraft   uint64 // extra seats of soft limits
+	poolMs      int64  // countdown pool, seat-ms
+	maxBorrowMs int64
+}
+
+// terms combines the valid licenses of feature: overdrafts, pools and
+// borrow limits add up or take the maximum; the model is that of the
+// highest-version entry (ties: lowest serial), since one feature should
+// not mix models.
+func (s *state) terms(feature string, now int64) terms {
+	t := terms{model: modelConcurrent}
+	best := int64(-1)
+	for _, serial := range s.serials {
+		l := s.licenses[serial]
+		if !s.licenseValid(l, now) {
+			continue
+		}
+		for _, f := range l.Features {
+			if f.Name != feature {
+				continue
+			}
+			if f.Limit == limitSoft {
+				t.overdraft += uint64(f.Overdraft)
+			}
+			if f.Model == modelCountdown {
+				t.poolMs += int64(f.UsageHours) * 3600 * 1000
+			}
+			t.maxBorrowMs = max(t.maxBorrowMs, int64(f.MaxBorrowSeconds)*1000)
+			if int64(f.Version) > best {
+				best = int64(f.Version)
+				t.model = cmp.Or(f.Model, modelConcurrent)
+			}
+		}
+	}
+	return t
+}
+
+func (s *state) knownFeature(feature string) bool {
+	for _, serial := range s.serials {
+		for _, f := range s.licenses[serial].Features {
+			if f.Name == feature {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// admit decides whether n seats of g's feature may be granted at now, and
+// returns the feature's terms for the grant.
+func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, terms) {
+	var t terms
+	if !s.knownFeature(g.Feature) {
+		return result(fsmpb.Code_UNKNOWN_FEATURE, "unknown feature %s: no enrolled license grants it", g.Feature), t
+	}
+	sup := s.supply(g.Feature, now, true)
+	if len(sup) == 0 {
+		return result(fsmpb.Code_LICENSE_EXPIRED,
+			"no valid license for %s: every license granting it is expired, not yet valid or superseded", g.Feature), t
+	}
+	if highest := sup[len(sup)-1].version; highest < g.Version {
+		return result(fsmpb.Code_VERSION_TOO_NEW,
+			"no license for %s at version %d (highest licensed version is %d)", g.Feature, g.Version, highest), t
+	}
+	t = s.terms(g.Feature, now)
+	if t.model == modelNamedUser {
+		if g.User == "" {
+			return result(fsmpb.Code_INVALID_ARGUMENT, "%s is licensed per named user: the checkout must carry a user name", g.Feature), t
+		}
+		if _, tied := s.model.named[g.Feature][g.User]; tied {
+			n = 0 // a tied user's sessions share the user's seat
+		}
+	}
+	if res := s.checkRules(g, n, total(sup)); res != nil {
+		return res, t
+	}
+	switch t.model {
+	case modelNamedUser:
+		if n == 0 {
+			return nil, t
+		}
+		if tied, cap := uint64(len(s.model.named[g.Feature])), total(sup); tied+1 > cap {
+			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, tied, cap), t
+		}
+		return nil, t
+	case modelCountdown:
+		if used := s.countdownUsed(g.Feature, now); used >= t.poolMs {
+			return result(fsmpb.Code_POOL_EXHAUSTED, "the countdown pool of %s is used up (%s of %s hours)",
+				g.Feature, hours(used), hours(t.poolMs)), t
+		}
+	}
+	if ok, inUse, supply := s.seatCheck(g.Feature, g.Version, n, sup); !ok {
+		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", g.Feature, g.Version, inUse, supply), t
+	}
+	return nil, t
+}
+
+func total(sup []versionCount) uint64 {
+	var n uint64
+	for _, v := range sup {
+		n += v.count
+	}
+	return n
+}
+
+func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
+
+// addLeaseUse counts a live lease in the derived indexes.
+func (s *state) addLeaseUse(l *fsmpb.Lease) {
+	if !l.NamedUser {
+		s.addUse(l.Feature, l.Version, uint64(l.Count))
+		return
+	}
+	if s.model.namedUse[l.Feature] == nil {
+		s.model.namedUse[l.Feature] = map[string]int{}
+	}
+	s.model.namedUse[l.Feature][l.User]++
+}
+
+// dropLeaseUse undoes addLeaseUse and settles the lease's last accounts.
+func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
+	s.account(now, l)
+	if !l.NamedUser {
+		s.subUse(l.Feature, l.Version, uint64(l.Count))
+		return
+	}
+	s.touchSeat(now, l)
+	if u := s.model.namedUse[l.Feature]; u != nil {
+		if u[l.User]--; u[l.User] <= 0 {
+			delete(u, l.User)
+		}
+		if len(u) == 0 {
+			delete(s.model.namedUse, l.Feature)
+		}
+	}
+}
+
+// tieSeat ties the grant's user to a named seat (first checkout) and
+// marks it used.
+func (s *state) tieSeat(now int64, l *fsmpb.Lease) {
+	seats := s.model.named[l.Feature]
+	if seats == nil {
+		seats = map[string]*fsmpb.NamedSeat{}
+		s.model.named[l.Feature] = seats
+	}
+	if seats[l.User] == nil {
+		seats[l.User] = &fsmpb.NamedSeat{Feature: l.Feature, User: l.User, TiedMs: now}
+	}
+	seats[l.User].LastUsedMs = now
+}
+
+// touchSeat records use of a named seat (checkout, renewal, release).
+func (s *state) touchSeat(now int64, l *fsmpb.Lease) {
+	if seat := s.model.named[l.Feature][l.User]; seat != nil && l.NamedUser {
+		seat.LastUsedMs = max(seat.LastUsedMs, now)
+	}
+}
+
+// account adds a countdown lease's seat time up to now to its feature's
+// pool use. A new leader's clock may be behind: time never runs backwards.
+func (s *state) account(now int64, l *fsmpb.Lease) {
+	if l.AccountedMs == 0 {
+		return
+	}
+	if d := now - l.AccountedMs; d > 0 {
+		s.model.countdown[l.Feature] += d * int64(l.Count)
+		l.AccountedMs = now
+	}
+}
+
+// countdownUsed is the pool use of feature including live leases' seat
+// time not yet accounted.
+func (s *state) countdownUsed(feature string, now int64) int64 {
+	used := s.model.countdown[feature]
+	for _, e := range s.leases { // a sum: map order does not show
+		if l := e.l; l.Feature == feature && l.AccountedMs != 0 && now > l.AccountedMs {
+			used += (now - l.AccountedMs) * int64(l.Count)
+		}
+	}
+	return used
+}
+
+// --- Access rules ---
+
+func (s *state) applySetRules(r *fsmpb.SetRules) *fsmpb.OpResult {
+	rules := r.GetRules()
+	if rules == nil || (len(rules.Rules) == 0 && len(rules.Groups) == 0) {
+		s.model.rules = nil
+		return result(fsmpb.Code_OK, "access rules cleared")
+	}
+	s.model.rules = proto.Clone(rules).(*fsmpb.AccessRules)
+	return result(fsmpb.Code_OK, "%d access rule(s) and %d group(s) set", len(rules.Rules), len(rules.Groups))
+}
+
+// matches reports whether a rule's subject covers user@host.
+func (s *state) matches(r *fsmpb.AccessRule, user, host string) bool {
+	switch r.Subject {
+	case "user":
+		return user == r.Value
+	case "host":
+		return host == r.Value
+	case "group", "host_group":
+		kind, who := "user", user
+		if r.Subject == "host_group" {
+			kind, who = "host", host
+		}
+		for _, g := range s.model.rules.GetGroups() {
+			if g.Name == r.Value && g.Kind == kind {
+				return slices.Contains(g.Members, who)
+			}
+		}
+	}
+	return false
+}
+
+// usedBy counts the seats of feature held by a rule's subject: leases, or
+// tied users for a named-user feature.
+func (s *state) usedBy(r *fsmpb.AccessRule, feature string) uint64 {
+	var n uint64
+	for _, seat := range s.model.named[feature] { // a count: order does not show
+		if s.matches(r, seat.User, "") || (r.Subject == "host" || r.Subject == "host_group") && s.namedSeatOnHost(r, seat) {
+			n++
+		}
+	}
+	for _, e := range s.leases {
+		if l := e.l; l.Feature == feature && !l.NamedUser && s.matches(r, l.User, l.Host) {
+			n += uint64(l.Count)
+		}
+	}
+	return n
+}
+
+// namedSeatOnHost: a named seat counts for a host rule while its user holds
+// a lease from a matching host.
+func (s *state) namedSeatOnHost(r *fsmpb.AccessRule, seat *fsmpb.NamedSeat) bool {
+	for _, e := range s.leases {
+		if l := e.l; l.NamedUser && l.Feature == seat.Feature && l.User == seat.User && s.matches(r, l.User, l.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// seatsInUse counts a feature's seats in use (all versions).
+func (s *state) seatsInUse(feature string) uint64 {
+	n := uint64(len(s.model.named[feature]))
+	if u := s.inUse[feature]; u != nil {
+		for _, v := range u.byVersion {
+			n += v.count
+		}
+	}
+	return n
+}
+
+// checkRules applies the access rules to a request for n new seats of a
+// feature whose total capacity is capacity, in this order: EXCLUDE denies;
+// INCLUDE restricts the feature to its subjects; MAX caps a subject's
+// seats; RESERVE keeps seats for a subject while it does not use them. A
+// denial names its rule; changing rules never takes a seat already held.
+func (s *state) checkRules(g *fsmpb.Grant, n, capacity uint64) *fsmpb.OpResult {
+	if s.model.rules == nil {
+		return nil
+	}
+	var mine []*fsmpb.AccessRule
+	for _, r := range s.model.rules.Rules {
+		if r.Feature == g.Feature {
+			mine = append(mine, r)
+		}
+	}
+	var include *fsmpb.AccessRule
+	included := false
+	for _, r := range mine {
+		match := s.matches(r, g.User, g.Host)
+		switch {
+		case r.Kind == "exclude" && match:
+			return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s", r.Name)
+		case r.Kind == "include":
+			include = cmp.Or(include, r)
+			included = included || match
+		}
+	}
+	if include != nil && !included {
+		return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: only included users or hosts may use %s", include.Name, g.Feature)
+	}
+	if n == 0 {
+		return nil
+	}
+	var reservedForOthers uint64
+	var reserve *fsmpb.AccessRule
+	for _, r := range mine {
+		match := s.matches(r, g.User, g.Host)
+		switch r.Kind {
+		case "max":
+			if used := s.usedBy(r, g.Feature); match && used+n > uint64(r.Count) {
+				return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: at most %d seat(s) of %s, %d in use", r.Name, r.Count, g.Feature, used)
+			}
+		case "reserve":
+			if used := s.usedBy(r, g.Feature); !match && used < uint64(r.Count) {
+				reservedForOthers += uint64(r.Count) - used
+				reserve = cmp.Or(reserve, r)
+			}
+		}
+	}
+	if reserve != nil && s.seatsInUse(g.Feature)+n+reservedForOthers > capacity {
+		return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: the free seats of %s are reserved", reserve.Name, g.Feature)
+	}
+	return nil
+}
+
+// --- Borrowing ---
+
+// applyBorrow takes or extends a borrowed lease.
+func (s *state) applyBorrow(now int64, index uint64, b *fsmpb.Borrow) *fsmpb.OpResult {
+	if b.GetDurationMs() <= 0 {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "a borrow needs a positive duration")
+	}
+	if b.GetLeaseId() == 0 {
+		return s.grant(now, index, b.GetGrant(), b.GetDurationMs())
+	}
+	e, ok := s.leases[b.LeaseId]
+	if !ok || !e.l.Borrowed {
+		return result(fsmpb.Code_NOT_FOUND, "borrowed lease %d not found: it was returned or has ended", b.LeaseId)
+	}
+	t := s.terms(e.l.Feature, now)
+	if res := borrowAllowed(e.l.Feature, b.DurationMs, t); res != nil {
+		return res
+	}
+	s.account(now, e.l)
+	e.l.ExpiresMs = now + b.DurationMs
+	e.l.TtlMs = b.DurationMs
+	e.l.RenewedMs = now
+	heap.Fix(&s.expiry, e.heapIdx)
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: proto.Clone(e.l).(*fsmpb.Lease)}
+}
+
+func borrowAllowed(feature string, durationMs int64, t terms) *fsmpb.OpResult {
+	switch {
+	case t.maxBorrowMs == 0:
+		return result(fsmpb.Code_BORROW_NOT_ALLOWED, "%s cannot be borrowed: its license allows no offline use", feature)
+	case durationMs > t.maxBorrowMs:
+		return result(fsmpb.Code_BORROW_NOT_ALLOWED, "%s can be borrowed for at most %s hours; asked for %s", feature, hours(t.maxBorrowMs), hours(durationMs))
+	}
+	return nil
+}
+
+// --- Named-user recycling ---
+
+func (s *state) applyRecycleNamedUser(now int64, r *fsmpb.RecycleNamedUser) *fsmpb.OpResult {
+	seat := s.model.named[r.GetFeature()][r.GetUser()]
+	if seat == nil {
+		return result(fsmpb.Code_NOT_FOUND, "user %s holds no named seat of %s", r.GetUser(), r.GetFeature())
+	}
+	if s.model.namedUse[seat.Feature][seat.User] > 0 {
+		return result(fsmpb.Code_RECYCLE_REFUSED, "user %s is using %s now: a seat in use is never recycled", seat.User, seat.Feature)
+	}
+	if idle := now - seat.LastUsedMs; idle < recycleIdleMs {
+		return result(fsmpb.Code_RECYCLE_REFUSED, "user %s last used %s on %s: a named seat can be recycled 30 days after its last use, from %s",
+			seat.User, seat.Feature, formatTime(seat.LastUsedMs), formatTime(seat.LastUsedMs+recycleIdleMs))
+	}
+	s.untie(seat)
+	return result(fsmpb.Code_OK, "named seat of %s untied from user %s", seat.Feature, seat.User)
+}
+
+// applyRecycleSweep unties every named user idle for 30 days and not in use.
+func (s *state) applyRecycleSweep(now int64) *fsmpb.OpResult {
+	var untied []string
+	for _, f := range sortedKeys(s.model.named) {
+		for _, u := range sortedKeys(s.model.named[f]) {
+			seat := s.model.named[f][u]
+			if s.model.namedUse[f][u] == 0 && now-seat.LastUsedMs >= recycleIdleMs {
+				s.untie(seat)
+				untied = append(untied, f+"/"+u)
+			}
+		}
+	}
+	return result(fsmpb.Code_OK, "recycled %d named seat(s): %s", len(untied), strings.Join(untied, ", "))
+}
+
+func (s *state) untie(seat *fsmpb.NamedSeat) {
+	delete(s.model.named[seat.Feature], seat.User)
+	if len(s.model.named[seat.Feature]) == 0 {
+		delete(s.model.named, seat.Feature)
+	}
+}
+
+// --- License validity over time ---
+
+// updateLicenseStates commits each license's validity at now and returns
+// the changes, sorted by serial.
+func (s *state) updateLicenseStates(now int64) []string {
+	var changes []string
+	for _, serial := range s.serials {
+		st := s.licenseState(s.licenses[serial], now)
+		if rec := s.model.licStates[serial]; rec == nil || rec.State != st {
+			if rec != nil {
+				changes = append(changes, fmt.Sprintf("license %s is now %s (was %s)", serial, st, rec.State))
+			}
+			s.model.licStates[serial] = &fsmpb.LicenseStateRecord{Serial: serial, State: st, SinceMs: now}
+		}
+	}
+	for _, serial := range sortedKeys(s.model.licStates) {
+		if _, ok := s.licenses[serial]; !ok {
+			delete(s.model.licStates, serial)
+		}
+	}
+	return changes
+}
+
+// applyLicenseTick records licenses that became valid or expired by the
+// clock since the last command.
+func (s *state) applyLicenseTick(now int64) *fsmpb.OpResult {
+	return result(fsmpb.Code_OK, "%s", strings.Join(s.updateLicenseStates(now), "; "))
+}
+
+// needsLicenseTick reports whether some license's validity at now differs
+// from the committed one.
+func (s *state) needsLicenseTick(now int64) bool {
+	for _, serial := range s.serials {
+		if rec := s.model.licStates[serial]; rec == nil || rec.State != s.licenseState(s.licenses[serial], now) {
+			return true
+		}
+	}
+	return false
+}

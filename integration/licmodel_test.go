@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+func checkoutAs(ctx context.Context, t *testing.T, lc triadv1.LicensingClient, req, feature, user string) (*triadv1.CheckoutResponse, error) {
+	return lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: req, Feature: feature, Version: 1, User: user, Host: "h-" + user})
+}
+
+// The license model on real members: a soft limit's overdraft raises an
+// alarm, a license expires on time by itself (the leader commits it and the
+// capacity drops), named users share their seat, borrowing is bounded by
+// the license.
+func TestLicenseModel(t *testing.T) {
+	c := startCluster(t)
+	c.form()
+	year := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	soon := time.Now().Add(25 * time.Second).UTC().Format(time.RFC3339)
+	c.enroll(c.issue("main", "--valid-until", year,
+		"--feature", "cad:1:2,overdraft=1",
+		"--feature", "view:1:2,model=named-user",
+		"--feature", "lib:1:1,borrow=72h"))
+	c.enroll(c.issue("short", "--valid-until", soon, "--feature", "tmp:1:3"))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	lc := licensing(t, c.members[0].addr)
+
+	// Soft limit: the third seat is the overdraft and raises an alarm.
+	for i := 0; i < 3; i++ {
+		if _, err := checkoutAs(ctx, t, lc, fmt.Sprintf("cad-%d", i), "cad", "u"); err != nil {
+			t.Fatalf("cad seat %d: %v", i, err)
+		}
+	}
+	if _, err := checkoutAs(ctx, t, lc, "cad-3", "cad", "u"); grpcstatus.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("fourth cad seat: %v", err)
+	}
+	waitFor(t, 5*time.Second, "over-capacity alarm", func() error {
+		s, err := httpStatusFull(c.members[1])
+		if err != nil {
+			return err
+		}
+		if !s.hasAlarm("feature_over_capacity") {
+			return fmt.Errorf("alarms %+v", s.Alarms)
+		}
+		return nil
+	})
+
+	// Named users: alice's two sessions take one seat; a third user is refused.
+	for i, u := range []string{"alice", "alice", "bob"} {
+		if _, err := checkoutAs(ctx, t, lc, fmt.Sprintf("view-%d", i), "view", u); err != nil {
+			t.Fatalf("view for %s: %v", u, err)
+		}
+	}
+	_, err := checkoutAs(ctx, t, lc, "view-3", "view", "carol")
+	if grpcstatus.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "named users tied") {
+		t.Fatalf("third named user: %v", err)
+	}
+
+	// Borrowing: bounded by the license, counts against capacity, returned early.
+	borrow := func(req, feature string, d time.Duration) (*triadv1.CheckoutResponse, error) {
+		return lc.Borrow(ctx, &triadv1.BorrowRequest{ProtocolVersion: client.ProtocolVersion, DurationSeconds: uint32(d.Seconds()),
+			Checkout: &triadv1.CheckoutRequest{RequestId: req, Feature: feature, Version: 1, User: "u"}})
+	}
+	if _, err := borrow("b-cad", "cad", time.Hour); grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cannot be borrowed") {
+		t.Fatalf("borrowing a feature without borrow rights: %v", err)
+	}
+	if _, err := borrow("b-long", "lib", 73*time.Hour); grpcstatus.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("borrowing too long: %v", err)
+	}
+	b, err := borrow("b-lib", "lib", 48*time.Hour)
+	if err != nil || !b.GetLease().GetBorrowed() {
+		t.Fatalf("borrow: %v %v", b, err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "lib-1", "lib", "v"); grpcstatus.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("lib while borrowed: %v", err)
+	}
+	if _, err := lc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{b.GetLease().GetLeaseId()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "lib-2", "lib", "v"); err != nil {
+		t.Fatalf("lib after the borrow was returned: %v", err)
+	}
+
+	// The short license expires by itself: no new seat, an alarm, and the
+	// leader's commit of the change in its log.
+	if _, err := checkoutAs(ctx, t, lc, "tmp-1", "tmp", "u"); err != nil {
+		t.Fatalf("tmp while valid: %v", err)
+	}
+	waitFor(t, 40*time.Second, "short license expired", func() error {
+		_, err := checkoutAs(ctx, t, lc, fmt.Sprintf("tmp-%d", time.Now().UnixNano()), "tmp", "u")
+		if grpcstatus.Code(err) != codes.PermissionDenied {
+			return fmt.Errorf("checkout of tmp: %v", err)
+		}
+		return nil
+	})
+	waitFor(t, 5*time.Second, "expiry alarms and committed state", func() error {
+		s, err := httpStatusFull(c.members[2])
+		if err != nil {
+			return err
+		}
+		if !s.hasAlarm("license_expired") {
+			return fmt.Errorf("alarms %+v", s.Alarms)
+		}
+		for _, m := range c.members {
+			if strings.Contains(m.log(), "is now expired (was valid)") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no member logged the committed expiry")
+	})
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// maxDenialKeys bounds the denial table: made-up feature names cannot grow
+// it without bound; beyond it they count under "_other".
+const maxDenialKeys = 1000
+
+type denialKey struct{ feature, reason string }
+
+type denialEntry struct {
+	count  uint64
+	lastMs int64
+}
+
+// denialCounter counts this member's checkout denials per feature and
+// reason, in memory, since the member started.
+type denialCounter struct {
+	mu      sync.Mutex
+	sinceMs int64
+	m       map[denialKey]*denialEntry
+}
+
+func newDenialCounter(nowMs int64) denialCounter {
+	return denialCounter{sinceMs: nowMs, m: map[denialKey]*denialEntry{}}
+}
+
+// noteDenial counts one checkout denied by the state machine.
+func (s *Server) noteDenial(feature, reason string) {
+	if s.adm == nil {
+		return
+	}
+	d := &s.adm.denials
+	now := s.nowMs()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := denialKey{feature, reason}
+	e, ok := d.m[k]
+	if !ok {
+		if len(d.m) >= maxDenialKeys {
+			k.feature = otherFeature
+			if e, ok = d.m[k]; !ok {
+				e = &denialEntry{}
+				d.m[k] = e
+			}
+		} else {
+			e = &denialEntry{}
+			d.m[k] = e
+		}
+	}
+	e.count++
+	e.lastMs = now
+}
+
+// Denials lists this member's checkout denial counts (admin.Backend).
+func (s *Server) Denials(ctx context.Context) *triadv1.UsageDenialsResponse {
+	d := &s.adm.denials
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: d.sinceMs}
+	for k, e := range d.m {
+		resp.Denials = append(resp.Denials, &triadv1.DenialCount{Feature: k.feature, Reason: k.reason, Count: e.count, LastUnixMs: e.lastMs})
+	}
+	sort.Slice(resp.Denials, func(i, j int) bool {
+		a, b := resp.Denials[i], resp.Denials[j]
+		if a.Feature != b.Feature {
+			return a.Feature < b.Feature
+		}
+		return a.Reason < b.Reason
+	})
+	return resp
+}
+
+// UsageUsers sums the seats of live leases per user, host, feature and
+// version (admin.Backend).
+func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
+	type key struct {
+		user, host, feature string
+		version             uint32
+	}
+	rows := map[key]*triadv1.UserUsage{}
+	for _, l := range s.fsm.Leases() {
+		k := key{l.GetUser(), l.GetHost(), l.GetFeature(), l.GetVersion()}
+		r, ok := rows[k]
+		if !ok {
+			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: k.version, OldestGrantedUnixMs: l.GetGrantedMs()}
+			rows[k] = r
+		}
+		r.Seats += l.GetCount()
+		r.Leases++
+		r.OldestGrantedUnixMs = min(r.OldestGrantedUnixMs, l.GetGrantedMs())
+	}
+	out := make([]*triadv1.UserUsage, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		switch {
+		case a.User != b.User:
+			return a.User < b.User
+		case a.Host != b.Host:
+			return a.Host < b.Host
+		case a.Feature != b.Feature:
+			return a.Feature < b.Feature
+		}
+		return a.Version < b.Version
+	})
+	return out
+}
+
+// ReleaseLease force-releases one lease through the ordinary Release
+// operation (admin.Backend).
+func (s *Server) ReleaseLease(ctx context.Context, id uint64) (bool, error) {
+	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{id}}}}
+	res, err := s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return false, toStatus(err)
+	}
+	released := len(res) == 1 && len(res[0].GetLeases()) == 1 && res[0].GetLeases()[0].GetCode() == fsmpb.Code_OK
+	s.log.Info("lease force-released by an administrator", "lease_id", id, "released", released)
+	return released, nil
+}
+
+// RemoveLicense removes an enrolled license from the cluster (admin.Backend).
+func (s *Server) RemoveLicense(ctx context.Context, serial string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: serial}}}, false)
+	if err != nil {
+		return "", toStatus(err)
+	}
+	if err := resultStatus(res.GetCode(), res.GetMessage()); err != nil {
+		return "", err
+	}
+	s.log.Info("license removed", "serial", serial)
+	if err := s.readIndex(ctx); err != nil {
+		return "", toStatus(err)
+	}
+	return res.GetMessage(), nil
+}
