@@ -171,8 +171,13 @@ func (s *state) applyOpenSession(now int64, c *fsmpb.OpenSession) *fsmpb.OpResul
 	case c.GetAuthVersion() != a.auth.GetVersion():
 		return result(fsmpb.Code_INVALID_ARGUMENT, "the passwords changed while connecting: connect again")
 	}
-	if _, dup := a.sessions[in.Id]; dup {
-		return result(fsmpb.Code_ALREADY_EXISTS, "session id already in use")
+	if old, dup := a.sessions[in.Id]; dup {
+		// Ids are hashes of random tokens: a duplicate is the same connect
+		// retried after a leader change. Answer as the first time did.
+		if old.EndedMs != 0 {
+			return result(fsmpb.Code_NOT_FOUND, "%s", old.EndReason)
+		}
+		return result(fsmpb.Code_OK, "session opened")
 	}
 	a.expireIdle(now)
 	msg := "session opened"
@@ -234,6 +239,11 @@ func (s *state) applySetPasswords(now int64, c *fsmpb.SetPasswords) *fsmpb.OpRes
 		return r
 	}
 	if c.GetAuthVersion() != a.auth.GetVersion() {
+		if c.GetAuthVersion()+1 == a.auth.GetVersion() &&
+			(len(c.GetFullHash()) == 0 || slices.Equal(c.GetFullHash(), a.auth.GetFullHash())) &&
+			(len(c.GetRestrictedHash()) == 0 || slices.Equal(c.GetRestrictedHash(), a.auth.GetRestrictedHash())) {
+			return result(fsmpb.Code_OK, "password set") // the same change, retried
+		}
 		return result(fsmpb.Code_INVALID_ARGUMENT, "the passwords changed meanwhile: retry")
 	}
 	if len(c.GetFullHash()) == 0 && len(c.GetRestrictedHash()) == 0 {

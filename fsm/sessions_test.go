@@ -59,6 +59,7 @@ func TestOneFullSession(t *testing.T) {
 	h := formed(t)
 	wantCode(t, "first full", h.res(t0, openCmd("s1", ModeFull, false, 0)), fsmpb.Code_OK, "opened")
 	wantCode(t, "second remote full", h.res(t0+90*second, openCmd("s2", ModeFull, false, 0)), fsmpb.Code_ALREADY_EXISTS, "held by tool s1, connected 1m30s ago")
+	wantCode(t, "retried open is idempotent", h.res(t0+second, openCmd("s1", ModeFull, false, 0)), fsmpb.Code_OK, "opened")
 	wantCode(t, "restricted alongside", h.res(t0+second, openCmd("r1", ModeRestricted, false, 0)), fsmpb.Code_OK, "opened")
 	// A local connect displaces the holder, whose next use says why.
 	wantCode(t, "local full", h.res(t0+2*minute, openCmd("l1", ModeFull, true, 0)), fsmpb.Code_OK, "tool s1 was disconnected")
@@ -124,6 +125,7 @@ func TestSettingsAndPasswords(t *testing.T) {
 
 	wantCode(t, "restricted first", h.res(t0, passwordsCmd("full", nil, []byte("r-hash"), 0)), fsmpb.Code_INVALID_ARGUMENT, "set the full password first")
 	wantCode(t, "full", h.res(t0, passwordsCmd("full", []byte("f-hash"), nil, 0)), fsmpb.Code_OK, "full password set")
+	wantCode(t, "retried change", h.res(t0, passwordsCmd("full", []byte("f-hash"), nil, 0)), fsmpb.Code_OK, "password set")
 	wantCode(t, "stale version", h.res(t0, passwordsCmd("full", nil, []byte("r-hash"), 0)), fsmpb.Code_INVALID_ARGUMENT, "changed meanwhile")
 	wantCode(t, "restricted", h.res(t0, passwordsCmd("full", nil, []byte("r-hash"), 1)), fsmpb.Code_OK, "restricted password set")
 	if a := h.f.AdminAuth(); string(a.FullHash) != "f-hash" || string(a.RestrictedHash) != "r-hash" || a.Version != 2 {

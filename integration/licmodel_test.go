@@ -30,7 +30,8 @@ func TestLicenseModel(t *testing.T) {
 	c.enroll(c.issue("main", "--valid-until", year,
 		"--feature", "cad:1:2,overdraft=1",
 		"--feature", "view:1:2,model=named-user",
-		"--feature", "lib:1:1,borrow=72h"))
+		"--feature", "lib:1:1,borrow=72h",
+		"--feature", "doc:1:1,borrow=24h"))
 	c.enroll(c.issue("short", "--valid-until", soon, "--feature", "tmp:1:3"))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -92,6 +93,25 @@ func TestLicenseModel(t *testing.T) {
 		t.Fatalf("lib after the borrow was returned: %v", err)
 	}
 
+	// The client library's borrow: take, extend within the limit, return.
+	cl := newClient(t, c.servers())
+	bw, err := cl.Borrow(ctx, client.BorrowRequest{Feature: "doc", Version: 1, Duration: 2 * time.Hour})
+	if err != nil || !bw.Info().GetBorrowed() || time.Until(bw.Until()) < 110*time.Minute {
+		t.Fatalf("client borrow: %v until %v", err, bw)
+	}
+	if err := bw.Extend(ctx, 25*time.Hour); grpcstatus.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("extending past the limit: %v", err)
+	}
+	if err := bw.Extend(ctx, 20*time.Hour); err != nil || time.Until(bw.Until()) < 19*time.Hour {
+		t.Fatalf("extend: %v, until %v", err, bw.Until())
+	}
+	if err := bw.Return(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows := c.usage(c.servers()); usageOf(rows, "doc") != 0 {
+		t.Fatalf("doc in use after the return: %+v", rows)
+	}
+
 	// The short license expires by itself: no new seat, an alarm, and the
 	// leader's commit of the change in its log.
 	if _, err := checkoutAs(ctx, t, lc, "tmp-1", "tmp", "u"); err != nil {
@@ -119,4 +139,14 @@ func TestLicenseModel(t *testing.T) {
 		}
 		return fmt.Errorf("no member logged the committed expiry")
 	})
+}
+
+func usageOf(rows []usageRow, feature string) uint32 {
+	var n uint32
+	for _, r := range rows {
+		if r.Feature == feature {
+			n += r.InUse
+		}
+	}
+	return n
 }
