@@ -48,7 +48,7 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
-			checkoutCommand(), vendorCommand(), benchCommand(),
+			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(),
 		},
 	}
 }

@@ -228,6 +228,7 @@ func usageCommand() *cli.Command {
 			},
 			usageUsersCommand(),
 			usageDenialsCommand(),
+			usageRecycleCommand(),
 			usageReleaseCommand(),
 			{
 				Name:  "leases",
@@ -243,9 +244,13 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Leases))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA")
+					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL")
 					for _, l := range r.Leases {
-						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", l.LeaseId, l.Feature, l.Version, l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember)
+						until := "-"
+						if l.Borrowed {
+							until = fmtMs(l.ExpiresUnixMs)
+						}
+						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, l.Feature, l.Version, l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
 					}
 					return w.Flush()
 				},

@@ -60,6 +60,7 @@ func serverSetCommand() *cli.Command {
 			&cli.StringFlag{Name: "statistics", Usage: "license usage statistics: on or off"},
 			&cli.StringFlag{Name: "auto-recycling", Usage: "automatic recycling: on or off"},
 			&cli.StringFlag{Name: "remote-policy", Usage: "remote administration: full, restricted or none"},
+			&cli.UintFlag{Name: "expiry-warning-days", Usage: "raise an alarm this many days before a license ends (1-365; default 7)"},
 		},
 		Action: func(c *cli.Context) error {
 			req := &triadv1.ServerSetRequest{}
@@ -82,6 +83,10 @@ func serverSetCommand() *cli.Command {
 					}
 					*f.dst = &v
 				}
+			}
+			if c.IsSet("expiry-warning-days") {
+				v := uint32(c.Uint("expiry-warning-days"))
+				req.ExpiryWarningDays = &v
 			}
 			if c.IsSet("remote-policy") {
 				v := c.String("remote-policy")
@@ -245,9 +250,13 @@ func usageUsersCommand() *cli.Command {
 				return printJSON(stdout(c), protoList(r.Users))
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE")
+			fmt.Fprintln(w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE\tNAMED SEAT LAST USED")
 			for _, u := range r.Users {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", u.User, u.Host, u.Feature, u.Version, u.Seats, u.Leases, fmtMs(u.OldestGrantedUnixMs))
+				last := "-"
+				if u.Named {
+					last = fmtMs(u.LastUsedUnixMs)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", u.User, u.Host, u.Feature, u.Version, u.Seats, u.Leases, fmtMs(u.OldestGrantedUnixMs), last)
 			}
 			return w.Flush()
 		},

@@ -44,6 +44,11 @@ type Backend interface {
 	Denials(ctx context.Context) *triadv1.UsageDenialsResponse
 	// ReleaseLease force-releases a lease; false when it was already gone.
 	ReleaseLease(ctx context.Context, id uint64) (bool, error)
+	// RecycleNamedUser unties an idle named user from a feature's seat.
+	RecycleNamedUser(ctx context.Context, user, feature string) (string, error)
+	// SetRules replaces the access rules from a rules file's text.
+	SetRules(ctx context.Context, text string) (*triadv1.RulesShowResponse, error)
+	Rules(ctx context.Context) *triadv1.RulesShowResponse
 
 	// AuthState is what a connect is judged on.
 	AuthState(ctx context.Context) AuthState
@@ -264,7 +269,7 @@ func (s *Service) ServerSet(ctx context.Context, req *triadv1.ServerSetRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if req.SessionIdleTimeoutMs == nil && req.IsolationMinutes == nil && req.Statistics == nil && req.AutoRecycling == nil && req.RemotePolicy == nil {
+	if req.SessionIdleTimeoutMs == nil && req.IsolationMinutes == nil && req.Statistics == nil && req.AutoRecycling == nil && req.RemotePolicy == nil && req.ExpiryWarningDays == nil {
 		return nil, status.Error(codes.InvalidArgument, "no setting given: see `triadctl server set --help`")
 	}
 	return s.b.SetSettings(ctx, me.ID, req)
@@ -410,4 +415,38 @@ func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseReq
 		return nil, err
 	}
 	return &triadv1.UsageReleaseResponse{LeaseId: req.GetLeaseId(), Released: ok}, nil
+}
+
+func (s *Service) UsageRecycle(ctx context.Context, req *triadv1.UsageRecycleRequest) (*triadv1.UsageRecycleResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage recycle", true); err != nil {
+		return nil, err
+	}
+	if req.GetUser() == "" || req.GetFeature() == "" {
+		return nil, status.Error(codes.InvalidArgument, "give the user and the feature: triadctl usage recycle USER FEATURE")
+	}
+	msg, err := s.b.RecycleNamedUser(ctx, req.GetUser(), req.GetFeature())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.UsageRecycleResponse{Message: msg}, nil
+}
+
+// maxRulesText bounds a rules file (the parser refuses more than 1 MiB too).
+const maxRulesText = 1 << 20
+
+func (s *Service) RulesSet(ctx context.Context, req *triadv1.RulesSetRequest) (*triadv1.RulesShowResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "rules set", true); err != nil {
+		return nil, err
+	}
+	if len(req.GetText()) > maxRulesText {
+		return nil, status.Errorf(codes.InvalidArgument, "rules file is %d bytes; at most %d", len(req.GetText()), maxRulesText)
+	}
+	return s.b.SetRules(ctx, req.GetText())
+}
+
+func (s *Service) RulesShow(ctx context.Context, req *triadv1.RulesShowRequest) (*triadv1.RulesShowResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "rules show", false); err != nil {
+		return nil, err
+	}
+	return s.b.Rules(ctx), nil
 }

@@ -118,6 +118,21 @@ func (f *fakeBackend) ReleaseLease(context.Context, uint64) (bool, error) {
 	return true, nil
 }
 
+func (f *fakeBackend) RecycleNamedUser(context.Context, string, string) (string, error) {
+	f.called("RecycleNamedUser")
+	return "recycled", nil
+}
+
+func (f *fakeBackend) SetRules(_ context.Context, text string) (*triadv1.RulesShowResponse, error) {
+	f.called("SetRules")
+	return &triadv1.RulesShowResponse{Text: text, Rules: 1}, nil
+}
+
+func (f *fakeBackend) Rules(context.Context) *triadv1.RulesShowResponse {
+	f.called("Rules")
+	return &triadv1.RulesShowResponse{Text: "EXCLUDE cad USER eve\n", Rules: 1}
+}
+
 func (f *fakeBackend) AuthState(context.Context) AuthState {
 	f.mu.Lock()
 	defer f.mu.Unlock()

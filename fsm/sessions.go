@@ -37,6 +37,8 @@ const (
 	// token's next call says why it ended.
 	tombstoneMs = int64(time.Hour / time.Millisecond)
 
+	// DefaultExpiryWarningDays is how early a license's end raises an alarm.
+	DefaultExpiryWarningDays = 7
 	// ReasonDisplaced is the exact message a displaced session's next call gets.
 	ReasonDisplaced = "disconnected: a local administrator took full access"
 )
@@ -49,6 +51,8 @@ type Settings struct {
 	Statistics       bool
 	AutoRecycling    bool
 	RemotePolicy     string
+	// ExpiryWarningDays: licenses ending within this many days raise an alarm.
+	ExpiryWarningDays uint32
 }
 
 // adminState is the administration part of the replicated state.
@@ -78,6 +82,10 @@ func (a *adminState) effective() Settings {
 		Statistics:         true,
 		AutoRecycling:      st.GetAutoRecycling(),
 		RemotePolicy:       PolicyFull,
+		ExpiryWarningDays:  DefaultExpiryWarningDays,
+	}
+	if st != nil && st.ExpiryWarningDays != nil {
+		out.ExpiryWarningDays = st.GetExpiryWarningDays()
 	}
 	if st != nil && st.Statistics != nil {
 		out.Statistics = st.GetStatistics()
@@ -281,6 +289,9 @@ func (s *state) applySetSettings(now int64, c *fsmpb.SetSettings) *fsmpb.OpResul
 	}
 	if in.IsolationMinutes != nil && (in.GetIsolationMinutes() < 1 || in.GetIsolationMinutes() > 60) {
 		return result(fsmpb.Code_INVALID_ARGUMENT, "isolation minutes %d is out of range (1 to 60)", in.GetIsolationMinutes())
+	}
+	if in.ExpiryWarningDays != nil && (in.GetExpiryWarningDays() < 1 || in.GetExpiryWarningDays() > 365) {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "expiry warning days %d is out of range (1 to 365)", in.GetExpiryWarningDays())
 	}
 	if in.RemotePolicy != nil {
 		switch in.GetRemotePolicy() {

@@ -150,3 +150,92 @@ func usageOf(rows []usageRow, feature string) uint32 {
 	}
 	return n
 }
+
+// Access rules, denial reasons, named seats and the expiry-warning
+// setting through triadctl.
+func TestRulesDenialsAndSettings(t *testing.T) {
+	c := startCluster(t)
+	c.form()
+	c.enroll(c.issue("main", "--valid-until", time.Now().AddDate(0, 0, 20).Format("2006-01-02"),
+		"--feature", "cad:1:3", "--feature", "view:1:2,model=named-user"))
+	servers := c.servers()
+	rules := c.writeFile("rules.txt", "GROUP interns ivan\nEXCLUDE cad USER eve AS no-eve\nMAX 1 cad GROUP interns\n")
+	if out, err := ctlOn(t, servers, "rules", "set", rules); err != nil || !strings.Contains(out, "2 rule(s), 1 group(s)") {
+		t.Fatalf("rules set: %v %q", err, out)
+	}
+	if _, err := ctlOn(t, servers, "--mode", "restricted", "rules", "set", rules); err == nil || !strings.Contains(err.Error(), "full mode") {
+		t.Fatalf("restricted rules set: %v", err)
+	}
+	if _, err := ctlOn(t, servers, "rules", "set", c.writeFile("bad.txt", "MAX cad USER bob\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad rules file: %v", err)
+	}
+	if out, err := ctlOn(t, servers, "rules", "show"); err != nil || !strings.Contains(out, "EXCLUDE cad USER eve AS no-eve") {
+		t.Fatalf("rules show: %v %q", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lc := licensing(t, c.members[1].addr)
+	_, err := checkoutAs(ctx, t, lc, "eve-1", "cad", "eve")
+	if grpcstatus.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "denied by rule no-eve") {
+		t.Fatalf("eve: %v", err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "ivan-1", "cad", "ivan"); err != nil {
+		t.Fatalf("ivan's first seat: %v", err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "ivan-2", "cad", "ivan"); grpcstatus.Code(err) != codes.PermissionDenied {
+		t.Fatalf("ivan's second seat: %v", err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "x-1", "nosuch", "bob"); grpcstatus.Code(err) != codes.NotFound {
+		t.Fatalf("unknown feature: %v", err)
+	}
+	var denials struct {
+		Denials []struct {
+			Feature, Reason string
+			Count           string
+		}
+	}
+	ctlJSON(t, c.members[1].addr, &denials, "usage", "denials")
+	want := map[string]bool{"cad/denied by rule no-eve": false, "cad/denied by rule MAX 1 cad GROUP interns (line 3)": false}
+	for _, d := range denials.Denials {
+		if _, ok := want[d.Feature+"/"+d.Reason]; ok {
+			want[d.Feature+"/"+d.Reason] = true
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("usage denials lacks %q: %+v", k, denials)
+		}
+	}
+	// Named seats show in usage users; recycling a recent one is refused.
+	if _, err := checkoutAs(ctx, t, lc, "view-1", "view", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ctlOn(t, servers, "usage", "users")
+	if err != nil || !strings.Contains(out, "alice") || !strings.Contains(out, "NAMED SEAT LAST USED") {
+		t.Fatalf("usage users: %v\n%s", err, out)
+	}
+	if _, err := ctlOn(t, servers, "usage", "recycle", "alice", "view"); err == nil || !strings.Contains(err.Error(), "using view now") {
+		t.Fatalf("recycling a seat in use: %v", err)
+	}
+	// The license ends in 20 days: no alarm with the default 7-day warning,
+	// an alarm once the warning is 30 days.
+	if s, err := httpStatusFull(c.members[0]); err != nil || s.hasAlarm("license_expiring") {
+		t.Fatalf("expiring alarm with a 7-day warning: %+v %v", s, err)
+	}
+	if _, err := ctlOn(t, servers, "server", "set", "--expiry-warning-days", "400"); err == nil || !strings.Contains(err.Error(), "1 to 365") {
+		t.Fatalf("out-of-range warning days: %v", err)
+	}
+	if _, err := ctlOn(t, servers, "server", "set", "--expiry-warning-days", "30"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "expiring alarm", func() error {
+		s, err := httpStatusFull(c.members[2])
+		if err != nil {
+			return err
+		}
+		if !s.hasAlarm("license_expiring") {
+			return fmt.Errorf("alarms %+v", s.Alarms)
+		}
+		return nil
+	})
+}

@@ -82,7 +82,8 @@ func (s *Server) Settings(ctx context.Context) *triadv1.ServerSettings {
 	return &triadv1.ServerSettings{
 		SessionIdleTimeoutMs: st.SessionIdleTimeout.Milliseconds(), IsolationMinutes: iso,
 		Statistics: st.Statistics, AutoRecycling: st.AutoRecycling, RemotePolicy: st.RemotePolicy,
-		FullPasswordSet: len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
+		ExpiryWarningDays: st.ExpiryWarningDays,
+		FullPasswordSet:   len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
 		Activated: s.fsm.Activated(),
 	}
 }
@@ -350,6 +351,7 @@ func (s *Server) SetSettings(ctx context.Context, sessionID string, req *triadv1
 	in := &fsmpb.AdminSettings{
 		SessionIdleTimeoutMs: req.SessionIdleTimeoutMs, IsolationMinutes: req.IsolationMinutes,
 		Statistics: req.Statistics, AutoRecycling: req.AutoRecycling, RemotePolicy: req.RemotePolicy,
+		ExpiryWarningDays: req.ExpiryWarningDays,
 	}
 	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_SetSettings{SetSettings: &fsmpb.SetSettings{SessionId: sessionID, Settings: in}}}, false)
 	if err != nil {

@@ -5,6 +5,10 @@ import (
 	"sort"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -93,9 +97,29 @@ func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: k.version, OldestGrantedUnixMs: l.GetGrantedMs()}
 			rows[k] = r
 		}
-		r.Seats += l.GetCount()
+		if !l.GetNamedUser() { // a named user's seat is counted once, below
+			r.Seats += l.GetCount()
+		}
 		r.Leases++
 		r.OldestGrantedUnixMs = min(r.OldestGrantedUnixMs, l.GetGrantedMs())
+	}
+	// Named seats stay tied to their user between sessions.
+	for _, seat := range s.fsm.NamedSeats() {
+		k := key{seat.GetUser(), "", seat.GetFeature(), 0}
+		found := false
+		for kk := range rows { // the live session with the lowest host, if any
+			if kk.user == k.user && kk.feature == k.feature && (!found || kk.host < k.host || kk.host == k.host && kk.version < k.version) {
+				k, found = kk, true
+			}
+		}
+		r, ok := rows[k]
+		if !ok {
+			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature}
+			rows[k] = r
+		}
+		r.Seats++
+		r.Named = true
+		r.LastUsedUnixMs = seat.GetLastUsedMs()
 	}
 	out := make([]*triadv1.UserUsage, 0, len(rows))
 	for _, r := range rows {
@@ -143,4 +167,44 @@ func (s *Server) RemoveLicense(ctx context.Context, serial string) (string, erro
 		return "", toStatus(err)
 	}
 	return res.GetMessage(), nil
+}
+
+// RecycleNamedUser unties a named user idle for 30 days (admin.Backend).
+func (s *Server) RecycleNamedUser(ctx context.Context, user, feature string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: feature}}}, false)
+	if err != nil {
+		return "", toStatus(err)
+	}
+	if err := resultStatus(res.GetCode(), res.GetMessage()); err != nil {
+		return "", err
+	}
+	s.log.Info("named seat recycled", "user", user, "feature", feature)
+	return res.GetMessage(), toStatus(s.readIndex(ctx))
+}
+
+// SetRules parses a rules file on this member (errors name the line) and
+// replicates the result (admin.Backend).
+func (s *Server) SetRules(ctx context.Context, text string) (*triadv1.RulesShowResponse, error) {
+	rules, err := license.ParseRules([]byte(text))
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: rules}}}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := resultStatus(res.GetCode(), res.GetMessage()); err != nil {
+		return nil, err
+	}
+	s.log.Info("access rules set", "rules", len(rules.GetRules()), "groups", len(rules.GetGroups()))
+	if err := s.readIndex(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return s.Rules(ctx), nil
+}
+
+// Rules shows the access rules in force (admin.Backend).
+func (s *Server) Rules(ctx context.Context) *triadv1.RulesShowResponse {
+	r := s.fsm.Rules()
+	return &triadv1.RulesShowResponse{Text: r.GetText(), Rules: uint32(len(r.GetRules())), Groups: uint32(len(r.GetGroups()))}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -25,6 +26,29 @@ func TestDenialReason(t *testing.T) {
 	for _, tc := range tests {
 		if got := denialReason(tc.code, tc.msg); got != tc.want {
 			t.Errorf("denialReason(%v, %q) = %q, want %q", tc.code, tc.msg, got, tc.want)
+		}
+	}
+}
+
+func TestSweepDue(t *testing.T) {
+	mid := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		now  time.Time
+		last time.Time
+		on   bool
+		want bool
+	}{
+		{mid.Add(2 * time.Second), time.Time{}, true, true},
+		{mid.Add(2 * time.Second), time.Time{}, false, false},                                             // setting off
+		{mid.Add(2 * time.Second), mid, true, false},                                                      // already swept today
+		{mid.Add(2 * time.Minute), time.Time{}, true, false},                                              // not at midnight
+		{mid.Add(-2 * time.Second), mid.Add(-24 * time.Hour), true, false},                                // 23:59:58
+		{mid.Add(30 * time.Second).In(time.FixedZone("CET", 3600)), mid.Add(-24 * time.Hour), true, true}, // UTC, not local
+	}
+	for i, tc := range tests {
+		day, got := sweepDue(tc.now, tc.last, tc.on)
+		if got != tc.want || (got && !day.Equal(mid)) {
+			t.Errorf("case %d: sweepDue(%v, %v, %v) = %v, %v; want %v", i, tc.now, tc.last, tc.on, day, got, tc.want)
 		}
 	}
 }

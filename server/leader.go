@@ -64,6 +64,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{}}})
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var lastSweep time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,8 +82,22 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			if s.fsm.HasIdleSessions(s.nowMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireSessions{ExpireSessions: &fsmpb.ExpireSessions{}}})
 			}
+			if day, due := sweepDue(s.now(), lastSweep, s.fsm.Settings().AutoRecycling); due {
+				lastSweep = day
+				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleSweep{RecycleSweep: &fsmpb.RecycleSweep{}}})
+			}
 		}
 	}
+}
+
+// sweepDue tells whether the daily automatic recycling runs now: at the
+// first tick of a UTC day (00:00), once per day, when the setting is on.
+// A leader that takes over later that day does not run it: the next
+// midnight does.
+func sweepDue(now time.Time, last time.Time, on bool) (time.Time, bool) {
+	now = now.UTC()
+	day := now.Truncate(24 * time.Hour)
+	return day, on && now.Sub(day) < time.Minute && day.After(last)
 }
 
 // leaderApply applies a leader-only command, retrying while this member

@@ -61,5 +61,7 @@ func (s *Server) healthLoop() {
 }
 
 // expiryWarning is how long before a license's end the expiring alarm is
-// raised (DESIGN §9: 7 days).
-func (s *Server) expiryWarning() time.Duration { return 7 * 24 * time.Hour }
+// raised (setting, default 7 days).
+func (s *Server) expiryWarning() time.Duration {
+	return time.Duration(s.fsm.Settings().ExpiryWarningDays) * 24 * time.Hour
+}

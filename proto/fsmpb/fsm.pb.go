@@ -2773,9 +2773,11 @@ type AdminSettings struct {
 	Statistics           *bool                  `protobuf:"varint,3,opt,name=statistics,proto3,oneof" json:"statistics,omitempty"`
 	AutoRecycling        *bool                  `protobuf:"varint,4,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
 	// full | restricted | none
-	RemotePolicy  *string `protobuf:"bytes,5,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemotePolicy *string `protobuf:"bytes,5,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
+	// Days before a license's end that the expiring alarm is raised (1-365).
+	ExpiryWarningDays *uint32 `protobuf:"varint,6,opt,name=expiry_warning_days,json=expiryWarningDays,proto3,oneof" json:"expiry_warning_days,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AdminSettings) Reset() {
@@ -2841,6 +2843,13 @@ func (x *AdminSettings) GetRemotePolicy() string {
 		return *x.RemotePolicy
 	}
 	return ""
+}
+
+func (x *AdminSettings) GetExpiryWarningDays() uint32 {
+	if x != nil && x.ExpiryWarningDays != nil {
+		return *x.ExpiryWarningDays
+	}
+	return 0
 }
 
 // OpenSession records a session the receiving member authorized (password
@@ -3367,7 +3376,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tAdminAuth\x12\x1b\n" +
 	"\tfull_hash\x18\x01 \x01(\fR\bfullHash\x12'\n" +
 	"\x0frestricted_hash\x18\x02 \x01(\fR\x0erestrictedHash\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"\xde\x02\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xab\x03\n" +
 	"\rAdminSettings\x12:\n" +
 	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
 	"\x11isolation_minutes\x18\x02 \x01(\rH\x01R\x10isolationMinutes\x88\x01\x01\x12#\n" +
@@ -3375,12 +3384,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"statistics\x18\x03 \x01(\bH\x02R\n" +
 	"statistics\x88\x01\x01\x12*\n" +
 	"\x0eauto_recycling\x18\x04 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
-	"\rremote_policy\x18\x05 \x01(\tH\x04R\fremotePolicy\x88\x01\x01B\x1a\n" +
+	"\rremote_policy\x18\x05 \x01(\tH\x04R\fremotePolicy\x88\x01\x01\x123\n" +
+	"\x13expiry_warning_days\x18\x06 \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01B\x1a\n" +
 	"\x18_session_idle_timeout_msB\x14\n" +
 	"\x12_isolation_minutesB\r\n" +
 	"\v_statisticsB\x11\n" +
 	"\x0f_auto_recyclingB\x10\n" +
-	"\x0e_remote_policy\"f\n" +
+	"\x0e_remote_policyB\x16\n" +
+	"\x14_expiry_warning_days\"f\n" +
 	"\vOpenSession\x124\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.triad.fsm.v1.AdminSessionR\asession\x12!\n" +
 	"\fauth_version\x18\x02 \x01(\x04R\vauthVersion\"\x1e\n" +

@@ -1266,9 +1266,11 @@ type ServerSettings struct {
 	FullPasswordSet       bool   `protobuf:"varint,6,opt,name=full_password_set,json=fullPasswordSet,proto3" json:"full_password_set,omitempty"`
 	RestrictedPasswordSet bool   `protobuf:"varint,7,opt,name=restricted_password_set,json=restrictedPasswordSet,proto3" json:"restricted_password_set,omitempty"`
 	// True once a license is enrolled: the remote policy applies from then on.
-	Activated     bool `protobuf:"varint,8,opt,name=activated,proto3" json:"activated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Activated bool `protobuf:"varint,8,opt,name=activated,proto3" json:"activated,omitempty"`
+	// Days before a license's end that the "expires soon" alarm is raised.
+	ExpiryWarningDays uint32 `protobuf:"varint,9,opt,name=expiry_warning_days,json=expiryWarningDays,proto3" json:"expiry_warning_days,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ServerSettings) Reset() {
@@ -1357,6 +1359,13 @@ func (x *ServerSettings) GetActivated() bool {
 	return false
 }
 
+func (x *ServerSettings) GetExpiryWarningDays() uint32 {
+	if x != nil {
+		return x.ExpiryWarningDays
+	}
+	return 0
+}
+
 type ServerSetRequest struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Header               *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1365,6 +1374,7 @@ type ServerSetRequest struct {
 	Statistics           *bool                  `protobuf:"varint,4,opt,name=statistics,proto3,oneof" json:"statistics,omitempty"`
 	AutoRecycling        *bool                  `protobuf:"varint,5,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
 	RemotePolicy         *string                `protobuf:"bytes,6,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
+	ExpiryWarningDays    *uint32                `protobuf:"varint,7,opt,name=expiry_warning_days,json=expiryWarningDays,proto3,oneof" json:"expiry_warning_days,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -1439,6 +1449,13 @@ func (x *ServerSetRequest) GetRemotePolicy() string {
 		return *x.RemotePolicy
 	}
 	return ""
+}
+
+func (x *ServerSetRequest) GetExpiryWarningDays() uint32 {
+	if x != nil && x.ExpiryWarningDays != nil {
+		return *x.ExpiryWarningDays
+	}
+	return 0
 }
 
 type AdminSession struct {
@@ -1868,8 +1885,11 @@ type UserUsage struct {
 	Seats               uint32                 `protobuf:"varint,5,opt,name=seats,proto3" json:"seats,omitempty"`
 	Leases              uint32                 `protobuf:"varint,6,opt,name=leases,proto3" json:"leases,omitempty"`
 	OldestGrantedUnixMs int64                  `protobuf:"varint,7,opt,name=oldest_granted_unix_ms,json=oldestGrantedUnixMs,proto3" json:"oldest_granted_unix_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// A named-user seat (held by the user even with no lease).
+	Named          bool  `protobuf:"varint,8,opt,name=named,proto3" json:"named,omitempty"`
+	LastUsedUnixMs int64 `protobuf:"varint,9,opt,name=last_used_unix_ms,json=lastUsedUnixMs,proto3" json:"last_used_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UserUsage) Reset() {
@@ -1947,6 +1967,20 @@ func (x *UserUsage) GetLeases() uint32 {
 func (x *UserUsage) GetOldestGrantedUnixMs() int64 {
 	if x != nil {
 		return x.OldestGrantedUnixMs
+	}
+	return 0
+}
+
+func (x *UserUsage) GetNamed() bool {
+	if x != nil {
+		return x.Named
+	}
+	return false
+}
+
+func (x *UserUsage) GetLastUsedUnixMs() int64 {
+	if x != nil {
+		return x.LastUsedUnixMs
 	}
 	return 0
 }
@@ -3612,6 +3646,268 @@ func (x *UsageLeasesResponse) GetLeases() []*Lease {
 	return nil
 }
 
+type UsageRecycleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Feature       string                 `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRecycleRequest) Reset() {
+	*x = UsageRecycleRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRecycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRecycleRequest) ProtoMessage() {}
+
+func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRecycleRequest.ProtoReflect.Descriptor instead.
+func (*UsageRecycleRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *UsageRecycleRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UsageRecycleRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UsageRecycleRequest) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+type UsageRecycleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageRecycleResponse) Reset() {
+	*x = UsageRecycleResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRecycleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRecycleResponse) ProtoMessage() {}
+
+func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRecycleResponse.ProtoReflect.Descriptor instead.
+func (*UsageRecycleResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *UsageRecycleResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type RulesSetRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The rules file (options-file format, see docs/rules.md).
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RulesSetRequest) Reset() {
+	*x = RulesSetRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RulesSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RulesSetRequest) ProtoMessage() {}
+
+func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RulesSetRequest.ProtoReflect.Descriptor instead.
+func (*RulesSetRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RulesSetRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *RulesSetRequest) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+type RulesShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RulesShowRequest) Reset() {
+	*x = RulesShowRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RulesShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RulesShowRequest) ProtoMessage() {}
+
+func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RulesShowRequest.ProtoReflect.Descriptor instead.
+func (*RulesShowRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RulesShowRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type RulesShowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rules as set (empty when none).
+	Text          string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	Rules         uint32 `protobuf:"varint,2,opt,name=rules,proto3" json:"rules,omitempty"`
+	Groups        uint32 `protobuf:"varint,3,opt,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RulesShowResponse) Reset() {
+	*x = RulesShowResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RulesShowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RulesShowResponse) ProtoMessage() {}
+
+func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RulesShowResponse.ProtoReflect.Descriptor instead.
+func (*RulesShowResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RulesShowResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *RulesShowResponse) GetRules() uint32 {
+	if x != nil {
+		return x.Rules
+	}
+	return 0
+}
+
+func (x *RulesShowResponse) GetGroups() uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -3714,7 +4010,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\t \x01(\x03R\ridleTimeoutMs\"B\n" +
 	"\x11DisconnectRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x14\n" +
-	"\x12DisconnectResponse\"\xe2\x02\n" +
+	"\x12DisconnectResponse\"\x92\x03\n" +
 	"\x0eServerSettings\x125\n" +
 	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03R\x14sessionIdleTimeoutMs\x12+\n" +
 	"\x11isolation_minutes\x18\x02 \x01(\rR\x10isolationMinutes\x12\x1e\n" +
@@ -3725,7 +4021,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\rremote_policy\x18\x05 \x01(\tR\fremotePolicy\x12*\n" +
 	"\x11full_password_set\x18\x06 \x01(\bR\x0ffullPasswordSet\x126\n" +
 	"\x17restricted_password_set\x18\a \x01(\bR\x15restrictedPasswordSet\x12\x1c\n" +
-	"\tactivated\x18\b \x01(\bR\tactivated\"\x90\x03\n" +
+	"\tactivated\x18\b \x01(\bR\tactivated\x12.\n" +
+	"\x13expiry_warning_days\x18\t \x01(\rR\x11expiryWarningDays\"\xdd\x03\n" +
 	"\x10ServerSetRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12:\n" +
 	"\x17session_idle_timeout_ms\x18\x02 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
@@ -3734,12 +4031,14 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"statistics\x18\x04 \x01(\bH\x02R\n" +
 	"statistics\x88\x01\x01\x12*\n" +
 	"\x0eauto_recycling\x18\x05 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
-	"\rremote_policy\x18\x06 \x01(\tH\x04R\fremotePolicy\x88\x01\x01B\x1a\n" +
+	"\rremote_policy\x18\x06 \x01(\tH\x04R\fremotePolicy\x88\x01\x01\x123\n" +
+	"\x13expiry_warning_days\x18\a \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01B\x1a\n" +
 	"\x18_session_idle_timeout_msB\x14\n" +
 	"\x12_isolation_minutesB\r\n" +
 	"\v_statisticsB\x11\n" +
 	"\x0f_auto_recyclingB\x10\n" +
-	"\x0e_remote_policy\"\x80\x02\n" +
+	"\x0e_remote_policyB\x16\n" +
+	"\x14_expiry_warning_days\"\x80\x02\n" +
 	"\fAdminSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
@@ -3767,7 +4066,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x15LicenseRemoveResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"B\n" +
 	"\x11UsageUsersRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xca\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x8b\x02\n" +
 	"\tUserUsage\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +
@@ -3775,7 +4074,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\rR\aversion\x12\x14\n" +
 	"\x05seats\x18\x05 \x01(\rR\x05seats\x12\x16\n" +
 	"\x06leases\x18\x06 \x01(\rR\x06leases\x123\n" +
-	"\x16oldest_granted_unix_ms\x18\a \x01(\x03R\x13oldestGrantedUnixMs\"?\n" +
+	"\x16oldest_granted_unix_ms\x18\a \x01(\x03R\x13oldestGrantedUnixMs\x12\x14\n" +
+	"\x05named\x18\b \x01(\bR\x05named\x12)\n" +
+	"\x11last_used_unix_ms\x18\t \x01(\x03R\x0elastUsedUnixMs\"?\n" +
 	"\x12UsageUsersResponse\x12)\n" +
 	"\x05users\x18\x01 \x03(\v2\x13.triad.v1.UserUsageR\x05users\"D\n" +
 	"\x13UsageDenialsRequest\x12-\n" +
@@ -3902,14 +4203,29 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x12UsageLeasesRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\">\n" +
 	"\x13UsageLeasesResponse\x12'\n" +
-	"\x06leases\x18\x01 \x03(\v2\x0f.triad.v1.LeaseR\x06leases2\x8f\x03\n" +
+	"\x06leases\x18\x01 \x03(\v2\x0f.triad.v1.LeaseR\x06leases\"r\n" +
+	"\x13UsageRecycleRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\"0\n" +
+	"\x14UsageRecycleResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"T\n" +
+	"\x0fRulesSetRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"A\n" +
+	"\x10RulesShowRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"U\n" +
+	"\x11RulesShowResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
+	"\x05rules\x18\x02 \x01(\rR\x05rules\x12\x16\n" +
+	"\x06groups\x18\x03 \x01(\rR\x06groups2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xc0\t\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x99\v\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -3923,7 +4239,10 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"UsageUsers\x12\x1b.triad.v1.UsageUsersRequest\x1a\x1c.triad.v1.UsageUsersResponse\x12M\n" +
 	"\fUsageDenials\x12\x1d.triad.v1.UsageDenialsRequest\x1a\x1e.triad.v1.UsageDenialsResponse\x12M\n" +
-	"\fUsageRelease\x12\x1d.triad.v1.UsageReleaseRequest\x1a\x1e.triad.v1.UsageReleaseResponse\x12P\n" +
+	"\fUsageRelease\x12\x1d.triad.v1.UsageReleaseRequest\x1a\x1e.triad.v1.UsageReleaseResponse\x12M\n" +
+	"\fUsageRecycle\x12\x1d.triad.v1.UsageRecycleRequest\x1a\x1e.triad.v1.UsageRecycleResponse\x12B\n" +
+	"\bRulesSet\x12\x19.triad.v1.RulesSetRequest\x1a\x1b.triad.v1.RulesShowResponse\x12D\n" +
+	"\tRulesShow\x12\x1a.triad.v1.RulesShowRequest\x1a\x1b.triad.v1.RulesShowResponse\x12P\n" +
 	"\rClusterCreate\x12\x1e.triad.v1.ClusterCreateRequest\x1a\x1f.triad.v1.ClusterCreateResponse\x12P\n" +
 	"\rClusterStatus\x12\x1e.triad.v1.ClusterStatusRequest\x1a\x1f.triad.v1.ClusterStatusResponse\x12P\n" +
 	"\rLicenseEnroll\x12\x1e.triad.v1.LicenseEnrollRequest\x1a\x1f.triad.v1.LicenseEnrollResponse\x12J\n" +
@@ -3943,7 +4262,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),         // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),       // 1: triad.v1.CheckoutRequest
@@ -3999,6 +4318,11 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*UsageFeaturesRequest)(nil),  // 51: triad.v1.UsageFeaturesRequest
 	(*UsageLeasesRequest)(nil),    // 52: triad.v1.UsageLeasesRequest
 	(*UsageLeasesResponse)(nil),   // 53: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),   // 54: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),  // 55: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),       // 56: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),      // 57: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),     // 58: triad.v1.RulesShowResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -4037,55 +4361,64 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	13, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
 	13, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
 	2,  // 35: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	1,  // 36: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 37: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 38: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 39: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 40: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 41: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	14, // 42: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	16, // 43: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	34, // 44: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	19, // 45: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	21, // 46: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	23, // 47: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	24, // 48: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	26, // 49: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	29, // 50: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	32, // 51: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	36, // 52: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	39, // 53: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	45, // 54: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	49, // 55: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	51, // 56: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	52, // 57: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	3,  // 58: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 59: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 60: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 61: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 62: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 63: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	15, // 64: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	17, // 65: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	35, // 66: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	18, // 67: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	22, // 68: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	47, // 69: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	25, // 70: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	28, // 71: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	31, // 72: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	33, // 73: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	38, // 74: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	41, // 75: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	48, // 76: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	50, // 77: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 78: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	53, // 79: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	58, // [58:80] is the sub-list for method output_type
-	36, // [36:58] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	13, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	13, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 39: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 40: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 41: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 42: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 43: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 44: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	14, // 45: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	16, // 46: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	34, // 47: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	19, // 48: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	21, // 49: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	23, // 50: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	24, // 51: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	26, // 52: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	29, // 53: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	32, // 54: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	54, // 55: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	56, // 56: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	57, // 57: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	36, // 58: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	39, // 59: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	45, // 60: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	49, // 61: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	51, // 62: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	52, // 63: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	3,  // 64: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 65: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 66: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 67: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 68: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 69: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	15, // 70: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	17, // 71: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	35, // 72: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	18, // 73: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	22, // 74: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	47, // 75: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	25, // 76: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	28, // 77: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	31, // 78: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	33, // 79: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	55, // 80: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	58, // 81: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	58, // 82: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	38, // 83: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	41, // 84: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	48, // 85: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	50, // 86: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 87: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	53, // 88: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // [64:89] is the sub-list for method output_type
+	39, // [39:64] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -4100,7 +4433,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

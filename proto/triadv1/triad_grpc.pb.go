@@ -349,6 +349,9 @@ const (
 	Admin_UsageUsers_FullMethodName    = "/triad.v1.Admin/UsageUsers"
 	Admin_UsageDenials_FullMethodName  = "/triad.v1.Admin/UsageDenials"
 	Admin_UsageRelease_FullMethodName  = "/triad.v1.Admin/UsageRelease"
+	Admin_UsageRecycle_FullMethodName  = "/triad.v1.Admin/UsageRecycle"
+	Admin_RulesSet_FullMethodName      = "/triad.v1.Admin/RulesSet"
+	Admin_RulesShow_FullMethodName     = "/triad.v1.Admin/RulesShow"
 	Admin_ClusterCreate_FullMethodName = "/triad.v1.Admin/ClusterCreate"
 	Admin_ClusterStatus_FullMethodName = "/triad.v1.Admin/ClusterStatus"
 	Admin_LicenseEnroll_FullMethodName = "/triad.v1.Admin/LicenseEnroll"
@@ -381,6 +384,11 @@ type AdminClient interface {
 	UsageDenials(ctx context.Context, in *UsageDenialsRequest, opts ...grpc.CallOption) (*UsageDenialsResponse, error)
 	// UsageRelease force-releases a lease (full mode): frees a stuck seat.
 	UsageRelease(ctx context.Context, in *UsageReleaseRequest, opts ...grpc.CallOption) (*UsageReleaseResponse, error)
+	// UsageRecycle unties a named user idle for 30 days from a feature's seat (full mode).
+	UsageRecycle(ctx context.Context, in *UsageRecycleRequest, opts ...grpc.CallOption) (*UsageRecycleResponse, error)
+	// RulesSet replaces the access rules (full mode); an empty text clears them.
+	RulesSet(ctx context.Context, in *RulesSetRequest, opts ...grpc.CallOption) (*RulesShowResponse, error)
+	RulesShow(ctx context.Context, in *RulesShowRequest, opts ...grpc.CallOption) (*RulesShowResponse, error)
 	// ClusterCreate forms the cluster once, from the member contacted.
 	ClusterCreate(ctx context.Context, in *ClusterCreateRequest, opts ...grpc.CallOption) (*ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
@@ -498,6 +506,36 @@ func (c *adminClient) UsageRelease(ctx context.Context, in *UsageReleaseRequest,
 	return out, nil
 }
 
+func (c *adminClient) UsageRecycle(ctx context.Context, in *UsageRecycleRequest, opts ...grpc.CallOption) (*UsageRecycleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageRecycleResponse)
+	err := c.cc.Invoke(ctx, Admin_UsageRecycle_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RulesSet(ctx context.Context, in *RulesSetRequest, opts ...grpc.CallOption) (*RulesShowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RulesShowResponse)
+	err := c.cc.Invoke(ctx, Admin_RulesSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RulesShow(ctx context.Context, in *RulesShowRequest, opts ...grpc.CallOption) (*RulesShowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RulesShowResponse)
+	err := c.cc.Invoke(ctx, Admin_RulesShow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) ClusterCreate(ctx context.Context, in *ClusterCreateRequest, opts ...grpc.CallOption) (*ClusterCreateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterCreateResponse)
@@ -582,6 +620,11 @@ type AdminServer interface {
 	UsageDenials(context.Context, *UsageDenialsRequest) (*UsageDenialsResponse, error)
 	// UsageRelease force-releases a lease (full mode): frees a stuck seat.
 	UsageRelease(context.Context, *UsageReleaseRequest) (*UsageReleaseResponse, error)
+	// UsageRecycle unties a named user idle for 30 days from a feature's seat (full mode).
+	UsageRecycle(context.Context, *UsageRecycleRequest) (*UsageRecycleResponse, error)
+	// RulesSet replaces the access rules (full mode); an empty text clears them.
+	RulesSet(context.Context, *RulesSetRequest) (*RulesShowResponse, error)
+	RulesShow(context.Context, *RulesShowRequest) (*RulesShowResponse, error)
 	// ClusterCreate forms the cluster once, from the member contacted.
 	ClusterCreate(context.Context, *ClusterCreateRequest) (*ClusterCreateResponse, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
@@ -628,6 +671,15 @@ func (UnimplementedAdminServer) UsageDenials(context.Context, *UsageDenialsReque
 }
 func (UnimplementedAdminServer) UsageRelease(context.Context, *UsageReleaseRequest) (*UsageReleaseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UsageRelease not implemented")
+}
+func (UnimplementedAdminServer) UsageRecycle(context.Context, *UsageRecycleRequest) (*UsageRecycleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UsageRecycle not implemented")
+}
+func (UnimplementedAdminServer) RulesSet(context.Context, *RulesSetRequest) (*RulesShowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RulesSet not implemented")
+}
+func (UnimplementedAdminServer) RulesShow(context.Context, *RulesShowRequest) (*RulesShowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RulesShow not implemented")
 }
 func (UnimplementedAdminServer) ClusterCreate(context.Context, *ClusterCreateRequest) (*ClusterCreateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ClusterCreate not implemented")
@@ -848,6 +900,60 @@ func _Admin_UsageRelease_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_UsageRecycle_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageRecycleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UsageRecycle(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UsageRecycle_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UsageRecycle(ctx, req.(*UsageRecycleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RulesSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RulesSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RulesSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RulesSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RulesSet(ctx, req.(*RulesSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_RulesShow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RulesShowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RulesShow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RulesShow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RulesShow(ctx, req.(*RulesShowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_ClusterCreate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterCreateRequest)
 	if err := dec(in); err != nil {
@@ -1002,6 +1108,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UsageRelease",
 			Handler:    _Admin_UsageRelease_Handler,
+		},
+		{
+			MethodName: "UsageRecycle",
+			Handler:    _Admin_UsageRecycle_Handler,
+		},
+		{
+			MethodName: "RulesSet",
+			Handler:    _Admin_RulesSet_Handler,
+		},
+		{
+			MethodName: "RulesShow",
+			Handler:    _Admin_RulesShow_Handler,
 		},
 		{
 			MethodName: "ClusterCreate",
