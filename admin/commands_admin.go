@@ -278,7 +278,11 @@ func usageDenialsCommand() *cli.Command {
 				return printJSON(stdout(c), r)
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "denials seen by %s since %s\n\n", r.Member, fmtMs(r.SinceUnixMs))
+			fmt.Fprintf(w, "denials seen by %s since %s\n", r.Member, fmtMs(r.SinceUnixMs))
+			if r.StatisticsOff {
+				fmt.Fprintln(w, "statistics are off (triadctl server set --statistics on): new denials are logged, not counted")
+			}
+			fmt.Fprintln(w)
 			fmt.Fprintln(w, "FEATURE\tREASON\tCOUNT\tLAST")
 			for _, d := range r.Denials {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Feature, d.Reason, d.Count, fmtMs(d.LastUnixMs))

@@ -206,6 +206,23 @@ func TestRulesDenialsAndSettings(t *testing.T) {
 			t.Errorf("usage denials lacks %q: %+v", k, denials)
 		}
 	}
+	// With statistics off, denials are no longer counted.
+	if _, err := ctlOn(t, servers, "server", "set", "--statistics", "off"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "statistics off on member 1", func() error {
+		out, err := ctlOn(t, c.members[1].addr, "usage", "denials")
+		if err != nil || !strings.Contains(out, "statistics are off") {
+			return fmt.Errorf("%v %q", err, out)
+		}
+		return nil
+	})
+	before, _ := ctlOn(t, c.members[1].addr, "--output", "json", "usage", "denials")
+	checkoutAs(ctx, t, lc, "eve-2", "cad", "eve")
+	if after, _ := ctlOn(t, c.members[1].addr, "--output", "json", "usage", "denials"); after != before {
+		t.Fatalf("a denial was counted with statistics off:\n%s\n%s", before, after)
+	}
+
 	// Named seats show in usage users; recycling a recent one is refused.
 	if _, err := checkoutAs(ctx, t, lc, "view-1", "view", "alice"); err != nil {
 		t.Fatal(err)

@@ -36,9 +36,10 @@ func newDenialCounter(nowMs int64) denialCounter {
 	return denialCounter{sinceMs: nowMs, m: map[denialKey]*denialEntry{}}
 }
 
-// noteDenial counts one checkout denied by the state machine.
+// noteDenial counts one checkout denied by the state machine, while the
+// statistics setting is on (denials are logged either way).
 func (s *Server) noteDenial(feature, reason string) {
-	if s.adm == nil {
+	if s.adm == nil || !s.fsm.Settings().Statistics {
 		return
 	}
 	d := &s.adm.denials
@@ -68,7 +69,7 @@ func (s *Server) Denials(ctx context.Context) *triadv1.UsageDenialsResponse {
 	d := &s.adm.denials
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: d.sinceMs}
+	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: d.sinceMs, StatisticsOff: !s.fsm.Settings().Statistics}
 	for k, e := range d.m {
 		resp.Denials = append(resp.Denials, &triadv1.DenialCount{Feature: k.feature, Reason: k.reason, Count: e.count, LastUnixMs: e.lastMs})
 	}

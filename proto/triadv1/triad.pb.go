@@ -2144,9 +2144,11 @@ func (x *DenialCount) GetLastUnixMs() int64 {
 type UsageDenialsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Counts are kept in memory by each member since it started.
-	Member        string         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
-	SinceUnixMs   int64          `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
-	Denials       []*DenialCount `protobuf:"bytes,3,rep,name=denials,proto3" json:"denials,omitempty"`
+	Member      string         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	SinceUnixMs int64          `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	Denials     []*DenialCount `protobuf:"bytes,3,rep,name=denials,proto3" json:"denials,omitempty"`
+	// The statistics setting is off: denials are not being counted.
+	StatisticsOff bool `protobuf:"varint,4,opt,name=statistics_off,json=statisticsOff,proto3" json:"statistics_off,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2200,6 +2202,13 @@ func (x *UsageDenialsResponse) GetDenials() []*DenialCount {
 		return x.Denials
 	}
 	return nil
+}
+
+func (x *UsageDenialsResponse) GetStatisticsOff() bool {
+	if x != nil {
+		return x.StatisticsOff
+	}
+	return false
 }
 
 type UsageReleaseRequest struct {
@@ -4086,11 +4095,12 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\x04R\x05count\x12 \n" +
 	"\flast_unix_ms\x18\x04 \x01(\x03R\n" +
-	"lastUnixMs\"\x83\x01\n" +
+	"lastUnixMs\"\xaa\x01\n" +
 	"\x14UsageDenialsResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\"\n" +
 	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\x12/\n" +
-	"\adenials\x18\x03 \x03(\v2\x15.triad.v1.DenialCountR\adenials\"_\n" +
+	"\adenials\x18\x03 \x03(\v2\x15.triad.v1.DenialCountR\adenials\x12%\n" +
+	"\x0estatistics_off\x18\x04 \x01(\bR\rstatisticsOff\"_\n" +
 	"\x13UsageReleaseRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"M\n" +
