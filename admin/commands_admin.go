@@ -164,17 +164,11 @@ func passwordCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.PasswordSetResponse, error) {
+				return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.PasswordSetResponse, error) {
 					return a.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: which, CurrentFullPassword: current, NewPassword: newPw})
+				}, func(r *triadv1.PasswordSetResponse) {
+					fmt.Fprintln(stdout(c), r.Message)
 				})
-				if err != nil {
-					return err
-				}
-				if jsonOutput(c) {
-					return printJSON(stdout(c), r)
-				}
-				fmt.Fprintln(stdout(c), r.Message)
-				return nil
 			},
 		}},
 	}
@@ -302,21 +296,15 @@ func usageReleaseCommand() *cli.Command {
 			if c.NArg() != 1 || err != nil || id == 0 {
 				return fmt.Errorf("give one lease id: triadctl usage release LEASE_ID (see `usage leases`)")
 			}
-			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageReleaseResponse, error) {
+			return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageReleaseResponse, error) {
 				return a.UsageRelease(ctx, &triadv1.UsageReleaseRequest{Header: h, LeaseId: id})
+			}, func(r *triadv1.UsageReleaseResponse) {
+				if r.Released {
+					fmt.Fprintf(stdout(c), "lease %d released\n", id)
+				} else {
+					fmt.Fprintf(stdout(c), "lease %d was already gone\n", id)
+				}
 			})
-			if err != nil {
-				return err
-			}
-			if jsonOutput(c) {
-				return printJSON(stdout(c), r)
-			}
-			if r.Released {
-				fmt.Fprintf(stdout(c), "lease %d released\n", id)
-			} else {
-				fmt.Fprintf(stdout(c), "lease %d was already gone\n", id)
-			}
-			return nil
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -19,17 +20,11 @@ func usageRecycleCommand() *cli.Command {
 			if c.NArg() != 2 {
 				return fmt.Errorf("give the user and the feature: triadctl usage recycle USER FEATURE (see `usage users`)")
 			}
-			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageRecycleResponse, error) {
+			return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageRecycleResponse, error) {
 				return a.UsageRecycle(ctx, &triadv1.UsageRecycleRequest{Header: h, User: c.Args().Get(0), Feature: c.Args().Get(1)})
+			}, func(r *triadv1.UsageRecycleResponse) {
+				fmt.Fprintln(stdout(c), r.Message)
 			})
-			if err != nil {
-				return err
-			}
-			if jsonOutput(c) {
-				return printJSON(stdout(c), r)
-			}
-			fmt.Fprintln(stdout(c), r.Message)
-			return nil
 		},
 	}
 }
@@ -51,40 +46,42 @@ func rulesCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("read rules file: %w", err)
 					}
-					r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.RulesShowResponse, error) {
+					return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.RulesShowResponse, error) {
 						return a.RulesSet(ctx, &triadv1.RulesSetRequest{Header: h, Text: string(text)})
+					}, func(r *triadv1.RulesShowResponse) {
+						fmt.Fprintf(stdout(c), "access rules set: %d rule(s), %d group(s)\n", r.Rules, r.Groups)
 					})
-					if err != nil {
-						return err
-					}
-					if jsonOutput(c) {
-						return printJSON(stdout(c), r)
-					}
-					fmt.Fprintf(stdout(c), "access rules set: %d rule(s), %d group(s)\n", r.Rules, r.Groups)
-					return nil
 				},
 			},
 			{
 				Name:  "show",
 				Usage: "print the access rules in force",
 				Action: func(c *cli.Context) error {
-					r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.RulesShowResponse, error) {
+					return show(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.RulesShowResponse, error) {
 						return a.RulesShow(ctx, &triadv1.RulesShowRequest{Header: h})
+					}, func(r *triadv1.RulesShowResponse) {
+						if r.Rules == 0 && r.Groups == 0 {
+							fmt.Fprintln(stdout(c), "no access rules: every user and host may use every licensed feature")
+							return
+						}
+						fmt.Fprint(stdout(c), r.Text)
 					})
-					if err != nil {
-						return err
-					}
-					if jsonOutput(c) {
-						return printJSON(stdout(c), r)
-					}
-					if r.Rules == 0 && r.Groups == 0 {
-						fmt.Fprintln(stdout(c), "no access rules: every user and host may use every licensed feature")
-						return nil
-					}
-					fmt.Fprint(stdout(c), r.Text)
-					return nil
 				},
 			},
 		},
 	}
+}
+
+// show runs one admin call and prints its answer: as JSON with --output
+// json, else through table.
+func show[T proto.Message](c *cli.Context, mode string, call func(context.Context, triadv1.AdminClient, *triadv1.AdminHeader) (T, error), table func(T)) error {
+	r, err := adminCall(c, mode, call)
+	if err != nil {
+		return err
+	}
+	if jsonOutput(c) {
+		return printJSON(stdout(c), r)
+	}
+	table(r)
+	return nil
 }
