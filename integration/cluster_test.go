@@ -8,10 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -101,6 +106,7 @@ func TestFormCheckoutToCapacity(t *testing.T) {
 }
 
 func TestCLICheckoutHoldsAndReleases(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := formedWithLicense(t, 2)
 	out, err := ctlOn(t, c.servers(), "--output", "json", "checkout", "--feature", "cad", "--version", "1", "--count", "2", "--hold", "2s")
 	if err != nil {
@@ -119,6 +125,7 @@ func TestCLICheckoutHoldsAndReleases(t *testing.T) {
 }
 
 func TestFormationRefusals(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	a, b, cc := c.members[0], c.members[1], c.members[2]
 	cases := []struct {
@@ -178,6 +185,7 @@ func TestFormationRefusals(t *testing.T) {
 }
 
 func TestEnrollmentChecks(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	c.form()
 	ids := c.computerIDs()
@@ -214,6 +222,7 @@ func TestEnrollmentChecks(t *testing.T) {
 }
 
 func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := formedWithLicense(t, 3)
 	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -238,5 +247,75 @@ func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
 	_, err := licensing(t, c.members[0].addr).Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: 99, RequestId: "x", Feature: "cad"})
 	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 1") {
 		t.Fatalf("protocol mismatch: %v", err)
+	}
+}
+
+// formationOf builds the formation record the members would be
+// bootstrapped with, from their Peer.Info answers.
+func formationOf(t *testing.T, c *cluster) (*fsmpb.FormCluster, []peerpb.PeerClient) {
+	t.Helper()
+	fc := &fsmpb.FormCluster{Mode: "failover"}
+	var peers []peerpb.PeerClient
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range c.members { // names sort as alpha, bravo, charlie
+		conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		p := peerpb.NewPeerClient(conn)
+		info, err := p.Info(ctx, &peerpb.InfoRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+		fc.Members = append(fc.Members, &fsmpb.Member{Name: info.GetName(), GrpcAddress: m.addr, RaftAddress: info.GetRaftAddress(), ComputerId: info.GetComputerId()})
+	}
+	return fc, peers
+}
+
+// Bootstrap is idempotent: the same bootstrap again succeeds; a member that
+// learned the cluster from the leader before its own bootstrap call came
+// (two members bootstrapped and elected a leader with its vote) accepts
+// that same bootstrap; a different formation is refused.
+func TestBootstrapIsIdempotent(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
+	c := startCluster(t)
+	fc, peers := formationOf(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range peers[:2] {
+		if _, err := p.Bootstrap(ctx, &peerpb.BootstrapRequest{PeerProtocolVersion: 1, Cluster: fc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	charlie := c.members[2]
+	waitFor(t, 15*time.Second, "charlie learned the cluster from the leader", func() error {
+		var show struct{ Mode string }
+		ctlJSON(t, charlie.addr, &show, "server", "show")
+		if show.Mode != "failover" {
+			return fmt.Errorf("charlie mode %q", show.Mode)
+		}
+		return nil
+	})
+	for i, p := range peers {
+		if _, err := p.Bootstrap(ctx, &peerpb.BootstrapRequest{PeerProtocolVersion: 1, Cluster: fc}); err != nil {
+			t.Fatalf("the same bootstrap on %s: %v", c.members[i].name, err)
+		}
+	}
+	other := proto.Clone(fc).(*fsmpb.FormCluster)
+	other.Members[0].RaftAddress = "127.0.0.1:1"
+	_, err := peers[2].Bootstrap(ctx, &peerpb.BootstrapRequest{PeerProtocolVersion: 1, Cluster: other})
+	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "already part of a cluster") {
+		t.Fatalf("a different bootstrap: %v", err)
+	}
+	// charlie now has its formation record: it survives a restart formed.
+	charlie.kill()
+	charlie.start()
+	var show struct{ Mode string }
+	ctlJSON(t, charlie.addr, &show, "server", "show")
+	if show.Mode != "failover" {
+		t.Fatalf("charlie after restart: %q", show.Mode)
 	}
 }

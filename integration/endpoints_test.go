@@ -49,6 +49,7 @@ func grpcHealth(t *testing.T, addr, service string) healthpb.HealthCheckResponse
 
 // /healthz, /readyz and grpc.health.v1 before and after formation.
 func TestHealthEndpoints(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	m := c.members[0]
 	if code, body := getURL(t, "http://"+m.httpAddr+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
@@ -88,6 +89,7 @@ func TestHealthEndpoints(t *testing.T) {
 
 // `cluster links --watch` refreshes until interrupted.
 func TestClusterLinksWatch(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	c.form()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -23,6 +23,7 @@ func checkoutAs(ctx context.Context, t *testing.T, lc triadv1.LicensingClient, r
 // capacity drops), named users share their seat, borrowing is bounded by
 // the license.
 func TestLicenseModel(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	c.form()
 	year := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
@@ -154,6 +155,7 @@ func usageOf(rows []usageRow, feature string) uint32 {
 // Access rules, denial reasons, named seats and the expiry-warning
 // setting through triadctl.
 func TestRulesDenialsAndSettings(t *testing.T) {
+	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	c.form()
 	c.enroll(c.issue("main", "--valid-until", time.Now().AddDate(0, 0, 20).Format("2006-01-02"),

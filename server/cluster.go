@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/proto/fsmpb"
@@ -212,16 +213,6 @@ var errAlreadyFormed = errors.New("this member is already part of a cluster")
 func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 	s.formMu.Lock()
 	defer s.formMu.Unlock()
-	if s.formation != nil || s.fsm.Cluster() != nil {
-		return errAlreadyFormed
-	}
-	has, err := raft.HasExistingState(s.node.store, s.node.store, s.node.snaps)
-	if err != nil {
-		return err
-	}
-	if has {
-		return errAlreadyFormed
-	}
 	var me *fsmpb.Member
 	cfg := raft.Configuration{}
 	for _, m := range fc.GetMembers() {
@@ -229,6 +220,27 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 			me = m
 		}
 		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.GetName()), Address: raft.ServerAddress(m.GetRaftAddress())})
+	}
+	has, err := raft.HasExistingState(s.node.store, s.node.store, s.node.snaps)
+	if err != nil {
+		return err
+	}
+	if has || s.formation != nil || s.fsm.Cluster() != nil {
+		// A member bootstrapped a moment earlier may already have elected
+		// a leader (with this member's vote) and replicated the same
+		// configuration here: that is this very formation, not a second one.
+		if me != nil && s.formation == nil && s.sameConfiguration(cfg) {
+			if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
+				return err
+			}
+			s.formation = fc
+			s.setPeers(fc)
+			return nil
+		}
+		if me != nil && s.formation != nil && proto.Equal(s.formation, fc) {
+			return nil // a retried bootstrap
+		}
+		return errAlreadyFormed
 	}
 	if me == nil || me.GetName() != s.cfg.Name {
 		return fmt.Errorf("this member (%s, computer ID %s) is not in the cluster being formed", s.cfg.Name, s.computerID)
@@ -294,3 +306,27 @@ func (s *Server) term() uint64 {
 
 // roleName is a Raft state as shown to operators.
 func roleName(state string) string { return strings.ToLower(state) }
+
+// sameConfiguration reports whether Raft's current configuration has
+// exactly the voters of cfg.
+func (s *Server) sameConfiguration(cfg raft.Configuration) bool {
+	f := s.node.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	have := f.Configuration().Servers
+	if len(have) != len(cfg.Servers) {
+		return false
+	}
+	key := func(v raft.Server) string { return string(v.ID) + "@" + string(v.Address) }
+	want := map[string]bool{}
+	for _, v := range cfg.Servers {
+		want[key(v)] = true
+	}
+	for _, v := range have {
+		if !want[key(v)] {
+			return false
+		}
+	}
+	return true
+}
