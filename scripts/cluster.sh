@@ -58,7 +58,8 @@ if [ "$MODE" = bench ]; then
 fi
 
 for _ in $(seq 50); do
-  ctl cluster status | grep -q '^status *operational' && break
+  st=$(ctl cluster status)
+  echo "$st" | grep -q '^status *operational' && ! echo "$st" | grep -q ' unknown$' && break
   sleep 0.2
 done
 echo
@@ -67,7 +68,7 @@ cat <<TXT
 
 Triad is running: three members on loopback, license for $SEATS seats of feature "demo".
   members      $members   (logs and data in $RUN/)
-  dashboards   http://127.0.0.1:4080/v1/status  http://127.0.0.1:4180/v1/status  http://127.0.0.1:4280/v1/status
+  dashboard    http://127.0.0.1:4080/  (any member: :4180, :4280; JSON at /v1/status, Prometheus at /metrics)
 Try, in another terminal:
   $BIN/triadctl --server $members cluster status
   $BIN/triadctl --server $members usage features
