@@ -50,7 +50,11 @@ func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: 2 * time.Second}})
+	// The freelist is rebuilt on open rather than written on every commit
+	// (as etcd does): less write work per group commit, same durability of
+	// the log itself.
+	boltOpts := &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: boltOpts})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w (is another triadd using this data directory?)", filepath.Join(dir, "raft.db"), err)
 	}

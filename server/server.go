@@ -136,7 +136,11 @@ func (s *Server) open() error {
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
 	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
 	s.setPeers(s.formation)
-	s.applyQ = newBatcher(1024, 4, s.flushLocal)
+	// One batch in flight on the leader: everything that arrives while it
+	// commits goes into the next entry. Measured on 2 cores with 64
+	// clients: pipeline 1 gives ~40 % more cycles/s than 4 (fewer, larger
+	// entries: less Raft and bolt work per request).
+	s.applyQ = newBatcher(1024, 1, s.flushLocal)
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
 
