@@ -229,7 +229,7 @@ func (s *state) applyRebaseLeases(now int64) *fsmpb.OpResult {
 		}
 		s.account(now, e.l)
 		if e.l.AccountedMs != 0 {
-			e.l.AccountedMs = now
+			s.setAccounted(e.l, now) // a clock behind: start counting from it
 		}
 		e.l.ExpiresMs = now + e.l.TtlMs
 	}

@@ -38,6 +38,10 @@ type modelState struct {
 	countdown map[string]int64                     // feature → seat-ms consumed by ended accounting
 
 	namedUse map[string]map[string]int // feature → user → live leases
+	// Live countdown leases per feature: Σ count and Σ count × accounted_ms,
+	// so the unaccounted seat time at now is now × seats − weighted, in O(1).
+	cdSeats    map[string]int64
+	cdWeighted map[string]int64
 }
 
 func newModelState() modelState {
@@ -46,6 +50,8 @@ func newModelState() modelState {
 		licStates: map[string]*fsmpb.LicenseStateRecord{},
 		countdown: map[string]int64{},
 		namedUse:  map[string]map[string]int{},
+		cdSeats:    map[string]int64{},
+		cdWeighted: map[string]int64{},
 	}
 }
 
@@ -208,6 +214,10 @@ func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
 
 // addLeaseUse counts a live lease in the derived indexes.
 func (s *state) addLeaseUse(l *fsmpb.Lease) {
+	if l.AccountedMs != 0 {
+		s.model.cdSeats[l.Feature] += int64(l.Count)
+		s.model.cdWeighted[l.Feature] += int64(l.Count) * l.AccountedMs
+	}
 	if !l.NamedUser {
 		s.addUse(l.Feature, l.Version, uint64(l.Count))
 		return
@@ -221,6 +231,14 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 // dropLeaseUse undoes addLeaseUse and settles the lease's last accounts.
 func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
 	s.account(now, l)
+	if l.AccountedMs != 0 {
+		s.model.cdSeats[l.Feature] -= int64(l.Count)
+		s.model.cdWeighted[l.Feature] -= int64(l.Count) * l.AccountedMs
+		if s.model.cdSeats[l.Feature] == 0 {
+			delete(s.model.cdSeats, l.Feature)
+			delete(s.model.cdWeighted, l.Feature)
+		}
+	}
 	if !l.NamedUser {
 		s.subUse(l.Feature, l.Version, uint64(l.Count))
 		return
@@ -265,20 +283,21 @@ func (s *state) account(now int64, l *fsmpb.Lease) {
 	}
 	if d := now - l.AccountedMs; d > 0 {
 		s.model.countdown[l.Feature] += d * int64(l.Count)
-		l.AccountedMs = now
+		s.setAccounted(l, now)
 	}
 }
 
+// setAccounted moves a live countdown lease's accounting mark.
+func (s *state) setAccounted(l *fsmpb.Lease, t int64) {
+	s.model.cdWeighted[l.Feature] += int64(l.Count) * (t - l.AccountedMs)
+	l.AccountedMs = t
+}
+
 // countdownUsed is the pool use of feature including live leases' seat
-// time not yet accounted.
+// time not yet accounted (O(1): see cdSeats).
 func (s *state) countdownUsed(feature string, now int64) int64 {
-	used := s.model.countdown[feature]
-	for _, e := range s.leases { // a sum: map order does not show
-		if l := e.l; l.Feature == feature && l.AccountedMs != 0 && now > l.AccountedMs {
-			used += (now - l.AccountedMs) * int64(l.Count)
-		}
-	}
-	return used
+	unaccounted := now*s.model.cdSeats[feature] - s.model.cdWeighted[feature]
+	return s.model.countdown[feature] + max(unaccounted, 0)
 }
 
 // --- Access rules ---
