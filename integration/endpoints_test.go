@@ -132,3 +132,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Shell completion is enabled in the triadctl binary: the completion flag
+// lists the command tree (urfave/cli writes it to the process's stdout).
+func TestTriadctlShellCompletion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--generate-bash-completion"}, []string{"cluster", "license", "usage", "rules", "vendor", "password", "server"}},
+		{[]string{"usage", "--generate-bash-completion"}, []string{"features", "users", "leases", "denials", "release", "recycle"}},
+	} {
+		out, err := exec.Command(filepath.Join(binDir, "triadctl"), tc.args...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%v lacks %q:\n%s", tc.args, want, out)
+			}
+		}
+	}
+}

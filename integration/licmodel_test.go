@@ -258,3 +258,51 @@ func TestRulesDenialsAndSettings(t *testing.T) {
 		return nil
 	})
 }
+
+// Automatic recycling: with the setting on, the leader unties named users
+// idle for 30 days at 00:00 UTC. The members' clocks are moved (test-only
+// flag) to just before a midnight 31 days after the seat was last used.
+func TestAutomaticRecyclingAtMidnight(t *testing.T) {
+	c := startCluster(t)
+	c.form()
+	c.enroll(c.issue("named", "--valid-until", time.Now().AddDate(1, 0, 0).Format("2006-01-02"), "--feature", "view:1:1,model=named-user"))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lc := licensing(t, c.members[0].addr)
+	resp, err := checkoutAs(ctx, t, lc, "v-1", "view", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{resp.GetLease().GetLeaseId()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctlOn(t, c.servers(), "server", "set", "--auto-recycling", "on"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := ctlOn(t, c.servers(), "usage", "users"); !strings.Contains(out, "alice") {
+		t.Fatalf("alice holds no named seat before the sweep:\n%s", out)
+	}
+	now := time.Now()
+	midnight := now.Add(31 * 24 * time.Hour).UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	offset := midnight.Add(-3 * time.Second).Sub(now)
+	for _, m := range c.members {
+		m.stop()
+	}
+	for _, m := range c.members {
+		m.extra = []string{"--test-clock-offset", offset.String()}
+		m.start()
+	}
+	waitFor(t, 45*time.Second, "alice's idle seat recycled at midnight", func() error {
+		out, err := ctlOn(t, c.servers(), "usage", "users")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "alice") {
+			return fmt.Errorf("alice still tied:\n%s", out)
+		}
+		return nil
+	})
+	if _, err := checkoutAs(ctx, t, licensing(t, c.members[1].addr), "v-2", "view", "bob"); err != nil {
+		t.Fatalf("bob after the sweep: %v", err)
+	}
+}
