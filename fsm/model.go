@@ -46,10 +46,10 @@ type modelState struct {
 
 func newModelState() modelState {
 	return modelState{
-		named:     map[string]map[string]*fsmpb.NamedSeat{},
-		licStates: map[string]*fsmpb.LicenseStateRecord{},
-		countdown: map[string]int64{},
-		namedUse:  map[string]map[string]int{},
+		named:      map[string]map[string]*fsmpb.NamedSeat{},
+		licStates:  map[string]*fsmpb.LicenseStateRecord{},
+		countdown:  map[string]int64{},
+		namedUse:   map[string]map[string]int{},
 		cdSeats:    map[string]int64{},
 		cdWeighted: map[string]int64{},
 	}
