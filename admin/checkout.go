@@ -40,11 +40,16 @@ func checkoutCommand() *cli.Command {
 			}
 			info := lease.Info()
 			if jsonOutput(c) {
-				printJSON(stdout(c), map[string]any{
-					"lease_id": info.GetLeaseId(), "feature": info.GetFeature(), "version": info.GetVersion(),
-					"count": info.GetCount(), "fencing_index": info.GetFencingIndex(), "via_member": info.GetViaMember(),
-					"ttl_seconds": info.GetTtlSeconds(),
-				})
+				// lease_id comes first, so scripts can read it off the first line.
+				printJSON(stdout(c), struct {
+					LeaseID      uint64 `json:"lease_id"`
+					Feature      string `json:"feature"`
+					Version      uint32 `json:"version"`
+					Count        uint32 `json:"count"`
+					FencingIndex uint64 `json:"fencing_index"`
+					ViaMember    string `json:"via_member"`
+					TTLSeconds   uint32 `json:"ttl_seconds"`
+				}{info.GetLeaseId(), info.GetFeature(), info.GetVersion(), info.GetCount(), info.GetFencingIndex(), info.GetViaMember(), info.GetTtlSeconds()})
 			} else {
 				fmt.Fprintf(stdout(c), "lease %d: %d × %s v%d (fencing index %d, via %s); holding",
 					info.GetLeaseId(), info.GetCount(), info.GetFeature(), info.GetVersion(), info.GetFencingIndex(), info.GetViaMember())
