@@ -167,6 +167,15 @@ func TestHealthCutOff(t *testing.T) {
 		}
 		return nil
 	})
+	// Its dashboard says so, in a real browser.
+	t.Run("dashboard says cut off", func(t *testing.T) {
+		browser := findBrowser(t)
+		url := "http://" + cc.httpAddr + "/"
+		if page := dumpDOM(t, browser, url); !strings.Contains(page, "This member (charlie) reaches neither peer") || statusWord(page) != "not operational" {
+			t.Fatalf("the cut-off member's dashboard does not say it is cut off (status %q)", statusWord(page))
+		}
+		screenshot(t, browser, url, "dashboard-cut-off.png")
+	})
 	// The other two still serve: a leader among them.
 	if l := c.leader(a); l == cc {
 		t.Fatalf("cut-off member still leads")
