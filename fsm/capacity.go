@@ -1,8 +1,11 @@
 package fsm
 
 import (
+	"iter"
 	"math"
 	"slices"
+
+	"github.com/triadlm/triad/proto/fsmpb"
 )
 
 // Seats and versions.
@@ -81,25 +84,16 @@ func (s *state) subUse(feature string, version uint32, n uint64) {
 // (grants may use them; displayed capacity does not include them).
 func (s *state) supply(feature string, now int64, overdraft bool) []versionCount {
 	var out []versionCount
-	for _, serial := range s.serials {
-		l := s.licenses[serial]
-		if !s.licenseValid(l, now) {
-			continue
+	for f := range s.validEntries(feature, now) {
+		n := uint64(f.Count)
+		if overdraft && f.Limit == limitSoft {
+			n += uint64(f.Overdraft)
 		}
-		for _, f := range l.Features {
-			if f.Name != feature {
-				continue
-			}
-			n := uint64(f.Count)
-			if overdraft && f.Limit == limitSoft {
-				n += uint64(f.Overdraft)
-			}
-			i, ok := slices.BinarySearchFunc(out, f.Version, cmpVersion)
-			if ok {
-				out[i].count += n
-			} else {
-				out = slices.Insert(out, i, versionCount{f.Version, n})
-			}
+		i, ok := slices.BinarySearchFunc(out, f.Version, cmpVersion)
+		if ok {
+			out[i].count += n
+		} else {
+			out = slices.Insert(out, i, versionCount{f.Version, n})
 		}
 	}
 	return out
@@ -216,4 +210,22 @@ func (s *state) usage(now int64) []Usage {
 
 func clamp32(n uint64) uint32 {
 	return uint32(min(n, math.MaxUint32))
+}
+
+// validEntries yields the entries for feature of the licenses valid at now,
+// in serial order: the one walk that supply and terms share.
+func (s *state) validEntries(feature string, now int64) iter.Seq[*fsmpb.Feature] {
+	return func(yield func(*fsmpb.Feature) bool) {
+		for _, serial := range s.serials {
+			l := s.licenses[serial]
+			if !s.licenseValid(l, now) {
+				continue
+			}
+			for _, f := range l.Features {
+				if f.Name == feature && !yield(f) {
+					return
+				}
+			}
+		}
+	}
 }

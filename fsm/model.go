@@ -117,26 +117,17 @@ type terms struct {
 func (s *state) terms(feature string, now int64) terms {
 	t := terms{model: modelConcurrent}
 	best := int64(-1)
-	for _, serial := range s.serials {
-		l := s.licenses[serial]
-		if !s.licenseValid(l, now) {
-			continue
+	for f := range s.validEntries(feature, now) {
+		if f.Limit == limitSoft {
+			t.overdraft += uint64(f.Overdraft)
 		}
-		for _, f := range l.Features {
-			if f.Name != feature {
-				continue
-			}
-			if f.Limit == limitSoft {
-				t.overdraft += uint64(f.Overdraft)
-			}
-			if f.Model == modelCountdown {
-				t.poolMs += int64(f.UsageHours) * 3600 * 1000
-			}
-			t.maxBorrowMs = max(t.maxBorrowMs, int64(f.MaxBorrowSeconds)*1000)
-			if int64(f.Version) > best {
-				best = int64(f.Version)
-				t.model = cmp.Or(f.Model, modelConcurrent)
-			}
+		if f.Model == modelCountdown {
+			t.poolMs += int64(f.UsageHours) * 3600 * 1000
+		}
+		t.maxBorrowMs = max(t.maxBorrowMs, int64(f.MaxBorrowSeconds)*1000)
+		if int64(f.Version) > best {
+			best = int64(f.Version)
+			t.model = cmp.Or(f.Model, modelConcurrent)
 		}
 	}
 	return t
