@@ -319,3 +319,40 @@ func TestBootstrapIsIdempotent(t *testing.T) {
 		t.Fatalf("charlie after restart: %q", show.Mode)
 	}
 }
+
+// A member whose bootstrap call never came (it timed out, or the other two
+// had already elected a leader) learns the formation from the leader: it
+// starts its heartbeats (three links up), and keeps the formation on disk
+// across a restart.
+func TestMissedBootstrapLearnsFormation(t *testing.T) {
+	c := startCluster(t)
+	fc, peers := formationOf(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range peers[:2] {
+		if _, err := p.Bootstrap(ctx, &peerpb.BootstrapRequest{PeerProtocolVersion: 1, Cluster: fc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	charlie := c.members[2]
+	threeUp := func() error {
+		s, err := c.status(charlie)
+		if err != nil {
+			return err
+		}
+		up := 0
+		for _, l := range s.Links {
+			if l.State == "up" {
+				up++
+			}
+		}
+		if s.Mode != "failover" || len(s.Links) != 3 || up != 3 || s.Status != "operational" {
+			return fmt.Errorf("charlie reports %+v", s)
+		}
+		return nil
+	}
+	waitFor(t, 20*time.Second, "charlie, never bootstrapped, reports three links up", threeUp)
+	charlie.kill()
+	charlie.start()
+	waitFor(t, 20*time.Second, "charlie after a restart reports three links up", threeUp)
+}

@@ -229,6 +229,11 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 		// A member bootstrapped a moment earlier may already have elected
 		// a leader (with this member's vote) and replicated the same
 		// configuration here: that is this very formation, not a second one.
+		// The vote is stored before the leader's first entries arrive, so
+		// give the configuration a moment to follow it.
+		if me != nil && s.formation == nil {
+			s.awaitConfiguration(cfg, 3*time.Second)
+		}
 		if me != nil && s.formation == nil && s.sameConfiguration(cfg) {
 			if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
 				return err
@@ -255,6 +260,42 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 	s.setPeers(fc)
 	s.log.Info("cluster formed", "mode", fc.GetMode(), "members", len(fc.GetMembers()))
 	return nil
+}
+
+// awaitConfiguration waits up to d for Raft's configuration to become cfg
+// while it is still empty (this member voted but has no entries yet).
+func (s *Server) awaitConfiguration(cfg raft.Configuration, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && !s.sameConfiguration(cfg) {
+		f := s.node.raft.GetConfiguration()
+		if f.Error() != nil || len(f.Configuration().Servers) > 0 {
+			return // a configuration is there: compare it as it is
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// adoptFormation: a member that missed its bootstrap call (it timed out, or
+// came after the other two had elected a leader) learns the formation from
+// the replicated state; it records it on disk and starts its heartbeats,
+// as if it had been bootstrapped. Called every second.
+func (s *Server) adoptFormation() {
+	fc := s.fsm.Cluster()
+	if fc == nil {
+		return
+	}
+	s.formMu.Lock()
+	defer s.formMu.Unlock()
+	if s.formation != nil {
+		return
+	}
+	if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
+		s.log.Error("cannot record the cluster formation learned from the leader; retrying", "error", err)
+		return
+	}
+	s.formation = fc
+	s.setPeers(fc)
+	s.log.Info("cluster formation learned from the leader", "mode", fc.GetMode(), "members", len(fc.GetMembers()))
 }
 
 // ClusterStatus reports the cluster as this member sees it (admin.Backend).

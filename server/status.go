@@ -42,11 +42,13 @@ func (s *Server) ready() (bool, string) {
 
 // healthLoop keeps the grpc.health.v1 statuses current: the whole server
 // ("") is SERVING while the process runs; the Licensing service is SERVING
-// only while the member is ready (the same rule as /readyz).
+// only while the member is ready (the same rule as /readyz). Each tick also
+// adopts a formation this member learned from the leader (adoptFormation).
 func (s *Server) healthLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		s.adoptFormation()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ok, _ := s.ready(); ok {
 			st = healthpb.HealthCheckResponse_SERVING
