@@ -229,11 +229,8 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 		// A member bootstrapped a moment earlier may already have elected
 		// a leader (with this member's vote) and replicated the same
 		// configuration here: that is this very formation, not a second one.
-		// The vote is stored before the leader's first entries arrive, so
-		// give the configuration a moment to follow it.
-		if me != nil && s.formation == nil {
-			s.awaitConfiguration(cfg, 3*time.Second)
-		}
+		// (If the vote came before the leader's first entries, this is
+		// refused; adoptFormation then takes the formation from the log.)
 		if me != nil && s.formation == nil && s.sameConfiguration(cfg) {
 			if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
 				return err
@@ -262,31 +259,15 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 	return nil
 }
 
-// awaitConfiguration waits up to d for Raft's configuration to become cfg
-// while it is still empty (this member voted but has no entries yet).
-func (s *Server) awaitConfiguration(cfg raft.Configuration, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && !s.sameConfiguration(cfg) {
-		f := s.node.raft.GetConfiguration()
-		if f.Error() != nil || len(f.Configuration().Servers) > 0 {
-			return // a configuration is there: compare it as it is
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // adoptFormation: a member that missed its bootstrap call (it timed out, or
 // came after the other two had elected a leader) learns the formation from
 // the replicated state; it records it on disk and starts its heartbeats,
 // as if it had been bootstrapped. Called every second.
 func (s *Server) adoptFormation() {
-	fc := s.fsm.Cluster()
-	if fc == nil {
-		return
-	}
 	s.formMu.Lock()
 	defer s.formMu.Unlock()
-	if s.formation != nil {
+	fc := s.fsm.Cluster()
+	if s.formation != nil || fc == nil {
 		return
 	}
 	if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
