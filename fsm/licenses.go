@@ -53,6 +53,7 @@ func (s *state) applyEnrollLicense(now int64, index uint64, el *fsmpb.EnrollLice
 	stored.EnrolledAtMs = now
 	stored.EnrolledIndex = index
 	s.addLicense(stored)
+	s.admin.activated = true // sticky: removing the license does not undo it
 	s.updateLicenseStates(now)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 		Message: "license " + lic.Serial + " enrolled",

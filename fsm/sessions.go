@@ -61,6 +61,9 @@ type adminState struct {
 	settings *fsmpb.AdminSettings
 	// sessions holds live sessions and tombstones (ended_ms != 0), by id.
 	sessions map[string]*fsmpb.AdminSession
+	// activated is set by the first license enrolled and never cleared:
+	// from then on remote administration follows the policy.
+	activated bool
 }
 
 func newAdminState() adminState {
@@ -379,12 +382,13 @@ func (f *FSM) Settings() Settings {
 	return f.s.admin.effective()
 }
 
-// Activated reports whether a license is enrolled: before that, remote
-// administration is allowed whatever the policy.
+// Activated reports whether the cluster was activated, that is whether a
+// license was ever enrolled (removing every license later does not undo
+// it): before that, remote administration is allowed whatever the policy.
 func (f *FSM) Activated() bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return len(f.s.serials) > 0
+	return f.s.admin.activated
 }
 
 // HasIdleSessions reports whether an ExpireSessions command at nowMs would

@@ -181,3 +181,68 @@ func TestSessionsDeterministicSnapshot(t *testing.T) {
 		t.Fatalf("restored admin state wrong: %+v %v %d", g.Settings(), g.AdminAuth(), len(g.Sessions()))
 	}
 }
+
+// TestActivationIsSticky: the first license enrolled activates the cluster
+// and removing every license does not undo it; the flag survives snapshots
+// (also one holding no license) and two FSMs fed the same log agree.
+func TestActivationIsSticky(t *testing.T) {
+	run := func() *harness {
+		h := formed(t)
+		if h.f.Activated() {
+			t.Fatal("activated before any license was enrolled")
+		}
+		// A refused enrollment does not activate.
+		expired := lic("OLD", t0-10*day, t0-day, feat("cad", 1, 1))
+		if r := h.res(t0, enrollCmd(expired)); r.Code == fsmpb.Code_OK {
+			t.Fatalf("an expired license was enrolled: %v", r)
+		}
+		if h.f.Activated() {
+			t.Fatal("a refused enrollment activated the cluster")
+		}
+		h.mustEnroll(t0+1, lic("A", t0-day, t0+365*day, feat("cad", 1, 2)))
+		if !h.f.Activated() {
+			t.Fatal("not activated after the first enrollment")
+		}
+		wantCode(t, "remove the only license", h.res(t0+2, removeCmd("A")), fsmpb.Code_OK, "")
+		if len(h.f.Licenses()) != 0 {
+			t.Fatalf("licenses left: %v", h.f.Licenses())
+		}
+		if !h.f.Activated() {
+			t.Fatal("removing the last license deactivated the cluster")
+		}
+		return h
+	}
+	h := run()
+	a, b := h.f.MarshalSnapshot(), run().f.MarshalSnapshot()
+	if !bytes.Equal(a, b) {
+		t.Fatal("same log, different snapshots")
+	}
+	snap := &fsmpb.Snapshot{}
+	if err := proto.Unmarshal(a, snap); err != nil {
+		t.Fatal(err)
+	}
+	if !snap.GetActivated() || len(snap.GetLicenses()) != 0 {
+		t.Fatalf("snapshot of an activated cluster without licenses: activated=%v licenses=%d", snap.GetActivated(), len(snap.GetLicenses()))
+	}
+	if g := roundTrip(t, h.f); !g.Activated() {
+		t.Fatal("activation lost in a snapshot without licenses")
+	}
+	// With a license enrolled the license itself says so: the snapshot
+	// does not repeat the flag (format-1 bytes unchanged), and a restore
+	// of it (as of an older build's snapshot) is activated.
+	h.mustEnroll(t0+3, lic("B", t0-day, t0+365*day, feat("cad", 1, 2)))
+	snap = &fsmpb.Snapshot{}
+	if err := proto.Unmarshal(h.f.MarshalSnapshot(), snap); err != nil {
+		t.Fatal(err)
+	}
+	if snap.GetActivated() {
+		t.Fatal("snapshot repeats the flag alongside a license")
+	}
+	if g := roundTrip(t, h.f); !g.Activated() {
+		t.Fatal("a restored snapshot holding a license is not activated")
+	}
+	// A never-activated cluster stays so through a snapshot.
+	if g := roundTrip(t, formed(t).f); g.Activated() {
+		t.Fatal("a restored unactivated cluster is activated")
+	}
+}

@@ -94,6 +94,8 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 		snap.Requests = append(snap.Requests, s.requests[id])
 	}
 	s.admin.toSnapshot(snap)
+	// Written only when no license implies it (see fsm.proto).
+	snap.Activated = s.admin.activated && len(s.serials) == 0
 	s.model.toSnapshot(snap)
 	return snap
 }
@@ -134,6 +136,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		}
 		s.addLicense(l)
 	}
+	// A snapshot holding a license is activated, whatever the flag says:
+	// the flag is written only when no license implies it (fsm.proto).
+	s.admin.activated = snap.GetActivated() || len(s.serials) > 0
 	for _, l := range snap.Leases {
 		if l.GetId() == 0 || l.Id >= s.nextLeaseID {
 			return nil, fmt.Errorf("fsm: snapshot holds lease %d outside [1, next lease id %d)", l.GetId(), s.nextLeaseID)

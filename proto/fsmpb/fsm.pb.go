@@ -2440,6 +2440,12 @@ type Snapshot struct {
 	// Sorted by id; ended sessions are kept a while so that their token's
 	// next call learns why it ended.
 	AdminSessions []*AdminSession `protobuf:"bytes,12,rep,name=admin_sessions,json=adminSessions,proto3" json:"admin_sessions,omitempty"`
+	// The cluster was activated: a license was enrolled once. It stays set
+	// when every license is removed (remote administration then follows the
+	// policy for good). Written only when no enrolled license implies it: a
+	// snapshot holding a license is activated, so snapshots of clusters with
+	// licenses keep their format-1 bytes and those of older builds read right.
+	Activated bool `protobuf:"varint,13,opt,name=activated,proto3" json:"activated,omitempty"`
 	// License model (fields 20-29). Sorted by (feature, user).
 	NamedSeats []*NamedSeat `protobuf:"bytes,20,rep,name=named_seats,json=namedSeats,proto3" json:"named_seats,omitempty"`
 	Rules      *AccessRules `protobuf:"bytes,21,opt,name=rules,proto3" json:"rules,omitempty"`
@@ -2556,6 +2562,13 @@ func (x *Snapshot) GetAdminSessions() []*AdminSession {
 		return x.AdminSessions
 	}
 	return nil
+}
+
+func (x *Snapshot) GetActivated() bool {
+	if x != nil {
+		return x.Activated
+	}
+	return false
 }
 
 func (x *Snapshot) GetNamedSeats() []*NamedSeat {
@@ -3341,7 +3354,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\x97\x06\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xb5\x06\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -3355,7 +3368,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"admin_auth\x18\n" +
 	" \x01(\v2\x17.triad.fsm.v1.AdminAuthR\tadminAuth\x12B\n" +
 	"\x0eadmin_settings\x18\v \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\radminSettings\x12A\n" +
-	"\x0eadmin_sessions\x18\f \x03(\v2\x1a.triad.fsm.v1.AdminSessionR\radminSessions\x128\n" +
+	"\x0eadmin_sessions\x18\f \x03(\v2\x1a.triad.fsm.v1.AdminSessionR\radminSessions\x12\x1c\n" +
+	"\tactivated\x18\r \x01(\bR\tactivated\x128\n" +
 	"\vnamed_seats\x18\x14 \x03(\v2\x17.triad.fsm.v1.NamedSeatR\n" +
 	"namedSeats\x12/\n" +
 	"\x05rules\x18\x15 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12G\n" +
