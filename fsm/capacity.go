@@ -131,6 +131,55 @@ func (s *state) seatCheck(feature string, version uint32, n uint64, sup []versio
 	}
 }
 
+// overCapacity reports whether the seats in use of feature cannot all be
+// matched to licensed seats of a compatible version at now (soft-limit
+// overdrafts are not licensed seats; named seats fit any version). When
+// they cannot, it returns the threshold t with the largest excess of
+// demand(t) over supply(t), the highest such t on ties: the number of
+// seats without a compatible licensed seat is exactly that excess (Hall's
+// theorem with deficiency), and t names the versions that lack them.
+func (s *state) overCapacity(feature string, now int64) (over bool, version uint32, inUse, licensed uint64) {
+	use := s.demand(feature)
+	sup := s.supply(feature, now, false)
+	ui, si := len(use)-1, len(sup)-1
+	var demand, supplied, worst uint64
+	for ui >= 0 {
+		t := use[ui].version
+		for ui >= 0 && use[ui].version >= t {
+			demand += use[ui].count
+			ui--
+		}
+		for si >= 0 && sup[si].version >= t {
+			supplied += sup[si].count
+			si--
+		}
+		if demand > supplied && demand-supplied > worst {
+			worst = demand - supplied
+			over, version, inUse, licensed = true, t, demand, supplied
+		}
+	}
+	return over, version, inUse, licensed
+}
+
+// demand is the seats in use of feature by requested version, ascending:
+// live leases, and tied named seats at version 0 (they fit any version).
+func (s *state) demand(feature string) []versionCount {
+	var use []versionCount
+	if u := s.inUse[feature]; u != nil {
+		use = u.byVersion
+	}
+	tied := uint64(len(s.model.named[feature]))
+	switch {
+	case tied == 0:
+		return use
+	case len(use) > 0 && use[0].version == 0:
+		use = slices.Clone(use)
+		use[0].count += tied
+		return use
+	}
+	return append([]versionCount{{0, tied}}, use...)
+}
+
 // Usage is one row of the usage table: the seats of one feature at one
 // version and how many of them live leases occupy.
 type Usage struct {
@@ -143,9 +192,12 @@ type Usage struct {
 // usage assigns live leases to seats for display: demand by requested
 // version, highest first, each into the lowest-version row at or above it
 // that has room. That greedy is optimal for nested choices, so leases only
-// overflow when they do not fit at all (capacity dropped after an expiry or
-// removal); overflow goes into the highest row, or into a zero-capacity row
-// at the lease's version when the feature has no valid license.
+// overflow when they do not fit at all (a soft limit's overdraft, or
+// capacity that dropped after an expiry or removal). Overflow stays at a
+// compatible version: it goes into the highest row when that row's version
+// serves the lease, otherwise into a zero-capacity row at the lease's
+// version (no valid license grants that version or a higher one). A row never
+// shows leases its seats could not serve.
 func (s *state) usage(now int64) []Usage {
 	features := map[string]bool{}
 	for _, l := range s.licenses {
@@ -171,15 +223,9 @@ func (s *state) usage(now int64) []Usage {
 	for _, name := range names {
 		rows := s.supply(name, now, false)
 		used := make([]uint64, len(rows))
-		var orphans []versionCount // demand with no valid license at all
-		var use []versionCount
-		if u := s.inUse[name]; u != nil {
-			use = u.byVersion
-		}
-		if tied := len(s.model.named[name]); tied > 0 {
-			// Named seats fit any version: they fill rows from the lowest.
-			use = append([]versionCount{{0, uint64(tied)}}, use...)
-		}
+		var orphans []versionCount // demand no valid license serves, descending
+		// Named seats fit any version: at version 0 they fill rows from the lowest.
+		use := s.demand(name)
 		for i := len(use) - 1; i >= 0; i-- {
 			d := use[i]
 			left := d.count
@@ -192,7 +238,7 @@ func (s *state) usage(now int64) []Usage {
 			}
 			switch {
 			case left == 0:
-			case len(rows) > 0:
+			case len(rows) > 0 && rows[len(rows)-1].version >= d.version:
 				used[len(rows)-1] += left
 			default:
 				orphans = append(orphans, versionCount{d.version, left})

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,17 +109,65 @@ func TestNamedUsers(t *testing.T) {
 			h.op(t0+2*hour, releaseOp(l.Id))
 		}
 	}
+	// The release is bob's last use.
+	if s := seat(h, "cad", "bob"); s.LastUsedMs != t0+2*hour || s.TiedMs != t0 {
+		t.Fatalf("after release: %+v", s)
+	}
 	wantResult(t, h.op(t0+2*hour, grantAs("c2", "cad", 1, "carol", "h4")), fsmpb.Code_NO_SEAT, "named users tied")
 	// Manual recycling: not before 30 days idle, never while in use.
 	rec := func(now int64, user string) *fsmpb.OpResult {
 		return h.apply(now, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: "cad"}}}).(*fsmpb.OpResult)
 	}
 	wantResult(t, rec(t0+29*day, "bob"), fsmpb.Code_RECYCLE_REFUSED, "30 days after its last use")
+	// 30 days after the checkout but not after the release.
+	wantResult(t, rec(t0+hour+30*day, "bob"), fsmpb.Code_RECYCLE_REFUSED, "last used cad on "+formatTime(t0+2*hour))
 	wantResult(t, rec(t0+40*day, "alice"), fsmpb.Code_RECYCLE_REFUSED, "using cad now")
 	wantResult(t, rec(t0+40*day, "dave"), fsmpb.Code_NOT_FOUND, "holds no named seat")
 	wantResult(t, rec(t0+2*hour+30*day, "bob"), fsmpb.Code_OK, "untied from user bob")
 	h.op(t0+31*day, grantAs("c3", "cad", 1, "carol", "h4"))
 	roundTrip(t, h.f)
+}
+
+// "Last used" follows each checkout, renewal and release of any of the
+// user's sessions, and never moves back.
+func TestNamedSeatLastUsed(t *testing.T) {
+	h := formed(t)
+	f := feat("cad", 1, 2)
+	f.Model = modelNamedUser
+	h.mustEnroll(t0, lic("N1", t0, t0+365*day, f))
+	last := func(when string, want int64) {
+		t.Helper()
+		if s := seat(h, "cad", "alice"); s.LastUsedMs != want || s.TiedMs != t0 {
+			t.Fatalf("%s: last used %s, tied %s; want last used %s, tied %s", when,
+				formatTime(s.LastUsedMs), formatTime(s.TiedMs), formatTime(want), formatTime(t0))
+		}
+	}
+	s1 := h.op(t0, grantAs("s1", "cad", 1, "alice", "h1")).Lease
+	last("first checkout", t0)
+	s2 := h.op(t0+hour, grantAs("s2", "cad", 1, "alice", "h2")).Lease
+	last("second session's checkout", t0+hour)
+	if r := h.op(t0+2*hour, renewOp(s1.Id)); r.Leases[0].Code != fsmpb.Code_OK {
+		t.Fatalf("renew: %v", r.Leases[0])
+	}
+	last("renewal", t0+2*hour)
+	h.op(t0+3*hour, releaseOp(s1.Id))
+	last("release of one session", t0+3*hour)
+	if !h.f.NamedSeatInUse("cad", "alice") {
+		t.Fatalf("alice's seat not in use while her second session lives")
+	}
+	h.op(t0+4*hour, releaseOp(s2.Id))
+	last("release of the last session", t0+4*hour)
+	if h.f.NamedSeatInUse("cad", "alice") {
+		t.Fatalf("alice's seat in use after both sessions were released")
+	}
+	// A new leader whose clock is behind does not move it back.
+	s3 := h.op(t0+5*hour, grantAs("s3", "cad", 1, "alice", "h1")).Lease
+	h.op(t0+4*hour+30*minute, renewOp(s3.Id))
+	h.op(t0+4*hour+40*minute, releaseOp(s3.Id))
+	last("renewal and release with a clock behind", t0+5*hour)
+	if g := roundTrip(t, h.f); g.NamedSeats()[0].LastUsedMs != t0+5*hour {
+		t.Fatalf("restored seat %+v", g.NamedSeats()[0])
+	}
 }
 
 func seat(h *harness, feature, user string) *fsmpb.NamedSeat {
@@ -218,6 +267,28 @@ func TestAccessRules(t *testing.T) {
 		{"exclude wins over an earlier max", []*fsmpb.AccessRule{rule("bob-1", "max", "user", "bob", 1), rule("no-bob", "exclude", "user", "bob", 0)}, nil, "bob", "b", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-bob"},
 		{"exclude wins over include", []*fsmpb.AccessRule{rule("bob-in", "include", "user", "bob", 0), rule("no-bob", "exclude", "user", "bob", 0)}, nil, "bob", "b", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-bob"},
 		{"reserve used by its subject frees nothing extra", []*fsmpb.AccessRule{rule("keep-1", "reserve", "user", "alice", 1)}, [][2]string{{"alice", "a"}, {"eve", "b"}, {"eve", "c"}}, "eve", "d", fsmpb.Code_OK, ""},
+
+		// Plain HOST subjects: the request's host, whoever the user.
+		{"exclude host", []*fsmpb.AccessRule{rule("no-kiosk", "exclude", "host", "kiosk", 0)}, nil, "alice", "kiosk", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-kiosk"},
+		{"exclude host: other host", []*fsmpb.AccessRule{rule("no-kiosk", "exclude", "host", "kiosk", 0)}, nil, "alice", "ws1", fsmpb.Code_OK, ""},
+		{"exclude host: a user named like the host", []*fsmpb.AccessRule{rule("no-kiosk", "exclude", "host", "kiosk", 0)}, nil, "kiosk", "ws1", fsmpb.Code_OK, ""},
+		{"include host: on it", []*fsmpb.AccessRule{rule("ws9-only", "include", "host", "ws9", 0)}, nil, "eve", "ws9", fsmpb.Code_OK, ""},
+		{"include host: elsewhere", []*fsmpb.AccessRule{rule("ws9-only", "include", "host", "ws9", 0)}, nil, "alice", "ws1", fsmpb.Code_DENIED_BY_RULE, "denied by rule ws9-only: only included users or hosts may use cad"},
+		{"include host or user: the user elsewhere", []*fsmpb.AccessRule{rule("ws9-only", "include", "host", "ws9", 0), rule("bob-too", "include", "user", "bob", 0)}, nil, "bob", "ws1", fsmpb.Code_OK, ""},
+		{"exclude host wins over include user", []*fsmpb.AccessRule{rule("bob-in", "include", "user", "bob", 0), rule("no-kiosk", "exclude", "host", "kiosk", 0)}, nil, "bob", "kiosk", fsmpb.Code_DENIED_BY_RULE, "denied by rule no-kiosk"},
+
+		// MAX per host counts every user's seats on that host, only there.
+		{"max per host reached by other users", []*fsmpb.AccessRule{rule("ws9-2", "max", "host", "ws9", 2)}, [][2]string{{"alice", "ws9"}, {"bob", "ws9"}}, "eve", "ws9", fsmpb.Code_DENIED_BY_RULE, "denied by rule ws9-2: at most 2 seat(s) of cad, 2 in use"},
+		{"max per host: seats elsewhere do not count", []*fsmpb.AccessRule{rule("ws9-2", "max", "host", "ws9", 2)}, [][2]string{{"alice", "ws9"}, {"alice", "ws1"}, {"bob", "ws2"}}, "eve", "ws9", fsmpb.Code_OK, ""},
+		{"max per host: another host is not capped", []*fsmpb.AccessRule{rule("ws9-1", "max", "host", "ws9", 1)}, [][2]string{{"alice", "ws9"}}, "alice", "ws8", fsmpb.Code_OK, ""},
+		{"max per host group counts the group's hosts", []*fsmpb.AccessRule{rule("lab-1", "max", "host_group", "lab", 1)}, [][2]string{{"alice", "ws1"}}, "bob", "ws1", fsmpb.Code_DENIED_BY_RULE, "denied by rule lab-1"},
+
+		// RESERVE for a group: kept for the members together.
+		{"reserve for a group blocks outsiders", []*fsmpb.AccessRule{rule("design-2", "reserve", "group", "design", 2)}, [][2]string{{"eve", "a"}, {"eve", "b"}}, "carol", "c", fsmpb.Code_DENIED_BY_RULE, "denied by rule design-2: the free seats of cad are reserved"},
+		{"reserve for a group serves any member", []*fsmpb.AccessRule{rule("design-2", "reserve", "group", "design", 2)}, [][2]string{{"eve", "a"}, {"eve", "b"}, {"alice", "c"}}, "bob", "d", fsmpb.Code_OK, ""},
+		{"reserve for a group: a member's seat takes part of it", []*fsmpb.AccessRule{rule("design-2", "reserve", "group", "design", 2)}, [][2]string{{"alice", "a"}, {"eve", "b"}}, "eve", "c", fsmpb.Code_OK, ""},
+		{"reserve for a group: the unused part stays held back", []*fsmpb.AccessRule{rule("design-2", "reserve", "group", "design", 2)}, [][2]string{{"alice", "a"}, {"eve", "b"}, {"eve", "c"}}, "eve", "d", fsmpb.Code_DENIED_BY_RULE, "denied by rule design-2"},
+		{"reserve for a group used up: no longer held back", []*fsmpb.AccessRule{rule("design-2", "reserve", "group", "design", 2)}, [][2]string{{"alice", "a"}, {"bob", "b"}, {"eve", "c"}}, "eve", "d", fsmpb.Code_OK, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,6 +306,26 @@ func TestAccessRules(t *testing.T) {
 			wantResult(t, r, tc.code, tc.msg)
 		})
 	}
+}
+
+// A named seat counts for a HOST rule while its user holds a lease from
+// that host; tied but idle, it counts for no host.
+func TestAccessRulesNamedSeatsPerHost(t *testing.T) {
+	h := formed(t)
+	f := feat("view", 1, 3)
+	f.Model = modelNamedUser
+	h.mustEnroll(t0, lic("N1", t0, t0+365*day, f))
+	r := rule("ws9-1", "max", "host", "ws9", 1)
+	r.Feature = "view"
+	if res := h.apply(t0, rulesCmd(nil, r)).(*fsmpb.OpResult); res.Code != fsmpb.Code_OK {
+		t.Fatalf("set rules: %v", res)
+	}
+	a := h.op(t0, grantAs("a", "view", 1, "alice", "ws9"))
+	wantResult(t, a, fsmpb.Code_OK, "")
+	wantResult(t, h.op(t0, grantAs("b", "view", 1, "bob", "ws9")), fsmpb.Code_DENIED_BY_RULE, "denied by rule ws9-1: at most 1 seat(s) of view, 1 in use")
+	wantResult(t, h.op(t0, grantAs("b2", "view", 1, "bob", "ws8")), fsmpb.Code_OK, "")
+	h.op(t0, releaseOp(a.Lease.Id)) // alice stays tied, but not on ws9
+	wantResult(t, h.op(t0, grantAs("c", "view", 1, "carol", "ws9")), fsmpb.Code_OK, "")
 }
 
 func TestLicenseTickAndAlarms(t *testing.T) {
@@ -320,4 +411,126 @@ func TestCountdownAggregateMatchesLeases(t *testing.T) {
 	if a, b := h.f.CountdownUse(now)["sim"], g.CountdownUse(now)["sim"]; a != b {
 		t.Fatalf("after restore %v, before %v", b, a)
 	}
+}
+
+func alarmsOf(h *harness, now int64, kind string) []Alarm {
+	var out []Alarm
+	for _, a := range h.f.LicenseAlarms(now, day) {
+		if a.Kind == kind {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Over capacity is judged per version threshold, as grants are: a v5
+// license expiring under v5 leases raises the alarm although v3 seats are
+// free, and the usage rows never put a v5 lease on a v3 seat.
+func TestOverCapacityPerVersion(t *testing.T) {
+	h := formed(t)
+	h.mustEnroll(t0, lic("L5", t0, t0+10*day, feat("cad", 5, 2)))
+	h.mustEnroll(t0, lic("L3", t0, t0+365*day, feat("cad", 3, 5)))
+	a := h.mustGrant(t0, "a", "cad", 5, 1)
+	b := h.mustGrant(t0, "b", "cad", 5, 1)
+	if al := h.f.LicenseAlarms(t0+5*day, day); len(al) != 0 {
+		t.Fatalf("alarms while every lease has a v5 seat: %+v", al)
+	}
+	// L5 expires: the two v5 leases have no v5 seat; 5 v3 seats are free.
+	after := t0 + 11*day
+	want := "feature cad is over capacity at version 5 and above: 2 seats in use, 0 licensed"
+	al := h.f.LicenseAlarms(after, day)
+	if len(al) != 2 || al[0].Kind != AlarmLicenseExpired || al[0].Subject != "L5" ||
+		al[1].Kind != AlarmOverCapacity || al[1].Subject != "cad" || al[1].Message != want {
+		t.Fatalf("alarms after L5 expired: %+v\nwant license_expired L5 and %q", al, want)
+	}
+	check := func(now int64, want ...Usage) {
+		t.Helper()
+		if got := h.f.Usage(now); !slices.Equal(got, want) {
+			t.Fatalf("usage:\n got %v\nwant %v", got, want)
+		}
+	}
+	check(after, Usage{"cad", 3, 5, 0}, Usage{"cad", 5, 0, 2})
+	// v3 checkouts still get the seats the v5 leases do not sit on (the
+	// v5 leases count against every threshold at or below 5).
+	c := h.mustGrant(after, "c", "cad", 3, 3)
+	wantResult(t, h.op(after, grantOp("d", "cad", 3, 1)), fsmpb.Code_NO_SEAT, "no seat left for cad v 3 (5 of 5 in use)")
+	wantResult(t, h.op(after, grantOp("e", "cad", 5, 1)), fsmpb.Code_VERSION_TOO_NEW, "highest licensed version is 3")
+	check(after, Usage{"cad", 3, 5, 3}, Usage{"cad", 5, 0, 2})
+	if al := alarmsOf(h, after, AlarmOverCapacity); len(al) != 1 || al[0].Message != want {
+		t.Fatalf("over-capacity alarm with the v3 seats taken: %+v", al)
+	}
+	// Removing the expired license clears license_expired, not the cause
+	// of the over-capacity alarm.
+	wantResult(t, h.apply(after, removeCmd("L5")).(*fsmpb.OpResult), fsmpb.Code_OK, "license L5 removed")
+	if al := h.f.LicenseAlarms(after, day); len(al) != 1 || al[0].Kind != AlarmOverCapacity || al[0].Message != want {
+		t.Fatalf("alarms after removing L5: %+v", al)
+	}
+	if g := roundTrip(t, h.f); !slices.Equal(g.LicenseAlarms(after, day), h.f.LicenseAlarms(after, day)) {
+		t.Fatalf("restored alarms %+v", g.LicenseAlarms(after, day))
+	}
+	// The alarm clears as the v5 leases end: one released, one expired.
+	h.op(after, releaseOp(a.Id))
+	if al := alarmsOf(h, after, AlarmOverCapacity); len(al) != 1 || !strings.HasSuffix(al[0].Message, "at version 5 and above: 1 seats in use, 0 licensed") {
+		t.Fatalf("over-capacity alarm with one v5 lease left: %+v", al)
+	}
+	// b's ttl ran out long ago (never renewed); c, granted at after, lives on.
+	h.apply(after+second, expireCmd())
+	if _, live := h.f.Lease(b.Id); live {
+		t.Fatalf("v5 lease %d outlived its ttl", b.Id)
+	}
+	if _, live := h.f.Lease(c.Id); !live {
+		t.Fatalf("v3 lease %d ended early", c.Id)
+	}
+	if al := h.f.LicenseAlarms(after+second, day); len(al) != 0 {
+		t.Fatalf("alarms after the v5 leases ended: %+v", al)
+	}
+	check(after+second, Usage{"cad", 3, 5, 3})
+}
+
+// The over-capacity alarm names the threshold with the most seats beyond
+// the licensed ones (the highest on ties), and counts tied named seats at
+// any version.
+func TestOverCapacityThreshold(t *testing.T) {
+	t.Run("tie names the higher version", func(t *testing.T) {
+		h := formed(t)
+		h.mustEnroll(t0, lic("L5", t0, t0+day, feat("cad", 5, 2)))
+		h.mustEnroll(t0, lic("L3", t0, t0+365*day, feat("cad", 3, 5)))
+		h.mustGrant(t0, "a", "cad", 5, 2)
+		h.mustGrant(t0, "b", "cad", 3, 5)
+		// Version 5: 2 in use, 0 licensed; version 3: 7 in use, 5 licensed.
+		al := alarmsOf(h, t0+2*day, AlarmOverCapacity)
+		if len(al) != 1 || !strings.HasSuffix(al[0].Message, "at version 5 and above: 2 seats in use, 0 licensed") {
+			t.Fatalf("alarms: %+v", al)
+		}
+	})
+	t.Run("lower threshold with more excess", func(t *testing.T) {
+		h := formed(t)
+		h.mustEnroll(t0, lic("L5", t0, t0+day, feat("cad", 5, 1)))
+		h.mustEnroll(t0, lic("L2", t0, t0+day, feat("cad", 2, 3)))
+		h.mustEnroll(t0, lic("K2", t0, t0+365*day, feat("cad", 2, 1)))
+		h.mustGrant(t0, "a", "cad", 5, 1)
+		h.mustGrant(t0, "b", "cad", 2, 3)
+		// Version 5: 1 in use, 0 licensed; version 2: 4 in use, 1 licensed.
+		al := alarmsOf(h, t0+2*day, AlarmOverCapacity)
+		if len(al) != 1 || !strings.HasSuffix(al[0].Message, "at version 2 and above: 4 seats in use, 1 licensed") {
+			t.Fatalf("alarms: %+v", al)
+		}
+	})
+	t.Run("named seats", func(t *testing.T) {
+		h := formed(t)
+		f := feat("view", 2, 2)
+		f.Model = modelNamedUser
+		h.mustEnroll(t0, lic("N1", t0, t0+day, f))
+		g := feat("view", 2, 1)
+		g.Model = modelNamedUser
+		h.mustEnroll(t0, lic("N2", t0, t0+365*day, g))
+		for _, u := range []string{"alice", "bob", "carol"} {
+			l := h.op(t0, grantAs("v-"+u, "view", 1, u, "h")).Lease
+			h.op(t0, releaseOp(l.Id)) // tied seats count, in use or not
+		}
+		al := alarmsOf(h, t0+2*day, AlarmOverCapacity)
+		if len(al) != 1 || al[0].Subject != "view" || !strings.HasSuffix(al[0].Message, "over capacity at any version: 3 seats in use, 1 licensed") {
+			t.Fatalf("alarms: %+v", al)
+		}
+	})
 }

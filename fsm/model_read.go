@@ -82,8 +82,10 @@ func (f *FSM) CountdownUse(nowMs int64) map[string][2]int64 {
 }
 
 // LicenseAlarms lists, at nowMs, expired licenses, licenses expiring
-// within warnMs, and features with more seats in use than licensed (a soft
-// limit's overdraft, or capacity that dropped under live leases).
+// within warnMs, and features whose seats in use cannot all be matched to
+// licensed seats of a compatible version (a soft limit's overdraft, or
+// capacity that dropped under live leases, at any version: see
+// state.overCapacity), by feature name.
 func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -101,20 +103,24 @@ func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 					serial, formatTime(l.ValidUntilMs), float64(l.ValidUntilMs-nowMs)/dayMs)})
 		}
 	}
-	over := map[string][2]uint64{}
-	var names []string
-	for _, u := range s.usage(nowMs) {
-		v, seen := over[u.Feature]
-		if !seen {
-			names = append(names, u.Feature)
-		}
-		over[u.Feature] = [2]uint64{v[0] + uint64(u.InUse), v[1] + uint64(u.Capacity)}
+	features := map[string]bool{}
+	for name := range s.inUse {
+		features[name] = true
 	}
-	for _, name := range names {
-		if v := over[name]; v[0] > v[1] {
-			out = append(out, Alarm{Kind: AlarmOverCapacity, Subject: name, SinceMs: nowMs,
-				Message: fmt.Sprintf("feature %s is over capacity: %d seats in use, %d licensed", name, v[0], v[1])})
+	for name := range s.model.named {
+		features[name] = true
+	}
+	for _, name := range sortedKeys(features) {
+		over, v, inUse, licensed := s.overCapacity(name, nowMs)
+		if !over {
+			continue
 		}
+		scope := fmt.Sprintf("at version %d and above", v)
+		if v == 0 {
+			scope = "at any version"
+		}
+		out = append(out, Alarm{Kind: AlarmOverCapacity, Subject: name, SinceMs: nowMs,
+			Message: fmt.Sprintf("feature %s is over capacity %s: %d seats in use, %d licensed", name, scope, inUse, licensed)})
 	}
 	return out
 }

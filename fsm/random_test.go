@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -185,6 +186,12 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 		}
 	}
 	usage := f.Usage(now)
+	overBy := map[string]string{}
+	for _, a := range f.LicenseAlarms(now, 0) {
+		if a.Kind == AlarmOverCapacity {
+			overBy[a.Subject] = a.Message
+		}
+	}
 	for _, name := range append(slices.Clone(genFeatures), "z") {
 		var capacity, inUse uint64
 		var overflow bool
@@ -199,11 +206,36 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 			t.Fatalf("usage of %s: capacity %d in use %d, model %d %d", name, capacity, inUse, m.supply(name, 0, now), m.demand(name, 0))
 		}
 		fits := true
+		var excess uint64 // seats without a compatible seat (Hall's deficiency)
 		for v := range uint32(6) {
-			fits = fits && m.demand(name, v) <= m.supply(name, v, now)
+			d, sup := m.demand(name, v), m.supply(name, v, now)
+			fits = fits && d <= sup
+			if d > sup {
+				excess = max(excess, d-sup)
+			}
+			// Every lease shows in a row whose version serves it.
+			var shown uint64
+			for _, u := range usage {
+				if u.Feature == name && u.Version >= v {
+					shown += uint64(u.InUse)
+				}
+			}
+			if shown < d {
+				t.Fatalf("usage of %s shows %d seats in rows of version >= %d, but %d leases asked for such versions: %v", name, shown, v, d, usage)
+			}
 		}
 		if fits && overflow {
 			t.Fatalf("usage of %s shows a row over capacity although the leases fit: %v", name, usage)
+		}
+		msg, alarmed := overBy[name]
+		if alarmed == fits {
+			t.Fatalf("over-capacity alarm for %s: %v (%q), but the leases fit: %v (model demand/supply per version)", name, alarmed, msg, fits)
+		}
+		if alarmed {
+			var inUse, licensed uint64
+			if _, err := fmt.Sscanf(msg[strings.LastIndex(msg, ": ")+2:], "%d seats in use, %d licensed", &inUse, &licensed); err != nil || inUse-licensed != excess {
+				t.Fatalf("over-capacity alarm %q: %v; want %d seats beyond the licensed ones", msg, err, excess)
+			}
 		}
 	}
 }

@@ -24,6 +24,18 @@ func TestDashboard(t *testing.T) {
 	c := formedWithLicense(t, 5)
 	m := c.members[0]
 	base := "http://" + m.httpAddr + "/"
+	// A license ending within the 7-day warning raises license_expiring.
+	c.enroll(c.issue("soon", "--feature", "tmp:1:1", "--valid-until", time.Now().Add(72*time.Hour).UTC().Format(time.RFC3339)))
+	waitFor(t, 10*time.Second, "license_expiring alarm in /v1/status", func() error {
+		s, err := httpStatusFull(m)
+		if err != nil {
+			return err
+		}
+		if !s.hasAlarm("license_expiring") {
+			return fmt.Errorf("alarms %+v", s.Alarms)
+		}
+		return nil
+	})
 
 	waitFor(t, 20*time.Second, "cluster operational with three links up", func() error {
 		s, err := memberHTTPStatus(m)
@@ -60,6 +72,10 @@ func TestDashboard(t *testing.T) {
 	}
 	if !strings.Contains(page, "served by "+m.name) {
 		t.Errorf("page does not say it is served by %s", m.name)
+	}
+	soon := serialGranting(t, m.addr, "tmp")
+	if alarms := alarmsList(page); !strings.Contains(alarms, ">license expiring<") || !strings.Contains(alarms, "license "+soon+" expires on ") {
+		t.Errorf("the alarm list does not show license %s expiring: %q", soon, alarms)
 	}
 	screenshot(t, browser, base, "dashboard-operational.png")
 
@@ -191,6 +207,19 @@ func linksIn(page, state string) []string {
 		}
 	}
 	return links
+}
+
+// alarmsList returns the page's alarm list (the #alarms element's HTML).
+func alarmsList(page string) string {
+	i := strings.Index(page, `id="alarms"`)
+	if i < 0 {
+		return ""
+	}
+	page = page[i:]
+	if j := strings.Index(page, "</ul>"); j >= 0 {
+		page = page[:j]
+	}
+	return page
 }
 
 func httpGet(t *testing.T, url string) *http.Response {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -57,6 +58,7 @@ func TestLicenseModel(t *testing.T) {
 		}
 		return nil
 	})
+	wantStatusAlarm(t, c.members[1].addr, "feature_over_capacity", "cad", "feature cad is over capacity at version 1 and above: 3 seats in use, 2 licensed")
 
 	// Named users: alice's two sessions take one seat; a third user is refused.
 	for i, u := range []string{"alice", "alice", "bob"} {
@@ -86,6 +88,17 @@ func TestLicenseModel(t *testing.T) {
 	}
 	if _, err := checkoutAs(ctx, t, lc, "lib-1", "lib", "v"); grpcstatus.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("lib while borrowed: %v", err)
+	}
+	// The borrow shows in usage leases (BORROWED UNTIL; JSON borrowed and
+	// expires_unix_ms), on every member; an ordinary lease shows "-".
+	borrowID, borrowEnd := b.GetLease().GetLeaseId(), b.GetLease().GetExpiresUnixMs()
+	if d := time.Until(time.UnixMilli(borrowEnd)); d < 47*time.Hour || d > 48*time.Hour {
+		t.Fatalf("borrow ends in %v, want 48h", d)
+	}
+	for _, m := range c.members {
+		waitFor(t, 5*time.Second, "borrow in usage leases on "+m.name, func() error {
+			return borrowShown(t, m.addr, borrowID, borrowEnd)
+		})
 	}
 	if _, err := lc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{b.GetLease().GetLeaseId()}}); err != nil {
 		t.Fatal(err)
@@ -140,6 +153,123 @@ func TestLicenseModel(t *testing.T) {
 		}
 		return fmt.Errorf("no member logged the committed expiry")
 	})
+	short := serialGranting(t, c.servers(), "tmp")
+	wantStatusAlarm(t, c.members[2].addr, "license_expired", short, "license "+short+" expired on ")
+}
+
+// serialGranting returns the serial of the one enrolled license that
+// grants feature.
+func serialGranting(t *testing.T, servers, feature string) string {
+	t.Helper()
+	var licenses []struct {
+		Serial   string
+		Features []struct{ Name string }
+	}
+	ctlJSON(t, servers, &licenses, "license", "list")
+	var serials []string
+	for _, l := range licenses {
+		for _, f := range l.Features {
+			if f.Name == feature {
+				serials = append(serials, l.Serial)
+				break
+			}
+		}
+	}
+	if len(serials) != 1 {
+		t.Fatalf("licenses granting %s: %v, want one", feature, serials)
+	}
+	return serials[0]
+}
+
+// wantStatusAlarm waits until triadctl cluster status on servers lists an
+// alarm of kind about subject whose message contains msg, in the table and
+// in the JSON output.
+func wantStatusAlarm(t *testing.T, servers, kind, subject, msg string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, kind+" alarm in triadctl cluster status", func() error {
+		out, err := ctlOn(t, servers, "cluster", "status")
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			found = found || strings.HasPrefix(line, "ALARM "+kind+" ") && strings.Contains(line, msg)
+		}
+		if !found {
+			return fmt.Errorf("table lacks ALARM %s %q:\n%s", kind, msg, out)
+		}
+		var st struct {
+			Alarms []struct {
+				Kind, Message, Member string
+				SinceUnixMs           int64 `json:"since_unix_ms,string"`
+			}
+		}
+		out, err = ctlOn(t, servers, "--output", "json", "cluster", "status")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return fmt.Errorf("bad JSON %q: %v", out, err)
+		}
+		for _, a := range st.Alarms {
+			if a.Kind == kind && a.Member == subject && strings.Contains(a.Message, msg) && a.SinceUnixMs > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("JSON alarms lack %s about %s with %q: %+v", kind, subject, msg, st.Alarms)
+	})
+}
+
+// borrowShown checks that triadctl usage leases on servers shows lease id
+// as borrowed until endMs, and the other leases as not borrowed.
+func borrowShown(t *testing.T, servers string, id uint64, endMs int64) error {
+	out, err := ctlOn(t, servers, "usage", "leases")
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 || !strings.HasSuffix(lines[0], "BORROWED UNTIL") {
+		return fmt.Errorf("usage leases: want a header and leases:\n%s", out)
+	}
+	until := time.UnixMilli(endMs).UTC().Format("2006-01-02 15:04:05 UTC")
+	seen := false
+	for _, line := range lines[1:] {
+		fields := strings.Fields(line)
+		switch {
+		case fields[0] == fmt.Sprint(id):
+			seen = true
+			if fields[1] != "lib" || !strings.HasSuffix(line, "  "+until) {
+				return fmt.Errorf("borrowed lease %d shows as %q, want lib borrowed until %s", id, line, until)
+			}
+		case fields[len(fields)-1] != "-":
+			return fmt.Errorf("lease shows as borrowed: %q", line)
+		}
+	}
+	if !seen {
+		return fmt.Errorf("usage leases lacks borrowed lease %d:\n%s", id, out)
+	}
+	var leases []struct {
+		LeaseID       uint64 `json:"lease_id,string"`
+		Feature       string `json:"feature"`
+		Borrowed      bool   `json:"borrowed"`
+		ExpiresUnixMs int64  `json:"expires_unix_ms,string"`
+	}
+	out, err = ctlOn(t, servers, "--output", "json", "usage", "leases")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(out), &leases); err != nil {
+		return fmt.Errorf("bad JSON %q: %v", out, err)
+	}
+	for _, l := range leases {
+		if l.Borrowed != (l.LeaseID == id) {
+			return fmt.Errorf("JSON lease %+v: borrowed %v", l, l.Borrowed)
+		}
+		if l.LeaseID == id && (l.Feature != "lib" || l.ExpiresUnixMs != endMs) {
+			return fmt.Errorf("JSON borrowed lease %+v, want lib until %d", l, endMs)
+		}
+	}
+	return nil
 }
 
 func usageOf(rows []usageRow, feature string) uint32 {
@@ -257,6 +387,8 @@ func TestRulesDenialsAndSettings(t *testing.T) {
 		}
 		return nil
 	})
+	serial := serialGranting(t, servers, "cad")
+	wantStatusAlarm(t, servers, "license_expiring", serial, "license "+serial+" expires on ")
 }
 
 // Automatic recycling: with the setting on, the leader unties named users
