@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -60,11 +61,14 @@ func (r *BenchResult) String() string {
 	s += fmt.Sprintf("checkout latency ms: p50 %.2f  p99 %.2f  max %.2f\n", r.CheckoutP50Ms, r.CheckoutP99Ms, r.CheckoutMaxMs)
 	s += fmt.Sprintf("release latency ms:  p50 %.2f  p99 %.2f\n", r.ReleaseP50Ms, r.ReleaseP99Ms)
 	s += fmt.Sprintf("cycle p99 ms %.2f\n", r.CycleP99Ms)
-	for k, v := range r.Errors {
-		s += fmt.Sprintf("errors %s: %d\n", k, v)
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+		s += fmt.Sprintf("errors %s: %d\n", k, r.Errors[k])
 	}
 	return s
 }
+
+// opTimeout bounds one checkout or release of the benchmark.
+const opTimeout = 10 * time.Second
 
 func runBench(ctx context.Context, addrs []string, feature string, version uint32, clients int, d time.Duration) (*BenchResult, error) {
 	if clients < 1 {
@@ -91,19 +95,25 @@ func runBench(ctx context.Context, addrs []string, feature string, version uint3
 			defer wg.Done()
 			local := make([]sample, 0, 4096)
 			for ctx.Err() == nil {
+				// The duration bounds when a cycle may start, not the cycle
+				// itself: a checkout cut off by the deadline could take a
+				// seat and leave it held until its TTL runs out.
 				t0 := time.Now()
-				lease, err := cl.Checkout(ctx, client.CheckoutRequest{Feature: feature, Version: version})
+				cctx, ccancel := context.WithTimeout(context.Background(), opTimeout)
+				lease, err := cl.Checkout(cctx, client.CheckoutRequest{Feature: feature, Version: version})
+				ccancel()
 				t1 := time.Now()
 				if err != nil {
-					if ctx.Err() == nil {
-						mu.Lock()
-						errs["checkout: "+status.Code(err).String()]++
-						mu.Unlock()
-						time.Sleep(10 * time.Millisecond)
+					mu.Lock()
+					errs["checkout: "+status.Code(err).String()]++
+					mu.Unlock()
+					select {
+					case <-ctx.Done():
+					case <-time.After(10 * time.Millisecond):
 					}
 					continue
 				}
-				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)
 				err = lease.Release(rctx)
 				rcancel()
 				if err != nil {

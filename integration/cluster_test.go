@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +60,21 @@ func TestFormCheckoutToCapacity(t *testing.T) {
 		}
 		return nil
 	})
+	// Every member's `cluster status --output json` names the three members
+	// at the addresses they were formed with, one leader and two followers,
+	// and the three links with their ends.
+	waitFor(t, 10*time.Second, "every member reports one leader, two followers, three links up", func() error {
+		for _, m := range c.members {
+			s, err := c.status(m)
+			if err != nil {
+				return err
+			}
+			if err := checkStatusMembers(c, s); err != nil {
+				return fmt.Errorf("%s: %v", m.name, err)
+			}
+		}
+		return nil
+	})
 
 	cl := newClient(t, c.servers())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -103,6 +121,49 @@ func TestFormCheckoutToCapacity(t *testing.T) {
 	if grpcstatus.Code(err) != codes.NotFound {
 		t.Fatalf("unknown feature: %v, want NOT_FOUND", err)
 	}
+
+	// `server set --isolation-minutes` through one member reaches every
+	// member's membership monitor (each logs the delay it now uses).
+	if _, err := ctlOn(t, c.members[1].addr, "server", "set", "--isolation-minutes", "7"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "isolation delay applied on every member", func() error {
+		for _, m := range c.members {
+			if !slices.ContainsFunc(strings.Split(m.log(), "\n"), func(line string) bool {
+				return strings.Contains(line, "isolation notice delay set from the cluster settings") && strings.Contains(line, `"minutes":7`)
+			}) {
+				return fmt.Errorf("%s has not applied isolation minutes 7", m.name)
+			}
+		}
+		return nil
+	})
+}
+
+// checkStatusMembers checks the members[] and links[] of a cluster status.
+func checkStatusMembers(c *cluster, s status) error {
+	roles := map[string]int{}
+	for i, sm := range s.Members {
+		m := c.members[i] // members are listed by name: alpha, bravo, charlie
+		if sm.Name != m.name || sm.Address != m.addr {
+			return fmt.Errorf("member %d is %s at %q, want %s at %q", i, sm.Name, sm.Address, m.name, m.addr)
+		}
+		roles[sm.Role]++
+		if sm.Role == "leader" && sm.Name != s.Leader {
+			return fmt.Errorf("%s has role leader, but the leader is %q", sm.Name, s.Leader)
+		}
+	}
+	if len(s.Members) != 3 || roles["leader"] != 1 || roles["follower"] != 2 {
+		return fmt.Errorf("roles %v of %d members, want one leader and two followers", roles, len(s.Members))
+	}
+	want := [][3]string{{"alpha", "bravo", "up"}, {"alpha", "charlie", "up"}, {"bravo", "charlie", "up"}}
+	var got [][3]string
+	for _, l := range s.Links {
+		got = append(got, [3]string{l.A, l.B, l.State})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		return fmt.Errorf("links (a, b, state) %v, want %v", got, want)
+	}
+	return nil
 }
 
 func TestCLICheckoutHoldsAndReleases(t *testing.T) {
@@ -121,6 +182,32 @@ func TestCLICheckoutHoldsAndReleases(t *testing.T) {
 	rows := c.usage(c.servers())
 	if rows[0].InUse != 0 {
 		t.Fatalf("after release in_use = %d", rows[0].InUse)
+	}
+
+	// A short bench smoke run: four clients on two seats (so some
+	// checkouts are refused), throughput and latency printed, and every
+	// seat it took given back when it ends.
+	out, err = ctlOn(t, c.servers(), "bench", "--feature", "cad", "--version", "1", "--clients", "4", "--duration", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^checkouts/s (\d+) \((\d+) checkout\+release cycles\)$`).FindStringSubmatch(out)
+	if m == nil || m[2] == "0" {
+		t.Fatalf("bench output lacks a non-zero checkouts/s line:\n%s", out)
+	}
+	lat := regexp.MustCompile(`(?m)^checkout latency ms: p50 ([\d.]+)  p99 ([\d.]+)  max ([\d.]+)$`).FindStringSubmatch(out)
+	if lat == nil {
+		t.Fatalf("bench output lacks the checkout p50/p99/max line:\n%s", out)
+	}
+	var p [3]float64
+	for i := range p {
+		p[i], _ = strconv.ParseFloat(lat[i+1], 64)
+	}
+	if !(0 < p[0] && p[0] <= p[1] && p[1] <= p[2]) {
+		t.Fatalf("bench latencies p50 %v p99 %v max %v are not 0 < p50 <= p99 <= max:\n%s", p[0], p[1], p[2], out)
+	}
+	if rows := c.usage(c.servers()); rows[0].InUse != 0 {
+		t.Fatalf("after bench in_use = %d: it left seats held\n%s", rows[0].InUse, out)
 	}
 }
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,31 +88,66 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 }
 
-// `cluster links --watch` refreshes until interrupted.
+// startWatch runs a triadctl --watch command until the test stops it.
+func startWatch(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "triadctl"), args...)
+	out := &syncBuffer{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
+}
+
+// stopWatch interrupts a watch as Ctrl-C does; it must end cleanly.
+func stopWatch(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("watch did not end cleanly on Ctrl-C: %v", err)
+	}
+}
+
+// `cluster links --watch` and `cluster status --watch` refresh until
+// interrupted.
 func TestClusterLinksWatch(t *testing.T) {
 	t.Parallel() // no timing assertion: may share the machine
 	c := startCluster(t)
 	c.form()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "triadctl"), "--server", c.members[1].addr, "cluster", "links", "--watch", "--interval", "200ms")
-	var out syncBuffer
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "three refreshes", func() error {
-		if n := strings.Count(out.String(), "LINK"); n < 3 {
-			return fmt.Errorf("%d refreshes so far", n)
+	links, linksOut := startWatch(t, ctx, "--server", c.members[1].addr, "cluster", "links", "--watch", "--interval", "200ms")
+	// In JSON, each refresh is one whole status document.
+	st, stOut := startWatch(t, ctx, "--server", c.members[2].addr, "--output", "json", "cluster", "status", "--watch", "--interval", "200ms")
+	var docs []status
+	waitFor(t, 10*time.Second, "three refreshes of each watch", func() error {
+		if n := strings.Count(linksOut.String(), "LINK"); n < 3 {
+			return fmt.Errorf("%d links refreshes so far", n)
+		}
+		docs = docs[:0]
+		dec := json.NewDecoder(strings.NewReader(stOut.String()))
+		for {
+			var s status
+			if err := dec.Decode(&s); err != nil {
+				break // end of the output so far, or a document half written
+			}
+			docs = append(docs, s)
+		}
+		if len(docs) < 3 {
+			return fmt.Errorf("%d status refreshes so far", len(docs))
 		}
 		return nil
 	})
-	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("watch did not end cleanly on Ctrl-C: %v", err)
+	stopWatch(t, links)
+	stopWatch(t, st)
+	if !strings.Contains(linksOut.String(), "alpha – bravo") {
+		t.Fatalf("links watch output lacks the links:\n%s", linksOut.String())
 	}
-	if !strings.Contains(out.String(), "alpha – bravo") {
-		t.Fatalf("watch output lacks the links:\n%s", out.String())
+	for i, s := range docs {
+		if s.Member != "charlie" || s.Mode != "failover" || len(s.Members) != 3 || len(s.Links) != 3 || s.Status == "" {
+			t.Fatalf("status refresh %d: %+v", i, s)
+		}
 	}
 }
 

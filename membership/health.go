@@ -75,6 +75,13 @@ func (m *Monitor) SetIsolationAfter(d time.Duration) {
 	}
 }
 
+// IsolationAfter is the isolation delay in force.
+func (m *Monitor) IsolationAfter() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.isolationAfter
+}
+
 // OnEvent registers a function called (outside the lock) for every event,
 // so the server can log it.
 func (m *Monitor) OnEvent(f func(Event)) {

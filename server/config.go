@@ -39,6 +39,14 @@ type Config struct {
 	ClockOffset time.Duration `json:"-"`
 	// LogFile is where the member's structured log goes ("" = stderr).
 	LogFile string `json:"log_file"`
+
+	// SnapshotThreshold and TrailingLogs override Raft's snapshot settings
+	// (0 = the defaults, 16384 and 10240). Test-only: they let integration
+	// tests cross the snapshot threshold with a few hundred entries, so that
+	// restore from a snapshot on disk and InstallSnapshot catch-up run on
+	// real processes.
+	SnapshotThreshold uint64 `json:"-"`
+	TrailingLogs      uint64 `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -61,6 +69,46 @@ func LoadConfigFile(path string, c *Config) error {
 		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file)", path, err)
 	}
 	return nil
+}
+
+// FlagSource is the command line as MergeFlags reads it; urfave/cli's
+// *cli.Context implements it.
+type FlagSource interface {
+	IsSet(name string) bool
+	String(name string) string
+	Int(name string) int
+	Uint64(name string) uint64
+	StringSlice(name string) []string
+	Duration(name string) time.Duration
+}
+
+// MergeFlags lays the command line over a configuration read from a file:
+// a flag given on the command line wins; a key the file leaves empty takes
+// the flag's default. Settings without a config-file key (the lease TTL and
+// the test-only ones) always come from the flags.
+func MergeFlags(file Config, f FlagSource) Config {
+	c := file
+	for flag, dst := range map[string]*string{
+		"name": &c.Name, "data-dir": &c.DataDir, "listen": &c.Listen, "raft-listen": &c.RaftListen,
+		"http-listen": &c.HTTPListen, "raft-advertise": &c.RaftAdvertise, "peer-source-ip": &c.PeerSourceIP,
+		"log-file": &c.LogFile,
+	} {
+		if f.IsSet(flag) || *dst == "" {
+			*dst = f.String(flag)
+		}
+	}
+	if f.IsSet("isolation-minutes") || c.IsolationMinutes == 0 {
+		c.IsolationMinutes = f.Int("isolation-minutes")
+	}
+	if f.IsSet("trust") || len(c.Trust) == 0 {
+		c.Trust = f.StringSlice("trust")
+	}
+	c.LeaseTTL = f.Duration("lease-ttl")
+	c.ClockOffset = f.Duration("test-clock-offset")
+	c.IsolationAfter = f.Duration("test-isolation-after")
+	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
+	c.TrailingLogs = f.Uint64("test-trailing-logs")
+	return c
 }
 
 // validate fills defaults and checks the configuration.

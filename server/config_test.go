@@ -137,3 +137,86 @@ func TestLoadConfigFileMissing(t *testing.T) {
 		t.Fatalf("LoadConfigFile of a missing file = %v, want a not-exist error", err)
 	}
 }
+
+// fakeFlags is a command line for MergeFlags: set holds the flags given,
+// defaults the values of flags not given.
+type fakeFlags struct {
+	set, defaults map[string]any
+}
+
+func (f fakeFlags) value(name string) any {
+	if v, ok := f.set[name]; ok {
+		return v
+	}
+	return f.defaults[name]
+}
+
+func (f fakeFlags) IsSet(name string) bool { _, ok := f.set[name]; return ok }
+func (f fakeFlags) String(name string) string {
+	s, _ := f.value(name).(string)
+	return s
+}
+func (f fakeFlags) Int(name string) int {
+	n, _ := f.value(name).(int)
+	return n
+}
+func (f fakeFlags) Uint64(name string) uint64 {
+	n, _ := f.value(name).(uint64)
+	return n
+}
+func (f fakeFlags) StringSlice(name string) []string {
+	s, _ := f.value(name).([]string)
+	return s
+}
+func (f fakeFlags) Duration(name string) time.Duration {
+	d, _ := f.value(name).(time.Duration)
+	return d
+}
+
+var flagDefaults = map[string]any{"listen": DefaultListen, "raft-listen": DefaultRaftListen, "http-listen": DefaultHTTPListen,
+	"isolation-minutes": 5, "lease-ttl": DefaultLeaseTTL}
+
+func TestMergeFlagsGivenFlagsWin(t *testing.T) {
+	file := Config{Name: "file", DataDir: "/file", Listen: "10.0.0.1:1", RaftListen: "10.0.0.1:2", HTTPListen: "10.0.0.1:3",
+		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log"}
+	flags := fakeFlags{defaults: flagDefaults, set: map[string]any{
+		"name": "flag", "data-dir": "/flag", "listen": "127.0.0.1:1", "raft-listen": "127.0.0.1:2", "http-listen": "127.0.0.1:3",
+		"raft-advertise": "flag:2", "peer-source-ip": "127.0.0.1", "isolation-minutes": 3, "trust": []string{"a.pub", "b.pub"},
+		"log-file": "/flag.log", "lease-ttl": 7 * time.Second, "test-clock-offset": time.Hour, "test-isolation-after": 3 * time.Second,
+		"test-snapshot-threshold": uint64(64), "test-trailing-logs": uint64(16),
+	}}
+	got := MergeFlags(file, flags)
+	want := Config{Name: "flag", DataDir: "/flag", Listen: "127.0.0.1:1", RaftListen: "127.0.0.1:2", HTTPListen: "127.0.0.1:3",
+		RaftAdvertise: "flag:2", PeerSourceIP: "127.0.0.1", IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/flag.log",
+		LeaseTTL: 7 * time.Second, ClockOffset: time.Hour, IsolationAfter: 3 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MergeFlags = %+v, want %+v", got, want)
+	}
+}
+
+func TestMergeFlagsFileWinsOverDefaults(t *testing.T) {
+	file := Config{Name: "file", DataDir: "/file", Listen: "10.0.0.1:1", RaftListen: "10.0.0.1:2", HTTPListen: "10.0.0.1:3",
+		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log"}
+	got := MergeFlags(file, fakeFlags{defaults: flagDefaults})
+	want := file
+	want.LeaseTTL = DefaultLeaseTTL // no config-file key: always the flag's
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MergeFlags = %+v, want %+v", got, want)
+	}
+}
+
+func TestMergeFlagsDefaultsFillWhatFileLeavesEmpty(t *testing.T) {
+	file := Config{Name: "file", Trust: []string{"file.pub"}}
+	got := MergeFlags(file, fakeFlags{defaults: flagDefaults, set: map[string]any{"data-dir": "/flag"}})
+	want := Config{Name: "file", DataDir: "/flag", Listen: DefaultListen, RaftListen: DefaultRaftListen, HTTPListen: DefaultHTTPListen,
+		IsolationMinutes: 5, Trust: []string{"file.pub"}, LeaseTTL: DefaultLeaseTTL}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("MergeFlags = %+v, want %+v", got, want)
+	}
+	if err := got.validate(); err != nil {
+		t.Errorf("merged config does not validate: %v", err)
+	}
+	if got.IsolationAfter != 5*time.Minute {
+		t.Errorf("isolation delay by default = %s, want 5m (DESIGN §11)", got.IsolationAfter)
+	}
+}

@@ -13,7 +13,14 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "triadd:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "triadd",
 		Usage: "run one member of a Triad license cluster",
 		Flags: []cli.Flag{
@@ -31,45 +38,29 @@ func main() {
 			&cli.DurationFlag{Name: "lease-ttl", Usage: "default lease TTL", Value: server.DefaultLeaseTTL},
 			&cli.DurationFlag{Name: "test-clock-offset", Usage: "TEST ONLY: shift this member's wall clock", Hidden: true},
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
+			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
+			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 		},
 		Action: run,
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "triadd:", err)
-		os.Exit(1)
-	}
 }
 
-func run(c *cli.Context) error {
+// configFrom reads the config file, if any, and lays the flags over it.
+func configFrom(c server.FlagSource) (server.Config, error) {
 	var cfg server.Config
 	if p := c.String("config"); p != "" {
 		if err := server.LoadConfigFile(p, &cfg); err != nil {
-			return err
+			return cfg, err
 		}
 	}
-	set := func(flag string, dst *string) {
-		if c.IsSet(flag) || *dst == "" {
-			*dst = c.String(flag)
-		}
-	}
-	set("name", &cfg.Name)
-	set("data-dir", &cfg.DataDir)
-	set("listen", &cfg.Listen)
-	set("raft-listen", &cfg.RaftListen)
-	set("http-listen", &cfg.HTTPListen)
-	set("raft-advertise", &cfg.RaftAdvertise)
-	set("peer-source-ip", &cfg.PeerSourceIP)
-	if c.IsSet("isolation-minutes") || cfg.IsolationMinutes == 0 {
-		cfg.IsolationMinutes = c.Int("isolation-minutes")
-	}
-	cfg.IsolationAfter = c.Duration("test-isolation-after")
-	set("log-file", &cfg.LogFile)
-	if c.IsSet("trust") || len(cfg.Trust) == 0 {
-		cfg.Trust = c.StringSlice("trust")
-	}
-	cfg.LeaseTTL = c.Duration("lease-ttl")
-	cfg.ClockOffset = c.Duration("test-clock-offset")
+	return server.MergeFlags(cfg, c), nil
+}
 
+func run(c *cli.Context) error {
+	cfg, err := configFrom(c)
+	if err != nil {
+		return err
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		return err

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/triadlm/triad/server"
+)
+
+// parse runs triadd's real command line over args and returns the
+// configuration it would start with, without starting a member. Every flag
+// the merge reads must be one triadd declares.
+func parse(t *testing.T, args ...string) server.Config {
+	t.Helper()
+	app := newApp()
+	declared := map[string]bool{}
+	for _, f := range app.Flags {
+		for _, n := range f.Names() {
+			declared[n] = true
+		}
+	}
+	var cfg server.Config
+	app.Action = func(c *cli.Context) error {
+		var err error
+		cfg, err = configFrom(checkedFlags{c, t, declared})
+		return err
+	}
+	if err := app.Run(append([]string{"triadd"}, args...)); err != nil {
+		t.Fatalf("triadd %v: %v", args, err)
+	}
+	return cfg
+}
+
+// checkedFlags fails the test when the merge reads a flag triadd does not
+// declare (urfave/cli would quietly answer the zero value).
+type checkedFlags struct {
+	*cli.Context
+	t        *testing.T
+	declared map[string]bool
+}
+
+func (c checkedFlags) check(name string) {
+	if !c.declared[name] {
+		c.t.Errorf("the config merge reads flag --%s, which triadd does not declare", name)
+	}
+}
+func (c checkedFlags) IsSet(n string) bool             { c.check(n); return c.Context.IsSet(n) }
+func (c checkedFlags) String(n string) string          { c.check(n); return c.Context.String(n) }
+func (c checkedFlags) Int(n string) int                { c.check(n); return c.Context.Int(n) }
+func (c checkedFlags) Uint64(n string) uint64          { c.check(n); return c.Context.Uint64(n) }
+func (c checkedFlags) StringSlice(n string) []string   { c.check(n); return c.Context.StringSlice(n) }
+func (c checkedFlags) Duration(n string) time.Duration { c.check(n); return c.Context.Duration(n) }
+
+func TestFlagsOverConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "triad.json")
+	js := `{"name": "file", "data_dir": "/file", "listen": "10.0.0.1:4085", "raft_listen": "10.0.0.1:4086",
+		"http_listen": "10.0.0.1:4080", "isolation_minutes": 9, "trust": ["file.pub"], "log_file": "/file.log"}`
+	if err := os.WriteFile(path, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, "--config", path, "--name", "flag", "--listen", "127.0.0.1:1", "--trust", "a.pub", "--trust", "b.pub",
+		"--isolation-minutes", "3", "--test-snapshot-threshold", "64", "--test-trailing-logs", "16")
+	want := server.Config{Name: "flag", DataDir: "/file", Listen: "127.0.0.1:1", RaftListen: "10.0.0.1:4086", HTTPListen: "10.0.0.1:4080",
+		IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/file.log", LeaseTTL: server.DefaultLeaseTTL,
+		SnapshotThreshold: 64, TrailingLogs: 16}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("config = %+v\nwant     %+v", got, want)
+	}
+}
+
+func TestFlagDefaultsWithoutConfigFile(t *testing.T) {
+	got := parse(t, "--data-dir", "/d", "--name", "m1")
+	want := server.Config{Name: "m1", DataDir: "/d", Listen: server.DefaultListen, RaftListen: server.DefaultRaftListen,
+		HTTPListen: server.DefaultHTTPListen, IsolationMinutes: 5, LeaseTTL: server.DefaultLeaseTTL}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("config = %+v\nwant     %+v", got, want)
+	}
+}
