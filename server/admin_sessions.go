@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/admin"
+	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -23,8 +25,13 @@ type adminSide struct {
 	mu sync.Mutex
 	// memberOnly holds sessions opened while the member was not formed, or
 	// restricted sessions opened while no leader answered: valid here only.
-	memberOnly map[string]*admin.Session
-	denials    denialCounter
+	// The one-full-session and local-priority rules hold among them as in
+	// the replicated state; formation ends those opened before it.
+	memberOnly map[string]*memberSession
+	// memberEnded remembers for a while why a member-only session ended
+	// (displaced, formation, idle), so that its token's next call says why.
+	memberEnded map[string]endedSession
+	denials     denialCounter
 
 	localSrv *grpc.Server
 	localLis net.Listener
@@ -33,8 +40,31 @@ type adminSide struct {
 }
 
 func newAdminSide(nowMs int64) *adminSide {
-	return &adminSide{memberOnly: map[string]*admin.Session{}, denials: newDenialCounter(nowMs)}
+	return &adminSide{memberOnly: map[string]*memberSession{}, memberEnded: map[string]endedSession{}, denials: newDenialCounter(nowMs)}
 }
+
+// memberSession is a session known to this member only.
+type memberSession struct {
+	admin.Session
+	// beforeFormation: opened while the member was not formed. Formation
+	// ends it: the replicated state does not know it, so it could neither
+	// hold nor yield the cluster's full access.
+	beforeFormation bool
+}
+
+// endedSession is why a member-only session ended, and when.
+type endedSession struct {
+	atMs   int64
+	reason string
+}
+
+// ReasonFormed is the exact message a session opened before formation gets
+// on its next call once the member is formed.
+const ReasonFormed = "disconnected: the cluster was formed; connect again"
+
+// memberEndedKeepMs is how long an ended member-only session is remembered
+// (as long as the replicated tombstones).
+const memberEndedKeepMs = int64(time.Hour / time.Millisecond)
 
 const (
 	// restrictedConnectBudget bounds how long a restricted connect waits
@@ -160,9 +190,11 @@ func sessionStatus(res *fsmpb.OpResult) error {
 // no log to record it in: the session is member-only.
 func (s *Server) OpenSession(ctx context.Context, sess *admin.Session, authVersion uint64) error {
 	now := s.nowMs()
-	if s.cluster() == nil || (sess.MemberOnly && sess.Mode == admin.ModeRestricted) {
-		s.putMemberOnly(sess, now)
-		return nil
+	if s.cluster() == nil {
+		return s.putMemberOnly(sess, now, true)
+	}
+	if sess.MemberOnly && sess.Mode == admin.ModeRestricted {
+		return s.putMemberOnly(sess, now, false)
 	}
 	cmd := &fsmpb.Command{Cmd: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
 		Session:     &fsmpb.AdminSession{Id: sess.ID, Mode: sess.Mode, Origin: sess.Origin, Local: sess.Local, Member: sess.Member},
@@ -178,8 +210,7 @@ func (s *Server) OpenSession(ctx context.Context, sess *admin.Session, authVersi
 	if err != nil {
 		if sess.Mode == admin.ModeRestricted && ctx.Err() == nil {
 			s.log.Warn("no leader answered a restricted connect: opening a member-only read-only session", "error", err)
-			s.putMemberOnly(sess, now)
-			return nil
+			return s.putMemberOnly(sess, now, false)
 		}
 		return toStatus(err)
 	}
@@ -200,13 +231,95 @@ func (s *Server) OpenSession(ctx context.Context, sess *admin.Session, authVersi
 	}
 }
 
-func (s *Server) putMemberOnly(sess *admin.Session, now int64) {
-	cp := *sess
-	cp.MemberOnly, cp.OpenedMs, cp.LastUsed = true, now, now
+// putMemberOnly records a session on this member only. The rules of the
+// replicated state hold among member-only sessions: one full session, which
+// a local tool takes over (the holder's next call says why).
+func (s *Server) putMemberOnly(sess *admin.Session, now int64, beforeFormation bool) error {
+	formed := s.cluster() != nil
+	idle := s.fsm.Settings().SessionIdleTimeout
 	s.adm.mu.Lock()
-	s.adm.memberOnly[sess.ID] = &cp
+	defer s.adm.mu.Unlock()
+	s.sweepMemberOnlyLocked(now, formed, idle)
+	if beforeFormation && formed {
+		return status.Error(codes.FailedPrecondition, "the cluster was formed while connecting: connect again")
+	}
+	msg := "admin session opened (this member only)"
+	if sess.Mode == admin.ModeFull {
+		if h := s.memberFullHolderLocked(); h != nil {
+			if !sess.Local {
+				return status.Errorf(codes.FailedPrecondition,
+					"full access is already held by %s, connected %s ago (last used %s ago): connect with --mode restricted, or wait until it disconnects or stays idle for %s",
+					h.Origin, msAge(now, h.OpenedMs), msAge(now, h.LastUsed), idle)
+			}
+			s.endMemberOnlyLocked(h.ID, now, fsm.ReasonDisplaced)
+			msg = fmt.Sprintf("admin session opened (this member only); the full session of %s was disconnected (local priority)", h.Origin)
+		}
+	}
+	cp := &memberSession{Session: *sess, beforeFormation: beforeFormation}
+	cp.MemberOnly, cp.OpenedMs, cp.LastUsed = true, now, now
+	s.adm.memberOnly[sess.ID] = cp
+	s.log.Info(msg, "mode", sess.Mode, "origin", sess.Origin)
+	return nil
+}
+
+func msAge(now, since int64) string {
+	return (time.Duration(now-since) * time.Millisecond).Round(time.Second).String()
+}
+
+// memberFullHolderLocked returns the live member-only full session, if any
+// (there is at most one). Call after a sweep.
+func (s *Server) memberFullHolderLocked() *memberSession {
+	for _, ms := range s.adm.memberOnly { // at most one matches: order cannot show
+		if ms.Mode == admin.ModeFull {
+			return ms
+		}
+	}
+	return nil
+}
+
+func (s *Server) endMemberOnlyLocked(id string, now int64, reason string) {
+	delete(s.adm.memberOnly, id)
+	s.adm.memberEnded[id] = endedSession{atMs: now, reason: reason}
+}
+
+func memberIdleReason(idle time.Duration) string {
+	return fmt.Sprintf("disconnected: the session was idle for more than %s; connect again", idle)
+}
+
+// sweepMemberOnlyLocked ends the member-only sessions that are idle, and,
+// once the member is formed, every one opened before formation; it forgets
+// ended ones after an hour. It returns how many formation ended.
+func (s *Server) sweepMemberOnlyLocked(now int64, formed bool, idle time.Duration) int {
+	n := 0
+	for id, ms := range s.adm.memberOnly {
+		switch {
+		case formed && ms.beforeFormation:
+			s.endMemberOnlyLocked(id, now, ReasonFormed)
+			n++
+		case now-ms.LastUsed > idle.Milliseconds():
+			s.endMemberOnlyLocked(id, now, memberIdleReason(idle))
+		}
+	}
+	for id, e := range s.adm.memberEnded {
+		if now-e.atMs > memberEndedKeepMs {
+			delete(s.adm.memberEnded, id)
+		}
+	}
+	return n
+}
+
+// sweepMemberOnly runs the sweep; watchSettings calls it every second, so
+// the sessions opened before formation are gone from listings within a
+// second of formation (UseSession refuses them at once).
+func (s *Server) sweepMemberOnly() {
+	formed := s.cluster() != nil
+	idle := s.fsm.Settings().SessionIdleTimeout
+	s.adm.mu.Lock()
+	n := s.sweepMemberOnlyLocked(s.nowMs(), formed, idle)
 	s.adm.mu.Unlock()
-	s.log.Info("admin session opened (this member only)", "mode", sess.Mode, "origin", sess.Origin)
+	if n > 0 {
+		s.log.Info("admin sessions opened before formation closed: the cluster was formed", "sessions", n)
+	}
 }
 
 // touchAfter: a session used more recently than this is not touched
@@ -219,16 +332,25 @@ func touchAfter(idle time.Duration) int64 {
 func (s *Server) UseSession(ctx context.Context, id string) (*admin.Session, error) {
 	now := s.nowMs()
 	idle := s.fsm.Settings().SessionIdleTimeout
+	formed := s.cluster() != nil
 	s.adm.mu.Lock()
 	if ms, ok := s.adm.memberOnly[id]; ok {
 		defer s.adm.mu.Unlock()
-		if now-ms.LastUsed > idle.Milliseconds() {
-			delete(s.adm.memberOnly, id)
-			return nil, status.Errorf(codes.Unauthenticated, "disconnected: the session was idle for more than %s; connect again", idle)
+		switch {
+		case formed && ms.beforeFormation:
+			s.endMemberOnlyLocked(id, now, ReasonFormed)
+			return nil, status.Error(codes.Unauthenticated, ReasonFormed)
+		case now-ms.LastUsed > idle.Milliseconds():
+			s.endMemberOnlyLocked(id, now, memberIdleReason(idle))
+			return nil, status.Error(codes.Unauthenticated, memberIdleReason(idle))
 		}
 		ms.LastUsed = now
-		cp := *ms
+		cp := ms.Session
 		return &cp, nil
+	}
+	if e, ok := s.adm.memberEnded[id]; ok {
+		s.adm.mu.Unlock()
+		return nil, status.Error(codes.Unauthenticated, e.reason)
 	}
 	s.adm.mu.Unlock()
 
@@ -258,7 +380,7 @@ func (s *Server) UseSession(ctx context.Context, id string) (*admin.Session, err
 			}
 		case now-rec.GetLastUsedMs() > idle.Milliseconds():
 			// No leader to ask: judge idleness on this member's clock.
-			return nil, status.Errorf(codes.Unauthenticated, "disconnected: the session was idle for more than %s; connect again", idle)
+			return nil, status.Error(codes.Unauthenticated, memberIdleReason(idle))
 		}
 	}
 	return sessionFromFSM(rec, false), nil
@@ -277,6 +399,10 @@ func (s *Server) CloseSession(ctx context.Context, id string) error {
 		delete(s.adm.memberOnly, id)
 		s.adm.mu.Unlock()
 		return nil
+	}
+	if _, ok := s.adm.memberEnded[id]; ok {
+		s.adm.mu.Unlock()
+		return nil // already ended
 	}
 	s.adm.mu.Unlock()
 	if rec, ok := s.fsm.Session(id); ok && rec.GetEndedMs() != 0 {
@@ -299,11 +425,14 @@ func (s *Server) Sessions(ctx context.Context) []*admin.Session {
 	for _, r := range s.fsm.Sessions() {
 		out = append(out, sessionFromFSM(r, false))
 	}
+	formed := s.cluster() != nil
+	idle := s.fsm.Settings().SessionIdleTimeout
 	s.adm.mu.Lock()
 	defer s.adm.mu.Unlock()
+	s.sweepMemberOnlyLocked(s.nowMs(), formed, idle)
 	var local []*admin.Session
 	for _, ms := range s.adm.memberOnly {
-		cp := *ms
+		cp := ms.Session
 		local = append(local, &cp)
 	}
 	sortSessions(local)
@@ -385,7 +514,8 @@ func (s *Server) applySettings() {
 	}
 }
 
-// watchSettings applies replicated settings changed through any member.
+// watchSettings applies replicated settings changed through any member,
+// and sweeps the member-only sessions.
 func (s *Server) watchSettings() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -395,6 +525,7 @@ func (s *Server) watchSettings() {
 			return
 		case <-t.C:
 			s.applySettings()
+			s.sweepMemberOnly()
 		}
 	}
 }
