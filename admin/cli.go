@@ -22,14 +22,15 @@ func App() *cli.App {
 	return &cli.App{
 		Name:                 "triadctl",
 		Usage:                "administer a Triad license cluster",
+		Description:          appDescription,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "member licensing address HOST:PORT (repeatable or comma list; the first that answers is used)", EnvVars: []string{"TRIAD_SERVER"}, Value: cli.NewStringSlice("127.0.0.1:4085")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table"},
 			&cli.DurationFlag{Name: "timeout", Usage: "time limit of one command", Value: 30 * time.Second},
 			&cli.StringFlag{Name: "mode", Aliases: []string{"m"}, Usage: "session mode: full or restricted (default: restricted for reading commands, full for changes)"},
-			&cli.StringFlag{Name: "password-file", Usage: "read the administration password from this file (else TRIAD_PASSWORD, else a prompt when one is needed)"},
-			&cli.StringFlag{Name: "session", Usage: "use this session token (from `triadctl connect`) instead of connecting for this command", EnvVars: []string{"TRIAD_SESSION"}},
+			&cli.StringFlag{Name: "password-file", Usage: "read the administration password from this file (else the TRIAD_PASSWORD environment variable, else a prompt when one is needed)"},
+			&cli.StringFlag{Name: "session", Usage: "use this session TOKEN, printed by triadctl connect, instead of connecting for this command", EnvVars: []string{"TRIAD_SESSION"}},
 			&cli.BoolFlag{Name: "local", Usage: "connect through the member's Unix socket (local administrator; needs --data-dir)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "with --local: the member's data directory"},
 			&cli.StringFlag{Name: "source-ip", Usage: "local IP address to connect from (multi-homed hosts)"},
@@ -48,10 +49,20 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
-			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(),
+			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
 		},
 	}
 }
+
+// appDescription lists the environment variables triadctl reads.
+const appDescription = `Environment:
+   TRIAD_SERVER        member addresses, as --server
+   TRIAD_SESSION       a session token from triadctl connect, as --session
+   TRIAD_PASSWORD      the administration password (when --password-file is not given;
+                       else triadctl prompts when the member asks for one)
+   TRIAD_NEW_PASSWORD  the new password of triadctl password set (else --new-password-file or a prompt)
+
+Shell completion: source <(triadctl completion bash), or triadctl completion zsh.`
 
 // servers returns the --server list, split on commas.
 func servers(c *cli.Context) []string {

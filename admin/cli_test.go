@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 
 	"github.com/triadlm/triad/proto/triadv1"
@@ -333,4 +335,169 @@ func TestCLIAgainstService(t *testing.T) {
 	}
 	_, _, err = runCLI(t, "--server", addr, "license", "enroll", lic)
 	wantErr(t, err, addr, "1 MiB")
+}
+
+// TestCLIListingsJSON: every listing prints valid JSON with --output json.
+func TestCLIListingsJSON(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	for _, tc := range []struct {
+		args []string
+		// want is a key and value of the first element (array) or the object.
+		key, want string
+	}{
+		{[]string{"license", "list"}, "serial", "TRIAD-1"},
+		{[]string{"usage", "features"}, "feature", "cad"},
+		{[]string{"usage", "users"}, "user", "alice"},
+		{[]string{"usage", "leases"}, "lease_id", "7"},
+		{[]string{"usage", "denials"}, "member", "m1"},
+		{[]string{"cluster", "status"}, "status", "operational"},
+		{[]string{"cluster", "links"}, "state", "up"},
+	} {
+		out, _, err := runCLI(t, append([]string{"--server", addr, "--output", "json"}, tc.args...)...)
+		if err != nil {
+			t.Errorf("%v --output json: %v", tc.args, err)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("%v --output json printed invalid JSON %q: %v", tc.args, out, err)
+			continue
+		}
+		obj, ok := v.(map[string]any)
+		if arr, isArr := v.([]any); isArr && len(arr) > 0 {
+			obj, ok = arr[0].(map[string]any)
+		}
+		if !ok || fmt.Sprint(obj[tc.key]) != tc.want {
+			t.Errorf("%v --output json: %s = %v, want %s in\n%s", tc.args, tc.key, obj[tc.key], tc.want, out)
+		}
+	}
+}
+
+// TestCLICompletionScripts: `triadctl completion bash|zsh` prints a script
+// that asks triadctl for the completions; another shell is refused.
+func TestCLICompletionScripts(t *testing.T) {
+	for shell, wants := range map[string][]string{
+		"bash": {"complete ", "-F _triadctl_complete triadctl", "--generate-bash-completion"},
+		"zsh":  {"#compdef triadctl", "compdef _triadctl triadctl", "--generate-bash-completion"},
+	} {
+		out, _, err := runCLI(t, "completion", shell)
+		if err != nil {
+			t.Fatalf("completion %s: %v", shell, err)
+		}
+		if strings.TrimSpace(out) == "" {
+			t.Fatalf("completion %s printed nothing", shell)
+		}
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("completion %s lacks %q:\n%s", shell, w, out)
+			}
+		}
+	}
+	_, _, err := runCLI(t, "completion", "fish")
+	wantErr(t, err, "bash|zsh", "fish")
+}
+
+// TestCLIHelp: the global help names the environment variables, and the
+// --session flag shows a plain placeholder (urfave/cli takes a backquoted
+// word of a usage text as the placeholder).
+func TestCLIHelp(t *testing.T) {
+	out, _, err := runCLI(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TRIAD_PASSWORD", "TRIAD_SESSION", "TRIAD_SERVER", "TRIAD_NEW_PASSWORD", "--session value", "completion"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("triadctl --help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "--session triadctl") {
+		t.Errorf("--session shows a command as its placeholder:\n%s", out)
+	}
+}
+
+// answerPrompts replaces the terminal prompt by answers keyed by a prefix of
+// the prompt; it records the prompts asked.
+func answerPrompts(t *testing.T, answers map[string]string) *[]string {
+	t.Helper()
+	var asked []string
+	old := promptPassword
+	promptPassword = func(prompt string) (string, bool) {
+		asked = append(asked, prompt)
+		for prefix, a := range answers {
+			if strings.HasPrefix(prompt, prefix) {
+				return a, true
+			}
+		}
+		return "", false
+	}
+	t.Cleanup(func() { promptPassword = old })
+	return &asked
+}
+
+func clearPasswordEnv(t *testing.T) {
+	for _, v := range []string{"TRIAD_PASSWORD", "TRIAD_NEW_PASSWORD", "TRIAD_SESSION"} {
+		t.Setenv(v, "")
+	}
+}
+
+// TestCLIPasswordSetSendsPromptedPassword: the password typed at the connect
+// prompt is the current full password of the change.
+func TestCLIPasswordSetSendsPromptedPassword(t *testing.T) {
+	clearPasswordEnv(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("Fu11-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{auth: AuthState{FullHash: hash, Version: 1}}
+	addr := startAdminServer(t, b)
+	asked := answerPrompts(t, map[string]string{"Password (full mode)": "Fu11-secret", "New full password": "N3w-secret", "Repeat it": "N3w-secret"})
+	out, _, err := runCLI(t, "--server", addr, "password", "set", "full")
+	if err != nil {
+		t.Fatalf("password set full with the password typed at the prompt: %v (prompts %q)", err, *asked)
+	}
+	if !strings.Contains(out, "full password set") {
+		t.Errorf("password set printed %q", out)
+	}
+	if got := b.AuthState(context.Background()).FullHash; bcrypt.CompareHashAndPassword(got, []byte("N3w-secret")) != nil {
+		t.Fatalf("the full password was not changed to the new one")
+	}
+	for _, p := range *asked {
+		if strings.HasPrefix(p, "Current") {
+			t.Errorf("asked %q although the connect password was typed already", p)
+		}
+	}
+}
+
+// TestCLIPasswordSetWithSessionAsksCurrent: with a session from --session
+// (no connect, so no password), a change refused for want of the current
+// full password asks for it; without a terminal the refusal stands.
+func TestCLIPasswordSetWithSessionAsksCurrent(t *testing.T) {
+	clearPasswordEnv(t)
+	b := &fakeBackend{}
+	addr := startAdminServer(t, b)
+	svc := NewService(b, "test")
+	h := session(t, svc, ModeFull) // opened while no password is set
+	hash, err := bcrypt.GenerateFromPassword([]byte("Fu11-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.auth = AuthState{FullHash: hash, Version: 1}
+	b.mu.Unlock()
+	t.Setenv("TRIAD_NEW_PASSWORD", "look-only")
+
+	answerPrompts(t, nil) // no terminal
+	_, _, err = runCLI(t, "--server", addr, "--session", h.SessionToken, "password", "set", "restricted")
+	wantErr(t, err, "the current full password is wrong")
+	if len(b.AuthState(context.Background()).RestrictedHash) != 0 {
+		t.Fatal("a refused change set the restricted password")
+	}
+
+	asked := answerPrompts(t, map[string]string{"Current full password": "Fu11-secret"})
+	if _, _, err := runCLI(t, "--server", addr, "--session", h.SessionToken, "password", "set", "restricted"); err != nil {
+		t.Fatalf("password set with the current password typed at the prompt: %v (prompts %q)", err, *asked)
+	}
+	if rh := b.AuthState(context.Background()).RestrictedHash; bcrypt.CompareHashAndPassword(rh, []byte("look-only")) != nil {
+		t.Fatal("the restricted password was not set")
+	}
 }

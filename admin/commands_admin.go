@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -160,12 +162,29 @@ func passwordCommand() *cli.Command {
 					}
 					newPw = p1
 				}
-				current, err := password(c)
-				if err != nil {
-					return err
-				}
 				return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.PasswordSetResponse, error) {
-					return a.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: which, CurrentFullPassword: current, NewPassword: newPw})
+					// The current full password is the one this session was
+					// opened with (file, environment or prompt); with a session
+					// from --session, the file or environment.
+					current, ok := connectPassword(ctx)
+					if !ok {
+						p, err := password(c)
+						if err != nil {
+							return nil, err
+						}
+						current = p
+					}
+					req := &triadv1.PasswordSetRequest{Header: h, Which: which, CurrentFullPassword: current, NewPassword: newPw}
+					r, err := a.PasswordSet(ctx, req)
+					if st := status.Convert(err); current == "" && st.Code() == codes.PermissionDenied && strings.Contains(st.Message(), "current full password") {
+						// Opened without a password (none was set then, or
+						// the session is a script's): ask for it.
+						if p, ok := promptPassword("Current full password: "); ok && p != "" {
+							req.CurrentFullPassword = p
+							return a.PasswordSet(ctx, req)
+						}
+					}
+					return r, err
 				}, func(r *triadv1.PasswordSetResponse) {
 					fmt.Fprintln(stdout(c), r.Message)
 				})

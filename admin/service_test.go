@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func (f *fakeBackend) callList() []string {
 var (
 	fakeShow    = &triadv1.ServerShowResponse{Name: "m1", ComputerId: "TRD-0000-0000-0000-0001", Mode: "failover"}
 	fakeCreate  = &triadv1.ClusterCreateResponse{Mode: "failover", Leader: "m1"}
-	fakeStatus  = &triadv1.ClusterStatusResponse{Status: "operational", Leader: "m1", Term: 3}
+	fakeStatus  = &triadv1.ClusterStatusResponse{Status: "operational", Leader: "m1", Term: 3, Links: []*triadv1.Link{{A: "m1", B: "m2", State: "up"}}}
 	fakeLicense = &triadv1.LicenseInfo{Serial: "TRIAD-1", Customer: "ACME"}
 	fakeUsage   = []*triadv1.FeatureUsage{{Feature: "cad", Version: 5, Capacity: 10, InUse: 2}}
 	fakeLeases  = []*triadv1.Lease{{LeaseId: 7, Feature: "cad"}}
@@ -105,7 +106,7 @@ func (f *fakeBackend) RemoveLicense(context.Context, string) (string, error) {
 
 func (f *fakeBackend) UsageUsers(context.Context) []*triadv1.UserUsage {
 	f.called("UsageUsers")
-	return nil
+	return []*triadv1.UserUsage{{User: "alice", Host: "ws1", Feature: "cad", Version: 5, Seats: 1, Leases: 1}}
 }
 
 func (f *fakeBackend) Denials(context.Context) *triadv1.UsageDenialsResponse {
@@ -360,5 +361,128 @@ func TestLicenseEnrollSizeLimits(t *testing.T) {
 				t.Errorf("backend called for a refused file: %v", calls)
 			}
 		})
+	}
+}
+
+// TestRestrictedSessionRefusesWrites: every call that changes something is
+// PERMISSION_DENIED in a restricted session, naming the call and the mode
+// it needs, and never reaches the backend.
+func TestRestrictedSessionRefusesWrites(t *testing.T) {
+	b := &fakeBackend{}
+	s := NewService(b, "dev")
+	h := session(t, s, ModeRestricted)
+	ctx := context.Background()
+	policy := PolicyNone
+	writes := map[string]func() error{
+		"cluster create": func() error {
+			_, err := s.ClusterCreate(ctx, &triadv1.ClusterCreateRequest{Header: h, Members: []string{"a:1", "b:1", "c:1"}})
+			return err
+		},
+		"usage recycle": func() error {
+			_, err := s.UsageRecycle(ctx, &triadv1.UsageRecycleRequest{Header: h, User: "alice", Feature: "cad"})
+			return err
+		},
+		"rules set": func() error {
+			_, err := s.RulesSet(ctx, &triadv1.RulesSetRequest{Header: h, Text: "EXCLUDE cad USER eve\n"})
+			return err
+		},
+		"usage release": func() error {
+			_, err := s.UsageRelease(ctx, &triadv1.UsageReleaseRequest{Header: h, LeaseId: 7})
+			return err
+		},
+		"license enroll": func() error {
+			_, err := s.LicenseEnroll(ctx, &triadv1.LicenseEnrollRequest{Header: h, LicenseFile: []byte("license")})
+			return err
+		},
+		"license remove": func() error {
+			_, err := s.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: "TRIAD-1"})
+			return err
+		},
+		"server set": func() error {
+			_, err := s.ServerSet(ctx, &triadv1.ServerSetRequest{Header: h, RemotePolicy: &policy})
+			return err
+		},
+		"password set": func() error {
+			_, err := s.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: ModeFull, NewPassword: "x"})
+			return err
+		},
+	}
+	for name, call := range writes {
+		st := status.Convert(call())
+		want := "permission denied: " + name + " needs full mode; this session is restricted"
+		if st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), want) {
+			t.Errorf("%s in a restricted session: %v %q, want PermissionDenied containing %q", name, st.Code(), st.Message(), want)
+		}
+	}
+	if calls := b.callList(); len(calls) != 0 {
+		t.Errorf("the backend was called for refused writes: %v", calls)
+	}
+	// Reads work in the same session.
+	if _, err := s.RulesShow(ctx, &triadv1.RulesShowRequest{Header: h}); err != nil {
+		t.Errorf("rules show in a restricted session: %v", err)
+	}
+}
+
+// TestPasswordChangeNeedsCurrentFull: once the full password is set,
+// changing either password needs the current full one, even in a full
+// session (opened before the password was set, so without it).
+func TestPasswordChangeNeedsCurrentFull(t *testing.T) {
+	b := &fakeBackend{}
+	s := NewService(b, "dev")
+	h := session(t, s, ModeFull)
+	ctx := context.Background()
+	set := func(which, current, next string) error {
+		_, err := s.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: which, CurrentFullPassword: current, NewPassword: next})
+		return err
+	}
+	if err := set(ModeFull, "", "Fu11-secret"); err != nil {
+		t.Fatalf("first full password (none set, none asked): %v", err)
+	}
+	before := b.AuthState(ctx)
+	for _, current := range []string{"", "wrong", "look-only"} {
+		for _, which := range []string{ModeFull, ModeRestricted} {
+			st := status.Convert(set(which, current, "look-only"))
+			if st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "the current full password is wrong") {
+				t.Errorf("password set %s with current %q: %v %q, want PermissionDenied: the current full password is wrong", which, current, st.Code(), st.Message())
+			}
+		}
+	}
+	if after := b.AuthState(ctx); after.Version != before.Version || !bytes.Equal(after.FullHash, before.FullHash) || len(after.RestrictedHash) != 0 {
+		t.Fatalf("a refused change changed the passwords")
+	}
+	if err := set(ModeRestricted, "Fu11-secret", "look-only"); err != nil {
+		t.Fatalf("password set restricted with the current full password: %v", err)
+	}
+	if err := set(ModeFull, "Fu11-secret", "N3w-secret"); err != nil {
+		t.Fatalf("password set full with the current full password: %v", err)
+	}
+	if st := status.Convert(set(ModeFull, "Fu11-secret", "again")); st.Code() != codes.PermissionDenied {
+		t.Fatalf("the old full password still changes passwords: %v", st.Err())
+	}
+}
+
+// TestOpenSessionSurvivesPolicyChange: the remote policy is checked at
+// connect time only: a remote session opened under policy full stays usable
+// (even for writes) when the policy becomes none; new remote connects are
+// refused.
+func TestOpenSessionSurvivesPolicyChange(t *testing.T) {
+	b := &fakeBackend{auth: AuthState{Policy: PolicyFull, Activated: true}}
+	s := NewService(b, "dev")
+	full := session(t, s, ModeFull)
+	ro := session(t, s, ModeRestricted)
+	b.mu.Lock()
+	b.auth.Policy = PolicyNone
+	b.mu.Unlock()
+	ctx := context.Background()
+	_, err := s.Connect(ctx, &triadv1.ConnectRequest{Header: header(), Mode: ModeRestricted})
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "remote administration is denied") {
+		t.Fatalf("new remote connect under policy none: %v", err)
+	}
+	if _, err := s.ServerShow(ctx, &triadv1.ServerShowRequest{Header: ro}); err != nil {
+		t.Errorf("restricted session opened before the change: %v", err)
+	}
+	policy := PolicyFull
+	if _, err := s.ServerSet(ctx, &triadv1.ServerSetRequest{Header: full, RemotePolicy: &policy}); err != nil {
+		t.Errorf("full session opened before the change: %v", err)
 	}
 }

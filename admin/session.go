@@ -92,8 +92,11 @@ func password(c *cli.Context) (string, error) {
 	return os.Getenv("TRIAD_PASSWORD"), nil
 }
 
-// promptPassword reads a password from the terminal without echo.
-func promptPassword(prompt string) (string, bool) {
+// promptPassword reads a password from the terminal without echo; false
+// when there is no terminal. A variable, so that tests can answer prompts.
+var promptPassword = terminalPassword
+
+func terminalPassword(prompt string) (string, bool) {
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
 		return "", false
@@ -108,11 +111,12 @@ func promptPassword(prompt string) (string, bool) {
 }
 
 // connect opens a session; when the member asks for a password that was
-// not given, it prompts on a terminal.
-func connect(ctx context.Context, c *cli.Context, a triadv1.AdminClient, mode, where string) (*triadv1.ConnectResponse, error) {
+// not given, it prompts on a terminal. It returns the password the session
+// was opened with, whatever its source ("" when none).
+func connect(ctx context.Context, c *cli.Context, a triadv1.AdminClient, mode, where string) (*triadv1.ConnectResponse, string, error) {
 	pw, err := password(c)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := a.Connect(ctx, &triadv1.ConnectRequest{Header: header(), Mode: mode, Password: pw})
@@ -120,7 +124,7 @@ func connect(ctx context.Context, c *cli.Context, a triadv1.AdminClient, mode, w
 			if resp.Notice != "" {
 				fmt.Fprintf(errWriter(c), "triadctl: %s\n", resp.Notice)
 			}
-			return resp, nil
+			return resp, pw, nil
 		}
 		st := status.Convert(err)
 		if st.Code() == codes.Unauthenticated && pw == "" && attempt == 0 && strings.HasPrefix(st.Message(), "password required") {
@@ -129,8 +133,17 @@ func connect(ctx context.Context, c *cli.Context, a triadv1.AdminClient, mode, w
 				continue
 			}
 		}
-		return nil, err
+		return nil, "", err
 	}
+}
+
+type connectPasswordKey struct{}
+
+// connectPassword returns the password this command's session was opened
+// with; false when the session came from --session (no connect here).
+func connectPassword(ctx context.Context) (string, bool) {
+	pw, ok := ctx.Value(connectPasswordKey{}).(string)
+	return pw, ok
 }
 
 // adminCall runs f against the first member that answers, within a session
@@ -172,10 +185,11 @@ func callWithSession[T any](ctx context.Context, c *cli.Context, conn *grpc.Clie
 		return f(ctx, a, h)
 	}
 	var zero T
-	resp, err := connect(ctx, c, a, sessionMode(c, need), where)
+	resp, pw, err := connect(ctx, c, a, sessionMode(c, need), where)
 	if err != nil {
 		return zero, err
 	}
+	ctx = context.WithValue(ctx, connectPasswordKey{}, pw)
 	h.SessionToken = resp.SessionToken
 	defer func() {
 		// Best effort: a session left behind closes when idle.
@@ -211,7 +225,7 @@ func connectCommand() *cli.Command {
 					lastErr = fmt.Errorf("%s: %v", t.name, err)
 					continue
 				}
-				resp, err := connect(ctx, c, triadv1.NewAdminClient(conn), sessionMode(c, ModeFull), t.name)
+				resp, _, err := connect(ctx, c, triadv1.NewAdminClient(conn), sessionMode(c, ModeFull), t.name)
 				conn.Close()
 				if err != nil {
 					lastErr = cliError(t.name, err)
