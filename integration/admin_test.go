@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,7 @@ func TestAdminOneFullSessionClusterWide(t *testing.T) {
 	// Again, but let the idle timeout free it.
 	a.start()
 	opened := time.Now()
-	mustOpen(t, nil, "--server", a.addr, "--mode", "full")
+	idleTok := mustOpen(t, nil, "--server", a.addr, "--mode", "full")
 	a.kill()
 	var freedAfter time.Duration
 	waitFor(t, idle+10*time.Second, "full access freed by the idle timeout", func() error {
@@ -154,6 +155,10 @@ func TestAdminOneFullSessionClusterWide(t *testing.T) {
 	if freedAfter < idle-time.Second {
 		t.Fatalf("lock freed after %s, before the idle timeout %s", freedAfter, idle)
 	}
+	// The idle-closed session's next call says why; the tool does not
+	// reconnect by itself.
+	_, err = ctlEnv(t, []string{"TRIAD_SESSION=" + idleTok}, "--server", ch.addr, "server", "show")
+	wantFail(t, err, "disconnected: the session was idle for more than 5s; connect again")
 }
 
 // TestAdminRestrictedCannotEnroll: a restricted session is read-only;
@@ -252,8 +257,27 @@ func TestAdminPasswords(t *testing.T) {
 	_, err := ctlEnv(t, []string{"TRIAD_NEW_PASSWORD=look-only"}, "--server", srv, "password", "set", "restricted")
 	wantFail(t, err, "set the full password first")
 
-	if _, err := ctlEnv(t, []string{"TRIAD_NEW_PASSWORD=Fu11-secret"}, "--server", srv, "password", "set", "full"); err != nil {
+	// A session opened while no password was set sets the full password,
+	// then cannot change it without the current one.
+	early := mustOpen(t, nil, "--server", srv, "--mode", "full")
+	if _, err := ctlEnv(t, []string{"TRIAD_SESSION=" + early, "TRIAD_NEW_PASSWORD=Fu11-secret"}, "--server", srv, "password", "set", "full"); err != nil {
 		t.Fatal(err)
+	}
+	_, err = ctlEnv(t, []string{"TRIAD_SESSION=" + early, "TRIAD_NEW_PASSWORD=0ther-secret"}, "--server", srv, "password", "set", "full")
+	wantFail(t, err, "the current full password is wrong")
+	_, err = ctlEnv(t, []string{"TRIAD_SESSION=" + early, "TRIAD_PASSWORD=wrong", "TRIAD_NEW_PASSWORD=look-only"}, "--server", srv, "password", "set", "restricted")
+	wantFail(t, err, "the current full password is wrong")
+	if _, err := ctlEnv(t, []string{"TRIAD_SESSION=" + early}, "--server", srv, "disconnect"); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing changed: the first full password still opens full sessions,
+	// and no restricted password is set.
+	show, err := ctlEnv(t, []string{"TRIAD_PASSWORD=Fu11-secret"}, "--server", srv, "--output", "json", "--mode", "full", "server", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(show, `"restricted_password_set": false`) {
+		t.Fatalf("a refused change set the restricted password:\n%s", show)
 	}
 	_, err = ctlEnv(t, nil, "--server", srv, "--mode", "full", "server", "show")
 	wantFail(t, err, "password required")
@@ -283,7 +307,7 @@ func TestAdminPasswords(t *testing.T) {
 	_, err = ctlEnv(t, []string{"TRIAD_PASSWORD=look-only"}, "--server", srv, "server", "set", "--statistics", "off")
 	wantFail(t, err, "server set needs full mode")
 
-	show, err := ctlEnv(t, []string{"TRIAD_PASSWORD=look-only"}, "--server", srv, "--output", "json", "server", "show")
+	show, err = ctlEnv(t, []string{"TRIAD_PASSWORD=look-only"}, "--server", srv, "--output", "json", "server", "show")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,6 +373,50 @@ func TestAdminRemotePolicy(t *testing.T) {
 	}
 	_, err = ctlOn(t, a.addr, "server", "set", "--statistics", "off")
 	wantFail(t, err, "needs full mode")
+
+	// The policy is checked at connect time only: remote sessions opened
+	// under policy full stay usable, even for changes, once it is none.
+	if _, err := ctlEnv(t, nil, "--local", "--data-dir", a.dir, "server", "set", "--remote-policy", "full"); err != nil {
+		t.Fatal(err)
+	}
+	full := mustOpen(t, nil, "--server", a.addr, "--mode", "full")
+	ro := mustOpen(t, nil, "--server", c.members[2].addr, "--mode", "restricted")
+	asFull := []string{"TRIAD_SESSION=" + full}
+	if _, err := ctlEnv(t, asFull, "--server", a.addr, "server", "set", "--remote-policy", "none"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ctlOn(t, c.members[2].addr, "--mode", "restricted", "server", "show")
+	wantFail(t, err, "remote administration is denied")
+	if _, err := ctlEnv(t, []string{"TRIAD_SESSION=" + ro}, "--server", c.members[2].addr, "usage", "features"); err != nil {
+		t.Fatalf("restricted session opened before the policy change: %v", err)
+	}
+	if _, err := ctlEnv(t, asFull, "--server", a.addr, "server", "set", "--statistics", "off"); err != nil {
+		t.Fatalf("full session opened before the policy change: %v", err)
+	}
+
+	// Activation is sticky: with the only license removed, the policy
+	// still applies.
+	var lics []struct{ Serial string }
+	out, err = ctlEnv(t, asFull, "--server", a.addr, "--output", "json", "license", "list")
+	if err != nil || json.Unmarshal([]byte(out), &lics) != nil || len(lics) != 1 {
+		t.Fatalf("license list: %q %v", out, err)
+	}
+	if _, err := ctlEnv(t, asFull, "--server", a.addr, "license", "remove", lics[0].Serial); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctlEnv(t, asFull, "--server", a.addr, "--output", "json", "license", "list")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("license list after removing the only license: %q %v", out, err)
+	}
+	out, err = ctlEnv(t, asFull, "--server", a.addr, "--output", "json", "server", "show")
+	if err != nil || !strings.Contains(out, `"activated": true`) {
+		t.Fatalf("server show after removing the only license: %v, want activated:\n%s", err, out)
+	}
+	_, err = ctlOn(t, a.addr, "--mode", "restricted", "server", "show")
+	wantFail(t, err, "remote administration is denied")
+	if _, err := ctlEnv(t, asFull, "--server", a.addr, "disconnect"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestAdminVersionCheck: a triadctl older than the server's admin protocol
@@ -371,5 +439,92 @@ func TestAdminVersionCheck(t *testing.T) {
 	_, err = ac.ServerShow(ctx, &triadv1.ServerShowRequest{Header: hdr("made-up")})
 	if grpcstatus.Code(err) != codes.Unauthenticated {
 		t.Fatalf("server show with a made-up token: %v, want Unauthenticated", err)
+	}
+}
+
+// TestAdminFormationEndsEarlySessions: before formation a member keeps
+// sessions itself, with the same rules (one full session, local priority);
+// formation ends them, the next call saying so, and full access is then the
+// replicated state's.
+func TestAdminFormationEndsEarlySessions(t *testing.T) {
+	c := startCluster(t)
+	a := c.members[0]
+	remote := mustOpen(t, nil, "--server", a.addr, "--mode", "full")
+	_, err := openSession(t, nil, "--server", a.addr, "--mode", "full")
+	wantFail(t, err, "full access is already held by remote tool", "via alpha")
+	if _, err := ctlEnv(t, nil, "--server", a.addr, "--mode", "restricted", "server", "show"); err != nil {
+		t.Fatalf("restricted alongside a full session: %v", err)
+	}
+	asLocal := func(tok string) []string { return []string{"TRIAD_SESSION=" + tok} }
+	local := mustOpen(t, nil, "--local", "--data-dir", a.dir, "--mode", "full")
+	_, err = ctlEnv(t, asLocal(remote), "--server", a.addr, "server", "show")
+	wantFail(t, err, "disconnected: a local administrator took full access")
+
+	// The local tool forms the cluster in its session; that session then
+	// ends: the tool must connect again.
+	if _, err := ctlEnv(t, asLocal(local), "--local", "--data-dir", a.dir, "cluster", "create", "--members", c.servers()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ctlEnv(t, asLocal(local), "--local", "--data-dir", a.dir, "server", "show")
+	wantFail(t, err, "disconnected: the cluster was formed; connect again")
+	out, err := ctlEnv(t, nil, "--server", a.addr, "--output", "json", "server", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, `"member_only": true`) {
+		t.Errorf("a session opened before formation is still listed:\n%s", out)
+	}
+	// A full session is now replicated: one opened on alpha blocks one on
+	// charlie.
+	tok := mustOpen(t, nil, "--server", a.addr, "--mode", "full")
+	_, err = openSession(t, nil, "--server", c.members[2].addr, "--mode", "full")
+	wantFail(t, err, "full access is already held by remote tool", "via alpha")
+	if _, err := ctlEnv(t, asLocal(tok), "--server", a.addr, "disconnect"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAdminCompletionScriptInBash: the script of `triadctl completion bash`
+// completes commands and subcommands in a real bash.
+func TestAdminCompletionScriptInBash(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	ctl := filepath.Join(binDir, "triadctl")
+	script, err := ctlEnv(t, nil, "completion", "bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "triadctl.bash")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{ctl, "us"}, []string{"usage"}},
+		{[]string{ctl, "usage", ""}, []string{"features", "users", "leases", "denials", "release", "recycle"}},
+		{[]string{ctl, "completion", ""}, []string{"bash", "zsh"}},
+	} {
+		quoted := make([]string, len(tc.words))
+		for i, w := range tc.words {
+			quoted[i] = "'" + w + "'"
+		}
+		prog := fmt.Sprintf("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _triadctl_complete; printf '%%s\\n' \"${COMPREPLY[@]}\"",
+			path, strings.Join(quoted, " "), len(tc.words)-1)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, bash, "--norc", "-c", prog).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%v: %v: %s", tc.words[1:], err, out)
+		}
+		got := strings.Fields(string(out))
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("completing %q: %v lacks %q", tc.words[1:], got, w)
+			}
+		}
 	}
 }
