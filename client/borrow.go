@@ -97,14 +97,14 @@ func (b *Borrowed) Extend(ctx context.Context, d time.Duration) error {
 // Return gives the seats back before the borrow ends. Returning a borrow
 // that already ended is not an error.
 func (b *Borrowed) Return(ctx context.Context) error {
-	return b.c.cluster.call(ctx, "return borrow", b.c.cfg.callTimeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	return b.c.cluster.call(ctx, "return borrow", b.c.cfg.callTimeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		_, err := rpc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: b.c.cfg.protocol, LeaseIds: []uint64{b.ID()}})
 		return "", err
 	})
 }
 
 func (s *memberSet) borrow(ctx context.Context, timeout time.Duration, msg *triadv1.BorrowRequest) (lease *triadv1.Lease, err error) {
-	err = s.call(ctx, "borrow "+msg.GetCheckout().GetFeature(), timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	err = s.call(ctx, "borrow "+msg.GetCheckout().GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		resp, err := rpc.Borrow(ctx, msg)
 		if err != nil {
 			return "", err

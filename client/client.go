@@ -80,7 +80,7 @@ func (c *Client) Close() error {
 // backup server is never asked.
 func (c *Client) Features(ctx context.Context) ([]*triadv1.FeatureUsage, error) {
 	var resp *triadv1.FeaturesResponse
-	err := c.cluster.call(ctx, "features", c.cfg.callTimeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	err := c.cluster.call(ctx, "features", c.cfg.callTimeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		r, err := rpc.Features(ctx, &triadv1.FeaturesRequest{ProtocolVersion: c.cfg.protocol})
 		if err != nil {
 			return "", err

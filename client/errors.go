@@ -74,8 +74,9 @@ func (e *denial) GRPCStatus() *status.Status { return e.st }
 
 var protocolRE = regexp.MustCompile(`client (\d+), server (\d+)`)
 
-// classify turns a non-retryable RPC error into the error returned to the
-// caller. It is the one place where status codes map to sentinels.
+// classify turns a member's error that ends a call (a definite answer, or a
+// member fault no other member did better than) into the error returned to
+// the caller. It is the one place where status codes map to sentinels.
 func classify(op string, err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -106,15 +107,51 @@ func classify(op string, err error) error {
 	return d
 }
 
-// retryable reports whether an attempt's error means "try another member".
-// UNAVAILABLE covers no leader yet, a member shutting down and dead
-// connections; DEADLINE_EXCEEDED here is the attempt's own timeout (the
-// caller's context is checked separately). Everything else is a definite
-// answer and must not be retried.
-func retryable(err error) bool {
+// attemptOutcome says what call does after one member's error.
+type attemptOutcome int
+
+const (
+	// definite: a definite answer from the cluster, the same on every
+	// member (no seat, unknown feature, expired license, bad request…):
+	// returned at once.
+	definite attemptOutcome = iota
+	// noAnswerYet: the member could not serve now (no leader, shutting
+	// down, dead connection, the attempt's timeout, overload, an aborted
+	// commit): the next member is tried, and the call goes on until one
+	// answers or the caller's context ends.
+	noAnswerYet
+	// memberFault: an answer that may be this member's own problem (an
+	// internal error, a protocol version or method it does not have, as
+	// during an upgrade one member at a time): the other members are tried,
+	// and the fault is returned if none of them does better within one pass
+	// over the members, so it never loops.
+	memberFault
+)
+
+// outcome classifies an attempt's error. grants is true for Checkout and
+// Borrow, whose RESOURCE_EXHAUSTED is the "no seat" or "pool used up"
+// denial; for the other calls the cluster never answers it (an unknown
+// lease is a per-lease result), so there it can only be overload.
+//
+// DEADLINE_EXCEEDED and CANCELED here come from the attempt's own timeout or
+// from the member (the caller's context is checked separately by call).
+// There is no "not leader" code: a member without a leader forwards to it or
+// answers UNAVAILABLE.
+func outcome(err error, grants bool) attemptOutcome {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted:
+		return noAnswerYet
+	case codes.ResourceExhausted:
+		if grants {
+			return definite
+		}
+		return noAnswerYet
+	case codes.Internal, codes.Unknown, codes.Unimplemented, codes.DataLoss:
+		return memberFault
+	case codes.FailedPrecondition:
+		if protocolRE.MatchString(status.Convert(err).Message()) {
+			return memberFault
+		}
 	}
-	return false
+	return definite
 }

@@ -44,6 +44,8 @@ type fakeMember struct {
 	hang              bool   // block every call until the client gives up
 	hangAfterCheckout bool   // grant, then block: the client times out not knowing
 	leader            string // hint put in responses
+	failWith          error  // answer every call with this error
+	protocol          uint32 // licensing protocol spoken; 0: ProtocolVersion
 	checkouts         []*triadv1.CheckoutRequest
 	renews            [][]uint64
 	releases          [][]uint64
@@ -127,18 +129,28 @@ func (m *fakeMember) set(f func(m *fakeMember)) {
 	f(m)
 }
 
-// gate applies the unavailable/hang switches; it returns the error to
-// answer with, or nil to serve the call.
-func (m *fakeMember) gate(ctx context.Context) (string, error) {
+// gate applies the unavailable/failWith/hang switches and the member's
+// protocol version check; it returns the error to answer with, or nil to
+// serve the call.
+func (m *fakeMember) gate(ctx context.Context, protocol uint32) (string, error) {
 	m.mu.Lock()
-	unavailable, hang, leader := m.unavailable, m.hang, m.leader
+	unavailable, hang, leader, failWith, serverProtocol := m.unavailable, m.hang, m.leader, m.failWith, m.protocol
 	m.mu.Unlock()
 	if unavailable {
 		return "", status.Error(codes.Unavailable, "no leader")
 	}
+	if failWith != nil {
+		return "", failWith
+	}
 	if hang {
 		<-ctx.Done()
 		return "", status.FromContextError(ctx.Err()).Err()
+	}
+	if serverProtocol == 0 {
+		serverProtocol = ProtocolVersion
+	}
+	if protocol != serverProtocol {
+		return "", status.Errorf(codes.FailedPrecondition, "license protocol version is invalid: client %d, server %d", protocol, serverProtocol)
 	}
 	return leader, nil
 }
@@ -148,7 +160,7 @@ func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest)
 	m.checkouts = append(m.checkouts, req)
 	hangAfter := m.hangAfterCheckout
 	m.mu.Unlock()
-	leader, err := m.gate(ctx)
+	leader, err := m.gate(ctx, req.ProtocolVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -164,9 +176,6 @@ func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest)
 }
 
 func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1.Lease, error) {
-	if req.ProtocolVersion != ProtocolVersion {
-		return nil, status.Errorf(codes.FailedPrecondition, "license protocol version is invalid: client %d, server %d", req.ProtocolVersion, ProtocolVersion)
-	}
 	if req.Feature == "" || req.RequestId == "" || req.Count > 1000 {
 		return nil, status.Error(codes.InvalidArgument, "bad checkout request")
 	}
@@ -212,7 +221,7 @@ func (m *fakeMember) Renew(ctx context.Context, req *triadv1.RenewRequest) (*tri
 	m.mu.Lock()
 	m.renews = append(m.renews, append([]uint64(nil), req.LeaseIds...))
 	m.mu.Unlock()
-	leader, err := m.gate(ctx)
+	leader, err := m.gate(ctx, req.ProtocolVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +243,7 @@ func (m *fakeMember) Release(ctx context.Context, req *triadv1.ReleaseRequest) (
 	m.mu.Lock()
 	m.releases = append(m.releases, append([]uint64(nil), req.LeaseIds...))
 	m.mu.Unlock()
-	if _, err := m.gate(ctx); err != nil {
+	if _, err := m.gate(ctx, req.ProtocolVersion); err != nil {
 		return nil, err
 	}
 	m.cl.mu.Lock()
@@ -252,7 +261,7 @@ func (m *fakeMember) Features(ctx context.Context, req *triadv1.FeaturesRequest)
 	m.mu.Lock()
 	m.features++
 	m.mu.Unlock()
-	if _, err := m.gate(ctx); err != nil {
+	if _, err := m.gate(ctx, req.ProtocolVersion); err != nil {
 		return nil, err
 	}
 	m.cl.mu.Lock()

@@ -70,7 +70,11 @@ type StateChange struct {
 	GraceLeft time.Duration
 	// Err is the lease's Err when To is Lost or Released.
 	Err error
-	At  time.Time
+	// RenewErr is the lease's RenewErr at the change: when To is Grace (or
+	// Lost) it tells whether the cluster refused the renewals (for example
+	// a *ProtocolVersionError) rather than not answering (nil).
+	RenewErr error
+	At       time.Time
 }
 
 // grant is one server's lease behind a Lease: from the cluster, or from
@@ -111,6 +115,7 @@ type Lease struct {
 	clusterReq, backupReq string
 	lastInfo              *triadv1.Lease // the lease as last held, while no grant is
 	goneReason            string         // why the cluster lease went, for the Lost error
+	renewErr              error          // the cluster's last refusal of a renewal; nil after a success
 	floor                 time.Time      // held-until carried over from grants that went away
 	grace                 time.Duration  // grace period of the feature, from the last grant
 }
@@ -237,6 +242,23 @@ func (l *Lease) Err() error {
 	return l.err
 }
 
+// RenewErr is the cluster's refusal of the last renewal of this lease that
+// it answered: a *ProtocolVersionError (matching ErrProtocolVersion) when
+// the members do not speak this client's protocol version, for instance
+// after a server upgrade, or another error the members answered with. It
+// is nil while renewals succeed, and does not change while no member
+// answers. A refused lease is treated like an unanswered one (Held until
+// its view runs out, then Grace, then Lost; the backup server is used if
+// there is one), so that a misconfigured server does not stop a product at
+// once; the refusal is carried by the changes (StateChange.RenewErr) and
+// wrapped in Err once Lost, so the product can tell its user which side to
+// upgrade.
+func (l *Lease) RenewErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.renewErr
+}
+
 // LastRenewed is the send time of the last checkout or renewal attempt that
 // the side holding the lease confirmed. It carries Go's monotonic reading,
 // so durations computed from it ignore wall-clock jumps; that server held
@@ -319,8 +341,13 @@ func (l *Lease) update(now time.Time, prevID uint64) (lost bool) {
 		source = SourceBackup
 	}
 	if state == Lost {
-		l.err = fmt.Errorf("%w: lease %d (%s v%d): no license server answered within the grace period of %v",
-			ErrLeaseLost, prevID, l.feature, l.version, l.grace)
+		if l.renewErr != nil {
+			l.err = fmt.Errorf("%w: lease %d (%s v%d): no license server confirmed it within the grace period of %v; the cluster refused its renewal: %w",
+				ErrLeaseLost, prevID, l.feature, l.version, l.grace, l.renewErr)
+		} else {
+			l.err = fmt.Errorf("%w: lease %d (%s v%d): no license server answered within the grace period of %v",
+				ErrLeaseLost, prevID, l.feature, l.version, l.grace)
+		}
 		l.endLocked(Lost, l.err, now)
 		return true
 	}
@@ -340,7 +367,7 @@ func (l *Lease) update(now time.Time, prevID uint64) (lost bool) {
 
 // emitLocked queues a StateChange describing the current state.
 func (l *Lease) emitLocked(from LeaseState, now time.Time) {
-	ev := StateChange{Lease: l, From: from, To: l.state, Source: l.source, LeaseID: l.infoLocked().GetLeaseId(), Err: l.err, At: now}
+	ev := StateChange{Lease: l, From: from, To: l.state, Source: l.source, LeaseID: l.infoLocked().GetLeaseId(), Err: l.err, RenewErr: l.renewErr, At: now}
 	if l.state == Grace {
 		ev.GraceLeft = max(l.heldUntil().Add(l.grace).Sub(now), 0)
 	}

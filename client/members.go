@@ -98,12 +98,22 @@ func unanswered(err error) bool {
 	return errors.As(err, &na)
 }
 
-// call runs attempt against the preferred member and, on a retryable error,
-// against the next ones in turn until one answers or ctx is done; each
-// attempt is bounded by timeout. After a full round of failures it backs off
-// (50 ms doubling to 1 s) so that a cluster without a leader is not
-// hammered. Definite answers are returned at once, classified.
-func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, attempt attemptFunc) error {
+// Kinds of call, for outcome: whether RESOURCE_EXHAUSTED is a denial.
+const (
+	grantCall = true  // Checkout, Borrow: RESOURCE_EXHAUSTED is "no seat"
+	plainCall = false // Renew, Release, ReturnBorrow, Features: it is overload
+)
+
+// call runs attempt against the preferred member and then, while members
+// give no answer (see outcome), against the next ones in turn until one
+// answers or ctx is done; each attempt is bounded by timeout. After a full
+// pass over the members without an answer it backs off (50 ms doubling to
+// 1 s) so that a cluster without a leader is not hammered. A definite answer
+// is returned at once, classified. A member fault (INTERNAL, a protocol
+// version the member does not speak…) is tried on the other members too,
+// and returned, classified, at the end of the pass (or when ctx ends
+// first) if none of them answered.
+func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, grants bool, attempt attemptFunc) error {
 	s.mu.Lock()
 	idx, closed := s.current, s.closed
 	s.mu.Unlock()
@@ -112,10 +122,18 @@ func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, 
 	}
 	n := len(s.members)
 	backoff := backoffStart
-	var lastErr error
+	var lastErr, fault error // fault: the last member fault of this pass
+	// The caller's context ended: a member fault seen in this pass is the
+	// answer, else nobody answered.
+	ended := func(last error) error {
+		if fault != nil {
+			return classify(op, fault)
+		}
+		return &noAnswer{s.kind, op, ctx.Err(), last}
+	}
 	for failures := 0; ; {
-		if err := ctx.Err(); err != nil {
-			return &noAnswer{s.kind, op, err, lastErr}
+		if ctx.Err() != nil {
+			return ended(lastErr)
 		}
 		m := s.members[idx]
 		actx, cancel := context.WithTimeout(ctx, timeout)
@@ -125,22 +143,31 @@ func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, 
 			s.answered(idx, leader)
 			return nil
 		}
-		if !retryable(err) {
-			if ctx.Err() != nil { // the caller's deadline, not the member's answer
-				return &noAnswer{s.kind, op, ctx.Err(), err}
-			}
+		if ctx.Err() != nil { // the caller's deadline, not the member's answer
+			return ended(err)
+		}
+		kind := outcome(err, grants)
+		if kind == definite {
 			s.answered(idx, "")
 			return classify(op, err)
 		}
 		lastErr = err
-		s.logger.Debug("triad member did not answer, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
+		if kind == memberFault {
+			fault = err
+			s.logger.Debug("triad member failed the call, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
+		} else {
+			s.logger.Debug("triad member did not answer, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
+		}
 		idx = s.failed(idx)
 		if failures++; failures%n == 0 {
+			if fault != nil {
+				return classify(op, fault)
+			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return &noAnswer{s.kind, op, ctx.Err(), lastErr}
+				return ended(lastErr)
 			case <-t.C:
 			}
 			backoff = min(2*backoff, backoffMax)
@@ -177,7 +204,7 @@ func (s *memberSet) failed(idx int) int {
 // the attempt that was answered (monotonic), the base of the lease's view.
 
 func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (lease *triadv1.Lease, sent time.Time, err error) {
-	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		t := time.Now()
 		resp, err := rpc.Checkout(ctx, msg)
 		if err != nil {
@@ -193,7 +220,7 @@ func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *tr
 }
 
 func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) (resp *triadv1.RenewResponse, sent time.Time, err error) {
-	err = s.call(ctx, "renew", timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		t := time.Now()
 		r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids})
 		if err != nil {
@@ -208,7 +235,7 @@ func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol u
 // release frees ids; released=false in the answer means already gone, the
 // outcome wanted, so it is not checked.
 func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) error {
-	return s.call(ctx, "release", timeout, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+	return s.call(ctx, "release", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids})
 		return "", err
 	})

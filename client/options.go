@@ -137,13 +137,14 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithBackup names a backup server: a standalone Triad server with its own
 // license (typically a countdown license of N usage hours). It is used only
-// while no cluster member answers: a lease whose cluster lease has left
-// Held moves to it (a checkout there), and Checkout falls back to it when
-// the cluster gives no answer within the call timeout. As soon as the
-// cluster answers again the lease goes back (its cluster lease renewed if
-// it still exists, else checked out again) and the backup lease is released
-// at once, to spare the backup's hours. Several addresses are tried in turn
-// like cluster members.
+// while no cluster member answers (or every member refuses the renewals,
+// see Lease.RenewErr): a lease whose cluster lease has left Held moves to
+// it (a checkout there), and Checkout falls back to it when the cluster
+// gives no answer within the call timeout. As soon as the cluster answers
+// again the lease goes back (its cluster lease renewed if it still exists,
+// else checked out again) and the backup lease is released at once, to
+// spare the backup's hours. Several addresses are tried in turn like
+// cluster members.
 func WithBackup(addrs ...string) Option {
 	return func(c *config) {
 		for _, a := range addrs {

@@ -271,11 +271,20 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 			}
 		case r.ctx.Err() != nil:
 			return false
-		default:
+		case unanswered(err):
 			// Leases keep their state: the cluster still holds them for
 			// their TTL and the next round tries again; their timers move
 			// them to Grace if no round succeeds in time.
 			r.c.cfg.logger.Warn("triad renewal failed", "leases", len(ids), "err", err)
+		default:
+			// The members answered, refusing the call itself (a protocol
+			// version they do not speak, an internal error on each): the
+			// leases go on as if unanswered, and carry the refusal so that
+			// Grace and Lost say why.
+			r.c.cfg.logger.Warn("triad cluster refused the renewal", "leases", len(ids), "err", err)
+			for id, l := range byID {
+				l.clusterRenewRefused(id, err)
+			}
 		}
 	}
 	if len(ids) == 0 || answered {

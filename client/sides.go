@@ -79,6 +79,7 @@ func (l *Lease) clusterRenewed(sent time.Time, r *triadv1.RenewResult) (releaseB
 	}
 	prev := l.infoLocked().GetLeaseId()
 	renewGrant(l.cluster, sent, r)
+	l.renewErr = nil
 	releaseBackup = l.leaveBackup()
 	l.update(time.Now(), prev)
 	return releaseBackup
@@ -96,6 +97,18 @@ func (l *Lease) leaveBackup() uint64 {
 	return id
 }
 
+// clusterRenewRefused records the cluster's refusal of the renewal call
+// (not of this one lease: that is clusterGone). The state does not change:
+// the timer moves the lease on as if no member answered.
+func (l *Lease) clusterRenewRefused(id uint64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active() || l.cluster == nil || l.cluster.info.GetLeaseId() != id {
+		return
+	}
+	l.renewErr = err
+}
+
 // clusterGone: the cluster answered that lease id no longer exists. The
 // state does not change here: the round checks the lease out again at once
 // (clusterCheckout), and until that resolves the lease keeps the view it
@@ -110,7 +123,7 @@ func (l *Lease) clusterGone(id uint64, reason string) {
 		l.floor = until
 	}
 	l.lastInfo = l.infoLocked()
-	l.cluster, l.clusterReq, l.goneReason = nil, "", reason
+	l.cluster, l.clusterReq, l.goneReason, l.renewErr = nil, "", reason, nil
 }
 
 // clusterCheckout returns the request for a cluster checkout when l has no
@@ -143,7 +156,7 @@ func (l *Lease) clusterGranted(reqID string, info *triadv1.Lease, sent time.Time
 		return 0, 0
 	}
 	prev := l.infoLocked().GetLeaseId()
-	l.cluster, l.clusterReq, l.grace = &grant{info: info, renewed: sent}, "", graceOf(info)
+	l.cluster, l.clusterReq, l.grace, l.renewErr = &grant{info: info, renewed: sent}, "", graceOf(info), nil
 	if l.goneReason != "" {
 		l.c.cfg.logger.Info("triad lease checked out again", "feature", l.feature, "old", prev, "new", info.GetLeaseId(), "reason", l.goneReason)
 		l.goneReason = ""

@@ -68,8 +68,14 @@ func run(servers, backup, feature string, version uint32, ttl time.Duration) err
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		fmt.Printf("state=%s lease=%d source=%s grace_left=%s\n",
+		line := fmt.Sprintf("state=%s lease=%d source=%s grace_left=%s",
 			lease.State(), lease.ID(), lease.Source(), lease.GraceLeft().Round(time.Second))
+		// The servers answer but refuse the renewals (say, upgraded to a
+		// protocol this program does not speak): tell the user why.
+		if err := lease.RenewErr(); err != nil {
+			line += fmt.Sprintf(" refused=%q", err.Error())
+		}
+		fmt.Println(line)
 		select {
 		case <-ctx.Done():
 			fmt.Println("stopping: releasing the lease")
