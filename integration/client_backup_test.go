@@ -1,19 +1,29 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// A standalone backup server with its own license takes the leases while
-// the cluster is down and gives them back when it returns. (The backup's
-// license is an ordinary one here; countdown licenses come with the
-// license-model issue.)
+// The backup's countdown license: a pool of backupPoolHours seat-hours of
+// cad, and seats for the fleet plus the pool probe.
+const (
+	backupPoolHours = 2
+	probeSeats      = 500
+)
+
+// A standalone backup server with its own countdown license (a pool of
+// usage hours, the typical backup license) takes the leases while the
+// cluster is down and gives them back when it returns, releasing them at
+// once: the pool is charged only for the time the leases spent there.
 func TestClientBackupServer(t *testing.T) {
 	c := formedWithLicense(t, 50)
 	backup := newMember(t, "backup", filepath.Join(c.dir, "vendor.pub"))
@@ -24,7 +34,7 @@ func TestClientBackupServer(t *testing.T) {
 		ComputerID string `json:"computer_id"`
 	}
 	ctlJSON(t, backup.addr, &show, "server", "show")
-	lic := c.issueWith("backup", c.vendorKey(), show.ComputerID, "--feature", "cad:1:50",
+	lic := c.issueWith("backup", c.vendorKey(), show.ComputerID, "--feature", fmt.Sprintf("cad:1:%d,model=countdown,hours=%d", 50+probeSeats, backupPoolHours),
 		"--valid-until", time.Now().AddDate(1, 0, 0).Format("2006-01-02"))
 	var info struct{ State string }
 	ctlJSON(t, backup.addr, &info, "license", "enroll", lic)
@@ -68,4 +78,79 @@ func TestClientBackupServer(t *testing.T) {
 	if n := f.reported(client.Lost); n != 0 {
 		t.Fatalf("%d leases reported lost", n)
 	}
+
+	// In use 0 alone does not show that the client released the backup
+	// leases: left alone they would also go, at their TTL. No API reads a
+	// countdown pool's use, so the probe measures what is left of it, and
+	// that must match the seat time the leases spent on the backup as the
+	// client saw it (from each move there to its move back). Leases left to
+	// expire would cost at least 50 × (TTL − renewal interval) ≈ 330
+	// seat-seconds more; leases still renewed there, more with every second
+	// of the probe.
+	onBackupTime := f.timeOnBackup()
+	left := drainPool(t, backup.addr, probeSeats)
+	used := time.Duration(backupPoolHours)*time.Hour - left
+	t.Logf("backup pool: %v seat-time used, the leases spent %v there", used.Round(time.Second), onBackupTime.Round(time.Second))
+	if diff := used - onBackupTime; diff > 150*time.Second || diff < -150*time.Second {
+		t.Fatalf("the backup's countdown pool was charged %v of seat time, the leases were there for %v: they were not released at once on the switch back", used.Round(time.Second), onBackupTime.Round(time.Second))
+	}
+}
+
+// timeOnBackup sums over the fleet's leases the time from each change that
+// put a lease on the backup to the next change that took it off (seat
+// time, one seat per lease).
+func (f *fleet) timeOnBackup() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	since := map[*client.Lease]time.Time{}
+	var total time.Duration
+	for _, ev := range f.changes {
+		t0, on := since[ev.Lease]
+		switch {
+		case !on && ev.Source == client.SourceBackup && ev.To == client.Held:
+			since[ev.Lease] = ev.At
+		case on && (ev.Source != client.SourceBackup || ev.To == client.Lost || ev.To == client.Released):
+			total += ev.At.Sub(t0)
+			delete(since, ev.Lease)
+		}
+	}
+	if len(since) > 0 {
+		f.t.Fatalf("%d leases still on the backup", len(since))
+	}
+	return total
+}
+
+// drainPool checks out seats of cad on a server with a countdown license and
+// renews them back to back until the server ends the lease because the pool
+// is used up, and returns what was left of the pool when the probe started
+// (seat time), from the server's own timestamps: the grant, and the last
+// renewal before the pool ran out (its expiry − its TTL).
+func drainPool(t *testing.T, addr string, seats uint32) time.Duration {
+	t.Helper()
+	rpc := licensing(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	co, err := rpc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "pool-probe",
+		Feature: "cad", Version: 1, Count: seats, User: "probe", Host: "probe", TtlSeconds: 5})
+	if err != nil {
+		t.Fatalf("pool probe checkout: %v", err)
+	}
+	granted, last := co.GetLease().GetGrantedUnixMs(), co.GetLease().GetGrantedUnixMs()
+	pace := time.NewTicker(20 * time.Millisecond) // each renewal costs a log entry
+	defer pace.Stop()
+	for range pace.C {
+		resp, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{co.GetLease().GetLeaseId()}})
+		if err != nil {
+			t.Fatalf("pool probe renewal: %v", err)
+		}
+		r := resp.GetResults()[0]
+		if !r.GetOk() {
+			if !strings.Contains(r.GetError(), "used up") {
+				t.Fatalf("pool probe ended: %s", r.GetError())
+			}
+			return time.Duration(seats) * time.Duration(last-granted) * time.Millisecond
+		}
+		last = r.GetExpiresUnixMs() - int64(r.GetTtlSeconds())*1000
+	}
+	panic("unreachable")
 }
