@@ -200,8 +200,8 @@ func wantStatusAlarm(t *testing.T, servers, kind, subject, msg string) {
 		}
 		var st struct {
 			Alarms []struct {
-				Kind, Message, Member string
-				SinceUnixMs           int64 `json:"since_unix_ms,string"`
+				Kind, Message, Member, Subject string
+				SinceUnixMs                    int64 `json:"since_unix_ms,string"`
 			}
 		}
 		out, err = ctlOn(t, servers, "--output", "json", "cluster", "status")
@@ -212,7 +212,7 @@ func wantStatusAlarm(t *testing.T, servers, kind, subject, msg string) {
 			return fmt.Errorf("bad JSON %q: %v", out, err)
 		}
 		for _, a := range st.Alarms {
-			if a.Kind == kind && a.Member == subject && strings.Contains(a.Message, msg) && a.SinceUnixMs > 0 {
+			if a.Kind == kind && a.Subject == subject && a.Member == "" && strings.Contains(a.Message, msg) && a.SinceUnixMs > 0 {
 				return nil
 			}
 		}

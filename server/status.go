@@ -21,7 +21,7 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Member: a.Member, Message: a.Message, SinceUnixMs: a.Since.UnixMilli()})
 	}
 	for _, a := range s.fsm.LicenseAlarms(s.nowMs(), s.expiryWarning().Milliseconds()) {
-		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Member: a.Subject, Message: a.Message, SinceUnixMs: a.SinceMs})
+		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Subject: a.Subject, Message: a.Message, SinceUnixMs: a.SinceMs})
 	}
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})

@@ -3008,12 +3008,15 @@ func (x *ClockOffset) GetSkewed() bool {
 
 type Alarm struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// clock_skew | member_isolated
+	// clock_skew | member_isolated | license_expired | license_expiring |
+	// feature_over_capacity
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	SinceUnixMs int64  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
-	// Member the alarm is about.
-	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	// Member the alarm is about (member alarms only).
+	Member string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	// License serial or feature the alarm is about (license alarms only).
+	Subject       string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3072,6 +3075,13 @@ func (x *Alarm) GetSinceUnixMs() int64 {
 func (x *Alarm) GetMember() string {
 	if x != nil {
 		return x.Member
+	}
+	return ""
+}
+
+func (x *Alarm) GetSubject() string {
+	if x != nil {
+		return x.Subject
 	}
 	return ""
 }
@@ -4165,12 +4175,13 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vClockOffset\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1b\n" +
 	"\toffset_ms\x18\x02 \x01(\x03R\boffsetMs\x12\x16\n" +
-	"\x06skewed\x18\x03 \x01(\bR\x06skewed\"q\n" +
+	"\x06skewed\x18\x03 \x01(\bR\x06skewed\"\x8b\x01\n" +
 	"\x05Alarm\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
-	"\x06member\x18\x04 \x01(\tR\x06member\"S\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"S\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +

@@ -101,7 +101,7 @@ function renderAlarms(s) {
   for (const a of alarms) {
     const since = Number(a.since_unix_ms) ? ` since ${clock(new Date(Number(a.since_unix_ms)))}` : "";
     ul.append(el("li", {}, el("span", { class: "kind" }, (a.kind || "alarm").replace(/_/g, " ")),
-      a.message || "", el("span", { class: "meta" }, `${a.member ? "member " + a.member : ""}${since}`)));
+      a.message || "", el("span", { class: "meta" }, `${a.member ? "member " + a.member : (a.subject || "")}${since}`)));
   }
 }
 
