@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,6 +73,20 @@ func TestDashboard(t *testing.T) {
 	}
 	if !strings.Contains(page, "served by "+m.name) {
 		t.Errorf("page does not say it is served by %s", m.name)
+	}
+	// The page refreshes itself: with 5 s of virtual time and a 1.5 s poll
+	// it has fetched v1/status several times since it loaded.
+	if r := refreshesRe.FindStringSubmatch(page); r == nil {
+		t.Errorf("page has no data-refreshes count")
+	} else if n, _ := strconv.Atoi(r[1]); n < 2 {
+		t.Errorf("page refreshed %d times in 5 s of virtual time, want at least 2", n)
+	}
+	leader := c.leader(m).name
+	if !regexp.MustCompile(`<dt>Leader</dt><dd>` + regexp.QuoteMeta(leader) + `</dd>`).MatchString(page) {
+		t.Errorf("page does not name leader %s", leader)
+	}
+	if !regexp.MustCompile(`<td>cad</td><td>1</td><td>0 / 5</td>`).MatchString(page) {
+		t.Errorf("page does not show feature cad v1 with 0 of 5 seats in use")
 	}
 	soon := serialGranting(t, m.addr, "tmp")
 	if alarms := alarmsList(page); !strings.Contains(alarms, ">license expiring<") || !strings.Contains(alarms, "license "+soon+" expires on ") {
@@ -167,9 +182,10 @@ func screenshot(t *testing.T, browser, url, name string) {
 }
 
 var (
-	tagRe    = regexp.MustCompile(`<[^>]+>`)
-	attrRe   = regexp.MustCompile(`([a-z-]+)="([^"]*)"`)
-	statusRe = regexp.MustCompile(`id="status-word"[^>]*>([^<]*)<`)
+	tagRe       = regexp.MustCompile(`<[^>]+>`)
+	attrRe      = regexp.MustCompile(`([a-z-]+)="([^"]*)"`)
+	statusRe    = regexp.MustCompile(`id="status-word"[^>]*>([^<]*)<`)
+	refreshesRe = regexp.MustCompile(`data-refreshes="([0-9]+)"`)
 )
 
 func statusWord(page string) string {

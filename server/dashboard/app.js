@@ -141,6 +141,8 @@ function banner(text, down) {
   b.className = down ? "down" : "";
 }
 
+let refreshes = 0; // successful refreshes since the page loaded (data-refreshes on <main>)
+
 async function poll() {
   try {
     const ctl = new AbortController();
@@ -154,6 +156,7 @@ async function poll() {
     $("main").classList.remove("stale");
     banner(last.isolated ? `This member (${last.member}) reaches neither peer: what it shows may be stale` : "");
     $("updated").textContent = `updated ${clock(new Date())}`;
+    $("main").dataset.refreshes = String(++refreshes);
   } catch (e) {
     failingSince = failingSince || new Date();
     banner(`Member not answering since ${clock(failingSince)}`, true);
