@@ -373,6 +373,43 @@ func TestCLIListingsJSON(t *testing.T) {
 	}
 }
 
+// TestCLIUsageFeaturesPool: `usage features` shows a countdown feature's
+// pool use in the POOL column ("-" for other models) and in the JSON.
+func TestCLIUsageFeaturesPool(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	out, _, err := runCLI(t, "--server", addr, "usage", "features")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "FEATURE VERSION CAPACITY IN USE POOL" {
+		t.Fatalf("usage features printed\n%s", out)
+	}
+	for i, want := range []string{"cad 5 10 2 -", "sim 2 5 1 3.2 h of 10 h used"} {
+		if got := strings.Join(strings.Fields(lines[i+1]), " "); got != want {
+			t.Errorf("row %d = %q, want %q", i+1, got, want)
+		}
+	}
+
+	out, _, err = runCLI(t, "--server", addr, "--output", "json", "usage", "features")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		Feature         string  `json:"feature"`
+		Model           string  `json:"model"`
+		PoolSeconds     float64 `json:"pool_seconds"`
+		PoolUsedSeconds float64 `json:"pool_used_seconds"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("bad JSON %q: %v", out, err)
+	}
+	if len(rows) != 2 || rows[0].Model != "concurrent" || rows[0].PoolSeconds != 0 ||
+		rows[1].Model != "countdown" || rows[1].PoolSeconds != 36000 || rows[1].PoolUsedSeconds != 11520 {
+		t.Fatalf("usage features JSON: %+v\n%s", rows, out)
+	}
+}
+
 // TestCLICompletionScripts: `triadctl completion bash|zsh` prints a script
 // that asks triadctl for the completions; another shell is refused.
 func TestCLICompletionScripts(t *testing.T) {

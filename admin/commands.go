@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -199,6 +200,17 @@ func licenseCommand() *cli.Command {
 	}
 }
 
+// poolUse describes a countdown feature's pool use, "3.2 h of 10 h used",
+// or "-" for other models.
+func poolUse(f *triadv1.FeatureUsage) string {
+	if f.GetModel() != "countdown" {
+		return "-"
+	}
+	used := strconv.FormatFloat(f.GetPoolUsedSeconds()/3600, 'f', 1, 64)
+	pool := strconv.FormatFloat(f.GetPoolSeconds()/3600, 'f', -1, 64)
+	return fmt.Sprintf("%s h of %s h used", used, pool)
+}
+
 func usageCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "usage",
@@ -219,9 +231,9 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Features))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE")
+					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
 					for _, f := range r.Features {
-						fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", f.Feature, f.Version, f.Capacity, f.InUse)
+						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", f.Feature, f.Version, f.Capacity, f.InUse, poolUse(f))
 					}
 					return w.Flush()
 				},

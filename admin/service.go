@@ -36,7 +36,9 @@ type Backend interface {
 	ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse
 	EnrollLicense(ctx context.Context, file []byte) (*triadv1.LicenseInfo, error)
 	Licenses(ctx context.Context) []*triadv1.LicenseInfo
-	Usage(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
+	// UsageFeatures lists capacity and use per feature and version, with
+	// each feature's model and countdown pool.
+	UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
 	Leases(ctx context.Context) []*triadv1.Lease
 
 	RemoveLicense(ctx context.Context, serial string) (string, error)
@@ -375,7 +377,7 @@ func (s *Service) UsageFeatures(ctx context.Context, req *triadv1.UsageFeaturesR
 	if _, err := s.auth(ctx, req.GetHeader(), "usage features", false); err != nil {
 		return nil, err
 	}
-	rows, err := s.b.Usage(ctx, req.GetConsistent())
+	rows, err := s.b.UsageFeatures(ctx, req.GetConsistent())
 	if err != nil {
 		return nil, err
 	}

@@ -48,8 +48,10 @@ var (
 	fakeCreate  = &triadv1.ClusterCreateResponse{Mode: "failover", Leader: "m1"}
 	fakeStatus  = &triadv1.ClusterStatusResponse{Status: "operational", Leader: "m1", Term: 3, Links: []*triadv1.Link{{A: "m1", B: "m2", State: "up"}}}
 	fakeLicense = &triadv1.LicenseInfo{Serial: "TRIAD-1", Customer: "ACME"}
-	fakeUsage   = []*triadv1.FeatureUsage{{Feature: "cad", Version: 5, Capacity: 10, InUse: 2}}
+	fakeUsage   = []*triadv1.FeatureUsage{fakeCad, fakeSim}
 	fakeLeases  = []*triadv1.Lease{{LeaseId: 7, Feature: "cad"}}
+	fakeCad     = &triadv1.FeatureUsage{Feature: "cad", Version: 5, Capacity: 10, InUse: 2, Model: "concurrent"}
+	fakeSim     = &triadv1.FeatureUsage{Feature: "sim", Version: 2, Capacity: 5, InUse: 1, Model: "countdown", PoolSeconds: 10 * 3600, PoolUsedSeconds: 3.2 * 3600}
 )
 
 func (f *fakeBackend) ServerShow(context.Context) *triadv1.ServerShowResponse {
@@ -86,8 +88,8 @@ func (f *fakeBackend) Licenses(context.Context) []*triadv1.LicenseInfo {
 	return []*triadv1.LicenseInfo{fakeLicense}
 }
 
-func (f *fakeBackend) Usage(_ context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
-	f.called("Usage")
+func (f *fakeBackend) UsageFeatures(_ context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
+	f.called("UsageFeatures")
 	f.mu.Lock()
 	f.consistent = consistent
 	f.mu.Unlock()
@@ -287,7 +289,7 @@ func TestServiceDelegatesCurrentProtocol(t *testing.T) {
 			"ClusterStatus": {"ClusterStatus", fakeStatus},
 			"LicenseEnroll": {"EnrollLicense", &triadv1.LicenseEnrollResponse{License: fakeLicense}},
 			"LicenseList":   {"Licenses", &triadv1.LicenseListResponse{Licenses: []*triadv1.LicenseInfo{fakeLicense}}},
-			"UsageFeatures": {"Usage", &triadv1.FeaturesResponse{Features: fakeUsage}},
+			"UsageFeatures": {"UsageFeatures", &triadv1.FeaturesResponse{Features: fakeUsage}},
 			"UsageLeases":   {"Leases", &triadv1.UsageLeasesResponse{Leases: fakeLeases}},
 		}
 		for name, call := range rpcs {

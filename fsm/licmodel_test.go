@@ -72,6 +72,121 @@ func TestCountdownPool(t *testing.T) {
 	roundTrip(t, h.f)
 }
 
+// poolOf returns the model and pool figures FeatureRows gives feature at
+// now, checking every version row of the feature carries the same ones.
+func poolOf(t *testing.T, f *FSM, feature string, now int64) FeatureRow {
+	t.Helper()
+	var got *FeatureRow
+	for _, r := range f.FeatureRows(now) {
+		if r.Feature != feature {
+			continue
+		}
+		if got != nil && (r.Model != got.Model || r.PoolMs != got.PoolMs || r.PoolUsedMs != got.PoolUsedMs) {
+			t.Fatalf("rows of %s disagree: %+v and %+v", feature, *got, r)
+		}
+		got = &r
+	}
+	if got == nil {
+		t.Fatalf("no usage row for %s at %d", feature, now)
+	}
+	return *got
+}
+
+func poolAlarm(f *FSM, now int64) []Alarm {
+	var out []Alarm
+	for _, a := range f.LicenseAlarms(now, 7*day) {
+		if a.Kind == AlarmPoolLow {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestCountdownPoolFigures: the usage rows carry a countdown feature's pool
+// and its use at the read's now, live leases' running time included and
+// nothing after their release; countdown_pool_low is raised under 10% left
+// and when used up, and clears when a license adds hours.
+func TestCountdownPoolFigures(t *testing.T) {
+	h := formed(t)
+	sim := feat("sim", 1, 5)
+	sim.Model, sim.UsageHours = modelCountdown, 2
+	sim2 := feat("sim", 2, 1) // a second version row of the same pool
+	sim2.Model = modelCountdown
+	h.mustEnroll(t0, lic("C1", t0, t0+365*day, sim, sim2, feat("cad", 1, 3)))
+
+	if r := poolOf(t, h.f, "cad", t0); r.Model != modelConcurrent || r.PoolMs != 0 || r.PoolUsedMs != 0 {
+		t.Fatalf("concurrent feature row %+v, want model concurrent and no pool", r)
+	}
+	if r := poolOf(t, h.f, "sim", t0); r.Model != modelCountdown || r.PoolMs != 2*hour || r.PoolUsedMs != 0 {
+		t.Fatalf("fresh countdown row %+v, want pool 2h, none used", r)
+	}
+	l := h.mustGrant(t0, "a", "sim", 1, 2)
+	// Reads between commands see the running time of the live lease.
+	for _, c := range []struct{ at, want int64 }{{t0, 0}, {t0 + 30*minute, hour}, {t0 + 45*minute, 90 * minute}} {
+		if got := poolOf(t, h.f, "sim", c.at).PoolUsedMs; got != c.want {
+			t.Fatalf("used at +%d min = %d ms, want %d", (c.at-t0)/minute, got, c.want)
+		}
+	}
+	h.op(t0+40*minute, renewOp(l.Id)) // charged up to +40 min: the figure is the same
+	if got := poolOf(t, h.f, "sim", t0+45*minute).PoolUsedMs; got != 90*minute {
+		t.Fatalf("used at +45 min after a renewal = %d ms, want 90 min", got)
+	}
+	h.op(t0+50*minute, releaseOp(l.Id))
+	for _, at := range []int64{t0 + 50*minute, t0 + 80*minute, t0 + 300*day} {
+		if got := poolOf(t, h.f, "sim", at).PoolUsedMs; got != 100*minute {
+			t.Fatalf("used at +%d min after the release = %d ms, want 100 min (no more after release)", (at-t0)/minute, got)
+		}
+	}
+	if g := roundTrip(t, h.f); poolOf(t, g, "sim", t0+80*minute) != poolOf(t, h.f, "sim", t0+80*minute) {
+		t.Fatal("pool figures differ across a snapshot restore")
+	}
+
+	// 20 of 120 min left (16.7%): no alarm. 1 seat from +60 min: 13 min left
+	// at +67, 11 (under 12, a tenth) at +69, used up at +80.
+	if a := poolAlarm(h.f, t0+50*minute); len(a) != 0 {
+		t.Fatalf("pool alarm with 17%% left: %+v", a)
+	}
+	l = h.mustGrant(t0+60*minute, "b", "sim", 1, 1)
+	if a := poolAlarm(h.f, t0+67*minute); len(a) != 0 {
+		t.Fatalf("pool alarm with 13 of 120 min left: %+v", a)
+	}
+	a := poolAlarm(h.f, t0+69*minute)
+	if len(a) != 1 || a[0].Subject != "sim" || a[0].SinceMs != t0+69*minute || !strings.Contains(a[0].Message, "0.2 of 2.0 seat-hours left") {
+		t.Fatalf("pool alarm with 11 of 120 min left: %+v", a)
+	}
+	a = poolAlarm(h.f, t0+81*minute)
+	if len(a) != 1 || !strings.Contains(a[0].Message, "used up (2.0 of 2.0 seat-hours)") {
+		t.Fatalf("pool alarm when used up: %+v", a)
+	}
+	if r := h.op(t0+81*minute, renewOp(l.Id)); r.Leases[0].Code != fsmpb.Code_POOL_EXHAUSTED {
+		t.Fatalf("renewal past the pool: %v", r.Leases[0])
+	}
+	if r := poolOf(t, h.f, "sim", t0+90*minute); r.PoolUsedMs != 121*minute {
+		t.Fatalf("used after the pool ran out = %d ms, want 121 min (charged up to the last renewal)", r.PoolUsedMs)
+	}
+	if a := poolAlarm(h.f, t0+90*minute); len(a) != 1 {
+		t.Fatalf("pool alarm stays while the pool is used up: %+v", a)
+	}
+
+	// More hours clear it: the pools add up.
+	more := feat("sim", 1, 5)
+	more.Model, more.UsageHours = modelCountdown, 10
+	h.mustEnroll(t0+90*minute, lic("C2", t0, t0+365*day, more))
+	if r := poolOf(t, h.f, "sim", t0+90*minute); r.PoolMs != 12*hour || r.PoolUsedMs != 121*minute {
+		t.Fatalf("after a second license: %+v, want pool 12h, 121 min used", r)
+	}
+	if a := poolAlarm(h.f, t0+90*minute); len(a) != 0 {
+		t.Fatalf("pool alarm after more hours were enrolled: %+v", a)
+	}
+	// Gone when the licenses are: no row, no alarm.
+	if rows := h.f.FeatureRows(t0 + 400*day); len(rows) != 0 {
+		t.Fatalf("rows after every license expired: %+v", rows)
+	}
+	if a := poolAlarm(h.f, t0+400*day); len(a) != 0 {
+		t.Fatalf("pool alarm for an expired license: %+v", a)
+	}
+}
+
 func TestCountdownNotChargedWhileClockRunsBackwards(t *testing.T) {
 	h := formed(t)
 	f := feat("sim", 1, 5)

@@ -13,7 +13,74 @@ const (
 	AlarmLicenseExpired  = "license_expired"
 	AlarmLicenseExpiring = "license_expiring"
 	AlarmOverCapacity    = "feature_over_capacity"
+	AlarmPoolLow         = "countdown_pool_low"
 )
+
+// poolLowDivisor sets the countdown_pool_low threshold: the alarm is raised
+// when less than 1/poolLowDivisor (10%) of a countdown pool is left, used
+// up included (docs/decisions.md).
+const poolLowDivisor = 10
+
+// FeatureRow is a usage row with its feature's licensing model and, for a
+// countdown feature, the feature's pool: it is the feature's (all versions,
+// all valid licenses), so each of its version rows carries the same figures.
+type FeatureRow struct {
+	Usage
+	// Model is that of the feature's highest-version valid entry (see
+	// terms): concurrent, named-user or countdown; empty when no valid
+	// license grants the feature.
+	Model string
+	// PoolMs is a countdown feature's pool in seat-ms (0 for other models).
+	PoolMs int64
+	// PoolUsedMs is the seat-ms of the pool used at the read's now: the time
+	// already charged plus the running time of live leases since they were
+	// last charged. It may exceed PoolMs until the leases' next renewal
+	// ends them.
+	PoolUsedMs int64
+}
+
+// FeatureRows returns Usage(nowMs) with each feature's model and countdown
+// pool at nowMs, read together.
+func (f *FSM) FeatureRows(nowMs int64) []FeatureRow {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.s
+	rows := s.usage(nowMs)
+	out := make([]FeatureRow, len(rows))
+	type figures struct {
+		model        string
+		pool, usedMs int64
+	}
+	byFeature := map[string]figures{}
+	for i, u := range rows {
+		fig, ok := byFeature[u.Feature]
+		if !ok {
+			fig.model, fig.pool, fig.usedMs = s.featurePool(u.Feature, nowMs)
+			byFeature[u.Feature] = fig
+		}
+		out[i] = FeatureRow{Usage: u, Model: fig.model, PoolMs: fig.pool, PoolUsedMs: fig.usedMs}
+	}
+	return out
+}
+
+// featurePool returns feature's model at now ("" when no valid license
+// grants it) and, for a countdown feature, its pool and the pool's use
+// (seat-ms).
+func (s *state) featurePool(feature string, now int64) (model string, poolMs, usedMs int64) {
+	valid := false
+	for range s.validEntries(feature, now) {
+		valid = true
+		break
+	}
+	if !valid {
+		return "", 0, 0
+	}
+	t := s.terms(feature, now)
+	if t.model != modelCountdown {
+		return t.model, 0, 0
+	}
+	return t.model, t.poolMs, s.countdownUsed(feature, now)
+}
 
 // Alarm is a condition of the replicated license state at some instant;
 // it clears by itself when its cause goes.
@@ -82,10 +149,11 @@ func (f *FSM) CountdownUse(nowMs int64) map[string][2]int64 {
 }
 
 // LicenseAlarms lists, at nowMs, expired licenses, licenses expiring
-// within warnMs, and features whose seats in use cannot all be matched to
+// within warnMs, features whose seats in use cannot all be matched to
 // licensed seats of a compatible version (a soft limit's overdraft, or
 // capacity that dropped under live leases, at any version: see
-// state.overCapacity), by feature name.
+// state.overCapacity), by feature name, and countdown features with less
+// than a tenth of their pool left (used up included), by feature name.
 func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -121,6 +189,42 @@ func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 		}
 		out = append(out, Alarm{Kind: AlarmOverCapacity, Subject: name, SinceMs: nowMs,
 			Message: fmt.Sprintf("feature %s is over capacity %s: %d seats in use, %d licensed", name, scope, inUse, licensed)})
+	}
+	return append(out, s.poolAlarms(nowMs)...)
+}
+
+// poolAlarms raises countdown_pool_low for each countdown feature valid at
+// now with less than 1/poolLowDivisor of its pool left. Like the other
+// license alarms it is derived at each read, so it clears when the cause
+// goes (a license with more hours enrolled, the license gone).
+func (s *state) poolAlarms(now int64) []Alarm {
+	features := map[string]bool{}
+	for _, serial := range s.serials {
+		if l := s.licenses[serial]; s.licenseValid(l, now) {
+			for _, f := range l.Features {
+				if f.Model == modelCountdown {
+					features[f.Name] = true
+				}
+			}
+		}
+	}
+	var out []Alarm
+	for _, name := range sortedKeys(features) {
+		model, pool, used := s.featurePool(name, now)
+		if model != modelCountdown || pool <= 0 {
+			continue
+		}
+		left := pool - used
+		if left >= pool/poolLowDivisor {
+			continue
+		}
+		msg := fmt.Sprintf("the countdown pool of %s is low: %s of %s seat-hours left (under %d%%): enroll a license with more hours",
+			name, hours(left), hours(pool), 100/poolLowDivisor)
+		if left <= 0 {
+			msg = fmt.Sprintf("the countdown pool of %s is used up (%s of %s seat-hours): checkouts are refused and held seats end at their next renewal; enroll a license with more hours",
+				name, hours(used), hours(pool))
+		}
+		out = append(out, Alarm{Kind: AlarmPoolLow, Subject: name, SinceMs: now, Message: msg})
 	}
 	return out
 }

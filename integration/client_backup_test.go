@@ -58,6 +58,18 @@ func TestClientBackupServer(t *testing.T) {
 	// They stay there, renewed, while the cluster is down.
 	onBackup := time.Now()
 	f.waitAll(30*time.Second, "renewals on the backup", renewedAfter(onBackup))
+	// usage features shows the backup's pool use growing while they are
+	// held there (50 seats: 50 seat-seconds a second).
+	held := poolUse(c, backup.addr)
+	if held.Model != "countdown" || held.PoolSeconds != backupPoolHours*3600 || held.PoolUsedSeconds <= 0 {
+		t.Fatalf("backup pool while leases are held: %+v, want countdown, %d h, some used", held, backupPoolHours)
+	}
+	waitFor(t, 15*time.Second, "backup pool use growing while its leases are held", func() error {
+		if u := poolUse(c, backup.addr).PoolUsedSeconds; u < held.PoolUsedSeconds+50 {
+			return fmt.Errorf("pool used %.1f s, was %.1f s", u, held.PoolUsedSeconds)
+		}
+		return nil
+	})
 
 	for _, m := range c.members {
 		m.start()
@@ -78,22 +90,71 @@ func TestClientBackupServer(t *testing.T) {
 	if n := f.reported(client.Lost); n != 0 {
 		t.Fatalf("%d leases reported lost", n)
 	}
+	// Released: the pool use stops growing (it would gain 50 seat-seconds a
+	// second while the leases were held). Checked over 2 s by reading it.
+	released := poolUse(c, backup.addr).PoolUsedSeconds
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		if u := poolUse(c, backup.addr).PoolUsedSeconds; u != released {
+			t.Fatalf("backup pool use went from %.3f s to %.3f s after the leases were released", released, u)
+		}
+	}
 
 	// In use 0 alone does not show that the client released the backup
-	// leases: left alone they would also go, at their TTL. No API reads a
-	// countdown pool's use, so the probe measures what is left of it, and
-	// that must match the seat time the leases spent on the backup as the
-	// client saw it (from each move there to its move back). Leases left to
-	// expire would cost at least 50 × (TTL − renewal interval) ≈ 330
-	// seat-seconds more; leases still renewed there, more with every second
-	// of the probe.
+	// leases: left alone they would also go, at their TTL. The pool use
+	// read above must match the seat time the leases spent on the backup
+	// as the client saw it (from each move there to its move back). Leases
+	// left to expire would cost at least 50 × (TTL − renewal interval) ≈
+	// 330 seat-seconds more; leases still renewed there, more with every
+	// second. The probe then measures what is left of the pool by spending
+	// it, a check of the read against the pool's enforcement.
 	onBackupTime := f.timeOnBackup()
+	readUsed := time.Duration(released * float64(time.Second))
+	t.Logf("backup pool: usage features reads %v seat-time used, the leases spent %v there", readUsed.Round(time.Second), onBackupTime.Round(time.Second))
+	if diff := readUsed - onBackupTime; diff > 150*time.Second || diff < -150*time.Second {
+		t.Fatalf("the backup's countdown pool was charged %v of seat time, the leases were there for %v: they were not released at once on the switch back", readUsed.Round(time.Second), onBackupTime.Round(time.Second))
+	}
 	left := drainPool(t, backup.addr, probeSeats)
 	used := time.Duration(backupPoolHours)*time.Hour - left
-	t.Logf("backup pool: %v seat-time used, the leases spent %v there", used.Round(time.Second), onBackupTime.Round(time.Second))
-	if diff := used - onBackupTime; diff > 150*time.Second || diff < -150*time.Second {
-		t.Fatalf("the backup's countdown pool was charged %v of seat time, the leases were there for %v: they were not released at once on the switch back", used.Round(time.Second), onBackupTime.Round(time.Second))
+	t.Logf("backup pool: the probe found %v seat-time used", used.Round(time.Second))
+	// The probe's last renewal before the end can be up to a renewal gap
+	// (500 seats × some tens of ms) short of the pool's end.
+	if diff := used - readUsed; diff > 60*time.Second || diff < -60*time.Second {
+		t.Fatalf("the probe found %v of the pool used, usage features read %v", used.Round(time.Second), readUsed.Round(time.Second))
 	}
+	// Used up: /v1/status shows the pool and raises countdown_pool_low.
+	var st struct {
+		Alarms []struct {
+			Kind    string `json:"kind"`
+			Subject string `json:"subject"`
+		} `json:"alarms"`
+		Features []usageRow `json:"features"`
+	}
+	if err := getStatusJSON(backup, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Features) == 0 || st.Features[0].Model != "countdown" || st.Features[0].PoolUsedSeconds < st.Features[0].PoolSeconds {
+		t.Fatalf("/v1/status features after the pool was used up: %+v", st.Features)
+	}
+	low := false
+	for _, a := range st.Alarms {
+		low = low || a.Kind == "countdown_pool_low" && a.Subject == "cad"
+	}
+	if !low {
+		t.Fatalf("/v1/status alarms after the pool was used up: %+v", st.Alarms)
+	}
+}
+
+// poolUse returns the backup's cad row of usage features (one version:
+// the pool figures are the feature's).
+func poolUse(c *cluster, addr string) usageRow {
+	c.t.Helper()
+	for _, r := range c.usage(addr) {
+		if r.Feature == "cad" {
+			return r
+		}
+	}
+	c.t.Fatalf("no cad row in usage features of %s", addr)
+	return usageRow{}
 }
 
 // timeOnBackup sums over the fleet's leases the time from each change that

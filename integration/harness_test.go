@@ -325,10 +325,13 @@ func licensing(t *testing.T, addr string) triadv1.LicensingClient {
 }
 
 type usageRow struct {
-	Feature  string `json:"feature"`
-	Version  uint32 `json:"version"`
-	Capacity uint32 `json:"capacity"`
-	InUse    uint32 `json:"in_use"`
+	Feature         string  `json:"feature"`
+	Version         uint32  `json:"version"`
+	Capacity        uint32  `json:"capacity"`
+	InUse           uint32  `json:"in_use"`
+	Model           string  `json:"model"`
+	PoolSeconds     float64 `json:"pool_seconds"`
+	PoolUsedSeconds float64 `json:"pool_used_seconds"`
 }
 
 func (c *cluster) usage(servers string) []usageRow {

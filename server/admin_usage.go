@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/triadv1"
@@ -81,6 +82,28 @@ func (s *Server) Denials(ctx context.Context) *triadv1.UsageDenialsResponse {
 		return a.Reason < b.Reason
 	})
 	return resp
+}
+
+// UsageFeatures lists capacity and use per feature and version with each
+// feature's model and, for a countdown feature, its pool and the pool's use
+// as of now (admin.Backend; /v1/status). A consistent read first catches
+// up with the leader's commit index.
+func (s *Server) UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
+	if consistent {
+		if err := s.readIndex(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return featureUsageRows(s.fsm.FeatureRows(s.nowMs())), nil
+}
+
+func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
+	var out []*triadv1.FeatureUsage
+	for _, u := range rows {
+		out = append(out, &triadv1.FeatureUsage{Feature: u.Feature, Version: u.Version, Capacity: u.Capacity, InUse: u.InUse,
+			Model: u.Model, PoolSeconds: float64(u.PoolMs) / 1000, PoolUsedSeconds: float64(u.PoolUsedMs) / 1000})
+	}
+	return out
 }
 
 // UsageUsers sums the seats of live leases per user, host, feature and

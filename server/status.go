@@ -26,7 +26,7 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
-	resp.Features, _ = s.Usage(ctx, false)
+	resp.Features, _ = s.UsageFeatures(ctx, false)
 }
 
 // ready reports whether the member can serve leases: formed, with a leader.

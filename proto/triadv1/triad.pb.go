@@ -828,13 +828,25 @@ func (x *FeaturesRequest) GetConsistent() bool {
 }
 
 type FeatureUsage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Feature       string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Capacity      uint32                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	InUse         uint32                 `protobuf:"varint,4,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Feature  string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	Version  uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Capacity uint32                 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	InUse    uint32                 `protobuf:"varint,4,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	// Licensing model of the feature: concurrent | named-user | countdown
+	// (that of its highest-version valid license entry); empty when no valid
+	// license grants it. Set on admin usage features and /v1/status rows.
+	Model string `protobuf:"bytes,5,opt,name=model,proto3" json:"model,omitempty"`
+	// Countdown features only (0 otherwise): the feature's pool of seat time
+	// in seat-seconds (usage_hours × 3600 summed over its valid licenses). It
+	// is the feature's, not the row's: each version row repeats it.
+	PoolSeconds float64 `protobuf:"fixed64,6,opt,name=pool_seconds,json=poolSeconds,proto3" json:"pool_seconds,omitempty"`
+	// Countdown features only: seat-seconds of the pool used as of the read,
+	// charged time plus the running time of live leases. It may exceed
+	// pool_seconds briefly: held seats end at their next renewal.
+	PoolUsedSeconds float64 `protobuf:"fixed64,7,opt,name=pool_used_seconds,json=poolUsedSeconds,proto3" json:"pool_used_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FeatureUsage) Reset() {
@@ -891,6 +903,27 @@ func (x *FeatureUsage) GetCapacity() uint32 {
 func (x *FeatureUsage) GetInUse() uint32 {
 	if x != nil {
 		return x.InUse
+	}
+	return 0
+}
+
+func (x *FeatureUsage) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *FeatureUsage) GetPoolSeconds() float64 {
+	if x != nil {
+		return x.PoolSeconds
+	}
+	return 0
+}
+
+func (x *FeatureUsage) GetPoolUsedSeconds() float64 {
+	if x != nil {
+		return x.PoolUsedSeconds
 	}
 	return 0
 }
@@ -3009,7 +3042,7 @@ func (x *ClockOffset) GetSkewed() bool {
 type Alarm struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// clock_skew | member_isolated | license_expired | license_expiring |
-	// feature_over_capacity
+	// feature_over_capacity | countdown_pool_low
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	SinceUnixMs int64  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
@@ -4001,12 +4034,15 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"u\n" +
+	"consistent\"\xda\x01\n" +
 	"\fFeatureUsage\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
 	"\bcapacity\x18\x03 \x01(\rR\bcapacity\x12\x15\n" +
-	"\x06in_use\x18\x04 \x01(\rR\x05inUse\"F\n" +
+	"\x06in_use\x18\x04 \x01(\rR\x05inUse\x12\x14\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12!\n" +
+	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
+	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x80\x01\n" +
 	"\vAdminHeader\x12)\n" +

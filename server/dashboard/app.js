@@ -110,7 +110,7 @@ function renderFeatures(s) {
   tb.replaceChildren();
   const feats = s.features || [];
   if (!feats.length) {
-    tb.append(el("tr", {}, el("td", { colspan: 4, class: "none" }, "no licensed features")));
+    tb.append(el("tr", {}, el("td", { colspan: 5, class: "none" }, "no licensed features")));
     return;
   }
   for (const f of feats) {
@@ -119,8 +119,24 @@ function renderFeatures(s) {
     const cls = used >= cap && cap ? "full" : pct >= 80 ? "high" : "";
     tb.append(el("tr", {},
       el("td", {}, f.feature || "?"), el("td", {}, num(f.version)), el("td", {}, `${used} / ${cap}`),
-      el("td", {}, el("div", { class: "bar", title: `${Math.round(pct)}%` }, el("span", { class: cls, style: `width:${pct}%` })))));
+      el("td", {}, el("div", { class: "bar", title: `${Math.round(pct)}%` }, el("span", { class: cls, style: `width:${pct}%` }))),
+      poolCell(f)));
   }
+}
+
+// poolCell shows a countdown feature's pool use ("3.2 h of 10 h used"), the
+// same figures on each of its version rows; "–" for other models. Under 10%
+// left is "high" (the countdown_pool_low alarm), used up is "full".
+function poolCell(f) {
+  if (f.model !== "countdown") return el("td", { class: "pool" }, "–");
+  const pool = Number(f.pool_seconds || 0), used = Number(f.pool_used_seconds || 0);
+  const left = pool - used;
+  const cls = left <= 0 ? "full" : left < pool / 10 ? "high" : "";
+  const pct = pool ? Math.min(100, (100 * used) / pool) : 100;
+  const h = (s) => String(Math.round((s / 3600) * 10) / 10);
+  return el("td", { class: "pool", "data-pool-feature": f.feature || "" },
+    `${(used / 3600).toFixed(1)} h of ${h(pool)} h used`,
+    el("div", { class: "bar", title: `${Math.round(pct)}% used` }, el("span", { class: cls, style: `width:${pct}%` })));
 }
 
 function render(s) {
