@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -24,8 +26,21 @@ func benchCommand() *cli.Command {
 			&cli.UintFlag{Name: "version"},
 			&cli.IntFlag{Name: "clients", Value: 64},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second},
+			// Performance work: write a CPU profile of the bench itself.
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
+			if p := c.String("cpuprofile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, err := runBench(c.Context, servers(c), c.String("feature"), uint32(c.Uint("version")), c.Int("clients"), c.Duration("duration"))
 			if err != nil {
 				return err
