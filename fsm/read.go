@@ -19,6 +19,20 @@ func (f *FSM) Cluster() *fsmpb.FormCluster {
 	return proto.Clone(f.s.cluster).(*fsmpb.FormCluster)
 }
 
+// MemberGRPCAddress returns the licensing address of the formed member
+// named name, without copying the cluster record (it is on the request
+// path: every checkout answer names the leader).
+func (f *FSM) MemberGRPCAddress(name string) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.s.cluster.GetMembers() {
+		if m.GetName() == name {
+			return m.GetGrpcAddress(), true
+		}
+	}
+	return "", false
+}
+
 // Licenses returns copies of the enrolled licenses, by serial.
 func (f *FSM) Licenses() []*fsmpb.License {
 	f.mu.RLock()
