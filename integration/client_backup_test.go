@@ -64,6 +64,16 @@ func TestClientBackupServer(t *testing.T) {
 	if held.Model != "countdown" || held.PoolSeconds != backupPoolHours*3600 || held.PoolUsedSeconds <= 0 {
 		t.Fatalf("backup pool while leases are held: %+v, want countdown, %d h, some used", held, backupPoolHours)
 	}
+	// The licensing service's Features answer carries the same pool figures.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	fr, err := licensing(t, backup.addr).Features(ctx, &triadv1.FeaturesRequest{ProtocolVersion: client.ProtocolVersion})
+	cancel()
+	if err != nil || len(fr.GetFeatures()) != 1 {
+		t.Fatalf("Features = %v, %v; want one row", fr, err)
+	}
+	if r := fr.GetFeatures()[0]; r.GetModel() != "countdown" || r.GetPoolSeconds() != backupPoolHours*3600 || r.GetPoolUsedSeconds() < held.PoolUsedSeconds {
+		t.Fatalf("Features row %v, want countdown, %d h, at least %.1f s used", r, backupPoolHours, held.PoolUsedSeconds)
+	}
 	waitFor(t, 15*time.Second, "backup pool use growing while its leases are held", func() error {
 		if u := poolUse(c, backup.addr).PoolUsedSeconds; u < held.PoolUsedSeconds+50 {
 			return fmt.Errorf("pool used %.1f s, was %.1f s", u, held.PoolUsedSeconds)

@@ -225,26 +225,11 @@ func (l *licensingService) Features(ctx context.Context, req *triadv1.FeaturesRe
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
-	rows, err := l.s.Usage(ctx, req.GetConsistent())
+	rows, err := l.s.UsageFeatures(ctx, req.GetConsistent())
 	if err != nil {
 		return nil, err
 	}
 	return &triadv1.FeaturesResponse{Features: rows}, nil
-}
-
-// Usage lists capacity and use per feature and version (admin.Backend).
-// A consistent read first catches up with the leader's commit index.
-func (s *Server) Usage(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error) {
-	if consistent {
-		if err := s.readIndex(ctx); err != nil {
-			return nil, toStatus(err)
-		}
-	}
-	var out []*triadv1.FeatureUsage
-	for _, u := range s.fsm.Usage(s.nowMs()) {
-		out = append(out, &triadv1.FeatureUsage{Feature: u.Feature, Version: u.Version, Capacity: u.Capacity, InUse: u.InUse})
-	}
-	return out, nil
 }
 
 // readIndex waits until this member has applied everything the leader had
