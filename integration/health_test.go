@@ -89,7 +89,7 @@ func TestHealthKillOneThenTwo(t *testing.T) {
 	b.kill()
 	killed = time.Now()
 	c.expectLinks(a, 6*time.Second-time.Since(killed), "not operational",
-		map[[2]string]string{{a.name, b.name}: "down", {a.name, cc.name}: "down"})
+		map[[2]string]string{{a.name, b.name}: "down", {a.name, cc.name}: "down", {b.name, cc.name}: "unknown"})
 }
 
 func TestHealthPauseResume(t *testing.T) {
@@ -156,7 +156,7 @@ func TestHealthCutOff(t *testing.T) {
 	}
 	// The cut-off member sees itself alone, says so, and reports itself
 	// isolated once.
-	c.expectLinks(cc, 6*time.Second, "not operational", map[[2]string]string{{a.name, cc.name}: "down", {b.name, cc.name}: "down"})
+	c.expectLinks(cc, 6*time.Second, "not operational", map[[2]string]string{{a.name, cc.name}: "down", {b.name, cc.name}: "down", {a.name, b.name}: "unknown"})
 	waitFor(t, 10*time.Second, "charlie isolated alarm", func() error {
 		s, err := httpStatusFull(cc)
 		if err != nil {
