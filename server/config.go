@@ -39,6 +39,12 @@ type Config struct {
 	ClockOffset time.Duration `json:"-"`
 	// LogFile is where the member's structured log goes ("" = stderr).
 	LogFile string `json:"log_file"`
+	// LogMaxMB: the log file is rotated before it would grow past this many
+	// megabytes (1–10240, default 100). Used only with LogFile.
+	LogMaxMB int `json:"log_max_mb"`
+	// LogKeep is how many rotated log files are kept next to LogFile; older
+	// ones are deleted (1–100, default 5). Used only with LogFile.
+	LogKeep int `json:"log_keep"`
 
 	// SnapshotThreshold and TrailingLogs override Raft's snapshot settings
 	// (0 = the defaults, 16384 and 10240). Test-only: they let integration
@@ -55,6 +61,8 @@ const (
 	DefaultRaftListen = ":4086"
 	DefaultHTTPListen = ":4080"
 	DefaultLeaseTTL   = 30 * time.Second
+	DefaultLogMaxMB   = 100
+	DefaultLogKeep    = 5
 )
 
 // LoadConfigFile reads a JSON config file into c.
@@ -66,7 +74,7 @@ func LoadConfigFile(path string, c *Config) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file, log_max_mb, log_keep)", path, err)
 	}
 	return nil
 }
@@ -97,8 +105,12 @@ func MergeFlags(file Config, f FlagSource) Config {
 			*dst = f.String(flag)
 		}
 	}
-	if f.IsSet("isolation-minutes") || c.IsolationMinutes == 0 {
-		c.IsolationMinutes = f.Int("isolation-minutes")
+	for flag, dst := range map[string]*int{
+		"isolation-minutes": &c.IsolationMinutes, "log-max-mb": &c.LogMaxMB, "log-keep": &c.LogKeep,
+	} {
+		if f.IsSet(flag) || *dst == 0 {
+			*dst = f.Int(flag)
+		}
 	}
 	if f.IsSet("trust") || len(c.Trust) == 0 {
 		c.Trust = f.StringSlice("trust")
@@ -140,6 +152,18 @@ func (c *Config) validate() error {
 	}
 	if c.IsolationAfter <= 0 {
 		c.IsolationAfter = time.Duration(c.IsolationMinutes) * time.Minute
+	}
+	if c.LogMaxMB == 0 {
+		c.LogMaxMB = DefaultLogMaxMB
+	}
+	if c.LogMaxMB < 1 || c.LogMaxMB > 10240 {
+		return fmt.Errorf("--log-max-mb %d is out of range: use 1 to 10240 (megabytes per log file)", c.LogMaxMB)
+	}
+	if c.LogKeep == 0 {
+		c.LogKeep = DefaultLogKeep
+	}
+	if c.LogKeep < 1 || c.LogKeep > 100 {
+		return fmt.Errorf("--log-keep %d is out of range: use 1 to 100 (rotated log files kept)", c.LogKeep)
 	}
 	if c.PeerSourceIP != "" && net.ParseIP(c.PeerSourceIP) == nil {
 		return fmt.Errorf("--peer-source-ip %q is not an IP address", c.PeerSourceIP)

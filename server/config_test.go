@@ -25,11 +25,15 @@ func TestConfigValidateDefaults(t *testing.T) {
 	if c.Name != "m1" {
 		t.Errorf("Name changed to %q", c.Name)
 	}
+	if c.LogMaxMB != 100 || c.LogKeep != 5 {
+		t.Errorf("log rotation defaults = %d MB, %d kept; want 100 MB, 5 kept", c.LogMaxMB, c.LogKeep)
+	}
 }
 
 func TestConfigValidateKeepsGivenValues(t *testing.T) {
 	c := Config{Name: "m1", DataDir: "/var/lib/triad", Listen: "127.0.0.1:7001", RaftListen: "127.0.0.1:7002",
-		HTTPListen: "[::1]:7003", LeaseTTL: 5 * time.Second, IsolationMinutes: 7, IsolationAfter: 7 * time.Minute}
+		HTTPListen: "[::1]:7003", LeaseTTL: 5 * time.Second, IsolationMinutes: 7, IsolationAfter: 7 * time.Minute,
+		LogMaxMB: 10240, LogKeep: 1}
 	want := c
 	if err := c.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
@@ -68,6 +72,10 @@ func TestConfigValidateRefuses(t *testing.T) {
 		{"listen without port", Config{Name: "m1", DataDir: "/d", Listen: "127.0.0.1"}, []string{"--listen", `"127.0.0.1"`, "HOST:PORT"}},
 		{"raft listen garbage", Config{Name: "m1", DataDir: "/d", RaftListen: "a:b:c"}, []string{"--raft-listen", `"a:b:c"`}},
 		{"http listen without port", Config{Name: "m1", DataDir: "/d", HTTPListen: "localhost"}, []string{"--http-listen", `"localhost"`}},
+		{"log max negative", Config{Name: "m1", DataDir: "/d", LogMaxMB: -1}, []string{"--log-max-mb -1", "1 to 10240"}},
+		{"log max too big", Config{Name: "m1", DataDir: "/d", LogMaxMB: 10241}, []string{"--log-max-mb 10241", "1 to 10240"}},
+		{"log keep negative", Config{Name: "m1", DataDir: "/d", LogKeep: -1}, []string{"--log-keep -1", "1 to 100"}},
+		{"log keep too many", Config{Name: "m1", DataDir: "/d", LogKeep: 101}, []string{"--log-keep 101", "1 to 100"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +96,8 @@ func TestConfigValidateRefuses(t *testing.T) {
 func TestLoadConfigFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "triad.json")
 	js := `{"name": "m2", "data_dir": "/srv/triad", "listen": "10.0.0.2:4085", "raft_listen": "10.0.0.2:4086",
-		"http_listen": "10.0.0.2:4080", "trust": ["a.pub", "b.pub"], "log_file": "/var/log/triad.log"}`
+		"http_listen": "10.0.0.2:4080", "trust": ["a.pub", "b.pub"], "log_file": "/var/log/triad.log",
+		"log_max_mb": 20, "log_keep": 3}`
 	if err := os.WriteFile(path, []byte(js), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +107,8 @@ func TestLoadConfigFile(t *testing.T) {
 		t.Fatalf("LoadConfigFile: %v", err)
 	}
 	want := Config{Name: "m2", DataDir: "/srv/triad", Listen: "10.0.0.2:4085", RaftListen: "10.0.0.2:4086",
-		HTTPListen: "10.0.0.2:4080", Trust: []string{"a.pub", "b.pub"}, LogFile: "/var/log/triad.log", LeaseTTL: 7 * time.Second}
+		HTTPListen: "10.0.0.2:4080", Trust: []string{"a.pub", "b.pub"}, LogFile: "/var/log/triad.log", LogMaxMB: 20, LogKeep: 3,
+		LeaseTTL: 7 * time.Second}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("LoadConfigFile = %+v, want %+v", c, want)
 	}
@@ -121,7 +131,7 @@ func TestLoadConfigFileBadJSON(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadConfigFile(%s) = nil, want an error", content)
 			}
-			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file"} {
+			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file, log_max_mb, log_keep"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
@@ -174,21 +184,22 @@ func (f fakeFlags) Duration(name string) time.Duration {
 }
 
 var flagDefaults = map[string]any{"listen": DefaultListen, "raft-listen": DefaultRaftListen, "http-listen": DefaultHTTPListen,
-	"isolation-minutes": 5, "lease-ttl": DefaultLeaseTTL}
+	"isolation-minutes": 5, "lease-ttl": DefaultLeaseTTL, "log-max-mb": DefaultLogMaxMB, "log-keep": DefaultLogKeep}
 
 func TestMergeFlagsGivenFlagsWin(t *testing.T) {
 	file := Config{Name: "file", DataDir: "/file", Listen: "10.0.0.1:1", RaftListen: "10.0.0.1:2", HTTPListen: "10.0.0.1:3",
-		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log"}
+		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log",
+		LogMaxMB: 50, LogKeep: 9}
 	flags := fakeFlags{defaults: flagDefaults, set: map[string]any{
 		"name": "flag", "data-dir": "/flag", "listen": "127.0.0.1:1", "raft-listen": "127.0.0.1:2", "http-listen": "127.0.0.1:3",
 		"raft-advertise": "flag:2", "peer-source-ip": "127.0.0.1", "isolation-minutes": 3, "trust": []string{"a.pub", "b.pub"},
-		"log-file": "/flag.log", "lease-ttl": 7 * time.Second, "test-clock-offset": time.Hour, "test-isolation-after": 3 * time.Second,
+		"log-file": "/flag.log", "log-max-mb": 7, "log-keep": 2, "lease-ttl": 7 * time.Second, "test-clock-offset": time.Hour, "test-isolation-after": 3 * time.Second,
 		"test-snapshot-threshold": uint64(64), "test-trailing-logs": uint64(16),
 	}}
 	got := MergeFlags(file, flags)
 	want := Config{Name: "flag", DataDir: "/flag", Listen: "127.0.0.1:1", RaftListen: "127.0.0.1:2", HTTPListen: "127.0.0.1:3",
 		RaftAdvertise: "flag:2", PeerSourceIP: "127.0.0.1", IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/flag.log",
-		LeaseTTL: 7 * time.Second, ClockOffset: time.Hour, IsolationAfter: 3 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16}
+		LogMaxMB: 7, LogKeep: 2, LeaseTTL: 7 * time.Second, ClockOffset: time.Hour, IsolationAfter: 3 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("MergeFlags = %+v, want %+v", got, want)
 	}
@@ -196,7 +207,8 @@ func TestMergeFlagsGivenFlagsWin(t *testing.T) {
 
 func TestMergeFlagsFileWinsOverDefaults(t *testing.T) {
 	file := Config{Name: "file", DataDir: "/file", Listen: "10.0.0.1:1", RaftListen: "10.0.0.1:2", HTTPListen: "10.0.0.1:3",
-		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log"}
+		RaftAdvertise: "nat:2", PeerSourceIP: "10.0.0.1", IsolationMinutes: 9, Trust: []string{"file.pub"}, LogFile: "/file.log",
+		LogMaxMB: 50, LogKeep: 9}
 	got := MergeFlags(file, fakeFlags{defaults: flagDefaults})
 	want := file
 	want.LeaseTTL = DefaultLeaseTTL // no config-file key: always the flag's
@@ -209,7 +221,7 @@ func TestMergeFlagsDefaultsFillWhatFileLeavesEmpty(t *testing.T) {
 	file := Config{Name: "file", Trust: []string{"file.pub"}}
 	got := MergeFlags(file, fakeFlags{defaults: flagDefaults, set: map[string]any{"data-dir": "/flag"}})
 	want := Config{Name: "file", DataDir: "/flag", Listen: DefaultListen, RaftListen: DefaultRaftListen, HTTPListen: DefaultHTTPListen,
-		IsolationMinutes: 5, Trust: []string{"file.pub"}, LeaseTTL: DefaultLeaseTTL}
+		IsolationMinutes: 5, Trust: []string{"file.pub"}, LeaseTTL: DefaultLeaseTTL, LogMaxMB: DefaultLogMaxMB, LogKeep: DefaultLogKeep}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("MergeFlags = %+v, want %+v", got, want)
 	}

@@ -84,12 +84,12 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, notify: make(chan bool, 16)}
 	var logw io.Writer = os.Stderr
 	if cfg.LogFile != "" {
-		f, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		w, err := openLogFile(cfg.LogFile, cfg.LogMaxMB, cfg.LogKeep)
 		if err != nil {
-			return nil, fmt.Errorf("open log file: %w", err)
+			return nil, err
 		}
-		s.logFile = f
-		logw = f
+		s.logFile = w
+		logw = w
 	}
 	s.log = slog.New(slog.NewJSONHandler(logw, nil)).With("member", cfg.Name)
 	s.hlog = hclogger("raft", logw)

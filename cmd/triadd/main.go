@@ -35,6 +35,8 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "isolation-minutes", Usage: "report 'member isolated' after reaching neither peer this long (1-60)", Value: 5},
 			&cli.StringSliceFlag{Name: "trust", Usage: "vendor public key file to trust (repeatable)"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the structured log here instead of stderr"},
+			&cli.IntFlag{Name: "log-max-mb", Usage: "rotate the --log-file before it grows past this many megabytes (1-10240)", Value: server.DefaultLogMaxMB},
+			&cli.IntFlag{Name: "log-keep", Usage: "rotated log files to keep next to --log-file (1-100)", Value: server.DefaultLogKeep},
 			&cli.DurationFlag{Name: "lease-ttl", Usage: "default lease TTL", Value: server.DefaultLeaseTTL},
 			&cli.DurationFlag{Name: "test-clock-offset", Usage: "TEST ONLY: shift this member's wall clock", Hidden: true},
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},

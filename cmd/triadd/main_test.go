@@ -59,14 +59,15 @@ func (c checkedFlags) Duration(n string) time.Duration { c.check(n); return c.Co
 func TestFlagsOverConfigFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "triad.json")
 	js := `{"name": "file", "data_dir": "/file", "listen": "10.0.0.1:4085", "raft_listen": "10.0.0.1:4086",
-		"http_listen": "10.0.0.1:4080", "isolation_minutes": 9, "trust": ["file.pub"], "log_file": "/file.log"}`
+		"http_listen": "10.0.0.1:4080", "isolation_minutes": 9, "trust": ["file.pub"], "log_file": "/file.log",
+		"log_max_mb": 20}`
 	if err := os.WriteFile(path, []byte(js), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got := parse(t, "--config", path, "--name", "flag", "--listen", "127.0.0.1:1", "--trust", "a.pub", "--trust", "b.pub",
-		"--isolation-minutes", "3", "--test-snapshot-threshold", "64", "--test-trailing-logs", "16")
+		"--isolation-minutes", "3", "--log-keep", "2", "--test-snapshot-threshold", "64", "--test-trailing-logs", "16")
 	want := server.Config{Name: "flag", DataDir: "/file", Listen: "127.0.0.1:1", RaftListen: "10.0.0.1:4086", HTTPListen: "10.0.0.1:4080",
-		IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/file.log", LeaseTTL: server.DefaultLeaseTTL,
+		IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/file.log", LogMaxMB: 20, LogKeep: 2, LeaseTTL: server.DefaultLeaseTTL,
 		SnapshotThreshold: 64, TrailingLogs: 16}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config = %+v\nwant     %+v", got, want)
@@ -76,7 +77,8 @@ func TestFlagsOverConfigFile(t *testing.T) {
 func TestFlagDefaultsWithoutConfigFile(t *testing.T) {
 	got := parse(t, "--data-dir", "/d", "--name", "m1")
 	want := server.Config{Name: "m1", DataDir: "/d", Listen: server.DefaultListen, RaftListen: server.DefaultRaftListen,
-		HTTPListen: server.DefaultHTTPListen, IsolationMinutes: 5, LeaseTTL: server.DefaultLeaseTTL}
+		HTTPListen: server.DefaultHTTPListen, IsolationMinutes: 5, LeaseTTL: server.DefaultLeaseTTL,
+		LogMaxMB: server.DefaultLogMaxMB, LogKeep: server.DefaultLogKeep}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config = %+v\nwant     %+v", got, want)
 	}
