@@ -30,7 +30,7 @@ for i in 0 1 2; do
   addrs+=("$addr")
   "$BIN/triadd" --name "$name" --data-dir "$RUN/$name" --listen "$addr" \
     --raft-listen "127.0.0.1:$((base + 1))" --http-listen "127.0.0.1:$((base - 5))" \
-    --trust "$RUN/vendor.pub" --log-file "$RUN/$name.log" 2>>"$RUN/$name.log" &
+    --trust "$RUN/vendor.pub" --log-file "$RUN/$name.log" 2>>"$RUN/$name.err" &
   pids+=($!)
 done
 members=$(IFS=,; echo "${addrs[*]}")
