@@ -108,6 +108,7 @@ type terms struct {
 	overdraft   uint64 // extra seats of soft limits
 	poolMs      int64  // countdown pool, seat-ms
 	maxBorrowMs int64
+	licensed    bool // some valid license grants the feature
 }
 
 // terms combines the valid licenses of feature: overdrafts, pools and
@@ -125,6 +126,7 @@ func (s *state) terms(feature string, now int64) terms {
 			t.poolMs += int64(f.UsageHours) * 3600 * 1000
 		}
 		t.maxBorrowMs = max(t.maxBorrowMs, int64(f.MaxBorrowSeconds)*1000)
+		t.licensed = true
 		if int64(f.Version) > best {
 			best = int64(f.Version)
 			t.model = cmp.Or(f.Model, modelConcurrent)

@@ -67,16 +67,11 @@ func (f *FSM) FeatureRows(nowMs int64) []FeatureRow {
 // grants it) and, for a countdown feature, its pool and the pool's use
 // (seat-ms).
 func (s *state) featurePool(feature string, now int64) (model string, poolMs, usedMs int64) {
-	valid := false
-	for range s.validEntries(feature, now) {
-		valid = true
-		break
-	}
-	if !valid {
-		return "", 0, 0
-	}
 	t := s.terms(feature, now)
-	if t.model != modelCountdown {
+	switch {
+	case !t.licensed:
+		return "", 0, 0
+	case t.model != modelCountdown:
 		return t.model, 0, 0
 	}
 	return t.model, t.poolMs, s.countdownUsed(feature, now)

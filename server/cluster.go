@@ -58,14 +58,22 @@ func (s *Server) setPeers(c *fsmpb.FormCluster) {
 	s.mon.SetPeers(peers)
 }
 
-// memberByName finds a member of the formed cluster.
-func (s *Server) memberByName(name string) *fsmpb.Member {
-	for _, m := range s.cluster().GetMembers() {
+// memberAddr returns the licensing address of the formed member named
+// name ("" when unknown): from the replicated record without copying it
+// (every checkout answer names the leader), else from this member's
+// formation record.
+func (s *Server) memberAddr(name string) string {
+	if addr, ok := s.fsm.MemberGRPCAddress(name); ok {
+		return addr
+	}
+	s.formMu.Lock()
+	defer s.formMu.Unlock()
+	for _, m := range s.formation.GetMembers() {
 		if m.GetName() == name {
-			return m
+			return m.GetGrpcAddress()
 		}
 	}
-	return nil
+	return ""
 }
 
 // info answers Peer.Info for formation checks.

@@ -44,13 +44,7 @@ func (s *Server) leaderAddr() (addr, name string) {
 	if id == "" {
 		return "", ""
 	}
-	if addr, ok := s.fsm.MemberGRPCAddress(string(id)); ok {
-		return addr, string(id)
-	}
-	if m := s.memberByName(string(id)); m != nil {
-		return m.GetGrpcAddress(), m.GetName()
-	}
-	return "", string(id)
+	return s.memberAddr(string(id)), string(id)
 }
 
 func retryable(err error) bool {
