@@ -152,12 +152,12 @@ func (s *memberSet) call(ctx context.Context, op string, timeout time.Duration, 
 			return classify(op, err)
 		}
 		lastErr = err
+		what := "triad member did not answer, trying the next"
 		if kind == memberFault {
 			fault = err
-			s.logger.Debug("triad member failed the call, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
-		} else {
-			s.logger.Debug("triad member did not answer, trying the next", "op", op, "set", s.kind, "member", m.addr, "err", err)
+			what = "triad member failed the call, trying the next"
 		}
+		s.logger.Debug(what, "op", op, "set", s.kind, "member", m.addr, "err", err)
 		idx = s.failed(idx)
 		if failures++; failures%n == 0 {
 			if fault != nil {
