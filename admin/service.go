@@ -32,6 +32,8 @@ const ToolVersion = "0.2.0"
 // live next to the CLI that uses them.
 type Backend interface {
 	ServerShow(ctx context.Context) *triadv1.ServerShowResponse
+	// Discover is the session-less self-description a forming member reads.
+	Discover(ctx context.Context) *triadv1.DiscoverResponse
 	FormCluster(ctx context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse
 	EnrollLicense(ctx context.Context, file []byte) (*triadv1.LicenseInfo, error)
@@ -248,6 +250,12 @@ func (s *Service) Disconnect(ctx context.Context, req *triadv1.DisconnectRequest
 		return nil, err
 	}
 	return &triadv1.DisconnectResponse{}, nil
+}
+
+// Discover answers without a session: name, mode and failover address,
+// nothing secret (see docs/security.md).
+func (s *Service) Discover(ctx context.Context, req *triadv1.DiscoverRequest) (*triadv1.DiscoverResponse, error) {
+	return s.b.Discover(ctx), nil
 }
 
 func (s *Service) ServerShow(ctx context.Context, req *triadv1.ServerShowRequest) (*triadv1.ServerShowResponse, error) {

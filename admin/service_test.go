@@ -54,6 +54,10 @@ var (
 	fakeSim     = &triadv1.FeatureUsage{Feature: "sim", Version: 2, Capacity: 5, InUse: 1, Model: "countdown", PoolSeconds: 10 * 3600, PoolUsedSeconds: 3.2 * 3600}
 )
 
+func (f *fakeBackend) Discover(context.Context) *triadv1.DiscoverResponse {
+	return &triadv1.DiscoverResponse{Name: "m1", Mode: "unconfigured", FailoverAddress: "127.0.0.1:4086", Tls: true}
+}
+
 func (f *fakeBackend) ServerShow(context.Context) *triadv1.ServerShowResponse {
 	f.called("ServerShow")
 	return fakeShow

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -48,14 +51,59 @@ func (s *Server) mode() string {
 	return ModeUnconfigured
 }
 
+// setPeers points the heartbeats at the other members' failover ports and
+// closes the failover port to everyone but the formed members.
 func (s *Server) setPeers(c *fsmpb.FormCluster) {
 	var peers []membership.Peer
 	for _, m := range c.GetMembers() {
 		if m.GetName() != s.cfg.Name {
-			peers = append(peers, membership.Peer{Name: m.GetName(), Addr: m.GetGrpcAddress()})
+			peers = append(peers, membership.Peer{Name: m.GetName(), Addr: m.GetRaftAddress()})
 		}
 	}
+	s.side.SetMembers(memberNames(c))
 	s.mon.SetPeers(peers)
+}
+
+func memberNames(c *fsmpb.FormCluster) []string {
+	var out []string
+	for _, m := range c.GetMembers() {
+		out = append(out, m.GetName())
+	}
+	return out
+}
+
+// Discover is this member's session-less self-description (admin.Backend).
+func (s *Server) Discover(ctx context.Context) *triadv1.DiscoverResponse {
+	return &triadv1.DiscoverResponse{Name: s.cfg.Name, Version: Version, Mode: s.mode(),
+		FailoverAddress: s.advertisedRaft(string(s.node.transport.LocalAddr())), Tls: !s.cfg.Insecure}
+}
+
+// discover asks the member at a licensing address for its failover
+// address, verifying the licensing port's certificate against the cluster
+// CA when TLS is on.
+func (s *Server) discover(ctx context.Context, addr string) (*triadv1.DiscoverResponse, error) {
+	creds := insecure.NewCredentials()
+	if s.public != nil {
+		creds = credentials.NewTLS(s.public.MutualClient(nil))
+	}
+	d := peerDialer(&s.cfg)
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	d2, err := triadv1.NewAdminClient(conn).Discover(ctx, &triadv1.DiscoverRequest{})
+	if err != nil {
+		return nil, err
+	}
+	fa := d2.GetFailoverAddress()
+	if strings.HasPrefix(fa, ":") {
+		host, _, _ := net.SplitHostPort(addr)
+		fa = net.JoinHostPort(host, fa[1:])
+	}
+	d2.FailoverAddress = fa
+	return d2, nil
 }
 
 // memberAddr returns the licensing address of the formed member named
@@ -134,12 +182,23 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 	}
 
 	infos := make([]*peerpb.InfoResponse, len(members))
+	failoverAddrs := make([]string, len(members))
 	for i, addr := range members {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		info, err := s.peerClient(addr).Info(cctx, &peerpb.InfoRequest{})
+		d, err := s.discover(cctx, addr)
 		cancel()
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "member %s is unreachable (%v): start triadd there and check the address and firewall, then retry", addr, status.Convert(err).Message())
+			return nil, status.Errorf(codes.Unavailable, "member %s is unreachable (%v): start triadd there and check the address, the firewall and that its certificate is signed by this cluster's CA, then retry", addr, status.Convert(err).Message())
+		}
+		if d.GetTls() == s.cfg.Insecure {
+			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) runs %s but this member runs %s: all three members run with TLS (or all with --insecure)", addr, d.GetName(), tlsWord(d.GetTls()), tlsWord(!s.cfg.Insecure))
+		}
+		failoverAddrs[i] = d.GetFailoverAddress()
+		cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		info, err := s.peerClient(failoverAddrs[i]).Info(cctx, &peerpb.InfoRequest{})
+		cancel()
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "member %s answers on its licensing port but not on its failover port %s (%v): open the failover port between the members and check that each member's certificate is a member certificate of this cluster's CA", addr, failoverAddrs[i], status.Convert(err).Message())
 		}
 		infos[i] = info
 	}
@@ -167,8 +226,7 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		self = self || info.GetComputerId() == s.computerID
 		raftAddr := info.GetRaftAddress()
 		if strings.HasPrefix(raftAddr, ":") {
-			host, _, _ := net.SplitHostPort(addr)
-			raftAddr = net.JoinHostPort(host, raftAddr[1:])
+			raftAddr = failoverAddrs[i]
 		}
 		fc.Members = append(fc.Members, &fsmpb.Member{Name: info.GetName(), GrpcAddress: addr, RaftAddress: raftAddr, ComputerId: info.GetComputerId()})
 	}
@@ -183,7 +241,7 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 	var failed []string
 	for _, m := range fc.GetMembers() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.peerClient(m.GetGrpcAddress()).Bootstrap(cctx, &peerpb.BootstrapRequest{PeerProtocolVersion: PeerProtocolVersion, Cluster: fc})
+		_, err := s.peerClient(m.GetRaftAddress()).Bootstrap(cctx, &peerpb.BootstrapRequest{PeerProtocolVersion: PeerProtocolVersion, Cluster: fc})
 		cancel()
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %s", m.GetName(), status.Convert(err).Message()))
@@ -359,4 +417,11 @@ func (s *Server) sameConfiguration(cfg raft.Configuration) bool {
 		}
 	}
 	return true
+}
+
+func tlsWord(on bool) string {
+	if on {
+		return "with TLS"
+	}
+	return "without TLS (--insecure)"
 }

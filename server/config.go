@@ -19,6 +19,24 @@ type Config struct {
 	HTTPListen string   `json:"http_listen"` // status, metrics, dashboard
 	Trust      []string `json:"trust"`       // vendor public key files
 
+	// TLS (docs/security.md). TLSCA is the cluster CA bundle; TLSCert and
+	// TLSKey are this member's certificate (made by `triadd tls issue
+	// --member`), used with mutual TLS on the failover port and as the
+	// licensing port's server certificate. TLSClientCA, when set, makes
+	// the licensing port require client certificates signed by it.
+	// HTTPTLS serves the status port over HTTPS with the same certificate.
+	// Insecure runs everything in plaintext; it must be asked for.
+	TLSCA       string `json:"tls_ca"`
+	TLSCert     string `json:"tls_cert"`
+	TLSKey      string `json:"tls_key"`
+	TLSClientCA string `json:"tls_client_ca"`
+	HTTPTLS     bool   `json:"http_tls"`
+	Insecure    bool   `json:"insecure"`
+	// AddrFile: once listening, the member writes the addresses it got
+	// there (JSON: listen, raft, http), so ports can be 0 (chosen by the
+	// system) and tooling still finds them.
+	AddrFile string `json:"addr_file"`
+
 	// RaftAdvertise is the Raft address other members dial, when it differs
 	// from RaftListen (NAT, proxies).
 	RaftAdvertise string `json:"raft_advertise"`
@@ -74,7 +92,7 @@ func LoadConfigFile(path string, c *Config) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file, log_max_mb, log_keep)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep)", path, err)
 	}
 	return nil
 }
@@ -88,6 +106,7 @@ type FlagSource interface {
 	Uint64(name string) uint64
 	StringSlice(name string) []string
 	Duration(name string) time.Duration
+	Bool(name string) bool
 }
 
 // MergeFlags lays the command line over a configuration read from a file:
@@ -99,7 +118,8 @@ func MergeFlags(file Config, f FlagSource) Config {
 	for flag, dst := range map[string]*string{
 		"name": &c.Name, "data-dir": &c.DataDir, "listen": &c.Listen, "raft-listen": &c.RaftListen,
 		"http-listen": &c.HTTPListen, "raft-advertise": &c.RaftAdvertise, "peer-source-ip": &c.PeerSourceIP,
-		"log-file": &c.LogFile,
+		"log-file": &c.LogFile, "tls-ca": &c.TLSCA, "tls-cert": &c.TLSCert, "tls-key": &c.TLSKey,
+		"tls-client-ca": &c.TLSClientCA, "addr-file": &c.AddrFile,
 	} {
 		if f.IsSet(flag) || *dst == "" {
 			*dst = f.String(flag)
@@ -110,6 +130,11 @@ func MergeFlags(file Config, f FlagSource) Config {
 	} {
 		if f.IsSet(flag) || *dst == 0 {
 			*dst = f.Int(flag)
+		}
+	}
+	for flag, dst := range map[string]*bool{"insecure": &c.Insecure, "http-tls": &c.HTTPTLS} {
+		if f.IsSet(flag) {
+			*dst = f.Bool(flag)
 		}
 	}
 	if f.IsSet("trust") || len(c.Trust) == 0 {
@@ -180,6 +205,13 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s %q is not HOST:PORT: %v", name, addr, err)
 		}
+	}
+	tlsFiles := c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSClientCA != ""
+	switch {
+	case c.Insecure && (tlsFiles || c.HTTPTLS):
+		return fmt.Errorf("--insecure and TLS settings (--tls-ca, --tls-cert, --tls-key, --tls-client-ca, --http-tls) exclude each other: drop --insecure to use TLS")
+	case !c.Insecure && (c.TLSCA == "" || c.TLSCert == "" || c.TLSKey == ""):
+		return fmt.Errorf("TLS is not configured: give --tls-ca (cluster CA), --tls-cert and --tls-key (this member's certificate; make them with `triadd tls init-ca` and `triadd tls issue --member NAME`), or pass --insecure to run in plaintext on a network you trust")
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestConfigValidateDefaults(t *testing.T) {
-	c := Config{Name: "m1", DataDir: t.TempDir()}
+	c := Config{Name: "m1", DataDir: t.TempDir(), Insecure: true}
 	if err := c.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
@@ -33,7 +33,7 @@ func TestConfigValidateDefaults(t *testing.T) {
 func TestConfigValidateKeepsGivenValues(t *testing.T) {
 	c := Config{Name: "m1", DataDir: "/var/lib/triad", Listen: "127.0.0.1:7001", RaftListen: "127.0.0.1:7002",
 		HTTPListen: "[::1]:7003", LeaseTTL: 5 * time.Second, IsolationMinutes: 7, IsolationAfter: 7 * time.Minute,
-		LogMaxMB: 10240, LogKeep: 1}
+		LogMaxMB: 10240, LogKeep: 1, Insecure: true}
 	want := c
 	if err := c.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
@@ -47,13 +47,13 @@ func TestConfigValidateNameFromHostname(t *testing.T) {
 	h, err := os.Hostname()
 	if err != nil || h == "" {
 		// validate must then refuse and say to set --name.
-		c := Config{DataDir: t.TempDir()}
+		c := Config{DataDir: t.TempDir(), Insecure: true}
 		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "--name") {
 			t.Fatalf("validate without name or hostname: %v, want an error naming --name", err)
 		}
 		return
 	}
-	c := Config{DataDir: t.TempDir()}
+	c := Config{DataDir: t.TempDir(), Insecure: true}
 	if err := c.validate(); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestLoadConfigFileBadJSON(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadConfigFile(%s) = nil, want an error", content)
 			}
-			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, log_file, log_max_mb, log_keep"} {
+			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
@@ -178,6 +178,10 @@ func (f fakeFlags) StringSlice(name string) []string {
 	s, _ := f.value(name).([]string)
 	return s
 }
+func (f fakeFlags) Bool(name string) bool {
+	b, _ := f.value(name).(bool)
+	return b
+}
 func (f fakeFlags) Duration(name string) time.Duration {
 	d, _ := f.value(name).(time.Duration)
 	return d
@@ -219,9 +223,9 @@ func TestMergeFlagsFileWinsOverDefaults(t *testing.T) {
 
 func TestMergeFlagsDefaultsFillWhatFileLeavesEmpty(t *testing.T) {
 	file := Config{Name: "file", Trust: []string{"file.pub"}}
-	got := MergeFlags(file, fakeFlags{defaults: flagDefaults, set: map[string]any{"data-dir": "/flag"}})
+	got := MergeFlags(file, fakeFlags{defaults: flagDefaults, set: map[string]any{"data-dir": "/flag", "insecure": true}})
 	want := Config{Name: "file", DataDir: "/flag", Listen: DefaultListen, RaftListen: DefaultRaftListen, HTTPListen: DefaultHTTPListen,
-		IsolationMinutes: 5, Trust: []string{"file.pub"}, LeaseTTL: DefaultLeaseTTL, LogMaxMB: DefaultLogMaxMB, LogKeep: DefaultLogKeep}
+		IsolationMinutes: 5, Trust: []string{"file.pub"}, LeaseTTL: DefaultLeaseTTL, LogMaxMB: DefaultLogMaxMB, LogKeep: DefaultLogKeep, Insecure: true}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("MergeFlags = %+v, want %+v", got, want)
 	}
@@ -230,5 +234,40 @@ func TestMergeFlagsDefaultsFillWhatFileLeavesEmpty(t *testing.T) {
 	}
 	if got.IsolationAfter != 5*time.Minute {
 		t.Errorf("isolation delay by default = %s, want 5m (DESIGN §11)", got.IsolationAfter)
+	}
+}
+
+// A member never starts in plaintext by accident: without TLS files it
+// refuses unless --insecure is given, and --insecure with TLS files is a
+// contradiction it names.
+func TestConfigValidateTLSOrInsecure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Config
+		want []string
+	}{
+		{"nothing", Config{}, []string{"TLS is not configured", "--tls-ca", "--tls-cert", "--tls-key", "--insecure", "triadd tls init-ca"}},
+		{"ca only", Config{TLSCA: "ca.crt"}, []string{"TLS is not configured", "--tls-cert"}},
+		{"cert without key", Config{TLSCA: "ca.crt", TLSCert: "m.crt"}, []string{"--tls-key"}},
+		{"insecure with files", Config{Insecure: true, TLSCert: "m.crt"}, []string{"--insecure", "exclude each other"}},
+		{"insecure with https", Config{Insecure: true, HTTPTLS: true}, []string{"--insecure", "--http-tls"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			c.Name, c.DataDir = "m1", "/d"
+			err := c.validate()
+			if err == nil {
+				t.Fatalf("validate accepted %+v", tc.c)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	ok := Config{Name: "m1", DataDir: "/d", TLSCA: "ca.crt", TLSCert: "m.crt", TLSKey: "m.key"}
+	if err := ok.validate(); err != nil {
+		t.Errorf("validate with TLS files: %v", err)
 	}
 }

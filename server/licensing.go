@@ -243,7 +243,7 @@ func (s *Server) readIndex(ctx context.Context) error {
 		index = s.node.raft.CommitIndex()
 		return nil
 	}, func(ctx context.Context) error {
-		addr, _ := s.leaderAddr()
+		addr := s.leaderPeerAddr()
 		info, err := s.peerClient(addr).Info(ctx, &peerpb.InfoRequest{ReadIndex: true})
 		if err != nil {
 			return forwardError(addr, err)

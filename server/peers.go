@@ -2,59 +2,21 @@ package server
 
 import (
 	"context"
-	"net"
-	"sync"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 )
 
-// peerConns keeps one gRPC connection per member address.
-type peerConns struct {
-	dialer net.Dialer
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-}
-
-func newPeerConns(dialer net.Dialer) *peerConns {
-	return &peerConns{dialer: dialer, conns: map[string]*grpc.ClientConn{}}
-}
-
-func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-			return p.dialer.DialContext(ctx, "tcp", a)
-		}))
-	if err != nil {
-		return nil, err
-	}
-	p.conns[addr] = c
-	return c, nil
-}
-
-func (p *peerConns) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for addr, c := range p.conns {
-		c.Close()
-		delete(p.conns, addr)
-	}
-}
-
-// peerClient returns a Peer client for addr; a bad address yields a client
-// whose calls fail with that error.
+// peerClient returns a Peer client for the member whose failover port is
+// addr; a bad address yields a client whose calls fail with that error.
 func (s *Server) peerClient(addr string) peerpb.PeerClient {
-	c, err := s.peers.get(addr)
+	if addr == "" {
+		return failingPeer{ErrNoLeader}
+	}
+	c, err := s.side.Conn(addr)
 	if err != nil {
 		return failingPeer{err}
 	}

@@ -54,7 +54,7 @@ type raftNode struct {
 	snaps     *raft.FileSnapshotStore
 }
 
-func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger) (*raftNode, error) {
+func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- bool, logger hclog.Logger) (*raftNode, error) {
 	dir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft directory: %w", err)
@@ -77,11 +77,6 @@ func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	layer, err := newStreamLayer(cfg)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: logger.Named("transport"),
 	})
@@ -94,20 +89,6 @@ func openRaft(cfg *Config, fsm raft.FSM, notify chan<- bool, logger hclog.Logger
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps}, nil
-}
-
-// resolveAdvertise turns a listen address into one peers can dial. An
-// unspecified host is advertised as loopback only until formation, which
-// replaces it with the host the administrator named for this member.
-func resolveAdvertise(listen string) (net.Addr, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, err
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
 }
 
 // shutdown stops Raft, then its transport and stores (the caller has
@@ -123,38 +104,6 @@ func (n *raftNode) shutdown(logger hclog.Logger) {
 func hclogger(name string, w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Info})
 }
-
-// streamLayer is Raft's TCP transport: it listens on RaftListen, tells
-// peers RaftAdvertise, and dials from PeerSourceIP when one is set.
-type streamLayer struct {
-	net.Listener
-	advertise net.Addr
-	dialer    net.Dialer
-}
-
-func newStreamLayer(cfg *Config) (*streamLayer, error) {
-	adv := cfg.RaftAdvertise
-	if adv == "" {
-		adv = cfg.RaftListen
-	}
-	advertise, err := resolveAdvertise(adv)
-	if err != nil {
-		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
-	}
-	l, err := net.Listen("tcp", cfg.RaftListen)
-	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftListen, err)
-	}
-	return &streamLayer{Listener: l, advertise: advertise, dialer: peerDialer(cfg)}, nil
-}
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := s.dialer
-	d.Timeout = timeout
-	return d.Dial("tcp", string(addr))
-}
-
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 // peerDialer dials other members, from PeerSourceIP when set.
 func peerDialer(cfg *Config) net.Dialer {

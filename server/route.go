@@ -47,6 +47,13 @@ func (s *Server) leaderAddr() (addr, name string) {
 	return s.memberAddr(string(id)), string(id)
 }
 
+// leaderPeerAddr returns the failover (Peer) address of the current
+// leader, where forwarded writes and read-index questions go.
+func (s *Server) leaderPeerAddr() string {
+	addr, _ := s.node.raft.LeaderWithID()
+	return string(addr)
+}
+
 func retryable(err error) bool {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
@@ -140,7 +147,7 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 
 // flushForward sends one batch to the leader (follower).
 func (s *Server) flushForward(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
-	addr, _ := s.leaderAddr()
+	addr := s.leaderPeerAddr()
 	if addr == "" {
 		return nil, ErrNoLeader
 	}
@@ -170,7 +177,7 @@ func (s *Server) applyCommand(ctx context.Context, cmd *fsmpb.Command, forwarded
 		return nil
 	}
 	remote := func(context.Context) error {
-		addr, _ := s.leaderAddr()
+		addr := s.leaderPeerAddr()
 		fctx, cancel := s.forwardContext()
 		defer cancel()
 		resp, err := s.peerClient(addr).ForwardCommand(fctx, &peerpb.ForwardCommandRequest{Command: cmd})

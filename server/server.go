@@ -19,6 +19,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -29,6 +31,8 @@ import (
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
+	"github.com/triadlm/triad/server/failover"
+	"github.com/triadlm/triad/server/pki"
 )
 
 // Version is the member software version.
@@ -50,7 +54,9 @@ type Server struct {
 	node   *raftNode
 	notify chan bool
 	mon    *membership.Monitor
-	peers  *peerConns
+	side   *failover.Side // the failover port: Raft and the Peer service
+	peerSrv *grpc.Server
+	public  *pki.Creds // licensing port TLS; nil with --insecure
 	applyQ *batcher
 	fwdQ   *batcher
 	health *health.Server
@@ -100,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 		if s.node != nil {
 			s.node.shutdown(s.hlog)
 		}
+		if s.side != nil {
+			s.side.Close()
+		}
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
@@ -127,11 +136,32 @@ func (s *Server) open() error {
 	if s.formation, err = membership.LoadFormation(s.cfg.DataDir); err != nil {
 		return err
 	}
-	s.fsm = fsm.New()
-	if s.node, err = openRaft(&s.cfg, s.fsm, s.notify, s.hlog); err != nil {
+	var memberCreds, clientCA *pki.Creds
+	if !s.cfg.Insecure {
+		if memberCreds, err = pki.LoadCreds(pki.Files{CA: s.cfg.TLSCA, Cert: s.cfg.TLSCert, Key: s.cfg.TLSKey}); err != nil {
+			return err
+		}
+		if leaf := memberCreds.Leaf(); leaf == nil || !pki.IsMember(leaf) {
+			return fmt.Errorf("--tls-cert %s is not a member certificate (organizational unit %s): issue one with `triadd tls issue --member NAME`", s.cfg.TLSCert, pki.MemberOU)
+		}
+		if s.cfg.TLSClientCA != "" {
+			if clientCA, err = pki.LoadCreds(pki.Files{CA: s.cfg.TLSClientCA}); err != nil {
+				return err
+			}
+		}
+		s.public = memberCreds
+	}
+	if s.side, err = failover.Listen(s.cfg.RaftListen, s.cfg.RaftAdvertise, peerDialer(&s.cfg), memberCreds); err != nil {
 		return err
 	}
-	s.peers = newPeerConns(peerDialer(&s.cfg))
+	if f := s.formation; f != nil {
+		s.side.SetMembers(memberNames(f))
+	}
+	s.fsm = fsm.New()
+	if s.node, err = openRaft(&s.cfg, s.side.RaftLayer(), s.fsm, s.notify, s.hlog); err != nil {
+		s.side.Close()
+		return err
+	}
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
 	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
@@ -158,7 +188,12 @@ func (s *Server) open() error {
 	// have already grown, instead of a fresh goroutine per RPC
 	// (runtime.morestack/copystack was ~9 % of the leader's CPU under
 	// `make bench`); when all are busy gRPC starts a goroutine as before.
-	s.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(4<<20),
+	publicCreds := insecure.NewCredentials()
+	if s.public != nil {
+		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
+	}
+	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds),
+		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
 		grpc.NumStreamWorkers(streamWorkers))
 	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s, m: s.metrics})
@@ -166,7 +201,9 @@ func (s *Server) open() error {
 	adminSvc := admin.NewService(s, Version)
 	triadv1.RegisterAdminServer(s.grpcSrv, adminSvc)
 	s.serveLocalAdmin(adminSvc)
-	peerpb.RegisterPeerServer(s.grpcSrv, &peerService{s: s})
+	// The Peer service lives on the failover port only (package failover).
+	s.peerSrv = grpc.NewServer(s.side.ServerOptions()...)
+	peerpb.RegisterPeerServer(s.peerSrv, &peerService{s: s})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -183,12 +220,30 @@ func (s *Server) open() error {
 		}
 	})
 	s.goRun(func() {
-		if err := s.httpSrv.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.peerSrv.Serve(s.side.PeerListener()); err != nil {
+			s.log.Error("Peer server stopped", "error", err)
+		}
+	})
+	s.goRun(func() {
+		serve := s.httpSrv.Serve
+		if s.cfg.HTTPTLS {
+			s.httpSrv.TLSConfig = s.public.PublicServer(nil)
+			serve = func(l net.Listener) error { return s.httpSrv.ServeTLS(l, "", "") }
+		}
+		if err := serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("HTTP server stopped", "error", err)
 		}
 	})
+	if s.cfg.Insecure {
+		s.log.Warn("INSECURE: running without TLS (--insecure): passwords, session tokens and the failover port are in plaintext and any host that reaches the failover port can act as a member; use only on a trusted network")
+	}
 	s.log.Info("member started", "version", Version, "computer_id", s.computerID,
-		"listen", s.Addr(), "raft", s.cfg.RaftListen, "http", s.HTTPAddr(), "mode", s.mode())
+		"listen", s.Addr(), "raft", s.RaftAddr(), "http", s.HTTPAddr(), "mode", s.mode(), "tls", !s.cfg.Insecure)
+	if s.cfg.AddrFile != "" {
+		if err := writeAddrFile(s.cfg.AddrFile, s.Addr(), s.RaftAddr(), s.HTTPAddr()); err != nil {
+			s.log.Error("cannot write the address file", "path", s.cfg.AddrFile, "error", err)
+		}
+	}
 	return nil
 }
 
@@ -202,6 +257,12 @@ func (s *Server) goRun(f func()) {
 
 // Addr is the licensing gRPC address the member listens on.
 func (s *Server) Addr() string { return s.grpcLis.Addr().String() }
+
+// RaftAddr is the failover (Raft + Peer) address the member listens on.
+func (s *Server) RaftAddr() string { return s.side.Addr().String() }
+
+// Insecure reports whether the member runs without TLS (--insecure).
+func (s *Server) Insecure() bool { return s.cfg.Insecure }
 
 // HTTPAddr is the HTTP status address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
@@ -236,15 +297,24 @@ func (s *Server) Stop() {
 		s.httpSrv.Shutdown(ctx)
 		cancel()
 		s.cancel()
+		s.peerSrv.Stop()
 		s.node.shutdown(s.hlog)
+		s.side.Close()
 		s.wg.Wait()
-		s.peers.close()
 		s.log.Info("member stopped")
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
 	})
 }
+
+// Message size limits of the licensing/admin port: requests are small
+// (a license file is a few KiB; batches are capped in ops and bytes);
+// replies may list many leases.
+const (
+	MaxPublicMessage = 4 << 20
+	MaxPublicReply   = 64 << 20
+)
 
 // flowWindow is the fixed HTTP/2 stream and connection window.
 const flowWindow = 1 << 20

@@ -53,7 +53,7 @@ func setIsolationMinutes(m uint32) *fsmpb.Command {
 // passes it to its membership monitor. Until it is set, the member's own
 // configuration (default 5 minutes) stays in force.
 func TestApplySettingsIsolationReachesMonitor(t *testing.T) {
-	s, apply := settingsServer(t, Config{Name: "m1", DataDir: t.TempDir()})
+	s, apply := settingsServer(t, Config{Name: "m1", DataDir: t.TempDir(), Insecure: true})
 	if got := s.mon.IsolationAfter(); got != 5*time.Minute {
 		t.Fatalf("isolation delay of a member with the default configuration = %s, want 5m", got)
 	}
@@ -76,7 +76,7 @@ func TestApplySettingsIsolationReachesMonitor(t *testing.T) {
 // A member configured with --isolation-minutes keeps it until the cluster
 // setting is set.
 func TestApplySettingsKeepsConfiguredIsolation(t *testing.T) {
-	s, apply := settingsServer(t, Config{Name: "m1", DataDir: t.TempDir(), IsolationMinutes: 9})
+	s, apply := settingsServer(t, Config{Name: "m1", DataDir: t.TempDir(), Insecure: true, IsolationMinutes: 9})
 	s.applySettings()
 	if got := s.mon.IsolationAfter(); got != 9*time.Minute {
 		t.Fatalf("configured 9 minutes, setting never set: monitor delay %s", got)

@@ -972,6 +972,122 @@ func (x *FeaturesResponse) GetFeatures() []*FeatureUsage {
 	return nil
 }
 
+type DiscoverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoverRequest) Reset() {
+	*x = DiscoverRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoverRequest) ProtoMessage() {}
+
+func (x *DiscoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoverRequest.ProtoReflect.Descriptor instead.
+func (*DiscoverRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{13}
+}
+
+type DiscoverResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// unconfigured | standalone | failover
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// host:port of the failover port (Raft + Peer); ":port" when the member
+	// listens on every interface and does not know which one others reach.
+	FailoverAddress string `protobuf:"bytes,4,opt,name=failover_address,json=failoverAddress,proto3" json:"failover_address,omitempty"`
+	// false when the member runs with --insecure (plaintext everywhere).
+	Tls           bool `protobuf:"varint,5,opt,name=tls,proto3" json:"tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoverResponse) Reset() {
+	*x = DiscoverResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoverResponse) ProtoMessage() {}
+
+func (x *DiscoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoverResponse.ProtoReflect.Descriptor instead.
+func (*DiscoverResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DiscoverResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DiscoverResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *DiscoverResponse) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *DiscoverResponse) GetFailoverAddress() string {
+	if x != nil {
+		return x.FailoverAddress
+	}
+	return ""
+}
+
+func (x *DiscoverResponse) GetTls() bool {
+	if x != nil {
+		return x.Tls
+	}
+	return false
+}
+
 // Carried by every admin request.
 type AdminHeader struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -985,7 +1101,7 @@ type AdminHeader struct {
 
 func (x *AdminHeader) Reset() {
 	*x = AdminHeader{}
-	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	mi := &file_triad_v1_triad_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1113,7 @@ func (x *AdminHeader) String() string {
 func (*AdminHeader) ProtoMessage() {}
 
 func (x *AdminHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[13]
+	mi := &file_triad_v1_triad_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1126,7 @@ func (x *AdminHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminHeader.ProtoReflect.Descriptor instead.
 func (*AdminHeader) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{13}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AdminHeader) GetProtocolVersion() uint32 {
@@ -1046,7 +1162,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	mi := &file_triad_v1_triad_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1174,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[14]
+	mi := &file_triad_v1_triad_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1187,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{14}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConnectRequest) GetHeader() *AdminHeader {
@@ -1115,7 +1231,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	mi := &file_triad_v1_triad_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1243,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[15]
+	mi := &file_triad_v1_triad_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1256,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{15}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConnectResponse) GetSessionToken() string {
@@ -1215,7 +1331,7 @@ type DisconnectRequest struct {
 
 func (x *DisconnectRequest) Reset() {
 	*x = DisconnectRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	mi := &file_triad_v1_triad_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1343,7 @@ func (x *DisconnectRequest) String() string {
 func (*DisconnectRequest) ProtoMessage() {}
 
 func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[16]
+	mi := &file_triad_v1_triad_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1356,7 @@ func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{16}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DisconnectRequest) GetHeader() *AdminHeader {
@@ -1258,7 +1374,7 @@ type DisconnectResponse struct {
 
 func (x *DisconnectResponse) Reset() {
 	*x = DisconnectResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	mi := &file_triad_v1_triad_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1386,7 @@ func (x *DisconnectResponse) String() string {
 func (*DisconnectResponse) ProtoMessage() {}
 
 func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[17]
+	mi := &file_triad_v1_triad_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1399,7 @@ func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
 func (*DisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{17}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{19}
 }
 
 // ServerSettings are the replicated administration settings.
@@ -1308,7 +1424,7 @@ type ServerSettings struct {
 
 func (x *ServerSettings) Reset() {
 	*x = ServerSettings{}
-	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	mi := &file_triad_v1_triad_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1436,7 @@ func (x *ServerSettings) String() string {
 func (*ServerSettings) ProtoMessage() {}
 
 func (x *ServerSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[18]
+	mi := &file_triad_v1_triad_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1449,7 @@ func (x *ServerSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerSettings.ProtoReflect.Descriptor instead.
 func (*ServerSettings) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{18}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ServerSettings) GetSessionIdleTimeoutMs() int64 {
@@ -1414,7 +1530,7 @@ type ServerSetRequest struct {
 
 func (x *ServerSetRequest) Reset() {
 	*x = ServerSetRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1542,7 @@ func (x *ServerSetRequest) String() string {
 func (*ServerSetRequest) ProtoMessage() {}
 
 func (x *ServerSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[19]
+	mi := &file_triad_v1_triad_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1555,7 @@ func (x *ServerSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerSetRequest.ProtoReflect.Descriptor instead.
 func (*ServerSetRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{19}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServerSetRequest) GetHeader() *AdminHeader {
@@ -1512,7 +1628,7 @@ type AdminSession struct {
 
 func (x *AdminSession) Reset() {
 	*x = AdminSession{}
-	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1640,7 @@ func (x *AdminSession) String() string {
 func (*AdminSession) ProtoMessage() {}
 
 func (x *AdminSession) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[20]
+	mi := &file_triad_v1_triad_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1653,7 @@ func (x *AdminSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
 func (*AdminSession) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{20}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdminSession) GetId() string {
@@ -1617,7 +1733,7 @@ type PasswordSetRequest struct {
 
 func (x *PasswordSetRequest) Reset() {
 	*x = PasswordSetRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1745,7 @@ func (x *PasswordSetRequest) String() string {
 func (*PasswordSetRequest) ProtoMessage() {}
 
 func (x *PasswordSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[21]
+	mi := &file_triad_v1_triad_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1758,7 @@ func (x *PasswordSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordSetRequest.ProtoReflect.Descriptor instead.
 func (*PasswordSetRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{21}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PasswordSetRequest) GetHeader() *AdminHeader {
@@ -1682,7 +1798,7 @@ type PasswordSetResponse struct {
 
 func (x *PasswordSetResponse) Reset() {
 	*x = PasswordSetResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1810,7 @@ func (x *PasswordSetResponse) String() string {
 func (*PasswordSetResponse) ProtoMessage() {}
 
 func (x *PasswordSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[22]
+	mi := &file_triad_v1_triad_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1823,7 @@ func (x *PasswordSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordSetResponse.ProtoReflect.Descriptor instead.
 func (*PasswordSetResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{22}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PasswordSetResponse) GetMessage() string {
@@ -1727,7 +1843,7 @@ type LicenseShowRequest struct {
 
 func (x *LicenseShowRequest) Reset() {
 	*x = LicenseShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1855,7 @@ func (x *LicenseShowRequest) String() string {
 func (*LicenseShowRequest) ProtoMessage() {}
 
 func (x *LicenseShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[23]
+	mi := &file_triad_v1_triad_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1868,7 @@ func (x *LicenseShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseShowRequest.ProtoReflect.Descriptor instead.
 func (*LicenseShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{23}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LicenseShowRequest) GetHeader() *AdminHeader {
@@ -1779,7 +1895,7 @@ type LicenseRemoveRequest struct {
 
 func (x *LicenseRemoveRequest) Reset() {
 	*x = LicenseRemoveRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1907,7 @@ func (x *LicenseRemoveRequest) String() string {
 func (*LicenseRemoveRequest) ProtoMessage() {}
 
 func (x *LicenseRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[24]
+	mi := &file_triad_v1_triad_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1920,7 @@ func (x *LicenseRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseRemoveRequest.ProtoReflect.Descriptor instead.
 func (*LicenseRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{24}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LicenseRemoveRequest) GetHeader() *AdminHeader {
@@ -1830,7 +1946,7 @@ type LicenseRemoveResponse struct {
 
 func (x *LicenseRemoveResponse) Reset() {
 	*x = LicenseRemoveResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1958,7 @@ func (x *LicenseRemoveResponse) String() string {
 func (*LicenseRemoveResponse) ProtoMessage() {}
 
 func (x *LicenseRemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[25]
+	mi := &file_triad_v1_triad_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1971,7 @@ func (x *LicenseRemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseRemoveResponse.ProtoReflect.Descriptor instead.
 func (*LicenseRemoveResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{25}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LicenseRemoveResponse) GetMessage() string {
@@ -1874,7 +1990,7 @@ type UsageUsersRequest struct {
 
 func (x *UsageUsersRequest) Reset() {
 	*x = UsageUsersRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2002,7 @@ func (x *UsageUsersRequest) String() string {
 func (*UsageUsersRequest) ProtoMessage() {}
 
 func (x *UsageUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[26]
+	mi := &file_triad_v1_triad_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2015,7 @@ func (x *UsageUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageUsersRequest.ProtoReflect.Descriptor instead.
 func (*UsageUsersRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{26}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UsageUsersRequest) GetHeader() *AdminHeader {
@@ -1927,7 +2043,7 @@ type UserUsage struct {
 
 func (x *UserUsage) Reset() {
 	*x = UserUsage{}
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2055,7 @@ func (x *UserUsage) String() string {
 func (*UserUsage) ProtoMessage() {}
 
 func (x *UserUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[27]
+	mi := &file_triad_v1_triad_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2068,7 @@ func (x *UserUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUsage.ProtoReflect.Descriptor instead.
 func (*UserUsage) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{27}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UserUsage) GetUser() string {
@@ -2027,7 +2143,7 @@ type UsageUsersResponse struct {
 
 func (x *UsageUsersResponse) Reset() {
 	*x = UsageUsersResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2155,7 @@ func (x *UsageUsersResponse) String() string {
 func (*UsageUsersResponse) ProtoMessage() {}
 
 func (x *UsageUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[28]
+	mi := &file_triad_v1_triad_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2168,7 @@ func (x *UsageUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageUsersResponse.ProtoReflect.Descriptor instead.
 func (*UsageUsersResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{28}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UsageUsersResponse) GetUsers() []*UserUsage {
@@ -2071,7 +2187,7 @@ type UsageDenialsRequest struct {
 
 func (x *UsageDenialsRequest) Reset() {
 	*x = UsageDenialsRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2199,7 @@ func (x *UsageDenialsRequest) String() string {
 func (*UsageDenialsRequest) ProtoMessage() {}
 
 func (x *UsageDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[29]
+	mi := &file_triad_v1_triad_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2212,7 @@ func (x *UsageDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageDenialsRequest.ProtoReflect.Descriptor instead.
 func (*UsageDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{29}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UsageDenialsRequest) GetHeader() *AdminHeader {
@@ -2118,7 +2234,7 @@ type DenialCount struct {
 
 func (x *DenialCount) Reset() {
 	*x = DenialCount{}
-	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2246,7 @@ func (x *DenialCount) String() string {
 func (*DenialCount) ProtoMessage() {}
 
 func (x *DenialCount) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[30]
+	mi := &file_triad_v1_triad_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2259,7 @@ func (x *DenialCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DenialCount.ProtoReflect.Descriptor instead.
 func (*DenialCount) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{30}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DenialCount) GetFeature() string {
@@ -2188,7 +2304,7 @@ type UsageDenialsResponse struct {
 
 func (x *UsageDenialsResponse) Reset() {
 	*x = UsageDenialsResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	mi := &file_triad_v1_triad_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2316,7 @@ func (x *UsageDenialsResponse) String() string {
 func (*UsageDenialsResponse) ProtoMessage() {}
 
 func (x *UsageDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[31]
+	mi := &file_triad_v1_triad_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2329,7 @@ func (x *UsageDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageDenialsResponse.ProtoReflect.Descriptor instead.
 func (*UsageDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{31}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UsageDenialsResponse) GetMember() string {
@@ -2254,7 +2370,7 @@ type UsageReleaseRequest struct {
 
 func (x *UsageReleaseRequest) Reset() {
 	*x = UsageReleaseRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	mi := &file_triad_v1_triad_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2382,7 @@ func (x *UsageReleaseRequest) String() string {
 func (*UsageReleaseRequest) ProtoMessage() {}
 
 func (x *UsageReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[32]
+	mi := &file_triad_v1_triad_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2395,7 @@ func (x *UsageReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReleaseRequest.ProtoReflect.Descriptor instead.
 func (*UsageReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{32}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UsageReleaseRequest) GetHeader() *AdminHeader {
@@ -2307,7 +2423,7 @@ type UsageReleaseResponse struct {
 
 func (x *UsageReleaseResponse) Reset() {
 	*x = UsageReleaseResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[33]
+	mi := &file_triad_v1_triad_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2435,7 @@ func (x *UsageReleaseResponse) String() string {
 func (*UsageReleaseResponse) ProtoMessage() {}
 
 func (x *UsageReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[33]
+	mi := &file_triad_v1_triad_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2448,7 @@ func (x *UsageReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageReleaseResponse.ProtoReflect.Descriptor instead.
 func (*UsageReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{33}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UsageReleaseResponse) GetLeaseId() uint64 {
@@ -2358,7 +2474,7 @@ type ServerShowRequest struct {
 
 func (x *ServerShowRequest) Reset() {
 	*x = ServerShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[34]
+	mi := &file_triad_v1_triad_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2486,7 @@ func (x *ServerShowRequest) String() string {
 func (*ServerShowRequest) ProtoMessage() {}
 
 func (x *ServerShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[34]
+	mi := &file_triad_v1_triad_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2499,7 @@ func (x *ServerShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerShowRequest.ProtoReflect.Descriptor instead.
 func (*ServerShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{34}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ServerShowRequest) GetHeader() *AdminHeader {
@@ -2413,7 +2529,7 @@ type ServerShowResponse struct {
 
 func (x *ServerShowResponse) Reset() {
 	*x = ServerShowResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[35]
+	mi := &file_triad_v1_triad_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2541,7 @@ func (x *ServerShowResponse) String() string {
 func (*ServerShowResponse) ProtoMessage() {}
 
 func (x *ServerShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[35]
+	mi := &file_triad_v1_triad_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2554,7 @@ func (x *ServerShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerShowResponse.ProtoReflect.Descriptor instead.
 func (*ServerShowResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{35}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ServerShowResponse) GetName() string {
@@ -2523,7 +2639,7 @@ type ClusterCreateRequest struct {
 
 func (x *ClusterCreateRequest) Reset() {
 	*x = ClusterCreateRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[36]
+	mi := &file_triad_v1_triad_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2651,7 @@ func (x *ClusterCreateRequest) String() string {
 func (*ClusterCreateRequest) ProtoMessage() {}
 
 func (x *ClusterCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[36]
+	mi := &file_triad_v1_triad_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2664,7 @@ func (x *ClusterCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCreateRequest.ProtoReflect.Descriptor instead.
 func (*ClusterCreateRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{36}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterCreateRequest) GetHeader() *AdminHeader {
@@ -2586,7 +2702,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_triad_v1_triad_proto_msgTypes[37]
+	mi := &file_triad_v1_triad_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2714,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[37]
+	mi := &file_triad_v1_triad_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2727,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{37}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Member) GetName() string {
@@ -2660,7 +2776,7 @@ type ClusterCreateResponse struct {
 
 func (x *ClusterCreateResponse) Reset() {
 	*x = ClusterCreateResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[38]
+	mi := &file_triad_v1_triad_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2788,7 @@ func (x *ClusterCreateResponse) String() string {
 func (*ClusterCreateResponse) ProtoMessage() {}
 
 func (x *ClusterCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[38]
+	mi := &file_triad_v1_triad_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2801,7 @@ func (x *ClusterCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterCreateResponse.ProtoReflect.Descriptor instead.
 func (*ClusterCreateResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{38}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ClusterCreateResponse) GetMode() string {
@@ -2718,7 +2834,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[39]
+	mi := &file_triad_v1_triad_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2846,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[39]
+	mi := &file_triad_v1_triad_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2859,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{39}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ClusterStatusRequest) GetHeader() *AdminHeader {
@@ -2765,7 +2881,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_triad_v1_triad_proto_msgTypes[40]
+	mi := &file_triad_v1_triad_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +2893,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[40]
+	mi := &file_triad_v1_triad_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +2906,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{40}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Link) GetA() string {
@@ -2845,7 +2961,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[41]
+	mi := &file_triad_v1_triad_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2973,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[41]
+	mi := &file_triad_v1_triad_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2986,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{41}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClusterStatusResponse) GetStatus() string {
@@ -2990,7 +3106,7 @@ type ClockOffset struct {
 
 func (x *ClockOffset) Reset() {
 	*x = ClockOffset{}
-	mi := &file_triad_v1_triad_proto_msgTypes[42]
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3118,7 @@ func (x *ClockOffset) String() string {
 func (*ClockOffset) ProtoMessage() {}
 
 func (x *ClockOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[42]
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3131,7 @@ func (x *ClockOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOffset.ProtoReflect.Descriptor instead.
 func (*ClockOffset) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{42}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClockOffset) GetPeer() string {
@@ -3056,7 +3172,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_triad_v1_triad_proto_msgTypes[43]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3184,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[43]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3197,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{43}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Alarm) GetKind() string {
@@ -3131,7 +3247,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3143,7 +3259,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3156,7 +3272,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Event) GetKind() string {
@@ -3191,7 +3307,7 @@ type LicenseEnrollRequest struct {
 
 func (x *LicenseEnrollRequest) Reset() {
 	*x = LicenseEnrollRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3203,7 +3319,7 @@ func (x *LicenseEnrollRequest) String() string {
 func (*LicenseEnrollRequest) ProtoMessage() {}
 
 func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3216,7 +3332,7 @@ func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollRequest.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LicenseEnrollRequest) GetHeader() *AdminHeader {
@@ -3245,7 +3361,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3257,7 +3373,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3270,7 +3386,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Feature) GetName() string {
@@ -3321,7 +3437,7 @@ type LicenseInfo struct {
 
 func (x *LicenseInfo) Reset() {
 	*x = LicenseInfo{}
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3449,7 @@ func (x *LicenseInfo) String() string {
 func (*LicenseInfo) ProtoMessage() {}
 
 func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3462,7 @@ func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseInfo.ProtoReflect.Descriptor instead.
 func (*LicenseInfo) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LicenseInfo) GetSerial() string {
@@ -3435,7 +3551,7 @@ type LicenseEnrollResponse struct {
 
 func (x *LicenseEnrollResponse) Reset() {
 	*x = LicenseEnrollResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3447,7 +3563,7 @@ func (x *LicenseEnrollResponse) String() string {
 func (*LicenseEnrollResponse) ProtoMessage() {}
 
 func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3460,7 +3576,7 @@ func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollResponse.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
@@ -3479,7 +3595,7 @@ type LicenseListRequest struct {
 
 func (x *LicenseListRequest) Reset() {
 	*x = LicenseListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3491,7 +3607,7 @@ func (x *LicenseListRequest) String() string {
 func (*LicenseListRequest) ProtoMessage() {}
 
 func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3504,7 +3620,7 @@ func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListRequest.ProtoReflect.Descriptor instead.
 func (*LicenseListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LicenseListRequest) GetHeader() *AdminHeader {
@@ -3523,7 +3639,7 @@ type LicenseListResponse struct {
 
 func (x *LicenseListResponse) Reset() {
 	*x = LicenseListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +3651,7 @@ func (x *LicenseListResponse) String() string {
 func (*LicenseListResponse) ProtoMessage() {}
 
 func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +3664,7 @@ func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListResponse.ProtoReflect.Descriptor instead.
 func (*LicenseListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LicenseListResponse) GetLicenses() []*LicenseInfo {
@@ -3568,7 +3684,7 @@ type UsageFeaturesRequest struct {
 
 func (x *UsageFeaturesRequest) Reset() {
 	*x = UsageFeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3580,7 +3696,7 @@ func (x *UsageFeaturesRequest) String() string {
 func (*UsageFeaturesRequest) ProtoMessage() {}
 
 func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3593,7 +3709,7 @@ func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*UsageFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UsageFeaturesRequest) GetHeader() *AdminHeader {
@@ -3619,7 +3735,7 @@ type UsageLeasesRequest struct {
 
 func (x *UsageLeasesRequest) Reset() {
 	*x = UsageLeasesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3747,7 @@ func (x *UsageLeasesRequest) String() string {
 func (*UsageLeasesRequest) ProtoMessage() {}
 
 func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3760,7 @@ func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesRequest.ProtoReflect.Descriptor instead.
 func (*UsageLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
@@ -3663,7 +3779,7 @@ type UsageLeasesResponse struct {
 
 func (x *UsageLeasesResponse) Reset() {
 	*x = UsageLeasesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3791,7 @@ func (x *UsageLeasesResponse) String() string {
 func (*UsageLeasesResponse) ProtoMessage() {}
 
 func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3804,7 @@ func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesResponse.ProtoReflect.Descriptor instead.
 func (*UsageLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UsageLeasesResponse) GetLeases() []*Lease {
@@ -3709,7 +3825,7 @@ type UsageRecycleRequest struct {
 
 func (x *UsageRecycleRequest) Reset() {
 	*x = UsageRecycleRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3837,7 @@ func (x *UsageRecycleRequest) String() string {
 func (*UsageRecycleRequest) ProtoMessage() {}
 
 func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3850,7 @@ func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleRequest.ProtoReflect.Descriptor instead.
 func (*UsageRecycleRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UsageRecycleRequest) GetHeader() *AdminHeader {
@@ -3767,7 +3883,7 @@ type UsageRecycleResponse struct {
 
 func (x *UsageRecycleResponse) Reset() {
 	*x = UsageRecycleResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3779,7 +3895,7 @@ func (x *UsageRecycleResponse) String() string {
 func (*UsageRecycleResponse) ProtoMessage() {}
 
 func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3792,7 +3908,7 @@ func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleResponse.ProtoReflect.Descriptor instead.
 func (*UsageRecycleResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UsageRecycleResponse) GetMessage() string {
@@ -3813,7 +3929,7 @@ type RulesSetRequest struct {
 
 func (x *RulesSetRequest) Reset() {
 	*x = RulesSetRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +3941,7 @@ func (x *RulesSetRequest) String() string {
 func (*RulesSetRequest) ProtoMessage() {}
 
 func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +3954,7 @@ func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesSetRequest.ProtoReflect.Descriptor instead.
 func (*RulesSetRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RulesSetRequest) GetHeader() *AdminHeader {
@@ -3864,7 +3980,7 @@ type RulesShowRequest struct {
 
 func (x *RulesShowRequest) Reset() {
 	*x = RulesShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3876,7 +3992,7 @@ func (x *RulesShowRequest) String() string {
 func (*RulesShowRequest) ProtoMessage() {}
 
 func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3889,7 +4005,7 @@ func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowRequest.ProtoReflect.Descriptor instead.
 func (*RulesShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RulesShowRequest) GetHeader() *AdminHeader {
@@ -3911,7 +4027,7 @@ type RulesShowResponse struct {
 
 func (x *RulesShowResponse) Reset() {
 	*x = RulesShowResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3923,7 +4039,7 @@ func (x *RulesShowResponse) String() string {
 func (*RulesShowResponse) ProtoMessage() {}
 
 func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3936,7 +4052,7 @@ func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowResponse.ProtoReflect.Descriptor instead.
 func (*RulesShowResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RulesShowResponse) GetText() string {
@@ -4044,7 +4160,14 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
 	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
-	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x80\x01\n" +
+	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x11\n" +
+	"\x0fDiscoverRequest\"\x91\x01\n" +
+	"\x10DiscoverResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12)\n" +
+	"\x10failover_address\x18\x04 \x01(\tR\x0ffailoverAddress\x12\x10\n" +
+	"\x03tls\x18\x05 \x01(\bR\x03tls\"\x80\x01\n" +
 	"\vAdminHeader\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12#\n" +
 	"\rsession_token\x18\x02 \x01(\tR\fsessionToken\x12!\n" +
@@ -4282,7 +4405,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x99\v\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xdc\v\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -4305,7 +4428,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\rLicenseEnroll\x12\x1e.triad.v1.LicenseEnrollRequest\x1a\x1f.triad.v1.LicenseEnrollResponse\x12J\n" +
 	"\vLicenseList\x12\x1c.triad.v1.LicenseListRequest\x1a\x1d.triad.v1.LicenseListResponse\x12K\n" +
 	"\rUsageFeatures\x12\x1e.triad.v1.UsageFeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12J\n" +
-	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponse\x12A\n" +
+	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -4319,7 +4443,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),         // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),       // 1: triad.v1.CheckoutRequest
@@ -4334,52 +4458,54 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*FeaturesRequest)(nil),       // 10: triad.v1.FeaturesRequest
 	(*FeatureUsage)(nil),          // 11: triad.v1.FeatureUsage
 	(*FeaturesResponse)(nil),      // 12: triad.v1.FeaturesResponse
-	(*AdminHeader)(nil),           // 13: triad.v1.AdminHeader
-	(*ConnectRequest)(nil),        // 14: triad.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 15: triad.v1.ConnectResponse
-	(*DisconnectRequest)(nil),     // 16: triad.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 17: triad.v1.DisconnectResponse
-	(*ServerSettings)(nil),        // 18: triad.v1.ServerSettings
-	(*ServerSetRequest)(nil),      // 19: triad.v1.ServerSetRequest
-	(*AdminSession)(nil),          // 20: triad.v1.AdminSession
-	(*PasswordSetRequest)(nil),    // 21: triad.v1.PasswordSetRequest
-	(*PasswordSetResponse)(nil),   // 22: triad.v1.PasswordSetResponse
-	(*LicenseShowRequest)(nil),    // 23: triad.v1.LicenseShowRequest
-	(*LicenseRemoveRequest)(nil),  // 24: triad.v1.LicenseRemoveRequest
-	(*LicenseRemoveResponse)(nil), // 25: triad.v1.LicenseRemoveResponse
-	(*UsageUsersRequest)(nil),     // 26: triad.v1.UsageUsersRequest
-	(*UserUsage)(nil),             // 27: triad.v1.UserUsage
-	(*UsageUsersResponse)(nil),    // 28: triad.v1.UsageUsersResponse
-	(*UsageDenialsRequest)(nil),   // 29: triad.v1.UsageDenialsRequest
-	(*DenialCount)(nil),           // 30: triad.v1.DenialCount
-	(*UsageDenialsResponse)(nil),  // 31: triad.v1.UsageDenialsResponse
-	(*UsageReleaseRequest)(nil),   // 32: triad.v1.UsageReleaseRequest
-	(*UsageReleaseResponse)(nil),  // 33: triad.v1.UsageReleaseResponse
-	(*ServerShowRequest)(nil),     // 34: triad.v1.ServerShowRequest
-	(*ServerShowResponse)(nil),    // 35: triad.v1.ServerShowResponse
-	(*ClusterCreateRequest)(nil),  // 36: triad.v1.ClusterCreateRequest
-	(*Member)(nil),                // 37: triad.v1.Member
-	(*ClusterCreateResponse)(nil), // 38: triad.v1.ClusterCreateResponse
-	(*ClusterStatusRequest)(nil),  // 39: triad.v1.ClusterStatusRequest
-	(*Link)(nil),                  // 40: triad.v1.Link
-	(*ClusterStatusResponse)(nil), // 41: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),           // 42: triad.v1.ClockOffset
-	(*Alarm)(nil),                 // 43: triad.v1.Alarm
-	(*Event)(nil),                 // 44: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),  // 45: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),               // 46: triad.v1.Feature
-	(*LicenseInfo)(nil),           // 47: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil), // 48: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),    // 49: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),   // 50: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),  // 51: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),    // 52: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),   // 53: triad.v1.UsageLeasesResponse
-	(*UsageRecycleRequest)(nil),   // 54: triad.v1.UsageRecycleRequest
-	(*UsageRecycleResponse)(nil),  // 55: triad.v1.UsageRecycleResponse
-	(*RulesSetRequest)(nil),       // 56: triad.v1.RulesSetRequest
-	(*RulesShowRequest)(nil),      // 57: triad.v1.RulesShowRequest
-	(*RulesShowResponse)(nil),     // 58: triad.v1.RulesShowResponse
+	(*DiscoverRequest)(nil),       // 13: triad.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),      // 14: triad.v1.DiscoverResponse
+	(*AdminHeader)(nil),           // 15: triad.v1.AdminHeader
+	(*ConnectRequest)(nil),        // 16: triad.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 17: triad.v1.ConnectResponse
+	(*DisconnectRequest)(nil),     // 18: triad.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 19: triad.v1.DisconnectResponse
+	(*ServerSettings)(nil),        // 20: triad.v1.ServerSettings
+	(*ServerSetRequest)(nil),      // 21: triad.v1.ServerSetRequest
+	(*AdminSession)(nil),          // 22: triad.v1.AdminSession
+	(*PasswordSetRequest)(nil),    // 23: triad.v1.PasswordSetRequest
+	(*PasswordSetResponse)(nil),   // 24: triad.v1.PasswordSetResponse
+	(*LicenseShowRequest)(nil),    // 25: triad.v1.LicenseShowRequest
+	(*LicenseRemoveRequest)(nil),  // 26: triad.v1.LicenseRemoveRequest
+	(*LicenseRemoveResponse)(nil), // 27: triad.v1.LicenseRemoveResponse
+	(*UsageUsersRequest)(nil),     // 28: triad.v1.UsageUsersRequest
+	(*UserUsage)(nil),             // 29: triad.v1.UserUsage
+	(*UsageUsersResponse)(nil),    // 30: triad.v1.UsageUsersResponse
+	(*UsageDenialsRequest)(nil),   // 31: triad.v1.UsageDenialsRequest
+	(*DenialCount)(nil),           // 32: triad.v1.DenialCount
+	(*UsageDenialsResponse)(nil),  // 33: triad.v1.UsageDenialsResponse
+	(*UsageReleaseRequest)(nil),   // 34: triad.v1.UsageReleaseRequest
+	(*UsageReleaseResponse)(nil),  // 35: triad.v1.UsageReleaseResponse
+	(*ServerShowRequest)(nil),     // 36: triad.v1.ServerShowRequest
+	(*ServerShowResponse)(nil),    // 37: triad.v1.ServerShowResponse
+	(*ClusterCreateRequest)(nil),  // 38: triad.v1.ClusterCreateRequest
+	(*Member)(nil),                // 39: triad.v1.Member
+	(*ClusterCreateResponse)(nil), // 40: triad.v1.ClusterCreateResponse
+	(*ClusterStatusRequest)(nil),  // 41: triad.v1.ClusterStatusRequest
+	(*Link)(nil),                  // 42: triad.v1.Link
+	(*ClusterStatusResponse)(nil), // 43: triad.v1.ClusterStatusResponse
+	(*ClockOffset)(nil),           // 44: triad.v1.ClockOffset
+	(*Alarm)(nil),                 // 45: triad.v1.Alarm
+	(*Event)(nil),                 // 46: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),  // 47: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),               // 48: triad.v1.Feature
+	(*LicenseInfo)(nil),           // 49: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil), // 50: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),    // 51: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),   // 52: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),  // 53: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),    // 54: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),   // 55: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),   // 56: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),  // 57: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),       // 58: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),      // 59: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),     // 60: triad.v1.RulesShowResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -4387,92 +4513,94 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	5,  // 2: triad.v1.RenewResponse.results:type_name -> triad.v1.RenewResult
 	8,  // 3: triad.v1.ReleaseResponse.results:type_name -> triad.v1.ReleaseResult
 	11, // 4: triad.v1.FeaturesResponse.features:type_name -> triad.v1.FeatureUsage
-	13, // 5: triad.v1.ConnectRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 6: triad.v1.DisconnectRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 7: triad.v1.ServerSetRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 8: triad.v1.PasswordSetRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 9: triad.v1.LicenseShowRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 10: triad.v1.LicenseRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 11: triad.v1.UsageUsersRequest.header:type_name -> triad.v1.AdminHeader
-	27, // 12: triad.v1.UsageUsersResponse.users:type_name -> triad.v1.UserUsage
-	13, // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
-	30, // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
-	13, // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
-	18, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
-	20, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	13, // 19: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	37, // 20: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	13, // 21: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	37, // 22: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	40, // 23: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	42, // 24: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	43, // 25: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	15, // 5: triad.v1.ConnectRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 6: triad.v1.DisconnectRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 7: triad.v1.ServerSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 8: triad.v1.PasswordSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 9: triad.v1.LicenseShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 10: triad.v1.LicenseRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 11: triad.v1.UsageUsersRequest.header:type_name -> triad.v1.AdminHeader
+	29, // 12: triad.v1.UsageUsersResponse.users:type_name -> triad.v1.UserUsage
+	15, // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
+	32, // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
+	15, // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
+	20, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
+	22, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
+	15, // 19: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 20: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	15, // 21: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 22: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	42, // 23: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	44, // 24: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	45, // 25: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
 	11, // 26: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	44, // 27: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	13, // 28: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	46, // 29: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	47, // 30: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	13, // 31: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	47, // 32: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	13, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	46, // 27: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	15, // 28: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	48, // 29: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	49, // 30: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15, // 31: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	49, // 32: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
 	2,  // 35: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	13, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	13, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
 	1,  // 39: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
 	4,  // 40: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
 	7,  // 41: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
 	10, // 42: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
 	0,  // 43: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
 	7,  // 44: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	14, // 45: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	16, // 46: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	34, // 47: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	19, // 48: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	21, // 49: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	23, // 50: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	24, // 51: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	26, // 52: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	29, // 53: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	32, // 54: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	54, // 55: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	56, // 56: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	57, // 57: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	36, // 58: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	39, // 59: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	45, // 60: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	49, // 61: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	51, // 62: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	52, // 63: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	3,  // 64: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 65: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 66: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 67: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 68: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 69: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	15, // 70: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	17, // 71: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	35, // 72: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	18, // 73: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	22, // 74: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	47, // 75: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	25, // 76: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	28, // 77: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	31, // 78: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	33, // 79: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	55, // 80: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	58, // 81: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	58, // 82: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	38, // 83: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	41, // 84: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	48, // 85: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	50, // 86: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 87: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	53, // 88: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // [64:89] is the sub-list for method output_type
-	39, // [39:64] is the sub-list for method input_type
+	16, // 45: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 46: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 47: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 48: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 49: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 50: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 51: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 52: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 53: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 54: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	56, // 55: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	58, // 56: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	59, // 57: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 58: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 59: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	47, // 60: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	51, // 61: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	53, // 62: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	54, // 63: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	13, // 64: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	3,  // 65: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 66: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 67: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 68: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 69: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 70: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 71: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 72: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 73: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 74: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 75: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	49, // 76: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 77: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 78: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 79: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 80: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	57, // 81: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	60, // 82: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	60, // 83: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 84: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 85: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	50, // 86: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	52, // 87: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 88: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	55, // 89: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	14, // 90: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	65, // [65:91] is the sub-list for method output_type
+	39, // [39:65] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -4483,14 +4611,14 @@ func file_triad_v1_triad_proto_init() {
 	if File_triad_v1_triad_proto != nil {
 		return
 	}
-	file_triad_v1_triad_proto_msgTypes[19].OneofWrappers = []any{}
+	file_triad_v1_triad_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -358,6 +358,7 @@ const (
 	Admin_LicenseList_FullMethodName   = "/triad.v1.Admin/LicenseList"
 	Admin_UsageFeatures_FullMethodName = "/triad.v1.Admin/UsageFeatures"
 	Admin_UsageLeases_FullMethodName   = "/triad.v1.Admin/UsageLeases"
+	Admin_Discover_FullMethodName      = "/triad.v1.Admin/Discover"
 )
 
 // AdminClient is the client API for Admin service.
@@ -396,6 +397,10 @@ type AdminClient interface {
 	LicenseList(ctx context.Context, in *LicenseListRequest, opts ...grpc.CallOption) (*LicenseListResponse, error)
 	UsageFeatures(ctx context.Context, in *UsageFeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error)
 	UsageLeases(ctx context.Context, in *UsageLeasesRequest, opts ...grpc.CallOption) (*UsageLeasesResponse, error)
+	// Discover needs no session: it tells a forming member (and operators)
+	// this member's name, mode and failover address, where the member-only
+	// Peer service is served under mutual TLS. Nothing secret.
+	Discover(ctx context.Context, in *DiscoverRequest, opts ...grpc.CallOption) (*DiscoverResponse, error)
 }
 
 type adminClient struct {
@@ -596,6 +601,16 @@ func (c *adminClient) UsageLeases(ctx context.Context, in *UsageLeasesRequest, o
 	return out, nil
 }
 
+func (c *adminClient) Discover(ctx context.Context, in *DiscoverRequest, opts ...grpc.CallOption) (*DiscoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiscoverResponse)
+	err := c.cc.Invoke(ctx, Admin_Discover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -632,6 +647,10 @@ type AdminServer interface {
 	LicenseList(context.Context, *LicenseListRequest) (*LicenseListResponse, error)
 	UsageFeatures(context.Context, *UsageFeaturesRequest) (*FeaturesResponse, error)
 	UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error)
+	// Discover needs no session: it tells a forming member (and operators)
+	// this member's name, mode and failover address, where the member-only
+	// Peer service is served under mutual TLS. Nothing secret.
+	Discover(context.Context, *DiscoverRequest) (*DiscoverResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -698,6 +717,9 @@ func (UnimplementedAdminServer) UsageFeatures(context.Context, *UsageFeaturesReq
 }
 func (UnimplementedAdminServer) UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UsageLeases not implemented")
+}
+func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*DiscoverResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Discover not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1062,6 +1084,24 @@ func _Admin_UsageLeases_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Discover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiscoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Discover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Discover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Discover(ctx, req.(*DiscoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1144,6 +1184,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UsageLeases",
 			Handler:    _Admin_UsageLeases_Handler,
+		},
+		{
+			MethodName: "Discover",
+			Handler:    _Admin_Discover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,292 @@
+// Package failover is the member-to-member transport: the trust boundary
+// between the three members and everything else. It owns the failover port
+// (default 4086), which carries both Raft's transport and the gRPC Peer
+// service (formation, heartbeats, forwarding to the leader), told apart by
+// one header byte each connection sends before anything else; then, unless
+// the member runs with --insecure, both speak mutual TLS under the cluster
+// CA, and only member certificates (pki.MemberOU) of the formed members are
+// accepted. Nothing member-only is served on the licensing port.
+package failover
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/triadlm/triad/server/pki"
+)
+
+// Header bytes: the first byte of every connection to the failover port.
+const (
+	headerRaft byte = 'R'
+	headerPeer byte = 'P'
+)
+
+// handshakeTimeout bounds the header byte and the TLS handshake of one
+// incoming connection, so a silent connection cannot hold a goroutine.
+const handshakeTimeout = 5 * time.Second
+
+// MaxPeerMessage is the largest Peer message (a forwarded batch of 1,024
+// checkouts is well under 1 MiB).
+const MaxPeerMessage = 8 << 20
+
+// Side is one member's failover port.
+type Side struct {
+	ln        net.Listener
+	advertise net.Addr
+	dialer    net.Dialer
+	creds     *pki.Creds // nil: plaintext (--insecure)
+
+	serverTLS, clientTLS *tls.Config
+
+	members atomic.Pointer[map[string]bool] // formed members; nil before formation
+
+	raftConns chan net.Conn
+	peerConns chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// Listen opens the failover port on addr. advertise is the address other
+// members dial ("" = the address listened on, with an unspecified host
+// shown as loopback until formation names it). creds nil means plaintext.
+func Listen(addr, advertise string, dialer net.Dialer, creds *pki.Creds) (*Side, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on the failover port %s: %w", addr, err)
+	}
+	if advertise == "" {
+		advertise = ln.Addr().String()
+	}
+	adv, err := resolveAdvertise(advertise)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("failover advertise address %q: %w", advertise, err)
+	}
+	s := &Side{ln: ln, advertise: adv, dialer: dialer, creds: creds,
+		raftConns: make(chan net.Conn), peerConns: make(chan net.Conn), done: make(chan struct{}),
+		conns: map[string]*grpc.ClientConn{}}
+	if creds != nil {
+		s.serverTLS = creds.MutualServer(s.checkMember)
+		s.clientTLS = creds.MutualClient(s.checkMember)
+	}
+	go s.acceptLoop()
+	return s, nil
+}
+
+// resolveAdvertise turns a listen address into one peers can dial. An
+// unspecified host is advertised as loopback only until formation, which
+// replaces it with the host the administrator named for this member.
+func resolveAdvertise(listen string) (net.Addr, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, err
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
+}
+
+// Secure reports whether the failover port uses mutual TLS.
+func (s *Side) Secure() bool { return s.creds != nil }
+
+// Addr is the address listened on (the real port when 0 was asked).
+func (s *Side) Addr() net.Addr { return s.ln.Addr() }
+
+// SetMembers restricts the failover port to the named members (the formed
+// cluster). Before it is called, any member certificate of the cluster CA
+// is accepted, as formation needs.
+func (s *Side) SetMembers(names []string) {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	s.members.Store(&m)
+}
+
+func (s *Side) checkMember(name string) error {
+	m := s.members.Load()
+	if m == nil || (*m)[name] {
+		return nil
+	}
+	return fmt.Errorf("member certificate %q does not name a member of this cluster", name)
+}
+
+func (s *Side) acceptLoop() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.Close()
+			return
+		}
+		go s.route(c)
+	}
+}
+
+// route reads the header byte and hands the connection to Raft (after the
+// TLS handshake) or to the Peer gRPC server (which does its own).
+func (s *Side) route(c net.Conn) {
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	var h [1]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		c.Close()
+		return
+	}
+	var dst chan net.Conn
+	switch h[0] {
+	case headerRaft:
+		dst = s.raftConns
+		if s.serverTLS != nil {
+			tc := tls.Server(c, s.serverTLS)
+			if err := tc.Handshake(); err != nil {
+				c.Close()
+				return
+			}
+			c = tc
+		}
+		c.SetDeadline(time.Time{})
+	case headerPeer:
+		dst = s.peerConns
+		c.SetDeadline(time.Time{}) // gRPC sets its own handshake deadline
+	default:
+		c.Close()
+		return
+	}
+	select {
+	case dst <- c:
+	case <-s.done:
+		c.Close()
+	}
+}
+
+// Close stops listening and closes the pooled Peer connections.
+func (s *Side) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.ln.Close()
+		s.mu.Lock()
+		for a, c := range s.conns {
+			c.Close()
+			delete(s.conns, a)
+		}
+		s.mu.Unlock()
+	})
+	return nil
+}
+
+// chanListener is a net.Listener fed by route.
+type chanListener struct {
+	s    *Side
+	ch   chan net.Conn
+	addr net.Addr
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error   { return nil }
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// RaftLayer is Raft's stream layer on this failover port.
+func (s *Side) RaftLayer() raft.StreamLayer {
+	return &raftLayer{chanListener: chanListener{s: s, ch: s.raftConns, addr: s.advertise}}
+}
+
+type raftLayer struct{ chanListener }
+
+func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return r.s.dial(ctx, string(addr), headerRaft, true)
+}
+
+// dial connects to a member's failover port and sends the header; with
+// handshake it also does the TLS handshake (Raft), otherwise gRPC does.
+func (s *Side) dial(ctx context.Context, addr string, header byte, handshake bool) (net.Conn, error) {
+	c, err := s.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if _, err := c.Write([]byte{header}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if handshake && s.clientTLS != nil {
+		tc := tls.Client(c, s.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake with member %s: %w", addr, err)
+		}
+		c = tc
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// PeerListener is what the Peer gRPC server serves.
+func (s *Side) PeerListener() net.Listener {
+	return &chanListener{s: s, ch: s.peerConns, addr: s.ln.Addr()}
+}
+
+// ServerOptions are the Peer gRPC server's options: mutual TLS (or
+// plaintext with --insecure) and message size limits.
+func (s *Side) ServerOptions() []grpc.ServerOption {
+	creds := insecure.NewCredentials()
+	if s.serverTLS != nil {
+		creds = credentials.NewTLS(s.serverTLS)
+	}
+	return []grpc.ServerOption{grpc.Creds(creds), grpc.MaxRecvMsgSize(MaxPeerMessage), grpc.MaxSendMsgSize(MaxPeerMessage)}
+}
+
+// Conn returns the pooled Peer connection to the member whose failover
+// port is addr.
+func (s *Side) Conn(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	creds := insecure.NewCredentials()
+	if s.clientTLS != nil {
+		creds = credentials.NewTLS(s.clientTLS)
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxPeerMessage), grpc.MaxCallSendMsgSize(MaxPeerMessage)),
+		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			return s.dial(ctx, a, headerPeer, false)
+		}))
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
