@@ -5,13 +5,15 @@ import (
 	"errors"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // flowWindow is the fixed HTTP/2 stream and connection window (1 MiB).
 const flowWindow = 1 << 20
+
+// maxReply bounds a member's answer (a lease listing is the largest).
+const maxReply = 64 << 20
 
 // Client talks to the members of one Triad cluster and, optionally, to a
 // backup server. It is safe for concurrent use. Close it when done; closing
@@ -39,7 +41,8 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	// Fixed flow-control windows switch off gRPC's BDP estimator, whose
 	// pings cost a frame and a wake-up on both sides for every burst of
 	// these small calls.
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.transportCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReply)),
 		grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)}, cfg.dialOpts...)
 	cluster, err := dialSet("cluster", addrs, dialOpts, cfg.logger)
 	if err != nil {

@@ -18,7 +18,7 @@ const testTimeout = 10 * time.Second
 
 func newTestClient(t *testing.T, addrs []string, opts ...Option) *Client {
 	t.Helper()
-	opts = append([]Option{WithIdentity("alice", "ws1", 42, "cid-1"), WithCallTimeout(time.Second)}, opts...)
+	opts = append([]Option{WithInsecure(), WithIdentity("alice", "ws1", 42, "cid-1"), WithCallTimeout(time.Second)}, opts...)
 	c, err := New(addrs, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -39,6 +40,16 @@ func start(members int, features ...fakeserver.Feature) standIn {
 	return standIn{s, time.AfterFunc(time.Minute, func() { panic("example did not finish within a minute") })}
 }
 
+// mustTLS is the TLS configuration for the stand-in's CA; with a real
+// cluster: client.TLSConfig("/etc/triad/ca.crt", "", "").
+func mustTLS(s standIn) *tls.Config {
+	cfg, err := client.TLSConfig(s.CAFile(), "", "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	return cfg
+}
+
 // startCluster stands in for a three-member cluster licensed for 10 seats
 // of cad up to version 5, borrowable for up to 72 h.
 func startCluster() standIn {
@@ -56,7 +67,7 @@ func Example() {
 	cluster := startCluster() // lic1:4085, lic2:4085, lic3:4085
 	defer cluster.Close()
 
-	c, err := client.New(cluster.Addrs())
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
 		log.Fatal(err) // only for bad addresses: members may be down
 	}
@@ -94,7 +105,7 @@ func ExampleWithStateHandler() {
 	cluster := startCluster()
 	defer cluster.Close()
 
-	c, err := client.New(cluster.Addrs(),
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)),
 		client.WithStateHandler(func(ch client.StateChange) {
 			switch ch.To {
 			case client.Grace:
@@ -138,7 +149,7 @@ func ExampleWithStateHandler() {
 func ExampleLease_Changes() {
 	cluster := startCluster()
 	defer cluster.Close()
-	c, err := client.New(cluster.Addrs())
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -174,7 +185,7 @@ func ExampleWithBackup() {
 	backup := startBackup() // lic-backup:4085, a standalone server with its own license
 	defer backup.Close()
 
-	c, err := client.New(cluster.Addrs(), client.WithBackup(backup.Addrs()...))
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)), client.WithBackup(backup.Addrs()...))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -212,7 +223,7 @@ func ExampleWithBackup() {
 func ExampleClient_Borrow() {
 	cluster := startCluster() // its license lets cad be borrowed for up to 72 h
 	defer cluster.Close()
-	c, err := client.New(cluster.Addrs())
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -250,7 +261,7 @@ func ExampleProtocolVersionError() {
 	defer cluster.Close()
 	cluster.SetProtocolVersion(2) // the license servers run a newer protocol
 
-	c, err := client.New(cluster.Addrs())
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -276,7 +287,7 @@ func ExampleProtocolVersionError() {
 func ExampleLease_RenewErr() {
 	cluster := startCluster()
 	defer cluster.Close()
-	c, err := client.New(cluster.Addrs())
+	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
 		log.Fatal(err)
 	}

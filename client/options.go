@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"log/slog"
 	"os"
 	"os/user"
@@ -34,6 +35,8 @@ type Option func(*config)
 
 type config struct {
 	dialOpts      []grpc.DialOption
+	tls           *tls.Config // nil: system roots
+	insecure      bool
 	user, host    string
 	pid           int64
 	clientID      string
@@ -72,8 +75,9 @@ func currentUser() string {
 	return "unknown"
 }
 
-// WithDialOptions adds gRPC dial options after the defaults (insecure
-// transport credentials), so grpc.WithTransportCredentials here replaces them.
+// WithDialOptions adds gRPC dial options after the defaults (the transport
+// credentials of WithTLS or WithInsecure), so grpc.WithTransportCredentials
+// here replaces them.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
 }

@@ -50,16 +50,16 @@ type Server struct {
 	computerID string
 	trusted    []ed25519.PublicKey
 
-	fsm    *fsm.FSM
-	node   *raftNode
-	notify chan bool
-	mon    *membership.Monitor
-	side   *failover.Side // the failover port: Raft and the Peer service
+	fsm     *fsm.FSM
+	node    *raftNode
+	notify  chan bool
+	mon     *membership.Monitor
+	side    *failover.Side // the failover port: Raft and the Peer service
 	peerSrv *grpc.Server
 	public  *pki.Creds // licensing port TLS; nil with --insecure
-	applyQ *batcher
-	fwdQ   *batcher
-	health *health.Server
+	applyQ  *batcher
+	fwdQ    *batcher
+	health  *health.Server
 
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide

@@ -34,6 +34,13 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "peer-source-ip", Usage: "local IP for connections to other members (multi-homed hosts)"},
 			&cli.IntFlag{Name: "isolation-minutes", Usage: "report 'member isolated' after reaching neither peer this long (1-60)", Value: 5},
 			&cli.StringSliceFlag{Name: "trust", Usage: "vendor public key file to trust (repeatable)"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "cluster CA certificate(s), PEM: members' and clients' certificates must chain to it"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "this member's certificate, PEM (triadd tls issue --member NAME)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "this member's private key, PEM"},
+			&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA on the licensing port"},
+			&cli.BoolFlag{Name: "http-tls", Usage: "serve the status port (dashboard, /metrics) over HTTPS with the member certificate"},
+			&cli.BoolFlag{Name: "insecure", Usage: "run without TLS (plaintext passwords, tokens and failover traffic): only on a network you trust"},
+			&cli.StringFlag{Name: "addr-file", Usage: "write the addresses listened on (JSON) to this file once listening; lets ports be 0"},
 			&cli.StringFlag{Name: "log-file", Usage: "write the structured log here instead of stderr"},
 			&cli.IntFlag{Name: "log-max-mb", Usage: "rotate the --log-file before it grows past this many megabytes (1-10240)", Value: server.DefaultLogMaxMB},
 			&cli.IntFlag{Name: "log-keep", Usage: "rotated log files to keep next to --log-file (1-100)", Value: server.DefaultLogKeep},
@@ -43,7 +50,8 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 		},
-		Action: run,
+		Action:   run,
+		Commands: []*cli.Command{tlsCommand()},
 	}
 }
 

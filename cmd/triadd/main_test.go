@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/triadlm/triad/server"
+	"github.com/triadlm/triad/server/pki"
 )
 
 // parse runs triadd's real command line over args and returns the
@@ -55,6 +57,7 @@ func (c checkedFlags) Int(n string) int                { c.check(n); return c.Co
 func (c checkedFlags) Uint64(n string) uint64          { c.check(n); return c.Context.Uint64(n) }
 func (c checkedFlags) StringSlice(n string) []string   { c.check(n); return c.Context.StringSlice(n) }
 func (c checkedFlags) Duration(n string) time.Duration { c.check(n); return c.Context.Duration(n) }
+func (c checkedFlags) Bool(n string) bool              { c.check(n); return c.Context.Bool(n) }
 
 func TestFlagsOverConfigFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "triad.json")
@@ -81,5 +84,51 @@ func TestFlagDefaultsWithoutConfigFile(t *testing.T) {
 		LogMaxMB: server.DefaultLogMaxMB, LogKeep: server.DefaultLogKeep}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config = %+v\nwant     %+v", got, want)
+	}
+}
+
+// triadd tls init-ca and issue make a CA, a member certificate that names
+// its hosts and a client certificate, all loadable by the member's TLS code.
+func TestTLSCommands(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) error { return newApp().Run(append([]string{"triadd", "tls"}, args...)) }
+	if err := run("init-ca", "--dir", filepath.Join(dir, "ca")); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("init-ca", "--dir", filepath.Join(dir, "ca")); err == nil {
+		t.Fatal("init-ca overwrote an existing CA")
+	}
+	if err := run("issue", "--ca-dir", filepath.Join(dir, "ca"), "--member", "alpha", "--host", "127.0.0.1,alpha.example", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("issue", "--ca-dir", filepath.Join(dir, "ca"), "--client", "ops", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("issue", "--ca-dir", filepath.Join(dir, "ca"), "--member", "bravo", "--out", dir); err == nil {
+		t.Error("a member certificate without --host was issued")
+	}
+	if err := run("issue", "--ca-dir", filepath.Join(dir, "ca"), "--member", "x", "--client", "y", "--host", "h", "--out", dir); err == nil {
+		t.Error("--member and --client together were accepted")
+	}
+	m, err := pki.LoadCreds(pki.Files{CA: filepath.Join(dir, "ca", "ca.crt"), Cert: filepath.Join(dir, "alpha.crt"), Key: filepath.Join(dir, "alpha.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := m.Leaf()
+	if !pki.IsMember(leaf) || leaf.Subject.CommonName != "alpha" || len(leaf.IPAddresses) != 1 || leaf.DNSNames[0] != "alpha.example" {
+		t.Errorf("member certificate: member=%v CN=%q IPs=%v DNS=%v", pki.IsMember(leaf), leaf.Subject.CommonName, leaf.IPAddresses, leaf.DNSNames)
+	}
+	c, err := pki.LoadCreds(pki.Files{Cert: filepath.Join(dir, "ops.crt"), Key: filepath.Join(dir, "ops.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pki.IsMember(c.Leaf()) {
+		t.Error("a client certificate passes as a member certificate")
+	}
+	if err := m.Verify([]*x509.Certificate{c.Leaf()}, x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("client certificate does not verify against the CA: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "alpha.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("member key mode = %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
 }

@@ -9,19 +9,24 @@ package fakeserver
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/proto/triadv1"
+	"github.com/triadlm/triad/server/pki"
 )
 
 // protocolVersion is the licensing protocol a Server speaks by default:
@@ -53,7 +58,14 @@ type Server struct {
 
 	addrs []string
 	srvs  []*grpc.Server
+	dir   string // holds ca.crt
 }
+
+var (
+	caOnce sync.Once
+	theCA  *pki.CA
+	caErr  error
+)
 
 // Start starts members members on 127.0.0.1 with free ports.
 func Start(members int, features ...Feature) (*Server, error) {
@@ -64,13 +76,39 @@ func Start(members int, features ...Feature) (*Server, error) {
 	for _, f := range features {
 		s.features[f.Name] = f
 	}
+	// Members serve TLS under a CA made for this process's stand-ins (one
+	// CA, so a stand-in cluster and its backup verify alike, as with a CA
+	// bundle naming both); CAFile is what a client verifies them with.
+	caOnce.Do(func() { theCA, caErr = pki.NewCA("fakeserver CA", 24*time.Hour) })
+	ca, err := theCA, caErr
+	if err != nil {
+		return nil, err
+	}
+	if s.dir, err = os.MkdirTemp("", "triad-fakeserver-"); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(s.CAFile(), ca.CertPEM(), 0o644); err != nil {
+		s.Close()
+		return nil, err
+	}
+	is, err := ca.Issue(pki.Member, "fakeserver", []string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	kp, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
 	for range members {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
-		srv := grpc.NewServer()
+		srv := grpc.NewServer(grpc.Creds(creds))
 		triadv1.RegisterLicensingServer(srv, &member{s: s, addr: lis.Addr().String()})
 		go srv.Serve(lis)
 		s.addrs = append(s.addrs, lis.Addr().String())
@@ -78,6 +116,9 @@ func Start(members int, features ...Feature) (*Server, error) {
 	}
 	return s, nil
 }
+
+// CAFile is the PEM file of the CA the members' certificates chain to.
+func (s *Server) CAFile() string { return filepath.Join(s.dir, "ca.crt") }
 
 // Addrs are the members' licensing addresses, for client.New or
 // client.WithBackup.
@@ -111,6 +152,9 @@ func (s *Server) InUse(feature string) uint32 {
 func (s *Server) Close() {
 	for _, srv := range s.srvs {
 		srv.Stop()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
 	}
 }
 
