@@ -41,7 +41,11 @@ func benchCommand() *cli.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			r, err := runBench(c.Context, servers(c), c.String("feature"), uint32(c.Uint("version")), c.Int("clients"), c.Duration("duration"))
+			tlsOpts, err := clientOptions(c)
+			if err != nil {
+				return err
+			}
+			r, err := runBench(c.Context, servers(c), tlsOpts, c.String("feature"), uint32(c.Uint("version")), c.Int("clients"), c.Duration("duration"))
 			if err != nil {
 				return err
 			}
@@ -85,7 +89,7 @@ func (r *BenchResult) String() string {
 // opTimeout bounds one checkout or release of the benchmark.
 const opTimeout = 10 * time.Second
 
-func runBench(ctx context.Context, addrs []string, feature string, version uint32, clients int, d time.Duration) (*BenchResult, error) {
+func runBench(ctx context.Context, addrs []string, tlsOpts []client.Option, feature string, version uint32, clients int, d time.Duration) (*BenchResult, error) {
 	if clients < 1 {
 		return nil, fmt.Errorf("--clients must be at least 1")
 	}
@@ -100,7 +104,7 @@ func runBench(ctx context.Context, addrs []string, feature string, version uint3
 	defer cancel()
 	start := time.Now()
 	for i := 0; i < clients; i++ {
-		cl, err := client.New(addrs, client.WithRenewInterval(time.Hour))
+		cl, err := client.New(addrs, append([]client.Option{client.WithRenewInterval(time.Hour)}, tlsOpts...)...)
 		if err != nil {
 			return nil, err
 		}

@@ -51,7 +51,7 @@ func TestBenchPercentile(t *testing.T) {
 }
 
 func TestBenchRefusesNoClients(t *testing.T) {
-	if _, err := runBench(t.Context(), []string{"127.0.0.1:1"}, "cad", 1, 0, time.Second); err == nil || !strings.Contains(err.Error(), "--clients") {
+	if _, err := runBench(t.Context(), []string{"127.0.0.1:1"}, nil, "cad", 1, 0, time.Second); err == nil || !strings.Contains(err.Error(), "--clients") {
 		t.Fatalf("runBench with 0 clients: %v, want an error naming --clients", err)
 	}
 }

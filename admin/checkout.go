@@ -24,7 +24,11 @@ func checkoutCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ttl", Usage: "lease TTL (0: server default)"},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := client.New(servers(c))
+			opts, err := clientOptions(c)
+			if err != nil {
+				return err
+			}
+			cl, err := client.New(servers(c), opts...)
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,10 @@ func App() *cli.App {
 			&cli.BoolFlag{Name: "local", Usage: "connect through the member's Unix socket (local administrator; needs --data-dir)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "with --local: the member's data directory"},
 			&cli.StringFlag{Name: "source-ip", Usage: "local IP address to connect from (multi-homed hosts)"},
+			&cli.StringFlag{Name: "ca", Usage: "CA certificate(s) the members' certificates must chain to (the cluster CA; default: the system's roots)", EnvVars: []string{"TRIAD_CA"}},
+			&cli.StringFlag{Name: "cert", Usage: "client certificate to present (members started with --tls-client-ca ask for one)", EnvVars: []string{"TRIAD_CERT"}},
+			&cli.StringFlag{Name: "key", Usage: "private key of --cert", EnvVars: []string{"TRIAD_KEY"}},
+			&cli.BoolFlag{Name: "insecure", Usage: "talk to members in plaintext (only members started with --insecure)", EnvVars: []string{"TRIAD_INSECURE"}},
 		},
 		Before: func(c *cli.Context) error {
 			if o := c.String("output"); o != "table" && o != "json" {

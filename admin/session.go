@@ -15,9 +15,11 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/client"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -56,8 +58,44 @@ func targets(c *cli.Context) ([]target, error) {
 	return out, nil
 }
 
+// clientOptions are the TLS choices of the global flags, for package client.
+func clientOptions(c *cli.Context) ([]client.Option, error) {
+	if c.Bool("insecure") {
+		if c.String("ca") != "" || c.String("cert") != "" {
+			return nil, fmt.Errorf("--insecure and --ca/--cert exclude each other: drop --insecure to use TLS")
+		}
+		return []client.Option{client.WithInsecure()}, nil
+	}
+	cfg, err := client.TLSConfig(c.String("ca"), c.String("cert"), c.String("key"))
+	if err != nil {
+		return nil, fmt.Errorf("%v (--ca, --cert, --key)", strings.TrimPrefix(err.Error(), "triad: "))
+	}
+	return []client.Option{client.WithTLS(cfg)}, nil
+}
+
+func transportCredentials(c *cli.Context) (credentials.TransportCredentials, error) {
+	if c.Bool("local") {
+		return insecure.NewCredentials(), nil // a Unix socket on the member's own host
+	}
+	if c.Bool("insecure") {
+		if c.String("ca") != "" || c.String("cert") != "" {
+			return nil, fmt.Errorf("--insecure and --ca/--cert exclude each other: drop --insecure to use TLS")
+		}
+		return insecure.NewCredentials(), nil
+	}
+	cfg, err := client.TLSConfig(c.String("ca"), c.String("cert"), c.String("key"))
+	if err != nil {
+		return nil, fmt.Errorf("%v (--ca, --cert, --key)", strings.TrimPrefix(err.Error(), "triad: "))
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
 func dialTarget(c *cli.Context, t target) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	creds, err := transportCredentials(c)
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}
 	if ip := c.String("source-ip"); ip != "" && !c.Bool("local") {
 		src := net.ParseIP(ip)
 		if src == nil {

@@ -64,6 +64,8 @@ type Server struct {
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
 
+	startedMs int64 // when this process started (unix ms)
+
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
 
@@ -87,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	s := &Server{cfg: cfg, notify: make(chan bool, 16)}
+	s := &Server{cfg: cfg, notify: make(chan bool, 16), startedMs: time.Now().UnixMilli()}
 	var logw io.Writer = os.Stderr
 	if cfg.LogFile != "" {
 		w, err := openLogFile(cfg.LogFile, cfg.LogMaxMB, cfg.LogKeep)

@@ -13,6 +13,11 @@ import (
 // monitor and the local state: role, clock offsets, alarms, events, seats.
 func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusResponse) {
 	resp.Role = roleName(s.node.raft.State().String())
+	resp.Insecure = s.cfg.Insecure
+	if s.cfg.Insecure {
+		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "insecure_transport", Member: s.cfg.Name, SinceUnixMs: s.startedMs,
+			Message: "member " + s.cfg.Name + " runs without TLS (--insecure): passwords, session tokens and failover traffic are in plaintext"})
+	}
 	resp.Isolated = s.mon.Isolated()
 	for _, o := range s.mon.Offsets() {
 		resp.ClockOffsets = append(resp.ClockOffsets, &triadv1.ClockOffset{Peer: o.Peer, OffsetMs: o.Offset.Milliseconds(), Skewed: o.Skewed})

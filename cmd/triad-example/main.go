@@ -25,15 +25,26 @@ func main() {
 	feature := flag.String("feature", "cad", "feature to check out")
 	version := flag.Uint("version", 1, "feature version")
 	ttl := flag.Duration("ttl", 0, "lease TTL (0: the server's default)")
+	ca := flag.String("ca", os.Getenv("TRIAD_CA"), "cluster CA certificate the members' certificates chain to (default $TRIAD_CA)")
+	insecure := flag.Bool("insecure", false, "plaintext, for members started with --insecure")
 	flag.Parse()
-	if err := run(*servers, *backup, *feature, uint32(*version), *ttl); err != nil {
+	tlsOpt := client.WithInsecure()
+	if !*insecure {
+		cfg, err := client.TLSConfig(*ca, "", "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "triad-example:", err)
+			os.Exit(1)
+		}
+		tlsOpt = client.WithTLS(cfg)
+	}
+	if err := run(*servers, *backup, *feature, uint32(*version), *ttl, tlsOpt); err != nil {
 		fmt.Fprintln(os.Stderr, "triad-example:", err)
 		os.Exit(1)
 	}
 }
 
-func run(servers, backup, feature string, version uint32, ttl time.Duration) error {
-	var opts []client.Option
+func run(servers, backup, feature string, version uint32, ttl time.Duration, tlsOpt client.Option) error {
+	opts := []client.Option{tlsOpt}
 	if backup != "" {
 		opts = append(opts, client.WithBackup(strings.Split(backup, ",")...))
 	}

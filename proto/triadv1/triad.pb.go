@@ -2954,7 +2954,9 @@ type ClusterStatusResponse struct {
 	// True when the member that answered reaches neither peer: its view may be stale.
 	Isolated bool `protobuf:"varint,14,opt,name=isolated,proto3" json:"isolated,omitempty"`
 	// Recent membership events of the member that answered, oldest first.
-	Events        []*Event `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*Event `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
+	// True when the member that answered runs without TLS (--insecure).
+	Insecure      bool `protobuf:"varint,16,opt,name=insecure,proto3" json:"insecure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3092,6 +3094,13 @@ func (x *ClusterStatusResponse) GetEvents() []*Event {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *ClusterStatusResponse) GetInsecure() bool {
+	if x != nil {
+		return x.Insecure
+	}
+	return false
 }
 
 type ClockOffset struct {
@@ -4313,7 +4322,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x04Link\x12\f\n" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\x93\x04\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"\xaf\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -4330,7 +4339,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06alarms\x18\f \x03(\v2\x0f.triad.v1.AlarmR\x06alarms\x122\n" +
 	"\bfeatures\x18\r \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\x12\x1a\n" +
 	"\bisolated\x18\x0e \x01(\bR\bisolated\x12'\n" +
-	"\x06events\x18\x0f \x03(\v2\x0f.triad.v1.EventR\x06events\"V\n" +
+	"\x06events\x18\x0f \x03(\v2\x0f.triad.v1.EventR\x06events\x12\x1a\n" +
+	"\binsecure\x18\x10 \x01(\bR\binsecure\"V\n" +
 	"\vClockOffset\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1b\n" +
 	"\toffset_ms\x18\x02 \x01(\x03R\boffsetMs\x12\x16\n" +
