@@ -22,6 +22,12 @@ trap cleanup EXIT
 
 "$BIN/triadctl" vendor keygen --out "$RUN/vendor" >/dev/null
 names=(alpha bravo charlie)
+# TLS everywhere: a cluster CA and one member certificate each, made here.
+"$BIN/triadd" tls init-ca --dir "$RUN/tls" >/dev/null
+for name in "${names[@]}"; do
+  "$BIN/triadd" tls issue --ca-dir "$RUN/tls" --member "$name" --host 127.0.0.1,localhost --out "$RUN/tls" >/dev/null
+done
+export TRIAD_CA="$RUN/tls/ca.crt"
 addrs=()
 for i in 0 1 2; do
   base=$((4085 + 100 * i))
@@ -30,7 +36,8 @@ for i in 0 1 2; do
   addrs+=("$addr")
   "$BIN/triadd" --name "$name" --data-dir "$RUN/$name" --listen "$addr" \
     --raft-listen "127.0.0.1:$((base + 1))" --http-listen "127.0.0.1:$((base - 5))" \
-    --trust "$RUN/vendor.pub" --log-file "$RUN/$name.log" 2>>"$RUN/$name.err" &
+    --trust "$RUN/vendor.pub" --log-file "$RUN/$name.log" \
+    --tls-ca "$RUN/tls/ca.crt" --tls-cert "$RUN/tls/$name.crt" --tls-key "$RUN/tls/$name.key" 2>>"$RUN/$name.err" &
   pids+=($!)
 done
 members=$(IFS=,; echo "${addrs[*]}")
@@ -66,10 +73,12 @@ echo
 ctl cluster status
 cat <<TXT
 
-Triad is running: three members on loopback, license for $SEATS seats of feature "demo".
+Triad is running: three members on loopback, license for $SEATS seats of feature "demo", TLS on every port
+(cluster CA $RUN/tls/ca.crt, which triadctl reads from TRIAD_CA or --ca).
   members      $members   (logs and data in $RUN/)
   dashboard    http://127.0.0.1:4080/  (any member: :4180, :4280; JSON at /v1/status, Prometheus at /metrics)
 Try, in another terminal:
+  export TRIAD_CA=$(pwd)/$RUN/tls/ca.crt
   $BIN/triadctl --server $members cluster status
   $BIN/triadctl --server $members usage features
   $BIN/triadctl --server $members checkout --feature demo --hold 30s

@@ -60,7 +60,9 @@ func (s *Server) setPeers(c *fsmpb.FormCluster) {
 			peers = append(peers, membership.Peer{Name: m.GetName(), Addr: m.GetRaftAddress()})
 		}
 	}
-	s.side.SetMembers(memberNames(c))
+	if c != nil {
+		s.side.SetMembers(memberNames(c))
+	}
 	s.mon.SetPeers(peers)
 }
 

@@ -156,9 +156,6 @@ func (s *Server) open() error {
 	if s.side, err = failover.Listen(s.cfg.RaftListen, s.cfg.RaftAdvertise, peerDialer(&s.cfg), memberCreds); err != nil {
 		return err
 	}
-	if f := s.formation; f != nil {
-		s.side.SetMembers(memberNames(f))
-	}
 	s.fsm = fsm.New()
 	if s.node, err = openRaft(&s.cfg, s.side.RaftLayer(), s.fsm, s.notify, s.hlog); err != nil {
 		s.side.Close()

@@ -193,28 +193,41 @@ func (s *Side) Close() error {
 	return nil
 }
 
-// chanListener is a net.Listener fed by route.
+// chanListener is a net.Listener fed by route. Closing it ends its
+// Accept (its server is stopping); the port itself closes with the Side.
 type chanListener struct {
-	s    *Side
-	ch   chan net.Conn
-	addr net.Addr
+	s         *Side
+	ch        chan net.Conn
+	addr      net.Addr
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newChanListener(s *Side, ch chan net.Conn, addr net.Addr) chanListener {
+	return chanListener{s: s, ch: ch, addr: addr, closed: make(chan struct{})}
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
 		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
 	case <-l.s.done:
 		return nil, net.ErrClosed
 	}
 }
 
-func (l *chanListener) Close() error   { return nil }
+func (l *chanListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // RaftLayer is Raft's stream layer on this failover port.
 func (s *Side) RaftLayer() raft.StreamLayer {
-	return &raftLayer{chanListener: chanListener{s: s, ch: s.raftConns, addr: s.advertise}}
+	return &raftLayer{chanListener: newChanListener(s, s.raftConns, s.advertise)}
 }
 
 type raftLayer struct{ chanListener }
@@ -253,7 +266,8 @@ func (s *Side) dial(ctx context.Context, addr string, header byte, handshake boo
 
 // PeerListener is what the Peer gRPC server serves.
 func (s *Side) PeerListener() net.Listener {
-	return &chanListener{s: s, ch: s.peerConns, addr: s.ln.Addr()}
+	l := newChanListener(s, s.peerConns, s.ln.Addr())
+	return &l
 }
 
 // ServerOptions are the Peer gRPC server's options: mutual TLS (or
