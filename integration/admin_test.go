@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/admin"
@@ -79,12 +77,7 @@ func wantFail(t *testing.T, err error, parts ...string) {
 
 func adminClient(t *testing.T, addr string) triadv1.AdminClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return triadv1.NewAdminClient(conn)
+	return triadv1.NewAdminClient(dialMember(t, addr))
 }
 
 func hdr(token string) *triadv1.AdminHeader {

@@ -74,7 +74,7 @@ func TestClientFollowerPause(t *testing.T) {
 	}
 	t.Cleanup(resume)
 
-	late, err := client.New(addrsOf(order...), client.WithCallTimeout(2*time.Second))
+	late, err := client.New(addrsOf(order...), tlsOption(t), client.WithCallTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +111,11 @@ func TestClientMemberCutOff(t *testing.T) {
 	var proxies []*proxy // alpha grpc, alpha raft, bravo grpc, …
 	for i, n := range []string{"alpha", "bravo", "charlie"} {
 		m := prepareMember(t, n, ips[i], filepath.Join(dir, "vendor.pub"))
-		gp, rp := newProxy(t, m.addr), newProxy(t, m.raftAddr)
+		gp, rp := newProxy(t, ""), newProxy(t, "")
 		m.extra = []string{"--raft-advertise", rp.addr(), "--peer-source-ip", ips[i]}
 		m.start()
+		gp.setTarget(m.addr)
+		rp.setTarget(m.raftAddr)
 		proxies = append(proxies, gp, rp)
 		c.members = append(c.members, m)
 	}

@@ -41,7 +41,7 @@ func newFleet(t *testing.T, addrs []string, nClients, perClient int, opts ...cli
 		if i == 0 {
 			lg = slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
-		o := append([]client.Option{client.WithLogger(lg), client.WithStateHandler(f.record), client.WithIdentity("", "", 0, fmt.Sprintf("fleet-%d", i))}, opts...)
+		o := append([]client.Option{tlsOption(t), client.WithLogger(lg), client.WithStateHandler(f.record), client.WithIdentity("", "", 0, fmt.Sprintf("fleet-%d", i))}, opts...)
 		c, err := client.New(addrs, o...)
 		if err != nil {
 			t.Fatal(err)

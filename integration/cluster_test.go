@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -25,7 +23,7 @@ import (
 
 func newClient(t *testing.T, servers string) *client.Client {
 	t.Helper()
-	cl, err := client.New(strings.Split(servers, ","))
+	cl, err := client.New(strings.Split(servers, ","), tlsOption(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +344,9 @@ func formationOf(t *testing.T, c *cluster) (*fsmpb.FormCluster, []peerpb.PeerCli
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, m := range c.members { // names sort as alpha, bravo, charlie
-		conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		p := peerpb.NewPeerClient(conn)
+		// The test speaks as the member itself would: a member certificate
+		// of the cluster CA, on the failover port.
+		p := peerAs(t, m.raftAddr, m.name)
 		info, err := p.Info(ctx, &peerpb.InfoRequest{})
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,18 +18,39 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
+	"github.com/triadlm/triad/server/failover"
+	"github.com/triadlm/triad/server/pki"
 )
 
 var binDir string
+
+// testCA is the cluster CA of every test cluster; its certificate is in
+// $TRIAD_CA, which triadctl and cmd/triad-example read, so every tool the
+// tests run verifies the members' TLS certificates.
+var (
+	testCA     *pki.CA
+	testCAFile string
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "triad-bin-")
 	if err != nil {
 		panic(err)
 	}
+	if testCA, err = pki.NewCA("Triad test CA", 24*time.Hour); err != nil {
+		panic(err)
+	}
+	testCAFile = filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(testCAFile, testCA.CertPEM(), 0o644); err != nil {
+		panic(err)
+	}
+	os.Setenv("TRIAD_CA", testCAFile)
+	os.Unsetenv("TRIAD_INSECURE")
 	for _, name := range []string{"triadd", "triadctl"} {
 		cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, name), "../cmd/"+name)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -43,21 +65,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
-
-// freeAddrOn returns a free port on a loopback IP (127.0.0.0/8).
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// member is one triadd process.
+// member is one triadd process. Its first start listens on port 0 of its
+// IP and reads the ports it got from --addr-file (no race for a port a
+// test picked and released); a restart reuses them, as a real member's
+// addresses are fixed once the cluster is formed.
 type member struct {
 	t                        *testing.T
 	name, dir                string
@@ -66,6 +77,10 @@ type member struct {
 	extra                    []string
 	cmd                      *exec.Cmd
 	exited                   chan struct{}
+	// TLS material (member certificate of testCA); insecure runs the
+	// member with --insecure instead.
+	certFile, keyFile string
+	insecure          bool
 }
 
 func newMember(t *testing.T, name, trust string, extra ...string) *member {
@@ -74,20 +89,46 @@ func newMember(t *testing.T, name, trust string, extra ...string) *member {
 	return m
 }
 
-// prepareMember picks free ports on ip for a member without starting it.
+// prepareMember makes a member on ip, with a member certificate naming
+// it, without starting it; its ports are chosen when it starts.
 func prepareMember(t *testing.T, name, ip, trust string, extra ...string) *member {
-	m := &member{t: t, name: name, dir: t.TempDir(), addr: freeAddrOn(t, ip), raftAddr: freeAddrOn(t, ip), httpAddr: freeAddrOn(t, ip), trust: trust, extra: extra}
+	t.Helper()
+	any := net.JoinHostPort(ip, "0")
+	m := &member{t: t, name: name, dir: t.TempDir(), addr: any, raftAddr: any, httpAddr: any, trust: trust, extra: extra}
+	m.certFile, m.keyFile = issueCert(t, pki.Member, name, ip, "127.0.0.1", "localhost")
 	t.Cleanup(m.kill)
 	return m
 }
 
+// issueCert issues a certificate of testCA and returns its files.
+func issueCert(t *testing.T, kind pki.Kind, name string, hosts ...string) (certFile, keyFile string) {
+	t.Helper()
+	is, err := testCA.Issue(kind, name, hosts, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err = pki.WriteIssued(t.TempDir(), name, is)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func (m *member) addrFile() string { return filepath.Join(m.dir, "addrs.json") }
+
 func (m *member) start() {
 	m.t.Helper()
 	args := []string{"--name", m.name, "--data-dir", m.dir, "--listen", m.addr, "--raft-listen", m.raftAddr,
-		"--http-listen", m.httpAddr, "--log-file", filepath.Join(m.dir, "triadd.log")}
+		"--http-listen", m.httpAddr, "--log-file", filepath.Join(m.dir, "triadd.log"), "--addr-file", m.addrFile()}
 	if m.trust != "" {
 		args = append(args, "--trust", m.trust)
 	}
+	if m.insecure {
+		args = append(args, "--insecure")
+	} else {
+		args = append(args, "--tls-ca", testCAFile, "--tls-cert", m.certFile, "--tls-key", m.keyFile)
+	}
+	os.Remove(m.addrFile())
 	args = append(args, m.extra...)
 	m.cmd = exec.Command(filepath.Join(binDir, "triadd"), args...)
 	var stderr bytes.Buffer
@@ -103,7 +144,23 @@ func (m *member) start() {
 			return fmt.Errorf("triadd exited: %s", stderr.String())
 		default:
 		}
-		_, err := ctlOn(m.t, m.addr, "server", "show")
+		b, err := os.ReadFile(m.addrFile())
+		if err != nil {
+			return err
+		}
+		var a struct{ Listen, Raft, HTTP string }
+		if err := json.Unmarshal(b, &a); err != nil {
+			return err
+		}
+		m.addr, m.raftAddr, m.httpAddr = a.Listen, a.Raft, a.HTTP
+		return nil
+	})
+	waitFor(m.t, 20*time.Second, "member "+m.name+" answering", func() error {
+		args := []string{"server", "show"}
+		if m.insecure {
+			args = append([]string{"--insecure"}, args...)
+		}
+		_, err := ctlOn(m.t, m.addr, args...)
 		return err
 	})
 }
@@ -315,14 +372,33 @@ func (c *cluster) leader(m *member) *member {
 
 // licensing is a raw gRPC Licensing client to one member.
 func licensing(t *testing.T, addr string) triadv1.LicensingClient {
+	return triadv1.NewLicensingClient(dialMember(t, addr))
+}
+
+// dialMember is a raw gRPC connection to a member's licensing port that
+// verifies its certificate against the test CA.
+func dialMember(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return triadv1.NewLicensingClient(conn)
+	return conn
 }
+
+// clientTLS trusts the test CA, like a client given --ca.
+func clientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	cfg, err := client.TLSConfig(testCAFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// tlsOption makes a client library instance verify the test CA.
+func tlsOption(t *testing.T) client.Option { return client.WithTLS(clientTLS(t)) }
 
 type usageRow struct {
 	Feature         string  `json:"feature"`
@@ -360,3 +436,20 @@ func (c *cluster) writeFile(name, content string) string {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// peerAs is a raw Peer client on a member's failover port, presenting a
+// member certificate of the test CA named name (as a member would).
+func peerAs(t *testing.T, failoverAddr, name string) peerpb.PeerClient {
+	t.Helper()
+	certFile, keyFile := issueCert(t, pki.Member, name, "127.0.0.1")
+	creds, err := pki.LoadCreds(pki.Files{CA: testCAFile, Cert: certFile, Key: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := failover.DialPeer(failoverAddr, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return peerpb.NewPeerClient(conn)
+}

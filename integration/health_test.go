@@ -125,9 +125,11 @@ func TestHealthCutOff(t *testing.T) {
 	var grpcProxies, raftProxies []*proxy
 	for i, n := range []string{"alpha", "bravo", "charlie"} {
 		m := prepareMember(t, n, ips[i], filepath.Join(dir, "vendor.pub"))
-		gp, rp := newProxy(t, m.addr), newProxy(t, m.raftAddr)
+		gp, rp := newProxy(t, ""), newProxy(t, "")
 		m.extra = []string{"--raft-advertise", rp.addr(), "--peer-source-ip", ips[i], "--test-isolation-after", "3s"}
 		m.start()
+		gp.setTarget(m.addr)
+		rp.setTarget(m.raftAddr)
 		grpcProxies, raftProxies = append(grpcProxies, gp), append(raftProxies, rp)
 		c.members = append(c.members, m)
 	}

@@ -37,6 +37,13 @@ func newProxy(t *testing.T, target string) *proxy {
 
 func (p *proxy) addr() string { return p.l.Addr().String() }
 
+// setTarget points the proxy at a member whose port was chosen at start.
+func (p *proxy) setTarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 func (p *proxy) serve() {
 	defer p.wg.Done()
 	for {
@@ -59,7 +66,10 @@ func (p *proxy) serve() {
 
 func (p *proxy) forward(c net.Conn, src string) {
 	defer p.wg.Done()
-	up, err := net.Dial("tcp", p.target)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", target)
 	if err != nil {
 		p.drop(c)
 		return

@@ -288,19 +288,43 @@ func (s *Side) Conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	creds := insecure.NewCredentials()
-	if s.clientTLS != nil {
-		creds = credentials.NewTLS(s.clientTLS)
-	}
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxPeerMessage), grpc.MaxCallSendMsgSize(MaxPeerMessage)),
-		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(1<<20),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-			return s.dial(ctx, a, headerPeer, false)
-		}))
+	c, err := grpc.NewClient("passthrough:///"+addr, peerDialOptions(s.clientTLS, s.dialer)...)
 	if err != nil {
 		return nil, err
 	}
 	s.conns[addr] = c
 	return c, nil
+}
+
+// DialPeer connects to the Peer service on a member's failover port as a
+// member would: with a member certificate of creds (nil: plaintext, for
+// members run with --insecure). For tools and tests; members use Conn.
+func DialPeer(addr string, creds *pki.Creds) (*grpc.ClientConn, error) {
+	var cfg *tls.Config
+	if creds != nil {
+		cfg = creds.MutualClient(nil)
+	}
+	return grpc.NewClient("passthrough:///"+addr, peerDialOptions(cfg, net.Dialer{})...)
+}
+
+func peerDialOptions(cfg *tls.Config, d net.Dialer) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
+	dial := func(ctx context.Context, a string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Write([]byte{headerPeer}); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxPeerMessage), grpc.MaxCallSendMsgSize(MaxPeerMessage)),
+		grpc.WithInitialWindowSize(1 << 20), grpc.WithInitialConnWindowSize(1 << 20),
+		grpc.WithContextDialer(dial)}
 }
