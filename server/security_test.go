@@ -298,3 +298,41 @@ func TestVendorTrustIsReplicated(t *testing.T) {
 		t.Fatalf("enroll after trust remove: %v", err)
 	}
 }
+
+// TestLegacyFormationAdoptsLeaderTrust: a cluster whose formation record
+// predates replicated trust (no keys in it, as an older build wrote) gets
+// the first leader's --trust keys recorded once, and licenses verify.
+func TestLegacyFormationAdoptsLeaderTrust(t *testing.T) {
+	v := newVendor(t, 1)
+	ms := startMembers(t, []string{v.file}, []string{v.file}, []string{v.file})
+	fc := &fsmpb.FormCluster{Mode: ModeFailover}
+	for _, m := range ms {
+		info := m.s.info()
+		fc.Members = append(fc.Members, &fsmpb.Member{Name: info.GetName(), GrpcAddress: info.GetGrpcAddress(),
+			RaftAddress: info.GetRaftAddress(), ComputerId: info.GetComputerId()})
+	}
+	for _, m := range ms {
+		if err := m.s.bootstrap(fc); err != nil {
+			t.Fatalf("bootstrap %s: %v", m.s.cfg.Name, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, m := range ms {
+		for {
+			if keys, recorded := m.s.fsm.VendorTrust(); recorded {
+				if len(keys) != 1 || !bytes.Equal(keys[0], v.pub) {
+					t.Fatalf("%s adopted %x", m.s.cfg.Name, keys)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no vendor trust adopted", m.s.cfg.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	tok := ms[1].connectFull(t)
+	if _, err := ms[1].a.LicenseEnroll(ctxT(t), &triadv1.LicenseEnrollRequest{Header: hdr(tok), LicenseFile: signed(t, v, "L1", ms)}); err != nil {
+		t.Fatalf("enroll after adoption: %v", err)
+	}
+}
