@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -87,5 +89,37 @@ func TestVendorTrustRequests(t *testing.T) {
 		if c == "AddVendorKey" || c == "RemoveVendorKey" {
 			t.Fatalf("backend called for a refused request: %v", b.callList())
 		}
+	}
+}
+
+// TestCLIVendorTrust: `vendor trust list|add|remove` reach the service; add
+// reads and checks the key file first; remove takes a key id or the file.
+func TestCLIVendorTrust(t *testing.T) {
+	b := &fakeBackend{}
+	addr := startAdminServer(t, b)
+	out, _, err := runCLI(t, "--server", addr, "vendor", "trust", "list")
+	if err != nil || !strings.Contains(out, "0123456789abcdef") {
+		t.Fatalf("vendor trust list: %q %v", out, err)
+	}
+	dir := t.TempDir()
+	if _, _, err := runCLI(t, "vendor", "keygen", "--out", filepath.Join(dir, "v")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCLI(t, "--server", addr, "vendor", "trust", "add", filepath.Join(dir, "v.pub"))
+	if err != nil || !strings.Contains(out, "added") {
+		t.Fatalf("vendor trust add: %q %v", out, err)
+	}
+	_, _, err = runCLI(t, "--server", addr, "vendor", "trust", "add", filepath.Join(dir, "v.key"))
+	wantErr(t, err, "PRIVATE key")
+	out, _, err = runCLI(t, "--server", addr, "vendor", "trust", "remove", filepath.Join(dir, "v.pub"))
+	if err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("vendor trust remove FILE: %q %v", out, err)
+	}
+	if _, _, err := runCLI(t, "--server", addr, "vendor", "trust", "remove", "0123456789abcdef"); err != nil {
+		t.Fatalf("vendor trust remove KEY-ID: %v", err)
+	}
+	calls := strings.Join(b.callList(), " ")
+	if strings.Count(calls, "AddVendorKey") != 1 || strings.Count(calls, "RemoveVendorKey") != 2 {
+		t.Fatalf("backend calls %s", calls)
 	}
 }

@@ -336,3 +336,79 @@ func TestLegacyFormationAdoptsLeaderTrust(t *testing.T) {
 		t.Fatalf("enroll after adoption: %v", err)
 	}
 }
+
+// TestForgedCommandsRefusedByEveryMember plays a member that proposes
+// commands of its own making (what Peer.ForwardCommand lets a member do):
+// licenses not signed by a trusted key or with altered claims, and admin
+// writes under no, a restricted or a closed session. Every one is refused
+// by the state machine, and no member's state changes.
+func TestForgedCommandsRefusedByEveryMember(t *testing.T) {
+	v, rogue := newVendor(t, 1), newVendor(t, 3)
+	ms := startMembers(t, []string{v.file}, []string{v.file}, []string{v.file})
+	if err := form(t, ms); err != nil {
+		t.Fatalf("form: %v", err)
+	}
+	order := leaderAndFollowers(t, ms)
+	attacker := order[1]
+	full := admin.TokenID(order[2].connectFull(t))
+	r, err := order[2].a.Connect(ctxT(t), &triadv1.ConnectRequest{Header: hdr(""), Mode: admin.ModeRestricted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := admin.TokenID(r.SessionToken)
+	r, err = order[0].a.Connect(ctxT(t), &triadv1.ConnectRequest{Header: hdr(""), Mode: admin.ModeRestricted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := order[0].a.Disconnect(ctxT(t), &triadv1.DisconnectRequest{Header: hdr(r.SessionToken)}); err != nil {
+		t.Fatal(err)
+	}
+	closed := admin.TokenID(r.SessionToken)
+	parse := func(file []byte) *fsmpb.License {
+		f, err := license.Parse(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fsm.LicenseFromFile(f, file)
+	}
+	genuine := parse(signed(t, v, "G1", ms))
+	altered := parse(signed(t, v, "G2", ms))
+	altered.Features[0].Count = 1000
+	enroll := func(l *fsmpb.License, session string) *fsmpb.Command {
+		return &fsmpb.Command{Cmd: &fsmpb.Command_EnrollLicense{EnrollLicense: &fsmpb.EnrollLicense{License: l, SessionId: session}}}
+	}
+	rules := &fsmpb.AccessRules{Text: "EXCLUDE cad USER eve\n", Rules: []*fsmpb.AccessRule{{Name: "x", Kind: "exclude", Feature: "cad", Subject: "user", Value: "eve"}}}
+	cases := []struct {
+		name string
+		cmd  *fsmpb.Command
+		code fsmpb.Code
+	}{
+		{"license of an untrusted vendor", enroll(parse(signed(t, rogue, "R1", ms)), full), fsmpb.Code_SIGNATURE_INVALID},
+		{"genuine license, more seats claimed", enroll(altered, full), fsmpb.Code_INVALID_ARGUMENT},
+		{"genuine license, no session", enroll(genuine, ""), fsmpb.Code_SESSION_REFUSED},
+		{"genuine license, restricted session", enroll(genuine, restricted), fsmpb.Code_PERMISSION_DENIED},
+		{"remove, closed session", &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: "G1", SessionId: closed}}}, fsmpb.Code_SESSION_REFUSED},
+		{"rules, made-up session", &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: rules, SessionId: "made-up"}}}, fsmpb.Code_SESSION_REFUSED},
+		{"trust a rogue key, no session", &fsmpb.Command{Cmd: &fsmpb.Command_AddVendorKey{AddVendorKey: &fsmpb.AddVendorKey{Key: rogue.pub}}}, fsmpb.Code_SESSION_REFUSED},
+	}
+	for _, c := range cases {
+		res, err := attacker.s.applyCommand(ctxT(t), c.cmd, false)
+		if err != nil || res.GetCode() != c.code {
+			t.Errorf("%s: %v %v, want %v", c.name, res, err, c.code)
+		}
+	}
+	for _, m := range ms {
+		if err := m.s.readIndex(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := m.s.fsm.VendorTrust()
+		if len(m.s.fsm.Licenses()) != 0 || len(m.s.fsm.Rules().GetRules()) != 0 || len(keys) != 1 {
+			t.Fatalf("%s: forged commands changed the state: %d licenses, rules %v, %d keys", m.s.cfg.Name, len(m.s.fsm.Licenses()), m.s.fsm.Rules(), len(keys))
+		}
+	}
+	// The genuine file under the live full session goes through: the
+	// refusals above were the checks, not a broken path.
+	if res, err := attacker.s.applyCommand(ctxT(t), enroll(genuine, full), false); err != nil || res.GetCode() != fsmpb.Code_OK {
+		t.Fatalf("genuine enrollment: %v %v", res, err)
+	}
+}
