@@ -53,6 +53,26 @@ var commandKinds = map[string]string{
 	"recycle_sweep":      kindLeader,
 }
 
+// enforcing reports whether the rules of this file apply: from the entry
+// that recorded the vendor trust on (FormCluster of this build, or the
+// one-time AdoptVendorTrust on a cluster formed before). Entries before it
+// were written by builds that checked sessions and signatures only at the
+// edge; they must replay exactly as they applied then (a member restarting
+// after the upgrade replays them), so they are not refused now.
+func (s *state) enforcing() bool { return s.trust != nil }
+
+// checkedBefore reports whether cmd's session was checked by Apply before
+// enforcement too (passwords and settings always carried their session;
+// vendor-key commands are new).
+func checkedBefore(cmd *fsmpb.Command) bool {
+	switch cmd.Cmd.(type) {
+	case *fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings,
+		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey:
+		return true
+	}
+	return false
+}
+
 // adminSessionOf returns the session id an admin write carries, and false
 // for commands that are not admin writes.
 func adminSessionOf(cmd *fsmpb.Command) (string, bool) {
@@ -116,7 +136,7 @@ const (
 // sessionCapRefusal returns the refusal for a new session when the cap is
 // reached (call after expiring idle sessions), else nil.
 func (a *adminState) sessionCapRefusal(local bool) *fsmpb.OpResult {
-	n := 0
+	n := 0 // (callers skip this before enforcement: older logs replay as written)
 	for _, sess := range a.sessions { // counting: order cannot show
 		if sess.EndedMs == 0 {
 			n++

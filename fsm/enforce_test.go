@@ -380,6 +380,7 @@ func TestFormationRecordsTrust(t *testing.T) {
 	}
 	wantCode(t, "adopt", h.res(t0, adopt), fsmpb.Code_OK, "1 key(s)")
 	h.mustEnroll(t0, lic("L1", t0-day, t0+day, feat("cad", 1, 1)))
+	wantCode(t, "unsigned after adoption", h.res(t0, rawEnrollCmd(lic("L2", t0-day, t0+day, feat("cad", 1, 1)))), fsmpb.Code_SIGNATURE_INVALID, "")
 
 	wantCode(t, "adopt before formation", newHarness(t).res(t0, adopt), fsmpb.Code_NOT_FORMED, "")
 }
@@ -416,4 +417,51 @@ func TestSessionCap(t *testing.T) {
 	if g := roundTrip(t, h.f); len(g.Sessions()) != 1 {
 		t.Fatal("sessions changed across a snapshot")
 	}
+}
+
+// TestOlderLogReplaysAsWritten: a member that restarts after the upgrade
+// replays entries older builds wrote (no session on admin writes, licenses
+// verified only at the edge, more than 64 sessions): they apply as they
+// did, so no member's state changes under it. The entry that records the
+// vendor trust switches enforcement on; the same entries are refused after
+// it. Password and settings changes were always checked.
+func TestOlderLogReplaysAsWritten(t *testing.T) {
+	h := newHarness(t)
+	h.noAutoSession = true
+	legacyForm := formCmd(modeFailover, clusterIDs...)
+	legacyForm.GetFormCluster().VendorTrust = nil
+	h.res(t0, legacyForm)
+	rules := &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: &fsmpb.AccessRules{
+		Rules: []*fsmpb.AccessRule{{Name: "r", Kind: "exclude", Feature: "cad", Subject: "user", Value: "eve"}}}}}}
+	older := []struct {
+		name string
+		cmd  func() *fsmpb.Command
+	}{
+		{"enroll, no session, file not checked", func() *fsmpb.Command {
+			return rawEnrollCmd(lic(fmt.Sprint("L", h.index), t0-day, t0+day, feat("cad", 1, 1)))
+		}},
+		{"remove, no session", func() *fsmpb.Command { return removeCmd(fmt.Sprint("L", h.index-1)) }},
+		{"rules, no session", func() *fsmpb.Command { return proto.Clone(rules).(*fsmpb.Command) }},
+		{"recycle, no session", func() *fsmpb.Command {
+			return &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: "u", Feature: "cad"}}}
+		}},
+	}
+	for _, c := range older {
+		if r := resultOf(t, h.apply(t0, c.cmd())); r.Code == fsmpb.Code_SESSION_REFUSED || r.Code == fsmpb.Code_SIGNATURE_INVALID {
+			t.Fatalf("an older build's %s was refused on replay: %v %s", c.name, r.Code, r.Message)
+		}
+	}
+	for i := range MaxSessions + 1 {
+		wantCode(t, "older build's sessions", h.res(t0, openCmd(fmt.Sprint("s", i), ModeRestricted, false, 0)), fsmpb.Code_OK, "opened")
+	}
+	wantCode(t, "settings were always checked", h.res(t0, settingsCmd("", &fsmpb.AdminSettings{})), fsmpb.Code_SESSION_REFUSED, "")
+
+	adopt := &fsmpb.Command{Cmd: &fsmpb.Command_AdoptVendorTrust{AdoptVendorTrust: &fsmpb.AdoptVendorTrust{Trust: &fsmpb.VendorTrust{Keys: [][]byte{vendorPub}}}}}
+	wantCode(t, "adopt", h.res(t0, adopt), fsmpb.Code_OK, "")
+	for _, c := range older {
+		if r := resultOf(t, h.apply(t0, c.cmd())); r.Code != fsmpb.Code_SESSION_REFUSED {
+			t.Fatalf("%s after adoption: %v %s", c.name, r.Code, r.Message)
+		}
+	}
+	wantCode(t, "the session cap after adoption", h.res(t0, openCmd("one-more", ModeRestricted, false, 0)), fsmpb.Code_TOO_MANY_SESSIONS, "")
 }

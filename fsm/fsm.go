@@ -71,7 +71,7 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	f.appliedIndex = l.Index
 	s := f.s
 	s.lastNowMs = now
-	if id, admin := adminSessionOf(cmd); admin {
+	if id, admin := adminSessionOf(cmd); admin && (s.enforcing() || checkedBefore(cmd)) {
 		if r := s.requireFull(now, id); r != nil {
 			return r
 		}

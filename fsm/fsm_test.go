@@ -114,8 +114,7 @@ func TestEnrollAndRemoveLicense(t *testing.T) {
 		unformed bool
 		steps    []step
 	}{
-		// No admin session can exist before formation.
-		{"not formed", true, []step{{cmd: enrollCmd(valid("L1")), code: fsmpb.Code_SESSION_REFUSED}}},
+		{"not formed", true, []step{{cmd: enrollCmd(valid("L1")), code: fsmpb.Code_NOT_FORMED}}},
 		{"ok", false, []step{{at: 5, cmd: enrollCmd(valid("L1")), code: ok, check: func(t *testing.T, r *fsmpb.OpResult) {
 			if r.License.GetSerial() != "L1" || r.License.EnrolledAtMs != t0+5 || r.License.EnrolledIndex != 3 { // 1 form, 2 open the session
 				t.Fatalf("stored license = %v", r.License)

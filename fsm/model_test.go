@@ -84,8 +84,7 @@ func (m *model) valid(l *fsmpb.License, now int64) bool {
 
 func (m *model) enroll(l *fsmpb.License, now int64) outcome {
 	if !m.formed {
-		// No session can exist before formation.
-		return outcome{code: fsmpb.Code_SESSION_REFUSED}
+		return outcome{code: fsmpb.Code_NOT_FORMED}
 	}
 	if l.Serial == "" || len(l.Features) == 0 || slices.Contains(l.Supersedes, l.Serial) {
 		return outcome{code: fsmpb.Code_INVALID_ARGUMENT}
@@ -117,9 +116,6 @@ func (m *model) enroll(l *fsmpb.License, now int64) outcome {
 }
 
 func (m *model) remove(serial string) outcome {
-	if !m.formed {
-		return outcome{code: fsmpb.Code_SESSION_REFUSED}
-	}
 	if _, ok := m.licenses[serial]; !ok {
 		return outcome{code: fsmpb.Code_NOT_FOUND}
 	}

@@ -191,8 +191,10 @@ func (s *state) applyOpenSession(now int64, c *fsmpb.OpenSession) *fsmpb.OpResul
 		return result(fsmpb.Code_OK, "session opened")
 	}
 	a.expireIdle(now)
-	if r := a.sessionCapRefusal(in.GetLocal()); r != nil {
-		return r
+	if s.enforcing() {
+		if r := a.sessionCapRefusal(in.GetLocal()); r != nil {
+			return r
+		}
 	}
 	msg := "session opened"
 	if in.Mode == ModeFull {

@@ -72,9 +72,11 @@ func TestGoldenSnapshot(t *testing.T) {
 }
 
 // TestGoldenSnapshotV1 loads the snapshot of a build from before vendor
-// trust was replicated: the state is all there, no trust is recorded (so
-// no license can be enrolled), and the leader's one-time AdoptVendorTrust
-// records it; a second one is refused.
+// trust was replicated: the state is all there and no trust is recorded.
+// Entries of that build that follow it in the log apply as they did then
+// (no session, no signature check in Apply); the leader's one-time
+// AdoptVendorTrust records the trust and from then on both are enforced;
+// a second adoption is refused.
 func TestGoldenSnapshotV1(t *testing.T) {
 	want, err := os.ReadFile(filepath.Join("testdata", "snapshot-v1.bin"))
 	if err != nil {
@@ -94,12 +96,16 @@ func TestGoldenSnapshotV1(t *testing.T) {
 	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormat {
 		t.Fatalf("re-written v1 snapshot: format %d, %v", snap.GetFormatVersion(), err)
 	}
-	h := &harness{t: t, f: f, index: f.AppliedIndex()}
-	newLic := lic("NEW", t0-day, t0+365*day, feat("viz", 1, 1))
-	wantCode(t, "enroll before adoption", h.res(t0+10, enrollCmd(newLic)), fsmpb.Code_SIGNATURE_INVALID, "trusts no vendor key")
+	h := &harness{t: t, f: f, index: f.AppliedIndex(), noAutoSession: true}
+	oldStyle := lic("OLDSTYLE", t0-day, t0+365*day, feat("viz", 1, 1)) // raw as an older build stored it, no session
+	wantCode(t, "an older build's enrollment replays", h.res(t0+10, rawEnrollCmd(oldStyle)), fsmpb.Code_OK, "enrolled")
 	adopt := &fsmpb.Command{Cmd: &fsmpb.Command_AdoptVendorTrust{AdoptVendorTrust: &fsmpb.AdoptVendorTrust{
 		Trust: &fsmpb.VendorTrust{Keys: [][]byte{vendorPub}}}}}
 	wantCode(t, "adopt", h.res(t0+11, adopt), fsmpb.Code_OK, "1 key(s)")
+	newLic := lic("NEW", t0-day, t0+365*day, feat("viz", 1, 1))
+	wantCode(t, "no session after adoption", h.res(t0+12, enrollCmd(newLic)), fsmpb.Code_SESSION_REFUSED, "no admin session")
+	h.noAutoSession = false
+	wantCode(t, "unsigned after adoption", h.res(t0+12, rawEnrollCmd(lic("NEW", t0-day, t0+365*day, feat("viz", 1, 1)))), fsmpb.Code_SIGNATURE_INVALID, "not a signed license file")
 	h.mustEnroll(t0+12, newLic)
 	again := &fsmpb.Command{Cmd: &fsmpb.Command_AdoptVendorTrust{AdoptVendorTrust: &fsmpb.AdoptVendorTrust{
 		Trust: &fsmpb.VendorTrust{Keys: [][]byte{otherPub}}}}}
