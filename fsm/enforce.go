@@ -136,7 +136,7 @@ const (
 // sessionCapRefusal returns the refusal for a new session when the cap is
 // reached (call after expiring idle sessions), else nil.
 func (a *adminState) sessionCapRefusal(local bool) *fsmpb.OpResult {
-	n := 0 // (callers skip this before enforcement: older logs replay as written)
+	n := 0                            // (callers skip this before enforcement: older logs replay as written)
 	for _, sess := range a.sessions { // counting: order cannot show
 		if sess.EndedMs == 0 {
 			n++
