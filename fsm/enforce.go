@@ -134,9 +134,10 @@ const (
 )
 
 // sessionCapRefusal returns the refusal for a new session when the cap is
-// reached (call after expiring idle sessions), else nil.
+// reached (call after expiring idle sessions), else nil. Not called before
+// enforcement: older logs replay as written.
 func (a *adminState) sessionCapRefusal(local bool) *fsmpb.OpResult {
-	n := 0                            // (callers skip this before enforcement: older logs replay as written)
+	n := 0
 	for _, sess := range a.sessions { // counting: order cannot show
 		if sess.EndedMs == 0 {
 			n++
