@@ -29,29 +29,32 @@ const ToolVersion = "0.2.0"
 
 // Backend is what a member offers the admin service; package server
 // implements it. Keeping the service here lets session and policy rules
-// live next to the CLI that uses them.
+// live next to the CLI that uses them. Every write takes the id of the
+// session it is made under: the state machine refuses the write unless
+// that session is live and full when it applies.
 type Backend interface {
+	TrustBackend
 	ServerShow(ctx context.Context) *triadv1.ServerShowResponse
 	// Discover is the session-less self-description a forming member reads.
 	Discover(ctx context.Context) *triadv1.DiscoverResponse
 	FormCluster(ctx context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse
-	EnrollLicense(ctx context.Context, file []byte) (*triadv1.LicenseInfo, error)
+	EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error)
 	Licenses(ctx context.Context) []*triadv1.LicenseInfo
 	// UsageFeatures lists capacity and use per feature and version, with
 	// each feature's model and countdown pool.
 	UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
 	Leases(ctx context.Context) []*triadv1.Lease
 
-	RemoveLicense(ctx context.Context, serial string) (string, error)
+	RemoveLicense(ctx context.Context, sessionID, serial string) (string, error)
 	UsageUsers(ctx context.Context) []*triadv1.UserUsage
 	Denials(ctx context.Context) *triadv1.UsageDenialsResponse
 	// ReleaseLease force-releases a lease; false when it was already gone.
-	ReleaseLease(ctx context.Context, id uint64) (bool, error)
+	ReleaseLease(ctx context.Context, sessionID string, id uint64) (bool, error)
 	// RecycleNamedUser unties an idle named user from a feature's seat.
-	RecycleNamedUser(ctx context.Context, user, feature string) (string, error)
+	RecycleNamedUser(ctx context.Context, sessionID, user, feature string) (string, error)
 	// SetRules replaces the access rules from a rules file's text.
-	SetRules(ctx context.Context, text string) (*triadv1.RulesShowResponse, error)
+	SetRules(ctx context.Context, sessionID, text string) (*triadv1.RulesShowResponse, error)
 	Rules(ctx context.Context) *triadv1.RulesShowResponse
 
 	// AuthState is what a connect is judged on.
@@ -335,13 +338,14 @@ func (s *Service) ClusterStatus(ctx context.Context, req *triadv1.ClusterStatusR
 }
 
 func (s *Service) LicenseEnroll(ctx context.Context, req *triadv1.LicenseEnrollRequest) (*triadv1.LicenseEnrollResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "license enroll", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "license enroll", true)
+	if err != nil {
 		return nil, err
 	}
 	if n := len(req.GetLicenseFile()); n == 0 || n > maxLicenseFile {
 		return nil, status.Errorf(codes.InvalidArgument, "license file is %d bytes; expected a .lic file of 1 byte to 1 MiB", n)
 	}
-	l, err := s.b.EnrollLicense(ctx, req.GetLicenseFile())
+	l, err := s.b.EnrollLicense(ctx, me.ID, req.GetLicenseFile())
 	if err != nil {
 		return nil, err
 	}
@@ -368,13 +372,14 @@ func (s *Service) LicenseShow(ctx context.Context, req *triadv1.LicenseShowReque
 }
 
 func (s *Service) LicenseRemove(ctx context.Context, req *triadv1.LicenseRemoveRequest) (*triadv1.LicenseRemoveResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "license remove", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "license remove", true)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetSerial() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no serial given")
 	}
-	msg, err := s.b.RemoveLicense(ctx, req.GetSerial())
+	msg, err := s.b.RemoveLicense(ctx, me.ID, req.GetSerial())
 	if err != nil {
 		return nil, err
 	}
@@ -414,13 +419,14 @@ func (s *Service) UsageDenials(ctx context.Context, req *triadv1.UsageDenialsReq
 }
 
 func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseRequest) (*triadv1.UsageReleaseResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "usage release", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "usage release", true)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetLeaseId() == 0 {
 		return nil, status.Error(codes.InvalidArgument, "no lease id given: see `triadctl usage leases`")
 	}
-	ok, err := s.b.ReleaseLease(ctx, req.GetLeaseId())
+	ok, err := s.b.ReleaseLease(ctx, me.ID, req.GetLeaseId())
 	if err != nil {
 		return nil, err
 	}
@@ -428,13 +434,14 @@ func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseReq
 }
 
 func (s *Service) UsageRecycle(ctx context.Context, req *triadv1.UsageRecycleRequest) (*triadv1.UsageRecycleResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "usage recycle", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "usage recycle", true)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetUser() == "" || req.GetFeature() == "" {
 		return nil, status.Error(codes.InvalidArgument, "give the user and the feature: triadctl usage recycle USER FEATURE")
 	}
-	msg, err := s.b.RecycleNamedUser(ctx, req.GetUser(), req.GetFeature())
+	msg, err := s.b.RecycleNamedUser(ctx, me.ID, req.GetUser(), req.GetFeature())
 	if err != nil {
 		return nil, err
 	}
@@ -445,13 +452,14 @@ func (s *Service) UsageRecycle(ctx context.Context, req *triadv1.UsageRecycleReq
 const maxRulesText = 1 << 20
 
 func (s *Service) RulesSet(ctx context.Context, req *triadv1.RulesSetRequest) (*triadv1.RulesShowResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "rules set", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "rules set", true)
+	if err != nil {
 		return nil, err
 	}
 	if len(req.GetText()) > maxRulesText {
 		return nil, status.Errorf(codes.InvalidArgument, "rules file is %d bytes; at most %d", len(req.GetText()), maxRulesText)
 	}
-	return s.b.SetRules(ctx, req.GetText())
+	return s.b.SetRules(ctx, me.ID, req.GetText())
 }
 
 func (s *Service) RulesShow(ctx context.Context, req *triadv1.RulesShowRequest) (*triadv1.RulesShowResponse, error) {

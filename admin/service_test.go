@@ -29,6 +29,19 @@ type fakeBackend struct {
 	enrollErr  error
 	auth       AuthState
 	sessions   map[string]*Session
+	// writeSession: the session id each write was made under, by backend method.
+	writeSession map[string]string
+}
+
+// wrote records a write and the session it carries.
+func (f *fakeBackend) wrote(name, sessionID string) {
+	f.called(name)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writeSession == nil {
+		f.writeSession = map[string]string{}
+	}
+	f.writeSession[name] = sessionID
 }
 
 func (f *fakeBackend) called(name string) {
@@ -76,8 +89,8 @@ func (f *fakeBackend) ClusterStatus(context.Context) *triadv1.ClusterStatusRespo
 	return fakeStatus
 }
 
-func (f *fakeBackend) EnrollLicense(_ context.Context, file []byte) (*triadv1.LicenseInfo, error) {
-	f.called("EnrollLicense")
+func (f *fakeBackend) EnrollLicense(_ context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error) {
+	f.wrote("EnrollLicense", sessionID)
 	f.mu.Lock()
 	f.enrolled = file
 	f.mu.Unlock()
@@ -105,8 +118,8 @@ func (f *fakeBackend) Leases(context.Context) []*triadv1.Lease {
 	return fakeLeases
 }
 
-func (f *fakeBackend) RemoveLicense(context.Context, string) (string, error) {
-	f.called("RemoveLicense")
+func (f *fakeBackend) RemoveLicense(_ context.Context, sessionID, _ string) (string, error) {
+	f.wrote("RemoveLicense", sessionID)
 	return "removed", nil
 }
 
@@ -120,18 +133,18 @@ func (f *fakeBackend) Denials(context.Context) *triadv1.UsageDenialsResponse {
 	return &triadv1.UsageDenialsResponse{Member: "m1"}
 }
 
-func (f *fakeBackend) ReleaseLease(context.Context, uint64) (bool, error) {
-	f.called("ReleaseLease")
+func (f *fakeBackend) ReleaseLease(_ context.Context, sessionID string, _ uint64) (bool, error) {
+	f.wrote("ReleaseLease", sessionID)
 	return true, nil
 }
 
-func (f *fakeBackend) RecycleNamedUser(context.Context, string, string) (string, error) {
-	f.called("RecycleNamedUser")
+func (f *fakeBackend) RecycleNamedUser(_ context.Context, sessionID, _, _ string) (string, error) {
+	f.wrote("RecycleNamedUser", sessionID)
 	return "recycled", nil
 }
 
-func (f *fakeBackend) SetRules(_ context.Context, text string) (*triadv1.RulesShowResponse, error) {
-	f.called("SetRules")
+func (f *fakeBackend) SetRules(_ context.Context, sessionID, text string) (*triadv1.RulesShowResponse, error) {
+	f.wrote("SetRules", sessionID)
 	return &triadv1.RulesShowResponse{Text: text, Rules: 1}, nil
 }
 
@@ -199,6 +212,21 @@ func (f *fakeBackend) SetPasswords(_ context.Context, _ string, full, restricted
 func (f *fakeBackend) SetSettings(context.Context, string, *triadv1.ServerSetRequest) (*triadv1.ServerSettings, error) {
 	f.called("SetSettings")
 	return &triadv1.ServerSettings{}, nil
+}
+
+func (f *fakeBackend) VendorTrust(context.Context) (*triadv1.VendorTrustListResponse, error) {
+	f.called("VendorTrust")
+	return &triadv1.VendorTrustListResponse{Keys: []*triadv1.VendorKey{{KeyId: "0123456789abcdef"}}}, nil
+}
+
+func (f *fakeBackend) AddVendorKey(_ context.Context, sessionID string, _ []byte) (*triadv1.VendorTrustListResponse, error) {
+	f.wrote("AddVendorKey", sessionID)
+	return &triadv1.VendorTrustListResponse{Message: "added"}, nil
+}
+
+func (f *fakeBackend) RemoveVendorKey(_ context.Context, sessionID, _ string) (*triadv1.VendorTrustListResponse, error) {
+	f.wrote("RemoveVendorKey", sessionID)
+	return &triadv1.VendorTrustListResponse{Message: "removed"}, nil
 }
 
 var _ Backend = (*fakeBackend)(nil)
@@ -410,6 +438,14 @@ func TestRestrictedSessionRefusesWrites(t *testing.T) {
 		},
 		"password set": func() error {
 			_, err := s.PasswordSet(ctx, &triadv1.PasswordSetRequest{Header: h, Which: ModeFull, NewPassword: "x"})
+			return err
+		},
+		"vendor trust add": func() error {
+			_, err := s.VendorTrustAdd(ctx, &triadv1.VendorTrustAddRequest{Header: h, PublicKeyFile: []byte("key")})
+			return err
+		},
+		"vendor trust remove": func() error {
+			_, err := s.VendorTrustRemove(ctx, &triadv1.VendorTrustRemoveRequest{Header: h, KeyId: "0123456789abcdef"})
 			return err
 		},
 	}

@@ -16,7 +16,7 @@ import (
 func vendorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "vendor",
-		Usage: "vendor tools: signing keys and license files",
+		Usage: "vendor tools: signing keys and license files; the vendor keys the cluster trusts",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "keygen",
@@ -106,6 +106,7 @@ func vendorCommand() *cli.Command {
 					return nil
 				},
 			},
+			vendorTrustCommand(),
 		},
 	}
 }

@@ -45,7 +45,13 @@ func (s *state) applyFormCluster(fc *fsmpb.FormCluster) *fsmpb.OpResult {
 		names[m.Name] = true
 		ids[m.ComputerId] = true
 	}
+	if fc.VendorTrust != nil {
+		if r := s.recordTrust(fc.VendorTrust); r != nil {
+			return r
+		}
+	}
 	s.cluster = proto.Clone(fc).(*fsmpb.FormCluster)
+	s.cluster.VendorTrust = nil // kept once, in s.trust
 	return result(fsmpb.Code_OK, "%s cluster formed with %d member(s)", fc.Mode, want)
 }
 

@@ -71,6 +71,11 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	f.appliedIndex = l.Index
 	s := f.s
 	s.lastNowMs = now
+	if id, admin := adminSessionOf(cmd); admin && (s.enforcing() || checkedBefore(cmd)) {
+		if r := s.requireFull(now, id); r != nil {
+			return r
+		}
+	}
 	switch c := cmd.Cmd.(type) {
 	case *fsmpb.Command_FormCluster:
 		return s.applyFormCluster(c.FormCluster)
@@ -86,6 +91,12 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 		return s.applyRecycleSweep(now)
 	case *fsmpb.Command_SetRules:
 		return s.applySetRules(c.SetRules)
+	case *fsmpb.Command_AddVendorKey:
+		return s.applyAddVendorKey(c.AddVendorKey)
+	case *fsmpb.Command_RemoveVendorKey:
+		return s.applyRemoveVendorKey(c.RemoveVendorKey)
+	case *fsmpb.Command_AdoptVendorTrust:
+		return s.applyAdoptVendorTrust(c.AdoptVendorTrust)
 	case *fsmpb.Command_Batch:
 		return s.applyBatch(now, l.Index, c.Batch)
 	case *fsmpb.Command_ExpireLeases:
@@ -101,9 +112,9 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	case *fsmpb.Command_ExpireSessions:
 		return s.applyExpireSessions(now)
 	case *fsmpb.Command_SetPasswords:
-		return s.applySetPasswords(now, c.SetPasswords)
+		return s.applySetPasswords(c.SetPasswords)
 	case *fsmpb.Command_SetSettings:
-		return s.applySetSettings(now, c.SetSettings)
+		return s.applySetSettings(c.SetSettings)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d has an unknown command type %T", l.Index, c))
 	}

@@ -116,7 +116,7 @@ func TestEnrollAndRemoveLicense(t *testing.T) {
 	}{
 		{"not formed", true, []step{{cmd: enrollCmd(valid("L1")), code: fsmpb.Code_NOT_FORMED}}},
 		{"ok", false, []step{{at: 5, cmd: enrollCmd(valid("L1")), code: ok, check: func(t *testing.T, r *fsmpb.OpResult) {
-			if r.License.GetSerial() != "L1" || r.License.EnrolledAtMs != t0+5 || r.License.EnrolledIndex != 2 {
+			if r.License.GetSerial() != "L1" || r.License.EnrolledAtMs != t0+5 || r.License.EnrolledIndex != 3 { // 1 form, 2 open the session
 				t.Fatalf("stored license = %v", r.License)
 			}
 		}}}},
@@ -128,12 +128,14 @@ func TestEnrollAndRemoveLicense(t *testing.T) {
 			code: fsmpb.Code_INVALID_ARGUMENT, msg: "no name"}}},
 		{"supersedes itself", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) { l.Supersedes = []string{"L1"} })),
 			code: fsmpb.Code_INVALID_ARGUMENT, msg: "supersedes itself"}}},
-		{"binding mode", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) { l.BindingMode = modeStandalone })),
-			code: fsmpb.Code_BINDING_MISMATCH, msg: "bound to a standalone cluster"}}},
+		{"binding mode", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) {
+			l.BindingMode, l.ComputerIds = modeStandalone, []string{"cid-a"}
+		})), code: fsmpb.Code_BINDING_MISMATCH, msg: "bound to a standalone cluster"}}},
 		{"binding ids", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) { l.ComputerIds[2] = "cid-z" })),
 			code: fsmpb.Code_BINDING_MISMATCH, msg: "[cid-a, cid-b, cid-z], but this is a failover cluster with computer ids [cid-a, cid-b, cid-c]"}}},
+		// No vendor signs a failover license for two computers.
 		{"binding ids missing one", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) { l.ComputerIds = l.ComputerIds[:2] })),
-			code: fsmpb.Code_BINDING_MISMATCH}}},
+			code: fsmpb.Code_SIGNATURE_INVALID}}},
 		{"binding ids in another order", false, []step{{cmd: enrollCmd(edit(valid("L1"), func(l *fsmpb.License) {
 			l.ComputerIds = []string{"cid-c", "cid-a", "cid-b"}
 		})), code: ok}}},
@@ -144,7 +146,7 @@ func TestEnrollAndRemoveLicense(t *testing.T) {
 		{"same license twice", false, []step{
 			{cmd: enrollCmd(valid("L1")), code: ok},
 			{at: 10, cmd: enrollCmd(valid("L1")), code: ok, msg: "already enrolled", check: func(t *testing.T, r *fsmpb.OpResult) {
-				if r.License.EnrolledAtMs != t0 || r.License.EnrolledIndex != 2 {
+				if r.License.EnrolledAtMs != t0 || r.License.EnrolledIndex != 3 {
 					t.Fatalf("re-enrollment changed the stored license: %v", r.License)
 				}
 			}},
@@ -258,7 +260,7 @@ func TestGrant(t *testing.T) {
 				l := r.Lease
 				if l.Id != 1 || l.RequestId != "r1" || l.Feature != "cad" || l.Version != 5 || l.Count != 1 ||
 					l.User != "alice" || l.Host != "ws1" || l.Pid != 42 || l.ClientId != "client-1" || l.ViaMember != "member-a" ||
-					l.GrantedMs != t0+7 || l.RenewedMs != t0+7 || l.ExpiresMs != t0+7+30000 || l.TtlMs != 30000 || l.GrantedIndex != 3 {
+					l.GrantedMs != t0+7 || l.RenewedMs != t0+7 || l.ExpiresMs != t0+7+30000 || l.TtlMs != 30000 || l.GrantedIndex != 4 {
 					t.Fatalf("lease = %v", l)
 				}
 			}},

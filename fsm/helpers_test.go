@@ -2,12 +2,16 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -23,11 +27,26 @@ const (
 // clusterIDs are the computer ids of the failover cluster most tests form.
 var clusterIDs = []string{"cid-a", "cid-b", "cid-c"}
 
+// vendorKey is the test vendor's key pair, trusted by formCmd clusters;
+// otherKey is a vendor key the clusters do not trust.
+var (
+	vendorPriv = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	vendorPub  = vendorPriv.Public().(ed25519.PublicKey)
+	otherPriv  = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	otherPub   = otherPriv.Public().(ed25519.PublicKey)
+)
+
 // harness feeds commands to one FSM as consecutive raft.Log entries.
+// Admin writes built without a session id are stamped with the harness's
+// own full session (a local one), opened or reopened when it is not live:
+// tests that are not about sessions need not care.
 type harness struct {
-	t     testing.TB
-	f     *FSM
-	index uint64
+	t       testing.TB
+	f       *FSM
+	index   uint64
+	session string
+	// noAutoSession: send admin writes exactly as built.
+	noAutoSession bool
 }
 
 func newHarness(t testing.TB) *harness {
@@ -36,9 +55,54 @@ func newHarness(t testing.TB) *harness {
 
 // apply appends cmd (stamped with now) to the log and applies it.
 func (h *harness) apply(now int64, cmd *fsmpb.Command) any {
+	if id, admin := adminSessionOf(cmd); admin && id == "" && !h.noAutoSession && h.f.Cluster() != nil {
+		setSession(cmd, h.liveSession(now))
+	}
 	h.index++
 	cmd.NowMs = now
 	return h.f.Apply(commandLog(h.t, h.index, cmd))
+}
+
+// liveSession returns the harness's full session, opening a new local one
+// when it is missing, ended or would be idle at now.
+func (h *harness) liveSession(now int64) string {
+	if sess, ok := h.f.Session(h.session); ok && sess.EndedMs == 0 &&
+		now-sess.LastUsedMs <= h.f.Settings().SessionIdleTimeout.Milliseconds() {
+		return h.session
+	}
+	id := fmt.Sprintf("test-admin-%d", h.index+1)
+	h.index++
+	cmd := openCmd(id, ModeFull, true, h.f.AdminAuth().GetVersion())
+	cmd.NowMs = now
+	if r := h.f.Apply(commandLog(h.t, h.index, cmd)).(*fsmpb.OpResult); r.Code != fsmpb.Code_OK {
+		h.t.Fatalf("open the test admin session: %v %s", r.Code, r.Message)
+	}
+	h.session = id
+	return id
+}
+
+// setSession stamps an admin write with a session id.
+func setSession(cmd *fsmpb.Command, id string) {
+	switch c := cmd.Cmd.(type) {
+	case *fsmpb.Command_EnrollLicense:
+		c.EnrollLicense.SessionId = id
+	case *fsmpb.Command_RemoveLicense:
+		c.RemoveLicense.SessionId = id
+	case *fsmpb.Command_SetPasswords:
+		c.SetPasswords.SessionId = id
+	case *fsmpb.Command_SetSettings:
+		c.SetSettings.SessionId = id
+	case *fsmpb.Command_RecycleNamedUser:
+		c.RecycleNamedUser.SessionId = id
+	case *fsmpb.Command_SetRules:
+		c.SetRules.SessionId = id
+	case *fsmpb.Command_AddVendorKey:
+		c.AddVendorKey.SessionId = id
+	case *fsmpb.Command_RemoveVendorKey:
+		c.RemoveVendorKey.SessionId = id
+	default:
+		panic(fmt.Sprintf("setSession: %T is not an admin write", c))
+	}
 }
 
 // op applies a batch of one op and returns that op's result.
@@ -68,8 +132,9 @@ func commandLog(t testing.TB, index uint64, cmd *fsmpb.Command) *raft.Log {
 	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
 }
 
+// formCmd forms a cluster trusting vendorPub.
 func formCmd(mode string, ids ...string) *fsmpb.Command {
-	fc := &fsmpb.FormCluster{Mode: mode}
+	fc := &fsmpb.FormCluster{Mode: mode, VendorTrust: &fsmpb.VendorTrust{Keys: [][]byte{vendorPub}}}
 	for i, id := range ids {
 		name := string(rune('a' + i))
 		fc.Members = append(fc.Members, &fsmpb.Member{
@@ -79,8 +144,51 @@ func formCmd(mode string, ids ...string) *fsmpb.Command {
 	return &fsmpb.Command{Cmd: &fsmpb.Command_FormCluster{FormCluster: fc}}
 }
 
+// enrollCmd enrolls l as a license file signed by the trusted test vendor:
+// the command carries the signed file and the fields it gives (so defaults
+// such as the concurrent model are filled in). A license no valid file can
+// hold (no serial, no features, ...) is sent as is, with a raw that is not
+// a license file.
 func enrollCmd(l *fsmpb.License) *fsmpb.Command {
+	return rawEnrollCmd(signLic(l, vendorPriv))
+}
+
+// rawEnrollCmd enrolls l exactly as given.
+func rawEnrollCmd(l *fsmpb.License) *fsmpb.Command {
 	return &fsmpb.Command{Cmd: &fsmpb.Command_EnrollLicense{EnrollLicense: &fsmpb.EnrollLicense{License: l}}}
+}
+
+// signLic returns l as read from a license file signed with priv; l itself
+// when no valid license file can hold it.
+func signLic(l *fsmpb.License, priv ed25519.PrivateKey) *fsmpb.License {
+	if l == nil {
+		return nil
+	}
+	file, err := license.Sign(bodyOf(l), priv)
+	if err != nil {
+		return l
+	}
+	f, err := license.Parse(file)
+	if err != nil {
+		panic(fmt.Sprintf("signLic: a signed file does not parse: %v", err))
+	}
+	return LicenseFromFile(f, file)
+}
+
+// bodyOf is the license body that says what l says.
+func bodyOf(l *fsmpb.License) license.Body {
+	b := license.Body{
+		FormatVersion: license.FormatVersion, Serial: l.Serial, IssuedTo: l.Customer,
+		IssuedAt: time.UnixMilli(l.IssuedAtMs), ValidAfter: time.UnixMilli(l.ValidAfterMs), ValidUntil: time.UnixMilli(l.ValidUntilMs),
+		Supersedes: l.Supersedes, Binding: license.Binding{Mode: l.BindingMode, ComputerIDs: l.ComputerIds},
+	}
+	for _, f := range l.Features {
+		b.Features = append(b.Features, license.Feature{
+			Name: f.Name, Version: f.Version, Count: f.Count, Model: f.Model, GraceSeconds: f.GraceSeconds,
+			MaxBorrowSeconds: f.MaxBorrowSeconds, Limit: f.Limit, Overdraft: f.Overdraft, UsageHours: f.UsageHours,
+		})
+	}
+	return b
 }
 
 func removeCmd(serial string) *fsmpb.Command {

@@ -35,6 +35,8 @@ func (s *state) applyBatch(now int64, index uint64, b *fsmpb.Batch) *fsmpb.Batch
 			r = s.applyRelease(now, o.Release)
 		case *fsmpb.Op_Borrow:
 			r = s.applyBorrow(now, index, o.Borrow)
+		case *fsmpb.Op_AdminRelease:
+			r = s.applyAdminRelease(now, o.AdminRelease)
 		default:
 			// Unlike an undecodable entry, one empty op in a batch does
 			// not stop the member: it is refused on its own.

@@ -17,15 +17,21 @@ const (
 	StateSuperseded  = "superseded"
 )
 
-// applyEnrollLicense adds a license the receiving member has already
-// verified. Binding and dates are checked here, against the replicated
-// cluster record and the command's now, so every member decides alike.
+// applyEnrollLicense adds a license. The receiving member verified it, and
+// so does every member here: signature against the replicated vendor
+// trust, fields against the signed file, binding against the replicated
+// cluster record and dates against the command's now, so every member
+// decides alike.
+// (The full session was checked by applyLocked.)
 func (s *state) applyEnrollLicense(now int64, index uint64, el *fsmpb.EnrollLicense) *fsmpb.OpResult {
 	if s.cluster == nil {
 		return result(fsmpb.Code_NOT_FORMED, "the cluster is not formed yet: form it before enrolling licenses")
 	}
 	lic := el.GetLicense()
 	if res := checkLicense(lic); res != nil {
+		return res
+	}
+	if res := s.verifyLicense(lic); res != nil {
 		return res
 	}
 	licIDs, clusterIDs := sortedSet(lic.ComputerIds), s.memberComputerIDs()

@@ -109,9 +109,9 @@ func poolAlarm(f *FSM, now int64) []Alarm {
 func TestCountdownPoolFigures(t *testing.T) {
 	h := formed(t)
 	sim := feat("sim", 1, 5)
-	sim.Model, sim.UsageHours = modelCountdown, 2
-	sim2 := feat("sim", 2, 1) // a second version row of the same pool
-	sim2.Model = modelCountdown
+	sim.Model, sim.UsageHours = modelCountdown, 1
+	sim2 := feat("sim", 2, 1) // a second version row of the same pool (1 h + 1 h)
+	sim2.Model, sim2.UsageHours = modelCountdown, 1
 	h.mustEnroll(t0, lic("C1", t0, t0+365*day, sim, sim2, feat("cad", 1, 3)))
 
 	if r := poolOf(t, h.f, "cad", t0); r.Model != modelConcurrent || r.PoolMs != 0 || r.PoolUsedMs != 0 {

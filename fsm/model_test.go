@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -87,6 +88,10 @@ func (m *model) enroll(l *fsmpb.License, now int64) outcome {
 	}
 	if l.Serial == "" || len(l.Features) == 0 || slices.Contains(l.Supersedes, l.Serial) {
 		return outcome{code: fsmpb.Code_INVALID_ARGUMENT}
+	}
+	// Licenses no valid file can hold travel unsigned (enrollCmd).
+	if _, err := license.Parse(l.Raw); err != nil {
+		return outcome{code: fsmpb.Code_SIGNATURE_INVALID}
 	}
 	ids := slices.Clone(l.ComputerIds)
 	slices.Sort(ids)
@@ -294,6 +299,10 @@ func (m *model) apply(cmd *fsmpb.Command, index uint64) []outcome {
 		return []outcome{m.enroll(c.EnrollLicense.License, now)}
 	case *fsmpb.Command_RemoveLicense:
 		return []outcome{m.remove(c.RemoveLicense.Serial)}
+	case *fsmpb.Command_OpenSession:
+		// The generator opens a session only on a formed cluster, when
+		// its previous one is no longer live.
+		return []outcome{{}}
 	case *fsmpb.Command_ExpireLeases:
 		return []outcome{m.expire(now)}
 	case *fsmpb.Command_RebaseLeases:

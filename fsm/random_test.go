@@ -24,6 +24,26 @@ type gen struct {
 	now  int64
 	m    *model
 	sent []*fsmpb.License
+	// The generator's admin session: id, open, last used.
+	sess     string
+	sessN    int
+	sessLast int64
+}
+
+// admin returns the admin write build makes with the generator's session;
+// when that session is not live (formed cluster), it returns the command
+// that opens a new one instead.
+func (g *gen) admin(build func(session string) *fsmpb.Command) *fsmpb.Command {
+	if !g.m.formed {
+		return build("")
+	}
+	if g.sess == "" || g.now-g.sessLast > DefaultSessionIdleTimeout.Milliseconds() {
+		g.sessN++
+		g.sess, g.sessLast = fmt.Sprint("gen-admin-", g.sessN), g.now
+		return openCmd(g.sess, ModeFull, true, 0)
+	}
+	g.sessLast = g.now
+	return build(g.sess)
 }
 
 var genFeatures = []string{"a", "b", "c"}
@@ -47,9 +67,19 @@ func (g *gen) next() *fsmpb.Command {
 	case !g.m.formed && g.r.IntN(4) != 0:
 		cmd = g.form()
 	case n < 12:
-		cmd = enrollCmd(g.license())
+		l := g.license()
+		cmd = g.admin(func(id string) *fsmpb.Command {
+			c := enrollCmd(l)
+			c.GetEnrollLicense().SessionId = id
+			return c
+		})
 	case n < 15:
-		cmd = removeCmd(g.serial())
+		serial := g.serial()
+		cmd = g.admin(func(id string) *fsmpb.Command {
+			c := removeCmd(serial)
+			c.GetRemoveLicense().SessionId = id
+			return c
+		})
 	case n < 75:
 		cmd = g.batch()
 	case n < 88:

@@ -191,6 +191,11 @@ func (s *state) applyOpenSession(now int64, c *fsmpb.OpenSession) *fsmpb.OpResul
 		return result(fsmpb.Code_OK, "session opened")
 	}
 	a.expireIdle(now)
+	if s.enforcing() {
+		if r := a.sessionCapRefusal(in.GetLocal()); r != nil {
+			return r
+		}
+	}
 	msg := "session opened"
 	if in.Mode == ModeFull {
 		if h := a.fullHolder(); h != nil {
@@ -231,24 +236,9 @@ func (s *state) applyExpireSessions(now int64) *fsmpb.OpResult {
 	return result(fsmpb.Code_OK, "%d idle session(s) closed", n)
 }
 
-// requireFull checks that id is a live full session and marks it used.
-func (s *state) requireFull(now int64, id string) *fsmpb.OpResult {
-	sess, refused := s.admin.live(id, now)
-	if refused != nil {
-		return refused
-	}
-	if sess.Mode != ModeFull {
-		return result(fsmpb.Code_INVALID_ARGUMENT, "permission denied: this needs a full-mode session; this session is restricted")
-	}
-	sess.LastUsedMs = max(sess.LastUsedMs, now)
-	return nil
-}
-
-func (s *state) applySetPasswords(now int64, c *fsmpb.SetPasswords) *fsmpb.OpResult {
+// applySetPasswords runs once applyLocked checked the full session.
+func (s *state) applySetPasswords(c *fsmpb.SetPasswords) *fsmpb.OpResult {
 	a := &s.admin
-	if r := s.requireFull(now, c.GetSessionId()); r != nil {
-		return r
-	}
 	if c.GetAuthVersion() != a.auth.GetVersion() {
 		if c.GetAuthVersion()+1 == a.auth.GetVersion() &&
 			(len(c.GetFullHash()) == 0 || slices.Equal(c.GetFullHash(), a.auth.GetFullHash())) &&
@@ -276,11 +266,9 @@ func (s *state) applySetPasswords(now int64, c *fsmpb.SetPasswords) *fsmpb.OpRes
 	return result(fsmpb.Code_OK, "%s password set", what)
 }
 
-func (s *state) applySetSettings(now int64, c *fsmpb.SetSettings) *fsmpb.OpResult {
+// applySetSettings runs once applyLocked checked the full session.
+func (s *state) applySetSettings(c *fsmpb.SetSettings) *fsmpb.OpResult {
 	a := &s.admin
-	if r := s.requireFull(now, c.GetSessionId()); r != nil {
-		return r
-	}
 	in := c.GetSettings()
 	if in == nil {
 		return result(fsmpb.Code_INVALID_ARGUMENT, "no settings given")

@@ -109,7 +109,7 @@ func TestSettingsAndPasswords(t *testing.T) {
 		t.Fatalf("defaults: %+v", st)
 	}
 	policy, idle := PolicyNone, int64(5000)
-	wantCode(t, "restricted sets", h.res(t0, settingsCmd("ro", &fsmpb.AdminSettings{RemotePolicy: &policy})), fsmpb.Code_INVALID_ARGUMENT, "permission denied")
+	wantCode(t, "restricted sets", h.res(t0, settingsCmd("ro", &fsmpb.AdminSettings{RemotePolicy: &policy})), fsmpb.Code_PERMISSION_DENIED, "permission denied")
 	wantCode(t, "full sets", h.res(t0, settingsCmd("full", &fsmpb.AdminSettings{RemotePolicy: &policy, SessionIdleTimeoutMs: &idle})), fsmpb.Code_OK, "changed")
 	off := false
 	h.res(t0, settingsCmd("full", &fsmpb.AdminSettings{Statistics: &off}))
@@ -132,7 +132,7 @@ func TestSettingsAndPasswords(t *testing.T) {
 		t.Fatalf("auth %v", a)
 	}
 	wantCode(t, "connect checked against old passwords", h.res(t0, openCmd("late", ModeRestricted, false, 1)), fsmpb.Code_INVALID_ARGUMENT, "passwords changed")
-	wantCode(t, "restricted session cannot change passwords", h.res(t0, passwordsCmd("ro", []byte("x"), nil, 2)), fsmpb.Code_INVALID_ARGUMENT, "permission denied")
+	wantCode(t, "restricted session cannot change passwords", h.res(t0, passwordsCmd("ro", []byte("x"), nil, 2)), fsmpb.Code_PERMISSION_DENIED, "permission denied")
 }
 
 // TestSessionsDeterministicSnapshot: two FSMs fed the same log end with

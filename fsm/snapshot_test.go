@@ -36,10 +36,10 @@ func goldenScenario(t testing.TB) *FSM {
 	return h.f
 }
 
-// TestGoldenSnapshot pins format version 1: the same scenario must keep
+// TestGoldenSnapshot pins format version 2: the same scenario must keep
 // producing these bytes, and a build must keep reading them.
 func TestGoldenSnapshot(t *testing.T) {
-	path := filepath.Join("testdata", "snapshot-v1.bin")
+	path := filepath.Join("testdata", "snapshot-v2.bin")
 	got := goldenScenario(t).MarshalSnapshot()
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -66,6 +66,53 @@ func TestGoldenSnapshot(t *testing.T) {
 	if ls := f.Leases(); len(ls) != 2 || ls[0].Id != 1 || ls[1].Id != 2 || f.LicenseState("OLD", t0) != StateSuperseded {
 		t.Fatalf("restored golden state: %v", ls)
 	}
+	if keys, recorded := f.VendorTrust(); !recorded || len(keys) != 1 || !bytes.Equal(keys[0], vendorPub) {
+		t.Fatalf("restored golden vendor trust: %x recorded %v", keys, recorded)
+	}
+}
+
+// TestGoldenSnapshotV1 loads the snapshot of a build from before vendor
+// trust was replicated: the state is all there and no trust is recorded.
+// Entries of that build that follow it in the log apply as they did then
+// (no session, no signature check in Apply); the leader's one-time
+// AdoptVendorTrust records the trust and from then on both are enforced;
+// a second adoption is refused.
+func TestGoldenSnapshotV1(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("testdata", "snapshot-v1.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New()
+	if err := f.Restore(io.NopCloser(bytes.NewReader(want))); err != nil {
+		t.Fatalf("restore golden v1: %v", err)
+	}
+	if ls := f.Leases(); len(ls) != 2 || ls[0].Id != 1 || ls[1].Id != 2 || f.LicenseState("OLD", t0) != StateSuperseded || len(f.Licenses()) != 2 {
+		t.Fatalf("restored v1 state: %v", ls)
+	}
+	if keys, recorded := f.VendorTrust(); recorded || len(keys) != 0 {
+		t.Fatalf("a v1 snapshot has vendor trust %x", keys)
+	}
+	snap := &fsmpb.Snapshot{}
+	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormat {
+		t.Fatalf("re-written v1 snapshot: format %d, %v", snap.GetFormatVersion(), err)
+	}
+	h := &harness{t: t, f: f, index: f.AppliedIndex(), noAutoSession: true}
+	oldStyle := lic("OLDSTYLE", t0-day, t0+365*day, feat("viz", 1, 1)) // raw as an older build stored it, no session
+	wantCode(t, "an older build's enrollment replays", h.res(t0+10, rawEnrollCmd(oldStyle)), fsmpb.Code_OK, "enrolled")
+	adopt := &fsmpb.Command{Cmd: &fsmpb.Command_AdoptVendorTrust{AdoptVendorTrust: &fsmpb.AdoptVendorTrust{
+		Trust: &fsmpb.VendorTrust{Keys: [][]byte{vendorPub}}}}}
+	wantCode(t, "adopt", h.res(t0+11, adopt), fsmpb.Code_OK, "1 key(s)")
+	newLic := lic("NEW", t0-day, t0+365*day, feat("viz", 1, 1))
+	wantCode(t, "no session after adoption", h.res(t0+12, enrollCmd(newLic)), fsmpb.Code_SESSION_REFUSED, "no admin session")
+	h.noAutoSession = false
+	wantCode(t, "unsigned after adoption", h.res(t0+12, rawEnrollCmd(lic("NEW", t0-day, t0+365*day, feat("viz", 1, 1)))), fsmpb.Code_SIGNATURE_INVALID, "not a signed license file")
+	h.mustEnroll(t0+12, newLic)
+	again := &fsmpb.Command{Cmd: &fsmpb.Command_AdoptVendorTrust{AdoptVendorTrust: &fsmpb.AdoptVendorTrust{
+		Trust: &fsmpb.VendorTrust{Keys: [][]byte{otherPub}}}}}
+	wantCode(t, "adopt twice", h.res(t0+13, again), fsmpb.Code_ALREADY_EXISTS, "already recorded")
+	if keys, _ := f.VendorTrust(); len(keys) != 1 || !bytes.Equal(keys[0], vendorPub) {
+		t.Fatalf("a second adoption changed the trust: %x", keys)
+	}
 }
 
 func snapshotBytes(t *testing.T, s *fsmpb.Snapshot) []byte {
@@ -91,7 +138,11 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		data []byte
 		msg  string
 	}{
-		{"format 2", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1}), "format version 2 is not supported"},
+		{"format 3", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 3, NextLeaseId: 1}), "format version 3 is not supported"},
+		{"trust key too short", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,
+			VendorTrust: &fsmpb.VendorTrust{Keys: [][]byte{{1, 2, 3}}}}), "vendor key 1 is 3 bytes"},
+		{"trust unsorted", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,
+			VendorTrust: &fsmpb.VendorTrust{Keys: [][]byte{bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{1}, 32)}}}), "not sorted"},
 		{"format 0", snapshotBytes(t, &fsmpb.Snapshot{NextLeaseId: 1}), "format version 0"},
 		{"garbage", []byte{0xff, 0xff, 0xff}, "decoding snapshot"},
 		{"lease twice", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 1, NextLeaseId: 2, Leases: []*fsmpb.Lease{lease, lease}}), "twice"},

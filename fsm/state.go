@@ -9,10 +9,15 @@ import (
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
-// snapshotFormat is the only fsmpb.Snapshot format_version this code reads
-// and writes. Bump it (and keep a golden file under testdata/) whenever the
-// meaning of the stored state changes.
-const snapshotFormat = 1
+// snapshotFormat is the fsmpb.Snapshot format_version this code writes.
+// Bump it (and keep a golden file under testdata/) whenever the meaning of
+// the stored state changes. It reads every format from oldestSnapshotFormat.
+// 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
+// an older build must not load a snapshot whose trust it would drop).
+const (
+	snapshotFormat       = 2
+	oldestSnapshotFormat = 1
+)
 
 // state is everything the FSM knows. The first block is the replicated
 // state (exactly what a snapshot holds); the second is derived from it and
@@ -29,6 +34,9 @@ type state struct {
 	// model holds named seats, access rules, committed license states and
 	// countdown use (model.go).
 	model modelState
+	// trust is the set of trusted vendor keys (trust.go); nil when never
+	// recorded (a cluster formed before trust was replicated).
+	trust *fsmpb.VendorTrust
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -97,6 +105,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	// Written only when no license implies it (see fsm.proto).
 	snap.Activated = s.admin.activated && len(s.serials) == 0
 	s.model.toSnapshot(snap)
+	snap.VendorTrust = s.trust
 	return snap
 }
 
@@ -112,10 +121,14 @@ func (s *state) sortedLeaseIDs() []uint64 {
 // stateFromSnapshot builds a state, derived indexes included, from a
 // decoded snapshot. It takes ownership of snap.
 func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
-	if v := snap.GetFormatVersion(); v != snapshotFormat {
-		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads version %d)", v, snapshotFormat)
+	if v := snap.GetFormatVersion(); v < oldestSnapshotFormat || v > snapshotFormat {
+		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads versions %d to %d)", v, oldestSnapshotFormat, snapshotFormat)
 	}
 	s := newState()
+	var err error
+	if s.trust, err = trustFromSnapshot(snap); err != nil {
+		return nil, err
+	}
 	s.cluster = snap.Cluster
 	s.nextLeaseID = snap.NextLeaseId
 	s.lastNowMs = snap.LastNowMs

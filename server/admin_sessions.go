@@ -73,7 +73,13 @@ const (
 	restrictedConnectBudget = 1500 * time.Millisecond
 	// sessionWriteBudget bounds touches and disconnects, which are best effort.
 	sessionWriteBudget = 1500 * time.Millisecond
+	// sessionCatchUpBudget bounds how long a session check waits to catch
+	// up with the leader's commit index.
+	sessionCatchUpBudget = 2 * time.Second
 )
+
+// reasonClosed is what a closed session's token gets.
+const reasonClosed = "unknown or closed session: connect again"
 
 // MemberName is this member's name (admin.Backend).
 func (s *Server) MemberName() string { return s.cfg.Name }
@@ -322,6 +328,12 @@ func (s *Server) sweepMemberOnly() {
 	}
 }
 
+// leaderKnown: this member leads or knows a leader to ask.
+func (s *Server) leaderKnown() bool {
+	addr, _ := s.leaderAddr()
+	return addr != "" || s.isLeader()
+}
+
 // touchAfter: a session used more recently than this is not touched
 // through the log again (a quarter of the idle timeout, at most a minute).
 func touchAfter(idle time.Duration) int64 {
@@ -354,17 +366,22 @@ func (s *Server) UseSession(ctx context.Context, id string) (*admin.Session, err
 	}
 	s.adm.mu.Unlock()
 
-	rec, ok := s.fsm.Session(id)
-	if !ok {
-		// Opened through another member an instant ago? Catch up once.
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if s.readIndex(cctx) == nil {
-			rec, ok = s.fsm.Session(id)
+	// Judge the session on the replicated state as of now, not on this
+	// member's last applied entry: a disconnect or a local takeover
+	// committed through another member an instant ago must already count
+	// here (and a session opened through another member be known). Without
+	// a reachable leader, the member's own state is all there is; no write
+	// can commit then, and the FSM checks the session of every write again.
+	if formed && s.leaderKnown() {
+		cctx, cancel := context.WithTimeout(ctx, sessionCatchUpBudget)
+		if err := s.readIndex(cctx); err != nil {
+			s.log.Debug("admin session judged on this member's state: could not catch up with the leader", "error", err)
 		}
 		cancel()
 	}
+	rec, ok := s.fsm.Session(id)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "unknown or closed session: connect again")
+		return nil, status.Error(codes.Unauthenticated, reasonClosed)
 	}
 	if rec.GetEndedMs() != 0 {
 		return nil, status.Error(codes.Unauthenticated, rec.GetEndReason())
@@ -412,10 +429,19 @@ func (s *Server) CloseSession(ctx context.Context, id string) error {
 	if err != nil {
 		return toStatus(err)
 	}
-	if res.GetCode() == fsmpb.Code_NOT_FOUND {
-		return nil
+	if res.GetCode() != fsmpb.Code_NOT_FOUND {
+		if err := sessionStatus(res); err != nil {
+			return err
+		}
 	}
-	return sessionStatus(res)
+	// The token is dead from this answer on: on this member at once (the
+	// close may not be applied here yet when a follower served it), and on
+	// every member once it catches up, which each session check does first.
+	// Wait for it here too, so this member's state shows it when we answer.
+	s.adm.mu.Lock()
+	s.adm.memberEnded[id] = endedSession{atMs: s.nowMs(), reason: reasonClosed}
+	s.adm.mu.Unlock()
+	return toStatus(s.readIndex(ctx))
 }
 
 // Sessions lists the live sessions: replicated ones, then this member's own

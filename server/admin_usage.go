@@ -164,13 +164,18 @@ func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 	return out
 }
 
-// ReleaseLease force-releases one lease through the ordinary Release
-// operation (admin.Backend).
-func (s *Server) ReleaseLease(ctx context.Context, id uint64) (bool, error) {
-	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{id}}}}
+// ReleaseLease force-releases one lease through the AdminRelease operation,
+// which the FSM performs only under a live full session (admin.Backend).
+func (s *Server) ReleaseLease(ctx context.Context, sessionID string, id uint64) (bool, error) {
+	op := &fsmpb.Op{Op: &fsmpb.Op_AdminRelease{AdminRelease: &fsmpb.AdminRelease{LeaseId: id, SessionId: sessionID}}}
 	res, err := s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return false, toStatus(err)
+	}
+	if len(res) == 1 {
+		if c := res[0].GetCode(); c == fsmpb.Code_SESSION_REFUSED || c == fsmpb.Code_PERMISSION_DENIED {
+			return false, resultStatus(c, res[0].GetMessage())
+		}
 	}
 	released := len(res) == 1 && len(res[0].GetLeases()) == 1 && res[0].GetLeases()[0].GetCode() == fsmpb.Code_OK
 	s.log.Info("lease force-released by an administrator", "lease_id", id, "released", released)
@@ -178,8 +183,8 @@ func (s *Server) ReleaseLease(ctx context.Context, id uint64) (bool, error) {
 }
 
 // RemoveLicense removes an enrolled license from the cluster (admin.Backend).
-func (s *Server) RemoveLicense(ctx context.Context, serial string) (string, error) {
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: serial}}}, false)
+func (s *Server) RemoveLicense(ctx context.Context, sessionID, serial string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: serial, SessionId: sessionID}}}, false)
 	if err != nil {
 		return "", toStatus(err)
 	}
@@ -194,8 +199,8 @@ func (s *Server) RemoveLicense(ctx context.Context, serial string) (string, erro
 }
 
 // RecycleNamedUser unties a named user idle for 30 days (admin.Backend).
-func (s *Server) RecycleNamedUser(ctx context.Context, user, feature string) (string, error) {
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: feature}}}, false)
+func (s *Server) RecycleNamedUser(ctx context.Context, sessionID, user, feature string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: feature, SessionId: sessionID}}}, false)
 	if err != nil {
 		return "", toStatus(err)
 	}
@@ -208,12 +213,12 @@ func (s *Server) RecycleNamedUser(ctx context.Context, user, feature string) (st
 
 // SetRules parses a rules file on this member (errors name the line) and
 // replicates the result (admin.Backend).
-func (s *Server) SetRules(ctx context.Context, text string) (*triadv1.RulesShowResponse, error) {
+func (s *Server) SetRules(ctx context.Context, sessionID, text string) (*triadv1.RulesShowResponse, error) {
 	rules, err := license.ParseRules([]byte(text))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: rules}}}, false)
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: rules, SessionId: sessionID}}}, false)
 	if err != nil {
 		return nil, toStatus(err)
 	}

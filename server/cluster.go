@@ -140,6 +140,7 @@ func (s *Server) info() *peerpb.InfoResponse {
 		GrpcAddress:         s.Addr(),
 		CommitIndex:         s.node.raft.CommitIndex(),
 		IsLeader:            s.isLeader(),
+		TrustedKeys:         configKeys(s.trusted),
 	}
 }
 
@@ -204,7 +205,9 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		}
 		infos[i] = info
 	}
-	fc := &fsmpb.FormCluster{Mode: mode}
+	// The vendor keys every member trusts become the cluster's, replicated:
+	// they must agree, or members would judge licenses differently.
+	fc := &fsmpb.FormCluster{Mode: mode, VendorTrust: &fsmpb.VendorTrust{Keys: configKeys(s.trusted)}}
 	self := false
 	names, ids := map[string]string{}, map[string]string{}
 	for i, info := range infos {
@@ -214,6 +217,9 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 			return nil, status.Errorf(codes.FailedPrecondition, "member %s runs an incompatible version (%s, peer protocol %d; this member: %s, protocol %d): run the same Triad version on all members", addr, info.GetVersion(), info.GetPeerProtocolVersion(), Version, PeerProtocolVersion)
 		case info.GetMode() != ModeUnconfigured:
 			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) already belongs to a %s cluster: only unconfigured members can form a cluster", addr, info.GetName(), info.GetMode())
+		}
+		if !sameKeys(info.GetTrustedKeys(), fc.VendorTrust.Keys) {
+			return nil, s.trustMismatch(addr, info.GetName(), info.GetTrustedKeys())
 		}
 		if skew := time.Duration(info.GetNowMs()-s.nowMs()) * time.Millisecond; skew > maxClockSkew || skew < -maxClockSkew {
 			return nil, status.Errorf(codes.FailedPrecondition, "the clock of member %s (%s) differs from this member's by %s (at most %s allowed): synchronise the clocks (NTP) and retry", addr, info.GetName(), skew.Round(time.Second), maxClockSkew)
@@ -279,6 +285,9 @@ var errAlreadyFormed = errors.New("this member is already part of a cluster")
 
 // bootstrap makes this unconfigured member a voter of fc (Peer.Bootstrap).
 func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
+	if err := s.checkBootstrapTrust(fc); err != nil {
+		return err
+	}
 	s.formMu.Lock()
 	defer s.formMu.Unlock()
 	var me *fsmpb.Member

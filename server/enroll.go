@@ -8,15 +8,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// EnrollLicense verifies a license file on this member (the trust keys are
-// member configuration, so signature checks happen before the log) and
-// replicates it; the FSM re-checks binding and dates deterministically.
-func (s *Server) EnrollLicense(ctx context.Context, file []byte) (*triadv1.LicenseInfo, error) {
+// EnrollLicense checks a license file on this member, for clear answers
+// before anything is proposed, and replicates it under the caller's
+// session; every member's FSM verifies it again (signature against the
+// replicated vendor trust, fields, binding, dates) when it applies.
+func (s *Server) EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error) {
 	c := s.cluster()
 	if c == nil {
 		return nil, status.Error(codes.FailedPrecondition, "the cluster is not formed yet: run `triadctl cluster create` first")
@@ -25,7 +27,11 @@ func (s *Server) EnrollLicense(ctx context.Context, file []byte) (*triadv1.Licen
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
-	if err := f.Verify(s.trusted); err != nil {
+	trusted, _ := s.fsm.VendorTrust()
+	if len(trusted) == 0 {
+		return nil, status.Error(codes.FailedPrecondition, "the cluster trusts no vendor key, so no license can be verified: trust the vendor's public key with `triadctl vendor trust add VENDOR.pub`")
+	}
+	if err := f.Verify(trusted); err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
 	}
 	var ids []string
@@ -38,7 +44,8 @@ func (s *Server) EnrollLicense(ctx context.Context, file []byte) (*triadv1.Licen
 	if err := license.CheckDates(&f.Body, s.now()); err != nil && !errors.Is(err, license.ErrNotYetValid) {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_EnrollLicense{EnrollLicense: &fsmpb.EnrollLicense{License: licenseToFSM(f, file)}}}, false)
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_EnrollLicense{EnrollLicense: &fsmpb.EnrollLicense{
+		License: fsm.LicenseFromFile(f, file), SessionId: sessionID}}}, false)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -52,23 +59,6 @@ func (s *Server) EnrollLicense(ctx context.Context, file []byte) (*triadv1.Licen
 		return nil, toStatus(err)
 	}
 	return s.licenseInfo(res.GetLicense()), nil
-}
-
-func licenseToFSM(f *license.File, raw []byte) *fsmpb.License {
-	b := f.Body
-	l := &fsmpb.License{
-		Serial: b.Serial, Customer: b.IssuedTo, IssuedAtMs: b.IssuedAt.UnixMilli(),
-		ValidAfterMs: b.ValidAfter.UnixMilli(), ValidUntilMs: b.ValidUntil.UnixMilli(),
-		Supersedes: b.Supersedes, BindingMode: b.Binding.Mode, ComputerIds: b.Binding.ComputerIDs, Raw: raw,
-	}
-	for _, ft := range b.Features {
-		l.Features = append(l.Features, &fsmpb.Feature{
-			Name: ft.Name, Version: ft.Version, Count: ft.Count, GraceSeconds: ft.GraceSeconds,
-			Model: ft.Model, Limit: ft.Limit, Overdraft: ft.Overdraft, UsageHours: ft.UsageHours,
-			MaxBorrowSeconds: ft.MaxBorrowSeconds,
-		})
-	}
-	return l
 }
 
 func (s *Server) licenseInfo(l *fsmpb.License) *triadv1.LicenseInfo {

@@ -54,8 +54,12 @@ func resultStatus(code fsmpb.Code, msg string) error {
 		c = codes.FailedPrecondition
 	case fsmpb.Code_DENIED_BY_RULE:
 		c = codes.PermissionDenied
-	case fsmpb.Code_POOL_EXHAUSTED:
+	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS:
 		c = codes.ResourceExhausted
+	case fsmpb.Code_SESSION_REFUSED:
+		c = codes.Unauthenticated
+	case fsmpb.Code_PERMISSION_DENIED, fsmpb.Code_SIGNATURE_INVALID:
+		c = codes.PermissionDenied
 	default:
 		c = codes.Internal
 	}

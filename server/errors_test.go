@@ -96,6 +96,10 @@ func TestResultStatus(t *testing.T) {
 		{fsmpb.Code_POOL_EXHAUSTED, codes.ResourceExhausted},
 		{fsmpb.Code_BORROW_NOT_ALLOWED, codes.FailedPrecondition},
 		{fsmpb.Code_RECYCLE_REFUSED, codes.FailedPrecondition},
+		{fsmpb.Code_SESSION_REFUSED, codes.Unauthenticated},
+		{fsmpb.Code_PERMISSION_DENIED, codes.PermissionDenied},
+		{fsmpb.Code_TOO_MANY_SESSIONS, codes.ResourceExhausted},
+		{fsmpb.Code_SIGNATURE_INVALID, codes.PermissionDenied},
 		{fsmpb.Code(9999), codes.Internal},
 	}
 	covered := map[fsmpb.Code]bool{fsmpb.Code_OK: true}

@@ -60,6 +60,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_FormCluster{FormCluster: fc}})
 		}
 	}
+	s.adoptTrust(ctx)
 	// Rebase even with no leases: it is cheap and keeps one rule for all.
 	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{}}})
 	t := time.NewTicker(time.Second)
@@ -127,6 +128,8 @@ func (s *Server) logLeaderResult(cmd *fsmpb.Command, r *fsmpb.OpResult) {
 		}
 	case *fsmpb.Command_FormCluster:
 		s.log.Info("formation recorded", "code", r.GetCode().String(), "message", r.GetMessage())
+	case *fsmpb.Command_AdoptVendorTrust:
+		s.log.Info("vendor trust adoption", "code", r.GetCode().String(), "message", r.GetMessage())
 	case *fsmpb.Command_LicenseTick, *fsmpb.Command_RecycleSweep:
 		if r.GetMessage() != "" {
 			s.log.Warn(r.GetMessage(), "command", cmdName(cmd))
@@ -146,6 +149,8 @@ func cmdName(cmd *fsmpb.Command) string {
 		return "FormCluster"
 	case *fsmpb.Command_ExpireSessions:
 		return "ExpireSessions"
+	case *fsmpb.Command_AdoptVendorTrust:
+		return "AdoptVendorTrust"
 	}
 	return "command"
 }

@@ -46,6 +46,15 @@ const (
 	Code_POOL_EXHAUSTED     Code = 21
 	Code_BORROW_NOT_ALLOWED Code = 22
 	Code_RECYCLE_REFUSED    Code = 23
+	// Enforcement of admin sessions and license signatures (30-39).
+	// The session is unknown, closed, displaced or idle: connect again.
+	Code_SESSION_REFUSED Code = 30
+	// The session is restricted; the command needs full mode.
+	Code_PERMISSION_DENIED Code = 31
+	// The cap on open admin sessions is reached.
+	Code_TOO_MANY_SESSIONS Code = 32
+	// The license file does not verify against the replicated vendor trust.
+	Code_SIGNATURE_INVALID Code = 33
 )
 
 // Enum value maps for Code.
@@ -68,6 +77,10 @@ var (
 		21: "POOL_EXHAUSTED",
 		22: "BORROW_NOT_ALLOWED",
 		23: "RECYCLE_REFUSED",
+		30: "SESSION_REFUSED",
+		31: "PERMISSION_DENIED",
+		32: "TOO_MANY_SESSIONS",
+		33: "SIGNATURE_INVALID",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -87,6 +100,10 @@ var (
 		"POOL_EXHAUSTED":        21,
 		"BORROW_NOT_ALLOWED":    22,
 		"RECYCLE_REFUSED":       23,
+		"SESSION_REFUSED":       30,
+		"PERMISSION_DENIED":     31,
+		"TOO_MANY_SESSIONS":     32,
+		"SIGNATURE_INVALID":     33,
 	}
 )
 
@@ -140,6 +157,9 @@ type Command struct {
 	//	*Command_RecycleNamedUser
 	//	*Command_RecycleSweep
 	//	*Command_SetRules
+	//	*Command_AddVendorKey
+	//	*Command_RemoveVendorKey
+	//	*Command_AdoptVendorTrust
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -333,6 +353,33 @@ func (x *Command) GetSetRules() *SetRules {
 	return nil
 }
 
+func (x *Command) GetAddVendorKey() *AddVendorKey {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AddVendorKey); ok {
+			return x.AddVendorKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveVendorKey() *RemoveVendorKey {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RemoveVendorKey); ok {
+			return x.RemoveVendorKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAdoptVendorTrust() *AdoptVendorTrust {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AdoptVendorTrust); ok {
+			return x.AdoptVendorTrust
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -403,6 +450,19 @@ type Command_SetRules struct {
 	SetRules *SetRules `protobuf:"bytes,33,opt,name=set_rules,json=setRules,proto3,oneof"`
 }
 
+type Command_AddVendorKey struct {
+	// Vendor trust (fields 40-49).
+	AddVendorKey *AddVendorKey `protobuf:"bytes,40,opt,name=add_vendor_key,json=addVendorKey,proto3,oneof"`
+}
+
+type Command_RemoveVendorKey struct {
+	RemoveVendorKey *RemoveVendorKey `protobuf:"bytes,41,opt,name=remove_vendor_key,json=removeVendorKey,proto3,oneof"`
+}
+
+type Command_AdoptVendorTrust struct {
+	AdoptVendorTrust *AdoptVendorTrust `protobuf:"bytes,42,opt,name=adopt_vendor_trust,json=adoptVendorTrust,proto3,oneof"`
+}
+
 func (*Command_FormCluster) isCommand_Cmd() {}
 
 func (*Command_EnrollLicense) isCommand_Cmd() {}
@@ -434,6 +494,12 @@ func (*Command_RecycleNamedUser) isCommand_Cmd() {}
 func (*Command_RecycleSweep) isCommand_Cmd() {}
 
 func (*Command_SetRules) isCommand_Cmd() {}
+
+func (*Command_AddVendorKey) isCommand_Cmd() {}
+
+func (*Command_RemoveVendorKey) isCommand_Cmd() {}
+
+func (*Command_AdoptVendorTrust) isCommand_Cmd() {}
 
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -504,11 +570,18 @@ func (x *Member) GetComputerId() string {
 }
 
 // FormCluster records the mode and the members once; a second one is refused.
+// It needs no admin session (none is replicated before formation): it is
+// proposed only by a leader, from the formation record Peer.Bootstrap gave
+// it (see docs/security.md).
 type FormCluster struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// standalone | failover
-	Mode          string    `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
-	Members       []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Mode    string    `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	Members []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// The vendor public keys the members' configurations trust (they agreed
+	// at formation). Absent in formations recorded by builds before vendor
+	// trust was replicated: AdoptVendorTrust then records it once.
+	VendorTrust   *VendorTrust `protobuf:"bytes,3,opt,name=vendor_trust,json=vendorTrust,proto3" json:"vendor_trust,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +630,214 @@ func (x *FormCluster) GetMembers() []*Member {
 	return nil
 }
 
+func (x *FormCluster) GetVendorTrust() *VendorTrust {
+	if x != nil {
+		return x.VendorTrust
+	}
+	return nil
+}
+
+// VendorTrust is the replicated set of trusted vendor public keys. Present
+// (even with no keys) means recorded.
+type VendorTrust struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raw 32-byte Ed25519 public keys, sorted bytewise, no duplicates.
+	Keys          [][]byte `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorTrust) Reset() {
+	*x = VendorTrust{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorTrust) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorTrust) ProtoMessage() {}
+
+func (x *VendorTrust) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorTrust.ProtoReflect.Descriptor instead.
+func (*VendorTrust) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *VendorTrust) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// AddVendorKey trusts one more vendor public key (full session).
+type AddVendorKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVendorKey) Reset() {
+	*x = AddVendorKey{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVendorKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVendorKey) ProtoMessage() {}
+
+func (x *AddVendorKey) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVendorKey.ProtoReflect.Descriptor instead.
+func (*AddVendorKey) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AddVendorKey) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AddVendorKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// RemoveVendorKey stops trusting a vendor public key (full session).
+// Licenses already enrolled stay enrolled.
+type RemoveVendorKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVendorKey) Reset() {
+	*x = RemoveVendorKey{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVendorKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVendorKey) ProtoMessage() {}
+
+func (x *RemoveVendorKey) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVendorKey.ProtoReflect.Descriptor instead.
+func (*RemoveVendorKey) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RemoveVendorKey) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RemoveVendorKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// AdoptVendorTrust records the vendor trust of a cluster formed before it
+// was replicated: the leader proposes its configured keys once; Apply
+// refuses it once any trust is recorded.
+type AdoptVendorTrust struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Trust         *VendorTrust           `protobuf:"bytes,1,opt,name=trust,proto3" json:"trust,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptVendorTrust) Reset() {
+	*x = AdoptVendorTrust{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptVendorTrust) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptVendorTrust) ProtoMessage() {}
+
+func (x *AdoptVendorTrust) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptVendorTrust.ProtoReflect.Descriptor instead.
+func (*AdoptVendorTrust) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AdoptVendorTrust) GetTrust() *VendorTrust {
+	if x != nil {
+		return x.Trust
+	}
+	return nil
+}
+
 type Feature struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -579,7 +860,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[3]
+	mi := &file_fsmpb_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +872,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[3]
+	mi := &file_fsmpb_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +885,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{3}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Feature) GetName() string {
@@ -670,8 +951,10 @@ func (x *Feature) GetMaxBorrowSeconds() uint32 {
 	return 0
 }
 
-// License is a license file already verified (signature, trust) by the
-// member that received it; Apply checks binding and dates deterministically.
+// License is a license file as enrolled. Apply re-parses raw, verifies its
+// signature against the replicated vendor trust and refuses the command
+// unless the other fields are exactly what raw says; then it checks binding
+// and dates deterministically.
 type License struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Serial       string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
@@ -695,7 +978,7 @@ type License struct {
 
 func (x *License) Reset() {
 	*x = License{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_fsmpb_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +990,7 @@ func (x *License) String() string {
 func (*License) ProtoMessage() {}
 
 func (x *License) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[4]
+	mi := &file_fsmpb_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +1003,7 @@ func (x *License) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use License.ProtoReflect.Descriptor instead.
 func (*License) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{4}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *License) GetSerial() string {
@@ -807,16 +1090,19 @@ func (x *License) GetEnrolledIndex() uint64 {
 	return 0
 }
 
+// Admin writes carry the admin session they were made under; Apply refuses
+// them unless it is open, full, not displaced and not idle at now_ms.
 type EnrollLicense struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	License       *License               `protobuf:"bytes,1,opt,name=license,proto3" json:"license,omitempty"`
+	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnrollLicense) Reset() {
 	*x = EnrollLicense{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_fsmpb_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +1114,7 @@ func (x *EnrollLicense) String() string {
 func (*EnrollLicense) ProtoMessage() {}
 
 func (x *EnrollLicense) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[5]
+	mi := &file_fsmpb_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +1127,7 @@ func (x *EnrollLicense) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollLicense.ProtoReflect.Descriptor instead.
 func (*EnrollLicense) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{5}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnrollLicense) GetLicense() *License {
@@ -851,16 +1137,24 @@ func (x *EnrollLicense) GetLicense() *License {
 	return nil
 }
 
+func (x *EnrollLicense) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 type RemoveLicense struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RemoveLicense) Reset() {
 	*x = RemoveLicense{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1166,7 @@ func (x *RemoveLicense) String() string {
 func (*RemoveLicense) ProtoMessage() {}
 
 func (x *RemoveLicense) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[6]
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,12 +1179,19 @@ func (x *RemoveLicense) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveLicense.ProtoReflect.Descriptor instead.
 func (*RemoveLicense) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{6}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveLicense) GetSerial() string {
 	if x != nil {
 		return x.Serial
+	}
+	return ""
+}
+
+func (x *RemoveLicense) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
 	}
 	return ""
 }
@@ -914,7 +1215,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1227,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[7]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1240,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{7}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Grant) GetRequestId() string {
@@ -1022,7 +1323,7 @@ type Renew struct {
 
 func (x *Renew) Reset() {
 	*x = Renew{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1335,7 @@ func (x *Renew) String() string {
 func (*Renew) ProtoMessage() {}
 
 func (x *Renew) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[8]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1348,7 @@ func (x *Renew) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Renew.ProtoReflect.Descriptor instead.
 func (*Renew) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{8}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Renew) GetLeaseIds() []uint64 {
@@ -1067,7 +1368,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1380,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[9]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1393,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{9}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Release) GetLeaseIds() []uint64 {
@@ -1110,6 +1411,7 @@ type Op struct {
 	//	*Op_Renew
 	//	*Op_Release
 	//	*Op_Borrow
+	//	*Op_AdminRelease
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1117,7 +1419,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1431,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1444,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1188,6 +1490,15 @@ func (x *Op) GetBorrow() *Borrow {
 	return nil
 }
 
+func (x *Op) GetAdminRelease() *AdminRelease {
+	if x != nil {
+		if x, ok := x.Op.(*Op_AdminRelease); ok {
+			return x.AdminRelease
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1208,6 +1519,10 @@ type Op_Borrow struct {
 	Borrow *Borrow `protobuf:"bytes,4,opt,name=borrow,proto3,oneof"`
 }
 
+type Op_AdminRelease struct {
+	AdminRelease *AdminRelease `protobuf:"bytes,5,opt,name=admin_release,json=adminRelease,proto3,oneof"`
+}
+
 func (*Op_Grant) isOp_Op() {}
 
 func (*Op_Renew) isOp_Op() {}
@@ -1215,6 +1530,62 @@ func (*Op_Renew) isOp_Op() {}
 func (*Op_Release) isOp_Op() {}
 
 func (*Op_Borrow) isOp_Op() {}
+
+func (*Op_AdminRelease) isOp_Op() {}
+
+// AdminRelease is an administrator's force-release of one lease
+// (`usage release`): it needs a full session.
+type AdminRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminRelease) Reset() {
+	*x = AdminRelease{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminRelease) ProtoMessage() {}
+
+func (x *AdminRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminRelease.ProtoReflect.Descriptor instead.
+func (*AdminRelease) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AdminRelease) GetLeaseId() uint64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *AdminRelease) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
 
 // Borrow takes seats for offline use, held without heartbeats until
 // now + duration (at most the feature's max borrow duration). With
@@ -1231,7 +1602,7 @@ type Borrow struct {
 
 func (x *Borrow) Reset() {
 	*x = Borrow{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1614,7 @@ func (x *Borrow) String() string {
 func (*Borrow) ProtoMessage() {}
 
 func (x *Borrow) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1627,7 @@ func (x *Borrow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Borrow.ProtoReflect.Descriptor instead.
 func (*Borrow) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Borrow) GetGrant() *Grant {
@@ -1290,7 +1661,7 @@ type LicenseTick struct {
 
 func (x *LicenseTick) Reset() {
 	*x = LicenseTick{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1673,7 @@ func (x *LicenseTick) String() string {
 func (*LicenseTick) ProtoMessage() {}
 
 func (x *LicenseTick) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1686,7 @@ func (x *LicenseTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseTick.ProtoReflect.Descriptor instead.
 func (*LicenseTick) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 // RecycleNamedUser unties a named user from a feature's seat (manual).
@@ -1323,13 +1694,14 @@ type RecycleNamedUser struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	Feature       string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecycleNamedUser) Reset() {
 	*x = RecycleNamedUser{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1713,7 @@ func (x *RecycleNamedUser) String() string {
 func (*RecycleNamedUser) ProtoMessage() {}
 
 func (x *RecycleNamedUser) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1726,7 @@ func (x *RecycleNamedUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecycleNamedUser.ProtoReflect.Descriptor instead.
 func (*RecycleNamedUser) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RecycleNamedUser) GetUser() string {
@@ -1371,6 +1743,13 @@ func (x *RecycleNamedUser) GetFeature() string {
 	return ""
 }
 
+func (x *RecycleNamedUser) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 // RecycleSweep unties every named user idle for 30 days (daily, automatic).
 type RecycleSweep struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1380,7 +1759,7 @@ type RecycleSweep struct {
 
 func (x *RecycleSweep) Reset() {
 	*x = RecycleSweep{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1771,7 @@ func (x *RecycleSweep) String() string {
 func (*RecycleSweep) ProtoMessage() {}
 
 func (x *RecycleSweep) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,20 +1784,21 @@ func (x *RecycleSweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecycleSweep.ProtoReflect.Descriptor instead.
 func (*RecycleSweep) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 // SetRules replaces the access rules.
 type SetRules struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rules         *AccessRules           `protobuf:"bytes,1,opt,name=rules,proto3" json:"rules,omitempty"`
+	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetRules) Reset() {
 	*x = SetRules{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1810,7 @@ func (x *SetRules) String() string {
 func (*SetRules) ProtoMessage() {}
 
 func (x *SetRules) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1823,7 @@ func (x *SetRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRules.ProtoReflect.Descriptor instead.
 func (*SetRules) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetRules) GetRules() *AccessRules {
@@ -1451,6 +1831,13 @@ func (x *SetRules) GetRules() *AccessRules {
 		return x.Rules
 	}
 	return nil
+}
+
+func (x *SetRules) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 // AccessRules is a parsed options-file: groups and per-feature rules.
@@ -1467,7 +1854,7 @@ type AccessRules struct {
 
 func (x *AccessRules) Reset() {
 	*x = AccessRules{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1866,7 @@ func (x *AccessRules) String() string {
 func (*AccessRules) ProtoMessage() {}
 
 func (x *AccessRules) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1879,7 @@ func (x *AccessRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRules.ProtoReflect.Descriptor instead.
 func (*AccessRules) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AccessRules) GetText() string {
@@ -1528,7 +1915,7 @@ type RuleGroup struct {
 
 func (x *RuleGroup) Reset() {
 	*x = RuleGroup{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1927,7 @@ func (x *RuleGroup) String() string {
 func (*RuleGroup) ProtoMessage() {}
 
 func (x *RuleGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1940,7 @@ func (x *RuleGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleGroup.ProtoReflect.Descriptor instead.
 func (*RuleGroup) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RuleGroup) GetName() string {
@@ -1595,7 +1982,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1994,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +2007,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AccessRule) GetName() string {
@@ -1678,7 +2065,7 @@ type NamedSeat struct {
 
 func (x *NamedSeat) Reset() {
 	*x = NamedSeat{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +2077,7 @@ func (x *NamedSeat) String() string {
 func (*NamedSeat) ProtoMessage() {}
 
 func (x *NamedSeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +2090,7 @@ func (x *NamedSeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedSeat.ProtoReflect.Descriptor instead.
 func (*NamedSeat) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NamedSeat) GetFeature() string {
@@ -1746,7 +2133,7 @@ type LicenseStateRecord struct {
 
 func (x *LicenseStateRecord) Reset() {
 	*x = LicenseStateRecord{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +2145,7 @@ func (x *LicenseStateRecord) String() string {
 func (*LicenseStateRecord) ProtoMessage() {}
 
 func (x *LicenseStateRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +2158,7 @@ func (x *LicenseStateRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseStateRecord.ProtoReflect.Descriptor instead.
 func (*LicenseStateRecord) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LicenseStateRecord) GetSerial() string {
@@ -1806,7 +2193,7 @@ type CountdownUsage struct {
 
 func (x *CountdownUsage) Reset() {
 	*x = CountdownUsage{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2205,7 @@ func (x *CountdownUsage) String() string {
 func (*CountdownUsage) ProtoMessage() {}
 
 func (x *CountdownUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2218,7 @@ func (x *CountdownUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountdownUsage.ProtoReflect.Descriptor instead.
 func (*CountdownUsage) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CountdownUsage) GetFeature() string {
@@ -1859,7 +2246,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +2258,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2271,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Batch) GetOps() []*Op {
@@ -1903,7 +2290,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2302,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2315,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 // RebaseLeases restarts every live lease's TTL from now_ms (new leader).
@@ -1940,7 +2327,7 @@ type RebaseLeases struct {
 
 func (x *RebaseLeases) Reset() {
 	*x = RebaseLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2339,7 @@ func (x *RebaseLeases) String() string {
 func (*RebaseLeases) ProtoMessage() {}
 
 func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2352,7 @@ func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebaseLeases.ProtoReflect.Descriptor instead.
 func (*RebaseLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 type LeaseResult struct {
@@ -1981,7 +2368,7 @@ type LeaseResult struct {
 
 func (x *LeaseResult) Reset() {
 	*x = LeaseResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2380,7 @@ func (x *LeaseResult) String() string {
 func (*LeaseResult) ProtoMessage() {}
 
 func (x *LeaseResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2393,7 @@ func (x *LeaseResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResult.ProtoReflect.Descriptor instead.
 func (*LeaseResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaseResult) GetLeaseId() uint64 {
@@ -2063,7 +2450,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2462,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2475,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OpResult) GetCode() Code {
@@ -2135,7 +2522,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2534,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2547,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BatchResult) GetResults() []*OpResult {
@@ -2200,7 +2587,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2599,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2612,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Lease) GetId() uint64 {
@@ -2368,7 +2755,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2767,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2780,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -2452,14 +2839,16 @@ type Snapshot struct {
 	// Sorted by serial.
 	LicenseStates []*LicenseStateRecord `protobuf:"bytes,22,rep,name=license_states,json=licenseStates,proto3" json:"license_states,omitempty"`
 	// Sorted by feature.
-	Countdown     []*CountdownUsage `protobuf:"bytes,23,rep,name=countdown,proto3" json:"countdown,omitempty"`
+	Countdown []*CountdownUsage `protobuf:"bytes,23,rep,name=countdown,proto3" json:"countdown,omitempty"`
+	// Vendor trust (fields 30-39). Absent until recorded (format 1 never has it).
+	VendorTrust   *VendorTrust `protobuf:"bytes,30,opt,name=vendor_trust,json=vendorTrust,proto3" json:"vendor_trust,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2860,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2873,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Snapshot) GetFormatVersion() uint32 {
@@ -2599,6 +2988,13 @@ func (x *Snapshot) GetCountdown() []*CountdownUsage {
 	return nil
 }
 
+func (x *Snapshot) GetVendorTrust() *VendorTrust {
+	if x != nil {
+		return x.VendorTrust
+	}
+	return nil
+}
+
 // AdminSession is one triadctl session. The token itself is never stored:
 // id is the hex SHA-256 of it, computed by the member that issued it.
 type AdminSession struct {
@@ -2624,7 +3020,7 @@ type AdminSession struct {
 
 func (x *AdminSession) Reset() {
 	*x = AdminSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +3032,7 @@ func (x *AdminSession) String() string {
 func (*AdminSession) ProtoMessage() {}
 
 func (x *AdminSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +3045,7 @@ func (x *AdminSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
 func (*AdminSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AdminSession) GetId() string {
@@ -2729,7 +3125,7 @@ type AdminAuth struct {
 
 func (x *AdminAuth) Reset() {
 	*x = AdminAuth{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +3137,7 @@ func (x *AdminAuth) String() string {
 func (*AdminAuth) ProtoMessage() {}
 
 func (x *AdminAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +3150,7 @@ func (x *AdminAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAuth.ProtoReflect.Descriptor instead.
 func (*AdminAuth) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AdminAuth) GetFullHash() []byte {
@@ -2795,7 +3191,7 @@ type AdminSettings struct {
 
 func (x *AdminSettings) Reset() {
 	*x = AdminSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +3203,7 @@ func (x *AdminSettings) String() string {
 func (*AdminSettings) ProtoMessage() {}
 
 func (x *AdminSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3216,7 @@ func (x *AdminSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSettings.ProtoReflect.Descriptor instead.
 func (*AdminSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AdminSettings) GetSessionIdleTimeoutMs() int64 {
@@ -2879,7 +3275,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +3287,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3300,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OpenSession) GetSession() *AdminSession {
@@ -2931,7 +3327,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3339,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3352,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CloseSession) GetId() string {
@@ -2977,7 +3373,7 @@ type TouchSession struct {
 
 func (x *TouchSession) Reset() {
 	*x = TouchSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3385,7 @@ func (x *TouchSession) String() string {
 func (*TouchSession) ProtoMessage() {}
 
 func (x *TouchSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3398,7 @@ func (x *TouchSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchSession.ProtoReflect.Descriptor instead.
 func (*TouchSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TouchSession) GetId() string {
@@ -3022,7 +3418,7 @@ type ExpireSessions struct {
 
 func (x *ExpireSessions) Reset() {
 	*x = ExpireSessions{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3430,7 @@ func (x *ExpireSessions) String() string {
 func (*ExpireSessions) ProtoMessage() {}
 
 func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3443,7 @@ func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
 func (*ExpireSessions) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{42}
 }
 
 // SetPasswords changes the password hashes; an empty hash keeps the current one.
@@ -3064,7 +3460,7 @@ type SetPasswords struct {
 
 func (x *SetPasswords) Reset() {
 	*x = SetPasswords{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3472,7 @@ func (x *SetPasswords) String() string {
 func (*SetPasswords) ProtoMessage() {}
 
 func (x *SetPasswords) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3485,7 @@ func (x *SetPasswords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswords.ProtoReflect.Descriptor instead.
 func (*SetPasswords) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetPasswords) GetSessionId() string {
@@ -3132,7 +3528,7 @@ type SetSettings struct {
 
 func (x *SetSettings) Reset() {
 	*x = SetSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3540,7 @@ func (x *SetSettings) String() string {
 func (*SetSettings) ProtoMessage() {}
 
 func (x *SetSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3553,7 @@ func (x *SetSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
 func (*SetSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetSettings) GetSessionId() string {
@@ -3178,7 +3574,8 @@ var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xc2\b\n" +
+	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xa3\n" +
+	"\n" +
 	"\aCommand\x12\x15\n" +
 	"\x06now_ms\x18\x01 \x01(\x03R\x05nowMs\x12>\n" +
 	"\fform_cluster\x18\n" +
@@ -3197,17 +3594,33 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\flicense_tick\x18\x1e \x01(\v2\x19.triad.fsm.v1.LicenseTickH\x00R\vlicenseTick\x12N\n" +
 	"\x12recycle_named_user\x18\x1f \x01(\v2\x1e.triad.fsm.v1.RecycleNamedUserH\x00R\x10recycleNamedUser\x12A\n" +
 	"\rrecycle_sweep\x18  \x01(\v2\x1a.triad.fsm.v1.RecycleSweepH\x00R\frecycleSweep\x125\n" +
-	"\tset_rules\x18! \x01(\v2\x16.triad.fsm.v1.SetRulesH\x00R\bsetRulesB\x05\n" +
+	"\tset_rules\x18! \x01(\v2\x16.triad.fsm.v1.SetRulesH\x00R\bsetRules\x12B\n" +
+	"\x0eadd_vendor_key\x18( \x01(\v2\x1a.triad.fsm.v1.AddVendorKeyH\x00R\faddVendorKey\x12K\n" +
+	"\x11remove_vendor_key\x18) \x01(\v2\x1d.triad.fsm.v1.RemoveVendorKeyH\x00R\x0fremoveVendorKey\x12N\n" +
+	"\x12adopt_vendor_trust\x18* \x01(\v2\x1e.triad.fsm.v1.AdoptVendorTrustH\x00R\x10adoptVendorTrustB\x05\n" +
 	"\x03cmd\"\x83\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fgrpc_address\x18\x02 \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fraft_address\x18\x03 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vcomputer_id\x18\x04 \x01(\tR\n" +
-	"computerId\"Q\n" +
+	"computerId\"\x8f\x01\n" +
 	"\vFormCluster\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12.\n" +
-	"\amembers\x18\x02 \x03(\v2\x14.triad.fsm.v1.MemberR\amembers\"\x8b\x02\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.triad.fsm.v1.MemberR\amembers\x12<\n" +
+	"\fvendor_trust\x18\x03 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\"!\n" +
+	"\vVendorTrust\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"?\n" +
+	"\fAddVendorKey\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"B\n" +
+	"\x0fRemoveVendorKey\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\"C\n" +
+	"\x10AdoptVendorTrust\x12/\n" +
+	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\x8b\x02\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
@@ -3235,11 +3648,15 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x03raw\x18\n" +
 	" \x01(\fR\x03raw\x12$\n" +
 	"\x0eenrolled_at_ms\x18\v \x01(\x03R\fenrolledAtMs\x12%\n" +
-	"\x0eenrolled_index\x18\f \x01(\x04R\renrolledIndex\"@\n" +
+	"\x0eenrolled_index\x18\f \x01(\x04R\renrolledIndex\"_\n" +
 	"\rEnrollLicense\x12/\n" +
-	"\alicense\x18\x01 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"'\n" +
+	"\alicense\x18\x01 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"F\n" +
 	"\rRemoveLicense\x12\x16\n" +
-	"\x06serial\x18\x01 \x01(\tR\x06serial\"\xfd\x01\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xfd\x01\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -3257,25 +3674,34 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x05Renew\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"&\n" +
 	"\aRelease\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\xc7\x01\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\x8a\x02\n" +
 	"\x02Op\x12+\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantH\x00R\x05grant\x12+\n" +
 	"\x05renew\x18\x02 \x01(\v2\x13.triad.fsm.v1.RenewH\x00R\x05renew\x121\n" +
 	"\arelease\x18\x03 \x01(\v2\x15.triad.fsm.v1.ReleaseH\x00R\arelease\x12.\n" +
-	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrowB\x04\n" +
-	"\x02op\"o\n" +
+	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrow\x12A\n" +
+	"\radmin_release\x18\x05 \x01(\v2\x1a.triad.fsm.v1.AdminReleaseH\x00R\fadminReleaseB\x04\n" +
+	"\x02op\"H\n" +
+	"\fAdminRelease\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"o\n" +
 	"\x06Borrow\x12)\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantR\x05grant\x12\x1f\n" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\x12\x19\n" +
 	"\blease_id\x18\x03 \x01(\x04R\aleaseId\"\r\n" +
-	"\vLicenseTick\"@\n" +
+	"\vLicenseTick\"_\n" +
 	"\x10RecycleNamedUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
-	"\afeature\x18\x02 \x01(\tR\afeature\"\x0e\n" +
-	"\fRecycleSweep\";\n" +
+	"\afeature\x18\x02 \x01(\tR\afeature\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\"\x0e\n" +
+	"\fRecycleSweep\"Z\n" +
 	"\bSetRules\x12/\n" +
-	"\x05rules\x18\x01 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\"\x82\x01\n" +
+	"\x05rules\x18\x01 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\x82\x01\n" +
 	"\vAccessRules\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12/\n" +
 	"\x06groups\x18\x02 \x03(\v2\x17.triad.fsm.v1.RuleGroupR\x06groups\x12.\n" +
@@ -3354,7 +3780,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xb5\x06\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xf3\x06\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -3374,7 +3800,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"namedSeats\x12/\n" +
 	"\x05rules\x18\x15 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12G\n" +
 	"\x0elicense_states\x18\x16 \x03(\v2 .triad.fsm.v1.LicenseStateRecordR\rlicenseStates\x12:\n" +
-	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\"\xf1\x01\n" +
+	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\x12<\n" +
+	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\"\xf1\x01\n" +
 	"\fAdminSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
@@ -3423,7 +3850,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xcd\x02\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xa7\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -3444,7 +3871,11 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eDENIED_BY_RULE\x10\x14\x12\x12\n" +
 	"\x0ePOOL_EXHAUSTED\x10\x15\x12\x16\n" +
 	"\x12BORROW_NOT_ALLOWED\x10\x16\x12\x13\n" +
-	"\x0fRECYCLE_REFUSED\x10\x17B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"\x0fRECYCLE_REFUSED\x10\x17\x12\x13\n" +
+	"\x0fSESSION_REFUSED\x10\x1e\x12\x15\n" +
+	"\x11PERMISSION_DENIED\x10\x1f\x12\x15\n" +
+	"\x11TOO_MANY_SESSIONS\x10 \x12\x15\n" +
+	"\x11SIGNATURE_INVALID\x10!B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -3459,103 +3890,115 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
 	(*Member)(nil),             // 2: triad.fsm.v1.Member
 	(*FormCluster)(nil),        // 3: triad.fsm.v1.FormCluster
-	(*Feature)(nil),            // 4: triad.fsm.v1.Feature
-	(*License)(nil),            // 5: triad.fsm.v1.License
-	(*EnrollLicense)(nil),      // 6: triad.fsm.v1.EnrollLicense
-	(*RemoveLicense)(nil),      // 7: triad.fsm.v1.RemoveLicense
-	(*Grant)(nil),              // 8: triad.fsm.v1.Grant
-	(*Renew)(nil),              // 9: triad.fsm.v1.Renew
-	(*Release)(nil),            // 10: triad.fsm.v1.Release
-	(*Op)(nil),                 // 11: triad.fsm.v1.Op
-	(*Borrow)(nil),             // 12: triad.fsm.v1.Borrow
-	(*LicenseTick)(nil),        // 13: triad.fsm.v1.LicenseTick
-	(*RecycleNamedUser)(nil),   // 14: triad.fsm.v1.RecycleNamedUser
-	(*RecycleSweep)(nil),       // 15: triad.fsm.v1.RecycleSweep
-	(*SetRules)(nil),           // 16: triad.fsm.v1.SetRules
-	(*AccessRules)(nil),        // 17: triad.fsm.v1.AccessRules
-	(*RuleGroup)(nil),          // 18: triad.fsm.v1.RuleGroup
-	(*AccessRule)(nil),         // 19: triad.fsm.v1.AccessRule
-	(*NamedSeat)(nil),          // 20: triad.fsm.v1.NamedSeat
-	(*LicenseStateRecord)(nil), // 21: triad.fsm.v1.LicenseStateRecord
-	(*CountdownUsage)(nil),     // 22: triad.fsm.v1.CountdownUsage
-	(*Batch)(nil),              // 23: triad.fsm.v1.Batch
-	(*ExpireLeases)(nil),       // 24: triad.fsm.v1.ExpireLeases
-	(*RebaseLeases)(nil),       // 25: triad.fsm.v1.RebaseLeases
-	(*LeaseResult)(nil),        // 26: triad.fsm.v1.LeaseResult
-	(*OpResult)(nil),           // 27: triad.fsm.v1.OpResult
-	(*BatchResult)(nil),        // 28: triad.fsm.v1.BatchResult
-	(*Lease)(nil),              // 29: triad.fsm.v1.Lease
-	(*RequestRecord)(nil),      // 30: triad.fsm.v1.RequestRecord
-	(*Snapshot)(nil),           // 31: triad.fsm.v1.Snapshot
-	(*AdminSession)(nil),       // 32: triad.fsm.v1.AdminSession
-	(*AdminAuth)(nil),          // 33: triad.fsm.v1.AdminAuth
-	(*AdminSettings)(nil),      // 34: triad.fsm.v1.AdminSettings
-	(*OpenSession)(nil),        // 35: triad.fsm.v1.OpenSession
-	(*CloseSession)(nil),       // 36: triad.fsm.v1.CloseSession
-	(*TouchSession)(nil),       // 37: triad.fsm.v1.TouchSession
-	(*ExpireSessions)(nil),     // 38: triad.fsm.v1.ExpireSessions
-	(*SetPasswords)(nil),       // 39: triad.fsm.v1.SetPasswords
-	(*SetSettings)(nil),        // 40: triad.fsm.v1.SetSettings
+	(*VendorTrust)(nil),        // 4: triad.fsm.v1.VendorTrust
+	(*AddVendorKey)(nil),       // 5: triad.fsm.v1.AddVendorKey
+	(*RemoveVendorKey)(nil),    // 6: triad.fsm.v1.RemoveVendorKey
+	(*AdoptVendorTrust)(nil),   // 7: triad.fsm.v1.AdoptVendorTrust
+	(*Feature)(nil),            // 8: triad.fsm.v1.Feature
+	(*License)(nil),            // 9: triad.fsm.v1.License
+	(*EnrollLicense)(nil),      // 10: triad.fsm.v1.EnrollLicense
+	(*RemoveLicense)(nil),      // 11: triad.fsm.v1.RemoveLicense
+	(*Grant)(nil),              // 12: triad.fsm.v1.Grant
+	(*Renew)(nil),              // 13: triad.fsm.v1.Renew
+	(*Release)(nil),            // 14: triad.fsm.v1.Release
+	(*Op)(nil),                 // 15: triad.fsm.v1.Op
+	(*AdminRelease)(nil),       // 16: triad.fsm.v1.AdminRelease
+	(*Borrow)(nil),             // 17: triad.fsm.v1.Borrow
+	(*LicenseTick)(nil),        // 18: triad.fsm.v1.LicenseTick
+	(*RecycleNamedUser)(nil),   // 19: triad.fsm.v1.RecycleNamedUser
+	(*RecycleSweep)(nil),       // 20: triad.fsm.v1.RecycleSweep
+	(*SetRules)(nil),           // 21: triad.fsm.v1.SetRules
+	(*AccessRules)(nil),        // 22: triad.fsm.v1.AccessRules
+	(*RuleGroup)(nil),          // 23: triad.fsm.v1.RuleGroup
+	(*AccessRule)(nil),         // 24: triad.fsm.v1.AccessRule
+	(*NamedSeat)(nil),          // 25: triad.fsm.v1.NamedSeat
+	(*LicenseStateRecord)(nil), // 26: triad.fsm.v1.LicenseStateRecord
+	(*CountdownUsage)(nil),     // 27: triad.fsm.v1.CountdownUsage
+	(*Batch)(nil),              // 28: triad.fsm.v1.Batch
+	(*ExpireLeases)(nil),       // 29: triad.fsm.v1.ExpireLeases
+	(*RebaseLeases)(nil),       // 30: triad.fsm.v1.RebaseLeases
+	(*LeaseResult)(nil),        // 31: triad.fsm.v1.LeaseResult
+	(*OpResult)(nil),           // 32: triad.fsm.v1.OpResult
+	(*BatchResult)(nil),        // 33: triad.fsm.v1.BatchResult
+	(*Lease)(nil),              // 34: triad.fsm.v1.Lease
+	(*RequestRecord)(nil),      // 35: triad.fsm.v1.RequestRecord
+	(*Snapshot)(nil),           // 36: triad.fsm.v1.Snapshot
+	(*AdminSession)(nil),       // 37: triad.fsm.v1.AdminSession
+	(*AdminAuth)(nil),          // 38: triad.fsm.v1.AdminAuth
+	(*AdminSettings)(nil),      // 39: triad.fsm.v1.AdminSettings
+	(*OpenSession)(nil),        // 40: triad.fsm.v1.OpenSession
+	(*CloseSession)(nil),       // 41: triad.fsm.v1.CloseSession
+	(*TouchSession)(nil),       // 42: triad.fsm.v1.TouchSession
+	(*ExpireSessions)(nil),     // 43: triad.fsm.v1.ExpireSessions
+	(*SetPasswords)(nil),       // 44: triad.fsm.v1.SetPasswords
+	(*SetSettings)(nil),        // 45: triad.fsm.v1.SetSettings
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
-	6,  // 1: triad.fsm.v1.Command.enroll_license:type_name -> triad.fsm.v1.EnrollLicense
-	7,  // 2: triad.fsm.v1.Command.remove_license:type_name -> triad.fsm.v1.RemoveLicense
-	23, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
-	24, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
-	25, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
-	35, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
-	36, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
-	37, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
-	38, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
-	39, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
-	40, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
-	13, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
-	14, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
-	15, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
-	16, // 15: triad.fsm.v1.Command.set_rules:type_name -> triad.fsm.v1.SetRules
-	2,  // 16: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
-	4,  // 17: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
-	5,  // 18: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
-	8,  // 19: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
-	9,  // 20: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
-	10, // 21: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	12, // 22: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
-	8,  // 23: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	17, // 24: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	18, // 25: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	19, // 26: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	11, // 27: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 28: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 29: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	29, // 30: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	26, // 31: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	5,  // 32: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	27, // 33: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	3,  // 34: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	5,  // 35: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	29, // 36: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	30, // 37: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	33, // 38: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	34, // 39: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	32, // 40: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	20, // 41: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	17, // 42: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	21, // 43: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	22, // 44: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	32, // 45: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	34, // 46: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	10, // 1: triad.fsm.v1.Command.enroll_license:type_name -> triad.fsm.v1.EnrollLicense
+	11, // 2: triad.fsm.v1.Command.remove_license:type_name -> triad.fsm.v1.RemoveLicense
+	28, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
+	29, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
+	30, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
+	40, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
+	41, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
+	42, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
+	43, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
+	44, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
+	45, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
+	18, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
+	19, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
+	20, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
+	21, // 15: triad.fsm.v1.Command.set_rules:type_name -> triad.fsm.v1.SetRules
+	5,  // 16: triad.fsm.v1.Command.add_vendor_key:type_name -> triad.fsm.v1.AddVendorKey
+	6,  // 17: triad.fsm.v1.Command.remove_vendor_key:type_name -> triad.fsm.v1.RemoveVendorKey
+	7,  // 18: triad.fsm.v1.Command.adopt_vendor_trust:type_name -> triad.fsm.v1.AdoptVendorTrust
+	2,  // 19: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
+	4,  // 20: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	4,  // 21: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
+	8,  // 22: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
+	9,  // 23: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
+	12, // 24: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
+	13, // 25: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
+	14, // 26: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
+	17, // 27: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	16, // 28: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
+	12, // 29: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	22, // 30: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	23, // 31: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	24, // 32: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	15, // 33: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 34: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 35: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	34, // 36: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	31, // 37: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	9,  // 38: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	32, // 39: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	3,  // 40: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 41: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 42: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 43: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	38, // 44: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	39, // 45: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	37, // 46: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 47: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 48: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 49: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 50: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 51: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 52: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	39, // 53: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -3580,21 +4023,25 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_RecycleNamedUser)(nil),
 		(*Command_RecycleSweep)(nil),
 		(*Command_SetRules)(nil),
+		(*Command_AddVendorKey)(nil),
+		(*Command_RemoveVendorKey)(nil),
+		(*Command_AdoptVendorTrust)(nil),
 	}
-	file_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{
+	file_fsmpb_fsm_proto_msgTypes[14].OneofWrappers = []any{
 		(*Op_Grant)(nil),
 		(*Op_Renew)(nil),
 		(*Op_Release)(nil),
 		(*Op_Borrow)(nil),
+		(*Op_AdminRelease)(nil),
 	}
-	file_fsmpb_fsm_proto_msgTypes[33].OneofWrappers = []any{}
+	file_fsmpb_fsm_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

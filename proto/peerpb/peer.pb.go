@@ -78,12 +78,16 @@ type InfoResponse struct {
 	Version             string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	PeerProtocolVersion uint32                 `protobuf:"varint,4,opt,name=peer_protocol_version,json=peerProtocolVersion,proto3" json:"peer_protocol_version,omitempty"`
 	// unconfigured | standalone | failover
-	Mode          string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
-	NowMs         int64  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	RaftAddress   string `protobuf:"bytes,7,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	GrpcAddress   string `protobuf:"bytes,8,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
-	CommitIndex   uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	IsLeader      bool   `protobuf:"varint,10,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	Mode        string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	NowMs       int64  `protobuf:"varint,6,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	RaftAddress string `protobuf:"bytes,7,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	GrpcAddress string `protobuf:"bytes,8,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	CommitIndex uint64 `protobuf:"varint,9,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	IsLeader    bool   `protobuf:"varint,10,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	// The vendor public keys this member's configuration trusts (--trust),
+	// raw 32-byte Ed25519 keys sorted bytewise; formation requires every
+	// member to report the same set.
+	TrustedKeys   [][]byte `protobuf:"bytes,11,rep,name=trusted_keys,json=trustedKeys,proto3" json:"trusted_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +190,13 @@ func (x *InfoResponse) GetIsLeader() bool {
 		return x.IsLeader
 	}
 	return false
+}
+
+func (x *InfoResponse) GetTrustedKeys() [][]byte {
+	if x != nil {
+		return x.TrustedKeys
+	}
+	return nil
 }
 
 type BootstrapRequest struct {
@@ -642,7 +653,7 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\",\n" +
 	"\vInfoRequest\x12\x1d\n" +
 	"\n" +
-	"read_index\x18\x01 \x01(\bR\treadIndex\"\xc2\x02\n" +
+	"read_index\x18\x01 \x01(\bR\treadIndex\"\xe5\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -655,7 +666,8 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\fgrpc_address\x18\b \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tis_leader\x18\n" +
-	" \x01(\bR\bisLeader\"{\n" +
+	" \x01(\bR\bisLeader\x12!\n" +
+	"\ftrusted_keys\x18\v \x03(\fR\vtrustedKeys\"{\n" +
 	"\x10BootstrapRequest\x122\n" +
 	"\x15peer_protocol_version\x18\x01 \x01(\rR\x13peerProtocolVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\"\x13\n" +

@@ -4085,6 +4085,265 @@ func (x *RulesShowResponse) GetGroups() uint32 {
 	return 0
 }
 
+// VendorKey is one trusted vendor public key.
+type VendorKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hex of the first 8 bytes of the key's SHA-256, as in license files.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The raw 32-byte Ed25519 public key.
+	PublicKey     []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorKey) Reset() {
+	*x = VendorKey{}
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorKey) ProtoMessage() {}
+
+func (x *VendorKey) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorKey.ProtoReflect.Descriptor instead.
+func (*VendorKey) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *VendorKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *VendorKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+type VendorTrustListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorTrustListRequest) Reset() {
+	*x = VendorTrustListRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorTrustListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorTrustListRequest) ProtoMessage() {}
+
+func (x *VendorTrustListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorTrustListRequest.ProtoReflect.Descriptor instead.
+func (*VendorTrustListRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *VendorTrustListRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type VendorTrustListResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by public key bytes.
+	Keys []*VendorKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// What a change did ("vendor key ... trusted"); empty for a list.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorTrustListResponse) Reset() {
+	*x = VendorTrustListResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorTrustListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorTrustListResponse) ProtoMessage() {}
+
+func (x *VendorTrustListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorTrustListResponse.ProtoReflect.Descriptor instead.
+func (*VendorTrustListResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *VendorTrustListResponse) GetKeys() []*VendorKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *VendorTrustListResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type VendorTrustAddRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The vendor public key file (as written by `triadctl vendor keygen`).
+	PublicKeyFile []byte `protobuf:"bytes,2,opt,name=public_key_file,json=publicKeyFile,proto3" json:"public_key_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorTrustAddRequest) Reset() {
+	*x = VendorTrustAddRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorTrustAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorTrustAddRequest) ProtoMessage() {}
+
+func (x *VendorTrustAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorTrustAddRequest.ProtoReflect.Descriptor instead.
+func (*VendorTrustAddRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *VendorTrustAddRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *VendorTrustAddRequest) GetPublicKeyFile() []byte {
+	if x != nil {
+		return x.PublicKeyFile
+	}
+	return nil
+}
+
+type VendorTrustRemoveRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The key id of the key to remove (see VendorTrustList).
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VendorTrustRemoveRequest) Reset() {
+	*x = VendorTrustRemoveRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VendorTrustRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VendorTrustRemoveRequest) ProtoMessage() {}
+
+func (x *VendorTrustRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VendorTrustRemoveRequest.ProtoReflect.Descriptor instead.
+func (*VendorTrustRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *VendorTrustRemoveRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *VendorTrustRemoveRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -4408,14 +4667,29 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x11RulesShowResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
 	"\x05rules\x18\x02 \x01(\rR\x05rules\x12\x16\n" +
-	"\x06groups\x18\x03 \x01(\rR\x06groups2\x8f\x03\n" +
+	"\x06groups\x18\x03 \x01(\rR\x06groups\"A\n" +
+	"\tVendorKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"G\n" +
+	"\x16VendorTrustListRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\\\n" +
+	"\x17VendorTrustListResponse\x12'\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.triad.v1.VendorKeyR\x04keys\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"n\n" +
+	"\x15VendorTrustAddRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12&\n" +
+	"\x0fpublic_key_file\x18\x02 \x01(\fR\rpublicKeyFile\"`\n" +
+	"\x18VendorTrustRemoveRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xdc\v\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xe6\r\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -4438,7 +4712,10 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\rLicenseEnroll\x12\x1e.triad.v1.LicenseEnrollRequest\x1a\x1f.triad.v1.LicenseEnrollResponse\x12J\n" +
 	"\vLicenseList\x12\x1c.triad.v1.LicenseListRequest\x1a\x1d.triad.v1.LicenseListResponse\x12K\n" +
 	"\rUsageFeatures\x12\x1e.triad.v1.UsageFeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12J\n" +
-	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponse\x12A\n" +
+	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponse\x12V\n" +
+	"\x0fVendorTrustList\x12 .triad.v1.VendorTrustListRequest\x1a!.triad.v1.VendorTrustListResponse\x12T\n" +
+	"\x0eVendorTrustAdd\x12\x1f.triad.v1.VendorTrustAddRequest\x1a!.triad.v1.VendorTrustListResponse\x12Z\n" +
+	"\x11VendorTrustRemove\x12\".triad.v1.VendorTrustRemoveRequest\x1a!.triad.v1.VendorTrustListResponse\x12A\n" +
 	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
@@ -4453,69 +4730,74 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_triad_v1_triad_proto_goTypes = []any{
-	(*BorrowRequest)(nil),         // 0: triad.v1.BorrowRequest
-	(*CheckoutRequest)(nil),       // 1: triad.v1.CheckoutRequest
-	(*Lease)(nil),                 // 2: triad.v1.Lease
-	(*CheckoutResponse)(nil),      // 3: triad.v1.CheckoutResponse
-	(*RenewRequest)(nil),          // 4: triad.v1.RenewRequest
-	(*RenewResult)(nil),           // 5: triad.v1.RenewResult
-	(*RenewResponse)(nil),         // 6: triad.v1.RenewResponse
-	(*ReleaseRequest)(nil),        // 7: triad.v1.ReleaseRequest
-	(*ReleaseResult)(nil),         // 8: triad.v1.ReleaseResult
-	(*ReleaseResponse)(nil),       // 9: triad.v1.ReleaseResponse
-	(*FeaturesRequest)(nil),       // 10: triad.v1.FeaturesRequest
-	(*FeatureUsage)(nil),          // 11: triad.v1.FeatureUsage
-	(*FeaturesResponse)(nil),      // 12: triad.v1.FeaturesResponse
-	(*DiscoverRequest)(nil),       // 13: triad.v1.DiscoverRequest
-	(*DiscoverResponse)(nil),      // 14: triad.v1.DiscoverResponse
-	(*AdminHeader)(nil),           // 15: triad.v1.AdminHeader
-	(*ConnectRequest)(nil),        // 16: triad.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 17: triad.v1.ConnectResponse
-	(*DisconnectRequest)(nil),     // 18: triad.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 19: triad.v1.DisconnectResponse
-	(*ServerSettings)(nil),        // 20: triad.v1.ServerSettings
-	(*ServerSetRequest)(nil),      // 21: triad.v1.ServerSetRequest
-	(*AdminSession)(nil),          // 22: triad.v1.AdminSession
-	(*PasswordSetRequest)(nil),    // 23: triad.v1.PasswordSetRequest
-	(*PasswordSetResponse)(nil),   // 24: triad.v1.PasswordSetResponse
-	(*LicenseShowRequest)(nil),    // 25: triad.v1.LicenseShowRequest
-	(*LicenseRemoveRequest)(nil),  // 26: triad.v1.LicenseRemoveRequest
-	(*LicenseRemoveResponse)(nil), // 27: triad.v1.LicenseRemoveResponse
-	(*UsageUsersRequest)(nil),     // 28: triad.v1.UsageUsersRequest
-	(*UserUsage)(nil),             // 29: triad.v1.UserUsage
-	(*UsageUsersResponse)(nil),    // 30: triad.v1.UsageUsersResponse
-	(*UsageDenialsRequest)(nil),   // 31: triad.v1.UsageDenialsRequest
-	(*DenialCount)(nil),           // 32: triad.v1.DenialCount
-	(*UsageDenialsResponse)(nil),  // 33: triad.v1.UsageDenialsResponse
-	(*UsageReleaseRequest)(nil),   // 34: triad.v1.UsageReleaseRequest
-	(*UsageReleaseResponse)(nil),  // 35: triad.v1.UsageReleaseResponse
-	(*ServerShowRequest)(nil),     // 36: triad.v1.ServerShowRequest
-	(*ServerShowResponse)(nil),    // 37: triad.v1.ServerShowResponse
-	(*ClusterCreateRequest)(nil),  // 38: triad.v1.ClusterCreateRequest
-	(*Member)(nil),                // 39: triad.v1.Member
-	(*ClusterCreateResponse)(nil), // 40: triad.v1.ClusterCreateResponse
-	(*ClusterStatusRequest)(nil),  // 41: triad.v1.ClusterStatusRequest
-	(*Link)(nil),                  // 42: triad.v1.Link
-	(*ClusterStatusResponse)(nil), // 43: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),           // 44: triad.v1.ClockOffset
-	(*Alarm)(nil),                 // 45: triad.v1.Alarm
-	(*Event)(nil),                 // 46: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),  // 47: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),               // 48: triad.v1.Feature
-	(*LicenseInfo)(nil),           // 49: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil), // 50: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),    // 51: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),   // 52: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),  // 53: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),    // 54: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),   // 55: triad.v1.UsageLeasesResponse
-	(*UsageRecycleRequest)(nil),   // 56: triad.v1.UsageRecycleRequest
-	(*UsageRecycleResponse)(nil),  // 57: triad.v1.UsageRecycleResponse
-	(*RulesSetRequest)(nil),       // 58: triad.v1.RulesSetRequest
-	(*RulesShowRequest)(nil),      // 59: triad.v1.RulesShowRequest
-	(*RulesShowResponse)(nil),     // 60: triad.v1.RulesShowResponse
+	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
+	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
+	(*Lease)(nil),                    // 2: triad.v1.Lease
+	(*CheckoutResponse)(nil),         // 3: triad.v1.CheckoutResponse
+	(*RenewRequest)(nil),             // 4: triad.v1.RenewRequest
+	(*RenewResult)(nil),              // 5: triad.v1.RenewResult
+	(*RenewResponse)(nil),            // 6: triad.v1.RenewResponse
+	(*ReleaseRequest)(nil),           // 7: triad.v1.ReleaseRequest
+	(*ReleaseResult)(nil),            // 8: triad.v1.ReleaseResult
+	(*ReleaseResponse)(nil),          // 9: triad.v1.ReleaseResponse
+	(*FeaturesRequest)(nil),          // 10: triad.v1.FeaturesRequest
+	(*FeatureUsage)(nil),             // 11: triad.v1.FeatureUsage
+	(*FeaturesResponse)(nil),         // 12: triad.v1.FeaturesResponse
+	(*DiscoverRequest)(nil),          // 13: triad.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),         // 14: triad.v1.DiscoverResponse
+	(*AdminHeader)(nil),              // 15: triad.v1.AdminHeader
+	(*ConnectRequest)(nil),           // 16: triad.v1.ConnectRequest
+	(*ConnectResponse)(nil),          // 17: triad.v1.ConnectResponse
+	(*DisconnectRequest)(nil),        // 18: triad.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),       // 19: triad.v1.DisconnectResponse
+	(*ServerSettings)(nil),           // 20: triad.v1.ServerSettings
+	(*ServerSetRequest)(nil),         // 21: triad.v1.ServerSetRequest
+	(*AdminSession)(nil),             // 22: triad.v1.AdminSession
+	(*PasswordSetRequest)(nil),       // 23: triad.v1.PasswordSetRequest
+	(*PasswordSetResponse)(nil),      // 24: triad.v1.PasswordSetResponse
+	(*LicenseShowRequest)(nil),       // 25: triad.v1.LicenseShowRequest
+	(*LicenseRemoveRequest)(nil),     // 26: triad.v1.LicenseRemoveRequest
+	(*LicenseRemoveResponse)(nil),    // 27: triad.v1.LicenseRemoveResponse
+	(*UsageUsersRequest)(nil),        // 28: triad.v1.UsageUsersRequest
+	(*UserUsage)(nil),                // 29: triad.v1.UserUsage
+	(*UsageUsersResponse)(nil),       // 30: triad.v1.UsageUsersResponse
+	(*UsageDenialsRequest)(nil),      // 31: triad.v1.UsageDenialsRequest
+	(*DenialCount)(nil),              // 32: triad.v1.DenialCount
+	(*UsageDenialsResponse)(nil),     // 33: triad.v1.UsageDenialsResponse
+	(*UsageReleaseRequest)(nil),      // 34: triad.v1.UsageReleaseRequest
+	(*UsageReleaseResponse)(nil),     // 35: triad.v1.UsageReleaseResponse
+	(*ServerShowRequest)(nil),        // 36: triad.v1.ServerShowRequest
+	(*ServerShowResponse)(nil),       // 37: triad.v1.ServerShowResponse
+	(*ClusterCreateRequest)(nil),     // 38: triad.v1.ClusterCreateRequest
+	(*Member)(nil),                   // 39: triad.v1.Member
+	(*ClusterCreateResponse)(nil),    // 40: triad.v1.ClusterCreateResponse
+	(*ClusterStatusRequest)(nil),     // 41: triad.v1.ClusterStatusRequest
+	(*Link)(nil),                     // 42: triad.v1.Link
+	(*ClusterStatusResponse)(nil),    // 43: triad.v1.ClusterStatusResponse
+	(*ClockOffset)(nil),              // 44: triad.v1.ClockOffset
+	(*Alarm)(nil),                    // 45: triad.v1.Alarm
+	(*Event)(nil),                    // 46: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),     // 47: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),                  // 48: triad.v1.Feature
+	(*LicenseInfo)(nil),              // 49: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil),    // 50: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),       // 51: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),      // 52: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),     // 53: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),       // 54: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),      // 55: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),      // 56: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),     // 57: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),          // 58: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),         // 59: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),        // 60: triad.v1.RulesShowResponse
+	(*VendorKey)(nil),                // 61: triad.v1.VendorKey
+	(*VendorTrustListRequest)(nil),   // 62: triad.v1.VendorTrustListRequest
+	(*VendorTrustListResponse)(nil),  // 63: triad.v1.VendorTrustListResponse
+	(*VendorTrustAddRequest)(nil),    // 64: triad.v1.VendorTrustAddRequest
+	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -4557,63 +4839,73 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 39: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 40: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 41: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 42: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 43: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 44: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 45: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 46: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 47: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 48: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 49: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 50: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 51: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 52: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 53: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 54: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 55: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 56: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 57: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 58: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 59: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 60: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 61: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 62: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 63: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	13, // 64: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	3,  // 65: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 66: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 67: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 68: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 69: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 70: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 71: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 72: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 73: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 74: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 75: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 76: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 77: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 78: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 79: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 80: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 81: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 82: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 83: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 84: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 85: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 86: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 87: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 88: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 89: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	14, // 90: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	65, // [65:91] is the sub-list for method output_type
-	39, // [39:65] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	15, // 39: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	61, // 40: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15, // 41: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 42: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 43: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 44: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 45: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 46: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 47: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 48: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 49: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 50: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 51: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 52: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 53: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 54: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 55: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 56: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 57: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 58: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	56, // 59: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	58, // 60: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	59, // 61: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 62: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 63: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	47, // 64: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	51, // 65: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	53, // 66: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	54, // 67: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	62, // 68: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	64, // 69: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	65, // 70: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 71: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	3,  // 72: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 73: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 74: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 75: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 76: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 77: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 78: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 79: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 80: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 81: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 82: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	49, // 83: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 84: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 85: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 86: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 87: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	57, // 88: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	60, // 89: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	60, // 90: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 91: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 92: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	50, // 93: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	52, // 94: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 95: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	55, // 96: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	63, // 97: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	63, // 98: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	63, // 99: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 100: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	72, // [72:101] is the sub-list for method output_type
+	43, // [43:72] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -4628,7 +4920,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -339,26 +339,29 @@ var Licensing_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Connect_FullMethodName       = "/triad.v1.Admin/Connect"
-	Admin_Disconnect_FullMethodName    = "/triad.v1.Admin/Disconnect"
-	Admin_ServerShow_FullMethodName    = "/triad.v1.Admin/ServerShow"
-	Admin_ServerSet_FullMethodName     = "/triad.v1.Admin/ServerSet"
-	Admin_PasswordSet_FullMethodName   = "/triad.v1.Admin/PasswordSet"
-	Admin_LicenseShow_FullMethodName   = "/triad.v1.Admin/LicenseShow"
-	Admin_LicenseRemove_FullMethodName = "/triad.v1.Admin/LicenseRemove"
-	Admin_UsageUsers_FullMethodName    = "/triad.v1.Admin/UsageUsers"
-	Admin_UsageDenials_FullMethodName  = "/triad.v1.Admin/UsageDenials"
-	Admin_UsageRelease_FullMethodName  = "/triad.v1.Admin/UsageRelease"
-	Admin_UsageRecycle_FullMethodName  = "/triad.v1.Admin/UsageRecycle"
-	Admin_RulesSet_FullMethodName      = "/triad.v1.Admin/RulesSet"
-	Admin_RulesShow_FullMethodName     = "/triad.v1.Admin/RulesShow"
-	Admin_ClusterCreate_FullMethodName = "/triad.v1.Admin/ClusterCreate"
-	Admin_ClusterStatus_FullMethodName = "/triad.v1.Admin/ClusterStatus"
-	Admin_LicenseEnroll_FullMethodName = "/triad.v1.Admin/LicenseEnroll"
-	Admin_LicenseList_FullMethodName   = "/triad.v1.Admin/LicenseList"
-	Admin_UsageFeatures_FullMethodName = "/triad.v1.Admin/UsageFeatures"
-	Admin_UsageLeases_FullMethodName   = "/triad.v1.Admin/UsageLeases"
-	Admin_Discover_FullMethodName      = "/triad.v1.Admin/Discover"
+	Admin_Connect_FullMethodName           = "/triad.v1.Admin/Connect"
+	Admin_Disconnect_FullMethodName        = "/triad.v1.Admin/Disconnect"
+	Admin_ServerShow_FullMethodName        = "/triad.v1.Admin/ServerShow"
+	Admin_ServerSet_FullMethodName         = "/triad.v1.Admin/ServerSet"
+	Admin_PasswordSet_FullMethodName       = "/triad.v1.Admin/PasswordSet"
+	Admin_LicenseShow_FullMethodName       = "/triad.v1.Admin/LicenseShow"
+	Admin_LicenseRemove_FullMethodName     = "/triad.v1.Admin/LicenseRemove"
+	Admin_UsageUsers_FullMethodName        = "/triad.v1.Admin/UsageUsers"
+	Admin_UsageDenials_FullMethodName      = "/triad.v1.Admin/UsageDenials"
+	Admin_UsageRelease_FullMethodName      = "/triad.v1.Admin/UsageRelease"
+	Admin_UsageRecycle_FullMethodName      = "/triad.v1.Admin/UsageRecycle"
+	Admin_RulesSet_FullMethodName          = "/triad.v1.Admin/RulesSet"
+	Admin_RulesShow_FullMethodName         = "/triad.v1.Admin/RulesShow"
+	Admin_ClusterCreate_FullMethodName     = "/triad.v1.Admin/ClusterCreate"
+	Admin_ClusterStatus_FullMethodName     = "/triad.v1.Admin/ClusterStatus"
+	Admin_LicenseEnroll_FullMethodName     = "/triad.v1.Admin/LicenseEnroll"
+	Admin_LicenseList_FullMethodName       = "/triad.v1.Admin/LicenseList"
+	Admin_UsageFeatures_FullMethodName     = "/triad.v1.Admin/UsageFeatures"
+	Admin_UsageLeases_FullMethodName       = "/triad.v1.Admin/UsageLeases"
+	Admin_VendorTrustList_FullMethodName   = "/triad.v1.Admin/VendorTrustList"
+	Admin_VendorTrustAdd_FullMethodName    = "/triad.v1.Admin/VendorTrustAdd"
+	Admin_VendorTrustRemove_FullMethodName = "/triad.v1.Admin/VendorTrustRemove"
+	Admin_Discover_FullMethodName          = "/triad.v1.Admin/Discover"
 )
 
 // AdminClient is the client API for Admin service.
@@ -397,6 +400,14 @@ type AdminClient interface {
 	LicenseList(ctx context.Context, in *LicenseListRequest, opts ...grpc.CallOption) (*LicenseListResponse, error)
 	UsageFeatures(ctx context.Context, in *UsageFeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error)
 	UsageLeases(ctx context.Context, in *UsageLeasesRequest, opts ...grpc.CallOption) (*UsageLeasesResponse, error)
+	// VendorTrustList lists the vendor public keys the cluster trusts
+	// (replicated; licenses are verified against them by every member).
+	VendorTrustList(ctx context.Context, in *VendorTrustListRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error)
+	// VendorTrustAdd trusts one more vendor public key (full mode).
+	VendorTrustAdd(ctx context.Context, in *VendorTrustAddRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error)
+	// VendorTrustRemove stops trusting a vendor public key (full mode);
+	// licenses already enrolled stay enrolled.
+	VendorTrustRemove(ctx context.Context, in *VendorTrustRemoveRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error)
 	// Discover needs no session: it tells a forming member (and operators)
 	// this member's name, mode and failover address, where the member-only
 	// Peer service is served under mutual TLS. Nothing secret.
@@ -601,6 +612,36 @@ func (c *adminClient) UsageLeases(ctx context.Context, in *UsageLeasesRequest, o
 	return out, nil
 }
 
+func (c *adminClient) VendorTrustList(ctx context.Context, in *VendorTrustListRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VendorTrustListResponse)
+	err := c.cc.Invoke(ctx, Admin_VendorTrustList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) VendorTrustAdd(ctx context.Context, in *VendorTrustAddRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VendorTrustListResponse)
+	err := c.cc.Invoke(ctx, Admin_VendorTrustAdd_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) VendorTrustRemove(ctx context.Context, in *VendorTrustRemoveRequest, opts ...grpc.CallOption) (*VendorTrustListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VendorTrustListResponse)
+	err := c.cc.Invoke(ctx, Admin_VendorTrustRemove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) Discover(ctx context.Context, in *DiscoverRequest, opts ...grpc.CallOption) (*DiscoverResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DiscoverResponse)
@@ -647,6 +688,14 @@ type AdminServer interface {
 	LicenseList(context.Context, *LicenseListRequest) (*LicenseListResponse, error)
 	UsageFeatures(context.Context, *UsageFeaturesRequest) (*FeaturesResponse, error)
 	UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error)
+	// VendorTrustList lists the vendor public keys the cluster trusts
+	// (replicated; licenses are verified against them by every member).
+	VendorTrustList(context.Context, *VendorTrustListRequest) (*VendorTrustListResponse, error)
+	// VendorTrustAdd trusts one more vendor public key (full mode).
+	VendorTrustAdd(context.Context, *VendorTrustAddRequest) (*VendorTrustListResponse, error)
+	// VendorTrustRemove stops trusting a vendor public key (full mode);
+	// licenses already enrolled stay enrolled.
+	VendorTrustRemove(context.Context, *VendorTrustRemoveRequest) (*VendorTrustListResponse, error)
 	// Discover needs no session: it tells a forming member (and operators)
 	// this member's name, mode and failover address, where the member-only
 	// Peer service is served under mutual TLS. Nothing secret.
@@ -717,6 +766,15 @@ func (UnimplementedAdminServer) UsageFeatures(context.Context, *UsageFeaturesReq
 }
 func (UnimplementedAdminServer) UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UsageLeases not implemented")
+}
+func (UnimplementedAdminServer) VendorTrustList(context.Context, *VendorTrustListRequest) (*VendorTrustListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VendorTrustList not implemented")
+}
+func (UnimplementedAdminServer) VendorTrustAdd(context.Context, *VendorTrustAddRequest) (*VendorTrustListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VendorTrustAdd not implemented")
+}
+func (UnimplementedAdminServer) VendorTrustRemove(context.Context, *VendorTrustRemoveRequest) (*VendorTrustListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VendorTrustRemove not implemented")
 }
 func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*DiscoverResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Discover not implemented")
@@ -1084,6 +1142,60 @@ func _Admin_UsageLeases_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_VendorTrustList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VendorTrustListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).VendorTrustList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_VendorTrustList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).VendorTrustList(ctx, req.(*VendorTrustListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_VendorTrustAdd_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VendorTrustAddRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).VendorTrustAdd(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_VendorTrustAdd_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).VendorTrustAdd(ctx, req.(*VendorTrustAddRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_VendorTrustRemove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VendorTrustRemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).VendorTrustRemove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_VendorTrustRemove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).VendorTrustRemove(ctx, req.(*VendorTrustRemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_Discover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DiscoverRequest)
 	if err := dec(in); err != nil {
@@ -1184,6 +1296,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UsageLeases",
 			Handler:    _Admin_UsageLeases_Handler,
+		},
+		{
+			MethodName: "VendorTrustList",
+			Handler:    _Admin_VendorTrustList_Handler,
+		},
+		{
+			MethodName: "VendorTrustAdd",
+			Handler:    _Admin_VendorTrustAdd_Handler,
+		},
+		{
+			MethodName: "VendorTrustRemove",
+			Handler:    _Admin_VendorTrustRemove_Handler,
 		},
 		{
 			MethodName: "Discover",
