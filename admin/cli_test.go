@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/triadlm/triad/proto/triadv1"
 )
@@ -34,6 +36,10 @@ func runApp(t *testing.T, app *cli.App, args ...string) (string, string, error) 
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	caFile, _ := testTLS(t)
+	if !slices.Contains(args, "--ca") && !slices.Contains(args, "--insecure") {
+		args = append([]string{"--ca", caFile}, args...)
+	}
 	err := app.RunContext(ctx, append([]string{"triadctl"}, args...))
 	return out.String(), errOut.String(), err
 }
@@ -283,7 +289,8 @@ func startAdminServer(t *testing.T, b Backend) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	_, serverTLS := testTLS(t)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
 	triadv1.RegisterAdminServer(srv, NewService(b, "test"))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
