@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -333,10 +334,13 @@ func (s *Service) PasswordSet(ctx context.Context, req *triadv1.PasswordSetReque
 }
 
 func (s *Service) ClusterCreate(ctx context.Context, req *triadv1.ClusterCreateRequest) (*triadv1.ClusterCreateResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "cluster create", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "cluster create", true)
+	if err != nil {
 		return nil, err
 	}
-	return s.b.FormCluster(ctx, req.GetMembers(), req.GetStandalone())
+	resp, err := s.b.FormCluster(ctx, req.GetMembers(), req.GetStandalone())
+	s.served(ctx, me, "cluster_create", map[string]string{"members": strings.Join(req.GetMembers(), ","), "standalone": fmt.Sprint(req.GetStandalone())}, err)
+	return resp, err
 }
 
 func (s *Service) ClusterStatus(ctx context.Context, req *triadv1.ClusterStatusRequest) (*triadv1.ClusterStatusResponse, error) {
@@ -426,13 +430,15 @@ func (s *Service) UsageDenials(ctx context.Context, req *triadv1.UsageDenialsReq
 }
 
 func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseRequest) (*triadv1.UsageReleaseResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "usage release", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "usage release", true)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetLeaseId() == 0 {
 		return nil, status.Error(codes.InvalidArgument, "no lease id given: see `triadctl usage leases`")
 	}
 	ok, err := s.b.ReleaseLease(ctx, req.GetLeaseId())
+	s.served(ctx, me, "force_release", map[string]string{"lease_id": fmt.Sprint(req.GetLeaseId()), "released": fmt.Sprint(ok)}, err)
 	if err != nil {
 		return nil, err
 	}

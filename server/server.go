@@ -57,6 +57,7 @@ type Server struct {
 
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
+	audit   *auditLog // nil in handler tests without a server
 
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
@@ -100,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 		if s.node != nil {
 			s.node.shutdown(s.hlog)
 		}
+		s.closeAudit()
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
@@ -128,6 +130,9 @@ func (s *Server) open() error {
 		return err
 	}
 	s.fsm = fsm.New()
+	if err := s.openAudit(); err != nil {
+		return err
+	}
 	if s.node, err = openRaft(&s.cfg, s.fsm, s.notify, s.hlog); err != nil {
 		return err
 	}
@@ -143,6 +148,7 @@ func (s *Server) open() error {
 	s.applyQ = newBatcher(1024, 1, s.flushLocal)
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
+	s.registerAuditMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -238,6 +244,7 @@ func (s *Server) Stop() {
 		s.cancel()
 		s.node.shutdown(s.hlog)
 		s.wg.Wait()
+		s.closeAudit()
 		s.peers.close()
 		s.log.Info("member stopped")
 		if s.logFile != nil {

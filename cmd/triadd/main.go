@@ -43,7 +43,8 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 		},
-		Action: run,
+		Action:   run,
+		Commands: []*cli.Command{auditCommand()},
 	}
 }
 

@@ -3960,6 +3960,180 @@ func (x *RulesShowResponse) GetGroups() uint32 {
 	return 0
 }
 
+type AuditVerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditVerifyRequest) Reset() {
+	*x = AuditVerifyRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditVerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditVerifyRequest) ProtoMessage() {}
+
+func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditVerifyRequest.ProtoReflect.Descriptor instead.
+func (*AuditVerifyRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *AuditVerifyRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+// AuditVerifyResponse is the verdict on one member's audit log.
+type AuditVerifyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// The audit directory on the member.
+	Dir string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// Files checked, oldest first.
+	Files   []string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	Records uint64   `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
+	// Last record of the chain (when intact).
+	LastSeq  uint64 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	LastHash string `protobuf:"bytes,6,opt,name=last_hash,json=lastHash,proto3" json:"last_hash,omitempty"`
+	Ok       bool   `protobuf:"varint,7,opt,name=ok,proto3" json:"ok,omitempty"`
+	// First broken record: its file, sequence number (0 when unknown), line
+	// and what is wrong.
+	BrokenFile    string `protobuf:"bytes,8,opt,name=broken_file,json=brokenFile,proto3" json:"broken_file,omitempty"`
+	BrokenSeq     uint64 `protobuf:"varint,9,opt,name=broken_seq,json=brokenSeq,proto3" json:"broken_seq,omitempty"`
+	BrokenLine    uint64 `protobuf:"varint,10,opt,name=broken_line,json=brokenLine,proto3" json:"broken_line,omitempty"`
+	Problem       string `protobuf:"bytes,11,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditVerifyResponse) Reset() {
+	*x = AuditVerifyResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditVerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditVerifyResponse) ProtoMessage() {}
+
+func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditVerifyResponse.ProtoReflect.Descriptor instead.
+func (*AuditVerifyResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *AuditVerifyResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *AuditVerifyResponse) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetLastHash() string {
+	if x != nil {
+		return x.LastHash
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuditVerifyResponse) GetBrokenFile() string {
+	if x != nil {
+		return x.BrokenFile
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetBrokenSeq() uint64 {
+	if x != nil {
+		return x.BrokenSeq
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetBrokenLine() uint64 {
+	if x != nil {
+		return x.BrokenLine
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -4275,14 +4449,32 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x11RulesShowResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
 	"\x05rules\x18\x02 \x01(\rR\x05rules\x12\x16\n" +
-	"\x06groups\x18\x03 \x01(\rR\x06groups2\x8f\x03\n" +
+	"\x06groups\x18\x03 \x01(\rR\x06groups\"C\n" +
+	"\x12AuditVerifyRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xb2\x02\n" +
+	"\x13AuditVerifyResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05files\x18\x03 \x03(\tR\x05files\x12\x18\n" +
+	"\arecords\x18\x04 \x01(\x04R\arecords\x12\x19\n" +
+	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\x12\x1b\n" +
+	"\tlast_hash\x18\x06 \x01(\tR\blastHash\x12\x0e\n" +
+	"\x02ok\x18\a \x01(\bR\x02ok\x12\x1f\n" +
+	"\vbroken_file\x18\b \x01(\tR\n" +
+	"brokenFile\x12\x1d\n" +
+	"\n" +
+	"broken_seq\x18\t \x01(\x04R\tbrokenSeq\x12\x1f\n" +
+	"\vbroken_line\x18\n" +
+	" \x01(\x04R\n" +
+	"brokenLine\x12\x18\n" +
+	"\aproblem\x18\v \x01(\tR\aproblem2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x99\v\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xe5\v\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -4305,7 +4497,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\rLicenseEnroll\x12\x1e.triad.v1.LicenseEnrollRequest\x1a\x1f.triad.v1.LicenseEnrollResponse\x12J\n" +
 	"\vLicenseList\x12\x1c.triad.v1.LicenseListRequest\x1a\x1d.triad.v1.LicenseListResponse\x12K\n" +
 	"\rUsageFeatures\x12\x1e.triad.v1.UsageFeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12J\n" +
-	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\vUsageLeases\x12\x1c.triad.v1.UsageLeasesRequest\x1a\x1d.triad.v1.UsageLeasesResponse\x12J\n" +
+	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -4319,7 +4512,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),         // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),       // 1: triad.v1.CheckoutRequest
@@ -4380,6 +4573,8 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*RulesSetRequest)(nil),       // 56: triad.v1.RulesSetRequest
 	(*RulesShowRequest)(nil),      // 57: triad.v1.RulesShowRequest
 	(*RulesShowResponse)(nil),     // 58: triad.v1.RulesShowResponse
+	(*AuditVerifyRequest)(nil),    // 59: triad.v1.AuditVerifyRequest
+	(*AuditVerifyResponse)(nil),   // 60: triad.v1.AuditVerifyResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -4421,61 +4616,64 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	13, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
 	13, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
 	13, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 39: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 40: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 41: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 42: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 43: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 44: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	14, // 45: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	16, // 46: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	34, // 47: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	19, // 48: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	21, // 49: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	23, // 50: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	24, // 51: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	26, // 52: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	29, // 53: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	32, // 54: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	54, // 55: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	56, // 56: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	57, // 57: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	36, // 58: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	39, // 59: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	45, // 60: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	49, // 61: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	51, // 62: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	52, // 63: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	3,  // 64: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 65: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 66: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 67: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 68: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 69: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	15, // 70: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	17, // 71: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	35, // 72: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	18, // 73: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	22, // 74: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	47, // 75: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	25, // 76: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	28, // 77: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	31, // 78: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	33, // 79: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	55, // 80: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	58, // 81: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	58, // 82: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	38, // 83: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	41, // 84: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	48, // 85: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	50, // 86: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 87: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	53, // 88: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // [64:89] is the sub-list for method output_type
-	39, // [39:64] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	13, // 39: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 40: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 41: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 42: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 43: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 44: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 45: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	14, // 46: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	16, // 47: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	34, // 48: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	19, // 49: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	21, // 50: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	23, // 51: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	24, // 52: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	26, // 53: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	29, // 54: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	32, // 55: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	54, // 56: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	56, // 57: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	57, // 58: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	36, // 59: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	39, // 60: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	45, // 61: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	49, // 62: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	51, // 63: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	52, // 64: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	59, // 65: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	3,  // 66: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 67: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 68: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 69: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 70: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 71: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	15, // 72: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	17, // 73: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	35, // 74: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	18, // 75: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	22, // 76: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	47, // 77: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	25, // 78: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	28, // 79: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	31, // 80: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	33, // 81: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	55, // 82: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	58, // 83: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	58, // 84: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	38, // 85: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	41, // 86: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	48, // 87: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	50, // 88: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 89: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	53, // 90: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	60, // 91: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	66, // [66:92] is the sub-list for method output_type
+	40, // [40:66] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -4490,7 +4688,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -358,6 +358,7 @@ const (
 	Admin_LicenseList_FullMethodName   = "/triad.v1.Admin/LicenseList"
 	Admin_UsageFeatures_FullMethodName = "/triad.v1.Admin/UsageFeatures"
 	Admin_UsageLeases_FullMethodName   = "/triad.v1.Admin/UsageLeases"
+	Admin_AuditVerify_FullMethodName   = "/triad.v1.Admin/AuditVerify"
 )
 
 // AdminClient is the client API for Admin service.
@@ -396,6 +397,9 @@ type AdminClient interface {
 	LicenseList(ctx context.Context, in *LicenseListRequest, opts ...grpc.CallOption) (*LicenseListResponse, error)
 	UsageFeatures(ctx context.Context, in *UsageFeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error)
 	UsageLeases(ctx context.Context, in *UsageLeasesRequest, opts ...grpc.CallOption) (*UsageLeasesResponse, error)
+	// AuditVerify checks this member's hash-chained audit log (full mode) and
+	// names the first broken record.
+	AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error)
 }
 
 type adminClient struct {
@@ -596,6 +600,16 @@ func (c *adminClient) UsageLeases(ctx context.Context, in *UsageLeasesRequest, o
 	return out, nil
 }
 
+func (c *adminClient) AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditVerifyResponse)
+	err := c.cc.Invoke(ctx, Admin_AuditVerify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -632,6 +646,9 @@ type AdminServer interface {
 	LicenseList(context.Context, *LicenseListRequest) (*LicenseListResponse, error)
 	UsageFeatures(context.Context, *UsageFeaturesRequest) (*FeaturesResponse, error)
 	UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error)
+	// AuditVerify checks this member's hash-chained audit log (full mode) and
+	// names the first broken record.
+	AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -698,6 +715,9 @@ func (UnimplementedAdminServer) UsageFeatures(context.Context, *UsageFeaturesReq
 }
 func (UnimplementedAdminServer) UsageLeases(context.Context, *UsageLeasesRequest) (*UsageLeasesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UsageLeases not implemented")
+}
+func (UnimplementedAdminServer) AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AuditVerify not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1062,6 +1082,24 @@ func _Admin_UsageLeases_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_AuditVerify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditVerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AuditVerify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AuditVerify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AuditVerify(ctx, req.(*AuditVerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1144,6 +1182,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UsageLeases",
 			Handler:    _Admin_UsageLeases_Handler,
+		},
+		{
+			MethodName: "AuditVerify",
+			Handler:    _Admin_AuditVerify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
