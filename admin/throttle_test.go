@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -233,5 +235,41 @@ func TestThrottleBoundsMemory(t *testing.T) {
 	th.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d sources remembered after a sweep, want 1", n)
+	}
+}
+
+// The attack over the network with triadctl: wrong passwords from
+// 127.0.0.2 get that address throttled (the right password included),
+// while triadctl from 127.0.0.3 still gets in.
+func TestCLIPasswordGuessingThrottled(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &observingBackend{fakeBackend: &fakeBackend{auth: AuthState{FullHash: hash, Version: 1, Policy: "full", Activated: true}}}
+	addr := startAdminServer(t, b)
+	dir := t.TempDir()
+	wrong, right := filepath.Join(dir, "wrong"), filepath.Join(dir, "right")
+	os.WriteFile(wrong, []byte("guess\n"), 0o600)
+	os.WriteFile(right, []byte("right\n"), 0o600)
+	run := func(src, pwFile string) error {
+		_, _, err := runCLI(t, "--server", addr, "--source-ip", src, "--password-file", pwFile, "--mode", "full", "server", "show")
+		return err
+	}
+	for i := 0; i < DefaultThrottleBurst; i++ {
+		wantErr(t, run("127.0.0.2", wrong), "wrong password")
+	}
+	wantErr(t, run("127.0.0.2", right), "too many failed password attempts from 127.0.0.2; wait ")
+	if err := run("127.0.0.3", right); err != nil {
+		t.Fatalf("triadctl from another address: %v", err)
+	}
+	n := 0
+	for _, f := range b.list() {
+		if f.Source == "127.0.0.2" {
+			n++
+		}
+	}
+	if n != DefaultThrottleBurst+1 {
+		t.Fatalf("%d failures reported for 127.0.0.2, want %d", n, DefaultThrottleBurst+1)
 	}
 }
