@@ -56,9 +56,6 @@ func ReportResponse(rep *audit.Report) *triadv1.AuditVerifyResponse {
 	}
 	if b := rep.Broken; b != nil {
 		out.BrokenFile, out.BrokenSeq, out.BrokenLine, out.Problem = filepath.Base(b.File), b.Seq, b.Line, b.Problem
-		if b.File == "" {
-			out.BrokenFile = ""
-		}
 	}
 	return out
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/triadlm/triad/admin"
@@ -348,7 +350,7 @@ func (s *Server) AdminServed(ctx context.Context, who *admin.Session, op string,
 // (admin.AuditVerifier).
 func (s *Server) VerifyAudit(ctx context.Context) (*triadv1.AuditVerifyResponse, error) {
 	if s.audit == nil {
-		return nil, fmt.Errorf("no audit log")
+		return nil, status.Error(codes.FailedPrecondition, "this member has no audit log open")
 	}
 	a := s.audit
 	a.flush()
@@ -357,7 +359,7 @@ func (s *Server) VerifyAudit(ctx context.Context) (*triadv1.AuditVerifyResponse,
 	seq, hash := a.w.Head()
 	rep, err := audit.VerifyDir(a.w.Dir())
 	if err != nil {
-		return nil, err
+		return nil, status.Errorf(codes.Internal, "read the audit log: %v", err)
 	}
 	if rep.Broken == nil && (rep.LastSeq != seq || rep.LastHash != hash) {
 		files := rep.Files
