@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -109,7 +110,7 @@ func TestAuditOnEveryMember(t *testing.T) {
 	for i, d := range dirs {
 		// All records written (Stop flushes); the chains verify.
 		members[i].Stop()
-		if rep, err := audit.VerifyDir(d + "/" + auditDir); err != nil || rep.Broken != nil {
+		if rep, err := audit.VerifyDir(filepath.Join(d, auditDir)); err != nil || rep.Broken != nil {
 			t.Fatalf("%s: verify: %+v %v", members[i].cfg.Name, rep, err)
 		}
 	}

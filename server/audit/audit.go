@@ -345,7 +345,7 @@ func (w *Writer) Append(recs ...Record) error {
 		if err != nil {
 			return err
 		}
-		if w.size > 0 && w.size+int64(buf.Len()+len(line)) > w.opt.MaxBytes {
+		if pending := w.size + int64(buf.Len()); pending > 0 && pending+int64(len(line)) > w.opt.MaxBytes {
 			if err := w.writeLocked(buf.Bytes()); err != nil {
 				return err
 			}

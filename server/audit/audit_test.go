@@ -315,3 +315,31 @@ func TestVerifyFilesInOrder(t *testing.T) {
 		t.Fatalf("files out of order verified: %+v", rep)
 	}
 }
+
+// One Append call that crosses the size limit rotates in the middle and
+// keeps the chain.
+func TestRotationWithinOneAppend(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{Member: "alpha", MaxBytes: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := 1; i <= 40; i++ {
+		recs = append(recs, applied(uint64(i), "cmd"))
+	}
+	if err := w.Append(recs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	files, _ := Files(dir)
+	if len(files) < 4 {
+		t.Fatalf("files %v: want rotation inside the append", files)
+	}
+	for _, f := range files {
+		if st, _ := os.Stat(f); st.Size() > 2000 {
+			t.Fatalf("%s is %d bytes", f, st.Size())
+		}
+	}
+	verifyOK(t, dir, 40)
+}
