@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -67,6 +70,16 @@ func (s *Server) openAudit() error {
 			Name: "triad_admin_auth_failures_total",
 			Help: "Administration authentication failures seen by this member, by mode asked and reason (wrong_password, throttled, policy).",
 		}, []string{"mode", "reason"}),
+	}
+	// Raft storage that is not there yet (first start, or wiped while the
+	// audit log was kept) restarts Raft indexes from 1.
+	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, "raft", "raft.db")); errors.Is(err, fs.ErrNotExist) && w.LastRaftIndex() > 0 {
+		err := w.RestartRaftIndexes(audit.Record{Time: stamp(s.now()), Command: "open",
+			Detail: fmt.Sprintf("no Raft log in %s: Raft indexes start over (the last one audited was %d)", s.cfg.DataDir, w.LastRaftIndex())})
+		if err != nil {
+			w.Close()
+			return fmt.Errorf("open audit log: %w", err)
+		}
 	}
 	s.audit = a
 	s.fsm.SetAdminObserver(a.observe)

@@ -251,3 +251,31 @@ func TestMemberAuditAndThrottling(t *testing.T) {
 		t.Fatalf("verify-audit of a log missing its last record: %v %v", v, err)
 	}
 }
+
+// A member whose Raft storage is gone but whose audit log is kept starts
+// Raft indexes over in the audit log (else it would skip new commands as
+// replays of old ones), and says so in the chain.
+func TestAuditRaftStorageWiped(t *testing.T) {
+	dir := t.TempDir()
+	w, err := audit.Open(filepath.Join(dir, auditDir), audit.Options{Member: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Append(audit.Record{Kind: audit.KindApplied, RaftIndex: 40, Command: "set_rules", Outcome: audit.Accepted})
+	w.Close()
+	s := startMember(t, Config{Name: "alpha", DataDir: dir, Listen: freeAddr(t), RaftListen: freeAddr(t), HTTPListen: freeAddr(t)})
+	if got := s.audit.w.LastRaftIndex(); got != 0 {
+		t.Fatalf("last audited raft index %d with new Raft storage, want 0", got)
+	}
+	s.Stop()
+	recs, _ := readAudit(t, dir)
+	if len(recs) != 2 || recs[1].Kind != audit.KindRecovery || !strings.Contains(recs[1].Detail, "Raft indexes start over (the last one audited was 40)") {
+		t.Fatalf("records %+v", recs)
+	}
+	// A normal restart (Raft storage present) does not.
+	s = startMember(t, Config{Name: "alpha", DataDir: dir, Listen: freeAddr(t), RaftListen: freeAddr(t), HTTPListen: freeAddr(t)})
+	s.Stop()
+	if recs, _ := readAudit(t, dir); len(recs) != 2 {
+		t.Fatalf("a restart with Raft storage wrote %+v", recs[2:])
+	}
+}

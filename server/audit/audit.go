@@ -317,6 +317,21 @@ func (w *Writer) Head() (uint64, string) {
 	return w.seq, w.last
 }
 
+// RestartRaftIndexes records that the member's Raft storage is new (wiped,
+// or the member rebuilt) while its audit log is not: Raft indexes start over,
+// so applied records must no longer be compared with the old ones.
+func (w *Writer) RestartRaftIndexes(r Record) error {
+	w.mu.Lock()
+	old := w.lastIndex
+	w.lastIndex = 0
+	w.mu.Unlock()
+	r.Kind, r.Outcome = KindRecovery, Accepted
+	if r.Detail == "" {
+		r.Detail = fmt.Sprintf("Raft storage is new: Raft indexes start over (the last one audited was %d)", old)
+	}
+	return w.Append(r)
+}
+
 // Dir is the audit directory.
 func (w *Writer) Dir() string { return w.dir }
 

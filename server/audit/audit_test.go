@@ -343,3 +343,22 @@ func TestRotationWithinOneAppend(t *testing.T) {
 	}
 	verifyOK(t, dir, 40)
 }
+
+// When Raft storage is new under an old audit log, applied records start
+// again from index 1 instead of being skipped as replays.
+func TestRestartRaftIndexes(t *testing.T) {
+	dir, w := writeLog(t, 5, 0)
+	if err := w.RestartRaftIndexes(Record{Command: "open"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(applied(1, "form_cluster")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	verifyOK(t, dir, 7)
+	lines := readLines(t, filepath.Join(dir, CurrentName))
+	r, _ := decode(bytes.TrimSuffix(lines[6], []byte{'\n'}))
+	if r.Kind != KindApplied || r.RaftIndex != 1 || r.LastRaftIndex != 1 {
+		t.Fatalf("after the restart of indexes: %+v", r)
+	}
+}
