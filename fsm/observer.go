@@ -58,6 +58,10 @@ var routine = map[protoreflect.Name]bool{
 	"recycle_sweep": true, "touch_session": true, "expire_sessions": true,
 }
 
+// sweeps are routine commands reported only when they end a session
+// (closed as idle).
+var sweeps = map[protoreflect.Name]bool{"expire_sessions": true, "touch_session": true}
+
 // opSessionFields are the session-id fields of Batch op types: an op that
 // carries a session is an administrator's (a force-release), audited like
 // a command. Found by name so that such a field needs no change here.
@@ -95,6 +99,8 @@ func sessionIDOf(cmd *fsmpb.Command) string {
 		return c.OpenSession.GetSession().GetId()
 	case *fsmpb.Command_CloseSession:
 		return c.CloseSession.GetId()
+	case *fsmpb.Command_TouchSession:
+		return c.TouchSession.GetId()
 	}
 	fd := cmd.ProtoReflect().WhichOneof(cmdOneof)
 	if fd == nil || fd.Message() == nil {
@@ -158,8 +164,7 @@ func (f *FSM) applyObserved(l *raft.Log, cmd *fsmpb.Command) interface{} {
 		if len(ops) == 0 {
 			return f.applyCommand(l, cmd)
 		}
-	case name == "expire_sessions":
-	case routine[name]:
+	case routine[name] && !sweeps[name]:
 		return f.applyCommand(l, cmd)
 	default:
 		sid = sessionIDOf(cmd)
@@ -179,8 +184,8 @@ func (f *FSM) applyObserved(l *raft.Log, cmd *fsmpb.Command) interface{} {
 			ended = append(ended, s)
 		}
 	}
-	if name == "expire_sessions" && len(ended) == 0 {
-		return res // nothing happened: not worth a record every sweep
+	if sweeps[name] && len(ended) == 0 {
+		return res // nothing ended: not worth a record every sweep or touch
 	}
 	f.observer(AdminEvent{Index: l.Index, NowMs: cmd.GetNowMs(), Command: string(name), Cmd: cmd, Result: res,
 		Session: sess, Ended: ended, Ops: ops})

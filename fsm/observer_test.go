@@ -52,6 +52,8 @@ func TestAdminObserverEvents(t *testing.T) {
 	both(t0, openCmd("s4", ModeRestricted, false, 1))
 	both(t0+2*hour, expireSessionsCmd()) // s3 and s4 idle
 	both(t0+2*hour, closeCmd("s3"))
+	both(t0+2*hour, openCmd("s5", ModeRestricted, false, 1))
+	both(t0+4*hour, touchCmd("s5")) // idle: the touch ends it
 	both(t0+2*hour, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: "none"}}})
 
 	want := []string{
@@ -64,7 +66,9 @@ func TestAdminObserverEvents(t *testing.T) {
 		"11 open_session tool s4/restricted OK ended=",
 		"12 expire_sessions - OK ended=tool s3,tool s4",
 		"13 close_session tool s3/full OK ended=",
-		"14 remove_license - NOT_FOUND ended=",
+		"14 open_session tool s5/restricted OK ended=",
+		"15 touch_session tool s5/restricted NOT_FOUND ended=tool s5",
+		"16 remove_license - NOT_FOUND ended=",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
