@@ -42,9 +42,8 @@ const auditDir = "audit"
 const maxAuditQueue = 100000
 
 type auditLog struct {
-	w      *audit.Writer
-	log    *slog.Logger
-	member string
+	w   *audit.Writer
+	log *slog.Logger
 
 	mu      sync.Mutex
 	q       []audit.Record
@@ -65,7 +64,7 @@ func (s *Server) openAudit() error {
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
-	a := &auditLog{w: w, log: s.log, member: s.cfg.Name, wake: make(chan struct{}, 1),
+	a := &auditLog{w: w, log: s.log, wake: make(chan struct{}, 1),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_admin_auth_failures_total",
 			Help: "Administration authentication failures seen by this member, by mode asked and reason (wrong_password, throttled, policy).",
