@@ -1,13 +1,22 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // auditRecords reads a member's current audit file (the test writes far
@@ -57,16 +66,40 @@ func TestAuditAndThrottlingOnProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	pw := c.writeFile("pw", "Fu11-secret\n")
-	bad := c.writeFile("bad", "guess\n")
-	guess := func(src, file string) error {
-		_, err := ctlEnv(t, nil, "--server", a.addr, "--source-ip", src, "--password-file", file, "--mode", "full", "server", "show")
+	// Guesses straight over gRPC from 127.0.0.2 (a triadctl process per
+	// guess could take longer than the 5 s refill on a loaded machine):
+	// wrong passwords until the member throttles, then the right one.
+	attacker := adminClientFrom(t, a.addr, "127.0.0.2")
+	connect := func(password string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := attacker.Connect(ctx, &triadv1.ConnectRequest{Header: hdr(""), Mode: "full", Password: password})
 		return err
 	}
-	for i := 0; i < 5; i++ {
-		wantFail(t, guess("127.0.0.2", bad), "wrong password")
+	wrong := 0
+	for {
+		err := connect("guess")
+		if st := grpcstatus.Convert(err); st.Code() == codes.ResourceExhausted {
+			if !strings.HasPrefix(st.Message(), "too many failed password attempts from 127.0.0.2; wait ") {
+				t.Fatalf("throttled with %q", st.Message())
+			}
+			break
+		} else if st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "wrong password") {
+			t.Fatalf("guess %d: %v", wrong+1, err)
+		}
+		if wrong++; wrong > 20 {
+			t.Fatal("20 wrong passwords from one address and no throttling")
+		}
 	}
-	wantFail(t, guess("127.0.0.2", pw), "too many failed password attempts from 127.0.0.2; wait ")
-	if err := guess("127.0.0.3", pw); err != nil {
+	if wrong < 5 {
+		t.Fatalf("throttled after %d wrong passwords, want the burst of 5 first", wrong)
+	}
+	if st := grpcstatus.Convert(connect("Fu11-secret")); st.Code() != codes.ResourceExhausted {
+		t.Fatalf("the right password from the throttled address: %v %q, want RESOURCE_EXHAUSTED", st.Code(), st.Message())
+	}
+	_, err := ctlEnv(t, nil, "--server", a.addr, "--source-ip", "127.0.0.2", "--password-file", pw, "--mode", "full", "server", "show")
+	wantFail(t, err, "too many failed password attempts from 127.0.0.2; wait ")
+	if _, err := ctlEnv(t, nil, "--server", a.addr, "--source-ip", "127.0.0.3", "--password-file", pw, "--mode", "full", "server", "show"); err != nil {
 		t.Fatalf("another source while 127.0.0.2 is throttled: %v", err)
 	}
 	body, err := scrape(a)
@@ -74,8 +107,8 @@ func TestAuditAndThrottlingOnProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for series, want := range map[string]float64{
-		`triad_admin_auth_failures_total{mode="full",reason="wrong_password"}`: 5,
-		`triad_admin_auth_failures_total{mode="full",reason="throttled"}`:      1,
+		`triad_admin_auth_failures_total{mode="full",reason="wrong_password"}`: float64(wrong),
+		`triad_admin_auth_failures_total{mode="full",reason="throttled"}`:      3,
 	} {
 		if v, _ := metricValue(body, series); v != want {
 			t.Errorf("%s = %v on the attacked member, want %v", series, v, want)
@@ -103,7 +136,8 @@ func TestAuditAndThrottlingOnProcesses(t *testing.T) {
 				failures++
 			}
 		}
-		if want := map[bool]int{true: 6, false: 0}[m == a]; failures != want {
+		// Each wrong password; the throttled refusals within a minute once.
+		if want := map[bool]int{true: wrong + 1, false: 0}[m == a]; failures != want {
 			t.Errorf("%s audited %d auth failures from 127.0.0.2, want %d", m.name, failures, want)
 		}
 		raw, _ := os.ReadFile(filepath.Join(m.dir, "audit", "audit.log"))
@@ -146,4 +180,17 @@ func TestAuditAndThrottlingOnProcesses(t *testing.T) {
 		}
 		seen[i] = true
 	}
+}
+
+// adminClientFrom dials a member's admin API from a given local address.
+func adminClientFrom(t *testing.T, addr, srcIP string) triadv1.AdminClient {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(srcIP)}}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return triadv1.NewAdminClient(conn)
 }
