@@ -40,7 +40,7 @@ func serverCommand() *cli.Command {
 				printSessions(w, r.Sessions)
 				return w.Flush()
 			},
-		}, serverSetCommand()},
+		}, serverSetCommand(), verifyAuditCommand()},
 	}
 }
 

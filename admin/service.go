@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -106,10 +107,14 @@ type Service struct {
 	triadv1.UnimplementedAdminServer
 	b       Backend
 	version string
+	// throttle limits wrong passwords per source (throttle.go).
+	throttle *Throttle
 }
 
 // NewService returns the admin service of a member running version.
-func NewService(b Backend, version string) *Service { return &Service{b: b, version: version} }
+func NewService(b Backend, version string) *Service {
+	return &Service{b: b, version: version, throttle: NewThrottle(DefaultThrottleBurst, DefaultThrottleEvery, nil)}
+}
 
 // maxLicenseFile bounds an enrolled file (a license is a few kilobytes).
 const maxLicenseFile = 1 << 20
@@ -200,6 +205,10 @@ func (s *Service) Connect(ctx context.Context, req *triadv1.ConnectRequest) (*tr
 		return nil, status.Errorf(codes.InvalidArgument, "unknown mode %q: use full or restricted", mode)
 	}
 	desc, local, peerMember := s.origin(ctx)
+	src := sourceOf(ctx)
+	if msg, ok := s.throttled(ctx, "connect", mode, src, desc); ok {
+		return nil, status.Error(codes.ResourceExhausted, msg)
+	}
 	st := s.b.AuthState(ctx)
 	rule := Decide(ConnectInput{
 		Mode: mode, Local: local, PeerMember: peerMember, Activated: st.Activated, Policy: st.Policy,
@@ -213,11 +222,16 @@ func (s *Service) Connect(ctx context.Context, req *triadv1.ConnectRequest) (*tr
 	got, forced, out := Resolve(rule, mode, m)
 	switch out {
 	case Refused:
-		return nil, status.Errorf(codes.PermissionDenied, "remote administration is denied by this cluster's policy (remote policy %q): use triadctl on a member (--local --data-dir DIR) or on one of the other members", st.Policy)
+		msg := fmt.Sprintf("remote administration is denied by this cluster's policy (remote policy %q): use triadctl on a member (--local --data-dir DIR) or on one of the other members", st.Policy)
+		s.authFailed(ctx, AuthFailure{Op: "connect", Mode: mode, Source: src, Origin: desc, Reason: ReasonPolicy, Message: msg})
+		return nil, status.Error(codes.PermissionDenied, msg)
 	case PasswordRequired:
 		return nil, status.Errorf(codes.Unauthenticated, "password required: %s (give --password-file, TRIAD_PASSWORD, or answer the prompt)", rule.Ask)
 	case WrongPassword:
-		return nil, status.Errorf(codes.Unauthenticated, "wrong password (%s asked)", rule.Ask)
+		s.throttle.Fail(src)
+		msg := fmt.Sprintf("wrong password (%s asked)", rule.Ask)
+		s.authFailed(ctx, AuthFailure{Op: "connect", Mode: mode, Source: src, Origin: desc, Reason: ReasonWrongPassword, Message: msg})
+		return nil, status.Error(codes.Unauthenticated, msg)
 	}
 	token, err := newToken()
 	if err != nil {
@@ -300,12 +314,19 @@ func (s *Service) PasswordSet(ctx context.Context, req *triadv1.PasswordSetReque
 	if n := len(req.GetNewPassword()); n == 0 || n > maxPassword {
 		return nil, status.Errorf(codes.InvalidArgument, "the new password has %d bytes; use 1 to %d", n, maxPassword)
 	}
+	src := sourceOf(ctx)
+	if msg, ok := s.throttled(ctx, "password set", which, src, me.Origin); ok {
+		return nil, status.Error(codes.ResourceExhausted, msg)
+	}
 	st := s.b.AuthState(ctx)
 	if len(st.FullHash) == 0 && which == ModeRestricted {
 		return nil, status.Error(codes.FailedPrecondition, "the restricted password can only be set once the full password is set: set the full password first (triadctl password set full)")
 	}
 	if len(st.FullHash) > 0 && !matches(st.FullHash, req.GetCurrentFullPassword()) {
-		return nil, status.Error(codes.PermissionDenied, "the current full password is wrong: changing a password needs the current full password")
+		s.throttle.Fail(src)
+		msg := "the current full password is wrong: changing a password needs the current full password"
+		s.authFailed(ctx, AuthFailure{Op: "password set", Mode: which, Source: src, Origin: me.Origin, Reason: ReasonWrongPassword, Message: msg})
+		return nil, status.Error(codes.PermissionDenied, msg)
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(req.GetNewPassword()), bcrypt.DefaultCost)
 	if err != nil {
@@ -324,10 +345,13 @@ func (s *Service) PasswordSet(ctx context.Context, req *triadv1.PasswordSetReque
 }
 
 func (s *Service) ClusterCreate(ctx context.Context, req *triadv1.ClusterCreateRequest) (*triadv1.ClusterCreateResponse, error) {
-	if _, err := s.auth(ctx, req.GetHeader(), "cluster create", true); err != nil {
+	me, err := s.auth(ctx, req.GetHeader(), "cluster create", true)
+	if err != nil {
 		return nil, err
 	}
-	return s.b.FormCluster(ctx, req.GetMembers(), req.GetStandalone())
+	resp, err := s.b.FormCluster(ctx, req.GetMembers(), req.GetStandalone())
+	s.served(ctx, me, "cluster_create", map[string]string{"members": strings.Join(req.GetMembers(), ","), "standalone": fmt.Sprint(req.GetStandalone())}, err)
+	return resp, err
 }
 
 func (s *Service) ClusterStatus(ctx context.Context, req *triadv1.ClusterStatusRequest) (*triadv1.ClusterStatusResponse, error) {
@@ -427,6 +451,7 @@ func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseReq
 		return nil, status.Error(codes.InvalidArgument, "no lease id given: see `triadctl usage leases`")
 	}
 	ok, err := s.b.ReleaseLease(ctx, me.ID, req.GetLeaseId())
+	s.served(ctx, me, "force_release", map[string]string{"lease_id": fmt.Sprint(req.GetLeaseId()), "released": fmt.Sprint(ok)}, err)
 	if err != nil {
 		return nil, err
 	}

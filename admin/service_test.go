@@ -471,6 +471,9 @@ func TestRestrictedSessionRefusesWrites(t *testing.T) {
 func TestPasswordChangeNeedsCurrentFull(t *testing.T) {
 	b := &fakeBackend{}
 	s := NewService(b, "dev")
+	// Six wrong passwords below: more than the default throttle allows
+	// (throttle_test.go tests throttling).
+	s.SetThrottle(NewThrottle(10, DefaultThrottleEvery, nil))
 	h := session(t, s, ModeFull)
 	ctx := context.Background()
 	set := func(which, current, next string) error {

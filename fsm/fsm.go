@@ -30,6 +30,8 @@ type FSM struct {
 	// appliedIndex is the Raft index of the last command applied; snapshots
 	// carry it.
 	appliedIndex uint64
+	// observer is told about administration commands (observer.go).
+	observer AdminObserver
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -67,6 +69,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 
 func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	cmd := decodeCommand(l)
+	if f.observer != nil {
+		return f.applyObserved(l, cmd)
+	}
+	return f.applyCommand(l, cmd)
+}
+
+func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	now := cmd.GetNowMs()
 	f.appliedIndex = l.Index
 	s := f.s

@@ -16,12 +16,14 @@ import (
 type batcher struct {
 	in       chan *submission
 	maxOps   int
+	maxBytes int // encoded ops per group (limits.go); a larger submission goes alone
 	inflight chan struct{}
 	flush    func(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error)
 }
 
 type submission struct {
 	ops  []*fsmpb.Op
+	size int // encoded bytes of ops
 	done chan submitResult
 }
 
@@ -36,6 +38,7 @@ func newBatcher(maxOps, pipeline int, flush func([]*fsmpb.Op) ([]*fsmpb.OpResult
 	return &batcher{
 		in:       make(chan *submission, 4*maxOps),
 		maxOps:   maxOps,
+		maxBytes: maxEntryBytes,
 		inflight: make(chan struct{}, pipeline),
 		flush:    flush,
 	}
@@ -43,7 +46,7 @@ func newBatcher(maxOps, pipeline int, flush func([]*fsmpb.Op) ([]*fsmpb.OpResult
 
 // submit queues ops and waits for their results, in order.
 func (b *batcher) submit(ctx context.Context, ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
-	s := &submission{ops: ops, done: make(chan submitResult, 1)}
+	s := &submission{ops: ops, size: opsSize(ops), done: make(chan submitResult, 1)}
 	select {
 	case b.in <- s:
 	case <-ctx.Done():
@@ -61,12 +64,18 @@ func (b *batcher) submit(ctx context.Context, ops []*fsmpb.Op) ([]*fsmpb.OpResul
 
 // run groups submissions until ctx ends.
 func (b *batcher) run(ctx context.Context) {
+	// carry is a submission that did not fit in the previous group's bytes:
+	// it starts the next group.
+	var carry *submission
 	for {
-		var first *submission
-		select {
-		case <-ctx.Done():
-			return
-		case first = <-b.in:
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case first = <-b.in:
+			}
 		}
 		select {
 		case b.inflight <- struct{}{}:
@@ -76,13 +85,18 @@ func (b *batcher) run(ctx context.Context) {
 		}
 		// Drain what queued while we waited for a pipeline slot.
 		subs := []*submission{first}
-		n := len(first.ops)
+		n, size := len(first.ops), first.size
 	drain:
 		for n < b.maxOps {
 			select {
 			case s := <-b.in:
+				if b.maxBytes > 0 && size+s.size > b.maxBytes {
+					carry = s
+					break drain
+				}
 				subs = append(subs, s)
 				n += len(s.ops)
+				size += s.size
 			default:
 				break drain
 			}

@@ -21,7 +21,7 @@ const (
 	maxIDLen      = 128
 	maxNameLen    = 256
 	maxCount      = 100000
-	maxLeaseIDs   = 100000
+	maxLeaseIDs   = 10000
 	maxTTLSeconds = 3600
 	minTTLSeconds = 1
 )

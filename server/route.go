@@ -106,6 +106,9 @@ func (s *Server) route(ctx context.Context, forwarded bool, local, remote func(c
 
 // submitOps runs lease operations through the batchers.
 func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool) ([]*fsmpb.OpResult, error) {
+	if err := checkOpsSize(ops, forwarded); err != nil {
+		return nil, err
+	}
 	var res []*fsmpb.OpResult
 	run := func(q *batcher) func(context.Context) error {
 		return func(ctx context.Context) (err error) {

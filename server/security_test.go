@@ -80,7 +80,6 @@ func startMembers(t *testing.T, trust ...[]string) []*secMember {
 	return out
 }
 
-
 func hdr(token string) *triadv1.AdminHeader {
 	return &triadv1.AdminHeader{ProtocolVersion: admin.ProtocolVersion, SessionToken: token}
 }

@@ -63,6 +63,7 @@ type Server struct {
 
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
+	audit   *auditLog // nil in handler tests without a server
 
 	startedMs int64 // when this process started (unix ms)
 
@@ -111,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		if s.side != nil {
 			s.side.Close()
 		}
+		s.closeAudit()
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
@@ -157,6 +159,10 @@ func (s *Server) open() error {
 		return err
 	}
 	s.fsm = fsm.New()
+	if err := s.openAudit(); err != nil {
+		s.side.Close()
+		return err
+	}
 	if s.node, err = openRaft(&s.cfg, s.side.RaftLayer(), s.fsm, s.notify, s.hlog); err != nil {
 		s.side.Close()
 		return err
@@ -172,6 +178,7 @@ func (s *Server) open() error {
 	s.applyQ = newBatcher(1024, 1, s.flushLocal)
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
+	s.registerAuditMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -300,6 +307,7 @@ func (s *Server) Stop() {
 		s.node.shutdown(s.hlog)
 		s.side.Close()
 		s.wg.Wait()
+		s.closeAudit()
 		s.log.Info("member stopped")
 		if s.logFile != nil {
 			s.logFile.Close()

@@ -51,7 +51,7 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 		},
 		Action:   run,
-		Commands: []*cli.Command{tlsCommand()},
+		Commands: []*cli.Command{tlsCommand(), auditCommand()},
 	}
 }
 

@@ -4344,6 +4344,180 @@ func (x *VendorTrustRemoveRequest) GetKeyId() string {
 	return ""
 }
 
+type AuditVerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditVerifyRequest) Reset() {
+	*x = AuditVerifyRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditVerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditVerifyRequest) ProtoMessage() {}
+
+func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditVerifyRequest.ProtoReflect.Descriptor instead.
+func (*AuditVerifyRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *AuditVerifyRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+// AuditVerifyResponse is the verdict on one member's audit log.
+type AuditVerifyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// The audit directory on the member.
+	Dir string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// Files checked, oldest first.
+	Files   []string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	Records uint64   `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"`
+	// Last record of the chain (when intact).
+	LastSeq  uint64 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	LastHash string `protobuf:"bytes,6,opt,name=last_hash,json=lastHash,proto3" json:"last_hash,omitempty"`
+	Ok       bool   `protobuf:"varint,7,opt,name=ok,proto3" json:"ok,omitempty"`
+	// First broken record: its file, sequence number (0 when unknown), line
+	// and what is wrong.
+	BrokenFile    string `protobuf:"bytes,8,opt,name=broken_file,json=brokenFile,proto3" json:"broken_file,omitempty"`
+	BrokenSeq     uint64 `protobuf:"varint,9,opt,name=broken_seq,json=brokenSeq,proto3" json:"broken_seq,omitempty"`
+	BrokenLine    uint64 `protobuf:"varint,10,opt,name=broken_line,json=brokenLine,proto3" json:"broken_line,omitempty"`
+	Problem       string `protobuf:"bytes,11,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditVerifyResponse) Reset() {
+	*x = AuditVerifyResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditVerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditVerifyResponse) ProtoMessage() {}
+
+func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditVerifyResponse.ProtoReflect.Descriptor instead.
+func (*AuditVerifyResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *AuditVerifyResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *AuditVerifyResponse) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetLastHash() string {
+	if x != nil {
+		return x.LastHash
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *AuditVerifyResponse) GetBrokenFile() string {
+	if x != nil {
+		return x.BrokenFile
+	}
+	return ""
+}
+
+func (x *AuditVerifyResponse) GetBrokenSeq() uint64 {
+	if x != nil {
+		return x.BrokenSeq
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetBrokenLine() uint64 {
+	if x != nil {
+		return x.BrokenLine
+	}
+	return 0
+}
+
+func (x *AuditVerifyResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -4682,14 +4856,32 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0fpublic_key_file\x18\x02 \x01(\fR\rpublicKeyFile\"`\n" +
 	"\x18VendorTrustRemoveRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x15\n" +
-	"\x06key_id\x18\x02 \x01(\tR\x05keyId2\x8f\x03\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\"C\n" +
+	"\x12AuditVerifyRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xb2\x02\n" +
+	"\x13AuditVerifyResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05files\x18\x03 \x03(\tR\x05files\x12\x18\n" +
+	"\arecords\x18\x04 \x01(\x04R\arecords\x12\x19\n" +
+	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\x12\x1b\n" +
+	"\tlast_hash\x18\x06 \x01(\tR\blastHash\x12\x0e\n" +
+	"\x02ok\x18\a \x01(\bR\x02ok\x12\x1f\n" +
+	"\vbroken_file\x18\b \x01(\tR\n" +
+	"brokenFile\x12\x1d\n" +
+	"\n" +
+	"broken_seq\x18\t \x01(\x04R\tbrokenSeq\x12\x1f\n" +
+	"\vbroken_line\x18\n" +
+	" \x01(\x04R\n" +
+	"brokenLine\x12\x18\n" +
+	"\aproblem\x18\v \x01(\tR\aproblem2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xe6\r\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xb2\x0e\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -4716,7 +4908,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0fVendorTrustList\x12 .triad.v1.VendorTrustListRequest\x1a!.triad.v1.VendorTrustListResponse\x12T\n" +
 	"\x0eVendorTrustAdd\x12\x1f.triad.v1.VendorTrustAddRequest\x1a!.triad.v1.VendorTrustListResponse\x12Z\n" +
 	"\x11VendorTrustRemove\x12\".triad.v1.VendorTrustRemoveRequest\x1a!.triad.v1.VendorTrustListResponse\x12A\n" +
-	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponse\x12J\n" +
+	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -4730,7 +4923,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
@@ -4798,6 +4991,8 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*VendorTrustListResponse)(nil),  // 63: triad.v1.VendorTrustListResponse
 	(*VendorTrustAddRequest)(nil),    // 64: triad.v1.VendorTrustAddRequest
 	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
+	(*AuditVerifyRequest)(nil),       // 66: triad.v1.AuditVerifyRequest
+	(*AuditVerifyResponse)(nil),      // 67: triad.v1.AuditVerifyResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -4843,69 +5038,72 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	61, // 40: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
 	15, // 41: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 42: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 43: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 44: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 45: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 46: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 47: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 48: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 49: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 50: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 51: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 52: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 53: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 54: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 55: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 56: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 57: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 58: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 59: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 60: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 61: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 62: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 63: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 64: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 65: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 66: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 67: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	62, // 68: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	64, // 69: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	65, // 70: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 71: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	3,  // 72: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 73: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 74: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 75: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 76: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 77: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 78: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 79: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 80: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 81: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 82: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 83: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 84: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 85: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 86: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 87: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 88: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 89: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 90: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 91: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 92: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 93: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 94: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 95: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 96: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	63, // 97: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	63, // 98: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	63, // 99: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 100: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	72, // [72:101] is the sub-list for method output_type
-	43, // [43:72] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	15, // 43: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 44: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 45: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 46: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 47: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 48: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 49: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 50: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 51: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 52: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 53: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 54: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 55: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 56: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 57: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 58: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 59: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	56, // 60: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	58, // 61: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	59, // 62: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 63: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 64: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	47, // 65: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	51, // 66: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	53, // 67: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	54, // 68: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	62, // 69: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	64, // 70: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	65, // 71: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 72: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	66, // 73: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	3,  // 74: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 75: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 76: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 77: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 78: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 79: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 80: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 81: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 82: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 83: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 84: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	49, // 85: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 86: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 87: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 88: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 89: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	57, // 90: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	60, // 91: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	60, // 92: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 93: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 94: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	50, // 95: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	52, // 96: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 97: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	55, // 98: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	63, // 99: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	63, // 100: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	63, // 101: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 102: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	67, // 103: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // [74:104] is the sub-list for method output_type
+	44, // [44:74] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -4920,7 +5118,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   66,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -362,6 +362,7 @@ const (
 	Admin_VendorTrustAdd_FullMethodName    = "/triad.v1.Admin/VendorTrustAdd"
 	Admin_VendorTrustRemove_FullMethodName = "/triad.v1.Admin/VendorTrustRemove"
 	Admin_Discover_FullMethodName          = "/triad.v1.Admin/Discover"
+	Admin_AuditVerify_FullMethodName       = "/triad.v1.Admin/AuditVerify"
 )
 
 // AdminClient is the client API for Admin service.
@@ -412,6 +413,9 @@ type AdminClient interface {
 	// this member's name, mode and failover address, where the member-only
 	// Peer service is served under mutual TLS. Nothing secret.
 	Discover(ctx context.Context, in *DiscoverRequest, opts ...grpc.CallOption) (*DiscoverResponse, error)
+	// AuditVerify checks this member's hash-chained audit log (full mode) and
+	// names the first broken record.
+	AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error)
 }
 
 type adminClient struct {
@@ -652,6 +656,16 @@ func (c *adminClient) Discover(ctx context.Context, in *DiscoverRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditVerifyResponse)
+	err := c.cc.Invoke(ctx, Admin_AuditVerify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -700,6 +714,9 @@ type AdminServer interface {
 	// this member's name, mode and failover address, where the member-only
 	// Peer service is served under mutual TLS. Nothing secret.
 	Discover(context.Context, *DiscoverRequest) (*DiscoverResponse, error)
+	// AuditVerify checks this member's hash-chained audit log (full mode) and
+	// names the first broken record.
+	AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -778,6 +795,9 @@ func (UnimplementedAdminServer) VendorTrustRemove(context.Context, *VendorTrustR
 }
 func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*DiscoverResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Discover not implemented")
+}
+func (UnimplementedAdminServer) AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AuditVerify not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1214,6 +1234,24 @@ func _Admin_Discover_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_AuditVerify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditVerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AuditVerify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AuditVerify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AuditVerify(ctx, req.(*AuditVerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1312,6 +1350,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Discover",
 			Handler:    _Admin_Discover_Handler,
+		},
+		{
+			MethodName: "AuditVerify",
+			Handler:    _Admin_AuditVerify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

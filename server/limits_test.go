@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+	"github.com/triadlm/triad/proto/peerpb"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// A batcher closes a group before its encoded ops would pass maxBytes; the
+// submission that did not fit starts the next group, and a single
+// submission larger than the limit still goes (alone).
+func TestBatcherMaxBytesBoundsGroup(t *testing.T) {
+	f := newFakeFlush(t, true)
+	b := newBatcher(1024, 1, f.flush)
+	one := opsSize([]*fsmpb.Op{grantOp("w0")})
+	b.maxBytes = 3 * one
+	startBatcher(t, b)
+
+	first := submitAsync(context.Background(), b, "first")
+	f.waitEntered(t, 1)
+	const n = 8
+	var chans []<-chan outcome
+	for i := 0; i < n; i++ {
+		chans = append(chans, submitAsync(context.Background(), b, fmt.Sprintf("w%d", i)))
+	}
+	waitQueued(t, b, n-1) // the batcher holds one, waiting for the flush slot
+	big := submitAsync(context.Background(), b, "b0", "b1", "b2", "b3", "b4")
+	waitQueued(t, b, n)
+	f.open()
+	checkEcho(t, await(t, first))
+	for _, ch := range chans {
+		checkEcho(t, await(t, ch))
+	}
+	checkEcho(t, await(t, big))
+	var sizes []string
+	for _, g := range f.snapshot() {
+		sizes = append(sizes, fmt.Sprint(len(g)))
+	}
+	if got := strings.Join(sizes, " "); got != "1 3 3 2 5" {
+		t.Fatalf("group sizes %s, want 1 3 3 2 5 (3 ops fit in maxBytes; the oversized submission alone)", got)
+	}
+}
+
+// Limits at the edge: too many lease ids or too many bytes in one Licensing
+// request, and oversized forwarded batches, are INVALID_ARGUMENT naming the
+// limit, before anything is proposed.
+func TestLicensingRequestSizeLimits(t *testing.T) {
+	l := &licensingService{s: &Server{}}
+	ctx := context.Background()
+	check := func(name string, err error, msg string) {
+		t.Helper()
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), msg) {
+			t.Errorf("%s: %v %q, want InvalidArgument containing %q", name, st.Code(), st.Message(), msg)
+		}
+	}
+	_, err := l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1, LeaseIds: make([]uint64, maxLeaseIDs+1)})
+	check("Renew with too many ids", err, fmt.Sprintf("%d lease ids in one call; at most %d", maxLeaseIDs+1, maxLeaseIDs))
+
+	huge := make([]uint64, maxLeaseIDs)
+	for i := range huge {
+		huge[i] = 1<<63 + uint64(i) // 10-byte varints: ~100 KB
+	}
+	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1, LeaseIds: huge})
+	check("Renew over the byte limit", err, fmt.Sprintf("over the limit of %d bytes per request", maxRequestBytes))
+	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 1, LeaseIds: huge})
+	check("Release over the byte limit", err, fmt.Sprintf("over the limit of %d bytes per request", maxRequestBytes))
+
+	// The biggest realistic request fits: maxLeaseIDs ids below 2^28.
+	ok := make([]uint64, maxLeaseIDs)
+	for i := range ok {
+		ok[i] = 1<<27 + uint64(i)
+	}
+	if err := checkOpsSize([]*fsmpb.Op{{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: ok}}}}, false); err != nil {
+		t.Fatalf("a renew of %d realistic ids refused: %v", maxLeaseIDs, err)
+	}
+
+	// Forwarded batches: at most maxEntryOps ops and maxEntryBytes bytes.
+	many := make([]*fsmpb.Op, maxEntryOps+1)
+	for i := range many {
+		many[i] = grantOp("r")
+	}
+	_, err = (&peerService{s: &Server{}}).Forward(ctx, forwardOf(many))
+	check("forwarded batch with too many ops", err, fmt.Sprintf("over the limit of %d ops and %d bytes per batch", maxEntryOps, maxEntryBytes))
+	var fat []*fsmpb.Op
+	for i := 0; i < 20; i++ {
+		fat = append(fat, &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: huge}}})
+	}
+	_, err = (&peerService{s: &Server{}}).Forward(ctx, forwardOf(fat))
+	check("forwarded batch over the byte limit", err, "bytes per batch")
+}
+
+func forwardOf(ops []*fsmpb.Op) *peerpb.ForwardRequest {
+	return &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}}
+}
