@@ -196,6 +196,9 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		if d.GetTls() == s.cfg.Insecure {
 			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) runs %s but this member runs %s: all three members run with TLS (or all with --insecure)", addr, d.GetName(), tlsWord(d.GetTls()), tlsWord(!s.cfg.Insecure))
 		}
+		if d.GetMode() != ModeUnconfigured {
+			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) already belongs to a %s cluster: only unconfigured members can form a cluster", addr, d.GetName(), d.GetMode())
+		}
 		failoverAddrs[i] = d.GetFailoverAddress()
 		cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
 		info, err := s.peerClient(failoverAddrs[i]).Info(cctx, &peerpb.InfoRequest{})
