@@ -46,6 +46,9 @@ const (
 	Code_POOL_EXHAUSTED     Code = 21
 	Code_BORROW_NOT_ALLOWED Code = 22
 	Code_RECYCLE_REFUSED    Code = 23
+	// Lease ownership refusals (40-49).
+	// The lease exists but the secret given is not its secret (or none).
+	Code_WRONG_LEASE_SECRET Code = 40
 )
 
 // Enum value maps for Code.
@@ -68,6 +71,7 @@ var (
 		21: "POOL_EXHAUSTED",
 		22: "BORROW_NOT_ALLOWED",
 		23: "RECYCLE_REFUSED",
+		40: "WRONG_LEASE_SECRET",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -87,6 +91,7 @@ var (
 		"POOL_EXHAUSTED":        21,
 		"BORROW_NOT_ALLOWED":    22,
 		"RECYCLE_REFUSED":       23,
+		"WRONG_LEASE_SECRET":    40,
 	}
 )
 
@@ -897,17 +902,23 @@ func (x *RemoveLicense) GetSerial() string {
 
 // Grant is one checkout request.
 type Grant struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Feature       string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
-	Version       uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Count         uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
-	User          string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
-	Host          string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	Pid           int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
-	ClientId      string                 `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	ViaMember     string                 `protobuf:"bytes,10,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Feature   string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	Version   uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Count     uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	User      string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Host      string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	Pid       int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	ClientId  string                 `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	TtlMs     int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	ViaMember string                 `protobuf:"bytes,10,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	// The lease secret, chosen by the leader (crypto/rand) when it proposes
+	// the grant, never by the client nor by Apply. Renew, Release and borrow
+	// extension need it. A grant without one (written by a build before
+	// lease secrets) makes a lease without one, and keeps the request id
+	// unscoped: see docs/security.md, "Lease secrets".
+	Secret        []byte `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1012,10 +1023,20 @@ func (x *Grant) GetViaMember() string {
 	return ""
 }
 
+func (x *Grant) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // Renew restarts the TTL of the listed leases (one client's batch).
 type Renew struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseIds      []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LeaseIds []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// secrets[i] is the secret of lease_ids[i]; missing entries are empty.
+	// A lease with a secret is renewed only with that secret.
+	Secrets       [][]byte `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1057,10 +1078,19 @@ func (x *Renew) GetLeaseIds() []uint64 {
 	return nil
 }
 
-// Release frees the listed leases.
+func (x *Renew) GetSecrets() [][]byte {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// Release frees the listed leases: the holder's release, which needs each
+// lease's secret (secrets[i] for lease_ids[i], as in Renew).
 type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseIds      []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	Secrets       [][]byte               `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1102,6 +1132,60 @@ func (x *Release) GetLeaseIds() []uint64 {
 	return nil
 }
 
+func (x *Release) GetSecrets() [][]byte {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// ForceRelease frees the listed leases without their secrets: an
+// administrator's `usage release`, an admin write. It is its own op so that
+// it can be gated apart from a holder's Release.
+type ForceRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseIds      []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForceRelease) Reset() {
+	*x = ForceRelease{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForceRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForceRelease) ProtoMessage() {}
+
+func (x *ForceRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForceRelease.ProtoReflect.Descriptor instead.
+func (*ForceRelease) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ForceRelease) GetLeaseIds() []uint64 {
+	if x != nil {
+		return x.LeaseIds
+	}
+	return nil
+}
+
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Op:
@@ -1110,6 +1194,7 @@ type Op struct {
 	//	*Op_Renew
 	//	*Op_Release
 	//	*Op_Borrow
+	//	*Op_ForceRelease
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1117,7 +1202,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1214,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsmpb_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1227,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1188,6 +1273,15 @@ func (x *Op) GetBorrow() *Borrow {
 	return nil
 }
 
+func (x *Op) GetForceRelease() *ForceRelease {
+	if x != nil {
+		if x, ok := x.Op.(*Op_ForceRelease); ok {
+			return x.ForceRelease
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1208,6 +1302,10 @@ type Op_Borrow struct {
 	Borrow *Borrow `protobuf:"bytes,4,opt,name=borrow,proto3,oneof"`
 }
 
+type Op_ForceRelease struct {
+	ForceRelease *ForceRelease `protobuf:"bytes,5,opt,name=force_release,json=forceRelease,proto3,oneof"`
+}
+
 func (*Op_Grant) isOp_Op() {}
 
 func (*Op_Renew) isOp_Op() {}
@@ -1216,22 +1314,26 @@ func (*Op_Release) isOp_Op() {}
 
 func (*Op_Borrow) isOp_Op() {}
 
+func (*Op_ForceRelease) isOp_Op() {}
+
 // Borrow takes seats for offline use, held without heartbeats until
 // now + duration (at most the feature's max borrow duration). With
 // lease_id set it extends that borrowed lease instead. Returning early is
 // a Release.
 type Borrow struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Grant         *Grant                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	LeaseId       uint64                 `protobuf:"varint,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Grant      *Grant                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	DurationMs int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	LeaseId    uint64                 `protobuf:"varint,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The secret of lease_id, when extending.
+	Secret        []byte `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Borrow) Reset() {
 	*x = Borrow{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1345,7 @@ func (x *Borrow) String() string {
 func (*Borrow) ProtoMessage() {}
 
 func (x *Borrow) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsmpb_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1358,7 @@ func (x *Borrow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Borrow.ProtoReflect.Descriptor instead.
 func (*Borrow) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Borrow) GetGrant() *Grant {
@@ -1280,6 +1382,13 @@ func (x *Borrow) GetLeaseId() uint64 {
 	return 0
 }
 
+func (x *Borrow) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // LicenseTick is committed by the leader when a license becomes valid or
 // expires by the clock, so the change is part of the replicated history.
 type LicenseTick struct {
@@ -1290,7 +1399,7 @@ type LicenseTick struct {
 
 func (x *LicenseTick) Reset() {
 	*x = LicenseTick{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1411,7 @@ func (x *LicenseTick) String() string {
 func (*LicenseTick) ProtoMessage() {}
 
 func (x *LicenseTick) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsmpb_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1424,7 @@ func (x *LicenseTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseTick.ProtoReflect.Descriptor instead.
 func (*LicenseTick) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 // RecycleNamedUser unties a named user from a feature's seat (manual).
@@ -1329,7 +1438,7 @@ type RecycleNamedUser struct {
 
 func (x *RecycleNamedUser) Reset() {
 	*x = RecycleNamedUser{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1450,7 @@ func (x *RecycleNamedUser) String() string {
 func (*RecycleNamedUser) ProtoMessage() {}
 
 func (x *RecycleNamedUser) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1463,7 @@ func (x *RecycleNamedUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecycleNamedUser.ProtoReflect.Descriptor instead.
 func (*RecycleNamedUser) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecycleNamedUser) GetUser() string {
@@ -1380,7 +1489,7 @@ type RecycleSweep struct {
 
 func (x *RecycleSweep) Reset() {
 	*x = RecycleSweep{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1501,7 @@ func (x *RecycleSweep) String() string {
 func (*RecycleSweep) ProtoMessage() {}
 
 func (x *RecycleSweep) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1514,7 @@ func (x *RecycleSweep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecycleSweep.ProtoReflect.Descriptor instead.
 func (*RecycleSweep) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 // SetRules replaces the access rules.
@@ -1418,7 +1527,7 @@ type SetRules struct {
 
 func (x *SetRules) Reset() {
 	*x = SetRules{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1539,7 @@ func (x *SetRules) String() string {
 func (*SetRules) ProtoMessage() {}
 
 func (x *SetRules) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1552,7 @@ func (x *SetRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRules.ProtoReflect.Descriptor instead.
 func (*SetRules) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetRules) GetRules() *AccessRules {
@@ -1467,7 +1576,7 @@ type AccessRules struct {
 
 func (x *AccessRules) Reset() {
 	*x = AccessRules{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1588,7 @@ func (x *AccessRules) String() string {
 func (*AccessRules) ProtoMessage() {}
 
 func (x *AccessRules) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1601,7 @@ func (x *AccessRules) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRules.ProtoReflect.Descriptor instead.
 func (*AccessRules) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AccessRules) GetText() string {
@@ -1528,7 +1637,7 @@ type RuleGroup struct {
 
 func (x *RuleGroup) Reset() {
 	*x = RuleGroup{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1649,7 @@ func (x *RuleGroup) String() string {
 func (*RuleGroup) ProtoMessage() {}
 
 func (x *RuleGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1662,7 @@ func (x *RuleGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleGroup.ProtoReflect.Descriptor instead.
 func (*RuleGroup) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RuleGroup) GetName() string {
@@ -1595,7 +1704,7 @@ type AccessRule struct {
 
 func (x *AccessRule) Reset() {
 	*x = AccessRule{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1716,7 @@ func (x *AccessRule) String() string {
 func (*AccessRule) ProtoMessage() {}
 
 func (x *AccessRule) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1729,7 @@ func (x *AccessRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRule.ProtoReflect.Descriptor instead.
 func (*AccessRule) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AccessRule) GetName() string {
@@ -1678,7 +1787,7 @@ type NamedSeat struct {
 
 func (x *NamedSeat) Reset() {
 	*x = NamedSeat{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1799,7 @@ func (x *NamedSeat) String() string {
 func (*NamedSeat) ProtoMessage() {}
 
 func (x *NamedSeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1812,7 @@ func (x *NamedSeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedSeat.ProtoReflect.Descriptor instead.
 func (*NamedSeat) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NamedSeat) GetFeature() string {
@@ -1746,7 +1855,7 @@ type LicenseStateRecord struct {
 
 func (x *LicenseStateRecord) Reset() {
 	*x = LicenseStateRecord{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1867,7 @@ func (x *LicenseStateRecord) String() string {
 func (*LicenseStateRecord) ProtoMessage() {}
 
 func (x *LicenseStateRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1880,7 @@ func (x *LicenseStateRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseStateRecord.ProtoReflect.Descriptor instead.
 func (*LicenseStateRecord) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LicenseStateRecord) GetSerial() string {
@@ -1806,7 +1915,7 @@ type CountdownUsage struct {
 
 func (x *CountdownUsage) Reset() {
 	*x = CountdownUsage{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1927,7 @@ func (x *CountdownUsage) String() string {
 func (*CountdownUsage) ProtoMessage() {}
 
 func (x *CountdownUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1940,7 @@ func (x *CountdownUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountdownUsage.ProtoReflect.Descriptor instead.
 func (*CountdownUsage) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CountdownUsage) GetFeature() string {
@@ -1859,7 +1968,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1980,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsmpb_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1993,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Batch) GetOps() []*Op {
@@ -1903,7 +2012,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2024,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[23]
+	mi := &file_fsmpb_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2037,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{23}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 // RebaseLeases restarts every live lease's TTL from now_ms (new leader).
@@ -1940,7 +2049,7 @@ type RebaseLeases struct {
 
 func (x *RebaseLeases) Reset() {
 	*x = RebaseLeases{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2061,7 @@ func (x *RebaseLeases) String() string {
 func (*RebaseLeases) ProtoMessage() {}
 
 func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[24]
+	mi := &file_fsmpb_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2074,7 @@ func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebaseLeases.ProtoReflect.Descriptor instead.
 func (*RebaseLeases) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{24}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 type LeaseResult struct {
@@ -1981,7 +2090,7 @@ type LeaseResult struct {
 
 func (x *LeaseResult) Reset() {
 	*x = LeaseResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2102,7 @@ func (x *LeaseResult) String() string {
 func (*LeaseResult) ProtoMessage() {}
 
 func (x *LeaseResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[25]
+	mi := &file_fsmpb_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2115,7 @@ func (x *LeaseResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResult.ProtoReflect.Descriptor instead.
 func (*LeaseResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{25}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseResult) GetLeaseId() uint64 {
@@ -2063,7 +2172,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2184,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[26]
+	mi := &file_fsmpb_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2197,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{26}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OpResult) GetCode() Code {
@@ -2135,7 +2244,7 @@ type BatchResult struct {
 
 func (x *BatchResult) Reset() {
 	*x = BatchResult{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2256,7 @@ func (x *BatchResult) String() string {
 func (*BatchResult) ProtoMessage() {}
 
 func (x *BatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[27]
+	mi := &file_fsmpb_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2269,7 @@ func (x *BatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
 func (*BatchResult) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{27}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchResult) GetResults() []*OpResult {
@@ -2193,14 +2302,18 @@ type Lease struct {
 	// Countdown accounting: seat time is counted up to this instant.
 	AccountedMs int64 `protobuf:"varint,17,opt,name=accounted_ms,json=accountedMs,proto3" json:"accounted_ms,omitempty"`
 	// The lease is on a named-user feature: it uses its user's named seat.
-	NamedUser     bool `protobuf:"varint,18,opt,name=named_user,json=namedUser,proto3" json:"named_user,omitempty"`
+	NamedUser bool `protobuf:"varint,18,opt,name=named_user,json=namedUser,proto3" json:"named_user,omitempty"`
+	// The grant's secret (Grant.secret); empty for a lease granted before
+	// lease secrets. Never leaves the members except in the answer to the
+	// checkout that produced the lease.
+	Secret        []byte `protobuf:"bytes,19,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2325,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[28]
+	mi := &file_fsmpb_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2338,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{28}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Lease) GetId() uint64 {
@@ -2354,21 +2467,31 @@ func (x *Lease) GetNamedUser() bool {
 	return false
 }
 
+func (x *Lease) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // RequestRecord remembers which lease a request id produced, so a retried
 // checkout never takes a second seat. Kept while the lease lives and for a
-// while after it ended (ended_ms != 0).
+// while after it ended (ended_ms != 0). Keyed by (client_id, request_id):
+// a request id is scoped to the client that chose it. Records of grants
+// without a secret (older builds) have no client_id: unscoped.
 type RequestRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	LeaseId       uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	EndedMs       int64                  `protobuf:"varint,3,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`
+	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2503,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[29]
+	mi := &file_fsmpb_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2516,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RequestRecord) GetRequestId() string {
@@ -2417,6 +2540,13 @@ func (x *RequestRecord) GetEndedMs() int64 {
 	return 0
 }
 
+func (x *RequestRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
 // Snapshot is the whole FSM state; every list is sorted by its key so that
 // equal states give byte-identical snapshots.
 type Snapshot struct {
@@ -2427,7 +2557,7 @@ type Snapshot struct {
 	Licenses []*License `protobuf:"bytes,3,rep,name=licenses,proto3" json:"licenses,omitempty"`
 	// Sorted by id.
 	Leases []*Lease `protobuf:"bytes,4,rep,name=leases,proto3" json:"leases,omitempty"`
-	// Sorted by request_id.
+	// Sorted by (client_id, request_id).
 	Requests    []*RequestRecord `protobuf:"bytes,5,rep,name=requests,proto3" json:"requests,omitempty"`
 	NextLeaseId uint64           `protobuf:"varint,6,opt,name=next_lease_id,json=nextLeaseId,proto3" json:"next_lease_id,omitempty"`
 	LastNowMs   int64            `protobuf:"varint,7,opt,name=last_now_ms,json=lastNowMs,proto3" json:"last_now_ms,omitempty"`
@@ -2459,7 +2589,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2601,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[30]
+	mi := &file_fsmpb_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2614,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{30}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Snapshot) GetFormatVersion() uint32 {
@@ -2624,7 +2754,7 @@ type AdminSession struct {
 
 func (x *AdminSession) Reset() {
 	*x = AdminSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2766,7 @@ func (x *AdminSession) String() string {
 func (*AdminSession) ProtoMessage() {}
 
 func (x *AdminSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[31]
+	mi := &file_fsmpb_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2779,7 @@ func (x *AdminSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
 func (*AdminSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{31}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AdminSession) GetId() string {
@@ -2729,7 +2859,7 @@ type AdminAuth struct {
 
 func (x *AdminAuth) Reset() {
 	*x = AdminAuth{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2871,7 @@ func (x *AdminAuth) String() string {
 func (*AdminAuth) ProtoMessage() {}
 
 func (x *AdminAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[32]
+	mi := &file_fsmpb_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2884,7 @@ func (x *AdminAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAuth.ProtoReflect.Descriptor instead.
 func (*AdminAuth) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{32}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AdminAuth) GetFullHash() []byte {
@@ -2795,7 +2925,7 @@ type AdminSettings struct {
 
 func (x *AdminSettings) Reset() {
 	*x = AdminSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2937,7 @@ func (x *AdminSettings) String() string {
 func (*AdminSettings) ProtoMessage() {}
 
 func (x *AdminSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[33]
+	mi := &file_fsmpb_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2950,7 @@ func (x *AdminSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSettings.ProtoReflect.Descriptor instead.
 func (*AdminSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{33}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AdminSettings) GetSessionIdleTimeoutMs() int64 {
@@ -2879,7 +3009,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +3021,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[34]
+	mi := &file_fsmpb_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3034,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{34}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *OpenSession) GetSession() *AdminSession {
@@ -2931,7 +3061,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3073,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[35]
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3086,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{35}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CloseSession) GetId() string {
@@ -2977,7 +3107,7 @@ type TouchSession struct {
 
 func (x *TouchSession) Reset() {
 	*x = TouchSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3119,7 @@ func (x *TouchSession) String() string {
 func (*TouchSession) ProtoMessage() {}
 
 func (x *TouchSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3132,7 @@ func (x *TouchSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchSession.ProtoReflect.Descriptor instead.
 func (*TouchSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TouchSession) GetId() string {
@@ -3022,7 +3152,7 @@ type ExpireSessions struct {
 
 func (x *ExpireSessions) Reset() {
 	*x = ExpireSessions{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3164,7 @@ func (x *ExpireSessions) String() string {
 func (*ExpireSessions) ProtoMessage() {}
 
 func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3177,7 @@ func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
 func (*ExpireSessions) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 // SetPasswords changes the password hashes; an empty hash keeps the current one.
@@ -3064,7 +3194,7 @@ type SetPasswords struct {
 
 func (x *SetPasswords) Reset() {
 	*x = SetPasswords{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3206,7 @@ func (x *SetPasswords) String() string {
 func (*SetPasswords) ProtoMessage() {}
 
 func (x *SetPasswords) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3219,7 @@ func (x *SetPasswords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswords.ProtoReflect.Descriptor instead.
 func (*SetPasswords) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetPasswords) GetSessionId() string {
@@ -3132,7 +3262,7 @@ type SetSettings struct {
 
 func (x *SetSettings) Reset() {
 	*x = SetSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3274,7 @@ func (x *SetSettings) String() string {
 func (*SetSettings) ProtoMessage() {}
 
 func (x *SetSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3287,7 @@ func (x *SetSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
 func (*SetSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetSettings) GetSessionId() string {
@@ -3239,7 +3369,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\rEnrollLicense\x12/\n" +
 	"\alicense\x18\x01 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"'\n" +
 	"\rRemoveLicense\x12\x16\n" +
-	"\x06serial\x18\x01 \x01(\tR\x06serial\"\xfd\x01\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\"\x95\x02\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -3253,22 +3383,29 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\t \x01(\x03R\x05ttlMs\x12\x1d\n" +
 	"\n" +
 	"via_member\x18\n" +
-	" \x01(\tR\tviaMember\"$\n" +
+	" \x01(\tR\tviaMember\x12\x16\n" +
+	"\x06secret\x18\v \x01(\fR\x06secret\">\n" +
 	"\x05Renew\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"&\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\"@\n" +
 	"\aRelease\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\xc7\x01\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\"+\n" +
+	"\fForceRelease\x12\x1b\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\x8a\x02\n" +
 	"\x02Op\x12+\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantH\x00R\x05grant\x12+\n" +
 	"\x05renew\x18\x02 \x01(\v2\x13.triad.fsm.v1.RenewH\x00R\x05renew\x121\n" +
 	"\arelease\x18\x03 \x01(\v2\x15.triad.fsm.v1.ReleaseH\x00R\arelease\x12.\n" +
-	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrowB\x04\n" +
-	"\x02op\"o\n" +
+	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrow\x12A\n" +
+	"\rforce_release\x18\x05 \x01(\v2\x1a.triad.fsm.v1.ForceReleaseH\x00R\fforceReleaseB\x04\n" +
+	"\x02op\"\x87\x01\n" +
 	"\x06Borrow\x12)\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantR\x05grant\x12\x1f\n" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\x12\x19\n" +
-	"\blease_id\x18\x03 \x01(\x04R\aleaseId\"\r\n" +
+	"\blease_id\x18\x03 \x01(\x04R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\fR\x06secret\"\r\n" +
 	"\vLicenseTick\"@\n" +
 	"\x10RecycleNamedUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
@@ -3323,7 +3460,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xed\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\x85\x04\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -3349,12 +3486,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\bborrowed\x18\x10 \x01(\bR\bborrowed\x12!\n" +
 	"\faccounted_ms\x18\x11 \x01(\x03R\vaccountedMs\x12\x1d\n" +
 	"\n" +
-	"named_user\x18\x12 \x01(\bR\tnamedUser\"d\n" +
+	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
+	"\x06secret\x18\x13 \x01(\fR\x06secret\"\x81\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xb5\x06\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\"\xb5\x06\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -3423,7 +3562,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xcd\x02\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xe5\x02\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -3444,7 +3583,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eDENIED_BY_RULE\x10\x14\x12\x12\n" +
 	"\x0ePOOL_EXHAUSTED\x10\x15\x12\x16\n" +
 	"\x12BORROW_NOT_ALLOWED\x10\x16\x12\x13\n" +
-	"\x0fRECYCLE_REFUSED\x10\x17B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"\x0fRECYCLE_REFUSED\x10\x17\x12\x16\n" +
+	"\x12WRONG_LEASE_SECRET\x10(B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -3459,7 +3599,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -3472,90 +3612,92 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*Grant)(nil),              // 8: triad.fsm.v1.Grant
 	(*Renew)(nil),              // 9: triad.fsm.v1.Renew
 	(*Release)(nil),            // 10: triad.fsm.v1.Release
-	(*Op)(nil),                 // 11: triad.fsm.v1.Op
-	(*Borrow)(nil),             // 12: triad.fsm.v1.Borrow
-	(*LicenseTick)(nil),        // 13: triad.fsm.v1.LicenseTick
-	(*RecycleNamedUser)(nil),   // 14: triad.fsm.v1.RecycleNamedUser
-	(*RecycleSweep)(nil),       // 15: triad.fsm.v1.RecycleSweep
-	(*SetRules)(nil),           // 16: triad.fsm.v1.SetRules
-	(*AccessRules)(nil),        // 17: triad.fsm.v1.AccessRules
-	(*RuleGroup)(nil),          // 18: triad.fsm.v1.RuleGroup
-	(*AccessRule)(nil),         // 19: triad.fsm.v1.AccessRule
-	(*NamedSeat)(nil),          // 20: triad.fsm.v1.NamedSeat
-	(*LicenseStateRecord)(nil), // 21: triad.fsm.v1.LicenseStateRecord
-	(*CountdownUsage)(nil),     // 22: triad.fsm.v1.CountdownUsage
-	(*Batch)(nil),              // 23: triad.fsm.v1.Batch
-	(*ExpireLeases)(nil),       // 24: triad.fsm.v1.ExpireLeases
-	(*RebaseLeases)(nil),       // 25: triad.fsm.v1.RebaseLeases
-	(*LeaseResult)(nil),        // 26: triad.fsm.v1.LeaseResult
-	(*OpResult)(nil),           // 27: triad.fsm.v1.OpResult
-	(*BatchResult)(nil),        // 28: triad.fsm.v1.BatchResult
-	(*Lease)(nil),              // 29: triad.fsm.v1.Lease
-	(*RequestRecord)(nil),      // 30: triad.fsm.v1.RequestRecord
-	(*Snapshot)(nil),           // 31: triad.fsm.v1.Snapshot
-	(*AdminSession)(nil),       // 32: triad.fsm.v1.AdminSession
-	(*AdminAuth)(nil),          // 33: triad.fsm.v1.AdminAuth
-	(*AdminSettings)(nil),      // 34: triad.fsm.v1.AdminSettings
-	(*OpenSession)(nil),        // 35: triad.fsm.v1.OpenSession
-	(*CloseSession)(nil),       // 36: triad.fsm.v1.CloseSession
-	(*TouchSession)(nil),       // 37: triad.fsm.v1.TouchSession
-	(*ExpireSessions)(nil),     // 38: triad.fsm.v1.ExpireSessions
-	(*SetPasswords)(nil),       // 39: triad.fsm.v1.SetPasswords
-	(*SetSettings)(nil),        // 40: triad.fsm.v1.SetSettings
+	(*ForceRelease)(nil),       // 11: triad.fsm.v1.ForceRelease
+	(*Op)(nil),                 // 12: triad.fsm.v1.Op
+	(*Borrow)(nil),             // 13: triad.fsm.v1.Borrow
+	(*LicenseTick)(nil),        // 14: triad.fsm.v1.LicenseTick
+	(*RecycleNamedUser)(nil),   // 15: triad.fsm.v1.RecycleNamedUser
+	(*RecycleSweep)(nil),       // 16: triad.fsm.v1.RecycleSweep
+	(*SetRules)(nil),           // 17: triad.fsm.v1.SetRules
+	(*AccessRules)(nil),        // 18: triad.fsm.v1.AccessRules
+	(*RuleGroup)(nil),          // 19: triad.fsm.v1.RuleGroup
+	(*AccessRule)(nil),         // 20: triad.fsm.v1.AccessRule
+	(*NamedSeat)(nil),          // 21: triad.fsm.v1.NamedSeat
+	(*LicenseStateRecord)(nil), // 22: triad.fsm.v1.LicenseStateRecord
+	(*CountdownUsage)(nil),     // 23: triad.fsm.v1.CountdownUsage
+	(*Batch)(nil),              // 24: triad.fsm.v1.Batch
+	(*ExpireLeases)(nil),       // 25: triad.fsm.v1.ExpireLeases
+	(*RebaseLeases)(nil),       // 26: triad.fsm.v1.RebaseLeases
+	(*LeaseResult)(nil),        // 27: triad.fsm.v1.LeaseResult
+	(*OpResult)(nil),           // 28: triad.fsm.v1.OpResult
+	(*BatchResult)(nil),        // 29: triad.fsm.v1.BatchResult
+	(*Lease)(nil),              // 30: triad.fsm.v1.Lease
+	(*RequestRecord)(nil),      // 31: triad.fsm.v1.RequestRecord
+	(*Snapshot)(nil),           // 32: triad.fsm.v1.Snapshot
+	(*AdminSession)(nil),       // 33: triad.fsm.v1.AdminSession
+	(*AdminAuth)(nil),          // 34: triad.fsm.v1.AdminAuth
+	(*AdminSettings)(nil),      // 35: triad.fsm.v1.AdminSettings
+	(*OpenSession)(nil),        // 36: triad.fsm.v1.OpenSession
+	(*CloseSession)(nil),       // 37: triad.fsm.v1.CloseSession
+	(*TouchSession)(nil),       // 38: triad.fsm.v1.TouchSession
+	(*ExpireSessions)(nil),     // 39: triad.fsm.v1.ExpireSessions
+	(*SetPasswords)(nil),       // 40: triad.fsm.v1.SetPasswords
+	(*SetSettings)(nil),        // 41: triad.fsm.v1.SetSettings
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
 	6,  // 1: triad.fsm.v1.Command.enroll_license:type_name -> triad.fsm.v1.EnrollLicense
 	7,  // 2: triad.fsm.v1.Command.remove_license:type_name -> triad.fsm.v1.RemoveLicense
-	23, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
-	24, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
-	25, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
-	35, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
-	36, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
-	37, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
-	38, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
-	39, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
-	40, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
-	13, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
-	14, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
-	15, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
-	16, // 15: triad.fsm.v1.Command.set_rules:type_name -> triad.fsm.v1.SetRules
+	24, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
+	25, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
+	26, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
+	36, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
+	37, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
+	38, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
+	39, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
+	40, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
+	41, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
+	14, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
+	15, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
+	16, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
+	17, // 15: triad.fsm.v1.Command.set_rules:type_name -> triad.fsm.v1.SetRules
 	2,  // 16: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
 	4,  // 17: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
 	5,  // 18: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
 	8,  // 19: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
 	9,  // 20: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
 	10, // 21: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	12, // 22: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
-	8,  // 23: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	17, // 24: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	18, // 25: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	19, // 26: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	11, // 27: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 28: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 29: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	29, // 30: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	26, // 31: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	5,  // 32: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	27, // 33: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	3,  // 34: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	5,  // 35: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	29, // 36: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	30, // 37: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	33, // 38: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	34, // 39: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	32, // 40: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	20, // 41: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	17, // 42: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	21, // 43: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	22, // 44: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	32, // 45: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	34, // 46: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	13, // 22: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	11, // 23: triad.fsm.v1.Op.force_release:type_name -> triad.fsm.v1.ForceRelease
+	8,  // 24: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	18, // 25: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	19, // 26: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	20, // 27: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	12, // 28: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 29: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 30: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	30, // 31: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	27, // 32: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	5,  // 33: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	28, // 34: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	3,  // 35: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	5,  // 36: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	30, // 37: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	31, // 38: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	34, // 39: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	35, // 40: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	33, // 41: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	21, // 42: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	18, // 43: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	22, // 44: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	23, // 45: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	33, // 46: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	35, // 47: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -3581,20 +3723,21 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_RecycleSweep)(nil),
 		(*Command_SetRules)(nil),
 	}
-	file_fsmpb_fsm_proto_msgTypes[10].OneofWrappers = []any{
+	file_fsmpb_fsm_proto_msgTypes[11].OneofWrappers = []any{
 		(*Op_Grant)(nil),
 		(*Op_Renew)(nil),
 		(*Op_Release)(nil),
 		(*Op_Borrow)(nil),
+		(*Op_ForceRelease)(nil),
 	}
-	file_fsmpb_fsm_proto_msgTypes[33].OneofWrappers = []any{}
+	file_fsmpb_fsm_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
