@@ -164,10 +164,12 @@ func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 	return out
 }
 
-// ReleaseLease force-releases one lease through the ordinary Release
-// operation (admin.Backend).
+// ReleaseLease force-releases one lease without its secret (admin.Backend):
+// a ForceRelease op, distinct from a holder's Release, so that Apply can
+// hold it to the admin-write rules. The admin service has already checked
+// the session (full mode).
 func (s *Server) ReleaseLease(ctx context.Context, id uint64) (bool, error) {
-	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{id}}}}
+	op := &fsmpb.Op{Op: &fsmpb.Op_ForceRelease{ForceRelease: &fsmpb.ForceRelease{LeaseIds: []uint64{id}}}}
 	res, err := s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return false, toStatus(err)

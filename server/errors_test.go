@@ -96,6 +96,7 @@ func TestResultStatus(t *testing.T) {
 		{fsmpb.Code_POOL_EXHAUSTED, codes.ResourceExhausted},
 		{fsmpb.Code_BORROW_NOT_ALLOWED, codes.FailedPrecondition},
 		{fsmpb.Code_RECYCLE_REFUSED, codes.FailedPrecondition},
+		{fsmpb.Code_WRONG_LEASE_SECRET, codes.PermissionDenied},
 		{fsmpb.Code(9999), codes.Internal},
 	}
 	covered := map[fsmpb.Code]bool{fsmpb.Code_OK: true}

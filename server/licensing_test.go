@@ -12,7 +12,7 @@ import (
 )
 
 func validCheckoutRequest() *triadv1.CheckoutRequest {
-	return &triadv1.CheckoutRequest{ProtocolVersion: LicensingProtocolVersion, RequestId: "req-1", Feature: "cad"}
+	return &triadv1.CheckoutRequest{ProtocolVersion: LicensingProtocolVersion, RequestId: "req-1", Feature: "cad", ClientId: "client-1"}
 }
 
 func TestValidateCheckoutAccepts(t *testing.T) {
@@ -59,6 +59,7 @@ func TestValidateCheckoutRefuses(t *testing.T) {
 		{"ttl huge", func(r *triadv1.CheckoutRequest) { r.TtlSeconds = 1 << 31 }, "ttl_seconds"},
 		{"long user", func(r *triadv1.CheckoutRequest) { r.User = strings.Repeat("u", maxNameLen+1) }, "user"},
 		{"long host", func(r *triadv1.CheckoutRequest) { r.Host = strings.Repeat("h", maxNameLen+1) }, "host"},
+		{"empty client id", func(r *triadv1.CheckoutRequest) { r.ClientId = "" }, "client_id"},
 		{"long client id", func(r *triadv1.CheckoutRequest) { r.ClientId = strings.Repeat("c", maxIDLen+1) }, "client_id"},
 	}
 	for _, tc := range tests {
