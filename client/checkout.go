@@ -50,20 +50,19 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		cctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
 		defer cancel()
 	}
-	info, sent, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
-	g := &grant{info: info, renewed: sent}
+	g, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
 	switch {
 	case err == nil:
 		l.cluster, l.source = g, SourceCluster
 	case c.backup != nil && unanswered(err) && ctx.Err() == nil:
-		info, sent, err = c.backup.checkout(ctx, c.cfg.callTimeout, c.checkoutMsg(l, rand.Text()))
+		g, err = c.backup.checkout(ctx, c.cfg.callTimeout, c.checkoutMsg(l, rand.Text()))
 		if err != nil {
 			return nil, err
 		}
-		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", info.GetLeaseId())
+		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", g.info.GetLeaseId())
 		// The cluster may have granted without answering: the next round
 		// asks again with the same request id, so it is resolved, not doubled.
-		l.backup, l.source, l.clusterReq = &grant{info: info, renewed: sent}, SourceBackup, req.RequestID
+		l.backup, l.source, l.clusterReq = g, SourceBackup, req.RequestID
 	default:
 		return nil, err
 	}

@@ -236,12 +236,12 @@ func ExampleClient_Borrow() {
 	if err := b.Return(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("returned")
+	fmt.Println("returned; seats in use:", cluster.InUse("cad"))
 	// Output:
 	// borrowed lease 1 for 8h0m0s
 	// extended to 48h0m0s from now
 	// a month: FailedPrecondition
-	// returned
+	// returned; seats in use: 0
 }
 
 // Telling the user which side to upgrade.
