@@ -311,7 +311,7 @@ func TestEnrollmentChecks(t *testing.T) {
 func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
 	t.Parallel() // no timing assertion: may share the machine
 	c := formedWithLicense(t, 3)
-	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1}
+	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1, ClientId: rawClientID}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var first uint64
