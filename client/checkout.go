@@ -16,8 +16,10 @@ type CheckoutRequest struct {
 	// TTL is the lease TTL wanted, rounded up to whole seconds; 0 means the
 	// server default (30 s). The client renews every TTL/3.
 	TTL time.Duration
-	// RequestID makes the checkout idempotent; generated when empty. Reuse
-	// one only to resume a checkout whose outcome is unknown.
+	// RequestID makes the checkout idempotent; generated when empty (128
+	// random bits). Reuse one only to resume a checkout whose outcome is
+	// unknown. One given here must be as hard to guess: with the client id
+	// it lets a retry fetch the lease and its secret.
 	RequestID string
 }
 
