@@ -248,7 +248,7 @@ func ExampleClient_Borrow() {
 func ExampleProtocolVersionError() {
 	cluster := startCluster()
 	defer cluster.Close()
-	cluster.SetProtocolVersion(2) // the license servers run a newer protocol
+	cluster.SetProtocolVersion(3) // the license servers run a newer protocol
 
 	c, err := client.New(cluster.Addrs())
 	if err != nil {
@@ -265,7 +265,7 @@ func ExampleProtocolVersionError() {
 	}
 	fmt.Println(errors.Is(err, client.ErrProtocolVersion))
 	// Output:
-	// upgrade this program: license protocol version is invalid: client 1, server 2
+	// upgrade this program: license protocol version is invalid: client 2, server 3
 	// true
 }
 
@@ -287,7 +287,7 @@ func ExampleLease_RenewErr() {
 	}
 	defer lease.Release(context.Background())
 
-	cluster.SetProtocolVersion(2) // the servers are upgraded
+	cluster.SetProtocolVersion(3) // the servers are upgraded
 	for ch := range lease.Changes() {
 		if ch.To == client.Grace {
 			var pv *client.ProtocolVersionError
@@ -298,7 +298,7 @@ func ExampleLease_RenewErr() {
 		}
 	}
 	// Output:
-	// grace: the license servers speak protocol 2, this program 1
+	// grace: the license servers speak protocol 3, this program 2
 }
 
 func ExampleLeaseState() {

@@ -332,7 +332,7 @@ func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
 	}
 	// A wrong protocol version is refused with the documented message.
 	_, err := licensing(t, c.members[0].addr).Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: 99, RequestId: "x", Feature: "cad"})
-	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 1") {
+	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 2") {
 		t.Fatalf("protocol mismatch: %v", err)
 	}
 }

@@ -138,11 +138,11 @@ func TestForwardRefusesWhatTheEdgeRefuses(t *testing.T) {
 func TestLicensingHandlersRefuseBadSecrets(t *testing.T) {
 	l := &licensingService{}
 	ctx := context.Background()
-	_, err := l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1, LeaseIds: []uint64{1}, LeaseSecrets: [][]byte{nil, nil}})
+	_, err := l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: []uint64{1}, LeaseSecrets: [][]byte{nil, nil}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Renew with more secrets than ids: %v", err)
 	}
-	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 1, LeaseIds: []uint64{1}, LeaseSecrets: [][]byte{make([]byte, maxSecretLen+1)}})
+	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: []uint64{1}, LeaseSecrets: [][]byte{make([]byte, maxSecretLen+1)}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Release with an oversized secret: %v", err)
 	}

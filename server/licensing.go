@@ -14,7 +14,10 @@ import (
 )
 
 // LicensingProtocolVersion is the leasing protocol this member speaks.
-const LicensingProtocolVersion = 1
+// 2: lease secrets and client ids are required (docs/security.md); a
+// version-1 client would renew without secrets and churn through seats,
+// so it is refused outright.
+const LicensingProtocolVersion = 2
 
 // Input limits: a malformed request gets INVALID_ARGUMENT, never a crash.
 const (

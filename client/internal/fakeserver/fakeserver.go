@@ -30,7 +30,7 @@ import (
 
 // protocolVersion is the licensing protocol a Server speaks by default:
 // the one package client speaks (client.ProtocolVersion).
-const protocolVersion = 1
+const protocolVersion = 2
 
 // Feature is what the stand-in's "license" grants.
 type Feature struct {
