@@ -29,9 +29,10 @@ type BorrowRequest struct {
 // without heartbeats, so the process may go offline. It is not renewed by
 // the Client; Extend moves its end, Return gives the seats back early.
 type Borrowed struct {
-	c  *Client
-	mu sync.Mutex
-	l  *triadv1.Lease
+	c      *Client
+	mu     sync.Mutex
+	l      *triadv1.Lease
+	secret []byte // the lease secret: Extend and Return send it
 }
 
 // ID is the cluster-wide lease id.
@@ -70,11 +71,11 @@ func (c *Client) Borrow(ctx context.Context, req BorrowRequest) (*Borrowed, erro
 			User: c.cfg.user, Host: c.cfg.host, Pid: c.cfg.pid, ClientId: c.cfg.clientID,
 		},
 	}
-	l, err := c.cluster.borrow(ctx, c.cfg.callTimeout, msg)
+	l, secret, err := c.cluster.borrow(ctx, c.cfg.callTimeout, msg)
 	if err != nil {
 		return nil, err
 	}
-	return &Borrowed{c: c, l: l}, nil
+	return &Borrowed{c: c, l: l, secret: secret}, nil
 }
 
 // Extend moves the end of the borrow to now + d (within the license's limit).
@@ -82,8 +83,8 @@ func (b *Borrowed) Extend(ctx context.Context, d time.Duration) error {
 	if d < time.Second {
 		return fmt.Errorf("triad: extend borrow: %w: duration under 1 s", ErrInvalidArgument)
 	}
-	l, err := b.c.cluster.borrow(ctx, b.c.cfg.callTimeout, &triadv1.BorrowRequest{
-		ProtocolVersion: b.c.cfg.protocol, DurationSeconds: uint32(d / time.Second), LeaseId: b.ID(),
+	l, _, err := b.c.cluster.borrow(ctx, b.c.cfg.callTimeout, &triadv1.BorrowRequest{
+		ProtocolVersion: b.c.cfg.protocol, DurationSeconds: uint32(d / time.Second), LeaseId: b.ID(), LeaseSecret: b.secret,
 	})
 	if err != nil {
 		return err
@@ -98,22 +99,22 @@ func (b *Borrowed) Extend(ctx context.Context, d time.Duration) error {
 // that already ended is not an error.
 func (b *Borrowed) Return(ctx context.Context) error {
 	return b.c.cluster.call(ctx, "return borrow", b.c.cfg.callTimeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		_, err := rpc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: b.c.cfg.protocol, LeaseIds: []uint64{b.ID()}})
+		_, err := rpc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: b.c.cfg.protocol, LeaseIds: []uint64{b.ID()}, LeaseSecrets: [][]byte{b.secret}})
 		return "", err
 	})
 }
 
-func (s *memberSet) borrow(ctx context.Context, timeout time.Duration, msg *triadv1.BorrowRequest) (lease *triadv1.Lease, err error) {
+func (s *memberSet) borrow(ctx context.Context, timeout time.Duration, msg *triadv1.BorrowRequest) (lease *triadv1.Lease, secret []byte, err error) {
 	err = s.call(ctx, "borrow "+msg.GetCheckout().GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		resp, err := rpc.Borrow(ctx, msg)
 		if err != nil {
 			return "", err
 		}
-		lease = resp.GetLease()
+		lease, secret = resp.GetLease(), resp.GetLeaseSecret()
 		return resp.GetLeader(), nil
 	})
 	if err == nil && lease == nil {
 		err = fmt.Errorf("triad: borrow: %s answered without a lease", s.kind)
 	}
-	return lease, err
+	return lease, secret, err
 }

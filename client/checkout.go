@@ -16,8 +16,10 @@ type CheckoutRequest struct {
 	// TTL is the lease TTL wanted, rounded up to whole seconds; 0 means the
 	// server default (30 s). The client renews every TTL/3.
 	TTL time.Duration
-	// RequestID makes the checkout idempotent; generated when empty. Reuse
-	// one only to resume a checkout whose outcome is unknown.
+	// RequestID makes the checkout idempotent; generated when empty (128
+	// random bits). Reuse one only to resume a checkout whose outcome is
+	// unknown. One given here must be as hard to guess: with the client id
+	// it lets a retry fetch the lease and its secret.
 	RequestID string
 }
 
@@ -50,20 +52,19 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		cctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
 		defer cancel()
 	}
-	info, sent, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
-	g := &grant{info: info, renewed: sent}
+	g, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
 	switch {
 	case err == nil:
 		l.cluster, l.source = g, SourceCluster
 	case c.backup != nil && unanswered(err) && ctx.Err() == nil:
-		info, sent, err = c.backup.checkout(ctx, c.cfg.callTimeout, c.checkoutMsg(l, rand.Text()))
+		g, err = c.backup.checkout(ctx, c.cfg.callTimeout, c.checkoutMsg(l, rand.Text()))
 		if err != nil {
 			return nil, err
 		}
-		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", info.GetLeaseId())
+		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", g.info.GetLeaseId())
 		// The cluster may have granted without answering: the next round
 		// asks again with the same request id, so it is resolved, not doubled.
-		l.backup, l.source, l.clusterReq = &grant{info: info, renewed: sent}, SourceBackup, req.RequestID
+		l.backup, l.source, l.clusterReq = g, SourceBackup, req.RequestID
 	default:
 		return nil, err
 	}

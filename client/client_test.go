@@ -424,13 +424,13 @@ func TestProtocolVersionError(t *testing.T) {
 	c := newTestClient(t, cl.addrs(), WithProtocolVersion(7))
 	_, err := c.Checkout(testCtx(t), CheckoutRequest{Feature: "cad"})
 	var pv *ProtocolVersionError
-	if !errors.As(err, &pv) || pv.Client != 7 || pv.Server != 1 {
+	if !errors.As(err, &pv) || pv.Client != 7 || pv.Server != ProtocolVersion {
 		t.Fatalf("err %#v", err)
 	}
 	if !errors.Is(err, ErrProtocolVersion) || status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("err %v code %v", err, status.Code(err))
 	}
-	if err.Error() != "license protocol version is invalid: client 7, server 1" {
+	if err.Error() != "license protocol version is invalid: client 7, server 2" {
 		t.Fatalf("message %q", err.Error())
 	}
 	// Each member was asked once (a protocol version may be one member's

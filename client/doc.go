@@ -35,4 +35,7 @@ package client
 // A member that cannot serve it answers FAILED_PRECONDITION, which
 // Checkout reports as a *ProtocolVersionError, and a running lease in
 // Lease.RenewErr.
-const ProtocolVersion uint32 = 1
+//
+// 2: leases carry secrets, which renewals and releases send (servers of
+// protocol 1 would not check them).
+const ProtocolVersion uint32 = 2

@@ -247,19 +247,19 @@ func ExampleClient_Borrow() {
 	if err := b.Return(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("returned")
+	fmt.Println("returned; seats in use:", cluster.InUse("cad"))
 	// Output:
 	// borrowed lease 1 for 8h0m0s
 	// extended to 48h0m0s from now
 	// a month: FailedPrecondition
-	// returned
+	// returned; seats in use: 0
 }
 
 // Telling the user which side to upgrade.
 func ExampleProtocolVersionError() {
 	cluster := startCluster()
 	defer cluster.Close()
-	cluster.SetProtocolVersion(2) // the license servers run a newer protocol
+	cluster.SetProtocolVersion(3) // the license servers run a newer protocol
 
 	c, err := client.New(cluster.Addrs(), client.WithTLS(mustTLS(cluster)))
 	if err != nil {
@@ -276,7 +276,7 @@ func ExampleProtocolVersionError() {
 	}
 	fmt.Println(errors.Is(err, client.ErrProtocolVersion))
 	// Output:
-	// upgrade this program: license protocol version is invalid: client 1, server 2
+	// upgrade this program: license protocol version is invalid: client 2, server 3
 	// true
 }
 
@@ -298,7 +298,7 @@ func ExampleLease_RenewErr() {
 	}
 	defer lease.Release(context.Background())
 
-	cluster.SetProtocolVersion(2) // the servers are upgraded
+	cluster.SetProtocolVersion(3) // the servers are upgraded
 	for ch := range lease.Changes() {
 		if ch.To == client.Grace {
 			var pv *client.ProtocolVersionError
@@ -309,7 +309,7 @@ func ExampleLease_RenewErr() {
 		}
 	}
 	// Output:
-	// grace: the license servers speak protocol 2, this program 1
+	// grace: the license servers speak protocol 3, this program 2
 }
 
 func ExampleLeaseState() {

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"sync"
@@ -16,15 +18,19 @@ import (
 )
 
 // fakeCluster is the shared state behind the fake members: one seat pool
-// and one request-id table, as the Raft-replicated FSM would be, so that a
-// retry on another member sees the first attempt's grant.
+// and one request-id table (scoped by client id), as the Raft-replicated
+// FSM would be, so that a retry on another member sees the first attempt's
+// grant. Like the cluster, it gives each lease a secret and refuses to
+// renew or release a lease without it.
 type fakeCluster struct {
 	mu        sync.Mutex
 	capacity  map[string]uint32 // feature → seats (any version ≤ maxVer)
 	maxVer    uint32
 	expired   map[string]bool // feature → license expired
 	leases    map[uint64]*triadv1.Lease
-	byRequest map[string]uint64
+	secrets   map[uint64][]byte
+	byRequest map[string]uint64 // client id + "\x00" + request id → lease id
+	refused   int               // renewals and releases refused for a wrong secret
 	nextID    uint64
 	index     uint64
 	grace     uint32 // grace_seconds put in every lease (0: not sent)
@@ -59,6 +65,7 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 		maxVer:    5,
 		expired:   map[string]bool{"expired": true},
 		leases:    map[uint64]*triadv1.Lease{},
+		secrets:   map[uint64][]byte{},
 		byRequest: map[string]uint64{},
 		index:     100,
 	}
@@ -164,7 +171,7 @@ func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest)
 	if err != nil {
 		return nil, err
 	}
-	lease, err := m.cl.grant(req, m.addr)
+	lease, secret, err := m.cl.grant(req, m.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -172,30 +179,31 @@ func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest)
 		<-ctx.Done()
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	return &triadv1.CheckoutResponse{Lease: lease, Leader: leader}, nil
+	return &triadv1.CheckoutResponse{Lease: lease, Leader: leader, LeaseSecret: secret}, nil
 }
 
-func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1.Lease, error) {
-	if req.Feature == "" || req.RequestId == "" || req.Count > 1000 {
-		return nil, status.Error(codes.InvalidArgument, "bad checkout request")
+func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1.Lease, []byte, error) {
+	if req.Feature == "" || req.RequestId == "" || req.ClientId == "" || req.Count > 1000 {
+		return nil, nil, status.Error(codes.InvalidArgument, "bad checkout request")
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	if id, ok := cl.byRequest[req.RequestId]; ok {
+	key := req.ClientId + "\x00" + req.RequestId
+	if id, ok := cl.byRequest[key]; ok {
 		if l, ok := cl.leases[id]; ok {
-			return cloneLease(l), nil
+			return cloneLease(l), cl.secrets[id], nil
 		}
 	}
 	capacity, ok := cl.capacity[req.Feature]
 	if !ok || req.Version > cl.maxVer {
-		return nil, status.Errorf(codes.NotFound, "no license for %s v%d", req.Feature, req.Version)
+		return nil, nil, status.Errorf(codes.NotFound, "no license for %s v%d", req.Feature, req.Version)
 	}
 	if cl.expired[req.Feature] {
-		return nil, status.Errorf(codes.PermissionDenied, "license for %s expired", req.Feature)
+		return nil, nil, status.Errorf(codes.PermissionDenied, "license for %s expired", req.Feature)
 	}
 	count := max(req.Count, 1)
 	if used := cl.inUseLocked(req.Feature); used+count > capacity {
-		return nil, status.Errorf(codes.ResourceExhausted, "no seat left for %s v %d (%d of %d in use)", req.Feature, req.Version, used, capacity)
+		return nil, nil, status.Errorf(codes.ResourceExhausted, "no seat left for %s v %d (%d of %d in use)", req.Feature, req.Version, used, capacity)
 	}
 	ttl := req.TtlSeconds
 	if ttl == 0 {
@@ -209,8 +217,32 @@ func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1
 		TtlSeconds: ttl, FencingIndex: cl.index, ViaMember: via, GraceSeconds: cl.grace,
 	}
 	cl.leases[l.LeaseId] = l
-	cl.byRequest[req.RequestId] = l.LeaseId
-	return cloneLease(l), nil
+	cl.secrets[l.LeaseId] = []byte(rand.Text())
+	cl.byRequest[key] = l.LeaseId
+	return cloneLease(l), cl.secrets[l.LeaseId], nil
+}
+
+// ownedLocked reports whether the i-th secret is lease id's secret, and
+// counts the refusals.
+func (cl *fakeCluster) ownedLocked(id uint64, secrets [][]byte, i int) bool {
+	if i < len(secrets) && bytes.Equal(secrets[i], cl.secrets[id]) {
+		return true
+	}
+	cl.refused++
+	return false
+}
+
+func (cl *fakeCluster) refusedSecrets() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.refused
+}
+
+// secretOf is a lease's secret, as only its holder should know it.
+func (cl *fakeCluster) secretOf(id uint64) []byte {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.secrets[id]
 }
 
 func cloneLease(l *triadv1.Lease) *triadv1.Lease {
@@ -228,10 +260,14 @@ func (m *fakeMember) Renew(ctx context.Context, req *triadv1.RenewRequest) (*tri
 	m.cl.mu.Lock()
 	defer m.cl.mu.Unlock()
 	resp := &triadv1.RenewResponse{Leader: leader}
-	for _, id := range req.LeaseIds {
+	for i, id := range req.LeaseIds {
 		l, ok := m.cl.leases[id]
 		if !ok {
 			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d not found", id)})
+			continue
+		}
+		if !m.cl.ownedLocked(id, req.LeaseSecrets, i) {
+			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d: wrong lease secret", id)})
 			continue
 		}
 		resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Ok: true, TtlSeconds: l.TtlSeconds, ExpiresUnixMs: 1})
@@ -249,8 +285,12 @@ func (m *fakeMember) Release(ctx context.Context, req *triadv1.ReleaseRequest) (
 	m.cl.mu.Lock()
 	defer m.cl.mu.Unlock()
 	resp := &triadv1.ReleaseResponse{}
-	for _, id := range req.LeaseIds {
+	for i, id := range req.LeaseIds {
 		_, ok := m.cl.leases[id]
+		if ok && !m.cl.ownedLocked(id, req.LeaseSecrets, i) {
+			resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: id, Error: fmt.Sprintf("lease %d: wrong lease secret", id)})
+			continue
+		}
 		delete(m.cl.leases, id)
 		resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: id, Released: ok})
 	}

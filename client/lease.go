@@ -81,8 +81,11 @@ type StateChange struct {
 // the backup server.
 type grant struct {
 	info    *triadv1.Lease // updated with each renewal's expiry and TTL
+	secret  []byte         // the lease secret (CheckoutResponse.lease_secret): sent with every renewal and release
 	renewed time.Time      // send time of the last confirmed checkout/renewal; monotonic
 }
+
+func (g *grant) ref() leaseRef { return leaseRef{id: g.info.GetLeaseId(), secret: g.secret} }
 
 func (g *grant) ttl() time.Duration {
 	if s := g.info.GetTtlSeconds(); s > 0 {
@@ -421,10 +424,10 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Unlock()
 	var errs []error
 	if backup != nil {
-		errs = append(errs, l.c.backup.release(ctx, l.c.cfg.callTimeout, l.c.cfg.protocol, []uint64{backup.info.GetLeaseId()}))
+		errs = append(errs, l.c.backup.release(ctx, l.c.cfg.callTimeout, l.c.cfg.protocol, []leaseRef{backup.ref()}))
 	}
 	if cluster != nil {
-		errs = append(errs, l.c.cluster.release(ctx, l.c.cfg.callTimeout, l.c.cfg.protocol, []uint64{cluster.info.GetLeaseId()}))
+		errs = append(errs, l.c.cluster.release(ctx, l.c.cfg.callTimeout, l.c.cfg.protocol, []leaseRef{cluster.ref()}))
 	}
 	return errors.Join(errs...)
 }

@@ -203,26 +203,33 @@ func (s *memberSet) failed(idx int) int {
 // The RPCs, each as one call over a member set. sent is the send time of
 // the attempt that was answered (monotonic), the base of the lease's view.
 
-func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (lease *triadv1.Lease, sent time.Time, err error) {
+// checkout returns the grant: the lease, its secret and the send time. A
+// retry that the cluster resolves to an earlier grant of the request id
+// gets that grant's secret too.
+func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (g *grant, err error) {
 	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		t := time.Now()
 		resp, err := rpc.Checkout(ctx, msg)
 		if err != nil {
 			return "", err
 		}
-		lease, sent = resp.GetLease(), t
+		g = &grant{info: resp.GetLease(), secret: resp.GetLeaseSecret(), renewed: t}
 		return resp.GetLeader(), nil
 	})
-	if err == nil && lease == nil {
+	if err == nil && g.info == nil {
 		err = fmt.Errorf("triad: checkout %s: %s answered without a lease", msg.GetFeature(), s.kind)
 	}
-	return lease, sent, err
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
-func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) (resp *triadv1.RenewResponse, sent time.Time, err error) {
+func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) (resp *triadv1.RenewResponse, sent time.Time, err error) {
+	ids, secrets := splitRefs(refs)
 	err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		t := time.Now()
-		r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids})
+		r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
 		if err != nil {
 			return "", err
 		}
@@ -232,11 +239,27 @@ func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol u
 	return resp, sent, err
 }
 
-// release frees ids; released=false in the answer means already gone, the
-// outcome wanted, so it is not checked.
-func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, ids []uint64) error {
+// release frees the leases, sending each one's secret; released=false in
+// the answer means already gone, the outcome wanted, so it is not checked.
+func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) error {
+	ids, secrets := splitRefs(refs)
 	return s.call(ctx, "release", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids})
+		_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
 		return "", err
 	})
+}
+
+// leaseRef names a server lease with its secret: every renewal and release
+// of the lease must carry the secret its grant came with.
+type leaseRef struct {
+	id     uint64
+	secret []byte
+}
+
+func splitRefs(refs []leaseRef) (ids []uint64, secrets [][]byte) {
+	ids, secrets = make([]uint64, len(refs)), make([][]byte, len(refs))
+	for i, r := range refs {
+		ids[i], secrets[i] = r.id, r.secret
+	}
+	return ids, secrets
 }

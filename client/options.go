@@ -84,7 +84,9 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // WithIdentity sets who the leases are taken for, as shown by the usage
 // listings. Defaults: the OS user name, os.Hostname, os.Getpid and a random
-// client id. Empty strings and a zero pid keep the default.
+// client id. Empty strings and a zero pid keep the default. The cluster
+// scopes request ids by client id, so a client id set here must be unique
+// per process (it is shown in listings: it is a scope, not a secret).
 func WithIdentity(user, host string, pid int64, clientID string) Option {
 	return func(c *config) {
 		if user != "" {

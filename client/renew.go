@@ -239,16 +239,16 @@ func (r *renewer) round() {
 // the cluster the leases that have no cluster lease (gone, or taken from
 // the backup). It reports whether the cluster answered.
 func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt time.Duration) (answered bool) {
-	var ids []uint64
+	var refs []leaseRef
 	byID := map[uint64]*Lease{}
 	for _, l := range leases {
-		if id := l.clusterID(); id != 0 {
-			ids, byID[id] = append(ids, id), l
+		if ref := l.clusterRef(); ref.id != 0 {
+			refs, byID[ref.id] = append(refs, ref), l
 		}
 	}
-	var releaseBackup idList
-	if len(ids) > 0 {
-		resp, sent, err := r.c.cluster.renew(ctx, attempt, r.c.cfg.protocol, ids)
+	var releaseBackup refList
+	if len(refs) > 0 {
+		resp, sent, err := r.c.cluster.renew(ctx, attempt, r.c.cfg.protocol, refs)
 		switch {
 		case err == nil:
 			answered = true
@@ -257,8 +257,8 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 				switch {
 				case l == nil:
 				case res.GetOk():
-					if id := l.clusterRenewed(sent, res); id != 0 {
-						releaseBackup.add(id)
+					if ref := l.clusterRenewed(sent, res); ref.id != 0 {
+						releaseBackup.add(ref)
 					}
 				default:
 					reason := res.GetError()
@@ -275,19 +275,19 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 			// Leases keep their state: the cluster still holds them for
 			// their TTL and the next round tries again; their timers move
 			// them to Grace if no round succeeds in time.
-			r.c.cfg.logger.Warn("triad renewal failed", "leases", len(ids), "err", err)
+			r.c.cfg.logger.Warn("triad renewal failed", "leases", len(refs), "err", err)
 		default:
 			// The members answered, refusing the call itself (a protocol
 			// version they do not speak, an internal error on each): the
 			// leases go on as if unanswered, and carry the refusal so that
 			// Grace and Lost say why.
-			r.c.cfg.logger.Warn("triad cluster refused the renewal", "leases", len(ids), "err", err)
+			r.c.cfg.logger.Warn("triad cluster refused the renewal", "leases", len(refs), "err", err)
 			for id, l := range byID {
 				l.clusterRenewRefused(id, err)
 			}
 		}
 	}
-	if len(ids) == 0 || answered {
+	if len(refs) == 0 || answered {
 		var need []*Lease
 		var msgs []*triadv1.CheckoutRequest
 		for _, l := range leases {
@@ -296,15 +296,15 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 			}
 		}
 		r.parallel(ctx, need, msgs, func(ctx context.Context, l *Lease, m *triadv1.CheckoutRequest) bool {
-			info, sent, err := r.c.cluster.checkout(ctx, attempt, m)
+			g, err := r.c.cluster.checkout(ctx, attempt, m)
 			switch {
 			case err == nil:
-				bk, cl := l.clusterGranted(m.GetRequestId(), info, sent)
-				if bk != 0 {
+				bk, cl := l.clusterGranted(m.GetRequestId(), g)
+				if bk.id != 0 {
 					releaseBackup.add(bk)
 				}
-				if cl != 0 {
-					r.releaseOn(r.c.cluster, []uint64{cl})
+				if cl.id != 0 {
+					r.releaseOn(r.c.cluster, []leaseRef{cl})
 				}
 				return true
 			case unanswered(err):
@@ -318,39 +318,39 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 			}
 		}, &answered)
 	}
-	if len(releaseBackup.ids) > 0 {
-		r.releaseOn(r.c.backup, releaseBackup.ids)
+	if len(releaseBackup.refs) > 0 {
+		r.releaseOn(r.c.backup, releaseBackup.refs)
 	}
 	return answered
 }
 
-// idList collects ids from parallel checkouts.
-type idList struct {
-	mu  sync.Mutex
-	ids []uint64
+// refList collects leases to release from parallel checkouts.
+type refList struct {
+	mu   sync.Mutex
+	refs []leaseRef
 }
 
-func (s *idList) add(id uint64) {
+func (s *refList) add(ref leaseRef) {
 	s.mu.Lock()
-	s.ids = append(s.ids, id)
+	s.refs = append(s.refs, ref)
 	s.mu.Unlock()
 }
 
 // backupRound renews the leases held on the backup and, while the cluster
 // does not answer, checks out there the leases in Grace.
 func (r *renewer) backupRound(ctx context.Context, leases []*Lease, clusterUp bool, attempt time.Duration) {
-	var ids []uint64
+	var refs []leaseRef
 	byID := map[uint64]*Lease{}
 	for _, l := range leases {
-		if id := l.backupID(); id != 0 {
-			ids, byID[id] = append(ids, id), l
+		if ref := l.backupRef(); ref.id != 0 {
+			refs, byID[ref.id] = append(refs, ref), l
 		}
 	}
-	if len(ids) > 0 {
-		resp, sent, err := r.c.backup.renew(ctx, attempt, r.c.cfg.protocol, ids)
+	if len(refs) > 0 {
+		resp, sent, err := r.c.backup.renew(ctx, attempt, r.c.cfg.protocol, refs)
 		if err != nil {
 			if r.ctx.Err() == nil {
-				r.c.cfg.logger.Warn("triad backup renewal failed", "leases", len(ids), "err", err)
+				r.c.cfg.logger.Warn("triad backup renewal failed", "leases", len(refs), "err", err)
 			}
 		} else {
 			for _, res := range resp.GetResults() {
@@ -374,16 +374,16 @@ func (r *renewer) backupRound(ctx context.Context, leases []*Lease, clusterUp bo
 			need, msgs = append(need, l), append(msgs, m)
 		}
 	}
-	var unwanted idList
+	var unwanted refList
 	var any bool
 	r.parallel(ctx, need, msgs, func(ctx context.Context, l *Lease, m *triadv1.CheckoutRequest) bool {
-		info, sent, err := r.c.backup.checkout(ctx, attempt, m)
+		g, err := r.c.backup.checkout(ctx, attempt, m)
 		switch {
 		case err == nil:
-			if id := l.backupGranted(m.GetRequestId(), info, sent); id != 0 {
-				unwanted.add(id)
+			if ref := l.backupGranted(m.GetRequestId(), g); ref.id != 0 {
+				unwanted.add(ref)
 			} else {
-				r.c.cfg.logger.Warn("triad cluster unreachable; lease moved to the backup server", "feature", l.Feature(), "lease", info.GetLeaseId())
+				r.c.cfg.logger.Warn("triad cluster unreachable; lease moved to the backup server", "feature", l.Feature(), "lease", g.info.GetLeaseId())
 			}
 			return true
 		case unanswered(err):
@@ -394,8 +394,8 @@ func (r *renewer) backupRound(ctx context.Context, leases []*Lease, clusterUp bo
 			return true
 		}
 	}, &any)
-	if len(unwanted.ids) > 0 {
-		r.releaseOn(r.c.backup, unwanted.ids)
+	if len(unwanted.refs) > 0 {
+		r.releaseOn(r.c.backup, unwanted.refs)
 	}
 }
 
@@ -426,10 +426,11 @@ func (r *renewer) parallel(ctx context.Context, leases []*Lease, msgs []*triadv1
 // releaseOn frees leases that are no longer wanted (backup leases after
 // moving back, grants that arrived too late). Best effort, bounded by the
 // call timeout: a lease not released expires with its TTL.
-func (r *renewer) releaseOn(s *memberSet, ids []uint64) {
+func (r *renewer) releaseOn(s *memberSet, refs []leaseRef) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.c.cfg.callTimeout)
 	defer cancel()
-	if err := s.release(ctx, r.c.cfg.callTimeout, r.c.cfg.protocol, ids); err != nil && r.ctx.Err() == nil {
+	if err := s.release(ctx, r.c.cfg.callTimeout, r.c.cfg.protocol, refs); err != nil && r.ctx.Err() == nil {
+		ids, _ := splitRefs(refs)
 		r.c.cfg.logger.Warn("triad release of unneeded leases failed; they expire with their TTL", "server", s.kind, "leases", ids, "err", err)
 	}
 }

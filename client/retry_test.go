@@ -15,7 +15,7 @@ import (
 // which are final. The renewal goes to member 0 first (it answered the
 // checkout); member 0 then fails every call with the code.
 func TestRenewalFailoverByCode(t *testing.T) {
-	protocol := status.Error(codes.FailedPrecondition, "license protocol version is invalid: client 1, server 2")
+	protocol := status.Error(codes.FailedPrecondition, "license protocol version is invalid: client 2, server 3")
 	tests := []struct {
 		name    string
 		err     error
@@ -147,7 +147,7 @@ func TestCheckoutFaultAndNoSeatByCode(t *testing.T) {
 // returns the typed error.
 func TestProtocolVersionOnOneMember(t *testing.T) {
 	cl := newFakeCluster(t, 3)
-	cl.members[0].set(func(m *fakeMember) { m.protocol = 2 })
+	cl.members[0].set(func(m *fakeMember) { m.protocol = 3 })
 	c := newTestClient(t, cl.addrs(), WithRenewInterval(time.Hour))
 	ctx := testCtx(t)
 	l, err := c.Checkout(ctx, CheckoutRequest{Feature: "cad"})
@@ -157,11 +157,11 @@ func TestProtocolVersionOnOneMember(t *testing.T) {
 	if via := l.Info().ViaMember; via != cl.members[1].addr {
 		t.Fatalf("granted through %s, want member 1", via)
 	}
-	cl.setAll(func(m *fakeMember) { m.protocol = 2 })
+	cl.setAll(func(m *fakeMember) { m.protocol = 3 })
 	_, err = c.Checkout(ctx, CheckoutRequest{Feature: "cad"})
 	var pv *ProtocolVersionError
-	if !errors.As(err, &pv) || pv.Client != ProtocolVersion || pv.Server != 2 {
-		t.Fatalf("err %v, want a *ProtocolVersionError client 1 server 2", err)
+	if !errors.As(err, &pv) || pv.Client != ProtocolVersion || pv.Server != 3 {
+		t.Fatalf("err %v, want a *ProtocolVersionError client 2 server 3", err)
 	}
 }
 
@@ -178,10 +178,10 @@ func TestRenewalProtocolErrorSurfaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.setAll(func(m *fakeMember) { m.protocol = 2 })
+	cl.setAll(func(m *fakeMember) { m.protocol = 3 })
 	isProtocol := func(err error) bool {
 		var pv *ProtocolVersionError
-		return errors.As(err, &pv) && pv.Client == ProtocolVersion && pv.Server == 2 && errors.Is(err, ErrProtocolVersion) &&
+		return errors.As(err, &pv) && pv.Client == ProtocolVersion && pv.Server == 3 && errors.Is(err, ErrProtocolVersion) &&
 			status.Code(err) == codes.FailedPrecondition
 	}
 	waitFor(t, "the refusal recorded", func() bool { return l.RenewErr() != nil })
@@ -201,7 +201,7 @@ func TestRenewalProtocolErrorSurfaces(t *testing.T) {
 	if !errors.Is(lost, ErrLeaseLost) || !isProtocol(lost) || !isProtocol(evs[1].Err) {
 		t.Fatalf("lost err %v, want ErrLeaseLost wrapping the *ProtocolVersionError", lost)
 	}
-	if msg := lost.Error(); strings.Contains(msg, "no license server answered") || !strings.Contains(msg, "client 1, server 2") {
+	if msg := lost.Error(); strings.Contains(msg, "no license server answered") || !strings.Contains(msg, "client 2, server 3") {
 		t.Fatalf("lost message %q", msg)
 	}
 }
@@ -217,7 +217,7 @@ func TestRenewalProtocolErrorClearedOnRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := l.ID()
-	cl.setAll(func(m *fakeMember) { m.protocol = 2 })
+	cl.setAll(func(m *fakeMember) { m.protocol = 3 })
 	waitFor(t, "grace", func() bool { return l.State() == Grace })
 	if !errors.Is(l.RenewErr(), ErrProtocolVersion) || l.Err() != nil {
 		t.Fatalf("in grace: RenewErr %v Err %v", l.RenewErr(), l.Err())
@@ -261,7 +261,7 @@ func TestRefusedRenewalsUseTheBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.setAll(func(m *fakeMember) { m.protocol = 2 })
+	cl.setAll(func(m *fakeMember) { m.protocol = 3 })
 	waitFor(t, "lease on the backup", func() bool { return l.Source() == SourceBackup && l.State() == Held })
 	if !errors.Is(l.RenewErr(), ErrProtocolVersion) {
 		t.Fatalf("RenewErr %v", l.RenewErr())

@@ -37,24 +37,27 @@ func graceOf(info *triadv1.Lease) time.Duration {
 	return defaultGrace
 }
 
-// clusterID is the cluster lease to renew, 0 for none.
-func (l *Lease) clusterID() uint64 {
+// clusterID is the id of the cluster lease, 0 for none.
+func (l *Lease) clusterID() uint64 { return l.clusterRef().id }
+
+// clusterRef is the cluster lease to renew, id 0 for none.
+func (l *Lease) clusterRef() leaseRef {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active() || l.cluster == nil {
-		return 0
+		return leaseRef{}
 	}
-	return l.cluster.info.GetLeaseId()
+	return l.cluster.ref()
 }
 
-// backupID is the backup lease to renew, 0 for none.
-func (l *Lease) backupID() uint64 {
+// backupRef is the backup lease to renew, id 0 for none.
+func (l *Lease) backupRef() leaseRef {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active() || l.backup == nil {
-		return 0
+		return leaseRef{}
 	}
-	return l.backup.info.GetLeaseId()
+	return l.backup.ref()
 }
 
 func renewGrant(g *grant, sent time.Time, r *triadv1.RenewResult) {
@@ -71,11 +74,11 @@ func renewGrant(g *grant, sent time.Time, r *triadv1.RenewResult) {
 
 // clusterRenewed records a confirmed cluster renewal sent at sent. A lease
 // on the backup moves back, and its backup lease is returned for release.
-func (l *Lease) clusterRenewed(sent time.Time, r *triadv1.RenewResult) (releaseBackup uint64) {
+func (l *Lease) clusterRenewed(sent time.Time, r *triadv1.RenewResult) (releaseBackup leaseRef) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active() || l.cluster == nil || l.cluster.info.GetLeaseId() != r.GetLeaseId() {
-		return 0
+		return leaseRef{}
 	}
 	prev := l.infoLocked().GetLeaseId()
 	renewGrant(l.cluster, sent, r)
@@ -85,16 +88,17 @@ func (l *Lease) clusterRenewed(sent time.Time, r *triadv1.RenewResult) (releaseB
 	return releaseBackup
 }
 
-// leaveBackup drops the backup grant, returning its id. Called with l.mu.
-func (l *Lease) leaveBackup() uint64 {
+// leaveBackup drops the backup grant, returning it for release (id 0 for
+// none). Called with l.mu.
+func (l *Lease) leaveBackup() leaseRef {
 	l.backupReq = ""
 	if l.backup == nil {
-		return 0
+		return leaseRef{}
 	}
-	id := l.backup.info.GetLeaseId()
+	ref := l.backup.ref()
 	l.lastInfo = l.infoLocked()
 	l.backup = nil
-	return id
+	return ref
 }
 
 // clusterRenewRefused records the cluster's refusal of the renewal call
@@ -142,28 +146,29 @@ func (l *Lease) clusterCheckout() *triadv1.CheckoutRequest {
 
 // clusterGranted installs a cluster lease from a checkout. It returns the
 // backup lease to release (the lease moved back), or the new cluster lease
-// to release when the lease ended meanwhile.
-func (l *Lease) clusterGranted(reqID string, info *triadv1.Lease, sent time.Time) (releaseBackup, releaseCluster uint64) {
+// to release when the lease ended meanwhile (id 0: nothing to release).
+func (l *Lease) clusterGranted(reqID string, g *grant) (releaseBackup, releaseCluster leaseRef) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	info := g.info
 	if !l.active() {
-		return 0, info.GetLeaseId()
+		return leaseRef{}, g.ref()
 	}
 	if l.cluster != nil || l.clusterReq != reqID {
 		if l.cluster == nil || l.cluster.info.GetLeaseId() != info.GetLeaseId() {
-			return 0, info.GetLeaseId() // a second grant: not wanted
+			return leaseRef{}, g.ref() // a second grant: not wanted
 		}
-		return 0, 0
+		return leaseRef{}, leaseRef{}
 	}
 	prev := l.infoLocked().GetLeaseId()
-	l.cluster, l.clusterReq, l.grace, l.renewErr = &grant{info: info, renewed: sent}, "", graceOf(info), nil
+	l.cluster, l.clusterReq, l.grace, l.renewErr = g, "", graceOf(info), nil
 	if l.goneReason != "" {
 		l.c.cfg.logger.Info("triad lease checked out again", "feature", l.feature, "old", prev, "new", info.GetLeaseId(), "reason", l.goneReason)
 		l.goneReason = ""
 	}
 	releaseBackup = l.leaveBackup()
 	l.update(time.Now(), prev)
-	return releaseBackup, 0
+	return releaseBackup, leaseRef{}
 }
 
 // clusterRefused: the cluster definitely refused the checkout. A lease on
@@ -231,19 +236,19 @@ func (l *Lease) backupCheckout() *triadv1.CheckoutRequest {
 	return l.c.checkoutMsg(l, l.backupReq)
 }
 
-// backupGranted installs a backup lease; it returns the id to release on
+// backupGranted installs a backup lease; it returns the lease to release on
 // the backup when it is not wanted any more (the lease ended or is back
-// in Held meanwhile).
-func (l *Lease) backupGranted(reqID string, info *triadv1.Lease, sent time.Time) (release uint64) {
+// in Held meanwhile), id 0 otherwise.
+func (l *Lease) backupGranted(reqID string, g *grant) (release leaseRef) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.active() || l.backup != nil || l.backupReq != reqID || l.state == Held {
-		return info.GetLeaseId()
+		return g.ref()
 	}
 	prev := l.infoLocked().GetLeaseId()
-	l.backup, l.backupReq, l.grace = &grant{info: info, renewed: sent}, "", graceOf(info)
+	l.backup, l.backupReq, l.grace = g, "", graceOf(g.info)
 	l.update(time.Now(), prev)
-	return 0
+	return leaseRef{}
 }
 
 // backupRefused forgets a backup checkout the backup definitely refused.

@@ -3,6 +3,7 @@ package fsm
 import (
 	"cmp"
 	"container/heap"
+	"crypto/subtle"
 	"slices"
 	"strconv"
 
@@ -65,9 +66,14 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	if g.GetRequestId() == "" || g.GetFeature() == "" {
 		return result(fsmpb.Code_INVALID_ARGUMENT, "a checkout needs a request id and a feature name")
 	}
+	// A grant with a secret (every grant of this build: the leader stamps
+	// one) has its request id scoped by its client id, which it must have.
+	if len(g.GetSecret()) > 0 && g.GetClientId() == "" {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "a checkout needs a client id: request ids are scoped by it")
+	}
 	// A retry of a request that already committed gets what the first try
 	// got, never a second seat.
-	if rec, ok := s.requests[g.RequestId]; ok {
+	if rec := s.earlierRequest(g); rec != nil {
 		if e, live := s.leases[rec.LeaseId]; live {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 				Message: "request " + g.RequestId + " was already granted",
@@ -109,6 +115,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		ViaMember:    g.ViaMember,
 		Borrowed:     borrowMs > 0,
 		NamedUser:    t.model == modelNamedUser,
+		Secret:       g.Secret,
 	}
 	if t.model == modelCountdown {
 		l.AccountedMs = now
@@ -121,17 +128,85 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	s.leases[l.Id] = e
 	heap.Push(&s.expiry, e)
 	s.addLeaseUse(l)
-	s.requests[g.RequestId] = &fsmpb.RequestRecord{RequestId: g.RequestId, LeaseId: l.Id}
+	k := requestKeyOf(l)
+	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+}
+
+// requestKey identifies a request record: a request id is scoped by the
+// client id of the grant that carried it. Records of grants without a
+// secret (written before lease secrets) have an empty client: unscoped.
+type requestKey struct {
+	client, request string
+}
+
+func (k requestKey) less(o requestKey) int {
+	return cmp.Or(cmp.Compare(k.client, o.client), cmp.Compare(k.request, o.request))
+}
+
+// requestKeyOf is the key of the record of the grant that produced l.
+func requestKeyOf(l *fsmpb.Lease) requestKey {
+	if len(l.GetSecret()) == 0 {
+		return requestKey{request: l.GetRequestId()}
+	}
+	return requestKey{client: l.GetClientId(), request: l.GetRequestId()}
+}
+
+// earlierRequest finds the record of an earlier grant of the same request:
+// same client and request id. An unscoped record (from before lease
+// secrets) also matches a scoped grant of the same request id unless its
+// lease is live and belongs to another client: its holder's retry still
+// resolves to it, and nobody else ever gets it.
+func (s *state) earlierRequest(g *fsmpb.Grant) *fsmpb.RequestRecord {
+	if len(g.GetSecret()) == 0 {
+		return s.requests[requestKey{request: g.RequestId}]
+	}
+	if rec, ok := s.requests[requestKey{client: g.ClientId, request: g.RequestId}]; ok {
+		return rec
+	}
+	rec, ok := s.requests[requestKey{request: g.RequestId}]
+	if !ok {
+		return nil
+	}
+	if e, live := s.leases[rec.LeaseId]; live && e.l.ClientId != g.ClientId {
+		return nil
+	}
+	return rec
+}
+
+// ownedBy reports whether secret is l's secret, in constant time. A lease
+// granted before lease secrets has none and needs none.
+func ownedBy(l *fsmpb.Lease, secret []byte) bool {
+	if len(l.Secret) == 0 {
+		return true
+	}
+	return subtle.ConstantTimeCompare(l.Secret, secret) == 1
+}
+
+// secretAt is the i-th secret of a Renew or Release (empty when missing).
+func secretAt(secrets [][]byte, i int) []byte {
+	if i < len(secrets) {
+		return secrets[i]
+	}
+	return nil
+}
+
+func wrongSecret(id uint64) *fsmpb.LeaseResult {
+	return &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_WRONG_LEASE_SECRET,
+		Message: "lease " + strconv.FormatUint(id, 10) + ": wrong lease secret"}
 }
 
 // applyRenew restarts the TTL of each listed live lease.
 func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(r.GetLeaseIds()))}
-	for _, id := range r.GetLeaseIds() {
+	for i, id := range r.GetLeaseIds() {
 		e, ok := s.leases[id]
 		if !ok {
 			out.Leases = append(out.Leases, leaseNotFound(id))
+			continue
+		}
+		if !ownedBy(e.l, secretAt(r.Secrets, i)) {
+			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
 		}
 		s.touchSeat(now, e.l)
@@ -155,13 +230,21 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 	return out
 }
 
-// applyRelease frees each listed live lease.
+// applyRelease frees each listed live lease whose secret is given.
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(r.GetLeaseIds()))}
-	for _, id := range r.GetLeaseIds() {
+	return s.release(now, r.GetLeaseIds(), func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+}
+
+func (s *state) release(now int64, ids []uint64, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
+	for i, id := range ids {
 		e, ok := s.leases[id]
 		if !ok {
 			out.Leases = append(out.Leases, leaseNotFound(id))
+			continue
+		}
+		if !allowed(i, e.l) {
+			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
 		}
 		heap.Remove(&s.expiry, e.heapIdx)
@@ -180,7 +263,7 @@ func leaseNotFound(id uint64) *fsmpb.LeaseResult {
 func (s *state) endLease(now int64, l *fsmpb.Lease) {
 	delete(s.leases, l.Id)
 	s.dropLeaseUse(now, l)
-	if rec, ok := s.requests[l.RequestId]; ok && rec.LeaseId == l.Id {
+	if rec, ok := s.requests[requestKeyOf(l)]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.noteEnded(now)
 	}

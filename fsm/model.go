@@ -434,6 +434,9 @@ func (s *state) applyBorrow(now int64, index uint64, b *fsmpb.Borrow) *fsmpb.OpR
 	if !ok || !e.l.Borrowed {
 		return result(fsmpb.Code_NOT_FOUND, "borrowed lease %d not found: it was returned or has ended", b.LeaseId)
 	}
+	if !ownedBy(e.l, b.GetSecret()) {
+		return result(fsmpb.Code_WRONG_LEASE_SECRET, "lease %d: wrong lease secret", b.LeaseId)
+	}
 	t := s.terms(e.l.Feature, now)
 	if res := borrowAllowed(e.l.Feature, b.DurationMs, t); res != nil {
 		return res

@@ -18,13 +18,23 @@ type model struct {
 	ids      []string // sorted
 	licenses map[string]*fsmpb.License
 	leases   map[uint64]*mLease
-	requests map[string]*mRequest
+	requests map[string]*mRequest // by reqKey
 	next     uint64
+}
+
+// reqKey is the model's request table key: a grant with a secret scopes
+// its request id by its client id; one without (older builds) does not.
+func reqKey(client, req, secret string) string {
+	if secret == "" {
+		return "unscoped/" + req
+	}
+	return "client " + client + "/" + req
 }
 
 type mLease struct {
 	id               uint64
 	req, feature     string
+	client, secret   string
 	version, count   uint32
 	expires, renewed int64
 	ttl              int64
@@ -154,7 +164,19 @@ func (m *model) grant(g *fsmpb.Grant, now int64, index uint64) outcome {
 	if g.RequestId == "" || g.Feature == "" {
 		return outcome{code: fsmpb.Code_INVALID_ARGUMENT}
 	}
-	if r, ok := m.requests[g.RequestId]; ok {
+	secret := string(g.Secret)
+	if secret != "" && g.ClientId == "" {
+		return outcome{code: fsmpb.Code_INVALID_ARGUMENT}
+	}
+	r, ok := m.requests[reqKey(g.ClientId, g.RequestId, secret)]
+	if !ok && secret != "" {
+		// An unscoped record (older build) answers a scoped grant unless
+		// its live lease is another client's.
+		if u, found := m.requests[reqKey("", g.RequestId, "")]; found && (u.ended || m.leases[u.lease].client == g.ClientId) {
+			r, ok = u, true
+		}
+	}
+	if ok {
 		if r.ended {
 			return outcome{code: fsmpb.Code_NOT_FOUND}
 		}
@@ -202,17 +224,30 @@ func (m *model) grant(g *fsmpb.Grant, now int64, index uint64) outcome {
 	id := m.next
 	m.next++
 	m.leases[id] = &mLease{id: id, req: g.RequestId, feature: g.Feature, version: g.Version, count: count,
-		expires: now + ttl, renewed: now, ttl: ttl}
-	m.requests[g.RequestId] = &mRequest{lease: id}
+		expires: now + ttl, renewed: now, ttl: ttl, client: g.ClientId, secret: secret}
+	m.requests[reqKey(g.ClientId, g.RequestId, secret)] = &mRequest{lease: id}
 	return outcome{lease: id}
 }
 
-func (m *model) renew(ids []uint64, now int64) outcome {
+// owned: the i-th secret is the lease's, or the lease has none.
+func (l *mLease) owned(secrets [][]byte, i int) bool {
+	given := ""
+	if i < len(secrets) {
+		given = string(secrets[i])
+	}
+	return l.secret == "" || l.secret == given
+}
+
+func (m *model) renew(ids []uint64, secrets [][]byte, now int64) outcome {
 	var out outcome
-	for _, id := range ids {
+	for i, id := range ids {
 		l, ok := m.leases[id]
 		if !ok {
 			out.leases = append(out.leases, fsmpb.Code_NOT_FOUND)
+			continue
+		}
+		if !l.owned(secrets, i) {
+			out.leases = append(out.leases, fsmpb.Code_WRONG_LEASE_SECRET)
 			continue
 		}
 		l.renewed, l.expires = now, now+l.ttl
@@ -223,16 +258,21 @@ func (m *model) renew(ids []uint64, now int64) outcome {
 
 func (m *model) end(l *mLease, now int64) {
 	delete(m.leases, l.id)
-	r := m.requests[l.req]
+	r := m.requests[reqKey(l.client, l.req, l.secret)]
 	r.ended, r.endedMs = true, now
 }
 
-func (m *model) release(ids []uint64, now int64) outcome {
+// release frees leases; force (an administrator's) needs no secret.
+func (m *model) release(ids []uint64, secrets [][]byte, force bool, now int64) outcome {
 	var out outcome
-	for _, id := range ids {
+	for i, id := range ids {
 		l, ok := m.leases[id]
 		if !ok {
 			out.leases = append(out.leases, fsmpb.Code_NOT_FOUND)
+			continue
+		}
+		if !force && !l.owned(secrets, i) {
+			out.leases = append(out.leases, fsmpb.Code_WRONG_LEASE_SECRET)
 			continue
 		}
 		m.end(l, now)
@@ -314,9 +354,9 @@ func (m *model) apply(cmd *fsmpb.Command, index uint64) []outcome {
 			case *fsmpb.Op_Grant:
 				out = append(out, m.grant(o.Grant, now, index))
 			case *fsmpb.Op_Renew:
-				out = append(out, m.renew(o.Renew.LeaseIds, now))
+				out = append(out, m.renew(o.Renew.LeaseIds, o.Renew.Secrets, now))
 			case *fsmpb.Op_Release:
-				out = append(out, m.release(o.Release.LeaseIds, now))
+				out = append(out, m.release(o.Release.LeaseIds, o.Release.Secrets, false, now))
 			}
 		}
 		return out

@@ -149,6 +149,30 @@ func (g *gen) leaseIDs() []uint64 {
 
 var genTTLs = []int64{0, 500, 5_000, 20_000, 60_000, 5_000_000}
 
+// genClients are the client ids of scoped grants ("" is refused).
+var genClients = []string{"client-1", "client-2", ""}
+
+// secrets gives, for each id, mostly its lease's secret as the model knows
+// it, else a wrong or a missing one; sometimes fewer secrets than ids.
+func (g *gen) secrets(ids []uint64) [][]byte {
+	out := make([][]byte, 0, len(ids))
+	for _, id := range ids {
+		switch n := g.r.IntN(10); {
+		case n < 6:
+			if l := g.m.leases[id]; l != nil {
+				out = append(out, []byte(l.secret))
+			} else {
+				out = append(out, []byte("s0"))
+			}
+		case n < 8:
+			out = append(out, []byte(fmt.Sprint("s", g.r.IntN(1000))))
+		default:
+			out = append(out, nil)
+		}
+	}
+	return out[:len(out)-g.r.IntN(2)]
+}
+
 func (g *gen) batch() *fsmpb.Command {
 	var ops []*fsmpb.Op
 	for range g.r.IntN(4) + 1 {
@@ -164,11 +188,23 @@ func (g *gen) batch() *fsmpb.Command {
 			}
 			op := grantOp(req, feature, uint32(g.r.IntN(6)), uint32(g.r.IntN(4)))
 			op.GetGrant().TtlMs = genTTLs[g.r.IntN(len(genTTLs))]
+			// Most grants carry a leader-stamped secret and are scoped by
+			// one of two clients; some are as older builds wrote them.
+			if g.r.IntN(4) != 0 {
+				op.GetGrant().Secret = []byte(fmt.Sprint("s", g.r.IntN(1000)))
+				op.GetGrant().ClientId = genClients[g.r.IntN(len(genClients))]
+			}
 			ops = append(ops, op)
 		case n < 16:
-			ops = append(ops, renewOp(g.leaseIDs()...))
+			ids := g.leaseIDs()
+			ops = append(ops, &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: ids, Secrets: g.secrets(ids)}}})
+		case n < 19:
+			ids := g.leaseIDs()
+			ops = append(ops, &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: ids, Secrets: g.secrets(ids)}}})
 		default:
-			ops = append(ops, releaseOp(g.leaseIDs()...))
+			// A release without secrets: only legacy leases go (the
+			// administrator's release is session-gated, fsm/enforce_test.go).
+			ops = append(ops, &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: g.leaseIDs()}}})
 		}
 	}
 	return batchCmd(ops...)
@@ -202,7 +238,11 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 		t.Fatalf("%d request records, model has %d", len(s.requests), len(m.requests))
 	}
 	for _, rec := range s.requests {
-		w, ok := m.requests[rec.RequestId]
+		secret := ""
+		if rec.ClientId != "" {
+			secret = "scoped"
+		}
+		w, ok := m.requests[reqKey(rec.ClientId, rec.RequestId, secret)]
 		if !ok || rec.LeaseId != w.lease || (w.ended && rec.EndedMs != w.endedMs) {
 			t.Fatalf("request %v, model %+v", rec, w)
 		}

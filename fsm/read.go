@@ -57,19 +57,21 @@ func (f *FSM) LicenseState(serial string, nowMs int64) string {
 	return f.s.licenseState(l, nowMs)
 }
 
-// Leases returns copies of the live leases, by id.
+// Leases returns copies of the live leases, by id, without their secrets:
+// reads feed listings, and a secret only ever goes to its holder in the
+// result of its grant.
 func (f *FSM) Leases() []*fsmpb.Lease {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	ids := f.s.sortedLeaseIDs()
 	out := make([]*fsmpb.Lease, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, proto.Clone(f.s.leases[id].l).(*fsmpb.Lease))
+		out = append(out, publicLease(f.s.leases[id].l))
 	}
 	return out
 }
 
-// Lease returns a copy of one live lease.
+// Lease returns a copy of one live lease, without its secret.
 func (f *FSM) Lease(id uint64) (*fsmpb.Lease, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -77,7 +79,13 @@ func (f *FSM) Lease(id uint64) (*fsmpb.Lease, bool) {
 	if !ok {
 		return nil, false
 	}
-	return proto.Clone(e.l).(*fsmpb.Lease), true
+	return publicLease(e.l), true
+}
+
+func publicLease(l *fsmpb.Lease) *fsmpb.Lease {
+	c := proto.Clone(l).(*fsmpb.Lease)
+	c.Secret = nil
+	return c
 }
 
 // Usage returns, sorted by feature then version, one row per version that

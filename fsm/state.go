@@ -26,7 +26,7 @@ type state struct {
 	cluster     *fsmpb.FormCluster
 	licenses    map[string]*fsmpb.License
 	leases      map[uint64]*leaseEntry
-	requests    map[string]*fsmpb.RequestRecord
+	requests    map[requestKey]*fsmpb.RequestRecord
 	nextLeaseID uint64
 	lastNowMs   int64
 	// admin holds sessions, password hashes and settings (sessions.go).
@@ -65,7 +65,7 @@ func newState() *state {
 	return &state{
 		licenses:     map[string]*fsmpb.License{},
 		leases:       map[uint64]*leaseEntry{},
-		requests:     map[string]*fsmpb.RequestRecord{},
+		requests:     map[requestKey]*fsmpb.RequestRecord{},
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
 		inUse:        map[string]*featureUse{},
@@ -92,14 +92,14 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	for _, id := range s.sortedLeaseIDs() {
 		snap.Leases = append(snap.Leases, s.leases[id].l)
 	}
-	ids := make([]string, 0, len(s.requests))
-	for id := range s.requests {
-		ids = append(ids, id)
+	keys := make([]requestKey, 0, len(s.requests))
+	for k := range s.requests {
+		keys = append(keys, k)
 	}
-	slices.Sort(ids)
-	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(ids))
-	for _, id := range ids {
-		snap.Requests = append(snap.Requests, s.requests[id])
+	slices.SortFunc(keys, requestKey.less)
+	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(keys))
+	for _, k := range keys {
+		snap.Requests = append(snap.Requests, s.requests[k])
 	}
 	s.admin.toSnapshot(snap)
 	// Written only when no license implies it (see fsm.proto).
@@ -169,10 +169,11 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	}
 	heap.Init(&s.expiry)
 	for _, r := range snap.Requests {
-		if _, dup := s.requests[r.GetRequestId()]; dup {
-			return nil, fmt.Errorf("fsm: snapshot holds request %q twice", r.GetRequestId())
+		k := requestKey{client: r.GetClientId(), request: r.GetRequestId()}
+		if _, dup := s.requests[k]; dup {
+			return nil, fmt.Errorf("fsm: snapshot holds request %q of client %q twice", r.GetRequestId(), r.GetClientId())
 		}
-		s.requests[r.GetRequestId()] = r
+		s.requests[k] = r
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
 		}

@@ -202,7 +202,7 @@ func drainPool(t *testing.T, addr string, seats uint32) time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	co, err := rpc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "pool-probe",
-		Feature: "cad", Version: 1, Count: seats, User: "probe", Host: "probe", TtlSeconds: 5})
+		Feature: "cad", Version: 1, Count: seats, User: "probe", Host: "probe", TtlSeconds: 5, ClientId: rawClientID})
 	if err != nil {
 		t.Fatalf("pool probe checkout: %v", err)
 	}
@@ -210,7 +210,7 @@ func drainPool(t *testing.T, addr string, seats uint32) time.Duration {
 	pace := time.NewTicker(20 * time.Millisecond) // each renewal costs a log entry
 	defer pace.Stop()
 	for range pace.C {
-		resp, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{co.GetLease().GetLeaseId()}})
+		resp, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{co.GetLease().GetLeaseId()}, LeaseSecrets: [][]byte{co.GetLeaseSecret()}})
 		if err != nil {
 			t.Fatalf("pool probe renewal: %v", err)
 		}

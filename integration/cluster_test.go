@@ -309,7 +309,7 @@ func TestEnrollmentChecks(t *testing.T) {
 func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
 	t.Parallel() // no timing assertion: may share the machine
 	c := formedWithLicense(t, 3)
-	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1}
+	req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "retry-1", Feature: "cad", Version: 1, ClientId: rawClientID}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var first uint64
@@ -330,7 +330,7 @@ func TestRetriedCheckoutTakesOneSeat(t *testing.T) {
 	}
 	// A wrong protocol version is refused with the documented message.
 	_, err := licensing(t, c.members[0].addr).Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: 99, RequestId: "x", Feature: "cad"})
-	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 1") {
+	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "license protocol version is invalid: client 99, server 2") {
 		t.Fatalf("protocol mismatch: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -12,12 +13,13 @@ import (
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// renewAll renews ids through one member and fails unless every lease is known.
-func renewAll(t *testing.T, addr string, ids []uint64) {
+// renewAll renews ids, with their secrets, through one member and fails
+// unless every lease is known.
+func renewAll(t *testing.T, addr string, ids []uint64, secrets map[uint64][]byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	resp, err := licensing(t, addr).Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: ids})
+	resp, err := licensing(t, addr).Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: ids, LeaseSecrets: secretsOf(ids, secrets)})
 	if err != nil {
 		t.Fatalf("renew through %s: %v", addr, err)
 	}
@@ -86,10 +88,11 @@ func TestLeaderKillKeepsLeases(t *testing.T) {
 	})
 	t.Logf("new leader elected %s after SIGKILL of %s", time.Since(killed).Round(time.Millisecond), old.name)
 
-	// Every lease granted before the kill is held and renewable through
-	// either survivor, and counted once.
+	// Every lease granted before the kill is held (known and guarded by
+	// its secret, which only the client library holds) through either
+	// survivor, and counted once.
 	for _, m := range survivors {
-		renewAll(t, m.addr, ids)
+		leasesGuarded(t, m.addr, ids)
 	}
 	if got := leaseIDs(t, survivors[0].addr); !slices.Equal(got, ids) {
 		t.Fatalf("leases after failover %v, want %v", got, ids)
@@ -127,7 +130,7 @@ func TestLeaderKillKeepsLeases(t *testing.T) {
 		}
 		return nil
 	})
-	renewAll(t, old.addr, ids)
+	leasesGuarded(t, old.addr, ids)
 }
 
 func TestWholeClusterRestartKeepsLicensesAndLeases(t *testing.T) {
@@ -135,13 +138,15 @@ func TestWholeClusterRestartKeepsLicensesAndLeases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var ids []uint64
+	secrets := map[uint64][]byte{}
 	for i := 0; i < 3; i++ {
 		resp, err := licensing(t, c.members[i].addr).Checkout(ctx, &triadv1.CheckoutRequest{
-			ProtocolVersion: client.ProtocolVersion, RequestId: fmt.Sprintf("restart-%d", i), Feature: "cad", Version: 1})
+			ProtocolVersion: client.ProtocolVersion, RequestId: fmt.Sprintf("restart-%d", i), Feature: "cad", Version: 1, ClientId: rawClientID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, resp.GetLease().GetLeaseId())
+		secrets[resp.GetLease().GetLeaseId()] = resp.GetLeaseSecret()
 	}
 	slices.Sort(ids)
 	for _, m := range c.members {
@@ -159,14 +164,15 @@ func TestWholeClusterRestartKeepsLicensesAndLeases(t *testing.T) {
 	if got := leaseIDs(t, c.servers()); !slices.Equal(got, ids) {
 		t.Fatalf("leases after full restart %v, want %v", got, ids)
 	}
-	renewAll(t, c.members[1].addr, ids)
+	renewAll(t, c.members[1].addr, ids, secrets)
 	if rows := c.usage(c.servers()); rows[0].InUse != 3 || rows[0].Capacity != 4 {
 		t.Fatalf("usage after full restart %+v", rows)
 	}
-	// The retried request id still maps to its lease after the restart.
+	// The retried request id still maps to its lease, and its secret,
+	// after the restart.
 	resp, err := licensing(t, c.members[2].addr).Checkout(ctx, &triadv1.CheckoutRequest{
-		ProtocolVersion: client.ProtocolVersion, RequestId: "restart-0", Feature: "cad", Version: 1})
-	if err != nil || !slices.Contains(ids, resp.GetLease().GetLeaseId()) {
+		ProtocolVersion: client.ProtocolVersion, RequestId: "restart-0", Feature: "cad", Version: 1, ClientId: rawClientID})
+	if err != nil || !slices.Contains(ids, resp.GetLease().GetLeaseId()) || !bytes.Equal(resp.GetLeaseSecret(), secrets[resp.GetLease().GetLeaseId()]) {
 		t.Fatalf("retry after restart: %v %v", resp, err)
 	}
 }

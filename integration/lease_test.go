@@ -19,20 +19,23 @@ func TestLeaderExpiresUnrenewedLeases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	lc := licensing(t, c.members[0].addr)
+	secrets := map[uint64][]byte{}
 	take := func(id string) uint64 {
-		resp, err := lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: id, Feature: "cad", Version: 1, TtlSeconds: 2})
+		resp, err := lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: id, Feature: "cad", Version: 1, TtlSeconds: 2, ClientId: rawClientID})
 		if err != nil {
 			t.Fatal(err)
 		}
+		secrets[resp.GetLease().GetLeaseId()] = resp.GetLeaseSecret()
 		return resp.GetLease().GetLeaseId()
 	}
 	kept, dropped := take("kept"), take("dropped")
+	keptSecret := secrets[kept]
 	// Keep renewing one lease; let the other lapse.
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
 	go func() {
 		for renewCtx.Err() == nil {
-			lc.Renew(renewCtx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{kept}})
+			lc.Renew(renewCtx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{kept}, LeaseSecrets: [][]byte{keptSecret}})
 			time.Sleep(300 * time.Millisecond)
 		}
 	}()
@@ -42,7 +45,7 @@ func TestLeaderExpiresUnrenewedLeases(t *testing.T) {
 		}
 		return nil
 	})
-	resp, err := lc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{dropped}})
+	resp, err := lc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{dropped}, LeaseSecrets: [][]byte{secrets[dropped]}})
 	if err != nil || resp.GetResults()[0].GetOk() || !strings.Contains(resp.GetResults()[0].GetError(), "not found") {
 		t.Fatalf("renewing an expired lease: %v %v", resp, err)
 	}

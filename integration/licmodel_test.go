@@ -16,7 +16,7 @@ import (
 )
 
 func checkoutAs(ctx context.Context, t *testing.T, lc triadv1.LicensingClient, req, feature, user string) (*triadv1.CheckoutResponse, error) {
-	return lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: req, Feature: feature, Version: 1, User: user, Host: "h-" + user})
+	return lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: req, Feature: feature, Version: 1, User: user, Host: "h-" + user, ClientId: rawClientID})
 }
 
 // The license model on real members: a soft limit's overdraft raises an
@@ -74,7 +74,7 @@ func TestLicenseModel(t *testing.T) {
 	// Borrowing: bounded by the license, counts against capacity, returned early.
 	borrow := func(req, feature string, d time.Duration) (*triadv1.CheckoutResponse, error) {
 		return lc.Borrow(ctx, &triadv1.BorrowRequest{ProtocolVersion: client.ProtocolVersion, DurationSeconds: uint32(d.Seconds()),
-			Checkout: &triadv1.CheckoutRequest{RequestId: req, Feature: feature, Version: 1, User: "u"}})
+			Checkout: &triadv1.CheckoutRequest{RequestId: req, Feature: feature, Version: 1, User: "u", ClientId: rawClientID}})
 	}
 	if _, err := borrow("b-cad", "cad", time.Hour); grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "cannot be borrowed") {
 		t.Fatalf("borrowing a feature without borrow rights: %v", err)
@@ -100,8 +100,8 @@ func TestLicenseModel(t *testing.T) {
 			return borrowShown(t, m.addr, borrowID, borrowEnd)
 		})
 	}
-	if _, err := lc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{b.GetLease().GetLeaseId()}}); err != nil {
-		t.Fatal(err)
+	if r, err := lc.ReturnBorrow(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{b.GetLease().GetLeaseId()}, LeaseSecrets: [][]byte{b.GetLeaseSecret()}}); err != nil || !r.GetResults()[0].GetReleased() {
+		t.Fatalf("return borrow: %v %v", r, err)
 	}
 	if _, err := checkoutAs(ctx, t, lc, "lib-2", "lib", "v"); err != nil {
 		t.Fatalf("lib after the borrow was returned: %v", err)
@@ -405,8 +405,8 @@ func TestAutomaticRecyclingAtMidnight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{resp.GetLease().GetLeaseId()}}); err != nil {
-		t.Fatal(err)
+	if r, err := lc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{resp.GetLease().GetLeaseId()}, LeaseSecrets: [][]byte{resp.GetLeaseSecret()}}); err != nil || !r.GetResults()[0].GetReleased() {
+		t.Fatalf("release: %v %v", r, err)
 	}
 	if _, err := ctlOn(t, c.servers(), "server", "set", "--auto-recycling", "on"); err != nil {
 		t.Fatal(err)

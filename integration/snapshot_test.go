@@ -82,13 +82,15 @@ func TestSnapshotCatchUpAndRestore(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	secrets := map[uint64][]byte{}
 	checkout := func(addr, reqID string) uint64 {
 		t.Helper()
 		resp, err := licensing(t, addr).Checkout(ctx, &triadv1.CheckoutRequest{
-			ProtocolVersion: client.ProtocolVersion, RequestId: reqID, Feature: "cad", Version: 1})
+			ProtocolVersion: client.ProtocolVersion, RequestId: reqID, Feature: "cad", Version: 1, ClientId: rawClientID})
 		if err != nil {
 			t.Fatalf("checkout %s: %v", reqID, err)
 		}
+		secrets[resp.GetLease().GetLeaseId()] = resp.GetLeaseSecret()
 		return resp.GetLease().GetLeaseId()
 	}
 	// Three live leases, taken before the follower goes down.
@@ -119,7 +121,7 @@ func TestSnapshotCatchUpAndRestore(t *testing.T) {
 		for i := 0; i < 20; i++ {
 			id := checkout(leader.addr, fmt.Sprintf("churn-%d", churn))
 			churn++
-			resp, err := licensing(t, leader.addr).Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{id}})
+			resp, err := licensing(t, leader.addr).Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{id}, LeaseSecrets: [][]byte{secrets[id]}})
 			if err != nil || len(resp.GetResults()) != 1 || !resp.GetResults()[0].GetReleased() {
 				t.Fatalf("release %d: %v %v", id, resp, err)
 			}
@@ -196,7 +198,7 @@ func TestSnapshotCatchUpAndRestore(t *testing.T) {
 	if rows := c.usage(c.servers()); rows[0].InUse != 4 || rows[0].Capacity != 10 {
 		t.Fatalf("usage after full restart %+v, want cad 4 of 10", rows)
 	}
-	renewAll(t, c.members[1].addr, live)
+	renewAll(t, c.members[1].addr, live, secrets)
 	// Request ids survive in the snapshot: a retry returns the same lease.
 	if id := checkout(c.members[2].addr, "live-while-down"); id != live2 {
 		t.Fatalf("retry of a request id after restore got lease %d, want %d", id, live2)

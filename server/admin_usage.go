@@ -164,8 +164,9 @@ func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 	return out
 }
 
-// ReleaseLease force-releases one lease through the AdminRelease operation,
-// which the FSM performs only under a live full session (admin.Backend).
+// ReleaseLease force-releases one lease without its secret through the
+// AdminRelease operation, distinct from a holder's Release, which the FSM
+// performs only under a live full session (admin.Backend).
 func (s *Server) ReleaseLease(ctx context.Context, sessionID string, id uint64) (bool, error) {
 	op := &fsmpb.Op{Op: &fsmpb.Op_AdminRelease{AdminRelease: &fsmpb.AdminRelease{LeaseId: id, SessionId: sessionID}}}
 	res, err := s.submitOps(ctx, []*fsmpb.Op{op}, false)

@@ -22,6 +22,7 @@ func TestDenialReason(t *testing.T) {
 		{fsmpb.Code_POOL_EXHAUSTED, "the countdown pool of sim is used up", "countdown pool used up"},
 		{fsmpb.Code_BORROW_NOT_ALLOWED, "cad cannot be borrowed", "borrowing not allowed"},
 		{fsmpb.Code_NOT_FOUND, "request r already produced lease 3, which has ended", "not found"},
+		{fsmpb.Code_WRONG_LEASE_SECRET, "lease 3: wrong lease secret", "wrong lease secret"},
 	}
 	for _, tc := range tests {
 		if got := denialReason(tc.code, tc.msg); got != tc.want {

@@ -52,7 +52,7 @@ func resultStatus(code fsmpb.Code, msg string) error {
 	case fsmpb.Code_NOT_FORMED, fsmpb.Code_ALREADY_FORMED, fsmpb.Code_BINDING_MISMATCH, fsmpb.Code_SUPERSEDED,
 		fsmpb.Code_BORROW_NOT_ALLOWED, fsmpb.Code_RECYCLE_REFUSED:
 		c = codes.FailedPrecondition
-	case fsmpb.Code_DENIED_BY_RULE:
+	case fsmpb.Code_DENIED_BY_RULE, fsmpb.Code_WRONG_LEASE_SECRET:
 		c = codes.PermissionDenied
 	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS:
 		c = codes.ResourceExhausted

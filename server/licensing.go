@@ -14,7 +14,10 @@ import (
 )
 
 // LicensingProtocolVersion is the leasing protocol this member speaks.
-const LicensingProtocolVersion = 1
+// 2: lease secrets and client ids are required (docs/security.md); a
+// version-1 client would renew without secrets and churn through seats,
+// so it is refused outright.
+const LicensingProtocolVersion = 2
 
 // Input limits: a malformed request gets INVALID_ARGUMENT, never a crash.
 const (
@@ -83,7 +86,9 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 		return nil, err
 	}
 	leader, _ := l.s.leaderAddr()
-	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader}, nil
+	// The secret goes to the caller only, beside the lease (never inside a
+	// Lease message, which listings also use).
+	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader, LeaseSecret: r.GetLease().GetSecret()}, nil
 }
 
 // maxBorrowSeconds bounds a borrow request (the license sets the real limit).
@@ -97,7 +102,7 @@ func (l *licensingService) Borrow(ctx context.Context, req *triadv1.BorrowReques
 	if d := req.GetDurationSeconds(); d == 0 || d > maxBorrowSeconds {
 		return nil, status.Errorf(codes.InvalidArgument, "duration_seconds %d is out of range (1 to %d; the license sets the real limit)", d, maxBorrowSeconds)
 	}
-	b := &fsmpb.Borrow{DurationMs: int64(req.GetDurationSeconds()) * 1000, LeaseId: req.GetLeaseId()}
+	b := &fsmpb.Borrow{DurationMs: int64(req.GetDurationSeconds()) * 1000, LeaseId: req.GetLeaseId(), Secret: req.GetLeaseSecret()}
 	co := req.GetCheckout()
 	if b.LeaseId == 0 {
 		if co == nil {
@@ -112,7 +117,7 @@ func (l *licensingService) Borrow(ctx context.Context, req *triadv1.BorrowReques
 	return l.take(ctx, co, &fsmpb.Op{Op: &fsmpb.Op_Borrow{Borrow: b}})
 }
 
-// ReturnBorrow returns borrowed leases early: a release.
+// ReturnBorrow returns borrowed leases early: a release (secrets needed).
 func (l *licensingService) ReturnBorrow(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
 	return l.Release(ctx, req)
 }
@@ -139,6 +144,8 @@ func denialReason(code fsmpb.Code, msg string) string {
 		return "cluster not formed"
 	case fsmpb.Code_INVALID_ARGUMENT:
 		return "invalid request"
+	case fsmpb.Code_WRONG_LEASE_SECRET:
+		return "wrong lease secret"
 	}
 	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
 }
@@ -155,8 +162,8 @@ func validateCheckout(req *triadv1.CheckoutRequest) error {
 		return status.Errorf(codes.InvalidArgument, "ttl_seconds %d is out of range (%d to %d, or 0 for the default)", req.GetTtlSeconds(), minTTLSeconds, maxTTLSeconds)
 	case len(req.GetUser()) > maxNameLen || len(req.GetHost()) > maxNameLen:
 		return status.Errorf(codes.InvalidArgument, "user or host is too long (at most %d characters)", maxNameLen)
-	case len(req.GetClientId()) > maxIDLen:
-		return status.Errorf(codes.InvalidArgument, "client_id is too long (at most %d characters)", maxIDLen)
+	case req.GetClientId() == "" || len(req.GetClientId()) > maxIDLen:
+		return status.Errorf(codes.InvalidArgument, "client_id must be 1 to %d characters: the client library sets a random one per process, and request ids are scoped by it", maxIDLen)
 	}
 	return nil
 }
@@ -176,11 +183,11 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
-	if err := checkLeaseIDs(req.GetLeaseIds()); err != nil {
+	if err := checkLeaseRefs(req.GetLeaseIds(), req.GetLeaseSecrets()); err != nil {
 		return nil, err
 	}
 	l.m.renewIDs(len(req.GetLeaseIds()))
-	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds()}}}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets()}}}
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return nil, toStatus(err)
@@ -205,17 +212,21 @@ func (l *licensingService) Release(ctx context.Context, req *triadv1.ReleaseRequ
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
-	if err := checkLeaseIDs(req.GetLeaseIds()); err != nil {
+	if err := checkLeaseRefs(req.GetLeaseIds(), req.GetLeaseSecrets()); err != nil {
 		return nil, err
 	}
-	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: req.GetLeaseIds()}}}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets()}}}
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &triadv1.ReleaseResponse{}
 	for _, lr := range res[0].GetLeases() {
-		resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: lr.GetLeaseId(), Released: lr.GetCode() == fsmpb.Code_OK})
+		rr := &triadv1.ReleaseResult{LeaseId: lr.GetLeaseId(), Released: lr.GetCode() == fsmpb.Code_OK}
+		if !rr.Released {
+			rr.Error = lr.GetMessage()
+		}
+		resp.Results = append(resp.Results, rr)
 	}
 	return resp, nil
 }
@@ -280,11 +291,17 @@ func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 	}
 }
 
-// Leases lists every live lease (admin.Backend).
+// Leases lists every live lease (admin.Backend). A listing shows no
+// secret (the FSM's reads hold none, and triadv1.Lease has no field for
+// one) and no request id: a request id with its client id resolves a
+// retried checkout to the lease and its secret, so only the process that
+// chose it may know it.
 func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
 	var out []*triadv1.Lease
 	for _, l := range s.fsm.Leases() {
-		out = append(out, s.leaseToAPI(l))
+		a := s.leaseToAPI(l)
+		a.RequestId = ""
+		out = append(out, a)
 	}
 	return out
 }

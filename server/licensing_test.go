@@ -12,7 +12,7 @@ import (
 )
 
 func validCheckoutRequest() *triadv1.CheckoutRequest {
-	return &triadv1.CheckoutRequest{ProtocolVersion: LicensingProtocolVersion, RequestId: "req-1", Feature: "cad"}
+	return &triadv1.CheckoutRequest{ProtocolVersion: LicensingProtocolVersion, RequestId: "req-1", Feature: "cad", ClientId: "client-1"}
 }
 
 func TestValidateCheckoutAccepts(t *testing.T) {
@@ -59,6 +59,7 @@ func TestValidateCheckoutRefuses(t *testing.T) {
 		{"ttl huge", func(r *triadv1.CheckoutRequest) { r.TtlSeconds = 1 << 31 }, "ttl_seconds"},
 		{"long user", func(r *triadv1.CheckoutRequest) { r.User = strings.Repeat("u", maxNameLen+1) }, "user"},
 		{"long host", func(r *triadv1.CheckoutRequest) { r.Host = strings.Repeat("h", maxNameLen+1) }, "host"},
+		{"empty client id", func(r *triadv1.CheckoutRequest) { r.ClientId = "" }, "client_id"},
 		{"long client id", func(r *triadv1.CheckoutRequest) { r.ClientId = strings.Repeat("c", maxIDLen+1) }, "client_id"},
 	}
 	for _, tc := range tests {
@@ -81,8 +82,9 @@ func TestCheckProtocol(t *testing.T) {
 		t.Fatalf("checkProtocol(%d) = %v, want nil", LicensingProtocolVersion, err)
 	}
 	for v, want := range map[uint32]string{
-		0: "license protocol version is invalid: client 0, server 1",
-		2: "license protocol version is invalid: client 2, server 1",
+		0: "license protocol version is invalid: client 0, server 2",
+		3: "license protocol version is invalid: client 3, server 2",
+		1: "license protocol version is invalid: client 1, server 2",
 	} {
 		err := checkProtocol(v)
 		if status.Code(err) != codes.FailedPrecondition {
@@ -100,7 +102,7 @@ func TestCheckProtocol(t *testing.T) {
 func TestLicensingHandlersRefuseEarly(t *testing.T) {
 	l := &licensingService{}
 	ctx := context.Background()
-	const wantVersion = "license protocol version is invalid: client 2, server 1"
+	const wantVersion = "license protocol version is invalid: client 3, server 2"
 	check := func(name string, err error, code codes.Code, msg string) {
 		t.Helper()
 		if status.Code(err) != code {
@@ -113,22 +115,22 @@ func TestLicensingHandlersRefuseEarly(t *testing.T) {
 	}
 
 	req := validCheckoutRequest()
-	req.ProtocolVersion = 2
+	req.ProtocolVersion = 3
 	_, err := l.Checkout(ctx, req)
 	check("Checkout v2", err, codes.FailedPrecondition, wantVersion)
-	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 2, LeaseIds: []uint64{1}})
+	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 3, LeaseIds: []uint64{1}})
 	check("Renew v2", err, codes.FailedPrecondition, wantVersion)
-	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 2, LeaseIds: []uint64{1}})
+	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 3, LeaseIds: []uint64{1}})
 	check("Release v2", err, codes.FailedPrecondition, wantVersion)
-	_, err = l.Features(ctx, &triadv1.FeaturesRequest{ProtocolVersion: 2})
+	_, err = l.Features(ctx, &triadv1.FeaturesRequest{ProtocolVersion: 3})
 	check("Features v2", err, codes.FailedPrecondition, wantVersion)
 
 	req = validCheckoutRequest()
 	req.Feature = ""
 	_, err = l.Checkout(ctx, req)
 	check("Checkout without feature", err, codes.InvalidArgument, "feature")
-	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1})
+	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: LicensingProtocolVersion})
 	check("Renew without ids", err, codes.InvalidArgument, "no lease ids")
-	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 1, LeaseIds: make([]uint64, maxLeaseIDs+1)})
+	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: make([]uint64, maxLeaseIDs+1)})
 	check("Release with too many ids", err, codes.InvalidArgument, "at most")
 }

@@ -61,16 +61,16 @@ func TestLicensingRequestSizeLimits(t *testing.T) {
 			t.Errorf("%s: %v %q, want InvalidArgument containing %q", name, st.Code(), st.Message(), msg)
 		}
 	}
-	_, err := l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1, LeaseIds: make([]uint64, maxLeaseIDs+1)})
+	_, err := l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: make([]uint64, maxLeaseIDs+1)})
 	check("Renew with too many ids", err, fmt.Sprintf("%d lease ids in one call; at most %d", maxLeaseIDs+1, maxLeaseIDs))
 
 	huge := make([]uint64, maxLeaseIDs)
 	for i := range huge {
 		huge[i] = 1<<63 + uint64(i) // 10-byte varints: ~100 KB
 	}
-	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: 1, LeaseIds: huge})
+	_, err = l.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: huge})
 	check("Renew over the byte limit", err, fmt.Sprintf("over the limit of %d bytes per request", maxRequestBytes))
-	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: 1, LeaseIds: huge})
+	_, err = l.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: LicensingProtocolVersion, LeaseIds: huge})
 	check("Release over the byte limit", err, fmt.Sprintf("over the limit of %d bytes per request", maxRequestBytes))
 
 	// The biggest realistic request fits: maxLeaseIDs ids below 2^28.

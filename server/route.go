@@ -104,9 +104,14 @@ func (s *Server) route(ctx context.Context, forwarded bool, local, remote func(c
 	}
 }
 
-// submitOps runs lease operations through the batchers.
+// submitOps runs lease operations through the batchers. The input limits
+// are checked here, so ops forwarded by a follower meet the same ones as
+// this member's own callers.
 func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool) ([]*fsmpb.OpResult, error) {
 	if err := checkOpsSize(ops, forwarded); err != nil {
+		return nil, err
+	}
+	if err := validateOps(ops); err != nil {
 		return nil, err
 	}
 	var res []*fsmpb.OpResult
@@ -120,9 +125,11 @@ func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool)
 	return res, err
 }
 
-// flushLocal applies one batch as one Raft log entry (leader).
+// flushLocal applies one batch as one Raft log entry (leader). The leader
+// draws each new grant's lease secret here, where it proposes.
 func (s *Server) flushLocal(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
 	s.metrics.raftBatchOps(len(ops))
+	stampSecrets(ops)
 	resp, err := s.applyLocal(&fsmpb.Command{Cmd: &fsmpb.Command_Batch{Batch: &fsmpb.Batch{Ops: ops}}})
 	if err != nil {
 		return nil, err

@@ -55,6 +55,9 @@ const (
 	Code_TOO_MANY_SESSIONS Code = 32
 	// The license file does not verify against the replicated vendor trust.
 	Code_SIGNATURE_INVALID Code = 33
+	// Lease ownership refusals (40-49).
+	// The lease exists but the secret given is not its secret (or none).
+	Code_WRONG_LEASE_SECRET Code = 40
 )
 
 // Enum value maps for Code.
@@ -81,6 +84,7 @@ var (
 		31: "PERMISSION_DENIED",
 		32: "TOO_MANY_SESSIONS",
 		33: "SIGNATURE_INVALID",
+		40: "WRONG_LEASE_SECRET",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -104,6 +108,7 @@ var (
 		"PERMISSION_DENIED":     31,
 		"TOO_MANY_SESSIONS":     32,
 		"SIGNATURE_INVALID":     33,
+		"WRONG_LEASE_SECRET":    40,
 	}
 )
 
@@ -1198,17 +1203,23 @@ func (x *RemoveLicense) GetSessionId() string {
 
 // Grant is one checkout request.
 type Grant struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Feature       string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
-	Version       uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
-	Count         uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
-	User          string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
-	Host          string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	Pid           int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
-	ClientId      string                 `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	ViaMember     string                 `protobuf:"bytes,10,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Feature   string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	Version   uint32                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Count     uint32                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	User      string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Host      string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	Pid       int64                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	ClientId  string                 `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	TtlMs     int64                  `protobuf:"varint,9,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	ViaMember string                 `protobuf:"bytes,10,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	// The lease secret, chosen by the leader (crypto/rand) when it proposes
+	// the grant, never by the client nor by Apply. Renew, Release and borrow
+	// extension need it. A grant without one (written by a build before
+	// lease secrets) makes a lease without one, and keeps the request id
+	// unscoped: see docs/security.md, "Lease secrets".
+	Secret        []byte `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1313,10 +1324,20 @@ func (x *Grant) GetViaMember() string {
 	return ""
 }
 
+func (x *Grant) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // Renew restarts the TTL of the listed leases (one client's batch).
 type Renew struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseIds      []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	LeaseIds []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	// secrets[i] is the secret of lease_ids[i]; missing entries are empty.
+	// A lease with a secret is renewed only with that secret.
+	Secrets       [][]byte `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1358,10 +1379,19 @@ func (x *Renew) GetLeaseIds() []uint64 {
 	return nil
 }
 
-// Release frees the listed leases.
+func (x *Renew) GetSecrets() [][]byte {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// Release frees the listed leases: the holder's release, which needs each
+// lease's secret (secrets[i] for lease_ids[i], as in Renew).
 type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseIds      []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
+	Secrets       [][]byte               `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1399,6 +1429,13 @@ func (*Release) Descriptor() ([]byte, []int) {
 func (x *Release) GetLeaseIds() []uint64 {
 	if x != nil {
 		return x.LeaseIds
+	}
+	return nil
+}
+
+func (x *Release) GetSecrets() [][]byte {
+	if x != nil {
+		return x.Secrets
 	}
 	return nil
 }
@@ -1592,10 +1629,12 @@ func (x *AdminRelease) GetSessionId() string {
 // lease_id set it extends that borrowed lease instead. Returning early is
 // a Release.
 type Borrow struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Grant         *Grant                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	LeaseId       uint64                 `protobuf:"varint,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Grant      *Grant                 `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	DurationMs int64                  `protobuf:"varint,2,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	LeaseId    uint64                 `protobuf:"varint,3,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The secret of lease_id, when extending.
+	Secret        []byte `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1649,6 +1688,13 @@ func (x *Borrow) GetLeaseId() uint64 {
 		return x.LeaseId
 	}
 	return 0
+}
+
+func (x *Borrow) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
 }
 
 // LicenseTick is committed by the leader when a license becomes valid or
@@ -2580,7 +2626,11 @@ type Lease struct {
 	// Countdown accounting: seat time is counted up to this instant.
 	AccountedMs int64 `protobuf:"varint,17,opt,name=accounted_ms,json=accountedMs,proto3" json:"accounted_ms,omitempty"`
 	// The lease is on a named-user feature: it uses its user's named seat.
-	NamedUser     bool `protobuf:"varint,18,opt,name=named_user,json=namedUser,proto3" json:"named_user,omitempty"`
+	NamedUser bool `protobuf:"varint,18,opt,name=named_user,json=namedUser,proto3" json:"named_user,omitempty"`
+	// The grant's secret (Grant.secret); empty for a lease granted before
+	// lease secrets. Never leaves the members except in the answer to the
+	// checkout that produced the lease.
+	Secret        []byte `protobuf:"bytes,19,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2741,14 +2791,24 @@ func (x *Lease) GetNamedUser() bool {
 	return false
 }
 
+func (x *Lease) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 // RequestRecord remembers which lease a request id produced, so a retried
 // checkout never takes a second seat. Kept while the lease lives and for a
-// while after it ended (ended_ms != 0).
+// while after it ended (ended_ms != 0). Keyed by (client_id, request_id):
+// a request id is scoped to the client that chose it. Records of grants
+// without a secret (older builds) have no client_id: unscoped.
 type RequestRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	LeaseId       uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	EndedMs       int64                  `protobuf:"varint,3,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`
+	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2804,6 +2864,13 @@ func (x *RequestRecord) GetEndedMs() int64 {
 	return 0
 }
 
+func (x *RequestRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
 // Snapshot is the whole FSM state; every list is sorted by its key so that
 // equal states give byte-identical snapshots.
 type Snapshot struct {
@@ -2814,7 +2881,7 @@ type Snapshot struct {
 	Licenses []*License `protobuf:"bytes,3,rep,name=licenses,proto3" json:"licenses,omitempty"`
 	// Sorted by id.
 	Leases []*Lease `protobuf:"bytes,4,rep,name=leases,proto3" json:"leases,omitempty"`
-	// Sorted by request_id.
+	// Sorted by (client_id, request_id).
 	Requests    []*RequestRecord `protobuf:"bytes,5,rep,name=requests,proto3" json:"requests,omitempty"`
 	NextLeaseId uint64           `protobuf:"varint,6,opt,name=next_lease_id,json=nextLeaseId,proto3" json:"next_lease_id,omitempty"`
 	LastNowMs   int64            `protobuf:"varint,7,opt,name=last_now_ms,json=lastNowMs,proto3" json:"last_now_ms,omitempty"`
@@ -3656,7 +3723,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\rRemoveLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\xfd\x01\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\x95\x02\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -3670,11 +3737,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\t \x01(\x03R\x05ttlMs\x12\x1d\n" +
 	"\n" +
 	"via_member\x18\n" +
-	" \x01(\tR\tviaMember\"$\n" +
+	" \x01(\tR\tviaMember\x12\x16\n" +
+	"\x06secret\x18\v \x01(\fR\x06secret\">\n" +
 	"\x05Renew\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"&\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\"@\n" +
 	"\aRelease\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\"\x8a\x02\n" +
+	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\"\x8a\x02\n" +
 	"\x02Op\x12+\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantH\x00R\x05grant\x12+\n" +
 	"\x05renew\x18\x02 \x01(\v2\x13.triad.fsm.v1.RenewH\x00R\x05renew\x121\n" +
@@ -3685,12 +3755,13 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\fAdminRelease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"o\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\x87\x01\n" +
 	"\x06Borrow\x12)\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantR\x05grant\x12\x1f\n" +
 	"\vduration_ms\x18\x02 \x01(\x03R\n" +
 	"durationMs\x12\x19\n" +
-	"\blease_id\x18\x03 \x01(\x04R\aleaseId\"\r\n" +
+	"\blease_id\x18\x03 \x01(\x04R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\fR\x06secret\"\r\n" +
 	"\vLicenseTick\"_\n" +
 	"\x10RecycleNamedUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
@@ -3749,7 +3820,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xed\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\x85\x04\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -3775,12 +3846,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\bborrowed\x18\x10 \x01(\bR\bborrowed\x12!\n" +
 	"\faccounted_ms\x18\x11 \x01(\x03R\vaccountedMs\x12\x1d\n" +
 	"\n" +
-	"named_user\x18\x12 \x01(\bR\tnamedUser\"d\n" +
+	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
+	"\x06secret\x18\x13 \x01(\fR\x06secret\"\x81\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
-	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\"\xf3\x06\n" +
+	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\"\xf3\x06\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -3850,7 +3923,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xa7\x03\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xbf\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -3875,7 +3948,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0fSESSION_REFUSED\x10\x1e\x12\x15\n" +
 	"\x11PERMISSION_DENIED\x10\x1f\x12\x15\n" +
 	"\x11TOO_MANY_SESSIONS\x10 \x12\x15\n" +
-	"\x11SIGNATURE_INVALID\x10!B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"\x11SIGNATURE_INVALID\x10!\x12\x16\n" +
+	"\x12WRONG_LEASE_SECRET\x10(B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once

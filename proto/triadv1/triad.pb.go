@@ -33,7 +33,10 @@ type BorrowRequest struct {
 	Checkout        *CheckoutRequest `protobuf:"bytes,2,opt,name=checkout,proto3" json:"checkout,omitempty"`
 	DurationSeconds uint32           `protobuf:"varint,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
 	// Extend this borrowed lease instead of taking a new one.
-	LeaseId       uint64 `protobuf:"varint,4,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	LeaseId uint64 `protobuf:"varint,4,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The secret of lease_id (CheckoutResponse.lease_secret of the borrow),
+	// needed to extend it.
+	LeaseSecret   []byte `protobuf:"bytes,5,opt,name=lease_secret,json=leaseSecret,proto3" json:"lease_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,18 +99,28 @@ func (x *BorrowRequest) GetLeaseId() uint64 {
 	return 0
 }
 
+func (x *BorrowRequest) GetLeaseSecret() []byte {
+	if x != nil {
+		return x.LeaseSecret
+	}
+	return nil
+}
+
 type CheckoutRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	// Client-chosen unique id: a retry with the same id returns the same lease.
+	// Client-chosen unique, unguessable id: a retry with the same id (and the
+	// same client_id) returns the same lease and its secret.
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Feature   string `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
 	Version   uint32 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	// Seats to take; 0 means 1.
-	Count    uint32 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
-	User     string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
-	Host     string `protobuf:"bytes,7,opt,name=host,proto3" json:"host,omitempty"`
-	Pid      int64  `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	Count uint32 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	User  string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	Host  string `protobuf:"bytes,7,opt,name=host,proto3" json:"host,omitempty"`
+	Pid   int64  `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Identifies the client process (random per process in the client
+	// library); required. Request ids are scoped by it.
 	ClientId string `protobuf:"bytes,9,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// Lease TTL wanted; 0 means the server default (30 s).
 	TtlSeconds    uint32 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
@@ -395,7 +408,12 @@ type CheckoutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Lease *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
 	// Licensing address of the current leader, a hint for the client.
-	Leader        string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The lease secret, chosen by the leader: Renew, Release, ReturnBorrow
+	// and borrow extension need it. Only the holder learns it (a retry of the
+	// checkout gets it again); no listing shows it. Empty for a lease granted
+	// before lease secrets, which needs none.
+	LeaseSecret   []byte `protobuf:"bytes,3,opt,name=lease_secret,json=leaseSecret,proto3" json:"lease_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -444,12 +462,21 @@ func (x *CheckoutResponse) GetLeader() string {
 	return ""
 }
 
+func (x *CheckoutResponse) GetLeaseSecret() []byte {
+	if x != nil {
+		return x.LeaseSecret
+	}
+	return nil
+}
+
 type RenewRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	LeaseIds        []uint64               `protobuf:"varint,2,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// lease_secrets[i] is the secret of lease_ids[i] (at most one per id).
+	LeaseSecrets  [][]byte `protobuf:"bytes,3,rep,name=lease_secrets,json=leaseSecrets,proto3" json:"lease_secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenewRequest) Reset() {
@@ -496,10 +523,18 @@ func (x *RenewRequest) GetLeaseIds() []uint64 {
 	return nil
 }
 
+func (x *RenewRequest) GetLeaseSecrets() [][]byte {
+	if x != nil {
+		return x.LeaseSecrets
+	}
+	return nil
+}
+
 type RenewResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// False when the lease no longer exists (expired, released, force-released).
+	// False when the lease no longer exists (expired, released, force-released),
+	// or the secret given is not the lease's (error "lease N: wrong lease secret").
 	Ok            bool   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
 	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	ExpiresUnixMs int64  `protobuf:"varint,4,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
@@ -629,8 +664,10 @@ type ReleaseRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	LeaseIds        []uint64               `protobuf:"varint,2,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// lease_secrets[i] is the secret of lease_ids[i] (at most one per id).
+	LeaseSecrets  [][]byte `protobuf:"bytes,3,rep,name=lease_secrets,json=leaseSecrets,proto3" json:"lease_secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseRequest) Reset() {
@@ -677,11 +714,20 @@ func (x *ReleaseRequest) GetLeaseIds() []uint64 {
 	return nil
 }
 
+func (x *ReleaseRequest) GetLeaseSecrets() [][]byte {
+	if x != nil {
+		return x.LeaseSecrets
+	}
+	return nil
+}
+
 type ReleaseResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	// False when the lease was already gone.
-	Released      bool `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	// False when the lease was already gone, or the secret was wrong.
+	Released bool `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	// Why not released: "lease N not found: ..." or "lease N: wrong lease secret".
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,6 +774,13 @@ func (x *ReleaseResult) GetReleased() bool {
 		return x.Released
 	}
 	return false
+}
+
+func (x *ReleaseResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type ReleaseResponse struct {
@@ -4522,12 +4575,13 @@ var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
-	"\x14triad/v1/triad.proto\x12\btriad.v1\"\xb7\x01\n" +
+	"\x14triad/v1/triad.proto\x12\btriad.v1\"\xda\x01\n" +
 	"\rBorrowRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x125\n" +
 	"\bcheckout\x18\x02 \x01(\v2\x19.triad.v1.CheckoutRequestR\bcheckout\x12)\n" +
 	"\x10duration_seconds\x18\x03 \x01(\rR\x0fdurationSeconds\x12\x19\n" +
-	"\blease_id\x18\x04 \x01(\x04R\aleaseId\"\x9d\x02\n" +
+	"\blease_id\x18\x04 \x01(\x04R\aleaseId\x12!\n" +
+	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\"\x9d\x02\n" +
 	"\x0fCheckoutRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -4563,13 +4617,15 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"via_member\x18\x0f \x01(\tR\tviaMember\x12#\n" +
 	"\rgrace_seconds\x18\x10 \x01(\rR\fgraceSeconds\x12\x1a\n" +
-	"\bborrowed\x18\x11 \x01(\bR\bborrowed\"Q\n" +
+	"\bborrowed\x18\x11 \x01(\bR\bborrowed\"t\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
-	"\x06leader\x18\x02 \x01(\tR\x06leader\"V\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
+	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\"{\n" +
 	"\fRenewRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
-	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\"\x97\x01\n" +
+	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\x12#\n" +
+	"\rlease_secrets\x18\x03 \x03(\fR\fleaseSecrets\"\x97\x01\n" +
 	"\vRenewResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
@@ -4579,13 +4635,15 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"ttlSeconds\"X\n" +
 	"\rRenewResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.triad.v1.RenewResultR\aresults\x12\x16\n" +
-	"\x06leader\x18\x02 \x01(\tR\x06leader\"X\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\"}\n" +
 	"\x0eReleaseRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
-	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\"F\n" +
+	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\x12#\n" +
+	"\rlease_secrets\x18\x03 \x03(\fR\fleaseSecrets\"\\\n" +
 	"\rReleaseResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
-	"\breleased\x18\x02 \x01(\bR\breleased\"D\n" +
+	"\breleased\x18\x02 \x01(\bR\breleased\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"D\n" +
 	"\x0fReleaseResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.triad.v1.ReleaseResultR\aresults\"\\\n" +
 	"\x0fFeaturesRequest\x12)\n" +

@@ -2,13 +2,17 @@
 // so that the examples of package client run as tests with checked output.
 // It serves the Licensing gRPC service on loopback ports from one shared
 // state (as a cluster's members share the replicated state): seats per
-// feature, idempotent request ids, grace periods and borrow limits. It has
+// feature, idempotent request ids (scoped by client id), lease secrets
+// (needed to renew, release, extend or return, as on a real member), grace
+// periods and borrow limits. It has
 // no Raft, no license files and no TTL expiry, and it is not part of the
 // client's API.
 package fakeserver
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"maps"
@@ -31,7 +35,7 @@ import (
 
 // protocolVersion is the licensing protocol a Server speaks by default:
 // the one package client speaks (client.ProtocolVersion).
-const protocolVersion = 1
+const protocolVersion = 2
 
 // Feature is what the stand-in's "license" grants.
 type Feature struct {
@@ -51,7 +55,8 @@ type Server struct {
 	mu        sync.Mutex
 	features  map[string]Feature
 	leases    map[uint64]*triadv1.Lease
-	byRequest map[string]uint64
+	secrets   map[uint64][]byte
+	byRequest map[string]uint64 // client id + "\x00" + request id → lease id
 	nextID    uint64
 	down      bool
 	protocol  uint32
@@ -70,7 +75,7 @@ var (
 // Start starts members members on 127.0.0.1 with free ports.
 func Start(members int, features ...Feature) (*Server, error) {
 	s := &Server{
-		features: map[string]Feature{}, leases: map[uint64]*triadv1.Lease{}, byRequest: map[string]uint64{},
+		features: map[string]Feature{}, leases: map[uint64]*triadv1.Lease{}, secrets: map[uint64][]byte{}, byRequest: map[string]uint64{},
 		protocol: protocolVersion,
 	}
 	for _, f := range features {
@@ -197,14 +202,27 @@ func (m *member) Checkout(ctx context.Context, req *triadv1.CheckoutRequest) (*t
 	if err != nil {
 		return nil, err
 	}
-	return &triadv1.CheckoutResponse{Lease: proto.Clone(l).(*triadv1.Lease)}, nil
+	return &triadv1.CheckoutResponse{Lease: proto.Clone(l).(*triadv1.Lease), LeaseSecret: s.secrets[l.LeaseId]}, nil
+}
+
+// ownedLocked reports whether secret is lease id's secret.
+func (s *Server) ownedLocked(id uint64, secret []byte) bool {
+	return bytes.Equal(s.secrets[id], secret)
+}
+
+func secretAt(secrets [][]byte, i int) []byte {
+	if i < len(secrets) {
+		return secrets[i]
+	}
+	return nil
 }
 
 func (s *Server) grantLocked(req *triadv1.CheckoutRequest, via string) (*triadv1.Lease, error) {
-	if req.GetFeature() == "" || req.GetRequestId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "a checkout needs a feature and a request id")
+	if req.GetFeature() == "" || req.GetRequestId() == "" || req.GetClientId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a checkout needs a feature, a request id and a client id")
 	}
-	if id, ok := s.byRequest[req.GetRequestId()]; ok {
+	key := req.GetClientId() + "\x00" + req.GetRequestId()
+	if id, ok := s.byRequest[key]; ok {
 		if l, ok := s.leases[id]; ok {
 			return l, nil
 		}
@@ -231,7 +249,8 @@ func (s *Server) grantLocked(req *triadv1.CheckoutRequest, via string) (*triadv1
 		FencingIndex: 100 + s.nextID, ViaMember: via, GraceSeconds: uint32(f.Grace / time.Second),
 	}
 	s.leases[l.LeaseId] = l
-	s.byRequest[l.RequestId] = l.LeaseId
+	s.secrets[l.LeaseId] = []byte(rand.Text())
+	s.byRequest[key] = l.LeaseId
 	return l, nil
 }
 
@@ -244,10 +263,14 @@ func (m *member) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1
 	}
 	resp := &triadv1.RenewResponse{}
 	now := time.Now()
-	for _, id := range req.GetLeaseIds() {
+	for i, id := range req.GetLeaseIds() {
 		l, ok := s.leases[id]
 		if !ok || l.Borrowed {
 			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d not found", id)})
+			continue
+		}
+		if !s.ownedLocked(id, secretAt(req.GetLeaseSecrets(), i)) {
+			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d: wrong lease secret", id)})
 			continue
 		}
 		l.RenewedUnixMs = now.UnixMilli()
@@ -265,8 +288,12 @@ func (m *member) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*tri
 		return nil, err
 	}
 	resp := &triadv1.ReleaseResponse{}
-	for _, id := range req.GetLeaseIds() {
+	for i, id := range req.GetLeaseIds() {
 		_, ok := s.leases[id]
+		if ok && !s.ownedLocked(id, secretAt(req.GetLeaseSecrets(), i)) {
+			resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: id, Error: fmt.Sprintf("lease %d: wrong lease secret", id)})
+			continue
+		}
 		delete(s.leases, id)
 		resp.Results = append(resp.Results, &triadv1.ReleaseResult{LeaseId: id, Released: ok})
 	}
@@ -291,6 +318,9 @@ func (m *member) Borrow(ctx context.Context, req *triadv1.BorrowRequest) (*triad
 		if l == nil || !l.Borrowed {
 			return nil, status.Errorf(codes.NotFound, "no borrowed lease %d", req.GetLeaseId())
 		}
+		if !s.ownedLocked(l.LeaseId, req.GetLeaseSecret()) {
+			return nil, status.Errorf(codes.PermissionDenied, "lease %d: wrong lease secret", l.LeaseId)
+		}
 		feature = l.Feature
 	}
 	if f, ok := s.features[feature]; ok && d > f.MaxBorrow {
@@ -310,7 +340,7 @@ func (m *member) Borrow(ctx context.Context, req *triadv1.BorrowRequest) (*triad
 		l.Borrowed = true
 	}
 	l.ExpiresUnixMs = time.Now().Add(d).UnixMilli()
-	return &triadv1.CheckoutResponse{Lease: proto.Clone(l).(*triadv1.Lease)}, nil
+	return &triadv1.CheckoutResponse{Lease: proto.Clone(l).(*triadv1.Lease), LeaseSecret: s.secrets[l.LeaseId]}, nil
 }
 
 func (m *member) Features(ctx context.Context, req *triadv1.FeaturesRequest) (*triadv1.FeaturesResponse, error) {
