@@ -164,6 +164,9 @@ func (c *Creds) MutualClient(check MemberCheck) *tls.Config {
 		InsecureSkipVerify: true, // verified in VerifyConnection against the cluster CA
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, _ := c.current()
+			if cert == nil {
+				return &tls.Certificate{}, nil // none: the member will refuse us
+			}
 			return cert, nil
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
