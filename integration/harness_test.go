@@ -114,6 +114,9 @@ func issueCert(t *testing.T, kind pki.Kind, name string, hosts ...string) (certF
 	return certFile, keyFile
 }
 
+// insecureEnv makes triadctl talk plaintext (members run with --insecure).
+var insecureEnv = []string{"TRIAD_CA=", "TRIAD_INSECURE=1"}
+
 func (m *member) addrFile() string { return filepath.Join(m.dir, "addrs.json") }
 
 func (m *member) start() {
@@ -156,11 +159,11 @@ func (m *member) start() {
 		return nil
 	})
 	waitFor(m.t, 20*time.Second, "member "+m.name+" answering", func() error {
-		args := []string{"server", "show"}
 		if m.insecure {
-			args = append([]string{"--insecure"}, args...)
+			_, err := ctlEnv(m.t, insecureEnv, "--server", m.addr, "server", "show")
+			return err
 		}
-		_, err := ctlOn(m.t, m.addr, args...)
+		_, err := ctlOn(m.t, m.addr, "server", "show")
 		return err
 	})
 }
