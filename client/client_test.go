@@ -466,3 +466,51 @@ func TestLeaseStateString(t *testing.T) {
 		}
 	}
 }
+
+// A process holding more leases than one call may carry renews and
+// releases them in several calls, each under the limit, and every lease
+// is renewed.
+func TestRenewAndReleaseSplitLargeSets(t *testing.T) {
+	old := maxRefsPerCall
+	maxRefsPerCall = 2
+	t.Cleanup(func() { maxRefsPerCall = old })
+	cl := newFakeCluster(t, 1)
+	cl.mu.Lock()
+	cl.capacity["cad"] = 10
+	cl.mu.Unlock()
+	c := newTestClient(t, cl.addrs(), WithRenewInterval(time.Hour))
+	ctx := testCtx(t)
+	var leases []*Lease
+	for range 5 {
+		l, err := c.Checkout(ctx, CheckoutRequest{Feature: "cad"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+	}
+	before := leases[4].LastRenewed()
+	if err := c.renew.roundNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := cl.members[0].renewCalls()
+	seen := map[uint64]bool{}
+	for _, ids := range calls {
+		if len(ids) > 2 {
+			t.Errorf("a renew call carried %d leases, over the limit of 2", len(ids))
+		}
+		for _, id := range ids {
+			seen[id] = true
+		}
+	}
+	if len(calls) != 3 || len(seen) != 5 {
+		t.Fatalf("renew calls %v: want 3 calls covering 5 leases", calls)
+	}
+	for _, l := range leases {
+		if l.State() != Held {
+			t.Fatalf("lease %v is %v after the split renewal", l.Info(), l.State())
+		}
+	}
+	if !leases[4].LastRenewed().After(before) {
+		t.Fatal("the lease in the last call was not recorded as renewed")
+	}
+}

@@ -225,28 +225,62 @@ func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *tr
 	return g, nil
 }
 
+// maxRefsPerCall bounds the leases of one Renew or Release call, so that a
+// process holding many leases stays under the server's per-request limits
+// (10,000 ids and 64 KiB encoded; a lease id with its 16-byte secret takes
+// about 30 bytes).
+var maxRefsPerCall = 1000
+
+// chunks splits refs into calls of at most maxRefsPerCall leases.
+func chunks(refs []leaseRef) [][]leaseRef {
+	var out [][]leaseRef
+	for len(refs) > maxRefsPerCall {
+		out, refs = append(out, refs[:maxRefsPerCall]), refs[maxRefsPerCall:]
+	}
+	return append(out, refs)
+}
+
+// renew renews the leases, in several calls when there are many; sent is
+// the send time of the earliest call, so the leases' view of the server
+// never outlasts it.
 func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) (resp *triadv1.RenewResponse, sent time.Time, err error) {
-	ids, secrets := splitRefs(refs)
-	err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		t := time.Now()
-		r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+	resp = &triadv1.RenewResponse{}
+	for i, part := range chunks(refs) {
+		ids, secrets := splitRefs(part)
+		err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+			t := time.Now()
+			r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+			if err != nil {
+				return "", err
+			}
+			if i == 0 {
+				sent = t
+			}
+			resp.Results = append(resp.Results, r.GetResults()...)
+			resp.Leader = r.GetLeader()
+			return r.GetLeader(), nil
+		})
 		if err != nil {
-			return "", err
+			return nil, sent, err
 		}
-		resp, sent = r, t
-		return r.GetLeader(), nil
-	})
-	return resp, sent, err
+	}
+	return resp, sent, nil
 }
 
 // release frees the leases, sending each one's secret; released=false in
 // the answer means already gone, the outcome wanted, so it is not checked.
 func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) error {
-	ids, secrets := splitRefs(refs)
-	return s.call(ctx, "release", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
-		return "", err
-	})
+	for _, part := range chunks(refs) {
+		ids, secrets := splitRefs(part)
+		err := s.call(ctx, "release", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+			_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+			return "", err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // leaseRef names a server lease with its secret: every renewal and release
