@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,7 +219,7 @@ func TestAttackLicensingPortTLS(t *testing.T) {
 	// Not parallel: it sets TRIAD_CERT/TRIAD_KEY for the tools it runs.
 	dir := t.TempDir()
 	m := prepareMember(t, "alpha", "127.0.0.1", "")
-	m.extra = []string{"--tls-client-ca", testCAFile}
+	m.extra = []string{"--tls-client-ca", testCAFile, "--http-tls"}
 	// start() checks readiness with `server show`, which now needs a
 	// client certificate: give triadctl one through the environment.
 	cf, kf := issueCert(t, pki.Client, "ops")
@@ -228,7 +229,18 @@ func TestAttackLicensingPortTLS(t *testing.T) {
 	if _, err := ctlOn(t, m.addr, "server", "show"); err != nil {
 		t.Fatalf("a tool with a client certificate: %v", err)
 	}
-	_, err := ctlEnv(t, []string{"TRIAD_CERT=", "TRIAD_KEY="}, "--server", m.addr, "--timeout", "5s", "server", "show")
+	// --http-tls: the status port answers HTTPS verified by the cluster CA
+	// (no client certificate asked there) and nothing in plaintext.
+	hc := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS(t)}}
+	resp, err := hc.Get("https://" + m.httpAddr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("https /healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if code, _ := getURL(t, "http://"+m.httpAddr+"/healthz"); code == 200 {
+		t.Fatal("the status port answered plaintext HTTP with --http-tls")
+	}
+	_, err = ctlEnv(t, []string{"TRIAD_CERT=", "TRIAD_KEY="}, "--server", m.addr, "--timeout", "5s", "server", "show")
 	wantFail(t, err, "member unreachable")
 	otherCA, err := pki.NewCA("attacker CA", time.Hour)
 	if err != nil {
