@@ -62,7 +62,7 @@ func TestLeaseSecretStopsOtherProcesses(t *testing.T) {
 	c := formedWithLicense(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	holder, err := client.New(strings.Split(c.servers(), ","), client.WithRenewInterval(300*time.Millisecond))
+	holder, err := client.New(strings.Split(c.servers(), ","), tlsOption(t), client.WithRenewInterval(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
