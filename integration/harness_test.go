@@ -134,6 +134,8 @@ func (m *member) start() {
 	os.Remove(m.addrFile())
 	args = append(args, m.extra...)
 	m.cmd = exec.Command(filepath.Join(binDir, "triadd"), args...)
+	// A test binary that dies (timeout panic) takes its members with it.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	m.cmd.Stderr = &stderr
 	if err := m.cmd.Start(); err != nil {
