@@ -186,6 +186,9 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 
 	infos := make([]*peerpb.InfoResponse, len(members))
 	failoverAddrs := make([]string, len(members))
+	// offsets[i] is member i's clock minus this member's, estimated at the
+	// middle of the Info call, so that every pair can be compared.
+	offsets := make([]time.Duration, len(members))
 	for i, addr := range members {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		d, err := s.discover(cctx, addr)
@@ -201,12 +204,16 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		}
 		failoverAddrs[i] = d.GetFailoverAddress()
 		cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		sent := s.now()
 		info, err := s.peerClient(failoverAddrs[i]).Info(cctx, &peerpb.InfoRequest{})
+		received := s.now()
 		cancel()
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "member %s answers on its licensing port but not on its failover port %s (%v): open the failover port between the members and check that each member's certificate is a member certificate of this cluster's CA", addr, failoverAddrs[i], status.Convert(err).Message())
 		}
 		infos[i] = info
+		mid := sent.Add(received.Sub(sent) / 2)
+		offsets[i] = time.UnixMilli(info.GetNowMs()).Sub(mid)
 	}
 	// The vendor keys every member trusts become the cluster's, replicated:
 	// they must agree, or members would judge licenses differently.
@@ -224,9 +231,6 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		if !sameKeys(info.GetTrustedKeys(), fc.VendorTrust.Keys) {
 			return nil, s.trustMismatch(addr, info.GetName(), info.GetTrustedKeys())
 		}
-		if skew := time.Duration(info.GetNowMs()-s.nowMs()) * time.Millisecond; skew > maxClockSkew || skew < -maxClockSkew {
-			return nil, status.Errorf(codes.FailedPrecondition, "the clock of member %s (%s) differs from this member's by %s (at most %s allowed): synchronise the clocks (NTP) and retry", addr, info.GetName(), skew.Round(time.Second), maxClockSkew)
-		}
 		if other, dup := names[info.GetName()]; dup {
 			return nil, status.Errorf(codes.FailedPrecondition, "members %s and %s have the same name %q: give each member its own --name", other, addr, info.GetName())
 		}
@@ -240,6 +244,9 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 			raftAddr = failoverAddrs[i]
 		}
 		fc.Members = append(fc.Members, &fsmpb.Member{Name: info.GetName(), GrpcAddress: addr, RaftAddress: raftAddr, ComputerId: info.GetComputerId()})
+	}
+	if err := checkClockPairs(members, infos, offsets); err != nil {
+		return nil, err
 	}
 	if !self {
 		return nil, status.Errorf(codes.InvalidArgument, "the member contacted (%s) is not in --members %s: name it with the address the others reach it at", s.Addr(), strings.Join(members, ","))
@@ -438,4 +445,20 @@ func tlsWord(on bool) string {
 		return "with TLS"
 	}
 	return "without TLS (--insecure)"
+}
+
+// checkClockPairs compares the clocks of every pair of members, not only
+// each with the contacted one: two members 2 h apart are each within 1 h of
+// a third in the middle, and would still disagree on every lease's expiry
+// after a failover.
+func checkClockPairs(members []string, infos []*peerpb.InfoResponse, offsets []time.Duration) error {
+	for i := range offsets {
+		for j := i + 1; j < len(offsets); j++ {
+			if skew := offsets[j] - offsets[i]; skew > maxClockSkew || skew < -maxClockSkew {
+				return status.Errorf(codes.FailedPrecondition, "the clock of member %s (%s) differs from that of member %s (%s) by %s (at most %s allowed): synchronise the clocks (NTP) and retry",
+					members[j], infos[j].GetName(), members[i], infos[i].GetName(), skew.Round(time.Second), maxClockSkew)
+			}
+		}
+	}
+	return nil
 }
