@@ -55,6 +55,9 @@ type Config struct {
 	// ClockOffset shifts this member's wall clock. Test-only: it exists so
 	// integration tests can simulate clock skew; never set it in production.
 	ClockOffset time.Duration `json:"-"`
+	// ClockFile (test only) holds a duration the member adds to its wall
+	// clock while running, re-read every 100 ms: a clock step on demand.
+	ClockFile string `json:"-"`
 	// LogFile is where the member's structured log goes ("" = stderr).
 	LogFile string `json:"log_file"`
 	// LogMaxMB: the log file is rotated before it would grow past this many
@@ -142,6 +145,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	}
 	c.LeaseTTL = f.Duration("lease-ttl")
 	c.ClockOffset = f.Duration("test-clock-offset")
+	c.ClockFile = f.String("test-clock-file")
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")

@@ -45,6 +45,8 @@ func (s *Server) watchLeadership() {
 // second until leadership ends.
 func (s *Server) leaderLoop(ctx context.Context) {
 	s.log.Info("became leader")
+	defer s.lclock.follow()
+	defer s.consistentReady.Store(false)
 	for ctx.Err() == nil {
 		if err := s.node.raft.Barrier(applyTimeout).Error(); err == nil {
 			break
@@ -52,6 +54,14 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		}
 	}
+	if ctx.Err() != nil {
+		return
+	}
+	// After the barrier the FSM holds every committed entry: its last now
+	// is the floor of this leader's clock, and the commit index is one of
+	// this term, good for consistent reads.
+	s.lclock.lead(s.fsm.LastNowMs())
+	s.consistentReady.Store(true)
 	if s.fsm.Cluster() == nil {
 		s.formMu.Lock()
 		fc := s.formation
@@ -72,15 +82,15 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			s.log.Info("leadership lost")
 			return
 		case <-t.C:
-			if s.fsm.HasExpired(s.nowMs()) {
+			if s.fsm.HasExpired(s.stampMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{}}})
 			}
 			// Licenses become valid and expire on time by themselves: the
 			// leader commits the change when the clock crosses a date.
-			if s.fsm.NeedsLicenseTick(s.nowMs()) {
+			if s.fsm.NeedsLicenseTick(s.stampMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_LicenseTick{LicenseTick: &fsmpb.LicenseTick{}}})
 			}
-			if s.fsm.HasIdleSessions(s.nowMs()) {
+			if s.fsm.HasIdleSessions(s.stampMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireSessions{ExpireSessions: &fsmpb.ExpireSessions{}}})
 			}
 			if day, due := sweepDue(s.now(), lastSweep, s.fsm.Settings().AutoRecycling); due {

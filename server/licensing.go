@@ -247,12 +247,9 @@ func (l *licensingService) Features(ctx context.Context, req *triadv1.FeaturesRe
 // committed when asked (linearizable reads on any member).
 func (s *Server) readIndex(ctx context.Context) error {
 	var index uint64
-	err := s.route(ctx, false, func(context.Context) error {
-		if err := s.node.raft.VerifyLeader().Error(); err != nil {
-			return err
-		}
-		index = s.node.raft.CommitIndex()
-		return nil
+	err := s.route(ctx, false, func(context.Context) (err error) {
+		index, err = s.leaderReadIndex()
+		return err
 	}, func(ctx context.Context) error {
 		addr := s.leaderPeerAddr()
 		info, err := s.peerClient(addr).Info(ctx, &peerpb.InfoRequest{ReadIndex: true})
@@ -266,6 +263,21 @@ func (s *Server) readIndex(ctx context.Context) error {
 		return err
 	}
 	return s.waitApplied(ctx, index)
+}
+
+// leaderReadIndex is the leader's answer to a consistent read: its commit
+// index, once it has committed an entry of its term (the barrier in
+// leaderLoop) and confirmed it still leads. Until then the commit index
+// may be older than what the previous leader acknowledged: the read is
+// refused with a retryable ErrNotReadyForReads (Unavailable at the edge).
+func (s *Server) leaderReadIndex() (uint64, error) {
+	if !s.consistentReady.Load() {
+		return 0, ErrNotReadyForReads
+	}
+	if err := s.node.raft.VerifyLeader().Error(); err != nil {
+		return 0, err
+	}
+	return s.node.raft.CommitIndex(), nil
 }
 
 // waitApplied waits until this member's FSM has applied index.

@@ -53,10 +53,13 @@ type peerService struct {
 
 func (p *peerService) Info(ctx context.Context, req *peerpb.InfoRequest) (*peerpb.InfoResponse, error) {
 	if req.GetReadIndex() {
+		if !p.s.consistentReady.Load() { // a follower, or a leader before its barrier
+			return nil, toStatus(ErrNotReadyForReads)
+		}
 		if !p.s.isLeader() {
 			return nil, toStatus(ErrNotLeader)
 		}
-		if err := p.s.node.raft.VerifyLeader().Error(); err != nil {
+		if _, err := p.s.leaderReadIndex(); err != nil {
 			return nil, toStatus(err)
 		}
 	}

@@ -23,6 +23,10 @@ var (
 	ErrNoLeader  = errors.New("no leader")
 	ErrNotLeader = errors.New("this member is not the leader")
 	errRetry     = errors.New("leader unreachable")
+	// ErrNotReadyForReads: a new leader has not yet committed an entry of
+	// its own term (its barrier), so its commit index may be behind what
+	// the previous leader acknowledged.
+	ErrNotReadyForReads = errors.New("the new leader is not yet ready for consistent reads")
 )
 
 const (
@@ -58,7 +62,8 @@ func retryable(err error) bool {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore),
-		errors.Is(err, ErrNoLeader), errors.Is(err, ErrNotLeader), errors.Is(err, errRetry):
+		errors.Is(err, ErrNoLeader), errors.Is(err, ErrNotLeader), errors.Is(err, errRetry),
+		errors.Is(err, ErrNotReadyForReads):
 		return true
 	}
 	return false
@@ -141,9 +146,10 @@ func (s *Server) flushLocal(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
 	return br.GetResults(), nil
 }
 
-// applyLocal stamps the leader's clock into cmd and applies it.
+// applyLocal stamps the leader's clock (never backwards, deaf to wall
+// clock steps: leaderclock.go) into cmd and applies it.
 func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
-	cmd.NowMs = s.nowMs()
+	cmd.NowMs = s.stampMs()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,16 +52,26 @@ type Server struct {
 	computerID string
 	trusted    []ed25519.PublicKey
 
-	fsm     *fsm.FSM
-	node    *raftNode
-	notify  chan bool
-	mon     *membership.Monitor
-	side    *failover.Side // the failover port: Raft and the Peer service
-	peerSrv *grpc.Server
-	public  *pki.Creds // licensing port TLS; nil with --insecure
-	applyQ  *batcher
-	fwdQ    *batcher
-	health  *health.Server
+	fsm    *fsm.FSM
+	node   *raftNode
+	notify chan bool
+	// lclock is the leader's now for commands (leaderclock.go).
+	lclock *leaderClock
+	// clockStep is a test-only step of the wall clock, in ns, read from
+	// --test-clock-file while the member runs.
+	clockStep atomic.Int64
+	// consistentReady is set once this leader's barrier has committed an
+	// entry of its term, cleared when leadership ends: only then does its
+	// commit index answer consistent reads (as Consul's
+	// readyForConsistentReads).
+	consistentReady atomic.Bool
+	mon             *membership.Monitor
+	side            *failover.Side // the failover port: Raft and the Peer service
+	peerSrv         *grpc.Server
+	public          *pki.Creds // licensing port TLS; nil with --insecure
+	applyQ          *batcher
+	fwdQ            *batcher
+	health          *health.Server
 
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
@@ -91,6 +103,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
 	s := &Server{cfg: cfg, notify: make(chan bool, 16), startedMs: time.Now().UnixMilli()}
+	s.lclock = newLeaderClock(s.now)
 	var logw io.Writer = os.Stderr
 	if cfg.LogFile != "" {
 		w, err := openLogFile(cfg.LogFile, cfg.LogMaxMB, cfg.LogKeep)
@@ -218,6 +231,9 @@ func (s *Server) open() error {
 	s.goRun(func() { s.fwdQ.run(s.ctx) })
 	s.goRun(func() { s.mon.Run(s.ctx) })
 	s.goRun(s.watchLeadership)
+	if s.cfg.ClockFile != "" {
+		s.goRun(s.watchClockFile)
+	}
 	s.goRun(s.healthLoop)
 	s.goRun(s.watchSettings)
 	s.goRun(func() {
@@ -274,7 +290,12 @@ func (s *Server) Insecure() bool { return s.cfg.Insecure }
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
 // now is this member's wall clock (shifted by the test-only clock offset).
-func (s *Server) now() time.Time { return time.Now().Add(s.cfg.ClockOffset) }
+func (s *Server) now() time.Time {
+	return time.Now().Add(s.cfg.ClockOffset + time.Duration(s.clockStep.Load()))
+}
+
+// stampMs is the now the leader stamps into a command (leaderClock).
+func (s *Server) stampMs() int64 { return s.lclock.nowMs(s.fsm.LastNowMs()) }
 
 func (s *Server) nowMs() int64 { return s.now().UnixMilli() }
 
@@ -329,3 +350,25 @@ const flowWindow = 1 << 20
 // streamWorkers is the number of gRPC stream workers: more than the
 // requests a busy member has waiting on a batch at once.
 const streamWorkers = 256
+
+// watchClockFile (test only, --test-clock-file) steps this member's wall
+// clock while it runs: the file holds a duration ("1h", "-30m") added to
+// the clock; a missing or unreadable file is a step of zero.
+func (s *Server) watchClockFile() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var step time.Duration
+		if b, err := os.ReadFile(s.cfg.ClockFile); err == nil {
+			step, _ = time.ParseDuration(strings.TrimSpace(string(b)))
+		}
+		if old := time.Duration(s.clockStep.Swap(int64(step))); old != step {
+			s.log.Warn("test clock stepped", "step", step)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

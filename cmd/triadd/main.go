@@ -46,6 +46,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "log-keep", Usage: "rotated log files to keep next to --log-file (1-100)", Value: server.DefaultLogKeep},
 			&cli.DurationFlag{Name: "lease-ttl", Usage: "default lease TTL", Value: server.DefaultLeaseTTL},
 			&cli.DurationFlag{Name: "test-clock-offset", Usage: "TEST ONLY: shift this member's wall clock", Hidden: true},
+			&cli.StringFlag{Name: "test-clock-file", Usage: "TEST ONLY: step this member's wall clock by the duration in this file, re-read while running", Hidden: true},
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
