@@ -52,6 +52,7 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		cctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
 		defer cancel()
 	}
+	sent := time.Now()
 	g, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
 	switch {
 	case err == nil:
@@ -64,7 +65,7 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		c.cfg.logger.Warn("triad cluster did not answer; lease taken from the backup server", "feature", req.Feature, "lease", g.info.GetLeaseId())
 		// The cluster may have granted without answering: the next round
 		// asks again with the same request id, so it is resolved, not doubled.
-		l.backup, l.source, l.clusterReq = g, SourceBackup, req.RequestID
+		l.backup, l.source, l.clusterReq, l.clusterReqSent = g, SourceBackup, req.RequestID, sent
 	default:
 		return nil, err
 	}

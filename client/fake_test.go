@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -49,11 +50,13 @@ type fakeMember struct {
 	unavailable       bool   // answer UNAVAILABLE to everything
 	hang              bool   // block every call until the client gives up
 	hangAfterCheckout bool   // grant, then block: the client times out not knowing
+	hangAfterRenew    bool   // renew, then block: the client times out not knowing
 	leader            string // hint put in responses
 	failWith          error  // answer every call with this error
 	protocol          uint32 // licensing protocol spoken; 0: ProtocolVersion
 	checkouts         []*triadv1.CheckoutRequest
 	renews            [][]uint64
+	renewTimes        []time.Time // when each renewal arrived
 	releases          [][]uint64
 	features          int
 }
@@ -252,27 +255,38 @@ func cloneLease(l *triadv1.Lease) *triadv1.Lease {
 func (m *fakeMember) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1.RenewResponse, error) {
 	m.mu.Lock()
 	m.renews = append(m.renews, append([]uint64(nil), req.LeaseIds...))
+	m.renewTimes = append(m.renewTimes, time.Now())
+	hangAfter := m.hangAfterRenew
 	m.mu.Unlock()
 	leader, err := m.gate(ctx, req.ProtocolVersion)
 	if err != nil {
 		return nil, err
 	}
-	m.cl.mu.Lock()
-	defer m.cl.mu.Unlock()
+	resp := m.cl.renew(req, leader)
+	if hangAfter {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return resp, nil
+}
+
+func (cl *fakeCluster) renew(req *triadv1.RenewRequest, leader string) *triadv1.RenewResponse {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
 	resp := &triadv1.RenewResponse{Leader: leader}
 	for i, id := range req.LeaseIds {
-		l, ok := m.cl.leases[id]
+		l, ok := cl.leases[id]
 		if !ok {
 			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d not found", id)})
 			continue
 		}
-		if !m.cl.ownedLocked(id, req.LeaseSecrets, i) {
+		if !cl.ownedLocked(id, req.LeaseSecrets, i) {
 			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d: wrong lease secret", id)})
 			continue
 		}
 		resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Ok: true, TtlSeconds: l.TtlSeconds, ExpiresUnixMs: 1})
 	}
-	return resp, nil
+	return resp
 }
 
 func (m *fakeMember) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {

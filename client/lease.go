@@ -116,6 +116,9 @@ type Lease struct {
 	// Request ids of checkouts whose outcome is unknown (no answer yet):
 	// reused by the next round so that a grant is never taken twice.
 	clusterReq, backupReq string
+	// clusterReqSent is when clusterReq was first sent: a grant it
+	// resolves to may date from then, so the lease's view starts there.
+	clusterReqSent time.Time
 	lastInfo              *triadv1.Lease // the lease as last held, while no grant is
 	goneReason            string         // why the cluster lease went, for the Lost error
 	renewErr              error          // the cluster's last refusal of a renewal; nil after a success
@@ -295,12 +298,15 @@ func (l *Lease) ttl() time.Duration {
 }
 
 // margin is how long before a server would expire the lease the client
-// stops calling it Held.
+// stops calling it Held: the call timeout (one attempt may be applied by
+// the server up to that long after it was sent, and the view is based on
+// send times), at least maxHeldMargin, at most TTL/5 so that a short TTL
+// still leaves most of it Held.
 func (l *Lease) margin(ttl time.Duration) time.Duration {
 	if m := l.c.cfg.margin; m > 0 {
 		return m
 	}
-	return min(maxHeldMargin, ttl/5)
+	return min(max(maxHeldMargin, l.c.cfg.callTimeout), ttl/5)
 }
 
 // heldUntil is the end of Held: the latest LastRenewed+TTL−margin over the

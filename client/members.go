@@ -201,19 +201,25 @@ func (s *memberSet) failed(idx int) int {
 }
 
 // The RPCs, each as one call over a member set. sent is the send time of
-// the attempt that was answered (monotonic), the base of the lease's view.
+// the FIRST attempt (monotonic), the base of the lease's view: a retry that
+// the cluster answers may carry the work of an earlier attempt (a checkout
+// granted by it; a renewal the server applied then), so the answered
+// attempt's send time could be later than the server's own base.
 
-// checkout returns the grant: the lease, its secret and the send time. A
-// retry that the cluster resolves to an earlier grant of the request id
-// gets that grant's secret too.
+// checkout returns the grant: the lease, its secret and the send time of
+// the first attempt. A retry that the cluster resolves to an earlier grant
+// of the request id gets that grant's secret too.
 func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (g *grant, err error) {
+	var first time.Time
 	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-		t := time.Now()
+		if first.IsZero() {
+			first = time.Now()
+		}
 		resp, err := rpc.Checkout(ctx, msg)
 		if err != nil {
 			return "", err
 		}
-		g = &grant{info: resp.GetLease(), secret: resp.GetLeaseSecret(), renewed: t}
+		g = &grant{info: resp.GetLease(), secret: resp.GetLeaseSecret(), renewed: first}
 		return resp.GetLeader(), nil
 	})
 	if err == nil && g.info == nil {
@@ -241,20 +247,19 @@ func chunks(refs []leaseRef) [][]leaseRef {
 }
 
 // renew renews the leases, in several calls when there are many; sent is
-// the send time of the earliest call, so the leases' view of the server
+// the send time of the first attempt of the earliest call, so the leases' view of the server
 // never outlasts it.
 func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) (resp *triadv1.RenewResponse, sent time.Time, err error) {
 	resp = &triadv1.RenewResponse{}
 	for i, part := range chunks(refs) {
 		ids, secrets := splitRefs(part)
 		err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-			t := time.Now()
+			if i == 0 && sent.IsZero() {
+				sent = time.Now() // the first attempt of the first call
+			}
 			r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
 			if err != nil {
 				return "", err
-			}
-			if i == 0 {
-				sent = t
 			}
 			resp.Results = append(resp.Results, r.GetResults()...)
 			resp.Leader = r.GetLeader()

@@ -127,7 +127,7 @@ func (l *Lease) clusterGone(id uint64, reason string) {
 		l.floor = until
 	}
 	l.lastInfo = l.infoLocked()
-	l.cluster, l.clusterReq, l.goneReason, l.renewErr = nil, "", reason, nil
+	l.cluster, l.clusterReq, l.clusterReqSent, l.goneReason, l.renewErr = nil, "", time.Time{}, reason, nil
 }
 
 // clusterCheckout returns the request for a cluster checkout when l has no
@@ -139,7 +139,7 @@ func (l *Lease) clusterCheckout() *triadv1.CheckoutRequest {
 		return nil
 	}
 	if l.clusterReq == "" {
-		l.clusterReq = rand.Text()
+		l.clusterReq, l.clusterReqSent = rand.Text(), time.Now()
 	}
 	return l.c.checkoutMsg(l, l.clusterReq)
 }
@@ -161,7 +161,10 @@ func (l *Lease) clusterGranted(reqID string, g *grant) (releaseBackup, releaseCl
 		return leaseRef{}, leaseRef{}
 	}
 	prev := l.infoLocked().GetLeaseId()
-	l.cluster, l.clusterReq, l.grace, l.renewErr = g, "", graceOf(info), nil
+	if !l.clusterReqSent.IsZero() && l.clusterReqSent.Before(g.renewed) {
+		g.renewed = l.clusterReqSent // granted, perhaps, by an earlier round's attempt
+	}
+	l.cluster, l.clusterReq, l.clusterReqSent, l.grace, l.renewErr = g, "", time.Time{}, graceOf(info), nil
 	if l.goneReason != "" {
 		l.c.cfg.logger.Info("triad lease checked out again", "feature", l.feature, "old", prev, "new", info.GetLeaseId(), "reason", l.goneReason)
 		l.goneReason = ""
@@ -180,7 +183,7 @@ func (l *Lease) clusterRefused(reqID string, err error) (lost bool) {
 	if !l.active() || l.cluster != nil || l.clusterReq != reqID {
 		return false
 	}
-	l.clusterReq = ""
+	l.clusterReq, l.clusterReqSent = "", time.Time{}
 	if l.backup != nil {
 		return false
 	}
