@@ -119,11 +119,11 @@ type Lease struct {
 	// clusterReqSent is when clusterReq was first sent: a grant it
 	// resolves to may date from then, so the lease's view starts there.
 	clusterReqSent time.Time
-	lastInfo              *triadv1.Lease // the lease as last held, while no grant is
-	goneReason            string         // why the cluster lease went, for the Lost error
-	renewErr              error          // the cluster's last refusal of a renewal; nil after a success
-	floor                 time.Time      // held-until carried over from grants that went away
-	grace                 time.Duration  // grace period of the feature, from the last grant
+	lastInfo       *triadv1.Lease // the lease as last held, while no grant is
+	goneReason     string         // why the cluster lease went, for the Lost error
+	renewErr       error          // the cluster's last refusal of a renewal; nil after a success
+	floor          time.Time      // held-until carried over from grants that went away
+	grace          time.Duration  // grace period of the feature, from the last grant
 }
 
 func newLease(c *Client, req CheckoutRequest) *Lease {
