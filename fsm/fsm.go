@@ -91,11 +91,15 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_EnrollLicense:
 		return s.applyEnrollLicense(now, l.Index, c.EnrollLicense)
 	case *fsmpb.Command_RemoveLicense:
-		return s.applyRemoveLicense(now, c.RemoveLicense)
+		return s.idempotent(now, c.RemoveLicense.GetRequestId(), kindRemoveLicense, func() *fsmpb.OpResult {
+			return s.applyRemoveLicense(now, c.RemoveLicense)
+		})
 	case *fsmpb.Command_LicenseTick:
 		return s.applyLicenseTick(now)
 	case *fsmpb.Command_RecycleNamedUser:
-		return s.applyRecycleNamedUser(now, c.RecycleNamedUser)
+		return s.idempotent(now, c.RecycleNamedUser.GetRequestId(), kindRecycleNamedUser, func() *fsmpb.OpResult {
+			return s.applyRecycleNamedUser(now, c.RecycleNamedUser)
+		})
 	case *fsmpb.Command_RecycleSweep:
 		return s.applyRecycleSweep(now)
 	case *fsmpb.Command_SetRules:

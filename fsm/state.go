@@ -37,6 +37,9 @@ type state struct {
 	// trust is the set of trusted vendor keys (trust.go); nil when never
 	// recorded (a cluster formed before trust was replicated).
 	trust *fsmpb.VendorTrust
+	// adminReqs remembers the answers to admin writes' request ids
+	// (adminreq.go).
+	adminReqs adminRequests
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -71,6 +74,7 @@ func newState() *state {
 		inUse:        map[string]*featureUse{},
 		admin:        newAdminState(),
 		model:        newModelState(),
+		adminReqs:    newAdminRequests(),
 	}
 }
 
@@ -106,6 +110,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap.Activated = s.admin.activated && len(s.serials) == 0
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
+	s.adminReqs.toSnapshot(snap)
 	return snap
 }
 
@@ -138,6 +143,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	}
 	s.admin = admin
 	if s.model, err = modelFromSnapshot(snap); err != nil {
+		return nil, err
+	}
+	if s.adminReqs, err = adminRequestsFromSnapshot(snap); err != nil {
 		return nil, err
 	}
 	for _, l := range snap.Licenses {

@@ -1150,9 +1150,12 @@ func (x *EnrollLicense) GetSessionId() string {
 }
 
 type RemoveLicense struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Serial    string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Chosen per user action (triadctl or the admin service): a retry of the
+	// action gets the first attempt's answer (AdminRequestRecord).
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1197,6 +1200,13 @@ func (x *RemoveLicense) GetSerial() string {
 func (x *RemoveLicense) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RemoveLicense) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1737,10 +1747,12 @@ func (*LicenseTick) Descriptor() ([]byte, []int) {
 
 // RecycleNamedUser unties a named user from a feature's seat (manual).
 type RecycleNamedUser struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	Feature       string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	User      string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Feature   string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// As RemoveLicense.request_id.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1792,6 +1804,13 @@ func (x *RecycleNamedUser) GetFeature() string {
 func (x *RecycleNamedUser) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RecycleNamedUser) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -2908,7 +2927,10 @@ type Snapshot struct {
 	// Sorted by feature.
 	Countdown []*CountdownUsage `protobuf:"bytes,23,rep,name=countdown,proto3" json:"countdown,omitempty"`
 	// Vendor trust (fields 30-39). Absent until recorded (format 1 never has it).
-	VendorTrust   *VendorTrust `protobuf:"bytes,30,opt,name=vendor_trust,json=vendorTrust,proto3" json:"vendor_trust,omitempty"`
+	VendorTrust *VendorTrust `protobuf:"bytes,30,opt,name=vendor_trust,json=vendorTrust,proto3" json:"vendor_trust,omitempty"`
+	// Idempotent admin writes (fields 60-69). In the order they were
+	// applied (oldest first), which is a function of the log.
+	AdminRequests []*AdminRequestRecord `protobuf:"bytes,60,rep,name=admin_requests,json=adminRequests,proto3" json:"admin_requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3062,6 +3084,88 @@ func (x *Snapshot) GetVendorTrust() *VendorTrust {
 	return nil
 }
 
+func (x *Snapshot) GetAdminRequests() []*AdminRequestRecord {
+	if x != nil {
+		return x.AdminRequests
+	}
+	return nil
+}
+
+// AdminRequestRecord remembers the answer to an admin write's request id
+// (RemoveLicense, RecycleNamedUser), so that a retry after an ambiguous
+// failure gets the first answer instead of "no such license". At most
+// maxAdminRequests are kept, for at most adminRequestMemoryMs.
+type AdminRequestRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	AtMs      int64                  `protobuf:"varint,2,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// The Command field number of the write (12 remove_license, 31
+	// recycle_named_user): a request id reused for another kind of write is
+	// refused, not answered with the first one's result.
+	Kind          uint32    `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Result        *OpResult `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminRequestRecord) Reset() {
+	*x = AdminRequestRecord{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminRequestRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminRequestRecord) ProtoMessage() {}
+
+func (x *AdminRequestRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminRequestRecord.ProtoReflect.Descriptor instead.
+func (*AdminRequestRecord) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AdminRequestRecord) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AdminRequestRecord) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *AdminRequestRecord) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *AdminRequestRecord) GetResult() *OpResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 // AdminSession is one triadctl session. The token itself is never stored:
 // id is the hex SHA-256 of it, computed by the member that issued it.
 type AdminSession struct {
@@ -3087,7 +3191,7 @@ type AdminSession struct {
 
 func (x *AdminSession) Reset() {
 	*x = AdminSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3203,7 @@ func (x *AdminSession) String() string {
 func (*AdminSession) ProtoMessage() {}
 
 func (x *AdminSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[36]
+	mi := &file_fsmpb_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3216,7 @@ func (x *AdminSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSession.ProtoReflect.Descriptor instead.
 func (*AdminSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{36}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AdminSession) GetId() string {
@@ -3192,7 +3296,7 @@ type AdminAuth struct {
 
 func (x *AdminAuth) Reset() {
 	*x = AdminAuth{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3308,7 @@ func (x *AdminAuth) String() string {
 func (*AdminAuth) ProtoMessage() {}
 
 func (x *AdminAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[37]
+	mi := &file_fsmpb_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3321,7 @@ func (x *AdminAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAuth.ProtoReflect.Descriptor instead.
 func (*AdminAuth) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{37}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AdminAuth) GetFullHash() []byte {
@@ -3258,7 +3362,7 @@ type AdminSettings struct {
 
 func (x *AdminSettings) Reset() {
 	*x = AdminSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3374,7 @@ func (x *AdminSettings) String() string {
 func (*AdminSettings) ProtoMessage() {}
 
 func (x *AdminSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[38]
+	mi := &file_fsmpb_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3387,7 @@ func (x *AdminSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSettings.ProtoReflect.Descriptor instead.
 func (*AdminSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{38}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AdminSettings) GetSessionIdleTimeoutMs() int64 {
@@ -3342,7 +3446,7 @@ type OpenSession struct {
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3354,7 +3458,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[39]
+	mi := &file_fsmpb_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3367,7 +3471,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{39}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *OpenSession) GetSession() *AdminSession {
@@ -3394,7 +3498,7 @@ type CloseSession struct {
 
 func (x *CloseSession) Reset() {
 	*x = CloseSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[40]
+	mi := &file_fsmpb_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3510,7 @@ func (x *CloseSession) String() string {
 func (*CloseSession) ProtoMessage() {}
 
 func (x *CloseSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[40]
+	mi := &file_fsmpb_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3523,7 @@ func (x *CloseSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSession.ProtoReflect.Descriptor instead.
 func (*CloseSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{40}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CloseSession) GetId() string {
@@ -3440,7 +3544,7 @@ type TouchSession struct {
 
 func (x *TouchSession) Reset() {
 	*x = TouchSession{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[41]
+	mi := &file_fsmpb_fsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3556,7 @@ func (x *TouchSession) String() string {
 func (*TouchSession) ProtoMessage() {}
 
 func (x *TouchSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[41]
+	mi := &file_fsmpb_fsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3569,7 @@ func (x *TouchSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TouchSession.ProtoReflect.Descriptor instead.
 func (*TouchSession) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{41}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TouchSession) GetId() string {
@@ -3485,7 +3589,7 @@ type ExpireSessions struct {
 
 func (x *ExpireSessions) Reset() {
 	*x = ExpireSessions{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[42]
+	mi := &file_fsmpb_fsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3497,7 +3601,7 @@ func (x *ExpireSessions) String() string {
 func (*ExpireSessions) ProtoMessage() {}
 
 func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[42]
+	mi := &file_fsmpb_fsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3510,7 +3614,7 @@ func (x *ExpireSessions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireSessions.ProtoReflect.Descriptor instead.
 func (*ExpireSessions) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{42}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{43}
 }
 
 // SetPasswords changes the password hashes; an empty hash keeps the current one.
@@ -3527,7 +3631,7 @@ type SetPasswords struct {
 
 func (x *SetPasswords) Reset() {
 	*x = SetPasswords{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[43]
+	mi := &file_fsmpb_fsm_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3539,7 +3643,7 @@ func (x *SetPasswords) String() string {
 func (*SetPasswords) ProtoMessage() {}
 
 func (x *SetPasswords) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[43]
+	mi := &file_fsmpb_fsm_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3552,7 +3656,7 @@ func (x *SetPasswords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswords.ProtoReflect.Descriptor instead.
 func (*SetPasswords) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{43}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetPasswords) GetSessionId() string {
@@ -3595,7 +3699,7 @@ type SetSettings struct {
 
 func (x *SetSettings) Reset() {
 	*x = SetSettings{}
-	mi := &file_fsmpb_fsm_proto_msgTypes[44]
+	mi := &file_fsmpb_fsm_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3711,7 @@ func (x *SetSettings) String() string {
 func (*SetSettings) ProtoMessage() {}
 
 func (x *SetSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_fsmpb_fsm_proto_msgTypes[44]
+	mi := &file_fsmpb_fsm_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3724,7 @@ func (x *SetSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettings.ProtoReflect.Descriptor instead.
 func (*SetSettings) Descriptor() ([]byte, []int) {
-	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{44}
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetSettings) GetSessionId() string {
@@ -3719,11 +3823,13 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\rEnrollLicense\x12/\n" +
 	"\alicense\x18\x01 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"F\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"e\n" +
 	"\rRemoveLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\x95\x02\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x95\x02\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -3762,12 +3868,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"durationMs\x12\x19\n" +
 	"\blease_id\x18\x03 \x01(\x04R\aleaseId\x12\x16\n" +
 	"\x06secret\x18\x04 \x01(\fR\x06secret\"\r\n" +
-	"\vLicenseTick\"_\n" +
+	"\vLicenseTick\"~\n" +
 	"\x10RecycleNamedUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\afeature\x18\x02 \x01(\tR\afeature\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x03 \x01(\tR\tsessionId\"\x0e\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x0e\n" +
 	"\fRecycleSweep\"Z\n" +
 	"\bSetRules\x12/\n" +
 	"\x05rules\x18\x01 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12\x1d\n" +
@@ -3853,7 +3961,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
 	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\x12\x1b\n" +
-	"\tclient_id\x18\x04 \x01(\tR\bclientId\"\xf3\x06\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\"\xbc\a\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -3874,7 +3982,14 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x05rules\x18\x15 \x01(\v2\x19.triad.fsm.v1.AccessRulesR\x05rules\x12G\n" +
 	"\x0elicense_states\x18\x16 \x03(\v2 .triad.fsm.v1.LicenseStateRecordR\rlicenseStates\x12:\n" +
 	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\x12<\n" +
-	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\"\xf1\x01\n" +
+	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\x12G\n" +
+	"\x0eadmin_requests\x18< \x03(\v2 .triad.fsm.v1.AdminRequestRecordR\radminRequests\"\x8c\x01\n" +
+	"\x12AdminRequestRecord\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x13\n" +
+	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\rR\x04kind\x12.\n" +
+	"\x06result\x18\x04 \x01(\v2\x16.triad.fsm.v1.OpResultR\x06result\"\xf1\x01\n" +
 	"\fAdminSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
@@ -3964,7 +4079,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -4003,15 +4118,16 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*Lease)(nil),              // 34: triad.fsm.v1.Lease
 	(*RequestRecord)(nil),      // 35: triad.fsm.v1.RequestRecord
 	(*Snapshot)(nil),           // 36: triad.fsm.v1.Snapshot
-	(*AdminSession)(nil),       // 37: triad.fsm.v1.AdminSession
-	(*AdminAuth)(nil),          // 38: triad.fsm.v1.AdminAuth
-	(*AdminSettings)(nil),      // 39: triad.fsm.v1.AdminSettings
-	(*OpenSession)(nil),        // 40: triad.fsm.v1.OpenSession
-	(*CloseSession)(nil),       // 41: triad.fsm.v1.CloseSession
-	(*TouchSession)(nil),       // 42: triad.fsm.v1.TouchSession
-	(*ExpireSessions)(nil),     // 43: triad.fsm.v1.ExpireSessions
-	(*SetPasswords)(nil),       // 44: triad.fsm.v1.SetPasswords
-	(*SetSettings)(nil),        // 45: triad.fsm.v1.SetSettings
+	(*AdminRequestRecord)(nil), // 37: triad.fsm.v1.AdminRequestRecord
+	(*AdminSession)(nil),       // 38: triad.fsm.v1.AdminSession
+	(*AdminAuth)(nil),          // 39: triad.fsm.v1.AdminAuth
+	(*AdminSettings)(nil),      // 40: triad.fsm.v1.AdminSettings
+	(*OpenSession)(nil),        // 41: triad.fsm.v1.OpenSession
+	(*CloseSession)(nil),       // 42: triad.fsm.v1.CloseSession
+	(*TouchSession)(nil),       // 43: triad.fsm.v1.TouchSession
+	(*ExpireSessions)(nil),     // 44: triad.fsm.v1.ExpireSessions
+	(*SetPasswords)(nil),       // 45: triad.fsm.v1.SetPasswords
+	(*SetSettings)(nil),        // 46: triad.fsm.v1.SetSettings
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
@@ -4020,12 +4136,12 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	28, // 3: triad.fsm.v1.Command.batch:type_name -> triad.fsm.v1.Batch
 	29, // 4: triad.fsm.v1.Command.expire_leases:type_name -> triad.fsm.v1.ExpireLeases
 	30, // 5: triad.fsm.v1.Command.rebase_leases:type_name -> triad.fsm.v1.RebaseLeases
-	40, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
-	41, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
-	42, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
-	43, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
-	44, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
-	45, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
+	41, // 6: triad.fsm.v1.Command.open_session:type_name -> triad.fsm.v1.OpenSession
+	42, // 7: triad.fsm.v1.Command.close_session:type_name -> triad.fsm.v1.CloseSession
+	43, // 8: triad.fsm.v1.Command.touch_session:type_name -> triad.fsm.v1.TouchSession
+	44, // 9: triad.fsm.v1.Command.expire_sessions:type_name -> triad.fsm.v1.ExpireSessions
+	45, // 10: triad.fsm.v1.Command.set_passwords:type_name -> triad.fsm.v1.SetPasswords
+	46, // 11: triad.fsm.v1.Command.set_settings:type_name -> triad.fsm.v1.SetSettings
 	18, // 12: triad.fsm.v1.Command.license_tick:type_name -> triad.fsm.v1.LicenseTick
 	19, // 13: triad.fsm.v1.Command.recycle_named_user:type_name -> triad.fsm.v1.RecycleNamedUser
 	20, // 14: triad.fsm.v1.Command.recycle_sweep:type_name -> triad.fsm.v1.RecycleSweep
@@ -4058,21 +4174,23 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	9,  // 41: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
 	34, // 42: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
 	35, // 43: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	38, // 44: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	39, // 45: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	37, // 46: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	39, // 44: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 45: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 46: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
 	25, // 47: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
 	22, // 48: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
 	26, // 49: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
 	27, // 50: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
 	4,  // 51: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 52: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	39, // 53: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	37, // 52: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	32, // 53: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 54: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 55: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -4108,14 +4226,14 @@ func file_fsmpb_fsm_proto_init() {
 		(*Op_Borrow)(nil),
 		(*Op_AdminRelease)(nil),
 	}
-	file_fsmpb_fsm_proto_msgTypes[38].OneofWrappers = []any{}
+	file_fsmpb_fsm_proto_msgTypes[39].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
