@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -233,8 +234,9 @@ func licenseRemoveCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("give the license serial: triadctl license remove SERIAL")
 			}
+			reqID := rand.Text() // one per action, the same on every member tried
 			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseRemoveResponse, error) {
-				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: c.Args().First()})
+				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: c.Args().First(), RequestId: reqID})
 			})
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 
@@ -20,8 +21,9 @@ func usageRecycleCommand() *cli.Command {
 			if c.NArg() != 2 {
 				return fmt.Errorf("give the user and the feature: triadctl usage recycle USER FEATURE (see `usage users`)")
 			}
+			reqID := rand.Text() // one per action, the same on every member tried
 			return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageRecycleResponse, error) {
-				return a.UsageRecycle(ctx, &triadv1.UsageRecycleRequest{Header: h, User: c.Args().Get(0), Feature: c.Args().Get(1)})
+				return a.UsageRecycle(ctx, &triadv1.UsageRecycleRequest{Header: h, User: c.Args().Get(0), Feature: c.Args().Get(1), RequestId: reqID})
 			}, func(r *triadv1.UsageRecycleResponse) {
 				fmt.Fprintln(stdout(c), r.Message)
 			})

@@ -47,13 +47,16 @@ type Backend interface {
 	UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
 	Leases(ctx context.Context) []*triadv1.Lease
 
-	RemoveLicense(ctx context.Context, sessionID, serial string) (string, error)
+	// RemoveLicense removes a license. requestID names the user action: a
+	// retry with the same id gets the first answer.
+	RemoveLicense(ctx context.Context, sessionID, serial, requestID string) (string, error)
 	UsageUsers(ctx context.Context) []*triadv1.UserUsage
 	Denials(ctx context.Context) *triadv1.UsageDenialsResponse
 	// ReleaseLease force-releases a lease; false when it was already gone.
 	ReleaseLease(ctx context.Context, sessionID string, id uint64) (bool, error)
 	// RecycleNamedUser unties an idle named user from a feature's seat.
-	RecycleNamedUser(ctx context.Context, sessionID, user, feature string) (string, error)
+	// requestID as for RemoveLicense.
+	RecycleNamedUser(ctx context.Context, sessionID, user, feature, requestID string) (string, error)
 	// SetRules replaces the access rules from a rules file's text.
 	SetRules(ctx context.Context, sessionID, text string) (*triadv1.RulesShowResponse, error)
 	Rules(ctx context.Context) *triadv1.RulesShowResponse
@@ -403,7 +406,7 @@ func (s *Service) LicenseRemove(ctx context.Context, req *triadv1.LicenseRemoveR
 	if req.GetSerial() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no serial given")
 	}
-	msg, err := s.b.RemoveLicense(ctx, me.ID, req.GetSerial())
+	msg, err := s.b.RemoveLicense(ctx, me.ID, req.GetSerial(), requestID(req.GetRequestId()))
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +469,7 @@ func (s *Service) UsageRecycle(ctx context.Context, req *triadv1.UsageRecycleReq
 	if req.GetUser() == "" || req.GetFeature() == "" {
 		return nil, status.Error(codes.InvalidArgument, "give the user and the feature: triadctl usage recycle USER FEATURE")
 	}
-	msg, err := s.b.RecycleNamedUser(ctx, me.ID, req.GetUser(), req.GetFeature())
+	msg, err := s.b.RecycleNamedUser(ctx, me.ID, req.GetUser(), req.GetFeature(), requestID(req.GetRequestId()))
 	if err != nil {
 		return nil, err
 	}
@@ -492,4 +495,15 @@ func (s *Service) RulesShow(ctx context.Context, req *triadv1.RulesShowRequest) 
 		return nil, err
 	}
 	return s.b.Rules(ctx), nil
+}
+
+// requestID is the request id of an idempotent admin write: the caller's
+// (triadctl chooses one per user action and keeps it across members), or
+// a new one for callers that send none, which still makes this member's
+// own retries (forwarding to a new leader) idempotent.
+func requestID(given string) string {
+	if given != "" {
+		return given
+	}
+	return rand.Text()
 }

@@ -31,6 +31,8 @@ type fakeBackend struct {
 	sessions   map[string]*Session
 	// writeSession: the session id each write was made under, by backend method.
 	writeSession map[string]string
+	// requestIDs: the request ids of idempotent writes, in order.
+	requestIDs []string
 }
 
 // wrote records a write and the session it carries.
@@ -118,8 +120,11 @@ func (f *fakeBackend) Leases(context.Context) []*triadv1.Lease {
 	return fakeLeases
 }
 
-func (f *fakeBackend) RemoveLicense(_ context.Context, sessionID, _ string) (string, error) {
+func (f *fakeBackend) RemoveLicense(_ context.Context, sessionID, _, requestID string) (string, error) {
 	f.wrote("RemoveLicense", sessionID)
+	f.mu.Lock()
+	f.requestIDs = append(f.requestIDs, requestID)
+	f.mu.Unlock()
 	return "removed", nil
 }
 
@@ -138,8 +143,11 @@ func (f *fakeBackend) ReleaseLease(_ context.Context, sessionID string, _ uint64
 	return true, nil
 }
 
-func (f *fakeBackend) RecycleNamedUser(_ context.Context, sessionID, _, _ string) (string, error) {
+func (f *fakeBackend) RecycleNamedUser(_ context.Context, sessionID, _, _, requestID string) (string, error) {
 	f.wrote("RecycleNamedUser", sessionID)
+	f.mu.Lock()
+	f.requestIDs = append(f.requestIDs, requestID)
+	f.mu.Unlock()
 	return "recycled", nil
 }
 
@@ -529,5 +537,34 @@ func TestOpenSessionSurvivesPolicyChange(t *testing.T) {
 	policy := PolicyFull
 	if _, err := s.ServerSet(ctx, &triadv1.ServerSetRequest{Header: full, RemotePolicy: &policy}); err != nil {
 		t.Errorf("full session opened before the change: %v", err)
+	}
+}
+
+// Idempotent writes reach the backend with the caller's request id, or with
+// a fresh one per call when the caller sends none.
+func TestAdminWritesCarryRequestIDs(t *testing.T) {
+	b := &fakeBackend{}
+	s := NewService(b, "dev")
+	h := session(t, s, ModeFull)
+	ctx := context.Background()
+	for range 2 {
+		if _, err := s.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: "TRIAD-1", RequestId: "rm-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.UsageRecycle(ctx, &triadv1.UsageRecycleRequest{Header: h, User: "alice", Feature: "cad", RequestId: "rc-1"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := s.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: "TRIAD-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := b.requestIDs
+	if len(ids) != 5 || ids[0] != "rm-1" || ids[1] != "rm-1" || ids[2] != "rc-1" {
+		t.Fatalf("request ids %q, want the caller's", ids)
+	}
+	if ids[3] == "" || ids[4] == "" || ids[3] == ids[4] {
+		t.Fatalf("generated request ids %q and %q: want two different ones", ids[3], ids[4])
 	}
 }

@@ -184,8 +184,8 @@ func (s *Server) ReleaseLease(ctx context.Context, sessionID string, id uint64) 
 }
 
 // RemoveLicense removes an enrolled license from the cluster (admin.Backend).
-func (s *Server) RemoveLicense(ctx context.Context, sessionID, serial string) (string, error) {
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: serial, SessionId: sessionID}}}, false)
+func (s *Server) RemoveLicense(ctx context.Context, sessionID, serial, requestID string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RemoveLicense{RemoveLicense: &fsmpb.RemoveLicense{Serial: serial, SessionId: sessionID, RequestId: requestID}}}, false)
 	if err != nil {
 		return "", toStatus(err)
 	}
@@ -200,8 +200,8 @@ func (s *Server) RemoveLicense(ctx context.Context, sessionID, serial string) (s
 }
 
 // RecycleNamedUser unties a named user idle for 30 days (admin.Backend).
-func (s *Server) RecycleNamedUser(ctx context.Context, sessionID, user, feature string) (string, error) {
-	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: feature, SessionId: sessionID}}}, false)
+func (s *Server) RecycleNamedUser(ctx context.Context, sessionID, user, feature, requestID string) (string, error) {
+	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleNamedUser{RecycleNamedUser: &fsmpb.RecycleNamedUser{User: user, Feature: feature, SessionId: sessionID, RequestId: requestID}}}, false)
 	if err != nil {
 		return "", toStatus(err)
 	}
