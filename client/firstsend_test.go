@@ -81,3 +81,36 @@ func TestMarginCoversCallTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A checkout that the cluster granted without answering, so that the lease
+// was taken from the backup, is resolved by a later round with the same
+// request id: the cluster lease counts from the first send, not from that
+// round.
+func TestResolvedCheckoutHeldFromFirstSend(t *testing.T) {
+	cl := newFakeCluster(t, 2)
+	bk := newFakeCluster(t, 1)
+	cl.setAll(func(m *fakeMember) { m.hangAfterCheckout = true })
+	c := newTestClient(t, cl.addrs(), WithBackup(bk.addrs()...), WithCallTimeout(200*time.Millisecond), WithRenewInterval(time.Hour))
+	before := time.Now()
+	l, err := c.Checkout(testCtx(t), CheckoutRequest{Feature: "cad", TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Source() != SourceBackup || cl.inUse("cad") != 1 {
+		t.Fatalf("source %v, cluster seats %d: want the backup, with an unanswered cluster grant", l.Source(), cl.inUse("cad"))
+	}
+	cl.setAll(func(m *fakeMember) { m.hangAfterCheckout = false })
+	time.Sleep(300 * time.Millisecond)
+	if err := c.renew.roundNow(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if l.Source() != SourceCluster || cl.inUse("cad") != 1 {
+		t.Fatalf("source %v, cluster seats %d: want the first grant, resolved", l.Source(), cl.inUse("cad"))
+	}
+	l.mu.Lock()
+	renewed := l.cluster.renewed
+	l.mu.Unlock()
+	if d := renewed.Sub(before); d > 100*time.Millisecond {
+		t.Fatalf("cluster lease based %s after the first send: on the round that resolved it", d)
+	}
+}
