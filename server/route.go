@@ -192,7 +192,7 @@ func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.
 			last = now.Add(applyTimeout)
 			continue
 		}
-		left[i] = max(1, (d.Sub(now)+time.Millisecond-1).Milliseconds())
+		left[i] = max(1, (d.Sub(now) + time.Millisecond - 1).Milliseconds())
 		if d.After(last) {
 			last = d
 		}
