@@ -123,4 +123,20 @@ func TestExpiredOpsAreNeverProposed(t *testing.T) {
 	if got := leader.node.raft.LastIndex(); got == last {
 		t.Fatalf("the live op did not reach the log")
 	}
+
+	// The leader's side of a forward: an op whose time left has passed
+	// when the leader's queue flushes (its clock moved on a minute, as
+	// after a pause) is dropped and reported; one without a deadline is
+	// decided. Set before the submission, so the batcher reads it after.
+	leader.applyQ.now = func() time.Time { return time.Now().Add(time.Minute) }
+	resp, err := (&peerService{s: leader}).Forward(ctx, &peerpb.ForwardRequest{
+		Batch:        &fsmpb.Batch{Ops: append(op("fwd-late"), op("fwd-none")...)},
+		DeadlineInMs: []int64{1000, 0},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Dropped) != 1 || resp.Dropped[0] != 0 || len(resp.Results) != 2 || resp.Results[1].GetCode() != fsmpb.Code_UNKNOWN_FEATURE {
+		t.Fatalf("forward answered dropped %v results %v, want op 0 dropped and op 1 decided", resp.Dropped, resp.Results)
+	}
 }
