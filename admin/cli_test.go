@@ -545,3 +545,24 @@ func TestCLIPasswordSetWithSessionAsksCurrent(t *testing.T) {
 		t.Fatal("the restricted password was not set")
 	}
 }
+
+// TestCLIUsageLeasesConsistent: --consistent reaches the backend.
+func TestCLIUsageLeasesConsistent(t *testing.T) {
+	for _, consistent := range []bool{false, true} {
+		b := &fakeBackend{}
+		addr := startAdminServer(t, b)
+		args := []string{"--server", addr, "usage", "leases"}
+		if consistent {
+			args = append(args, "--consistent")
+		}
+		if _, _, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		b.mu.Lock()
+		got := b.leasesConsistent
+		b.mu.Unlock()
+		if got != consistent {
+			t.Errorf("%v: backend got consistent=%v", args, got)
+		}
+	}
+}

@@ -245,9 +245,10 @@ func usageCommand() *cli.Command {
 			{
 				Name:  "leases",
 				Usage: "every live lease",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "consistent", Usage: "read through the leader (linearizable)"}},
 				Action: func(c *cli.Context) error {
 					r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageLeasesResponse, error) {
-						return a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h})
+						return a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h, Consistent: c.Bool("consistent")})
 					})
 					if err != nil {
 						return err

@@ -45,7 +45,7 @@ type Backend interface {
 	// UsageFeatures lists capacity and use per feature and version, with
 	// each feature's model and countdown pool.
 	UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
-	Leases(ctx context.Context) []*triadv1.Lease
+	UsageLeases(ctx context.Context, consistent bool) ([]*triadv1.Lease, error)
 
 	// RemoveLicense removes a license. requestID names the user action: a
 	// retry with the same id gets the first answer.
@@ -428,7 +428,11 @@ func (s *Service) UsageLeases(ctx context.Context, req *triadv1.UsageLeasesReque
 	if _, err := s.auth(ctx, req.GetHeader(), "usage leases", false); err != nil {
 		return nil, err
 	}
-	return &triadv1.UsageLeasesResponse{Leases: s.b.Leases(ctx)}, nil
+	ls, err := s.b.UsageLeases(ctx, req.GetConsistent())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.UsageLeasesResponse{Leases: ls}, nil
 }
 
 func (s *Service) UsageUsers(ctx context.Context, req *triadv1.UsageUsersRequest) (*triadv1.UsageUsersResponse, error) {

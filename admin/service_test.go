@@ -25,10 +25,12 @@ type fakeBackend struct {
 	members    []string
 	standalone bool
 	consistent bool
-	enrolled   []byte
-	enrollErr  error
-	auth       AuthState
-	sessions   map[string]*Session
+	// leasesConsistent: what UsageLeases was asked.
+	leasesConsistent bool
+	enrolled         []byte
+	enrollErr        error
+	auth             AuthState
+	sessions         map[string]*Session
 	// writeSession: the session id each write was made under, by backend method.
 	writeSession map[string]string
 	// requestIDs: the request ids of idempotent writes, in order.
@@ -115,9 +117,12 @@ func (f *fakeBackend) UsageFeatures(_ context.Context, consistent bool) ([]*tria
 	return fakeUsage, nil
 }
 
-func (f *fakeBackend) Leases(context.Context) []*triadv1.Lease {
+func (f *fakeBackend) UsageLeases(_ context.Context, consistent bool) ([]*triadv1.Lease, error) {
 	f.called("Leases")
-	return fakeLeases
+	f.mu.Lock()
+	f.leasesConsistent = consistent
+	f.mu.Unlock()
+	return fakeLeases, nil
 }
 
 func (f *fakeBackend) RemoveLicense(_ context.Context, sessionID, _, requestID string) (string, error) {
@@ -274,7 +279,7 @@ func adminRPCs(s *Service, h *triadv1.AdminHeader) map[string]func() (proto.Mess
 			return s.UsageFeatures(ctx, &triadv1.UsageFeaturesRequest{Header: h, Consistent: true})
 		},
 		"UsageLeases": func() (proto.Message, error) {
-			return s.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h})
+			return s.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h, Consistent: true})
 		},
 	}
 }
@@ -352,6 +357,9 @@ func TestServiceDelegatesCurrentProtocol(t *testing.T) {
 		}
 		if !b.consistent {
 			t.Errorf("Usage did not get consistent=true")
+		}
+		if !b.leasesConsistent {
+			t.Errorf("UsageLeases did not get consistent=true")
 		}
 		if string(b.enrolled) != "license" {
 			t.Errorf("EnrollLicense got %q", b.enrolled)

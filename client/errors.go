@@ -18,6 +18,11 @@ var (
 	ErrNoSeat = errors.New("triad: no seat left")
 	// ErrUnknownFeature: no license grants the feature at that version (NOT_FOUND).
 	ErrUnknownFeature = errors.New("triad: unknown feature or version")
+	// ErrLeaseEnded: a checkout's request id already produced a lease,
+	// which has ended (expired or released); its seat is gone and the
+	// request id will not get another (NOT_FOUND "... which has ended").
+	// Check out again for a new seat.
+	ErrLeaseEnded = errors.New("triad: the lease of this request has ended")
 	// ErrNotPermitted: the license is expired or invalid (PERMISSION_DENIED).
 	ErrNotPermitted = errors.New("triad: not permitted")
 	// ErrInvalidArgument: the request was malformed (INVALID_ARGUMENT).
@@ -74,6 +79,10 @@ func (e *denial) GRPCStatus() *status.Status { return e.st }
 
 var protocolRE = regexp.MustCompile(`client (\d+), server (\d+)`)
 
+// endedRE matches the cluster's answer to a retried checkout whose lease
+// has ended: "request R already produced lease N, which has ended".
+var endedRE = regexp.MustCompile(`already produced lease \d+, which has ended`)
+
 // classify turns a member's error that ends a call (a definite answer, or a
 // member fault no other member did better than) into the error returned to
 // the caller. It is the one place where status codes map to sentinels.
@@ -88,6 +97,9 @@ func classify(op string, err error) error {
 		d.sentinel = ErrNoSeat
 	case codes.NotFound:
 		d.sentinel = ErrUnknownFeature
+		if endedRE.MatchString(st.Message()) {
+			d.sentinel = ErrLeaseEnded
+		}
 	case codes.PermissionDenied:
 		d.sentinel = ErrNotPermitted
 	case codes.InvalidArgument:

@@ -272,20 +272,37 @@ func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol u
 	return resp, sent, nil
 }
 
-// release frees the leases, sending each one's secret; released=false in
-// the answer means already gone, the outcome wanted, so it is not checked.
+// release frees the leases, sending each one's secret. An attempt that gets
+// no answer (a paused or cut-off member) is retried on the next member, as
+// every call is. The answer is read: a lease already gone (expired,
+// released) is the outcome wanted, but a lease the cluster refused to
+// release (a wrong secret) still holds its seat, which the caller is told.
 func (s *memberSet) release(ctx context.Context, timeout time.Duration, protocol uint32, refs []leaseRef) error {
+	var refused []error
 	for _, part := range chunks(refs) {
 		ids, secrets := splitRefs(part)
+		var resp *triadv1.ReleaseResponse
 		err := s.call(ctx, "release", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
-			_, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+			r, err := rpc.Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+			resp = r
 			return "", err
 		})
 		if err != nil {
 			return err
 		}
+		for _, r := range resp.GetResults() {
+			if !r.GetReleased() && !releaseGone(r.GetError()) {
+				refused = append(refused, fmt.Errorf("triad: release: %s", r.GetError()))
+			}
+		}
 	}
-	return nil
+	return errors.Join(refused...)
+}
+
+// releaseGone: a release result's error says the lease was already gone
+// (the server's "lease N not found: it expired or was released").
+func releaseGone(msg string) bool {
+	return msg == "" || strings.Contains(msg, "not found")
 }
 
 // leaseRef names a server lease with its secret: every renewal and release

@@ -288,7 +288,9 @@ func TestGrant(t *testing.T) {
 		{"only license not yet valid", false, []step{
 			{cmd: enrollCmd(lic("L1", t0+hour, t0+day, feat("cad", 1, 1))), code: ok},
 			{cmd: grant("r1", 1, 1), code: fsmpb.Code_LICENSE_EXPIRED},
-			{at: hour, cmd: grant("r1", 1, 1), code: ok},
+			{at: hour, cmd: grant("r2", 1, 1), code: ok},
+			// A refused request id stays refused (issue 11 point 7).
+			{cmd: grant("r1", 1, 1), code: fsmpb.Code_LICENSE_EXPIRED},
 		}},
 		{"only license superseded", false, []step{
 			{cmd: cad("L1", 5, 2), code: ok},
@@ -314,7 +316,7 @@ func TestGrant(t *testing.T) {
 		{"count too big", false, []step{
 			{cmd: cad("L1", 5, 2), code: ok},
 			{cmd: grant("r1", 5, 3), code: fsmpb.Code_NO_SEAT, msg: "(0 of 2 in use)"},
-			{cmd: grant("r1", 5, 2), code: ok},
+			{cmd: grant("r2", 5, 2), code: ok},
 		}},
 		{"count 0 takes one seat", false, []step{
 			{cmd: cad("L1", 5, 1), code: ok},
@@ -360,9 +362,10 @@ func TestGrant(t *testing.T) {
 			{cmd: removeCmd("L2"), code: ok},
 			{cmd: grant("r3", 5, 1), code: fsmpb.Code_NO_SEAT, msg: "(3 of 2 in use)"},
 			{cmd: batchCmd(releaseOp(2)), code: ok},
-			{cmd: grant("r3", 5, 1), code: fsmpb.Code_NO_SEAT, msg: "(2 of 2 in use)"},
+			{cmd: grant("r4", 5, 1), code: fsmpb.Code_NO_SEAT, msg: "(2 of 2 in use)"},
 			{cmd: batchCmd(releaseOp(1)), code: ok},
-			{cmd: grant("r3", 5, 1), code: ok},
+			{cmd: grant("r5", 5, 1), code: ok},
+			{cmd: grant("r3", 5, 1), code: fsmpb.Code_NO_SEAT, msg: "(3 of 2 in use)"},
 		}},
 	}
 	for _, c := range cases {

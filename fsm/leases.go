@@ -74,6 +74,12 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	// A retry of a request that already committed gets what the first try
 	// got, never a second seat.
 	if rec := s.earlierRequest(g); rec != nil {
+		if rec.LeaseId == 0 && rec.DeniedCode != fsmpb.Code_OK {
+			// Refused once, refused forever: a late copy of the request
+			// (a paused member's buffered forward) must not take a seat
+			// its client was told it did not get.
+			return &fsmpb.OpResult{Code: rec.DeniedCode, Message: rec.DeniedMessage}
+		}
 		if e, live := s.leases[rec.LeaseId]; live {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 				Message: "request " + g.RequestId + " was already granted",
@@ -86,12 +92,12 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	}
 	if borrowMs > 0 && s.knownFeature(g.Feature) {
 		if res := borrowAllowed(g.Feature, borrowMs, s.terms(g.Feature, now)); res != nil {
-			return res
+			return s.rememberDenial(now, g, res)
 		}
 	}
 	res, t := s.admit(now, g, uint64(max(g.Count, 1)))
 	if res != nil {
-		return res
+		return s.rememberDenial(now, g, res)
 	}
 	ttl := clampTTL(g.TtlMs)
 	if borrowMs > 0 {
@@ -131,6 +137,22 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+}
+
+// rememberDenial records that g's request id was refused with res, so
+// that the request id has one answer forever: a later Grant with the same
+// id (a retry, or a stale copy forwarded after its client moved on) gets
+// the same refusal and takes no seat. The record is pruned like an ended
+// grant's, requestMemoryMs after the refusal.
+func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
+	k := requestKey{request: g.RequestId}
+	if len(g.GetSecret()) > 0 {
+		k.client = g.ClientId
+	}
+	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, ClientId: k.client, EndedMs: now,
+		DeniedCode: res.Code, DeniedMessage: res.Message}
+	s.noteEnded(now)
+	return res
 }
 
 // requestKey identifies a request record: a request id is scoped by the

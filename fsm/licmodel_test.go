@@ -321,7 +321,7 @@ func TestBorrowing(t *testing.T) {
 	f.MaxBorrowSeconds = 3 * 24 * 3600
 	h.mustEnroll(t0, lic("B1", t0, t0+365*day, f, feat("nob", 1, 1)))
 	wantResult(t, h.op(t0, borrowOp("x", "nob", hour)), fsmpb.Code_BORROW_NOT_ALLOWED, "allows no offline use")
-	wantResult(t, h.op(t0, borrowOp("x", "cad", 4*day)), fsmpb.Code_BORROW_NOT_ALLOWED, "at most 72.0 hours")
+	wantResult(t, h.op(t0, borrowOp("y", "cad", 4*day)), fsmpb.Code_BORROW_NOT_ALLOWED, "at most 72.0 hours")
 	r := h.op(t0, borrowOp("b", "cad", day))
 	if r.Code != fsmpb.Code_OK || !r.Lease.Borrowed || r.Lease.ExpiresMs != t0+day {
 		t.Fatalf("borrow: %v %q %+v", r.Code, r.Message, r.Lease)

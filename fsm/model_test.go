@@ -44,6 +44,7 @@ type mRequest struct {
 	lease   uint64
 	ended   bool
 	endedMs int64
+	denied  fsmpb.Code // the refusal of a refused request (lease 0)
 }
 
 // outcome is what the model predicts for one op or command.
@@ -177,6 +178,9 @@ func (m *model) grant(g *fsmpb.Grant, now int64, index uint64) outcome {
 		}
 	}
 	if ok {
+		if r.denied != fsmpb.Code_OK {
+			return outcome{code: r.denied}
+		}
 		if r.ended {
 			return outcome{code: fsmpb.Code_NOT_FOUND}
 		}
@@ -197,19 +201,24 @@ func (m *model) grant(g *fsmpb.Grant, now int64, index uint64) outcome {
 			}
 		}
 	}
+	// A refusal is remembered like an ended grant: one answer forever.
+	deny := func(code fsmpb.Code) outcome {
+		m.requests[reqKey(g.ClientId, g.RequestId, secret)] = &mRequest{ended: true, endedMs: now, denied: code}
+		return outcome{code: code}
+	}
 	switch {
 	case !known:
-		return outcome{code: fsmpb.Code_UNKNOWN_FEATURE}
+		return deny(fsmpb.Code_UNKNOWN_FEATURE)
 	case !anyValid:
-		return outcome{code: fsmpb.Code_LICENSE_EXPIRED}
+		return deny(fsmpb.Code_LICENSE_EXPIRED)
 	case !fits:
-		return outcome{code: fsmpb.Code_VERSION_TOO_NEW}
+		return deny(fsmpb.Code_VERSION_TOO_NEW)
 	}
 	count := max(g.Count, 1)
 	// Hall's condition at every threshold the new lease touches.
 	for t := uint32(0); t <= g.Version; t++ {
 		if m.demand(g.Feature, t)+uint64(count) > m.supply(g.Feature, t, now) {
-			return outcome{code: fsmpb.Code_NO_SEAT}
+			return deny(fsmpb.Code_NO_SEAT)
 		}
 	}
 	ttl := g.TtlMs

@@ -97,6 +97,17 @@ func (s *Server) UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1
 	return featureUsageRows(s.fsm.FeatureRows(s.nowMs())), nil
 }
 
+// UsageLeases lists every live lease (admin.Backend); a consistent read
+// first catches up with the leader's commit index.
+func (s *Server) UsageLeases(ctx context.Context, consistent bool) ([]*triadv1.Lease, error) {
+	if consistent {
+		if err := s.readIndex(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return s.Leases(ctx), nil
+}
+
 func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
 	var out []*triadv1.FeatureUsage
 	for _, u := range rows {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -13,18 +14,29 @@ import (
 // request goes alone and at once; under heavy load the waiting room fills
 // while earlier groups are on disk, so batches grow with the load and the
 // fsync cost per request falls.
+//
+// Every op carries its caller's deadline (zero: none). An op whose deadline
+// has passed when its group is flushed is dropped, never proposed nor
+// forwarded: its caller has given up and may have retried elsewhere, and a
+// late proposal would take a seat nobody holds (issue 11 point 7). Its
+// result is nil.
 type batcher struct {
 	in       chan *submission
 	maxOps   int
 	maxBytes int // encoded ops per group (limits.go); a larger submission goes alone
 	inflight chan struct{}
-	flush    func(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error)
+	// flush proposes or forwards ops, each with its caller's deadline (zero:
+	// none); a nil result means the op was dropped downstream for its
+	// deadline.
+	flush func(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error)
+	now   func() time.Time
 }
 
 type submission struct {
-	ops  []*fsmpb.Op
-	size int // encoded bytes of ops
-	done chan submitResult
+	ops       []*fsmpb.Op
+	deadlines []time.Time // per op; zero: none
+	size      int         // encoded bytes of ops
+	done      chan submitResult
 }
 
 type submitResult struct {
@@ -34,19 +46,32 @@ type submitResult struct {
 
 var errBatchResult = errors.New("internal error: batch result count does not match the request")
 
-func newBatcher(maxOps, pipeline int, flush func([]*fsmpb.Op) ([]*fsmpb.OpResult, error)) *batcher {
+func newBatcher(maxOps, pipeline int, flush func([]*fsmpb.Op, []time.Time) ([]*fsmpb.OpResult, error)) *batcher {
 	return &batcher{
 		in:       make(chan *submission, 4*maxOps),
 		maxOps:   maxOps,
 		maxBytes: maxEntryBytes,
 		inflight: make(chan struct{}, pipeline),
 		flush:    flush,
+		now:      time.Now,
 	}
 }
 
-// submit queues ops and waits for their results, in order.
+// submit queues ops, each with ctx's deadline, and waits for their results,
+// in order. The result of an op dropped for its deadline is nil.
 func (b *batcher) submit(ctx context.Context, ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
-	s := &submission{ops: ops, size: opsSize(ops), done: make(chan submitResult, 1)}
+	d, _ := ctx.Deadline()
+	deadlines := make([]time.Time, len(ops))
+	for i := range deadlines {
+		deadlines[i] = d
+	}
+	return b.submitUntil(ctx, ops, deadlines)
+}
+
+// submitUntil is submit with a deadline per op (zero: none), as a
+// forwarded batch carries them.
+func (b *batcher) submitUntil(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error) {
+	s := &submission{ops: ops, deadlines: deadlines, size: opsSize(ops), done: make(chan submitResult, 1)}
 	select {
 	case b.in <- s:
 	case <-ctx.Done():
@@ -107,21 +132,45 @@ func (b *batcher) run(ctx context.Context) {
 
 func (b *batcher) flushGroup(subs []*submission, n int) {
 	defer func() { <-b.inflight }()
+	// Drop the ops whose deadline passed while they waited (a paused
+	// member, a slow leader): only live ones are proposed or forwarded.
+	now := b.now()
 	ops := make([]*fsmpb.Op, 0, n)
+	deadlines := make([]time.Time, 0, n)
+	live := make([]bool, 0, n)
 	for _, s := range subs {
-		ops = append(ops, s.ops...)
+		for i, op := range s.ops {
+			d := s.deadlines[i]
+			ok := d.IsZero() || now.Before(d)
+			live = append(live, ok)
+			if ok {
+				ops = append(ops, op)
+				deadlines = append(deadlines, d)
+			}
+		}
 	}
-	results, err := b.flush(ops)
-	if err == nil && len(results) != len(ops) {
-		err = errBatchResult
+	var results []*fsmpb.OpResult
+	var err error
+	if len(ops) > 0 {
+		results, err = b.flush(ops, deadlines)
+		if err == nil && len(results) != len(ops) {
+			err = errBatchResult
+		}
 	}
-	off := 0
+	off, j := 0, 0
 	for _, s := range subs {
 		if err != nil {
 			s.done <- submitResult{err: err}
 			continue
 		}
-		s.done <- submitResult{results: results[off : off+len(s.ops)]}
+		out := make([]*fsmpb.OpResult, len(s.ops))
+		for i := range s.ops {
+			if live[off+i] {
+				out[i] = results[j]
+				j++
+			}
+		}
 		off += len(s.ops)
+		s.done <- submitResult{results: out}
 	}
 }

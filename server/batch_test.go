@@ -40,7 +40,7 @@ func newFakeFlush(t *testing.T, blocked bool) *fakeFlush {
 
 func (f *fakeFlush) open() { f.gateOne.Do(func() { close(f.gate) }) }
 
-func (f *fakeFlush) flush(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
+func (f *fakeFlush) flush(ops []*fsmpb.Op, _ []time.Time) ([]*fsmpb.OpResult, error) {
 	ids := make([]string, len(ops))
 	for i, op := range ops {
 		ids[i] = op.GetGrant().GetRequestId()

@@ -81,11 +81,18 @@ func (p *peerService) Ping(ctx context.Context, req *peerpb.PingRequest) (*peerp
 }
 
 func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (*peerpb.ForwardResponse, error) {
-	res, err := p.s.submitOps(ctx, req.GetBatch().GetOps(), true)
+	res, err := p.s.submitOpsUntil(ctx, req.GetBatch().GetOps(), forwardedDeadlines(ctx, req), true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &peerpb.ForwardResponse{Results: res}, nil
+	out := &peerpb.ForwardResponse{Results: res}
+	for i, r := range res {
+		if r == nil { // dropped for its deadline: never proposed
+			res[i] = &fsmpb.OpResult{}
+			out.Dropped = append(out.Dropped, uint32(i))
+		}
+	}
+	return out, nil
 }
 
 func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCommandRequest) (*peerpb.ForwardCommandResponse, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -109,10 +110,28 @@ func (s *Server) route(ctx context.Context, forwarded bool, local, remote func(c
 	}
 }
 
-// submitOps runs lease operations through the batchers. The input limits
-// are checked here, so ops forwarded by a follower meet the same ones as
-// this member's own callers.
+// submitOps runs this member's own callers' lease operations through the
+// batchers, each op with ctx's deadline. An op dropped for its deadline
+// (never proposed) fails the call with context.DeadlineExceeded.
 func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool) ([]*fsmpb.OpResult, error) {
+	d, _ := ctx.Deadline()
+	deadlines := make([]time.Time, len(ops))
+	for i := range deadlines {
+		deadlines[i] = d
+	}
+	res, err := s.submitOpsUntil(ctx, ops, deadlines, forwarded)
+	if err == nil && slices.Contains(res, nil) {
+		return nil, context.DeadlineExceeded
+	}
+	return res, err
+}
+
+// submitOpsUntil runs lease operations through the batchers, each with its
+// caller's deadline (zero: none); the result of an op dropped because its
+// deadline passed before it was proposed is nil. The input limits are
+// checked here, so ops forwarded by a follower meet the same ones as this
+// member's own callers.
+func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time, forwarded bool) ([]*fsmpb.OpResult, error) {
 	if err := checkOpsSize(ops, forwarded); err != nil {
 		return nil, err
 	}
@@ -122,7 +141,7 @@ func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool)
 	var res []*fsmpb.OpResult
 	run := func(q *batcher) func(context.Context) error {
 		return func(ctx context.Context) (err error) {
-			res, err = q.submit(ctx, ops)
+			res, err = q.submitUntil(ctx, ops, deadlines)
 			return err
 		}
 	}
@@ -132,7 +151,7 @@ func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool)
 
 // flushLocal applies one batch as one Raft log entry (leader). The leader
 // draws each new grant's lease secret here, where it proposes.
-func (s *Server) flushLocal(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
+func (s *Server) flushLocal(ops []*fsmpb.Op, _ []time.Time) ([]*fsmpb.OpResult, error) {
 	s.metrics.raftBatchOps(len(ops))
 	stampSecrets(ops)
 	resp, err := s.applyLocal(&fsmpb.Command{Cmd: &fsmpb.Command_Batch{Batch: &fsmpb.Batch{Ops: ops}}})
@@ -161,20 +180,65 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 	return f.Response(), nil
 }
 
-// flushForward sends one batch to the leader (follower).
-func (s *Server) flushForward(ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
+// flushForward sends one batch to the leader (follower), with each op's
+// caller deadline: the call lasts until the latest of them (at most
+// applyTimeout), and the leader drops the ops whose deadline passed. The
+// result of a dropped op is nil.
+func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error) {
 	addr := s.leaderPeerAddr()
 	if addr == "" {
 		return nil, ErrNoLeader
 	}
 	s.metrics.forwardedOps(len(ops))
-	ctx, cancel := s.forwardContext()
+	now := time.Now()
+	var last time.Time
+	left := make([]int64, len(ops))
+	for i, d := range deadlines {
+		if d.IsZero() {
+			last = now.Add(applyTimeout)
+			continue
+		}
+		left[i] = max(1, (d.Sub(now) + time.Millisecond - 1).Milliseconds())
+		if d.After(last) {
+			last = d
+		}
+	}
+	ctx, cancel := s.forwardContext(last)
 	defer cancel()
-	resp, err := s.peerClient(addr).Forward(ctx, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}})
+	resp, err := s.peerClient(addr).Forward(ctx, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}, DeadlineInMs: left})
 	if err != nil {
 		return nil, forwardError(addr, err)
 	}
-	return resp.GetResults(), nil
+	res := resp.GetResults()
+	for _, i := range resp.GetDropped() {
+		if int(i) < len(res) {
+			res[i] = nil
+		}
+	}
+	return res, nil
+}
+
+// forwardedDeadlines are the per-op deadlines of a forwarded batch, on this
+// member's clock (a duration travels; a wall-clock time would carry the
+// members' skew). An older follower sends none: the call's deadline holds.
+func forwardedDeadlines(ctx context.Context, req *peerpb.ForwardRequest) []time.Time {
+	n := len(req.GetBatch().GetOps())
+	out := make([]time.Time, n)
+	left := req.GetDeadlineInMs()
+	if len(left) != n {
+		d, _ := ctx.Deadline()
+		for i := range out {
+			out[i] = d
+		}
+		return out
+	}
+	now := time.Now()
+	for i, ms := range left {
+		if ms > 0 {
+			out[i] = now.Add(time.Duration(ms) * time.Millisecond)
+		}
+	}
+	return out
 }
 
 // applyCommand runs a non-batch command (enrollment, formation) on the leader.
@@ -194,7 +258,8 @@ func (s *Server) applyCommand(ctx context.Context, cmd *fsmpb.Command, forwarded
 	}
 	remote := func(context.Context) error {
 		addr := s.leaderPeerAddr()
-		fctx, cancel := s.forwardContext()
+		d, _ := ctx.Deadline()
+		fctx, cancel := s.forwardContext(d)
 		defer cancel()
 		resp, err := s.peerClient(addr).ForwardCommand(fctx, &peerpb.ForwardCommandRequest{Command: cmd})
 		if err != nil {
@@ -207,8 +272,13 @@ func (s *Server) applyCommand(ctx context.Context, cmd *fsmpb.Command, forwarded
 	return res, err
 }
 
-func (s *Server) forwardContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(s.ctx, applyTimeout)
+// forwardContext is the context of a forwarding call: until the caller's
+// deadline (zero: none), at most applyTimeout.
+func (s *Server) forwardContext(deadline time.Time) (context.Context, context.CancelFunc) {
+	if limit := time.Now().Add(applyTimeout); deadline.IsZero() || deadline.After(limit) {
+		deadline = limit
+	}
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	return metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.Name), cancel
 }
 

@@ -2822,12 +2822,19 @@ func (x *Lease) GetSecret() []byte {
 // while after it ended (ended_ms != 0). Keyed by (client_id, request_id):
 // a request id is scoped to the client that chose it. Records of grants
 // without a secret (older builds) have no client_id: unscoped.
+// A refused checkout is remembered too (lease_id 0, denied_code set,
+// ended_ms the time of the refusal), for as long as an ended grant is: a
+// request id gets one answer forever, so a late copy of a refused request
+// (a paused member's buffered forward) is refused again, never granted.
 type RequestRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	LeaseId       uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	EndedMs       int64                  `protobuf:"varint,3,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`
-	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	LeaseId   uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	EndedMs   int64                  `protobuf:"varint,3,opt,name=ended_ms,json=endedMs,proto3" json:"ended_ms,omitempty"`
+	ClientId  string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The refusal, when the request was refused (lease_id is then 0).
+	DeniedCode    Code   `protobuf:"varint,5,opt,name=denied_code,json=deniedCode,proto3,enum=triad.fsm.v1.Code" json:"denied_code,omitempty"`
+	DeniedMessage string `protobuf:"bytes,6,opt,name=denied_message,json=deniedMessage,proto3" json:"denied_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2886,6 +2893,20 @@ func (x *RequestRecord) GetEndedMs() int64 {
 func (x *RequestRecord) GetClientId() string {
 	if x != nil {
 		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RequestRecord) GetDeniedCode() Code {
+	if x != nil {
+		return x.DeniedCode
+	}
+	return Code_OK
+}
+
+func (x *RequestRecord) GetDeniedMessage() string {
+	if x != nil {
+		return x.DeniedMessage
 	}
 	return ""
 }
@@ -3955,13 +3976,16 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\faccounted_ms\x18\x11 \x01(\x03R\vaccountedMs\x12\x1d\n" +
 	"\n" +
 	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
-	"\x06secret\x18\x13 \x01(\fR\x06secret\"\x81\x01\n" +
+	"\x06secret\x18\x13 \x01(\fR\x06secret\"\xdd\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x19\n" +
 	"\bended_ms\x18\x03 \x01(\x03R\aendedMs\x12\x1b\n" +
-	"\tclient_id\x18\x04 \x01(\tR\bclientId\"\xbc\a\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x123\n" +
+	"\vdenied_code\x18\x05 \x01(\x0e2\x12.triad.fsm.v1.CodeR\n" +
+	"deniedCode\x12%\n" +
+	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\"\xbc\a\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -4170,27 +4194,28 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	31, // 37: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
 	9,  // 38: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
 	32, // 39: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	3,  // 40: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	9,  // 41: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	34, // 42: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	35, // 43: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	39, // 44: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	40, // 45: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	38, // 46: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	25, // 47: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	22, // 48: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	26, // 49: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	27, // 50: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	4,  // 51: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 52: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
-	32, // 53: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
-	38, // 54: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	40, // 55: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	0,  // 40: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
+	3,  // 41: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 42: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 43: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 44: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	39, // 45: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 46: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 47: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 48: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 49: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 50: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 51: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 52: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 53: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	32, // 54: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 55: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 56: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }

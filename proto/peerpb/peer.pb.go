@@ -471,8 +471,13 @@ func (x *PingResponse) GetLinks() []*LinkView {
 }
 
 type ForwardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Batch         *fsmpb.Batch           `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Batch *fsmpb.Batch           `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Per op of batch, in order: milliseconds left until its caller's
+	// deadline when the follower sent it (0: no deadline). The leader drops,
+	// never proposes, an op whose deadline has passed. Absent (an older
+	// follower): every op has the deadline of the Forward call.
+	DeadlineInMs  []int64 `protobuf:"varint,2,rep,packed,name=deadline_in_ms,json=deadlineInMs,proto3" json:"deadline_in_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,9 +519,20 @@ func (x *ForwardRequest) GetBatch() *fsmpb.Batch {
 	return nil
 }
 
+func (x *ForwardRequest) GetDeadlineInMs() []int64 {
+	if x != nil {
+		return x.DeadlineInMs
+	}
+	return nil
+}
+
 type ForwardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*fsmpb.OpResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per op; the result at an index listed in dropped is empty.
+	Results []*fsmpb.OpResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Indexes of the ops the leader dropped because their caller's deadline
+	// passed before they were proposed: not applied, never will be.
+	Dropped       []uint32 `protobuf:"varint,2,rep,packed,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -554,6 +570,13 @@ func (*ForwardResponse) Descriptor() ([]byte, []int) {
 func (x *ForwardResponse) GetResults() []*fsmpb.OpResult {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetDropped() []uint32 {
+	if x != nil {
+		return x.Dropped
 	}
 	return nil
 }
@@ -684,11 +707,13 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\fPingResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
-	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\";\n" +
+	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\"a\n" +
 	"\x0eForwardRequest\x12)\n" +
-	"\x05batch\x18\x01 \x01(\v2\x13.triad.fsm.v1.BatchR\x05batch\"C\n" +
+	"\x05batch\x18\x01 \x01(\v2\x13.triad.fsm.v1.BatchR\x05batch\x12$\n" +
+	"\x0edeadline_in_ms\x18\x02 \x03(\x03R\fdeadlineInMs\"]\n" +
 	"\x0fForwardResponse\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"H\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\x12\x18\n" +
+	"\adropped\x18\x02 \x03(\rR\adropped\"H\n" +
 	"\x15ForwardCommandRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.triad.fsm.v1.CommandR\acommand\"H\n" +
 	"\x16ForwardCommandResponse\x12.\n" +

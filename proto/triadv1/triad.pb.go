@@ -3799,8 +3799,11 @@ func (x *UsageFeaturesRequest) GetConsistent() bool {
 }
 
 type UsageLeasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// Read through the leader (Raft barrier) for linearizable data, like
+	// UsageFeaturesRequest.consistent.
+	Consistent    bool `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3840,6 +3843,13 @@ func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
 		return x.Header
 	}
 	return nil
+}
+
+func (x *UsageLeasesRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
 }
 
 type UsageLeasesResponse struct {
@@ -4901,9 +4911,12 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"C\n" +
+	"consistent\"c\n" +
 	"\x12UsageLeasesRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\">\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\">\n" +
 	"\x13UsageLeasesResponse\x12'\n" +
 	"\x06leases\x18\x01 \x03(\v2\x0f.triad.v1.LeaseR\x06leases\"\x91\x01\n" +
 	"\x13UsageRecycleRequest\x12-\n" +

@@ -1,0 +1,74 @@
+package fsm
+
+import (
+	"testing"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+func securedGrantOp(req, client string) *fsmpb.Op {
+	op := grantOp(req, "cad", 0, 1)
+	op.GetGrant().ClientId = client
+	op.GetGrant().Secret = []byte("secret-" + req)
+	return op
+}
+
+// TestDenialIsFinal reproduces issue 11 point 7: a checkout refused for
+// lack of a seat, whose request id comes back (a paused member's buffered
+// forward) after a seat freed, is refused again and takes no seat.
+func TestDenialIsFinal(t *testing.T) {
+	h := formed(t)
+	h.mustEnroll(t0, lic("L1", t0-day, t0+day, feat("cad", 0, 1)))
+	held := h.op(t0+1, securedGrantOp("r-held", "c1"))
+	if held.Code != fsmpb.Code_OK {
+		t.Fatalf("first grant: %v %s", held.Code, held.Message)
+	}
+	denied := h.op(t0+2, securedGrantOp("r-late", "c2"))
+	if denied.Code != fsmpb.Code_NO_SEAT {
+		t.Fatalf("second grant: %v %s, want RESOURCE_EXHAUSTED", denied.Code, denied.Message)
+	}
+	// The seat frees; the same request id again gets the same refusal.
+	rel := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{held.Lease.Id}, Secrets: [][]byte{[]byte("secret-r-held")}}}}
+	if r := h.op(t0+3, rel); r.Leases[0].Code != fsmpb.Code_OK {
+		t.Fatalf("release: %v", r.Leases[0])
+	}
+	for _, f := range []*FSM{h.f, roundTrip(t, h.f)} {
+		h2 := &harness{t: t, f: f, index: h.index}
+		again := h2.op(t0+4, securedGrantOp("r-late", "c2"))
+		if again.Code != denied.Code || again.Message != denied.Message || again.Lease != nil {
+			t.Fatalf("retry of a refused request: %v %q lease %v, want %v %q", again.Code, again.Message, again.Lease, denied.Code, denied.Message)
+		}
+		if ls := f.Leases(); len(ls) != 0 {
+			t.Fatalf("a refused request id took a seat: %v", ls)
+		}
+		// Another client's request with the same id is its own request.
+		if r := h2.op(t0+5, securedGrantOp("r-late", "c3")); r.Code != fsmpb.Code_OK {
+			t.Fatalf("another client's request id: %v %s", r.Code, r.Message)
+		}
+	}
+}
+
+// TestDenialIsForgottenLikeGrants: a refusal is remembered as long as an
+// ended grant is, then pruned.
+func TestDenialIsForgottenLikeGrants(t *testing.T) {
+	h := formed(t)
+	h.mustEnroll(t0, lic("L1", t0-day, t0+10*day, feat("cad", 0, 1)))
+	if r := h.op(t0+1, securedGrantOp("r-held", "c1")); r.Code != fsmpb.Code_OK {
+		t.Fatalf("grant: %v", r.Code)
+	}
+	if r := h.op(t0+2, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_NO_SEAT {
+		t.Fatalf("deny: %v", r.Code)
+	}
+	h.apply(t0+2+requestMemoryMs, expireCmd())
+	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; !ok {
+		t.Fatalf("refusal forgotten before requestMemoryMs")
+	}
+	h.apply(t0+3+requestMemoryMs, expireCmd())
+	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; ok {
+		t.Fatalf("refusal still remembered after requestMemoryMs")
+	}
+	// Forgotten: the request id is decided afresh (the seat expired).
+	if r := h.op(t0+4+requestMemoryMs, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_OK {
+		t.Fatalf("fresh grant after pruning: %v %s", r.Code, r.Message)
+	}
+}
