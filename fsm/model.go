@@ -184,14 +184,13 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 	// a seat: admission checks the demand the over-capacity alarm judges
 	// (live leases by version, tied named seats at any version), so a grant
 	// within hard limits never raises the alarm (docs/decisions.md).
-	version := g.Version
 	switch t.model {
 	case modelNamedUser:
 		if n == 0 {
 			return nil, t
 		}
-		version = 0 // a named seat fits any version
-		if ok, inUse, supply := s.seatCheck(g.Feature, version, n, sup); !ok {
+		// A new named seat fits any version: demand at version 0.
+		if ok, inUse, supply := s.seatCheck(g.Feature, 0, n, sup); !ok {
 			if tied := uint64(len(s.model.named[g.Feature])); tied != inUse {
 				return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use: %d named users tied, %d by leases)",
 					g.Feature, g.Version, inUse, supply, tied, inUse-tied), t
