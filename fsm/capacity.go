@@ -102,11 +102,9 @@ func (s *state) supply(feature string, now int64, overdraft bool) []versionCount
 // seatCheck reports whether n more seats for feature at version fit next to
 // the live leases. When they do not, it returns the highest failing
 // threshold's seats in use (before the grant) and supply.
+// Demand is s.demand: the same as the over-capacity alarm's.
 func (s *state) seatCheck(feature string, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
-	var use []versionCount
-	if u := s.inUse[feature]; u != nil {
-		use = u.byVersion
-	}
+	use := s.demand(feature)
 	// Sweep thresholds from high to low, keeping suffix sums of demand and
 	// supply at versions >= t.
 	ui, si := len(use)-1, len(sup)-1

@@ -38,6 +38,8 @@ type modelState struct {
 	countdown map[string]int64                     // feature → seat-ms consumed by ended accounting
 
 	namedUse map[string]map[string]int // feature → user → live leases
+	// ri counts, per access rule, the seats its subject holds (rulecount.go).
+	ri *ruleIndex
 	// Live countdown leases per feature: Σ count and Σ count × accounted_ms,
 	// so the unaccounted seat time at now is now × seats − weighted, in O(1).
 	cdSeats    map[string]int64
@@ -113,8 +115,8 @@ type terms struct {
 
 // terms combines the valid licenses of feature: overdrafts, pools and
 // borrow limits add up or take the maximum; the model is that of the
-// highest-version entry (ties: lowest serial), since one feature should
-// not mix models.
+// highest-version entry (ties: lowest serial). The model only decides how
+// a new grant holds a seat; seats of every model are one pool (admit).
 func (s *state) terms(feature string, now int64) terms {
 	t := terms{model: modelConcurrent}
 	best := int64(-1)
@@ -169,18 +171,31 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 		}
 		if _, tied := s.model.named[g.Feature][g.User]; tied {
 			n = 0 // a tied user's sessions share the user's seat
+			if held := s.model.namedUse[g.Feature][g.User]; held >= maxNamedUserLeases {
+				return result(fsmpb.Code_NO_SEAT, "user %s already holds %d leases of %s, the most one named user may hold at once: release one first",
+					g.User, held, g.Feature), t
+			}
 		}
 	}
 	if res := s.checkRules(g, n, total(sup)); res != nil {
 		return res, t
 	}
+	// One pool per feature, whatever the model of the license that brings
+	// a seat: admission checks the demand the over-capacity alarm judges
+	// (live leases by version, tied named seats at any version), so a grant
+	// within hard limits never raises the alarm (docs/decisions.md).
 	switch t.model {
 	case modelNamedUser:
 		if n == 0 {
 			return nil, t
 		}
-		if tied, cap := uint64(len(s.model.named[g.Feature])), total(sup); tied+1 > cap {
-			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, tied, cap), t
+		// A new named seat fits any version: demand at version 0.
+		if ok, inUse, supply := s.seatCheck(g.Feature, 0, n, sup); !ok {
+			if tied := uint64(len(s.model.named[g.Feature])); tied != inUse {
+				return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use: %d named users tied, %d by leases)",
+					g.Feature, g.Version, inUse, supply, tied, inUse-tied), t
+			}
+			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, inUse, supply), t
 		}
 		return nil, t
 	case modelCountdown:
@@ -207,6 +222,7 @@ func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
 
 // addLeaseUse counts a live lease in the derived indexes.
 func (s *state) addLeaseUse(l *fsmpb.Lease) {
+	s.countLease(l, true)
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] += int64(l.Count)
 		s.model.cdWeighted[l.Feature] += int64(l.Count) * l.AccountedMs
@@ -223,6 +239,7 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 
 // dropLeaseUse undoes addLeaseUse and settles the lease's last accounts.
 func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
+	s.countLease(l, false)
 	s.account(now, l)
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] -= int64(l.Count)
@@ -257,6 +274,7 @@ func (s *state) tieSeat(now int64, l *fsmpb.Lease) {
 	}
 	if seats[l.User] == nil {
 		seats[l.User] = &fsmpb.NamedSeat{Feature: l.Feature, User: l.User, TiedMs: now}
+		s.countSeat(seats[l.User], true)
 	}
 	seats[l.User].LastUsedMs = now
 }
@@ -299,9 +317,11 @@ func (s *state) applySetRules(r *fsmpb.SetRules) *fsmpb.OpResult {
 	rules := r.GetRules()
 	if rules == nil || (len(rules.Rules) == 0 && len(rules.Groups) == 0) {
 		s.model.rules = nil
+		s.rebuildRuleIndex()
 		return result(fsmpb.Code_OK, "access rules cleared")
 	}
 	s.model.rules = proto.Clone(rules).(*fsmpb.AccessRules)
+	s.rebuildRuleIndex()
 	return result(fsmpb.Code_OK, "%d access rule(s) and %d group(s) set", len(rules.Rules), len(rules.Groups))
 }
 
@@ -317,38 +337,13 @@ func (s *state) matches(r *fsmpb.AccessRule, user, host string) bool {
 		if r.Subject == "host_group" {
 			kind, who = "host", host
 		}
+		if ri := s.model.ri; ri != nil {
+			return ri.groups[groupKey{kind, r.Value}][who]
+		}
 		for _, g := range s.model.rules.GetGroups() {
 			if g.Name == r.Value && g.Kind == kind {
 				return slices.Contains(g.Members, who)
 			}
-		}
-	}
-	return false
-}
-
-// usedBy counts the seats of feature held by a rule's subject: leases, or
-// tied users for a named-user feature.
-func (s *state) usedBy(r *fsmpb.AccessRule, feature string) uint64 {
-	var n uint64
-	for _, seat := range s.model.named[feature] { // a count: order does not show
-		if s.matches(r, seat.User, "") || (r.Subject == "host" || r.Subject == "host_group") && s.namedSeatOnHost(r, seat) {
-			n++
-		}
-	}
-	for _, e := range s.leases {
-		if l := e.l; l.Feature == feature && !l.NamedUser && s.matches(r, l.User, l.Host) {
-			n += uint64(l.Count)
-		}
-	}
-	return n
-}
-
-// namedSeatOnHost: a named seat counts for a host rule while its user holds
-// a lease from a matching host.
-func (s *state) namedSeatOnHost(r *fsmpb.AccessRule, seat *fsmpb.NamedSeat) bool {
-	for _, e := range s.leases {
-		if l := e.l; l.NamedUser && l.Feature == seat.Feature && l.User == seat.User && s.matches(r, l.User, l.Host) {
-			return true
 		}
 	}
 	return false
@@ -374,15 +369,12 @@ func (s *state) checkRules(g *fsmpb.Grant, n, capacity uint64) *fsmpb.OpResult {
 	if s.model.rules == nil {
 		return nil
 	}
-	var mine []*fsmpb.AccessRule
-	for _, r := range s.model.rules.Rules {
-		if r.Feature == g.Feature {
-			mine = append(mine, r)
-		}
-	}
+	mine := s.model.ri.byFeature[g.Feature]
+	rules := s.model.rules.Rules
 	var include *fsmpb.AccessRule
 	included := false
-	for _, r := range mine {
+	for _, i := range mine {
+		r := rules[i]
 		match := s.matches(r, g.User, g.Host)
 		switch {
 		case r.Kind == "exclude" && match:
@@ -400,15 +392,16 @@ func (s *state) checkRules(g *fsmpb.Grant, n, capacity uint64) *fsmpb.OpResult {
 	}
 	var reservedForOthers uint64
 	var reserve *fsmpb.AccessRule
-	for _, r := range mine {
+	for _, i := range mine {
+		r := rules[i]
 		match := s.matches(r, g.User, g.Host)
 		switch r.Kind {
 		case "max":
-			if used := s.usedBy(r, g.Feature); match && used+n > uint64(r.Count) {
+			if used := s.usedBy(i); match && used+n > uint64(r.Count) {
 				return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: at most %d seat(s) of %s, %d in use", r.Name, r.Count, g.Feature, used)
 			}
 		case "reserve":
-			if used := s.usedBy(r, g.Feature); !match && used < uint64(r.Count) {
+			if used := s.usedBy(i); !match && used < uint64(r.Count) {
 				reservedForOthers += uint64(r.Count) - used
 				reserve = cmp.Or(reserve, r)
 			}
@@ -493,6 +486,7 @@ func (s *state) applyRecycleSweep(now int64) *fsmpb.OpResult {
 }
 
 func (s *state) untie(seat *fsmpb.NamedSeat) {
+	s.countSeat(seat, false)
 	delete(s.model.named[seat.Feature], seat.User)
 	if len(s.model.named[seat.Feature]) == 0 {
 		delete(s.model.named, seat.Feature)

@@ -175,6 +175,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	for i, e := range s.expiry {
 		e.heapIdx = i
 	}
+	s.rebuildRuleIndex()
 	heap.Init(&s.expiry)
 	for _, r := range snap.Requests {
 		k := requestKey{client: r.GetClientId(), request: r.GetRequestId()}
