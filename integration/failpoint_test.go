@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -18,7 +21,7 @@ type failpoint interface {
 
 // failpointNames lists the implemented faults; newFailpoint makes a fresh
 // one (a failpoint remembers its victim between Inject and Heal).
-var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader"}
+var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader", "clock-step-leader"}
 
 func newFailpoint(name string) failpoint {
 	switch name {
@@ -28,6 +31,8 @@ func newFailpoint(name string) failpoint {
 		return &killFailpoint{}
 	case "pause-leader":
 		return &pauseFailpoint{hold: 4 * time.Second}
+	case "clock-step-leader":
+		return &clockStepFailpoint{step: time.Hour}
 	}
 	panic("no failpoint " + name)
 }
@@ -120,3 +125,35 @@ func (f *pauseFailpoint) Heal(c *cluster) {
 	}
 	liveLeader(c, 20*time.Second)
 }
+
+// clockFile is the member's --test-clock-file.
+func clockFile(m *member) string { return filepath.Join(m.dir, "clock-step") }
+
+// clockStepFailpoint steps the leader's wall clock forward by step (an NTP
+// step), on top of any earlier step; it stays stepped. Leases must not
+// expire early: the leader's now follows its monotonic clock.
+type clockStepFailpoint struct {
+	step time.Duration
+}
+
+func (f *clockStepFailpoint) Name() string { return "clock-step-leader" }
+
+func (f *clockStepFailpoint) Inject(c *cluster) {
+	l := liveLeader(c, 20*time.Second)
+	var cur time.Duration
+	if b, err := os.ReadFile(clockFile(l)); err == nil {
+		cur, _ = time.ParseDuration(strings.TrimSpace(string(b)))
+	}
+	before := strings.Count(l.log(), "test clock stepped")
+	if err := os.WriteFile(clockFile(l), []byte((cur + f.step).String()), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 5*time.Second, "the leader's clock stepped", func() error {
+		if strings.Count(l.log(), "test clock stepped") <= before {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}
+
+func (f *clockStepFailpoint) Heal(c *cluster) { liveLeader(c, 20*time.Second) }

@@ -48,14 +48,18 @@ func TestRobustness(t *testing.T) {
 	}
 }
 
-// startClusterWith is startCluster with extra member arguments.
+// startClusterWith is startCluster with extra member arguments; every
+// member also reads a test clock step from clockFile(m).
 func startClusterWith(t *testing.T, extra ...string) *cluster {
 	c := &cluster{t: t, dir: t.TempDir()}
 	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "vendor")); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"alpha", "bravo", "charlie"} {
-		c.members = append(c.members, newMember(t, n, filepath.Join(c.dir, "vendor.pub"), extra...))
+		m := prepareMember(t, n, "127.0.0.1", filepath.Join(c.dir, "vendor.pub"))
+		m.extra = append(append([]string(nil), extra...), "--test-clock-file", clockFile(m))
+		m.start()
+		c.members = append(c.members, m)
 	}
 	return c
 }
