@@ -229,11 +229,12 @@ func checkHistory(t *testing.T, c *cluster, ops []porcupine.Operation, logs []*w
 	if max, at := maxDefinitelyHeld(ops); max > robustSeats {
 		v = append(v, fmt.Sprintf("%d seats definitely held at once (at %s), capacity %d", max, time.Duration(at), robustSeats))
 	}
-	res, info := porcupine.CheckOperationsVerbose(seatModel(robustSeats), ops, time.Minute)
+	model := seatModel(robustSeats)
+	res, info := porcupine.CheckOperationsVerbose(model, ops, time.Minute)
 	switch res {
 	case porcupine.Illegal:
 		v = append(v, "history is not linearizable against the seat pool model")
-		lastInfo = &info
+		lastIllegal = &illegal{model, info}
 	case porcupine.Unknown:
 		t.Logf("porcupine timed out: linearizability not decided")
 	}
@@ -307,9 +308,14 @@ func checkHistory(t *testing.T, c *cluster, ops []porcupine.Operation, logs []*w
 	return v
 }
 
-// lastInfo is the linearization info of the last illegal history, for the
-// visualization.
-var lastInfo *porcupine.LinearizationInfo
+// illegal is the model and linearization info of a history porcupine
+// refused, for the visualization; lastIllegal is the last one.
+type illegal struct {
+	model porcupine.Model
+	info  porcupine.LinearizationInfo
+}
+
+var lastIllegal *illegal
 
 // saveArtifacts writes the history (porcupine's HTML visualization when
 // it is not linearizable) and the member logs to $TRIAD_ARTIFACTS, or a
@@ -319,16 +325,14 @@ func saveArtifacts(t *testing.T, c *cluster, ops []porcupine.Operation) string {
 	if base == "" {
 		base = os.TempDir()
 	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
+	}
 	dir, err := os.MkdirTemp(base, "robustness-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
 	if err != nil {
 		t.Logf("artifacts: %v", err)
 		return ""
-	}
-	if lastInfo != nil {
-		if err := porcupine.VisualizePath(seatModel(robustSeats), *lastInfo, filepath.Join(dir, "history.html")); err != nil {
-			t.Logf("visualization: %v", err)
-		}
-		lastInfo = nil
 	}
 	sort.Slice(ops, func(i, j int) bool { return ops[i].Call < ops[j].Call })
 	var b strings.Builder
@@ -343,6 +347,12 @@ func saveArtifacts(t *testing.T, c *cluster, ops []porcupine.Operation) string {
 	os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644)
 	for _, mb := range c.members {
 		os.WriteFile(filepath.Join(dir, mb.name+".log"), []byte(mb.log()), 0o644)
+	}
+	if il := lastIllegal; il != nil {
+		lastIllegal = nil
+		if err := porcupine.VisualizePath(il.model, il.info, filepath.Join(dir, "history.html")); err != nil {
+			t.Logf("visualization: %v", err)
+		}
 	}
 	return dir
 }
