@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: build run test bench proto lint clean
+.PHONY: build run test bench chaos proto lint clean
 
 build:
 	$(GO) build -o $(BIN)/triadd ./cmd/triadd
@@ -16,6 +16,16 @@ test: lint
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/
 	BIN=$(BIN) RUN_DIR=.run-bench CLIENTS=64 DURATION=10s scripts/cluster.sh bench
+
+# chaos runs the robustness suite's randomized campaign (docs/robustness.md):
+# CHAOS_DURATION (default 10m) of runs, CHAOS_SEED to replay one.
+CHAOS_DURATION ?= 10m
+CHAOS_TIMEOUT ?= 2h
+chaos:
+	@out=$$(mktemp); TRIAD_CHAOS=1 CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) \
+		$(GO) test -race -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestRobustness$$' -v ./integration/ >$$out 2>&1; rc=$$?; \
+	grep -E '^(chaos campaign|runs|operations|indeterminate|faults|violations|--- FAIL|FAIL|ok)|robustness violations' $$out; \
+	echo "full output: $$out"; exit $$rc
 
 proto:
 	scripts/gen-proto.sh

@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// failpoint is one fault the robustness suite injects into a running
+// cluster, after etcd's robustness suite: Inject breaks something, Heal
+// undoes it and returns once the cluster has a leader again. Both run on
+// the test goroutine (they may call t.Fatal).
+type failpoint interface {
+	Name() string
+	Inject(c *cluster)
+	Heal(c *cluster)
+}
+
+// failpointNames lists the implemented faults; newFailpoint makes a fresh
+// one (a failpoint remembers its victim between Inject and Heal).
+var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader", "clock-step-leader"}
+
+func newFailpoint(name string) failpoint {
+	switch name {
+	case "kill-leader":
+		return &killFailpoint{leader: true}
+	case "kill-follower":
+		return &killFailpoint{}
+	case "pause-leader":
+		return &pauseFailpoint{hold: 4 * time.Second}
+	case "clock-step-leader":
+		return &clockStepFailpoint{step: time.Hour}
+	}
+	panic("no failpoint " + name)
+}
+
+// liveLeader asks every live member for the leader until one names a live
+// member.
+func liveLeader(c *cluster, d time.Duration) *member {
+	c.t.Helper()
+	var l *member
+	waitFor(c.t, d, "a leader", func() error {
+		for _, m := range c.members {
+			if m.cmd == nil {
+				continue
+			}
+			s, err := c.status(m)
+			if err != nil || s.Leader == "" {
+				continue
+			}
+			for _, x := range c.members {
+				if x.name == s.Leader && x.cmd != nil {
+					l = x
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no live member names a live leader")
+	})
+	return l
+}
+
+func follower(c *cluster, leader *member) *member {
+	for _, m := range c.members {
+		if m != leader && m.cmd != nil {
+			return m
+		}
+	}
+	c.t.Fatal("no live follower")
+	return nil
+}
+
+// killFailpoint SIGKILLs the leader or a follower; Heal restarts it on
+// its data directory and addresses.
+type killFailpoint struct {
+	leader bool
+	victim *member
+}
+
+func (f *killFailpoint) Name() string {
+	if f.leader {
+		return "kill-leader"
+	}
+	return "kill-follower"
+}
+
+func (f *killFailpoint) Inject(c *cluster) {
+	l := liveLeader(c, 20*time.Second)
+	f.victim = l
+	if !f.leader {
+		f.victim = follower(c, l)
+	}
+	f.victim.kill()
+}
+
+func (f *killFailpoint) Heal(c *cluster) {
+	f.victim.start()
+	liveLeader(c, 20*time.Second)
+}
+
+// pauseFailpoint SIGSTOPs the leader for hold (longer than the lease TTL
+// the suite runs with), then SIGCONTs it: a leader that wakes up after its
+// leases should have expired, with writes in its buffers.
+type pauseFailpoint struct {
+	hold   time.Duration
+	victim *member
+}
+
+func (f *pauseFailpoint) Name() string { return "pause-leader" }
+
+func (f *pauseFailpoint) Inject(c *cluster) {
+	f.victim = liveLeader(c, 20*time.Second)
+	if err := f.victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+	time.Sleep(f.hold) // the fault itself: the member stays paused this long
+}
+
+func (f *pauseFailpoint) Heal(c *cluster) {
+	if err := f.victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		c.t.Fatal(err)
+	}
+	liveLeader(c, 20*time.Second)
+}
+
+// clockFile is the member's --test-clock-file.
+func clockFile(m *member) string { return filepath.Join(m.dir, "clock-step") }
+
+// clockStepFailpoint steps the leader's wall clock forward by step (an NTP
+// step), on top of any earlier step; it stays stepped. Leases must not
+// expire early: the leader's now follows its monotonic clock.
+type clockStepFailpoint struct {
+	step time.Duration
+}
+
+func (f *clockStepFailpoint) Name() string { return "clock-step-leader" }
+
+func (f *clockStepFailpoint) Inject(c *cluster) {
+	l := liveLeader(c, 20*time.Second)
+	var cur time.Duration
+	if b, err := os.ReadFile(clockFile(l)); err == nil {
+		cur, _ = time.ParseDuration(strings.TrimSpace(string(b)))
+	}
+	before := strings.Count(l.log(), "test clock stepped")
+	if err := os.WriteFile(clockFile(l), []byte((cur + f.step).String()), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 5*time.Second, "the leader's clock stepped", func() error {
+		if strings.Count(l.log(), "test clock stepped") <= before {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}
+
+func (f *clockStepFailpoint) Heal(c *cluster) { liveLeader(c, 20*time.Second) }
