@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -122,8 +121,11 @@ func TestFailoverPortAdmitsOnlyMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mallory.Close()
-	if err := check(mallory); err == nil || !strings.Contains(err.Error(), "bad certificate") && !strings.Contains(err.Error(), "handshake") {
-		t.Errorf("a member certificate of no member after formation: %v", err)
+	// Refused during the handshake; the client sees "bad certificate" or,
+	// when the server closes first, a broken pipe: any error, while the
+	// formed member below still gets through.
+	if err := check(mallory); err == nil {
+		t.Error("a member certificate of no member was admitted after formation")
 	}
 	fresh := side(t, memberCreds(t, ca, caFile, pki.Member, "alpha"))
 	c2, _ := fresh.Conn(addr)
