@@ -3,6 +3,7 @@ package admin
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -58,17 +59,30 @@ func targets(c *cli.Context) ([]target, error) {
 	return out, nil
 }
 
-// clientOptions are the TLS choices of the global flags, for package client.
-func clientOptions(c *cli.Context) ([]client.Option, error) {
+// tlsChoice reads the global TLS flags: a TLS configuration, or nil for
+// plaintext (--insecure).
+func tlsChoice(c *cli.Context) (*tls.Config, error) {
 	if c.Bool("insecure") {
 		if c.String("ca") != "" || c.String("cert") != "" {
 			return nil, fmt.Errorf("--insecure and --ca/--cert exclude each other: drop --insecure to use TLS")
 		}
-		return []client.Option{client.WithInsecure()}, nil
+		return nil, nil
 	}
 	cfg, err := client.TLSConfig(c.String("ca"), c.String("cert"), c.String("key"))
 	if err != nil {
 		return nil, fmt.Errorf("%v (--ca, --cert, --key)", strings.TrimPrefix(err.Error(), "triad: "))
+	}
+	return cfg, nil
+}
+
+// clientOptions are the TLS choices of the global flags, for package client.
+func clientOptions(c *cli.Context) ([]client.Option, error) {
+	cfg, err := tlsChoice(c)
+	switch {
+	case err != nil:
+		return nil, err
+	case cfg == nil:
+		return []client.Option{client.WithInsecure()}, nil
 	}
 	return []client.Option{client.WithTLS(cfg)}, nil
 }
@@ -77,15 +91,12 @@ func transportCredentials(c *cli.Context) (credentials.TransportCredentials, err
 	if c.Bool("local") {
 		return insecure.NewCredentials(), nil // a Unix socket on the member's own host
 	}
-	if c.Bool("insecure") {
-		if c.String("ca") != "" || c.String("cert") != "" {
-			return nil, fmt.Errorf("--insecure and --ca/--cert exclude each other: drop --insecure to use TLS")
-		}
+	cfg, err := tlsChoice(c)
+	switch {
+	case err != nil:
+		return nil, err
+	case cfg == nil:
 		return insecure.NewCredentials(), nil
-	}
-	cfg, err := client.TLSConfig(c.String("ca"), c.String("cert"), c.String("key"))
-	if err != nil {
-		return nil, fmt.Errorf("%v (--ca, --cert, --key)", strings.TrimPrefix(err.Error(), "triad: "))
 	}
 	return credentials.NewTLS(cfg), nil
 }

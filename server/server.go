@@ -283,9 +283,6 @@ func (s *Server) Addr() string { return s.grpcLis.Addr().String() }
 // RaftAddr is the failover (Raft + Peer) address the member listens on.
 func (s *Server) RaftAddr() string { return s.side.Addr().String() }
 
-// Insecure reports whether the member runs without TLS (--insecure).
-func (s *Server) Insecure() bool { return s.cfg.Insecure }
-
 // HTTPAddr is the HTTP status address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 

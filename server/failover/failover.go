@@ -102,9 +102,6 @@ func resolveAdvertise(listen string) (net.Addr, error) {
 	return net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port))
 }
 
-// Secure reports whether the failover port uses mutual TLS.
-func (s *Side) Secure() bool { return s.creds != nil }
-
 // Addr is the address listened on (the real port when 0 was asked).
 func (s *Side) Addr() net.Addr { return s.ln.Addr() }
 
@@ -241,7 +238,17 @@ func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 // dial connects to a member's failover port and sends the header; with
 // handshake it also does the TLS handshake (Raft), otherwise gRPC does.
 func (s *Side) dial(ctx context.Context, addr string, header byte, handshake bool) (net.Conn, error) {
-	c, err := s.dialer.DialContext(ctx, "tcp", addr)
+	var cfg *tls.Config
+	if handshake {
+		cfg = s.clientTLS
+	}
+	return dialHeader(ctx, s.dialer, addr, header, cfg)
+}
+
+// dialHeader connects to a failover port, sends the header byte and, with
+// cfg, does the TLS handshake (Raft); without, the caller (gRPC) does it.
+func dialHeader(ctx context.Context, d net.Dialer, addr string, header byte, cfg *tls.Config) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -252,8 +259,8 @@ func (s *Side) dial(ctx context.Context, addr string, header byte, handshake boo
 		c.Close()
 		return nil, err
 	}
-	if handshake && s.clientTLS != nil {
-		tc := tls.Client(c, s.clientTLS)
+	if cfg != nil {
+		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("TLS handshake with member %s: %w", addr, err)
@@ -313,15 +320,7 @@ func peerDialOptions(cfg *tls.Config, d net.Dialer) []grpc.DialOption {
 		creds = credentials.NewTLS(cfg)
 	}
 	dial := func(ctx context.Context, a string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, "tcp", a)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := c.Write([]byte{headerPeer}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return dialHeader(ctx, d, a, headerPeer, nil)
 	}
 	return []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxPeerMessage), grpc.MaxCallSendMsgSize(MaxPeerMessage)),
