@@ -54,6 +54,7 @@ func App() *cli.App {
 		Commands: []*cli.Command{
 			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
+			snapshotCommand(),
 		},
 	}
 }

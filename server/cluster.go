@@ -141,6 +141,7 @@ func (s *Server) info() *peerpb.InfoResponse {
 		CommitIndex:         s.node.raft.CommitIndex(),
 		IsLeader:            s.isLeader(),
 		TrustedKeys:         configKeys(s.trusted),
+		MachineProof:        s.machineProof,
 	}
 }
 
@@ -181,7 +182,7 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 		seen[m] = true
 	}
 	if m := s.mode(); m != ModeUnconfigured {
-		return nil, status.Errorf(codes.FailedPrecondition, "this member already belongs to a %s cluster: a cluster is formed once and its members cannot change (use `cluster replace-member` to replace a dead machine)", m)
+		return nil, status.Errorf(codes.FailedPrecondition, "this member already belongs to a %s cluster: a cluster is formed once and its members cannot change (to replace a dead member's machine, run `triadctl cluster replace-member OLD --with HOST:PORT --license NEW.lic` against a member of that cluster)", m)
 	}
 
 	infos := make([]*peerpb.InfoResponse, len(members))

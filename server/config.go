@@ -58,6 +58,9 @@ type Config struct {
 	// ClockFile (test only) holds a duration the member adds to its wall
 	// clock while running, re-read every 100 ms: a clock step on demand.
 	ClockFile string `json:"-"`
+	// MachineID (test only) replaces the machine identity (/etc/machine-id)
+	// in this member's machine proof, so tests can play several machines.
+	MachineID string `json:"-"`
 	// LogFile is where the member's structured log goes ("" = stderr).
 	LogFile string `json:"log_file"`
 	// LogMaxMB: the log file is rotated before it would grow past this many
@@ -149,6 +152,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
+	c.MachineID = f.String("test-machine-id")
 	return c
 }
 

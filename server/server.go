@@ -50,7 +50,9 @@ type Server struct {
 	hlog       hclog.Logger
 	logFile    io.Closer
 	computerID string
-	trusted    []ed25519.PublicKey
+	// machineProof ties computerID to this machine (backups record it).
+	machineProof string
+	trusted      []ed25519.PublicKey
 
 	fsm    *fsm.FSM
 	node   *raftNode
@@ -139,6 +141,11 @@ func (s *Server) open() error {
 	if s.computerID, err = membership.ComputerID(s.cfg.DataDir); err != nil {
 		return err
 	}
+	machine := membership.MachineID()
+	if s.cfg.MachineID != "" {
+		machine = s.cfg.MachineID
+	}
+	s.machineProof = membership.MachineProof(machine, s.computerID)
 	for _, path := range s.cfg.Trust {
 		b, err := os.ReadFile(path)
 		if err != nil {

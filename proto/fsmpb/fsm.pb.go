@@ -165,6 +165,7 @@ type Command struct {
 	//	*Command_AddVendorKey
 	//	*Command_RemoveVendorKey
 	//	*Command_AdoptVendorTrust
+	//	*Command_ReplaceMember
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -385,6 +386,15 @@ func (x *Command) GetAdoptVendorTrust() *AdoptVendorTrust {
 	return nil
 }
 
+func (x *Command) GetReplaceMember() *ReplaceMember {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ReplaceMember); ok {
+			return x.ReplaceMember
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -468,6 +478,11 @@ type Command_AdoptVendorTrust struct {
 	AdoptVendorTrust *AdoptVendorTrust `protobuf:"bytes,42,opt,name=adopt_vendor_trust,json=adoptVendorTrust,proto3,oneof"`
 }
 
+type Command_ReplaceMember struct {
+	// Member replacement (fields 50-59).
+	ReplaceMember *ReplaceMember `protobuf:"bytes,50,opt,name=replace_member,json=replaceMember,proto3,oneof"`
+}
+
 func (*Command_FormCluster) isCommand_Cmd() {}
 
 func (*Command_EnrollLicense) isCommand_Cmd() {}
@@ -505,6 +520,8 @@ func (*Command_AddVendorKey) isCommand_Cmd() {}
 func (*Command_RemoveVendorKey) isCommand_Cmd() {}
 
 func (*Command_AdoptVendorTrust) isCommand_Cmd() {}
+
+func (*Command_ReplaceMember) isCommand_Cmd() {}
 
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3762,11 +3779,291 @@ func (x *SetSettings) GetSettings() *AdminSettings {
 	return nil
 }
 
+// ReplaceMember swaps a dead member of the cluster record for a new one
+// and enrolls the license binding the new set of computer IDs, as one
+// command (full session). The Raft configuration follows the record: the
+// leader removes the old voter and adds the new one (server/members.go).
+type ReplaceMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	OldName       string                 `protobuf:"bytes,2,opt,name=old_name,json=oldName,proto3" json:"old_name,omitempty"`
+	Member        *Member                `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	License       *License               `protobuf:"bytes,4,opt,name=license,proto3" json:"license,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceMember) Reset() {
+	*x = ReplaceMember{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceMember) ProtoMessage() {}
+
+func (x *ReplaceMember) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceMember.ProtoReflect.Descriptor instead.
+func (*ReplaceMember) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ReplaceMember) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ReplaceMember) GetOldName() string {
+	if x != nil {
+		return x.OldName
+	}
+	return ""
+}
+
+func (x *ReplaceMember) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *ReplaceMember) GetLicense() *License {
+	if x != nil {
+		return x.License
+	}
+	return nil
+}
+
+// BackupHeader starts a backup file (server/backup): what the snapshot is
+// and the checksum of the state that follows it.
+type BackupHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FormatVersion uint32                 `protobuf:"varint,1,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	// Hex SHA-256 of the mode and the members' computer IDs (sorted).
+	ClusterId string `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Raft index and term of the last entry the state includes.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Term  uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	// When the backup was taken (unix ms) and by which member.
+	CreatedMs int64           `protobuf:"varint,5,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	Member    string          `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
+	Version   string          `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	Mode      string          `protobuf:"bytes,8,opt,name=mode,proto3" json:"mode,omitempty"`
+	Members   []*BackupMember `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
+	// The fsmpb.Snapshot bytes that follow the header.
+	DataLength    uint64 `protobuf:"varint,10,opt,name=data_length,json=dataLength,proto3" json:"data_length,omitempty"`
+	DataSha256    []byte `protobuf:"bytes,11,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupHeader) Reset() {
+	*x = BackupHeader{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupHeader) ProtoMessage() {}
+
+func (x *BackupHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupHeader.ProtoReflect.Descriptor instead.
+func (*BackupHeader) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *BackupHeader) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *BackupHeader) GetMembers() []*BackupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *BackupHeader) GetDataLength() uint64 {
+	if x != nil {
+		return x.DataLength
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetDataSha256() []byte {
+	if x != nil {
+		return x.DataSha256
+	}
+	return nil
+}
+
+type BackupMember struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ComputerId  string                 `protobuf:"bytes,2,opt,name=computer_id,json=computerId,proto3" json:"computer_id,omitempty"`
+	GrpcAddress string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,4,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// Peer.Info machine_proof when the backup was taken; empty if the
+	// member was unreachable or has no machine identity.
+	MachineProof  string `protobuf:"bytes,5,opt,name=machine_proof,json=machineProof,proto3" json:"machine_proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupMember) Reset() {
+	*x = BackupMember{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupMember) ProtoMessage() {}
+
+func (x *BackupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupMember.ProtoReflect.Descriptor instead.
+func (*BackupMember) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *BackupMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackupMember) GetComputerId() string {
+	if x != nil {
+		return x.ComputerId
+	}
+	return ""
+}
+
+func (x *BackupMember) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *BackupMember) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *BackupMember) GetMachineProof() string {
+	if x != nil {
+		return x.MachineProof
+	}
+	return ""
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xa3\n" +
+	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xe9\n" +
 	"\n" +
 	"\aCommand\x12\x15\n" +
 	"\x06now_ms\x18\x01 \x01(\x03R\x05nowMs\x12>\n" +
@@ -3789,7 +4086,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tset_rules\x18! \x01(\v2\x16.triad.fsm.v1.SetRulesH\x00R\bsetRules\x12B\n" +
 	"\x0eadd_vendor_key\x18( \x01(\v2\x1a.triad.fsm.v1.AddVendorKeyH\x00R\faddVendorKey\x12K\n" +
 	"\x11remove_vendor_key\x18) \x01(\v2\x1d.triad.fsm.v1.RemoveVendorKeyH\x00R\x0fremoveVendorKey\x12N\n" +
-	"\x12adopt_vendor_trust\x18* \x01(\v2\x1e.triad.fsm.v1.AdoptVendorTrustH\x00R\x10adoptVendorTrustB\x05\n" +
+	"\x12adopt_vendor_trust\x18* \x01(\v2\x1e.triad.fsm.v1.AdoptVendorTrustH\x00R\x10adoptVendorTrust\x12D\n" +
+	"\x0ereplace_member\x182 \x01(\v2\x1b.triad.fsm.v1.ReplaceMemberH\x00R\rreplaceMemberB\x05\n" +
 	"\x03cmd\"\x83\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -4062,7 +4360,37 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xbf\x03\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings\"\xa8\x01\n" +
+	"\rReplaceMember\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bold_name\x18\x02 \x01(\tR\aoldName\x12,\n" +
+	"\x06member\x18\x03 \x01(\v2\x14.triad.fsm.v1.MemberR\x06member\x12/\n" +
+	"\alicense\x18\x04 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"\xdb\x02\n" +
+	"\fBackupHeader\x12%\n" +
+	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x05 \x01(\x03R\tcreatedMs\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12\x12\n" +
+	"\x04mode\x18\b \x01(\tR\x04mode\x124\n" +
+	"\amembers\x18\t \x03(\v2\x1a.triad.fsm.v1.BackupMemberR\amembers\x12\x1f\n" +
+	"\vdata_length\x18\n" +
+	" \x01(\x04R\n" +
+	"dataLength\x12\x1f\n" +
+	"\vdata_sha256\x18\v \x01(\fR\n" +
+	"dataSha256\"\xae\x01\n" +
+	"\fBackupMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vcomputer_id\x18\x02 \x01(\tR\n" +
+	"computerId\x12!\n" +
+	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fraft_address\x18\x04 \x01(\tR\vraftAddress\x12#\n" +
+	"\rmachine_proof\x18\x05 \x01(\tR\fmachineProof*\xbf\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -4103,7 +4431,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -4152,6 +4480,9 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*ExpireSessions)(nil),     // 44: triad.fsm.v1.ExpireSessions
 	(*SetPasswords)(nil),       // 45: triad.fsm.v1.SetPasswords
 	(*SetSettings)(nil),        // 46: triad.fsm.v1.SetSettings
+	(*ReplaceMember)(nil),      // 47: triad.fsm.v1.ReplaceMember
+	(*BackupHeader)(nil),       // 48: triad.fsm.v1.BackupHeader
+	(*BackupMember)(nil),       // 49: triad.fsm.v1.BackupMember
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
@@ -4173,49 +4504,53 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	5,  // 16: triad.fsm.v1.Command.add_vendor_key:type_name -> triad.fsm.v1.AddVendorKey
 	6,  // 17: triad.fsm.v1.Command.remove_vendor_key:type_name -> triad.fsm.v1.RemoveVendorKey
 	7,  // 18: triad.fsm.v1.Command.adopt_vendor_trust:type_name -> triad.fsm.v1.AdoptVendorTrust
-	2,  // 19: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
-	4,  // 20: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	4,  // 21: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
-	8,  // 22: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
-	9,  // 23: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
-	12, // 24: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
-	13, // 25: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
-	14, // 26: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	17, // 27: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
-	16, // 28: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
-	12, // 29: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	22, // 30: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	23, // 31: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	24, // 32: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	15, // 33: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 34: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 35: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	34, // 36: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	31, // 37: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	9,  // 38: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	32, // 39: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	0,  // 40: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
-	3,  // 41: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	9,  // 42: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	34, // 43: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	35, // 44: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	39, // 45: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	40, // 46: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	38, // 47: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	25, // 48: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	22, // 49: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	26, // 50: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	27, // 51: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	4,  // 52: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 53: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
-	32, // 54: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
-	38, // 55: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	40, // 56: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	47, // 19: triad.fsm.v1.Command.replace_member:type_name -> triad.fsm.v1.ReplaceMember
+	2,  // 20: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
+	4,  // 21: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	4,  // 22: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
+	8,  // 23: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
+	9,  // 24: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
+	12, // 25: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
+	13, // 26: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
+	14, // 27: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
+	17, // 28: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	16, // 29: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
+	12, // 30: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	22, // 31: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	23, // 32: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	24, // 33: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	15, // 34: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 35: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 36: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	34, // 37: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	31, // 38: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	9,  // 39: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	32, // 40: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	0,  // 41: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
+	3,  // 42: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 43: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 44: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 45: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	39, // 46: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 47: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 48: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 49: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 50: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 51: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 52: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 53: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 54: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	32, // 55: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 56: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 57: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	2,  // 58: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
+	9,  // 59: triad.fsm.v1.ReplaceMember.license:type_name -> triad.fsm.v1.License
+	49, // 60: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -4243,6 +4578,7 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_AddVendorKey)(nil),
 		(*Command_RemoveVendorKey)(nil),
 		(*Command_AdoptVendorTrust)(nil),
+		(*Command_ReplaceMember)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[14].OneofWrappers = []any{
 		(*Op_Grant)(nil),
@@ -4258,7 +4594,7 @@ func file_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

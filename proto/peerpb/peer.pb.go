@@ -87,7 +87,11 @@ type InfoResponse struct {
 	// The vendor public keys this member's configuration trusts (--trust),
 	// raw 32-byte Ed25519 keys sorted bytewise; formation requires every
 	// member to report the same set.
-	TrustedKeys   [][]byte `protobuf:"bytes,11,rep,name=trusted_keys,json=trustedKeys,proto3" json:"trusted_keys,omitempty"`
+	TrustedKeys [][]byte `protobuf:"bytes,11,rep,name=trusted_keys,json=trustedKeys,proto3" json:"trusted_keys,omitempty"`
+	// Proof of the machine this member runs on, for restore checks: hex
+	// SHA-256 of the machine identity (/etc/machine-id) and the computer ID;
+	// empty when the machine has no identity file.
+	MachineProof  string `protobuf:"bytes,12,opt,name=machine_proof,json=machineProof,proto3" json:"machine_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +201,13 @@ func (x *InfoResponse) GetTrustedKeys() [][]byte {
 		return x.TrustedKeys
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetMachineProof() string {
+	if x != nil {
+		return x.MachineProof
+	}
+	return ""
 }
 
 type BootstrapRequest struct {
@@ -676,7 +687,7 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\",\n" +
 	"\vInfoRequest\x12\x1d\n" +
 	"\n" +
-	"read_index\x18\x01 \x01(\bR\treadIndex\"\xe5\x02\n" +
+	"read_index\x18\x01 \x01(\bR\treadIndex\"\x8a\x03\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -690,7 +701,8 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tis_leader\x18\n" +
 	" \x01(\bR\bisLeader\x12!\n" +
-	"\ftrusted_keys\x18\v \x03(\fR\vtrustedKeys\"{\n" +
+	"\ftrusted_keys\x18\v \x03(\fR\vtrustedKeys\x12#\n" +
+	"\rmachine_proof\x18\f \x01(\tR\fmachineProof\"{\n" +
 	"\x10BootstrapRequest\x122\n" +
 	"\x15peer_protocol_version\x18\x01 \x01(\rR\x13peerProtocolVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\"\x13\n" +

@@ -4600,6 +4600,246 @@ func (x *AuditVerifyResponse) GetProblem() string {
 	return ""
 }
 
+type SnapshotSaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotSaveRequest) Reset() {
+	*x = SnapshotSaveRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotSaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotSaveRequest) ProtoMessage() {}
+
+func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *SnapshotSaveRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+// SnapshotChunk is the next piece of the backup file.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ClusterReplaceMemberRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// Name of the member to replace.
+	Old string `protobuf:"bytes,2,opt,name=old,proto3" json:"old,omitempty"`
+	// Licensing address HOST:PORT of the unconfigured replacement.
+	With string `protobuf:"bytes,3,opt,name=with,proto3" json:"with,omitempty"`
+	// The license file binding the new set of computer IDs.
+	LicenseFile []byte `protobuf:"bytes,4,opt,name=license_file,json=licenseFile,proto3" json:"license_file,omitempty"`
+	// Replace OLD even though this member still reaches it.
+	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterReplaceMemberRequest) Reset() {
+	*x = ClusterReplaceMemberRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterReplaceMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterReplaceMemberRequest) ProtoMessage() {}
+
+func (x *ClusterReplaceMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterReplaceMemberRequest.ProtoReflect.Descriptor instead.
+func (*ClusterReplaceMemberRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ClusterReplaceMemberRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ClusterReplaceMemberRequest) GetOld() string {
+	if x != nil {
+		return x.Old
+	}
+	return ""
+}
+
+func (x *ClusterReplaceMemberRequest) GetWith() string {
+	if x != nil {
+		return x.With
+	}
+	return ""
+}
+
+func (x *ClusterReplaceMemberRequest) GetLicenseFile() []byte {
+	if x != nil {
+		return x.LicenseFile
+	}
+	return nil
+}
+
+func (x *ClusterReplaceMemberRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type ClusterReplaceMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members after the replacement.
+	Members []*Member `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Leader  string    `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// What was done ("replaced ...", or "already replaced; finished ...").
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The license enrolled with the replacement.
+	License       *LicenseInfo `protobuf:"bytes,4,opt,name=license,proto3" json:"license,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterReplaceMemberResponse) Reset() {
+	*x = ClusterReplaceMemberResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterReplaceMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterReplaceMemberResponse) ProtoMessage() {}
+
+func (x *ClusterReplaceMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterReplaceMemberResponse.ProtoReflect.Descriptor instead.
+func (*ClusterReplaceMemberResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ClusterReplaceMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ClusterReplaceMemberResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ClusterReplaceMemberResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ClusterReplaceMemberResponse) GetLicense() *LicenseInfo {
+	if x != nil {
+		return x.License
+	}
+	return nil
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -4968,14 +5208,29 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vbroken_line\x18\n" +
 	" \x01(\x04R\n" +
 	"brokenLine\x12\x18\n" +
-	"\aproblem\x18\v \x01(\tR\aproblem2\x8f\x03\n" +
+	"\aproblem\x18\v \x01(\tR\aproblem\"D\n" +
+	"\x13SnapshotSaveRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"#\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xab\x01\n" +
+	"\x1bClusterReplaceMemberRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x10\n" +
+	"\x03old\x18\x02 \x01(\tR\x03old\x12\x12\n" +
+	"\x04with\x18\x03 \x01(\tR\x04with\x12!\n" +
+	"\flicense_file\x18\x04 \x01(\fR\vlicenseFile\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\"\xad\x01\n" +
+	"\x1cClusterReplaceMemberResponse\x12*\n" +
+	"\amembers\x18\x01 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12/\n" +
+	"\alicense\x18\x04 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xb2\x0e\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xe3\x0f\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -5003,7 +5258,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0eVendorTrustAdd\x12\x1f.triad.v1.VendorTrustAddRequest\x1a!.triad.v1.VendorTrustListResponse\x12Z\n" +
 	"\x11VendorTrustRemove\x12\".triad.v1.VendorTrustRemoveRequest\x1a!.triad.v1.VendorTrustListResponse\x12A\n" +
 	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponse\x12J\n" +
-	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12H\n" +
+	"\fSnapshotSave\x12\x1d.triad.v1.SnapshotSaveRequest\x1a\x17.triad.v1.SnapshotChunk0\x01\x12e\n" +
+	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -5017,76 +5274,80 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_triad_v1_triad_proto_goTypes = []any{
-	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
-	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
-	(*Lease)(nil),                    // 2: triad.v1.Lease
-	(*CheckoutResponse)(nil),         // 3: triad.v1.CheckoutResponse
-	(*RenewRequest)(nil),             // 4: triad.v1.RenewRequest
-	(*RenewResult)(nil),              // 5: triad.v1.RenewResult
-	(*RenewResponse)(nil),            // 6: triad.v1.RenewResponse
-	(*ReleaseRequest)(nil),           // 7: triad.v1.ReleaseRequest
-	(*ReleaseResult)(nil),            // 8: triad.v1.ReleaseResult
-	(*ReleaseResponse)(nil),          // 9: triad.v1.ReleaseResponse
-	(*FeaturesRequest)(nil),          // 10: triad.v1.FeaturesRequest
-	(*FeatureUsage)(nil),             // 11: triad.v1.FeatureUsage
-	(*FeaturesResponse)(nil),         // 12: triad.v1.FeaturesResponse
-	(*DiscoverRequest)(nil),          // 13: triad.v1.DiscoverRequest
-	(*DiscoverResponse)(nil),         // 14: triad.v1.DiscoverResponse
-	(*AdminHeader)(nil),              // 15: triad.v1.AdminHeader
-	(*ConnectRequest)(nil),           // 16: triad.v1.ConnectRequest
-	(*ConnectResponse)(nil),          // 17: triad.v1.ConnectResponse
-	(*DisconnectRequest)(nil),        // 18: triad.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),       // 19: triad.v1.DisconnectResponse
-	(*ServerSettings)(nil),           // 20: triad.v1.ServerSettings
-	(*ServerSetRequest)(nil),         // 21: triad.v1.ServerSetRequest
-	(*AdminSession)(nil),             // 22: triad.v1.AdminSession
-	(*PasswordSetRequest)(nil),       // 23: triad.v1.PasswordSetRequest
-	(*PasswordSetResponse)(nil),      // 24: triad.v1.PasswordSetResponse
-	(*LicenseShowRequest)(nil),       // 25: triad.v1.LicenseShowRequest
-	(*LicenseRemoveRequest)(nil),     // 26: triad.v1.LicenseRemoveRequest
-	(*LicenseRemoveResponse)(nil),    // 27: triad.v1.LicenseRemoveResponse
-	(*UsageUsersRequest)(nil),        // 28: triad.v1.UsageUsersRequest
-	(*UserUsage)(nil),                // 29: triad.v1.UserUsage
-	(*UsageUsersResponse)(nil),       // 30: triad.v1.UsageUsersResponse
-	(*UsageDenialsRequest)(nil),      // 31: triad.v1.UsageDenialsRequest
-	(*DenialCount)(nil),              // 32: triad.v1.DenialCount
-	(*UsageDenialsResponse)(nil),     // 33: triad.v1.UsageDenialsResponse
-	(*UsageReleaseRequest)(nil),      // 34: triad.v1.UsageReleaseRequest
-	(*UsageReleaseResponse)(nil),     // 35: triad.v1.UsageReleaseResponse
-	(*ServerShowRequest)(nil),        // 36: triad.v1.ServerShowRequest
-	(*ServerShowResponse)(nil),       // 37: triad.v1.ServerShowResponse
-	(*ClusterCreateRequest)(nil),     // 38: triad.v1.ClusterCreateRequest
-	(*Member)(nil),                   // 39: triad.v1.Member
-	(*ClusterCreateResponse)(nil),    // 40: triad.v1.ClusterCreateResponse
-	(*ClusterStatusRequest)(nil),     // 41: triad.v1.ClusterStatusRequest
-	(*Link)(nil),                     // 42: triad.v1.Link
-	(*ClusterStatusResponse)(nil),    // 43: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),              // 44: triad.v1.ClockOffset
-	(*Alarm)(nil),                    // 45: triad.v1.Alarm
-	(*Event)(nil),                    // 46: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),     // 47: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),                  // 48: triad.v1.Feature
-	(*LicenseInfo)(nil),              // 49: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil),    // 50: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),       // 51: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),      // 52: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),     // 53: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),       // 54: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),      // 55: triad.v1.UsageLeasesResponse
-	(*UsageRecycleRequest)(nil),      // 56: triad.v1.UsageRecycleRequest
-	(*UsageRecycleResponse)(nil),     // 57: triad.v1.UsageRecycleResponse
-	(*RulesSetRequest)(nil),          // 58: triad.v1.RulesSetRequest
-	(*RulesShowRequest)(nil),         // 59: triad.v1.RulesShowRequest
-	(*RulesShowResponse)(nil),        // 60: triad.v1.RulesShowResponse
-	(*VendorKey)(nil),                // 61: triad.v1.VendorKey
-	(*VendorTrustListRequest)(nil),   // 62: triad.v1.VendorTrustListRequest
-	(*VendorTrustListResponse)(nil),  // 63: triad.v1.VendorTrustListResponse
-	(*VendorTrustAddRequest)(nil),    // 64: triad.v1.VendorTrustAddRequest
-	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
-	(*AuditVerifyRequest)(nil),       // 66: triad.v1.AuditVerifyRequest
-	(*AuditVerifyResponse)(nil),      // 67: triad.v1.AuditVerifyResponse
+	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
+	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
+	(*Lease)(nil),                        // 2: triad.v1.Lease
+	(*CheckoutResponse)(nil),             // 3: triad.v1.CheckoutResponse
+	(*RenewRequest)(nil),                 // 4: triad.v1.RenewRequest
+	(*RenewResult)(nil),                  // 5: triad.v1.RenewResult
+	(*RenewResponse)(nil),                // 6: triad.v1.RenewResponse
+	(*ReleaseRequest)(nil),               // 7: triad.v1.ReleaseRequest
+	(*ReleaseResult)(nil),                // 8: triad.v1.ReleaseResult
+	(*ReleaseResponse)(nil),              // 9: triad.v1.ReleaseResponse
+	(*FeaturesRequest)(nil),              // 10: triad.v1.FeaturesRequest
+	(*FeatureUsage)(nil),                 // 11: triad.v1.FeatureUsage
+	(*FeaturesResponse)(nil),             // 12: triad.v1.FeaturesResponse
+	(*DiscoverRequest)(nil),              // 13: triad.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),             // 14: triad.v1.DiscoverResponse
+	(*AdminHeader)(nil),                  // 15: triad.v1.AdminHeader
+	(*ConnectRequest)(nil),               // 16: triad.v1.ConnectRequest
+	(*ConnectResponse)(nil),              // 17: triad.v1.ConnectResponse
+	(*DisconnectRequest)(nil),            // 18: triad.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),           // 19: triad.v1.DisconnectResponse
+	(*ServerSettings)(nil),               // 20: triad.v1.ServerSettings
+	(*ServerSetRequest)(nil),             // 21: triad.v1.ServerSetRequest
+	(*AdminSession)(nil),                 // 22: triad.v1.AdminSession
+	(*PasswordSetRequest)(nil),           // 23: triad.v1.PasswordSetRequest
+	(*PasswordSetResponse)(nil),          // 24: triad.v1.PasswordSetResponse
+	(*LicenseShowRequest)(nil),           // 25: triad.v1.LicenseShowRequest
+	(*LicenseRemoveRequest)(nil),         // 26: triad.v1.LicenseRemoveRequest
+	(*LicenseRemoveResponse)(nil),        // 27: triad.v1.LicenseRemoveResponse
+	(*UsageUsersRequest)(nil),            // 28: triad.v1.UsageUsersRequest
+	(*UserUsage)(nil),                    // 29: triad.v1.UserUsage
+	(*UsageUsersResponse)(nil),           // 30: triad.v1.UsageUsersResponse
+	(*UsageDenialsRequest)(nil),          // 31: triad.v1.UsageDenialsRequest
+	(*DenialCount)(nil),                  // 32: triad.v1.DenialCount
+	(*UsageDenialsResponse)(nil),         // 33: triad.v1.UsageDenialsResponse
+	(*UsageReleaseRequest)(nil),          // 34: triad.v1.UsageReleaseRequest
+	(*UsageReleaseResponse)(nil),         // 35: triad.v1.UsageReleaseResponse
+	(*ServerShowRequest)(nil),            // 36: triad.v1.ServerShowRequest
+	(*ServerShowResponse)(nil),           // 37: triad.v1.ServerShowResponse
+	(*ClusterCreateRequest)(nil),         // 38: triad.v1.ClusterCreateRequest
+	(*Member)(nil),                       // 39: triad.v1.Member
+	(*ClusterCreateResponse)(nil),        // 40: triad.v1.ClusterCreateResponse
+	(*ClusterStatusRequest)(nil),         // 41: triad.v1.ClusterStatusRequest
+	(*Link)(nil),                         // 42: triad.v1.Link
+	(*ClusterStatusResponse)(nil),        // 43: triad.v1.ClusterStatusResponse
+	(*ClockOffset)(nil),                  // 44: triad.v1.ClockOffset
+	(*Alarm)(nil),                        // 45: triad.v1.Alarm
+	(*Event)(nil),                        // 46: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),         // 47: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),                      // 48: triad.v1.Feature
+	(*LicenseInfo)(nil),                  // 49: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil),        // 50: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),           // 51: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),          // 52: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),         // 53: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),           // 54: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),          // 55: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),          // 56: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),         // 57: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),              // 58: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),             // 59: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),            // 60: triad.v1.RulesShowResponse
+	(*VendorKey)(nil),                    // 61: triad.v1.VendorKey
+	(*VendorTrustListRequest)(nil),       // 62: triad.v1.VendorTrustListRequest
+	(*VendorTrustListResponse)(nil),      // 63: triad.v1.VendorTrustListResponse
+	(*VendorTrustAddRequest)(nil),        // 64: triad.v1.VendorTrustAddRequest
+	(*VendorTrustRemoveRequest)(nil),     // 65: triad.v1.VendorTrustRemoveRequest
+	(*AuditVerifyRequest)(nil),           // 66: triad.v1.AuditVerifyRequest
+	(*AuditVerifyResponse)(nil),          // 67: triad.v1.AuditVerifyResponse
+	(*SnapshotSaveRequest)(nil),          // 68: triad.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),                // 69: triad.v1.SnapshotChunk
+	(*ClusterReplaceMemberRequest)(nil),  // 70: triad.v1.ClusterReplaceMemberRequest
+	(*ClusterReplaceMemberResponse)(nil), // 71: triad.v1.ClusterReplaceMemberResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -5133,71 +5394,79 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 41: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 42: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 43: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 44: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 45: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 46: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 47: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 48: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 49: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 50: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 51: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 52: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 53: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 54: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 55: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 56: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 57: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 58: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 59: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 60: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 61: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 62: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 63: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 64: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 65: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 66: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 67: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 68: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	62, // 69: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	64, // 70: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	65, // 71: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 72: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	66, // 73: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	3,  // 74: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 75: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 76: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 77: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 78: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 79: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 80: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 81: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 82: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 83: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 84: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 85: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 86: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 87: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 88: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 89: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 90: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 91: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 92: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 93: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 94: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 95: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 96: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 97: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 98: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	63, // 99: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	63, // 100: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	63, // 101: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 102: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	67, // 103: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // [74:104] is the sub-list for method output_type
-	44, // [44:74] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	15, // 44: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 45: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 46: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
+	49, // 47: triad.v1.ClusterReplaceMemberResponse.license:type_name -> triad.v1.LicenseInfo
+	1,  // 48: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 49: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 50: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 51: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 52: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 53: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 54: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 55: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 56: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 57: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 58: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 59: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 60: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 61: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 62: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 63: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	56, // 64: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	58, // 65: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	59, // 66: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 67: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 68: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	47, // 69: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	51, // 70: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	53, // 71: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	54, // 72: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	62, // 73: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	64, // 74: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	65, // 75: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 76: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	66, // 77: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	68, // 78: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	70, // 79: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	3,  // 80: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 81: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 82: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 83: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 84: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 85: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 86: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 87: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 88: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 89: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 90: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	49, // 91: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 92: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 93: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 94: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 95: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	57, // 96: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	60, // 97: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	60, // 98: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 99: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 100: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	50, // 101: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	52, // 102: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 103: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	55, // 104: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	63, // 105: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	63, // 106: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	63, // 107: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 108: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	67, // 109: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	69, // 110: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	71, // 111: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	80, // [80:112] is the sub-list for method output_type
+	48, // [48:80] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -5212,7 +5481,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   68,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

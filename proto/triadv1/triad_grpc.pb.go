@@ -339,30 +339,32 @@ var Licensing_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_Connect_FullMethodName           = "/triad.v1.Admin/Connect"
-	Admin_Disconnect_FullMethodName        = "/triad.v1.Admin/Disconnect"
-	Admin_ServerShow_FullMethodName        = "/triad.v1.Admin/ServerShow"
-	Admin_ServerSet_FullMethodName         = "/triad.v1.Admin/ServerSet"
-	Admin_PasswordSet_FullMethodName       = "/triad.v1.Admin/PasswordSet"
-	Admin_LicenseShow_FullMethodName       = "/triad.v1.Admin/LicenseShow"
-	Admin_LicenseRemove_FullMethodName     = "/triad.v1.Admin/LicenseRemove"
-	Admin_UsageUsers_FullMethodName        = "/triad.v1.Admin/UsageUsers"
-	Admin_UsageDenials_FullMethodName      = "/triad.v1.Admin/UsageDenials"
-	Admin_UsageRelease_FullMethodName      = "/triad.v1.Admin/UsageRelease"
-	Admin_UsageRecycle_FullMethodName      = "/triad.v1.Admin/UsageRecycle"
-	Admin_RulesSet_FullMethodName          = "/triad.v1.Admin/RulesSet"
-	Admin_RulesShow_FullMethodName         = "/triad.v1.Admin/RulesShow"
-	Admin_ClusterCreate_FullMethodName     = "/triad.v1.Admin/ClusterCreate"
-	Admin_ClusterStatus_FullMethodName     = "/triad.v1.Admin/ClusterStatus"
-	Admin_LicenseEnroll_FullMethodName     = "/triad.v1.Admin/LicenseEnroll"
-	Admin_LicenseList_FullMethodName       = "/triad.v1.Admin/LicenseList"
-	Admin_UsageFeatures_FullMethodName     = "/triad.v1.Admin/UsageFeatures"
-	Admin_UsageLeases_FullMethodName       = "/triad.v1.Admin/UsageLeases"
-	Admin_VendorTrustList_FullMethodName   = "/triad.v1.Admin/VendorTrustList"
-	Admin_VendorTrustAdd_FullMethodName    = "/triad.v1.Admin/VendorTrustAdd"
-	Admin_VendorTrustRemove_FullMethodName = "/triad.v1.Admin/VendorTrustRemove"
-	Admin_Discover_FullMethodName          = "/triad.v1.Admin/Discover"
-	Admin_AuditVerify_FullMethodName       = "/triad.v1.Admin/AuditVerify"
+	Admin_Connect_FullMethodName              = "/triad.v1.Admin/Connect"
+	Admin_Disconnect_FullMethodName           = "/triad.v1.Admin/Disconnect"
+	Admin_ServerShow_FullMethodName           = "/triad.v1.Admin/ServerShow"
+	Admin_ServerSet_FullMethodName            = "/triad.v1.Admin/ServerSet"
+	Admin_PasswordSet_FullMethodName          = "/triad.v1.Admin/PasswordSet"
+	Admin_LicenseShow_FullMethodName          = "/triad.v1.Admin/LicenseShow"
+	Admin_LicenseRemove_FullMethodName        = "/triad.v1.Admin/LicenseRemove"
+	Admin_UsageUsers_FullMethodName           = "/triad.v1.Admin/UsageUsers"
+	Admin_UsageDenials_FullMethodName         = "/triad.v1.Admin/UsageDenials"
+	Admin_UsageRelease_FullMethodName         = "/triad.v1.Admin/UsageRelease"
+	Admin_UsageRecycle_FullMethodName         = "/triad.v1.Admin/UsageRecycle"
+	Admin_RulesSet_FullMethodName             = "/triad.v1.Admin/RulesSet"
+	Admin_RulesShow_FullMethodName            = "/triad.v1.Admin/RulesShow"
+	Admin_ClusterCreate_FullMethodName        = "/triad.v1.Admin/ClusterCreate"
+	Admin_ClusterStatus_FullMethodName        = "/triad.v1.Admin/ClusterStatus"
+	Admin_LicenseEnroll_FullMethodName        = "/triad.v1.Admin/LicenseEnroll"
+	Admin_LicenseList_FullMethodName          = "/triad.v1.Admin/LicenseList"
+	Admin_UsageFeatures_FullMethodName        = "/triad.v1.Admin/UsageFeatures"
+	Admin_UsageLeases_FullMethodName          = "/triad.v1.Admin/UsageLeases"
+	Admin_VendorTrustList_FullMethodName      = "/triad.v1.Admin/VendorTrustList"
+	Admin_VendorTrustAdd_FullMethodName       = "/triad.v1.Admin/VendorTrustAdd"
+	Admin_VendorTrustRemove_FullMethodName    = "/triad.v1.Admin/VendorTrustRemove"
+	Admin_Discover_FullMethodName             = "/triad.v1.Admin/Discover"
+	Admin_AuditVerify_FullMethodName          = "/triad.v1.Admin/AuditVerify"
+	Admin_SnapshotSave_FullMethodName         = "/triad.v1.Admin/SnapshotSave"
+	Admin_ClusterReplaceMember_FullMethodName = "/triad.v1.Admin/ClusterReplaceMember"
 )
 
 // AdminClient is the client API for Admin service.
@@ -416,6 +418,13 @@ type AdminClient interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error)
+	// SnapshotSave streams a consistent backup of the replicated state (full
+	// mode): the bytes of a backup file (docs/operator-guide.md, "Backup and
+	// restore"), header with checksum first.
+	SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	// ClusterReplaceMember replaces a dead member by an unconfigured one with
+	// a license binding the new set of computer IDs (full mode).
+	ClusterReplaceMember(ctx context.Context, in *ClusterReplaceMemberRequest, opts ...grpc.CallOption) (*ClusterReplaceMemberResponse, error)
 }
 
 type adminClient struct {
@@ -666,6 +675,35 @@ func (c *adminClient) AuditVerify(ctx context.Context, in *AuditVerifyRequest, o
 	return out, nil
 }
 
+func (c *adminClient) SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_SnapshotSave_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotSaveRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_SnapshotSaveClient = grpc.ServerStreamingClient[SnapshotChunk]
+
+func (c *adminClient) ClusterReplaceMember(ctx context.Context, in *ClusterReplaceMemberRequest, opts ...grpc.CallOption) (*ClusterReplaceMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterReplaceMemberResponse)
+	err := c.cc.Invoke(ctx, Admin_ClusterReplaceMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -717,6 +755,13 @@ type AdminServer interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error)
+	// SnapshotSave streams a consistent backup of the replicated state (full
+	// mode): the bytes of a backup file (docs/operator-guide.md, "Backup and
+	// restore"), header with checksum first.
+	SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	// ClusterReplaceMember replaces a dead member by an unconfigured one with
+	// a license binding the new set of computer IDs (full mode).
+	ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -798,6 +843,12 @@ func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*Di
 }
 func (UnimplementedAdminServer) AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuditVerify not implemented")
+}
+func (UnimplementedAdminServer) SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method SnapshotSave not implemented")
+}
+func (UnimplementedAdminServer) ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ClusterReplaceMember not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1252,6 +1303,35 @@ func _Admin_AuditVerify_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_SnapshotSave_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotSaveRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).SnapshotSave(m, &grpc.GenericServerStream[SnapshotSaveRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_SnapshotSaveServer = grpc.ServerStreamingServer[SnapshotChunk]
+
+func _Admin_ClusterReplaceMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClusterReplaceMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ClusterReplaceMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ClusterReplaceMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ClusterReplaceMember(ctx, req.(*ClusterReplaceMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1355,7 +1435,17 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "AuditVerify",
 			Handler:    _Admin_AuditVerify_Handler,
 		},
+		{
+			MethodName: "ClusterReplaceMember",
+			Handler:    _Admin_ClusterReplaceMember_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SnapshotSave",
+			Handler:       _Admin_SnapshotSave_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "triad/v1/triad.proto",
 }
