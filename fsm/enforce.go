@@ -51,6 +51,7 @@ var commandKinds = map[string]string{
 	"expire_sessions":    kindLeader,
 	"license_tick":       kindLeader,
 	"recycle_sweep":      kindLeader,
+	"replace_member":     kindAdmin,
 }
 
 // enforcing reports whether the rules of this file apply: from the entry
@@ -67,7 +68,8 @@ func (s *state) enforcing() bool { return s.trust != nil }
 func checkedBefore(cmd *fsmpb.Command) bool {
 	switch cmd.Cmd.(type) {
 	case *fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings,
-		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey:
+		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey,
+		*fsmpb.Command_ReplaceMember:
 		return true
 	}
 	return false
@@ -93,6 +95,8 @@ func adminSessionOf(cmd *fsmpb.Command) (string, bool) {
 		return c.AddVendorKey.GetSessionId(), true
 	case *fsmpb.Command_RemoveVendorKey:
 		return c.RemoveVendorKey.GetSessionId(), true
+	case *fsmpb.Command_ReplaceMember:
+		return c.ReplaceMember.GetSessionId(), true
 	}
 	return "", false
 }

@@ -128,6 +128,8 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 		return s.applySetPasswords(c.SetPasswords)
 	case *fsmpb.Command_SetSettings:
 		return s.applySetSettings(c.SetSettings)
+	case *fsmpb.Command_ReplaceMember:
+		return s.applyReplaceMember(now, l.Index, c.ReplaceMember)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d has an unknown command type %T", l.Index, c))
 	}

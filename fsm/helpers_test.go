@@ -100,6 +100,8 @@ func setSession(cmd *fsmpb.Command, id string) {
 		c.AddVendorKey.SessionId = id
 	case *fsmpb.Command_RemoveVendorKey:
 		c.RemoveVendorKey.SessionId = id
+	case *fsmpb.Command_ReplaceMember:
+		c.ReplaceMember.SessionId = id
 	default:
 		panic(fmt.Sprintf("setSession: %T is not an admin write", c))
 	}

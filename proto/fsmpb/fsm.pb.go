@@ -3783,12 +3783,17 @@ func (x *SetSettings) GetSettings() *AdminSettings {
 // and enrolls the license binding the new set of computer IDs, as one
 // command (full session). The Raft configuration follows the record: the
 // leader removes the old voter and adds the new one (server/members.go).
+//
+// Every license given must bind the new set; the licenses bound to any
+// other set (the old one) are removed in the same command, so capacity
+// never counts a dead machine's binding and never drops to zero between
+// the two. Live leases stay, as with RemoveLicense.
 type ReplaceMember struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	OldName       string                 `protobuf:"bytes,2,opt,name=old_name,json=oldName,proto3" json:"old_name,omitempty"`
 	Member        *Member                `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
-	License       *License               `protobuf:"bytes,4,opt,name=license,proto3" json:"license,omitempty"`
+	Licenses      []*License             `protobuf:"bytes,4,rep,name=licenses,proto3" json:"licenses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3844,9 +3849,9 @@ func (x *ReplaceMember) GetMember() *Member {
 	return nil
 }
 
-func (x *ReplaceMember) GetLicense() *License {
+func (x *ReplaceMember) GetLicenses() []*License {
 	if x != nil {
-		return x.License
+		return x.Licenses
 	}
 	return nil
 }
@@ -4360,13 +4365,13 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings\"\xa8\x01\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings\"\xaa\x01\n" +
 	"\rReplaceMember\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
 	"\bold_name\x18\x02 \x01(\tR\aoldName\x12,\n" +
-	"\x06member\x18\x03 \x01(\v2\x14.triad.fsm.v1.MemberR\x06member\x12/\n" +
-	"\alicense\x18\x04 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"\xdb\x02\n" +
+	"\x06member\x18\x03 \x01(\v2\x14.triad.fsm.v1.MemberR\x06member\x121\n" +
+	"\blicenses\x18\x04 \x03(\v2\x15.triad.fsm.v1.LicenseR\blicenses\"\xdb\x02\n" +
 	"\fBackupHeader\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1d\n" +
 	"\n" +
@@ -4544,7 +4549,7 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	38, // 56: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
 	40, // 57: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
 	2,  // 58: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
-	9,  // 59: triad.fsm.v1.ReplaceMember.license:type_name -> triad.fsm.v1.License
+	9,  // 59: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
 	49, // 60: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
 	61, // [61:61] is the sub-list for method output_type
 	61, // [61:61] is the sub-list for method input_type

@@ -4696,8 +4696,9 @@ type ClusterReplaceMemberRequest struct {
 	Old string `protobuf:"bytes,2,opt,name=old,proto3" json:"old,omitempty"`
 	// Licensing address HOST:PORT of the unconfigured replacement.
 	With string `protobuf:"bytes,3,opt,name=with,proto3" json:"with,omitempty"`
-	// The license file binding the new set of computer IDs.
-	LicenseFile []byte `protobuf:"bytes,4,opt,name=license_file,json=licenseFile,proto3" json:"license_file,omitempty"`
+	// The license files binding the new set of computer IDs (at least one);
+	// they replace the licenses bound to the old set.
+	LicenseFiles [][]byte `protobuf:"bytes,4,rep,name=license_files,json=licenseFiles,proto3" json:"license_files,omitempty"`
 	// Replace OLD even though this member still reaches it.
 	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -4755,9 +4756,9 @@ func (x *ClusterReplaceMemberRequest) GetWith() string {
 	return ""
 }
 
-func (x *ClusterReplaceMemberRequest) GetLicenseFile() []byte {
+func (x *ClusterReplaceMemberRequest) GetLicenseFiles() [][]byte {
 	if x != nil {
-		return x.LicenseFile
+		return x.LicenseFiles
 	}
 	return nil
 }
@@ -4776,8 +4777,10 @@ type ClusterReplaceMemberResponse struct {
 	Leader  string    `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
 	// What was done ("replaced ...", or "already replaced; finished ...").
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// The license enrolled with the replacement.
-	License       *LicenseInfo `protobuf:"bytes,4,opt,name=license,proto3" json:"license,omitempty"`
+	// The licenses enrolled with the replacement.
+	Licenses []*LicenseInfo `protobuf:"bytes,4,rep,name=licenses,proto3" json:"licenses,omitempty"`
+	// Serials of the licenses bound to the old set, removed.
+	Removed       []string `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4833,9 +4836,16 @@ func (x *ClusterReplaceMemberResponse) GetMessage() string {
 	return ""
 }
 
-func (x *ClusterReplaceMemberResponse) GetLicense() *LicenseInfo {
+func (x *ClusterReplaceMemberResponse) GetLicenses() []*LicenseInfo {
 	if x != nil {
-		return x.License
+		return x.Licenses
+	}
+	return nil
+}
+
+func (x *ClusterReplaceMemberResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
 	}
 	return nil
 }
@@ -5212,18 +5222,19 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x13SnapshotSaveRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"#\n" +
 	"\rSnapshotChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xab\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xad\x01\n" +
 	"\x1bClusterReplaceMemberRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x10\n" +
 	"\x03old\x18\x02 \x01(\tR\x03old\x12\x12\n" +
-	"\x04with\x18\x03 \x01(\tR\x04with\x12!\n" +
-	"\flicense_file\x18\x04 \x01(\fR\vlicenseFile\x12\x14\n" +
-	"\x05force\x18\x05 \x01(\bR\x05force\"\xad\x01\n" +
+	"\x04with\x18\x03 \x01(\tR\x04with\x12#\n" +
+	"\rlicense_files\x18\x04 \x03(\fR\flicenseFiles\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\"\xc9\x01\n" +
 	"\x1cClusterReplaceMemberResponse\x12*\n" +
 	"\amembers\x18\x01 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\x12/\n" +
-	"\alicense\x18\x04 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense2\x8f\x03\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
+	"\blicenses\x18\x04 \x03(\v2\x15.triad.v1.LicenseInfoR\blicenses\x12\x18\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
@@ -5397,7 +5408,7 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 44: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
 	15, // 45: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 46: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
-	49, // 47: triad.v1.ClusterReplaceMemberResponse.license:type_name -> triad.v1.LicenseInfo
+	49, // 47: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
 	1,  // 48: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
 	4,  // 49: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
 	7,  // 50: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
