@@ -88,6 +88,7 @@ func clusterCommand() *cli.Command {
 			},
 			{Name: "status", Usage: "status word, leader, members, links and alarms", Flags: watchFlags(), Action: watch(clusterStatus(true))},
 			{Name: "links", Usage: "the three links between members", Flags: watchFlags(), Action: watch(clusterStatus(false))},
+			replaceMemberCommand(),
 		},
 	}
 }

@@ -105,6 +105,9 @@ func (s *state) applyReplaceMember(now int64, index uint64, rm *fsmpb.ReplaceMem
 			next = append(next, m.GetComputerId())
 		}
 	}
+	if oldAt >= 0 && done {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "%s is already a member of this cluster: the replacement is another machine", nm.GetName())
+	}
 	if oldAt < 0 && !done {
 		var names []string
 		for _, m := range s.cluster.Members {

@@ -55,6 +55,8 @@ func TestReplaceMember(t *testing.T) {
 	dupName := proto.Clone(newM).(*fsmpb.Member)
 	dupName.Name = "member-c"
 	wantCode(t, "name of a survivor", h.res(now, replaceCmd("member-b", dupName, licFor("NEW-1", newSet, feat("cad", 1, 3)))), fsmpb.Code_INVALID_ARGUMENT, "already used")
+	survivor := proto.Clone(h.f.Cluster().Members[2]).(*fsmpb.Member)
+	wantCode(t, "a survivor as the replacement", h.res(now, replaceCmd("member-b", survivor, licFor("NEW-1", newSet, feat("cad", 1, 3)))), fsmpb.Code_INVALID_ARGUMENT, "already a member")
 	wantCode(t, "no license", h.res(now, replaceCmd("member-b", newM)), fsmpb.Code_INVALID_ARGUMENT, "no license given")
 	untrusted := &fsmpb.Command{Cmd: &fsmpb.Command_ReplaceMember{ReplaceMember: &fsmpb.ReplaceMember{OldName: "member-b", Member: newM,
 		Licenses: []*fsmpb.License{signLic(licFor("NEW-1", newSet, feat("cad", 1, 3)), otherPriv)}}}}

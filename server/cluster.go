@@ -351,12 +351,21 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 // came after the other two had elected a leader) learns the formation from
 // the replicated state; it records it on disk and starts its heartbeats,
 // as if it had been bootstrapped. Called every second.
+//
+// It also follows a replacement of a member (`cluster replace-member`):
+// when the replicated record's members differ from the formation record,
+// the new members are saved and the heartbeats and the failover port
+// follow them.
 func (s *Server) adoptFormation() {
 	s.formMu.Lock()
 	defer s.formMu.Unlock()
 	fc := s.fsm.Cluster()
-	if s.formation != nil || fc == nil {
+	if fc == nil || (s.formation != nil && sameMembers(s.formation, fc)) {
 		return
+	}
+	changed := s.formation != nil
+	if changed {
+		fc.VendorTrust = s.formation.GetVendorTrust()
 	}
 	if err := membership.SaveFormation(s.cfg.DataDir, fc); err != nil {
 		s.log.Error("cannot record the cluster formation learned from the leader; retrying", "error", err)
@@ -364,6 +373,10 @@ func (s *Server) adoptFormation() {
 	}
 	s.formation = fc
 	s.setPeers(fc)
+	if changed {
+		s.log.Info("cluster members changed (a member was replaced)", "members", strings.Join(memberNames(fc), ","))
+		return
+	}
 	s.log.Info("cluster formation learned from the leader", "mode", fc.GetMode(), "members", len(fc.GetMembers()))
 }
 

@@ -82,6 +82,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			s.log.Info("leadership lost")
 			return
 		case <-t.C:
+			s.reconcileVoters()
 			if s.fsm.HasExpired(s.stampMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{}}})
 			}

@@ -101,7 +101,8 @@ func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCom
 		*fsmpb.Command_OpenSession, *fsmpb.Command_CloseSession, *fsmpb.Command_TouchSession,
 		*fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings,
 		*fsmpb.Command_RecycleNamedUser, *fsmpb.Command_SetRules,
-		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey:
+		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey,
+		*fsmpb.Command_ReplaceMember:
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "command %T cannot be forwarded", req.GetCommand().GetCmd())
 	}

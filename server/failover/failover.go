@@ -303,6 +303,18 @@ func (s *Side) Conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// CandidateConn is a new (unpooled) Peer connection to a member that is
+// not in the formed cluster yet, such as the replacement of a dead member:
+// its certificate must be a member certificate of the cluster CA, under any
+// name. The caller closes it.
+func (s *Side) CandidateConn(addr string) (*grpc.ClientConn, error) {
+	var cfg *tls.Config
+	if s.creds != nil {
+		cfg = s.creds.MutualClient(nil)
+	}
+	return grpc.NewClient("passthrough:///"+addr, peerDialOptions(cfg, s.dialer)...)
+}
+
 // DialPeer connects to the Peer service on a member's failover port as a
 // member would: with a member certificate of creds (nil: plaintext, for
 // members run with --insecure). For tools and tests; members use Conn.
