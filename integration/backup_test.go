@@ -219,3 +219,72 @@ func TestBackupRestoreWholeCluster(t *testing.T) {
 		t.Fatalf("full session after the restore: %v", err)
 	}
 }
+
+// One member's disk is lost: restored from an older backup on its own
+// machine, it takes its computer ID back and catches up from the other two
+// with everything done after the backup.
+func TestRestoreOneMemberRejoins(t *testing.T) {
+	c := machineCluster(t)
+	c.form()
+	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	c.enroll(c.issue("cad", "--feature", "cad:1:20", "--valid-until", until))
+	ids := c.computerIDs()
+	f := newFleet(t, addrsOf(c.members...), 1, 3)
+	file := filepath.Join(c.dir, "old.backup")
+	if _, err := ctlOn(t, c.servers(), "snapshot", "save", file); err != nil {
+		t.Fatal(err)
+	}
+	// After the backup: a second license and more leases.
+	c.enroll(c.issue("later", "--serial", "LATER-1", "--feature", "cam:1:3", "--valid-until", until))
+	g := newFleet(t, addrsOf(c.members...), 1, 2)
+	all := append(f.ids(), g.ids()...)
+	slices.Sort(all)
+
+	leader := c.leader(c.members[0])
+	lost := without(c.members, leader)[0]
+	lost.kill()
+	wipe(t, lost)
+	out, err := restore(t, file, lost, "machine-"+lost.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", strings.TrimSpace(out))
+	lost.start()
+	waitFor(t, 30*time.Second, lost.name+" caught up", func() error {
+		var lic []struct{ Serial string }
+		ctlJSON(t, lost.addr, &lic, "license", "list")
+		if len(lic) != 2 {
+			return fmt.Errorf("%s has %d licenses", lost.name, len(lic))
+		}
+		if got := leaseIDs(t, lost.addr); !slices.Equal(got, all) {
+			return fmt.Errorf("%s leases %v, want %v", lost.name, got, all)
+		}
+		s, err := c.status(lost)
+		if err != nil {
+			return err
+		}
+		if s.Status != "operational" || s.Leader == "" {
+			return fmt.Errorf("status %q leader %q", s.Status, s.Leader)
+		}
+		return nil
+	})
+	if got := c.computerIDs(); !slices.Equal(got, ids) {
+		t.Fatalf("computer IDs after the restore %v, want %v", got, ids)
+	}
+	// It votes again: with the leader killed, it and the third elect one.
+	leader.kill()
+	rest := without(c.members, leader)
+	waitFor(t, 30*time.Second, "a new leader among "+rest[0].name+" and "+rest[1].name, func() error {
+		s, err := c.status(lost)
+		if err != nil {
+			return err
+		}
+		if s.Leader == "" || s.Leader == leader.name {
+			return fmt.Errorf("leader %q", s.Leader)
+		}
+		return nil
+	})
+	if got := leaseIDs(t, strings.Join(addrsOf(rest...), ",")); !slices.Equal(got, all) {
+		t.Fatalf("leases after the leader's death %v, want %v", got, all)
+	}
+}

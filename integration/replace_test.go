@@ -87,6 +87,12 @@ func TestReplaceDeadMember(t *testing.T) {
 		t.Fatalf("replace by a configured member: %v", err)
 	}
 
+	twin := newMember(t, victim.name, filepath.Join(c.dir, "vendor.pub"))
+	if _, err := replace(victim.name, "--with", twin.addr, "--license", newLic); err == nil || !strings.Contains(err.Error(), "has the dead member's name") {
+		t.Fatalf("replace by a member of the same name: %v", err)
+	}
+	twin.kill()
+
 	victim.kill() // for good
 	t.Logf("killed %s for good; replacing it by delta (%s)", victim.name, show.ComputerID)
 	if _, err := replace(victim.name, "--with", delta.addr, "--license", oldSetLic); err == nil || !strings.Contains(err.Error(), "does not bind the cluster after the replacement") {

@@ -373,6 +373,12 @@ func (s *Server) adoptFormation() {
 	}
 	s.formation = fc
 	s.setPeers(fc)
+	for _, m := range fc.GetMembers() {
+		if m.GetName() == s.cfg.Name && m.GetComputerId() != s.computerID {
+			s.log.Error("this member's computer ID differs from the one the cluster bound to it: its data directory was lost or replaced; restore it from a backup (triadd restore) or replace the member (triadctl cluster replace-member)",
+				"computer_id", s.computerID, "bound_computer_id", m.GetComputerId())
+		}
+	}
 	if changed {
 		s.log.Info("cluster members changed (a member was replaced)", "members", strings.Join(memberNames(fc), ","))
 		return

@@ -172,6 +172,9 @@ func (s *Server) checkReplacement(ctx context.Context, c *fsmpb.FormCluster, old
 			return status.Errorf(codes.FailedPrecondition, "the new member %s is named %s with computer ID %s, like member %s (%s): the replacement is another machine with its own --name", with, nm.GetName(), nm.GetComputerId(), m.GetName(), m.GetComputerId())
 		}
 	}
+	if nm.GetName() == oldM.GetName() {
+		return status.Errorf(codes.FailedPrecondition, "the new member %s has the dead member's name %s: give the new machine a name of its own (--name); Raft knows members by name, and would take the new machine for the old one", with, nm.GetName())
+	}
 	if oldM.GetName() == s.cfg.Name {
 		return status.Errorf(codes.FailedPrecondition, "member %s is the member you are connected to, and it is running: a member is replaced only when it is dead; run the command against a surviving member", oldM.GetName())
 	}
