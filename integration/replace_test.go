@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -184,6 +185,99 @@ func TestReplaceDeadMember(t *testing.T) {
 		}
 		if resp.GetLease().GetLeaseId() == 0 {
 			return fmt.Errorf("no lease: %v", resp)
+		}
+		return nil
+	})
+}
+
+// A replacement interrupted after its command committed (here: the
+// leaders hold off changing Raft's voters, and the tool gives up) leaves the
+// record naming the new member and the new license; once a leader is free
+// to act again (after the leader crashed and restarted), it finishes the
+// swap by itself, and re-running the command answers "already replaced".
+func TestReplaceInterruptedFinishes(t *testing.T) {
+	hold := filepath.Join(t.TempDir(), "hold")
+	c := machineCluster(t, "--test-hold-reconcile-file", hold)
+	c.form()
+	until := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	c.enroll(c.issue("cad", "--feature", "cad:1:20", "--valid-until", until))
+	f := newFleet(t, addrsOf(c.members...), 1, 3)
+	leases := f.ids()
+	leader := c.leader(c.members[0])
+	victim := without(c.members, leader)[0]
+	survivors := without(c.members, victim)
+	srv := strings.Join(addrsOf(survivors...), ",")
+	delta := newMember(t, "delta", filepath.Join(c.dir, "vendor.pub"))
+	var ids []string
+	for _, m := range append(append([]*member(nil), survivors...), delta) {
+		var s struct {
+			ComputerID string `json:"computer_id"`
+		}
+		ctlJSON(t, m.addr, &s, "server", "show")
+		ids = append(ids, s.ComputerID)
+	}
+	newLic := c.issueWith("new", c.vendorKey(), strings.Join(ids, ","), "--serial", "NEW-SET-1", "--feature", "cad:1:20", "--valid-until", until)
+	if err := os.WriteFile(hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	victim.kill()
+
+	_, err := ctlOn(t, srv, "--timeout", "8s", "cluster", "replace-member", victim.name, "--with", delta.addr, "--license", newLic)
+	if err == nil {
+		t.Fatal("the replacement finished although the leaders held the voters")
+	}
+	t.Logf("interrupted: %v", err)
+	// Half done: the record and the licenses are the new set's; delta has
+	// not been added to Raft and is still unconfigured.
+	s, err := c.status(survivors[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range s.Members {
+		names = append(names, m.Name)
+	}
+	if !slices.Contains(names, "delta") || slices.Contains(names, victim.name) {
+		t.Fatalf("members after the interrupted replacement: %v", names)
+	}
+	var lic []struct{ Serial string }
+	ctlJSON(t, srv, &lic, "license", "list")
+	if len(lic) != 1 || lic[0].Serial != "NEW-SET-1" {
+		t.Fatalf("licenses after the interrupted replacement: %+v", lic)
+	}
+	var show struct{ Mode string }
+	ctlJSON(t, delta.addr, &show, "server", "show")
+	if show.Mode != "unconfigured" {
+		t.Fatalf("delta is %s before the voters changed", show.Mode)
+	}
+
+	// The leader crashes and comes back; nothing holds the leaders now.
+	os.Remove(hold)
+	leader.kill()
+	leader.start()
+	want := []string{survivors[0].name, survivors[1].name, "delta"}
+	slices.Sort(want)
+	waitFor(t, 60*time.Second, "the replacement finished by a leader", func() error {
+		s, err := c.status(delta)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, m := range s.Members {
+			names = append(names, m.Name)
+		}
+		if s.Mode != "failover" || s.Status != "operational" || s.Leader == "" || !slices.Equal(names, want) {
+			return fmt.Errorf("delta sees mode %q status %q leader %q members %v", s.Mode, s.Status, s.Leader, names)
+		}
+		return nil
+	})
+	out, err := ctlOn(t, srv, "cluster", "replace-member", victim.name, "--with", delta.addr, "--license", newLic)
+	if err != nil || !strings.Contains(out, "already replaced") {
+		t.Fatalf("re-run of the replacement: %q %v", out, err)
+	}
+	waitFor(t, 20*time.Second, "delta holds every lease", func() error {
+		if got := leaseIDs(t, delta.addr); !slices.Equal(got, leases) {
+			return fmt.Errorf("delta's leases %v, want %v", got, leases)
 		}
 		return nil
 	})

@@ -61,6 +61,10 @@ type Config struct {
 	// MachineID (test only) replaces the machine identity (/etc/machine-id)
 	// in this member's machine proof, so tests can play several machines.
 	MachineID string `json:"-"`
+	// HoldReconcileFile (test only): while this file exists, the leader
+	// does not make Raft's voters follow the cluster record, so a test can
+	// leave a member replacement half done.
+	HoldReconcileFile string `json:"-"`
 	// LogFile is where the member's structured log goes ("" = stderr).
 	LogFile string `json:"log_file"`
 	// LogMaxMB: the log file is rotated before it would grow past this many
@@ -153,6 +157,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
 	c.MachineID = f.String("test-machine-id")
+	c.HoldReconcileFile = f.String("test-hold-reconcile-file")
 	return c
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -286,6 +287,11 @@ func voterChanges(c *fsmpb.FormCluster, cfg raft.Configuration) (add, remove []r
 func (s *Server) reconcileVoters() {
 	// The failover port must accept the new member before Raft dials it.
 	s.adoptFormation()
+	if s.cfg.HoldReconcileFile != "" {
+		if _, err := os.Stat(s.cfg.HoldReconcileFile); err == nil {
+			return
+		}
+	}
 	c := s.fsm.Cluster()
 	if c == nil || c.GetMode() != ModeFailover {
 		return

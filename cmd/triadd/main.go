@@ -51,6 +51,7 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 			&cli.StringFlag{Name: "test-machine-id", Usage: "TEST ONLY: pretend this is the machine identity (/etc/machine-id)", Hidden: true},
+			&cli.StringFlag{Name: "test-hold-reconcile-file", Usage: "TEST ONLY: while this file exists, a leader leaves Raft's voters as they are", Hidden: true},
 		},
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand(), restoreCommand()},
