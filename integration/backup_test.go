@@ -102,6 +102,14 @@ func TestBackupRestoreWholeCluster(t *testing.T) {
 			t.Fatalf("backup member %d: %+v, want computer ID %s with a machine proof", i, m, ids[i])
 		}
 	}
+	waitFor(t, 10*time.Second, follower.name+" audits the backup", func() error {
+		for _, r := range auditRecords(t, follower) {
+			if r["kind"] == "served" && r["command"] == "snapshot_save" && r["outcome"] == "accepted" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no accepted snapshot_save in the audit log")
+	})
 	// A license enrolled after the backup is not in it.
 	c.enroll(c.issue("later", "--serial", "LATER-1", "--feature", "cam:1:3", "--valid-until", time.Now().AddDate(1, 0, 0).Format("2006-01-02")))
 
