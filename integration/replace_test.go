@@ -99,6 +99,13 @@ func TestReplaceDeadMember(t *testing.T) {
 	if _, err := replace(victim.name, "--with", delta.addr, "--license", oldSetLic); err == nil || !strings.Contains(err.Error(), "does not bind the cluster after the replacement") {
 		t.Fatalf("replace with a license of the old set: %v", err)
 	}
+	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	untrusted := c.issueWith("untrusted", filepath.Join(c.dir, "other.key"), strings.Join(newSet, ","), "--serial", "NEW-SET-X", "--feature", "cad:1:20", "--valid-until", until)
+	if _, err := replace(victim.name, "--with", delta.addr, "--license", untrusted); err == nil || !strings.Contains(err.Error(), "trusted") {
+		t.Fatalf("replace with a license of an untrusted vendor: %v", err)
+	}
 	if _, err := replace(victim.name, "--with", delta.addr, "--license", c.writeFile("junk.lic", "not a license")); err == nil {
 		t.Fatal("replace with a junk license file accepted")
 	}
