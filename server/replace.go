@@ -205,7 +205,12 @@ func (s *Server) candidateInfo(ctx context.Context, addr string) (*peerpb.InfoRe
 // the record's voters and the new member has learnt it belongs to the
 // cluster.
 func (s *Server) waitReplaced(ctx context.Context, nm *fsmpb.Member) error {
+	// Answer a second before the caller gives up, so that it learns the
+	// replacement is recorded and how to finish it.
 	deadline := time.Now().Add(60 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(deadline) {
+		deadline = d.Add(-time.Second)
+	}
 	var last error
 	for {
 		if last = s.replacedYet(ctx, nm); last == nil {
