@@ -95,9 +95,7 @@ func clusterCommand() *cli.Command {
 
 func clusterStatus(full bool) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ClusterStatusResponse, error) {
-			return a.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: h})
-		})
+		r, err := bestClusterStatus(c)
 		if err != nil {
 			if full {
 				return cli.Exit(fmt.Sprintf("triadctl: cluster status unknown: %v", err), ExitUnknown)
@@ -172,7 +170,10 @@ const maxStatusEvents = 10
 
 const statusExitDoc = `Prints the status word, leader, members, links, active alarms and the
 recent events of the member that answered (the first of --server that
-answers). The exit status says the same, like a monitoring plugin's:
+answers; when it does not say operational, the other members of --server
+are asked too and the best-informed view is shown: a member cut off from
+the others sees less than the two still connected). The exit status says
+the same, like a monitoring plugin's:
 
    0  operational            (three members up and connected, a leader)
    1  partially operational  (a leader, one member down or cut off)

@@ -64,3 +64,35 @@ func TestClusterStatusExitCodes(t *testing.T) {
 		t.Errorf("no member answering: exit %d, error %v; want %d naming the address", got, err, ExitUnknown)
 	}
 }
+
+// TestClusterStatusBestView: when the first member answering is not
+// operational, the others of --server are asked and the best view wins;
+// an operational first answer asks no one else.
+func TestClusterStatusBestView(t *testing.T) {
+	cut := &fakeBackend{status: &triadv1.ClusterStatusResponse{Status: "not operational", Member: "m3", Isolated: true}}
+	majority := &fakeBackend{status: &triadv1.ClusterStatusResponse{Status: "partially operational", Member: "m1"}}
+	worse := &fakeBackend{status: &triadv1.ClusterStatusResponse{Status: "not operational", Member: "m2"}}
+	c3, c1, c2 := startAdminServer(t, cut), startAdminServer(t, majority), startAdminServer(t, worse)
+
+	out, _, err := runCLI(t, "--server", "127.0.0.1:1,"+c3+","+c1+","+c2, "--output", "json", "cluster", "status")
+	if got := exitCode(err); got != 1 || !strings.Contains(out, `"member": "m1"`) {
+		t.Errorf("cut-off member first: exit %d, output\n%s\nwant exit 1 with m1's view", got, out)
+	}
+	// Only one member given: its view, whatever it is.
+	out, _, err = runCLI(t, "--server", c3, "--output", "json", "cluster", "status")
+	if got := exitCode(err); got != 2 || !strings.Contains(out, `"member": "m3"`) {
+		t.Errorf("single cut-off member: exit %d, output\n%s", got, out)
+	}
+
+	ok := &fakeBackend{}
+	other := &fakeBackend{}
+	a1, a2 := startAdminServer(t, ok), startAdminServer(t, other)
+	if _, _, err := runCLI(t, "--server", a1+","+a2, "cluster", "status"); exitCode(err) != 0 {
+		t.Fatalf("operational: %v", err)
+	}
+	for _, call := range other.callList() {
+		if call == "ClusterStatus" {
+			t.Errorf("an operational first answer still asked the next member")
+		}
+	}
+}
