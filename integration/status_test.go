@@ -96,8 +96,8 @@ func readyz(m *member) (int, string, error) {
 	return resp.StatusCode, strings.TrimSpace(string(b)), nil
 }
 
-// agree checks that triadctl's word and exit status, /v1/status and
-// /readyz of m say the same: word, exit code, readiness.
+// agree checks that triadctl's word and exit status, /v1/status, /readyz
+// and the triad_cluster_status metric of m say the same.
 func agree(t *testing.T, m *member, word string, code int, ready bool) (truthStatus, error) {
 	t.Helper()
 	out, got, err := ctlStatus(t, m.addr, "--output", "json", "--timeout", "10s")
@@ -128,6 +128,16 @@ func agree(t *testing.T, m *member, word string, code int, ready bool) (truthSta
 	}
 	if rc != wantRC || !strings.HasPrefix(body, wantBody) {
 		return s, fmt.Errorf("%s: /readyz = %d %q, want %d %q…", m.name, rc, body, wantRC, wantBody)
+	}
+	// /metrics: triad_cluster_status is 2 - exit status.
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://" + m.httpAddr + "/metrics")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	mb, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("\ntriad_cluster_status %d\n", 2-code); !strings.Contains(string(mb), want) {
+		return s, fmt.Errorf("%s: /metrics lacks %q", m.name, strings.TrimSpace(want))
 	}
 	return s, nil
 }
