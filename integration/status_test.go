@@ -187,7 +187,7 @@ func TestStatusTellsTheTruth(t *testing.T) {
 			if !ok {
 				return fmt.Errorf("no member_down %s alarm: %+v", cc.name, s.Alarms)
 			}
-			if since.After(killed) || killed.Sub(since) > 3*time.Second {
+			if since.After(killed) || killed.Sub(since) > 4*time.Second {
 				return fmt.Errorf("member_down since %s, want the last time %s was heard (just before %s)", since, cc.name, killed)
 			}
 			if st, ds := s.link(m.name, cc.name); st != "down" || !ds.Equal(since) {
@@ -236,6 +236,9 @@ func TestStatusTellsTheTruth(t *testing.T) {
 		}
 		if s.Leader != "" {
 			return fmt.Errorf("leader %q named without quorum", s.Leader)
+		}
+		if !s.event("link_down", b.name, "") || !s.event("quorum_lost", a.name, "") {
+			return fmt.Errorf("no link_down %s / quorum_lost events yet: %+v", b.name, s.Events)
 		}
 		return nil
 	})

@@ -295,3 +295,25 @@ func TestStatusWithLeader(t *testing.T) {
 		}
 	}
 }
+
+// A link goes down failAfter after the peer was last heard, whatever the
+// ping cadence: its events follow within a tenth of the interval, not at
+// the next ping round (here 10 s away, past the test's deadline).
+func TestEventsBetweenPings(t *testing.T) {
+	net := newFakeNet()
+	net.set("b:1", reply{fail: true})
+	net.set("c:1", reply{fail: true})
+	m := NewMonitor("A", 10*time.Second, 2*time.Second, net.ping, nil)
+	m.SetPeers(peersBC)
+	startMonitor(t, m)
+	m.HandlePing(&peerpb.PingRequest{From: "B", NowMs: time.Now().UnixMilli()})
+	eventually(t, "link_down B between pings", func() (bool, string) {
+		_, ok := eventOf(m.Events(), EventLinkDown, "B")
+		return ok, fmt.Sprint(m.Events())
+	})
+	m.HandlePing(&peerpb.PingRequest{From: "B", NowMs: time.Now().UnixMilli()})
+	eventually(t, "link_up B between pings", func() (bool, string) {
+		_, ok := eventOf(m.Events(), EventLinkUp, "B")
+		return ok, fmt.Sprint(m.Events())
+	})
+}

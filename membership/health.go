@@ -140,6 +140,10 @@ func (m *Monitor) OnEvent(f func(Event)) {
 // evaluate updates link, member, quorum and leader events, isolation and
 // clock-skew alarms.
 func (m *Monitor) evaluate(now time.Time) {
+	// One evaluation at a time, callbacks included, so that subscribers
+	// get the events in order.
+	m.evalMu.Lock()
+	defer m.evalMu.Unlock()
 	leader, formed := m.currentLeader()
 	m.mu.Lock()
 	var fired []Event

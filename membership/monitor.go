@@ -62,6 +62,7 @@ type Monitor struct {
 	urls    map[string]string              // peer -> its HTTP base URL, as it last said
 	selfURL string                         // this member's HTTP base URL, sent with pings
 	kick    chan struct{}                  // ping now (new peers)
+	evalMu  sync.Mutex                     // serialises evaluate (taken before mu)
 
 	health // alarms, isolation and events (health.go)
 }
@@ -109,8 +110,26 @@ func (m *Monitor) Peers() []Peer {
 	return append([]Peer(nil), m.peers...)
 }
 
-// Run pings every peer every interval until ctx ends.
+// Run pings every peer every interval until ctx ends. Link states change
+// between pings (a peer goes down failAfter after it was last heard), so
+// events are evaluated ten times per interval: a down period shown by the
+// (live) alarms also leaves its events.
 func (m *Monitor) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(m.interval/10, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				m.evaluate(now)
+			}
+		}
+	}()
+	defer func() { <-done }()
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
