@@ -129,7 +129,11 @@ func clusterStatus(full bool) cli.ActionFunc {
 		}
 		fmt.Fprintln(w, "LINK\tSTATE")
 		for _, l := range r.Links {
-			fmt.Fprintf(w, "%s – %s\t%s\n", l.A, l.B, l.State)
+			since := ""
+			if l.State == "down" && l.DownSinceUnixMs > 0 {
+				since = " since " + fmtMs(l.DownSinceUnixMs)
+			}
+			fmt.Fprintf(w, "%s – %s\t%s%s\n", l.A, l.B, l.State, since)
 		}
 		if full {
 			fmt.Fprintln(w)

@@ -37,7 +37,8 @@ func TestClusterStatusExitCodes(t *testing.T) {
 	} {
 		b := &fakeBackend{status: &triadv1.ClusterStatusResponse{Status: tc.word, Member: "m1",
 			Alarms: []*triadv1.Alarm{{Kind: "member_down", Member: "m3", Message: "member m3 is down", SinceUnixMs: 1700000000000}},
-			Events: []*triadv1.Event{{Kind: "link_down", Member: "m3", Message: "link m1 – m3 is down", AtUnixMs: 1700000000000}}}}
+			Events: []*triadv1.Event{{Kind: "link_down", Member: "m3", Message: "link m1 – m3 is down", AtUnixMs: 1700000000000}},
+			Links:  []*triadv1.Link{{A: "m1", B: "m3", State: "down", DownSinceUnixMs: 1700000000000}, {A: "m1", B: "m2", State: "up"}}}}
 		addr := startAdminServer(t, b)
 		for _, output := range []string{"table", "json"} {
 			out, errOut, err := runCLI(t, "--server", addr, "--output", output, "cluster", "status")
@@ -50,7 +51,8 @@ func TestClusterStatusExitCodes(t *testing.T) {
 			if !strings.Contains(out, tc.word) || !strings.Contains(out, "member_down") {
 				t.Errorf("%s (%s): output lacks the word or the alarm:\n%s", tc.word, output, out)
 			}
-			if output == "table" && (!strings.Contains(out, "RECENT EVENTS") || !strings.Contains(out, "link m1 – m3 is down")) {
+			if output == "table" && (!strings.Contains(out, "RECENT EVENTS") || !strings.Contains(out, "link m1 – m3 is down") ||
+				!strings.Contains(out, "down since "+fmtMs(1700000000000))) {
 				t.Errorf("%s: table lacks the recent events:\n%s", tc.word, out)
 			}
 		}
