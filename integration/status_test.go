@@ -243,6 +243,23 @@ func TestStatusTellsTheTruth(t *testing.T) {
 		return nil
 	})
 	t.Logf("%s not operational %s after the second kill", a.name, time.Since(killed).Round(100*time.Millisecond))
+	// The survivor's dashboard, in a real browser: no other member answers,
+	// so it shows the survivor's own view and says it is cut off.
+	t.Run("dashboard of the survivor", func(t *testing.T) {
+		browser := findBrowser(t)
+		page := dumpDOM(t, browser, "http://"+a.httpAddr+"/")
+		if statusWord(page) != "not operational" || !strings.Contains(page, "This member ("+a.name+") reaches neither peer") {
+			t.Errorf("survivor's dashboard: status %q, page:\n%s", statusWord(page), page)
+		}
+		for _, kind := range []string{"member down", "quorum lost", "no leader"} {
+			if !strings.Contains(alarmsList(page), ">"+kind+"<") {
+				t.Errorf("survivor's dashboard lacks the %s alarm: %s", kind, alarmsList(page))
+			}
+		}
+		if !strings.Contains(page, `data-kind="member_down"`) || !strings.Contains(page, `data-link-state="down"`) || !strings.Contains(page, "down since ") {
+			t.Errorf("survivor's dashboard lacks the member_down event or a link down since: %s", page)
+		}
+	})
 
 	// Both back: operational again, alarms cleared, the events tell the story.
 	b.start()

@@ -255,8 +255,33 @@ function candidates() {
   return order;
 }
 
+// show draws a status from base and says whose view it is.
+function show(s, base) {
+  current = base;
+  last = s;
+  render(s);
+  $("main").classList.remove("stale");
+  $("main").dataset.viewOf = s.member || "";
+  $("main").dataset.failover = current ? "yes" : "no";
+  const who = home || "The member that served this page";
+  if (!current) {
+    banner(s.isolated ? `This member (${s.member}) reaches neither peer: what it shows may be stale` : "");
+  } else if (failingSince) {
+    banner(`${who} is not answering since ${clock(failingSince)}: showing the view of ${s.member} (${current})`, true);
+  } else {
+    banner(`${who} reaches neither peer: showing the view of ${s.member} (${current})`, true);
+  }
+  $("updated").textContent = `updated ${clock(new Date())}`;
+  $("main").dataset.refreshes = String(++refreshes);
+}
+
+// poll asks the candidates in order and shows the first answer from a
+// member that reaches a peer; a member that reaches neither (isolated)
+// sees only itself, so the others are asked too and its view is shown only
+// when no other member answers.
 async function poll() {
   try {
+    let cutOff = null; // first isolated answer: [status, base]
     for (const base of candidates()) {
       let s;
       try {
@@ -269,20 +294,16 @@ async function poll() {
         home = s.member || home;
         failingSince = null;
       }
-      current = base;
-      last = s;
       remember(s);
-      render(s);
-      $("main").classList.remove("stale");
-      $("main").dataset.viewOf = s.member || "";
-      $("main").dataset.failover = current ? "yes" : "no";
-      if (current) {
-        banner(`${home || "The member that served this page"} is not answering${failingSince ? ` since ${clock(failingSince)}` : ""}: showing the view of ${s.member} (${current})`, true);
-      } else {
-        banner(s.isolated ? `This member (${s.member}) reaches neither peer: what it shows may be stale` : "");
+      if (s.isolated) {
+        cutOff = cutOff || [s, base];
+        continue;
       }
-      $("updated").textContent = `updated ${clock(new Date())}`;
-      $("main").dataset.refreshes = String(++refreshes);
+      show(s, base);
+      return;
+    }
+    if (cutOff) {
+      show(...cutOff);
       return;
     }
     failingSince = failingSince || new Date();
