@@ -173,7 +173,7 @@ func (m *Monitor) evaluate(now time.Time) {
 		m.lastState[p.Name] = st
 		switch down := m.memberDownLocked(p.Name); {
 		case down && !m.memberDown[p.Name]:
-			emit(EventMemberDown, p.Name, fmt.Sprintf("member %s is down: it has not answered since %s", p.Name, clockTime(m.lastHeardLocked(p.Name))))
+			emit(EventMemberDown, p.Name, fmt.Sprintf("member %s is down or cut off: no member has heard from it since %s", p.Name, clockTime(m.lastHeardLocked(p.Name))))
 		case !down && m.memberDown[p.Name]:
 			emit(EventMemberUp, p.Name, fmt.Sprintf("member %s is up again", p.Name))
 		}
@@ -282,7 +282,7 @@ func (m *Monitor) Alarms() []Alarm {
 		case m.memberDownLocked(p.Name):
 			since := m.lastHeardLocked(p.Name)
 			out = append(out, Alarm{Kind: AlarmMemberDown, Member: p.Name, Since: since,
-				Message: fmt.Sprintf("member %s is down: %s has not heard from it since %s and no other member reaches it; check the process and the machine (restart it with the same data directory)", p.Name, m.self, clockTime(since))})
+				Message: fmt.Sprintf("member %s is down or cut off: %s has not heard from it since %s and no other member reaches it; check that it runs (restart it with the same data directory) and its network", p.Name, m.self, clockTime(since))})
 		case m.ownStateLocked(p.Name) == LinkDown:
 			since := m.lastHeardLocked(p.Name)
 			out = append(out, Alarm{Kind: AlarmLinkDown, Member: p.Name, Subject: newLink(m.self, p.Name, "").String(), Since: since,

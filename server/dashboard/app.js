@@ -8,7 +8,8 @@
 
 const POLL_MS = 1500;
 const TIMEOUT_MS = 4000;
-const RETRY_HOME_EVERY = 4; // while failed over, try the serving member first every Nth poll
+const RETRY_HOME_EVERY = 4;
+const MAX_EVENTS = 15; // newest events shown (a member keeps 50) // while failed over, try the serving member first every Nth poll
 const SVGNS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -132,7 +133,7 @@ function renderEvents(s) {
   const ul = $("events");
   ul.replaceChildren();
   $("events-of").textContent = s.member ? `(as ${s.member} saw them)` : "";
-  const events = (s.events || []).slice().reverse();
+  const events = (s.events || []).slice(-MAX_EVENTS).reverse();
   if (!events.length) {
     ul.append(el("li", { class: "none" }, "no events"));
     return;
