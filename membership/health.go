@@ -53,7 +53,7 @@ type ClockOffset struct {
 // events. Guarded by Monitor.mu.
 type health struct {
 	isolationAfter time.Duration
-	onEvent        func(Event)
+	onEvent        []func(Event)
 	reachedAny     time.Time            // last time at least one peer was up
 	isolated       time.Time            // when the current isolation was reported
 	skewSince      map[string]time.Time // peer -> first seen skewed
@@ -83,11 +83,13 @@ func (m *Monitor) IsolationAfter() time.Duration {
 }
 
 // OnEvent registers a function called (outside the lock) for every event,
-// so the server can log it.
+// so the server can log it and notify. Each call adds a subscriber; they
+// run in the order registered, on the monitor's goroutine, so they must
+// not block.
 func (m *Monitor) OnEvent(f func(Event)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.onEvent = f
+	m.onEvent = append(m.onEvent, f)
 }
 
 // evaluate updates link events, isolation and clock-skew alarms.
@@ -135,11 +137,11 @@ func (m *Monitor) evaluate(now time.Time) {
 		m.isolated = now
 		emit(EventMemberIsolated, fmt.Sprintf("member isolated: %s has reached neither peer for %s", m.self, now.Sub(m.reachedAny).Round(time.Second)))
 	}
-	onEvent := m.onEvent
+	subs := m.onEvent
 	m.mu.Unlock()
-	if onEvent != nil {
-		for _, e := range fired {
-			onEvent(e)
+	for _, e := range fired {
+		for _, f := range subs {
+			f(e)
 		}
 	}
 }
