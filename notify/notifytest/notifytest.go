@@ -207,9 +207,9 @@ func (s *session) Logout() error { return nil }
 
 // loginServer is the server side of AUTH LOGIN (go-sasl has only the client).
 type loginServer struct {
-	check      func(user, pass string) error
-	user       string
-	step       int
+	check func(user, pass string) error
+	user  string
+	step  int
 }
 
 func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
