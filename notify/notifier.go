@@ -64,7 +64,7 @@ type Notifier struct {
 type channel struct {
 	name, target string
 	attempts     int
-	deliver      func(ctx context.Context, e Event, subject, body string) error
+	deliver      func(ctx context.Context, j job) error
 	q            chan job
 	idle         sync.WaitGroup // counts queued and running jobs
 }
@@ -72,6 +72,9 @@ type channel struct {
 type job struct {
 	e             Event
 	subject, body string
+	// delivery identifies the message across retries (webhook header
+	// X-Triad-Delivery), so a receiver can drop a duplicate.
+	delivery string
 }
 
 // New makes a notifier for member sender; cfg must have been validated.
@@ -89,8 +92,8 @@ func New(cfg *Config, sender string, log *slog.Logger, now func() time.Time) *No
 	n.client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}
 	if s := cfg.SMTP; s != nil {
 		n.chans = append(n.chans, &channel{name: ChannelMail, target: strings.Join(s.To, ","), attempts: s.Attempts,
-			deliver: func(ctx context.Context, e Event, subject, body string) error {
-				return s.sendMail(ctx, sender, subject, body, n.now())
+			deliver: func(ctx context.Context, j job) error {
+				return s.sendMail(ctx, sender, j.subject, j.body, n.now())
 			}})
 	}
 	for _, w := range cfg.Webhooks {
@@ -100,8 +103,8 @@ func New(cfg *Config, sender string, log *slog.Logger, now func() time.Time) *No
 			c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsConfig("", w.roots)}}
 		}
 		n.chans = append(n.chans, &channel{name: ChannelWebhook, target: redactURL(w.URL), attempts: w.Attempts,
-			deliver: func(ctx context.Context, e Event, subject, body string) error {
-				return w.post(ctx, c, payload(e, deliveryID(), subject, body, n.now()), n.now)
+			deliver: func(ctx context.Context, j job) error {
+				return w.post(ctx, c, payload(j.e, j.delivery, j.subject, j.body, n.now()), n.now)
 			}})
 	}
 	for _, c := range n.chans {
@@ -153,7 +156,7 @@ func (n *Notifier) Send(e Event) {
 	for _, c := range n.chans {
 		c.idle.Add(1)
 		select {
-		case c.q <- job{e: e, subject: subject, body: body}:
+		case c.q <- job{e: e, subject: subject, body: body, delivery: deliveryID()}:
 		default:
 			c.idle.Done()
 			n.log.Error("notification dropped: the channel's queue is full", "event", e.Kind, "channel", c.name, "target", c.target)
@@ -188,7 +191,7 @@ func (n *Notifier) deliver(c *channel, j job) {
 	attempt := 0
 	for attempt < c.attempts {
 		attempt++
-		if err = c.deliver(n.ctx, j.e, j.subject, j.body); err == nil || isPermanent(err) || attempt == c.attempts {
+		if err = c.deliver(n.ctx, j); err == nil || isPermanent(err) || attempt == c.attempts {
 			break
 		}
 		wait := Backoff(attempt, n.retryBase, retryMax, 0.8+0.4*mrand.Float64())
@@ -236,7 +239,7 @@ func (n *Notifier) Test(ctx context.Context, channelName string) ([]Result, erro
 			continue
 		}
 		r := Result{Channel: c.name, Target: c.target, Attempts: 1}
-		r.Err = c.deliver(ctx, e, subject, body)
+		r.Err = c.deliver(ctx, job{e: e, subject: subject, body: body, delivery: deliveryID()})
 		if p, ok := r.Err.(errPermanent); ok {
 			r.Err = p.error
 		}

@@ -27,6 +27,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/triadlm/triad/server/pki"
 )
 
 // Mail is one message the server accepted.
@@ -346,4 +348,19 @@ func (w *WebhookReceiver) WaitHook(t testing.TB, d time.Duration, what string, m
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ServerTLS is a TLS configuration for a test server on 127.0.0.1 and
+// localhost, with a certificate of ca.
+func ServerTLS(t testing.TB, ca *pki.CA) *tls.Config {
+	t.Helper()
+	is, err := ca.Issue(pki.Member, "mail.test", []string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
