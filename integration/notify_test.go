@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/triadlm/triad/notify/notifytest"
+)
+
+const hookSecret = "integration-webhook-secret-0123456789"
+
+// notifyConfig writes a config file holding only a "notify" object.
+func notifyConfig(t *testing.T, notify map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"notify": notify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "triadd.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mailsAbout(ms *notifytest.MailServer, subject string) int {
+	n := 0
+	for _, m := range ms.Mails() {
+		if m.Subject == subject {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNotifyMemberEvents: on real processes, with a real SMTP server and a
+// webhook receiver that verifies the HMAC: each member mails its own start;
+// SIGKILL of the leader → the new leader (and only it) reports it down by
+// name; a clean stop is reported by the stopping member before it exits;
+// the last member, without a leader, reports the quorum lost.
+func TestNotifyMemberEvents(t *testing.T) {
+	ms := notifytest.StartMailServer(t, notifytest.MailOptions{})
+	hooks := notifytest.StartWebhookReceiver(t, hookSecret, 0)
+	secretFile := filepath.Join(t.TempDir(), "hook.secret")
+	os.WriteFile(secretFile, []byte(hookSecret+"\n"), 0o600)
+	cfg := notifyConfig(t, map[string]any{
+		"smtp":     map[string]any{"server": ms.Addr, "from": "triad@example.com", "to": []string{"ops@example.com"}, "timeout": "5s"},
+		"webhooks": []any{map[string]any{"url": hooks.URL, "secret_file": secretFile}},
+	})
+	c := &cluster{t: t, dir: t.TempDir()}
+	for _, n := range []string{"alpha", "bravo", "charlie"} {
+		c.members = append(c.members, newMember(t, n, "", "--config", cfg))
+	}
+	for _, m := range c.members {
+		ms.WaitMail(t, 20*time.Second, "member_start of "+m.name, func(ml notifytest.Mail) bool {
+			return ml.Subject == "[Triad] member "+m.name+" started" && strings.Contains(ml.Body, "member:  "+m.name+"\n")
+		})
+		h := hooks.WaitHook(t, 20*time.Second, "member_start of "+m.name, func(h notifytest.Hook) bool {
+			return h.Event == "member_start" && h.Payload["member"] == m.name
+		})
+		if h.Payload["sender"] != m.name || h.SigErr != nil {
+			t.Fatalf("member_start of %s: %+v", m.name, h.Payload)
+		}
+	}
+	c.form()
+	victim := c.leader(c.members[0])
+	var survivors []*member
+	for _, m := range c.members {
+		if m != victim {
+			survivors = append(survivors, m)
+		}
+	}
+	victim.kill()
+	downSubject := "[Triad] member " + victim.name + " is down"
+	ms.WaitMail(t, 40*time.Second, "member_down of "+victim.name, func(ml notifytest.Mail) bool { return ml.Subject == downSubject })
+	h := hooks.WaitHook(t, 40*time.Second, "member_down of "+victim.name, func(h notifytest.Hook) bool {
+		return h.Event == "member_down" && h.Payload["member"] == victim.name
+	})
+	newLeader := c.leader(survivors[0])
+	if h.Payload["sender"] != newLeader.name || h.Payload["leader"] != newLeader.name {
+		t.Fatalf("member_down sent by %v, want the new leader %s: %v", h.Payload["sender"], newLeader.name, h.Payload)
+	}
+	if !strings.Contains(newLeader.log(), `"msg":"notification sent","member":"`+newLeader.name+`","event":"member_down","channel":"mail","target":"ops@example.com"`) {
+		t.Fatalf("the sender did not log the notification:\n%s", newLeader.log())
+	}
+
+	// A clean stop: the member_stop mail is out before the process exits.
+	stopping := survivors[0]
+	if stopping == newLeader {
+		stopping = survivors[1]
+	}
+	last := survivors[0]
+	if last == stopping {
+		last = survivors[1]
+	}
+	stopping.stop()
+	if n := mailsAbout(ms, "[Triad] member "+stopping.name+" stopped"); n != 1 {
+		t.Fatalf("%d member_stop mails from %s once it exited, want 1", n, stopping.name)
+	}
+	if hs := hooks.Hooks(); !containsHook(hs, "member_stop", stopping.name, stopping.name) {
+		t.Fatalf("no verified member_stop webhook from %s", stopping.name)
+	}
+
+	// Alone, the last member has no leader: it reports the quorum lost.
+	ms.WaitMail(t, 60*time.Second, "quorum_lost", func(ml notifytest.Mail) bool {
+		return ml.Subject == "[Triad] quorum lost: no leader" && strings.Contains(ml.Body, "member "+last.name+" has known no leader") && strings.Contains(ml.Body, "it reaches no other member")
+	})
+	hooks.WaitHook(t, 20*time.Second, "quorum_lost", func(h notifytest.Hook) bool {
+		return h.Event == "quorum_lost" && h.Payload["sender"] == last.name
+	})
+	// One message per event, not one per member.
+	if n := mailsAbout(ms, downSubject); n != 1 {
+		t.Fatalf("%d member_down mails about %s, want 1", n, victim.name)
+	}
+	for _, hk := range hooks.Hooks() {
+		if hk.SigErr != nil || hk.Status != 200 {
+			t.Fatalf("webhook %s refused: %d %v", hk.Event, hk.Status, hk.SigErr)
+		}
+	}
+}
+
+func containsHook(hs []notifytest.Hook, event, member, sender string) bool {
+	for _, h := range hs {
+		if h.Event == event && h.Status == 200 && h.Payload["member"] == member && h.Payload["sender"] == sender {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNotifyTestCommands: `triadctl server test-mail` through STARTTLS
+// and AUTH PLAIN to a real SMTP server, `server test-webhook` to a
+// receiver that checks the HMAC; both report the exact error when the
+// password or the secret is wrong; they need a full session; the
+// password and secret are never shown back or logged.
+func TestNotifyTestCommands(t *testing.T) {
+	ms := notifytest.StartMailServer(t, notifytest.MailOptions{TLS: notifytest.ServerTLS(t, testCA), User: "triad-mailer", Password: "mail-Pa55word"})
+	hooks := notifytest.StartWebhookReceiver(t, hookSecret, 0)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	config := func(password, secret string) string {
+		return notifyConfig(t, map[string]any{
+			"smtp": map[string]any{"server": ms.Addr, "from": "triad@example.com", "to": []string{"ops@example.com"}, "starttls": true,
+				"tls_ca": testCAFile, "username": "triad-mailer", "password_file": write("pw-"+password, password+"\n")},
+			"webhooks": []any{map[string]any{"url": hooks.URL, "secret_file": write("secret-"+secret, secret)}},
+			"events":   map[string]any{"member_start": map[string]any{"enabled": false}},
+		})
+	}
+	good := newMember(t, "solo", "", "--config", config("mail-Pa55word", hookSecret))
+	out, err := ctlOn(t, good.addr, "server", "test-mail")
+	if err != nil || !strings.Contains(out, "ok: test mail sent by solo to ops@example.com") {
+		t.Fatalf("test-mail: %q %v", out, err)
+	}
+	m := ms.WaitMail(t, 10*time.Second, "test mail", func(ml notifytest.Mail) bool { return ml.Subject == "[Triad] test notification from solo" })
+	if !m.TLS || m.User != "triad-mailer" || m.Mech != "PLAIN" {
+		t.Fatalf("the test mail did not come over STARTTLS with AUTH PLAIN: %+v", m)
+	}
+	out, err = ctlOn(t, good.addr, "server", "test-webhook")
+	if err != nil || !strings.Contains(out, "ok: test webhook sent by solo to "+hooks.URL) {
+		t.Fatalf("test-webhook: %q %v", out, err)
+	}
+	hooks.WaitHook(t, 10*time.Second, "test", func(h notifytest.Hook) bool { return h.Event == "test" && h.Payload["sender"] == "solo" })
+	for _, ml := range ms.Mails() {
+		if strings.Contains(ml.Subject, "started") {
+			t.Fatal("member_start was switched off but sent")
+		}
+	}
+
+	// Shown back without secrets.
+	var show struct {
+		Notifications struct {
+			SmtpServer      string `json:"smtp_server"`
+			SmtpStarttls    bool   `json:"smtp_starttls"`
+			SmtpUsername    string `json:"smtp_username"`
+			SmtpPasswordSet bool   `json:"smtp_password_set"`
+			Webhooks        []struct {
+				URL       string `json:"url"`
+				SecretSet bool   `json:"secret_set"`
+			} `json:"webhooks"`
+			Events []struct {
+				Event   string `json:"event"`
+				Enabled bool   `json:"enabled"`
+			} `json:"events"`
+		} `json:"notifications"`
+	}
+	ctlJSON(t, good.addr, &show, "server", "show")
+	n := show.Notifications
+	if n.SmtpServer != ms.Addr || !n.SmtpStarttls || n.SmtpUsername != "triad-mailer" || !n.SmtpPasswordSet || len(n.Webhooks) != 1 || !n.Webhooks[0].SecretSet || len(n.Events) != 11 {
+		t.Fatalf("server show notifications: %+v", n)
+	}
+	text, err := ctlOn(t, good.addr, "server", "show")
+	if err != nil || !strings.Contains(text, "triad-mailer (password set)") || !regexp.MustCompile(`events off\s+member_start\n`).MatchString(text) {
+		t.Fatalf("server show: %q %v", text, err)
+	}
+	jsonOut, _ := ctlOn(t, good.addr, "--output", "json", "server", "show")
+	for _, where := range []string{text, jsonOut, good.log()} {
+		if strings.Contains(where, "mail-Pa55word") || strings.Contains(where, hookSecret) {
+			t.Fatalf("a secret was shown or logged:\n%s", where)
+		}
+	}
+	if l := good.log(); !strings.Contains(l, `"msg":"notification sent","member":"solo","event":"test","channel":"mail","target":"ops@example.com"`) ||
+		!strings.Contains(l, `"msg":"notification sent","member":"solo","event":"test","channel":"webhook","target":"`+hooks.URL+`"`) {
+		t.Fatalf("the test notifications were not logged:\n%s", l)
+	}
+
+	// Wrong password and wrong secret: the exact errors, exit status 1.
+	bad := newMember(t, "wrong", "", "--config", config("not-the-password", "not-the-webhook-secret-at-all"))
+	out, err = ctlOn(t, bad.addr, "server", "test-mail")
+	if err == nil || !strings.Contains(out, "FAILED: test mail from wrong to ops@example.com: authentication as triad-mailer: 535") || !strings.Contains(err.Error(), "535") {
+		t.Fatalf("test-mail with a wrong password: %q %v", out, err)
+	}
+	out, err = ctlOn(t, bad.addr, "server", "test-webhook")
+	if err == nil || !strings.Contains(out, "HTTP 401 Unauthorized: bad signature: HMAC mismatch") {
+		t.Fatalf("test-webhook with a wrong secret: %q %v", out, err)
+	}
+	if ms.AuthFailures() == 0 {
+		t.Fatal("the mail server saw no failed login")
+	}
+
+	// Full mode only.
+	if _, err := ctlOn(t, good.addr, "cluster", "create", "--standalone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctlEnv(t, []string{"TRIAD_NEW_PASSWORD=Fu11-secret"}, "--server", good.addr, "password", "set", "full"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctlEnv(t, []string{"TRIAD_PASSWORD=Fu11-secret", "TRIAD_NEW_PASSWORD=look-only"}, "--server", good.addr, "password", "set", "restricted"); err != nil {
+		t.Fatal(err)
+	}
+	sent := len(ms.Mails())
+	_, err = ctlEnv(t, []string{"TRIAD_PASSWORD=look-only"}, "--server", good.addr, "--mode", "restricted", "server", "test-mail")
+	if err == nil || !strings.Contains(err.Error(), "server test-mail needs full mode") {
+		t.Fatalf("test-mail in restricted mode: %v", err)
+	}
+	if len(ms.Mails()) != sent {
+		t.Fatal("a restricted session sent mail")
+	}
+	if _, err := ctlEnv(t, []string{"TRIAD_PASSWORD=Fu11-secret"}, "--server", good.addr, "server", "test-mail"); err != nil {
+		t.Fatal(err)
+	}
+}
