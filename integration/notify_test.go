@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,7 +44,8 @@ func mailsAbout(ms *notifytest.MailServer, subject string) int {
 // webhook receiver that verifies the HMAC: each member mails its own start;
 // SIGKILL of the leader → the new leader (and only it) reports it down by
 // name; a clean stop is reported by the stopping member before it exits;
-// the last member, without a leader, reports the quorum lost.
+// the last member, without a leader, reports the quorum lost and, reaching
+// neither peer, itself isolated.
 func TestNotifyMemberEvents(t *testing.T) {
 	ms := notifytest.StartMailServer(t, notifytest.MailOptions{})
 	hooks := notifytest.StartWebhookReceiver(t, hookSecret, 0)
@@ -54,7 +57,7 @@ func TestNotifyMemberEvents(t *testing.T) {
 	})
 	c := &cluster{t: t, dir: t.TempDir()}
 	for _, n := range []string{"alpha", "bravo", "charlie"} {
-		c.members = append(c.members, newMember(t, n, "", "--config", cfg))
+		c.members = append(c.members, newMember(t, n, "", "--config", cfg, "--test-isolation-after", "3s"))
 	}
 	for _, m := range c.members {
 		ms.WaitMail(t, 20*time.Second, "member_start of "+m.name, func(ml notifytest.Mail) bool {
@@ -113,7 +116,19 @@ func TestNotifyMemberEvents(t *testing.T) {
 	hooks.WaitHook(t, 20*time.Second, "quorum_lost", func(h notifytest.Hook) bool {
 		return h.Event == "quorum_lost" && h.Payload["sender"] == last.name
 	})
-	// One message per event, not one per member.
+	// Reaching neither peer, it also reports itself isolated, once.
+	isoSubject := "[Triad] member " + last.name + " is isolated"
+	ms.WaitMail(t, 30*time.Second, "member_isolated", func(ml notifytest.Mail) bool { return ml.Subject == isoSubject })
+	hooks.WaitHook(t, 20*time.Second, "member_isolated", func(h notifytest.Hook) bool {
+		return h.Event == "member_isolated" && h.Payload["sender"] == last.name && h.Payload["member"] == last.name
+	})
+	// One message per event, not one per member (nor one per second).
+	if n := mailsAbout(ms, isoSubject); n != 1 {
+		t.Fatalf("%d member_isolated mails, want 1", n)
+	}
+	if n := mailsAbout(ms, "[Triad] quorum lost: no leader"); n != 1 {
+		t.Fatalf("%d quorum_lost mails, want 1", n)
+	}
 	if n := mailsAbout(ms, downSubject); n != 1 {
 		t.Fatalf("%d member_down mails about %s, want 1", n, victim.name)
 	}
@@ -247,4 +262,105 @@ func TestNotifyTestCommands(t *testing.T) {
 	if _, err := ctlEnv(t, []string{"TRIAD_PASSWORD=Fu11-secret"}, "--server", good.addr, "server", "test-mail"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNotifyLicenseAndDiskEvents: on a standalone member, a soft limit's
+// overdraft is reported once as feature_over_capacity; when the member's
+// clock passes 01:00 local, the licenses expiring within the warning
+// window are listed in one message; the data disk is reported at the
+// threshold and at each further percent.
+func TestNotifyLicenseAndDiskEvents(t *testing.T) {
+	ms := notifytest.StartMailServer(t, notifytest.MailOptions{})
+	hooks := notifytest.StartWebhookReceiver(t, hookSecret, 0)
+	dir := t.TempDir()
+	clockFile, diskFile := filepath.Join(dir, "clock"), filepath.Join(dir, "disk")
+	os.WriteFile(diskFile, []byte("79\n"), 0o644)
+	cfg := notifyConfig(t, map[string]any{
+		"smtp":                map[string]any{"server": ms.Addr, "from": "triad@example.com", "to": []string{"ops@example.com"}},
+		"webhooks":            []any{map[string]any{"url": hooks.URL, "secret": hookSecret}},
+		"disk_check_interval": "1s",
+	})
+	c := &cluster{t: t, dir: t.TempDir()}
+	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "vendor")); err != nil {
+		t.Fatal(err)
+	}
+	solo := newMember(t, "solo", filepath.Join(c.dir, "vendor.pub"), "--config", cfg, "--test-clock-file", clockFile, "--test-disk-usage-file", diskFile)
+	c.members = []*member{solo}
+	if _, err := ctlOn(t, solo.addr, "cluster", "create", "--standalone"); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(3 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	var info struct{ Serial string }
+	ctlJSON(t, solo.addr, &info, "license", "enroll", c.issue("soon", "--valid-until", until, "--feature", "cad:1:1,overdraft=1"))
+
+	// Over capacity: the overdraft seat.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lc := licensing(t, solo.addr)
+	for i := 0; i < 2; i++ {
+		if _, err := checkoutAs(ctx, t, lc, fmt.Sprintf("cad-%d", i), "cad", "u"); err != nil {
+			t.Fatalf("cad seat %d: %v", i, err)
+		}
+	}
+	h := hooks.WaitHook(t, 20*time.Second, "feature_over_capacity", func(h notifytest.Hook) bool { return h.Event == "feature_over_capacity" })
+	if h.Payload["feature"] != "cad" || !strings.Contains(fmt.Sprint(h.Payload["text"]), "feature cad is over capacity at version 1 and above: 2 seats in use, 1 licensed") {
+		t.Fatalf("over capacity: %v", h.Payload)
+	}
+	ms.WaitMail(t, 10*time.Second, "over capacity", func(m notifytest.Mail) bool { return m.Subject == "[Triad] feature cad is over capacity" })
+
+	// The disk: at 85 (threshold 80), again at 87, not at a repeated 87,
+	// re-armed under 80, again at 81.
+	var seen []string
+	for _, pct := range []string{"85", "87", "87", "70", "81"} {
+		os.WriteFile(diskFile, []byte(pct), 0o644)
+		if pct == "87" && len(seen) == 2 || pct == "70" {
+			time.Sleep(2500 * time.Millisecond) // let the 1 s check see a value that must send nothing
+			continue
+		}
+		hooks.WaitHook(t, 15*time.Second, "disk_usage at "+pct, func(h notifytest.Hook) bool {
+			return h.Event == "disk_usage" && fmt.Sprint(h.Payload["disk_percent"]) == pct
+		})
+		seen = append(seen, pct)
+	}
+	var disk []string
+	for _, h := range hooks.Hooks() {
+		if h.Event == "disk_usage" {
+			disk = append(disk, fmt.Sprint(h.Payload["disk_percent"]))
+		}
+	}
+	if strings.Join(disk, ",") != "85,87,81" {
+		t.Fatalf("disk_usage sent at %v, want 85,87,81", disk)
+	}
+	ms.WaitMail(t, 10*time.Second, "disk at 87", func(m notifytest.Mail) bool { return m.Subject == "[Triad] data disk of solo is 87% full" })
+
+	// 01:00 local on the member's clock: one message listing the license.
+	now := time.Now()
+	step := notifyNext1AM(now).Sub(now) + 5*time.Second
+	os.WriteFile(clockFile, []byte(step.String()), 0o644)
+	h = hooks.WaitHook(t, 30*time.Second, "licenses_expiring", func(h notifytest.Hook) bool { return h.Event == "licenses_expiring" })
+	lics, _ := h.Payload["licenses"].([]any)
+	if len(lics) != 1 || lics[0].(map[string]any)["serial"] != info.Serial || fmt.Sprint(h.Payload["warning_days"]) != "7" {
+		t.Fatalf("licenses_expiring: %v", h.Payload)
+	}
+	m := ms.WaitMail(t, 10*time.Second, "expiring mail", func(m notifytest.Mail) bool { return m.Subject == "[Triad] 1 license(s) expire within 7 days" })
+	if !strings.Contains(m.Body, "  "+info.Serial+"  ends ") {
+		t.Fatalf("expiring mail body:\n%s", m.Body)
+	}
+	count := map[string]int{}
+	for _, h := range hooks.Hooks() {
+		count[h.Event]++
+	}
+	if count["feature_over_capacity"] != 1 || count["licenses_expiring"] != 1 {
+		t.Fatalf("repeated notifications: %v", count)
+	}
+}
+
+// notifyNext1AM is the next 01:00 in the local time zone (the member's too).
+func notifyNext1AM(t time.Time) time.Time {
+	y, m, d := t.Date()
+	next := time.Date(y, m, d, 1, 0, 0, 0, time.Local)
+	if !next.After(t) {
+		next = time.Date(y, m, d+1, 1, 0, 0, 0, time.Local)
+	}
+	return next
 }

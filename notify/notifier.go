@@ -104,7 +104,9 @@ func New(cfg *Config, sender string, log *slog.Logger, now func() time.Time) *No
 		}
 		n.chans = append(n.chans, &channel{name: ChannelWebhook, target: redactURL(w.URL), attempts: w.Attempts,
 			deliver: func(ctx context.Context, j job) error {
-				return w.post(ctx, c, payload(j.e, j.delivery, j.subject, j.body, n.now()), n.now)
+				// The signature's timestamp is the real wall clock (not a
+				// test-shifted member clock): receivers compare it with theirs.
+				return w.post(ctx, c, payload(j.e, j.delivery, j.subject, j.body, time.Now()), time.Now)
 			}})
 	}
 	for _, c := range n.chans {
