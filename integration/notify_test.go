@@ -267,7 +267,8 @@ func TestNotifyTestCommands(t *testing.T) {
 // TestNotifyLicenseAndDiskEvents: on a standalone member, a soft limit's
 // overdraft is reported once as feature_over_capacity; when the member's
 // clock passes 01:00 local, the licenses expiring within the warning
-// window are listed in one message; the data disk is reported at the
+// window are listed in one message, and the held countdown seat has used
+// up its pool (countdown_pool_low); the data disk is reported at the
 // threshold and at each further percent.
 func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	ms := notifytest.StartMailServer(t, notifytest.MailOptions{})
@@ -291,7 +292,7 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	}
 	until := time.Now().Add(3 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	var info struct{ Serial string }
-	ctlJSON(t, solo.addr, &info, "license", "enroll", c.issue("soon", "--valid-until", until, "--feature", "cad:1:1,overdraft=1"))
+	ctlJSON(t, solo.addr, &info, "license", "enroll", c.issue("soon", "--valid-until", until, "--feature", "cad:1:1,overdraft=1", "--feature", "sim:1:1,hours=1"))
 
 	// Over capacity: the overdraft seat.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -301,6 +302,11 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 		if _, err := checkoutAs(ctx, t, lc, fmt.Sprintf("cad-%d", i), "cad", "u"); err != nil {
 			t.Fatalf("cad seat %d: %v", i, err)
 		}
+	}
+	// One countdown seat held: its single seat-hour runs out once the
+	// clock steps forward below.
+	if _, err := checkoutAs(ctx, t, lc, "sim-0", "sim", "u"); err != nil {
+		t.Fatalf("sim seat: %v", err)
 	}
 	h := hooks.WaitHook(t, 20*time.Second, "feature_over_capacity", func(h notifytest.Hook) bool { return h.Event == "feature_over_capacity" })
 	if h.Payload["feature"] != "cad" || !strings.Contains(fmt.Sprint(h.Payload["text"]), "feature cad is over capacity at version 1 and above: 2 seats in use, 1 licensed") {
@@ -345,6 +351,10 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	m := ms.WaitMail(t, 10*time.Second, "expiring mail", func(m notifytest.Mail) bool { return m.Subject == "[Triad] 1 license(s) expire within 7 days" })
 	if !strings.Contains(m.Body, "  "+info.Serial+"  ends ") {
 		t.Fatalf("expiring mail body:\n%s", m.Body)
+	}
+	h = hooks.WaitHook(t, 30*time.Second, "countdown_pool_low", func(h notifytest.Hook) bool { return h.Event == "countdown_pool_low" })
+	if h.Payload["feature"] != "sim" || !strings.Contains(fmt.Sprint(h.Payload["message"]), "the countdown pool of sim is") {
+		t.Fatalf("pool low: %v", h.Payload)
 	}
 	count := map[string]int{}
 	for _, h := range hooks.Hooks() {
