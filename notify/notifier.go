@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,7 +67,8 @@ type channel struct {
 	attempts     int
 	deliver      func(ctx context.Context, j job) error
 	q            chan job
-	idle         sync.WaitGroup // counts queued and running jobs
+	// pending counts queued and running jobs (Flush waits for zero).
+	pending atomic.Int64
 }
 
 type job struct {
@@ -133,7 +135,7 @@ func (n *Notifier) Start() {
 					return
 				case j := <-c.q:
 					n.deliver(c, j)
-					c.idle.Done()
+					c.pending.Add(-1)
 				}
 			}
 		}(c)
@@ -156,11 +158,11 @@ func (n *Notifier) Send(e Event) {
 		n.log.Error("notification template failed", "event", e.Kind, "error", err)
 	}
 	for _, c := range n.chans {
-		c.idle.Add(1)
+		c.pending.Add(1)
 		select {
 		case c.q <- job{e: e, subject: subject, body: body, delivery: deliveryID()}:
 		default:
-			c.idle.Done()
+			c.pending.Add(-1)
 			n.log.Error("notification dropped: the channel's queue is full", "event", e.Kind, "channel", c.name, "target", c.target)
 		}
 	}
@@ -169,16 +171,21 @@ func (n *Notifier) Send(e Event) {
 // Flush waits until every queued message was delivered or given up, or
 // until ctx ends.
 func (n *Notifier) Flush(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		idle := true
 		for _, c := range n.chans {
-			c.idle.Wait()
+			idle = idle && c.pending.Load() == 0
 		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+		if idle {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -235,19 +242,30 @@ func (n *Notifier) Test(ctx context.Context, channelName string) ([]Result, erro
 	if err != nil {
 		n.log.Error("notification template failed", "event", e.Kind, "error", err)
 	}
-	var out []Result
+	// Every target at once, so that several slow ones still answer
+	// within the caller's deadline.
+	var targets []*channel
 	for _, c := range n.chans {
-		if c.name != channelName {
-			continue
+		if c.name == channelName {
+			targets = append(targets, c)
 		}
-		r := Result{Channel: c.name, Target: c.target, Attempts: 1}
-		r.Err = c.deliver(ctx, job{e: e, subject: subject, body: body, delivery: deliveryID()})
-		if p, ok := r.Err.(errPermanent); ok {
-			r.Err = p.error
-		}
-		n.logResult(e.Kind, subject, r)
-		out = append(out, r)
 	}
+	out := make([]Result, len(targets))
+	var wg sync.WaitGroup
+	for i, c := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := Result{Channel: c.name, Target: c.target, Attempts: 1}
+			r.Err = c.deliver(ctx, job{e: e, subject: subject, body: body, delivery: deliveryID()})
+			if p, ok := r.Err.(errPermanent); ok {
+				r.Err = p.error
+			}
+			n.logResult(e.Kind, subject, r)
+			out[i] = r
+		}()
+	}
+	wg.Wait()
 	if len(out) == 0 {
 		key := "notify.smtp"
 		if channelName == ChannelWebhook {

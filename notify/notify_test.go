@@ -442,3 +442,23 @@ func TestMailImplicitTLS(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 }
+
+// Test reaches every target of the channel, once, and reports each.
+func TestTestReportsEveryTarget(t *testing.T) {
+	good := notifytest.StartWebhookReceiver(t, secret, 0)
+	down := notifytest.StartWebhookReceiver(t, secret, 5) // 503 to the first 5 POSTs
+	n, logs := newNotifier(t, &notify.Config{Webhooks: []*notify.WebhookConfig{{URL: good.URL, Secret: secret}, {URL: down.URL, Secret: secret}}})
+	res, err := n.Test(context.Background(), notify.ChannelWebhook)
+	if err != nil || len(res) != 2 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if res[0].Target != good.URL || res[0].Err != nil || res[1].Target != down.URL || res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "HTTP 503 Service Unavailable") {
+		t.Fatalf("results %+v", res)
+	}
+	if len(down.Hooks()) != 1 {
+		t.Fatalf("a test is one attempt, got %d", len(down.Hooks()))
+	}
+	if !strings.Contains(logs.String(), `"msg":"notification failed","event":"test","channel":"webhook","target":"`+down.URL+`"`) {
+		t.Fatalf("log:\n%s", logs)
+	}
+}
