@@ -182,7 +182,8 @@ func (s *Server) open() error {
 	}
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
-	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
+	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind, "member", e.Member) })
+	s.mon.SetLeaderFunc(s.leaderForMonitor)
 	s.setPeers(s.formation)
 	// One batch in flight on the leader: everything that arrives while it
 	// commits goes into the next entry. Measured on 2 cores with 64
@@ -226,6 +227,7 @@ func (s *Server) open() error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.mon.SetHTTPURL(s.ownHTTPURL())
 
 	s.goRun(func() { s.applyQ.run(s.ctx) })
 	s.goRun(func() { s.fwdQ.run(s.ctx) })
