@@ -188,7 +188,8 @@ func (s *Server) open() error {
 	}
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
-	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
+	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind, "member", e.Member) })
+	s.mon.SetLeaderFunc(s.leaderForMonitor)
 	s.openNotifier()
 	s.mon.OnEvent(s.onMonitorEvent)
 	s.setPeers(s.formation)
@@ -234,6 +235,7 @@ func (s *Server) open() error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.mon.SetHTTPURL(s.ownHTTPURL())
 
 	s.goRun(func() { s.applyQ.run(s.ctx) })
 	s.goRun(func() { s.fwdQ.run(s.ctx) })

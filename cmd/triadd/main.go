@@ -50,6 +50,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
+			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
 		}, notifyFlags()...),
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand()},

@@ -2766,8 +2766,12 @@ type Member struct {
 	Address    string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	ComputerId string                 `protobuf:"bytes,3,opt,name=computer_id,json=computerId,proto3" json:"computer_id,omitempty"`
 	// leader | follower | candidate | unreachable
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
-	RaftAddress   string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Role        string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	RaftAddress string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// HTTP base URL of the member's status port and dashboard
+	// ("http://HOST:PORT" or https), as advertised by its heartbeats; empty
+	// while not known (a member not heard since the answering one started).
+	HttpUrl       string `protobuf:"bytes,6,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2833,6 +2837,13 @@ func (x *Member) GetRole() string {
 func (x *Member) GetRaftAddress() string {
 	if x != nil {
 		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *Member) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
 	}
 	return ""
 }
@@ -2946,9 +2957,12 @@ type Link struct {
 	A     string                 `protobuf:"bytes,1,opt,name=a,proto3" json:"a,omitempty"`
 	B     string                 `protobuf:"bytes,2,opt,name=b,proto3" json:"b,omitempty"`
 	// up | down | unknown
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// For a down link of the answering member: when it last heard the other
+	// end (or started listening for it), i.e. "down since". 0 otherwise.
+	DownSinceUnixMs int64 `protobuf:"varint,4,opt,name=down_since_unix_ms,json=downSinceUnixMs,proto3" json:"down_since_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Link) Reset() {
@@ -3000,6 +3014,13 @@ func (x *Link) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *Link) GetDownSinceUnixMs() int64 {
+	if x != nil {
+		return x.DownSinceUnixMs
+	}
+	return 0
 }
 
 type ClusterStatusResponse struct {
@@ -3238,7 +3259,8 @@ func (x *ClockOffset) GetSkewed() bool {
 
 type Alarm struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// clock_skew | member_isolated | license_expired | license_expiring |
+	// clock_skew | member_isolated | member_down | link_down | quorum_lost |
+	// no_leader | insecure_transport | license_expired | license_expiring |
 	// feature_over_capacity | countdown_pool_low
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -3318,10 +3340,15 @@ func (x *Alarm) GetSubject() string {
 
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// member_isolated | member_reconnected | link_down | link_up
-	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	AtUnixMs      int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// member_isolated | member_reconnected | link_down | link_up |
+	// member_down | member_up | quorum_lost | quorum_regained |
+	// leader_changed | no_leader
+	Kind     string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message  string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	AtUnixMs int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// Member the event is about: the other end of a link, the member down or
+	// back, the new leader (leader_changed), the lost one (no_leader).
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3375,6 +3402,13 @@ func (x *Event) GetAtUnixMs() int64 {
 		return x.AtUnixMs
 	}
 	return 0
+}
+
+func (x *Event) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
 }
 
 type LicenseEnrollRequest struct {
@@ -5244,24 +5278,26 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
 	"\n" +
 	"standalone\x18\x03 \x01(\bR\n" +
-	"standalone\"\x8e\x01\n" +
+	"standalone\"\xa9\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
 	"\vcomputer_id\x18\x03 \x01(\tR\n" +
 	"computerId\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12!\n" +
-	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"o\n" +
+	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\x12\x19\n" +
+	"\bhttp_url\x18\x06 \x01(\tR\ahttpUrl\"o\n" +
 	"\x15ClusterCreateResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12*\n" +
 	"\amembers\x18\x02 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\"E\n" +
 	"\x14ClusterStatusRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"8\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"e\n" +
 	"\x04Link\x12\f\n" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xaf\x04\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12+\n" +
+	"\x12down_since_unix_ms\x18\x04 \x01(\x03R\x0fdownSinceUnixMs\"\xaf\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -5289,12 +5325,13 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
 	"\x06member\x18\x04 \x01(\tR\x06member\x12\x18\n" +
-	"\asubject\x18\x05 \x01(\tR\asubject\"S\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"k\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\n" +
-	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\"h\n" +
+	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
 	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"r\n" +
