@@ -22,8 +22,9 @@ import (
 //   - a member sends its own member_start, member_stop, member_isolated
 //     and disk_usage (only it knows; an isolated member cannot rely on the
 //     cluster);
-//   - the leader sends the cluster's events: member_down / member_up (a
-//     peer its heartbeats no longer reach / reach again),
+//   - the leader sends the cluster's events: member_down / member_up (the
+//     monitor's member_down alarm: a peer neither it nor the third member
+//     reaches; its end),
 //     feature_over_capacity, countdown_pool_low and the daily
 //     licenses_expiring list;
 //   - quorum_lost has no leader to send it: it is sent by the member with
@@ -97,21 +98,29 @@ func (s *Server) onMonitorEvent(e membership.Event) {
 	}
 }
 
-// notifyMembers: the leader reports a peer it cannot reach (link down for
-// the failure window) and its return.
+// notifyMembers: the leader reports each member the monitor finds down
+// (its member_down alarm: no answer to this member, and no other member
+// reaches it either) and its return. The leader reports what it sees now,
+// so a new leader reports the old one, which died while it was a follower.
 func (s *Server) notifyMembers(st *notifyState, now time.Time) {
 	if !s.isLeader() {
 		clear(st.down)
 		return
 	}
+	down := map[string]membership.Alarm{}
+	for _, a := range s.mon.Alarms() {
+		if a.Kind == membership.AlarmMemberDown {
+			down[a.Member] = a
+		}
+	}
 	for _, p := range s.mon.Peers() {
-		switch state := s.mon.PeerState(p.Name); {
-		case state == membership.LinkDown && st.down[p.Name].IsZero():
-			since := now.Add(-membership.DefaultFailAfter)
-			st.down[p.Name] = since
-			s.notifier.Send(notify.Event{Kind: notify.MemberDown, Member: p.Name, Since: since, Leader: s.cfg.Name,
-				Message: fmt.Sprintf("Member %s is down: the leader %s has had no answer from it for %s.", p.Name, s.cfg.Name, membership.DefaultFailAfter)})
-		case state == membership.LinkUp && !st.down[p.Name].IsZero():
+		a, isDown := down[p.Name]
+		switch {
+		case isDown && st.down[p.Name].IsZero():
+			st.down[p.Name] = a.Since
+			s.notifier.Send(notify.Event{Kind: notify.MemberDown, Member: p.Name, Since: a.Since, Leader: s.cfg.Name,
+				Message: fmt.Sprintf("Member %s is down: neither the leader %s nor the other member has heard from it since %s.", p.Name, s.cfg.Name, a.Since.Format("15:04:05 MST"))})
+		case !isDown && !st.down[p.Name].IsZero() && s.mon.PeerState(p.Name) == membership.LinkUp:
 			since := st.down[p.Name]
 			delete(st.down, p.Name)
 			s.notifier.Send(notify.Event{Kind: notify.MemberUp, Member: p.Name, Since: since, Leader: s.cfg.Name,
