@@ -227,6 +227,17 @@ func TestNotifyTestCommands(t *testing.T) {
 		t.Fatalf("the test notifications were not logged:\n%s", l)
 	}
 
+	// Counted in /metrics.
+	body, err := scrape(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"mail", "webhook"} {
+		if v, ok := metricValue(body, `triad_notifications_total{channel="`+ch+`",event="test",result="sent"}`); !ok || v != 1 {
+			t.Fatalf("triad_notifications_total for the test %s: %v %v", ch, v, ok)
+		}
+	}
+
 	// Wrong password and wrong secret: the exact errors, exit status 1.
 	bad := newMember(t, "wrong", "", "--config", config("not-the-password", "not-the-webhook-secret-at-all"))
 	out, err = ctlOn(t, bad.addr, "server", "test-mail")

@@ -57,9 +57,11 @@ type Notifier struct {
 	client    *http.Client
 
 	chans []*channel
-	wg    sync.WaitGroup
-	ctx   context.Context
-	stop  context.CancelFunc
+	// onResult, when set, sees every final outcome (metrics).
+	onResult func(kind string, r Result)
+	wg       sync.WaitGroup
+	ctx      context.Context
+	stop     context.CancelFunc
 }
 
 type channel struct {
@@ -117,6 +119,10 @@ func New(cfg *Config, sender string, log *slog.Logger, now func() time.Time) *No
 	return n
 }
 
+// OnResult registers f to see every delivery's final outcome (the server
+// counts them in /metrics). Call it before Start.
+func (n *Notifier) OnResult(f func(kind string, r Result)) { n.onResult = f }
+
 // SetRetryBase sets the first retry's delay (tests).
 func (n *Notifier) SetRetryBase(d time.Duration) { n.retryBase = d }
 
@@ -164,6 +170,9 @@ func (n *Notifier) Send(e Event) {
 		default:
 			c.pending.Add(-1)
 			n.log.Error("notification dropped: the channel's queue is full", "event", e.Kind, "channel", c.name, "target", c.target)
+			if n.onResult != nil {
+				n.onResult(e.Kind, Result{Channel: c.name, Target: c.target, Err: errDropped})
+			}
 		}
 	}
 }
@@ -223,11 +232,28 @@ func isPermanent(err error) bool {
 }
 
 func (n *Notifier) logResult(kind, subject string, r Result) {
+	if n.onResult != nil {
+		n.onResult(kind, r)
+	}
 	if r.Err == nil {
 		n.log.Info("notification sent", "event", kind, "channel", r.Channel, "target", r.Target, "subject", subject, "attempts", r.Attempts, "result", "sent")
 		return
 	}
 	n.log.Error("notification failed", "event", kind, "channel", r.Channel, "target", r.Target, "subject", subject, "attempts", r.Attempts, "result", "failed", "error", r.Err.Error())
+}
+
+// errDropped is the outcome of a message its full queue could not take.
+var errDropped = errors.New("dropped: queue full")
+
+// ResultLabel is "sent", "failed" or "dropped" (metrics label).
+func ResultLabel(r Result) string {
+	switch {
+	case r.Err == nil:
+		return "sent"
+	case errors.Is(r.Err, errDropped):
+		return "dropped"
+	}
+	return "failed"
 }
 
 // ErrNoChannel is Test's answer when the channel asked for is not configured.

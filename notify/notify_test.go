@@ -462,3 +462,34 @@ func TestTestReportsEveryTarget(t *testing.T) {
 		t.Fatalf("log:\n%s", logs)
 	}
 }
+
+// OnResult sees each delivery's final outcome once (the server's metric).
+func TestOnResultCountsOutcomes(t *testing.T) {
+	good := notifytest.StartWebhookReceiver(t, secret, 0)
+	bad := notifytest.StartWebhookReceiver(t, secret, 1000)
+	cfg := &notify.Config{Webhooks: []*notify.WebhookConfig{{URL: good.URL, Secret: secret}, {URL: bad.URL, Secret: secret, Attempts: 2}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := notify.New(cfg, "alpha", slog.New(slog.NewJSONHandler(&syncBuf{}, nil)), nil)
+	n.SetRetryBase(time.Millisecond)
+	var mu sync.Mutex
+	var got []string
+	n.OnResult(func(kind string, r notify.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, kind+"/"+r.Target+"/"+notify.ResultLabel(r))
+	})
+	n.Start()
+	t.Cleanup(n.Close)
+	n.Send(notify.Event{Kind: notify.MemberDown, Member: "bravo"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.Flush(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]bool{"member_down/" + good.URL + "/sent": true, "member_down/" + bad.URL + "/failed": true}
+	if len(got) != 2 || !want[got[0]] || !want[got[1]] {
+		t.Fatalf("outcomes %v, want %v", got, want)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -56,7 +57,21 @@ type notifyState struct {
 
 func (s *Server) openNotifier() {
 	s.notifier = notify.New(s.cfg.Notify, s.cfg.Name, s.log, s.now)
+	s.notifyCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "triad_notifications_total",
+		Help: "Notifications this member sent, by event, channel (mail, webhook) and result (sent, failed after its attempts, dropped on a full queue).",
+	}, []string{"event", "channel", "result"})
+	s.notifier.OnResult(func(kind string, r notify.Result) {
+		s.notifyCount.WithLabelValues(kind, r.Channel, notify.ResultLabel(r)).Inc()
+	})
 	s.notifier.Start()
+}
+
+// registerNotifyMetrics adds the notification counter to /metrics.
+func (s *Server) registerNotifyMetrics() {
+	if s.notifyCount != nil && s.metrics != nil {
+		s.metrics.reg.MustRegister(s.notifyCount)
+	}
 }
 
 // notifyLoop watches the event sources once a second while a channel is

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -78,7 +79,8 @@ type Server struct {
 	adm     *adminSide
 	audit   *auditLog // nil in handler tests without a server
 	// notifier sends mail and webhook notifications (notify.go).
-	notifier *notify.Notifier
+	notifier    *notify.Notifier
+	notifyCount *prometheus.CounterVec
 
 	startedMs int64 // when this process started (unix ms)
 
@@ -201,6 +203,7 @@ func (s *Server) open() error {
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
+	s.registerNotifyMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
