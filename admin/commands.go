@@ -38,9 +38,10 @@ func serverCommand() *cli.Command {
 					r.Name, r.ComputerId, r.Mode, r.Version, r.Address, r.RaftAddress, r.HttpAddress, r.DataDir)
 				printSettings(w, r.Settings)
 				printSessions(w, r.Sessions)
+				printNotify(w, r.Notifications)
 				return w.Flush()
 			},
-		}, serverSetCommand(), verifyAuditCommand()},
+		}, serverSetCommand(), verifyAuditCommand(), testMailCommand(), testWebhookCommand()},
 	}
 }
 

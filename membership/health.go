@@ -129,8 +129,10 @@ func (m *Monitor) IsolationAfter() time.Duration {
 	return m.isolationAfter
 }
 
-// OnEvent adds a function called (outside the lock, in order of
-// registration) for every event, so the server can log it and notify.
+// OnEvent registers a function called (outside the lock) for every event,
+// so the server can log it and notify. Each call adds a subscriber; they
+// run in the order registered, on the monitor's goroutine, so they must
+// not block.
 func (m *Monitor) OnEvent(f func(Event)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -221,10 +223,10 @@ func (m *Monitor) evaluate(now time.Time) {
 		m.isolated = now
 		emit(EventMemberIsolated, m.self, fmt.Sprintf("member isolated: %s has reached neither peer for %s", m.self, now.Sub(m.reachedAny).Round(time.Second)))
 	}
-	onEvent := m.onEvent
+	subs := m.onEvent
 	m.mu.Unlock()
 	for _, e := range fired {
-		for _, f := range onEvent {
+		for _, f := range subs {
 			f(e)
 		}
 	}

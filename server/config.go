@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/triadlm/triad/notify"
 )
 
 // Config is a member's configuration. The same keys are accepted as
@@ -82,6 +84,12 @@ type Config struct {
 	// host): the dashboards of the other members poll it, and it is an
 	// allowed CORS origin of the others' status endpoints.
 	HTTPAdvertise string `json:"http_advertise"`
+	// Notify configures mail and webhook notifications
+	// (docs/notifications.md); nil sends nothing.
+	Notify *notify.Config `json:"notify,omitempty"`
+	// DiskUsageFile (test only) holds the data disk's use in percent,
+	// read instead of measuring the file system.
+	DiskUsageFile string `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -103,7 +111,7 @@ func LoadConfigFile(path string, c *Config) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep, http_advertise)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep, http_advertise, notify)", path, err)
 	}
 	return nil
 }
@@ -157,6 +165,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
+	mergeNotifyFlags(&c, f)
 	return c
 }
 
@@ -221,6 +230,11 @@ func (c *Config) validate() error {
 	for name, addr := range map[string]string{"--listen": c.Listen, "--raft-listen": c.RaftListen, "--http-listen": c.HTTPListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s %q is not HOST:PORT: %v", name, addr, err)
+		}
+	}
+	if c.Notify != nil {
+		if err := c.Notify.Validate(); err != nil {
+			return err
 		}
 	}
 	tlsFiles := c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSClientCA != ""
