@@ -18,6 +18,8 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "insecure_transport", Member: s.cfg.Name, SinceUnixMs: s.startedMs,
 			Message: "member " + s.cfg.Name + " runs without TLS (--insecure): passwords, session tokens and failover traffic are in plaintext"})
 	}
+	resp.Build = s.buildInfo()
+	resp.Alarms = append(resp.Alarms, s.upgradeAlarms()...)
 	resp.Isolated = s.mon.Isolated()
 	for _, o := range s.mon.Offsets() {
 		resp.ClockOffsets = append(resp.ClockOffsets, &triadv1.ClockOffset{Peer: o.Peer, OffsetMs: o.Offset.Milliseconds(), Skewed: o.Skewed})
@@ -37,6 +39,8 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 // ready reports whether the member can serve leases: formed, with a leader.
 func (s *Server) ready() (bool, string) {
 	switch _, leader := s.leaderAddr(); {
+	case s.fsm.Halted() != nil:
+		return false, s.fsm.Halted().Reason
 	case s.mode() == ModeUnconfigured:
 		return false, "the cluster is not formed"
 	case leader == "":
@@ -54,6 +58,7 @@ func (s *Server) healthLoop() {
 	defer t.Stop()
 	for {
 		s.adoptFormation()
+		s.watchHalt()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ok, _ := s.ready(); ok {
 			st = healthpb.HealthCheckResponse_SERVING

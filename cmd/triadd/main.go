@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	server.RouteGRPCLogs()
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "triadd:", err)
 		os.Exit(1)
@@ -21,8 +22,9 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "triadd",
-		Usage: "run one member of a Triad license cluster",
+		Name:    "triadd",
+		Usage:   "run one member of a Triad license cluster",
+		Version: server.VersionLine(),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "JSON config file with the same keys as the flags (flags win)"},
 			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: hostname)"},
@@ -50,9 +52,10 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
+			&cli.Uint64Flag{Name: "test-format-version", Usage: "TEST ONLY: apply and report Raft command formats up to N only, as the previous build would", Hidden: true},
 		},
 		Action:   run,
-		Commands: []*cli.Command{tlsCommand(), auditCommand()},
+		Commands: []*cli.Command{tlsCommand(), auditCommand(), healthcheckCommand()},
 	}
 }
 
