@@ -65,6 +65,16 @@ func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
 			return nil
 		})
 	}
+	// triadctl version --members shows what each member runs.
+	out, err := ctlOn(t, c.servers(), "version", "--members")
+	if err != nil || !strings.HasPrefix(out, "triadctl ") || strings.Count(out, "(commit ") != 1 {
+		t.Fatalf("triadctl version --members: %v %q", err, out)
+	}
+	for _, m := range c.members {
+		if !strings.Contains(out, m.name+" ") || !strings.Contains(out, m.addr) {
+			t.Fatalf("triadctl version --members lacks %s: %q", m.name, out)
+		}
+	}
 	// It keeps serving: a checkout through bravo, status operational.
 	if _, err := ctlOn(t, bravo.addr, "checkout", "--feature", "cad", "--hold", "100ms"); err != nil {
 		t.Fatalf("checkout through the member on the previous format: %v", err)
