@@ -97,7 +97,7 @@ type Build struct {
 }
 
 // SetBuild sets the function giving this member's build for its pings and
-// answers. Call before Run.
+// answers (safe at any time).
 func (m *Monitor) SetBuild(f func() Build) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
