@@ -79,7 +79,11 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "triadd %s: member %s listening on %s (http %s)\n", server.Version, cfg.Name, s.Addr(), s.HTTPAddr())
+	if cfg.LogFile != "" {
+		// With the log on stderr (systemd's journal), every line there is
+		// JSON: the log's "member started" line says the same.
+		fmt.Fprintf(os.Stderr, "triadd %s: member %s listening on %s (http %s); log in %s\n", server.Version, cfg.Name, s.Addr(), s.HTTPAddr(), cfg.LogFile)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
