@@ -110,6 +110,9 @@ type Halt struct {
 // Halted returns why the FSM stopped applying the log, or nil while it
 // applies it.
 func (f *FSM) Halted() *Halt {
+	if !f.halted.Load() {
+		return nil // the common case, without the lock Apply holds
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.halt == nil {
@@ -168,6 +171,7 @@ func (f *FSM) unknownCommand(cmd *fsmpb.Command) string {
 
 // haltAt stops applying the log at entry index (call with the lock held).
 func (f *FSM) haltAt(index, term uint64, why string) {
+	defer f.halted.Store(true)
 	f.halt = &Halt{Index: index, Reason: fmt.Sprintf(
 		"this member stopped applying the replicated log at entry %d (term %d): %s; "+
 			"upgrade this member to the Triad version the other members run and restart it "+

@@ -220,6 +220,19 @@ func TestCorruptLogEntryHalts(t *testing.T) {
 				if f.Cluster() != nil || f.AppliedIndex() != 0 {
 					t.Fatal("a halted FSM applied a later entry")
 				}
+				// A snapshot from a member that applied past the entry (Raft's
+				// InstallSnapshot) replaces the state and ends the halt.
+				good := New()
+				good.Apply(commandLog(t, 8, formCmd(modeFailover, clusterIDs...)))
+				if err := f.Restore(io.NopCloser(bytes.NewReader(good.MarshalSnapshot()))); err != nil {
+					t.Fatal(err)
+				}
+				if f.Halted() != nil || f.Cluster() == nil {
+					t.Fatalf("after Restore: halted %v, cluster %v", f.Halted(), f.Cluster())
+				}
+				if _, err := f.Snapshot(); err != nil {
+					t.Fatalf("Snapshot after Restore: %v", err)
+				}
 			}
 		})
 	}

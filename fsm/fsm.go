@@ -17,6 +17,7 @@ package fsm
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -36,6 +37,8 @@ type FSM struct {
 	// halt is set when Apply met a command this build cannot apply; from
 	// then on nothing is applied (format.go).
 	halt *Halt
+	// halted mirrors halt != nil for readers on every request (Halted).
+	halted atomic.Bool
 	// maxFormat caps the command formats applied (test only; 0 = all).
 	maxFormat uint32
 }

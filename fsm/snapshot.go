@@ -83,6 +83,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	// The snapshot holds the whole state at its index (it decoded): the
 	// log after it is applied from there, and halts again if need be.
 	f.halt = nil
+	f.halted.Store(false)
 	f.mu.Unlock()
 	return nil
 }
