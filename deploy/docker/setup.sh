@@ -22,7 +22,8 @@ for name in alpha bravo charlie; do
   "data_dir": "/var/lib/triad",
   "listen": ":4085",
   "raft_listen": ":4086",
-  "raft_advertise": "$name:4086",
+  # No raft_advertise: formation records the failover address by host name ($name:4086),
+  # which still works when the container gets a new IP.
   "http_listen": ":4080",
   "http_tls": true,
   "trust": ["/etc/triad/vendor.pub"],
