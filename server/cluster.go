@@ -373,6 +373,7 @@ func (s *Server) adoptFormation() {
 func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse {
 	_, leaderName := s.leaderAddr()
 	links := s.mon.Links()
+	urls := s.mon.PeerHTTPURLs()
 	resp := &triadv1.ClusterStatusResponse{
 		Mode:         s.mode(),
 		Leader:       leaderName,
@@ -386,9 +387,13 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 		resp.Status = membership.StatusNotOperational
 		return resp
 	}
-	resp.Status = membership.Status(links)
+	resp.Status = membership.StatusWithLeader(links, leaderName)
 	for _, l := range links {
-		resp.Links = append(resp.Links, &triadv1.Link{A: l.A, B: l.B, State: l.State})
+		tl := &triadv1.Link{A: l.A, B: l.B, State: l.State}
+		if !l.DownSince.IsZero() {
+			tl.DownSinceUnixMs = l.DownSince.UnixMilli()
+		}
+		resp.Links = append(resp.Links, tl)
 	}
 	for _, m := range s.cluster().GetMembers() {
 		role := "follower"
@@ -405,7 +410,12 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 				role = "unknown"
 			}
 		}
-		mem := &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress()}
+		url := urls[m.GetName()]
+		if m.GetName() == s.cfg.Name {
+			url = s.mon.HTTPURL()
+		}
+		mem := &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress(),
+			HttpUrl: completeHTTPURL(url, m.GetGrpcAddress())}
 		if m.GetName() == s.cfg.Name {
 			mem.Version, mem.FormatVersion = Version, s.fsm.MaxFormat()
 		} else if b, ok := s.mon.PeerBuild(m.GetName()); ok {

@@ -25,7 +25,7 @@ func newApp() *cli.App {
 		Name:    "triadd",
 		Usage:   "run one member of a Triad license cluster",
 		Version: server.VersionLine(),
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "JSON config file with the same keys as the flags (flags win)"},
 			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: hostname)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "data directory (Raft log, snapshots, computer ID)"},
@@ -53,7 +53,8 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-format-version", Usage: "TEST ONLY: apply and report Raft command formats up to N only, as the previous build would", Hidden: true},
-		},
+			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
+		}, notifyFlags()...),
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand(), healthcheckCommand()},
 	}
