@@ -153,7 +153,9 @@ func TestRolledBackMemberHaltsInsteadOfDiverging(t *testing.T) {
 		t.Fatalf("vendor trust add with bravo down but last known on format 2: %v", err)
 	}
 	bravo.extra = []string{"--test-format-version", "1"}
+	bravo.noAnswerWait = true // it may halt before it answers
 	bravo.start()
+	bravo.noAnswerWait = false
 	waitFor(t, 30*time.Second, "bravo halted", func() error {
 		resp, err := http.Get("http://" + bravo.httpAddr + "/readyz")
 		if err != nil {
