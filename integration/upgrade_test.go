@@ -260,3 +260,29 @@ func TestCleanStopLogsAreJSONWithoutErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFormationRefusesMixedFormats: a cluster is formed on one command
+// format; a member on another is named in the refusal, and nothing is
+// formed.
+func TestFormationRefusesMixedFormats(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(dir, "vendor")); err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "vendor.pub")
+	c := &cluster{t: t, dir: dir, members: []*member{newMember(t, "alpha", pub), newMember(t, "bravo", pub, "--test-format-version", "1"), newMember(t, "charlie", pub)}}
+	_, err := ctlOn(t, c.members[0].addr, "cluster", "create", "--members", c.servers())
+	if err == nil || !strings.Contains(err.Error(), "(bravo) runs version") || !strings.Contains(err.Error(), "(command format 1) but this member runs") ||
+		!strings.Contains(err.Error(), "same Triad version on all members") {
+		t.Fatalf("cluster create with bravo on format 1: %v", err)
+	}
+	var show struct {
+		Mode string `json:"mode"`
+	}
+	for _, m := range c.members {
+		ctlJSON(t, m.addr, &show, "server", "show")
+		if show.Mode != "unconfigured" {
+			t.Fatalf("%s is %s after a refused formation", m.name, show.Mode)
+		}
+	}
+}
