@@ -94,6 +94,15 @@ func clusterCommand() *cli.Command {
 	}
 }
 
+// memberVersion is a member's version and command format as its last
+// heartbeat reported them (useful during rolling upgrades).
+func memberVersion(m *triadv1.Member) string {
+	if m.Version == "" {
+		return "?"
+	}
+	return fmt.Sprintf("%s (format %d)", m.Version, m.FormatVersion)
+}
+
 func clusterStatus(full bool) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		r, err := bestClusterStatus(c)
@@ -122,9 +131,9 @@ func clusterStatus(full bool) cli.ActionFunc {
 				leader = "(none)"
 			}
 			fmt.Fprintf(w, "status\t%s\nmode\t%s\nleader\t%s\nterm\t%d\ncommit index\t%d\nanswered by\t%s\n\n", r.Status, r.Mode, leader, r.Term, r.CommitIndex, r.Member)
-			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID")
+			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
 			for _, m := range r.Members {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId, memberVersion(m))
 			}
 			fmt.Fprintln(w)
 		}

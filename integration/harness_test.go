@@ -81,6 +81,9 @@ type member struct {
 	// member with --insecure instead.
 	certFile, keyFile string
 	insecure          bool
+	// noAnswerWait: start returns once the member listens, without
+	// waiting for it to answer triadctl (a member expected to refuse).
+	noAnswerWait bool
 }
 
 func newMember(t *testing.T, name, trust string, extra ...string) *member {
@@ -160,6 +163,9 @@ func (m *member) start() {
 		m.addr, m.raftAddr, m.httpAddr = a.Listen, a.Raft, a.HTTP
 		return nil
 	})
+	if m.noAnswerWait {
+		return
+	}
 	waitFor(m.t, 20*time.Second, "member "+m.name+" answering", func() error {
 		if m.insecure {
 			_, err := ctlEnv(m.t, insecureEnv, "--server", m.addr, "server", "show")

@@ -62,6 +62,8 @@ type Monitor struct {
 	urls    map[string]string              // peer -> its HTTP base URL, as it last said
 	selfURL string                         // this member's HTTP base URL, sent with pings
 	kick    chan struct{}                  // ping now (new peers)
+	builds  map[string]Build               // last build each peer reported
+	build   func() Build                   // this member's, sent with every ping
 	evalMu  sync.Mutex                     // serialises evaluate (taken before mu)
 
 	health // alarms, isolation and events (health.go)
@@ -85,8 +87,36 @@ func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, n
 		heard: map[string]time.Time{}, views: map[string]map[string]peerView{},
 		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{}, urls: map[string]string{},
 		kick:   make(chan struct{}, 1),
+		builds: map[string]Build{}, build: func() Build { return Build{} },
 		health: newHealth(),
 	}
+}
+
+// Build is what a member reports about its software in every heartbeat:
+// its version, the highest Raft command format it applies (0: a build from
+// before formats were reported) and why it stopped applying the log ("":
+// it applies it). See docs/upgrading.md.
+type Build struct {
+	Version string
+	Format  uint32
+	Halted  string
+}
+
+// SetBuild sets the function giving this member's build for its pings and
+// answers (safe at any time).
+func (m *Monitor) SetBuild(f func() Build) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.build = f
+}
+
+// PeerBuild returns the build peer last reported, and false when it has
+// not been heard since this member started.
+func (m *Monitor) PeerBuild(peer string) (Build, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.builds[peer]
+	return b, ok
 }
 
 // SetPeers sets the other members (zero for standalone, two for failover)
@@ -154,11 +184,14 @@ func (m *Monitor) pingAll(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, m.interval)
 			defer cancel()
 			sent := m.now()
-			resp, err := m.ping(cctx, p.Addr, &peerpb.PingRequest{From: m.self, NowMs: sent.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL()})
+			b := m.ownBuild()
+			resp, err := m.ping(cctx, p.Addr, &peerpb.PingRequest{From: m.self, NowMs: sent.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL(),
+				FormatVersion: b.Format, Version: b.Version, Halted: b.Halted})
 			if err != nil || resp.GetName() != p.Name {
 				return
 			}
 			m.record(p.Name, resp.GetNowMs(), resp.GetLinks(), resp.GetHttpUrl(), sent, m.now())
+			m.recordBuild(p.Name, Build{Version: resp.GetVersion(), Format: resp.GetFormatVersion(), Halted: resp.GetHalted()})
 		}(p)
 	}
 	wg.Wait()
@@ -175,8 +208,24 @@ func (m *Monitor) HandlePing(req *peerpb.PingRequest) *peerpb.PingResponse {
 	m.mu.Unlock()
 	if known {
 		m.record(req.GetFrom(), req.GetNowMs(), req.GetLinks(), req.GetHttpUrl(), now, now)
+		m.recordBuild(req.GetFrom(), Build{Version: req.GetVersion(), Format: req.GetFormatVersion(), Halted: req.GetHalted()})
 	}
-	return &peerpb.PingResponse{Name: m.self, NowMs: now.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL()}
+	b := m.ownBuild()
+	return &peerpb.PingResponse{Name: m.self, NowMs: now.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL(),
+		FormatVersion: b.Format, Version: b.Version, Halted: b.Halted}
+}
+
+func (m *Monitor) ownBuild() Build {
+	m.mu.Lock()
+	f := m.build
+	m.mu.Unlock()
+	return f()
+}
+
+func (m *Monitor) recordBuild(peer string, b Build) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds[peer] = b
 }
 
 func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView, url string, sent, recv time.Time) {

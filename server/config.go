@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/triadlm/triad/notify"
@@ -90,6 +92,10 @@ type Config struct {
 	// DiskUsageFile (test only) holds the data disk's use in percent,
 	// read instead of measuring the file system.
 	DiskUsageFile string `json:"-"`
+	// TestFormat makes the member apply and report only Raft command
+	// formats up to this one, as the previous build would (0 = this
+	// build's fsm.FormatVersion). Test-only: rolling-upgrade tests.
+	TestFormat uint32 `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -102,18 +108,44 @@ const (
 	DefaultLogKeep    = 5
 )
 
-// LoadConfigFile reads a JSON config file into c.
+// LoadConfigFile reads a JSON config file into c. Lines whose first
+// non-blank characters are # or // are comments (deploy/triadd.example.conf
+// documents every key that way).
 func LoadConfigFile(path string, c *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := json.NewDecoder(bytes.NewReader(stripComments(b)))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep, http_advertise, notify)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: %s)", path, err, strings.Join(ConfigKeys(), ", "))
 	}
 	return nil
+}
+
+// stripComments blanks comment lines, keeping line numbers.
+func stripComments(b []byte) []byte {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, l := range lines {
+		t := bytes.TrimSpace(l)
+		if bytes.HasPrefix(t, []byte("#")) || bytes.HasPrefix(t, []byte("//")) {
+			lines[i] = nil
+		}
+	}
+	return bytes.Join(lines, []byte("\n"))
+}
+
+// ConfigKeys are the keys a config file may hold, in Config's order.
+func ConfigKeys() []string {
+	var keys []string
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // FlagSource is the command line as MergeFlags reads it; urfave/cli's
@@ -166,6 +198,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
 	mergeNotifyFlags(&c, f)
+	c.TestFormat = uint32(f.Uint64("test-format-version"))
 	return c
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -124,6 +125,15 @@ func newMetrics(src metricsSource) *metrics {
 	for i, name := range methodNames {
 		m.duration[i] = dur.WithLabelValues(name)
 	}
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "triad_build_info",
+		Help: "Always 1; the labels name this member's build (version, commit, Go version, highest Raft command format applied).",
+		ConstLabels: prometheus.Labels{"version": Version, "commit": bi.Commit, "goversion": bi.GoVersion,
+			"format": strconv.FormatUint(uint64(src.Format), 10)},
+	})
+	build.Set(1)
+	m.reg.MustRegister(build)
 	m.reg.MustRegister(m.checkouts, m.denials, dur, m.renewBatch, m.raftBatch, m.forwarded,
 		&metricsCollector{src: src},
 		collectors.NewGoCollector(),
@@ -207,6 +217,7 @@ type metricsSource struct {
 	Usage      func() []fsm.Usage
 	Leases     func() int
 	Leader     func() string // the leader's name, "" when none is known
+	Format     uint32        // highest Raft command format applied (triad_build_info)
 }
 
 // metricsSource reads the live member.
@@ -226,6 +237,7 @@ func (s *Server) metricsSource() metricsSource {
 		Usage:  func() []fsm.Usage { return s.fsm.Usage(s.nowMs()) },
 		Leases: func() int { return len(s.fsm.Leases()) },
 		Leader: func() string { _, name := s.leaderAddr(); return name },
+		Format: s.fsm.MaxFormat(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -345,7 +347,9 @@ func TestMetricsCollectorClusterStatus(t *testing.T) {
 }
 
 func TestMetricsHandler(t *testing.T) {
-	m := newMetrics(newFakeSource().source())
+	src := newFakeSource().source()
+	src.Format = 7
+	m := newMetrics(src)
 	m.checkout("cad", fsmpb.Code_OK)
 	srv := httptest.NewServer(m.handler())
 	defer srv.Close()
@@ -363,6 +367,7 @@ func TestMetricsHandler(t *testing.T) {
 		`triad_checkouts_total{feature="cad",result="ok"} 1`,
 		`triad_seats_in_use{feature="cad",version="1"} 2`,
 		"go_goroutines ",
+		fmt.Sprintf(`triad_build_info{commit=%q,format="7",goversion=%q,version=%q} 1`, buildinfo.Get().Commit, buildinfo.Get().GoVersion, Version),
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/triadlm/triad/admin"
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/notify"
@@ -39,8 +40,9 @@ import (
 	"github.com/triadlm/triad/server/pki"
 )
 
-// Version is the member software version.
-const Version = "0.1.0"
+// Version is the member software version (internal/buildinfo: set by the
+// Makefile's -ldflags, else from the module and VCS stamp).
+var Version = buildinfo.Get().Version
 
 // PeerProtocolVersion must match between members for them to form a cluster.
 const PeerProtocolVersion = 1
@@ -83,6 +85,9 @@ type Server struct {
 	notifyCount *prometheus.CounterVec
 
 	startedMs int64 // when this process started (unix ms)
+	// haltedSince is when this member noticed its FSM halted (unix ms; 0:
+	// it applies the log). upgrade.go.
+	haltedSince atomic.Int64
 
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
@@ -119,7 +124,8 @@ func New(cfg Config) (*Server, error) {
 		logw = w
 	}
 	s.log = slog.New(slog.NewJSONHandler(logw, nil)).With("member", cfg.Name)
-	s.hlog = hclogger("raft", logw)
+	s.hlog = hclogger("raft", cfg.Name, logw)
+	useGRPCLog(s.log)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.open(); err != nil {
@@ -180,6 +186,7 @@ func (s *Server) open() error {
 		return err
 	}
 	s.fsm = fsm.New()
+	s.fsm.SetMaxFormat(s.cfg.TestFormat)
 	if err := s.openAudit(); err != nil {
 		s.side.Close()
 		return err
@@ -190,6 +197,7 @@ func (s *Server) open() error {
 	}
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
+	s.mon.SetBuild(s.build)
 	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind, "member", e.Member) })
 	s.mon.SetLeaderFunc(s.leaderForMonitor)
 	s.openNotifier()
@@ -224,6 +232,7 @@ func (s *Server) open() error {
 		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
 	}
 	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds),
+		grpc.ChainUnaryInterceptor(s.haltedUnary), grpc.ChainStreamInterceptor(s.haltedStream),
 		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
 		grpc.NumStreamWorkers(streamWorkers))
@@ -273,7 +282,7 @@ func (s *Server) open() error {
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE: running without TLS (--insecure): passwords, session tokens and the failover port are in plaintext and any host that reaches the failover port can act as a member; use only on a trusted network")
 	}
-	s.log.Info("member started", "version", Version, "computer_id", s.computerID,
+	s.log.Info("member started", "version", Version, "commit", buildinfo.Get().Commit, "format", s.fsm.MaxFormat(), "computer_id", s.computerID,
 		"listen", s.Addr(), "raft", s.RaftAddr(), "http", s.HTTPAddr(), "mode", s.mode(), "tls", !s.cfg.Insecure)
 	if s.cfg.AddrFile != "" {
 		if err := writeAddrFile(s.cfg.AddrFile, s.Addr(), s.RaftAddr(), s.HTTPAddr()); err != nil {

@@ -19,6 +19,8 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "insecure_transport", Member: s.cfg.Name, SinceUnixMs: s.startedMs,
 			Message: "member " + s.cfg.Name + " runs without TLS (--insecure): passwords, session tokens and failover traffic are in plaintext"})
 	}
+	resp.Build = s.buildInfo()
+	resp.Alarms = append(resp.Alarms, s.upgradeAlarms()...)
 	resp.Isolated = s.mon.Isolated()
 	for _, o := range s.mon.Offsets() {
 		resp.ClockOffsets = append(resp.ClockOffsets, &triadv1.ClockOffset{Peer: o.Peer, OffsetMs: o.Offset.Milliseconds(), Skewed: o.Skewed})
@@ -40,6 +42,9 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 // partially operational (one member down still serves). The reason names
 // the status word either way, as /readyz shows it.
 func (s *Server) ready() (bool, string) {
+	if h := s.fsm.Halted(); h != nil {
+		return false, h.Reason
+	}
 	word, why := s.statusWord()
 	if word == membership.StatusNotOperational {
 		return false, word + " (" + why + ")"
@@ -86,6 +91,7 @@ func (s *Server) healthLoop() {
 	defer t.Stop()
 	for {
 		s.adoptFormation()
+		s.watchHalt()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ok, _ := s.ready(); ok {
 			st = healthpb.HealthCheckResponse_SERVING

@@ -2771,7 +2771,11 @@ type Member struct {
 	// HTTP base URL of the member's status port and dashboard
 	// ("http://HOST:PORT" or https), as advertised by its heartbeats; empty
 	// while not known (a member not heard since the answering one started).
-	HttpUrl       string `protobuf:"bytes,6,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	HttpUrl string `protobuf:"bytes,6,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// Software version and command format the member reported in its last
+	// heartbeat ("" / 0 when not heard since the answering member started).
+	Version       string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	FormatVersion uint32 `protobuf:"varint,8,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2846,6 +2850,20 @@ func (x *Member) GetHttpUrl() string {
 		return x.HttpUrl
 	}
 	return ""
+}
+
+func (x *Member) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Member) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
 }
 
 type ClusterCreateResponse struct {
@@ -3049,7 +3067,9 @@ type ClusterStatusResponse struct {
 	// Recent membership events of the member that answered, oldest first.
 	Events []*Event `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
 	// True when the member that answered runs without TLS (--insecure).
-	Insecure      bool `protobuf:"varint,16,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	Insecure bool `protobuf:"varint,16,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	// The build of the member that answered.
+	Build         *BuildInfo `protobuf:"bytes,17,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3196,6 +3216,83 @@ func (x *ClusterStatusResponse) GetInsecure() bool {
 	return false
 }
 
+func (x *ClusterStatusResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo describes a member's build (`triadd --version`).
+type BuildInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Commit    string                 `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	GoVersion string                 `protobuf:"bytes,3,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// The highest Raft command format the member applies (docs/upgrading.md).
+	FormatVersion uint32 `protobuf:"varint,4,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
 type ClockOffset struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Peer     string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
@@ -3208,7 +3305,7 @@ type ClockOffset struct {
 
 func (x *ClockOffset) Reset() {
 	*x = ClockOffset{}
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3317,7 @@ func (x *ClockOffset) String() string {
 func (*ClockOffset) ProtoMessage() {}
 
 func (x *ClockOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3330,7 @@ func (x *ClockOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOffset.ProtoReflect.Descriptor instead.
 func (*ClockOffset) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClockOffset) GetPeer() string {
@@ -3275,7 +3372,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3384,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3397,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Alarm) GetKind() string {
@@ -3355,7 +3452,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3464,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3477,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Event) GetKind() string {
@@ -3422,7 +3519,7 @@ type LicenseEnrollRequest struct {
 
 func (x *LicenseEnrollRequest) Reset() {
 	*x = LicenseEnrollRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3434,7 +3531,7 @@ func (x *LicenseEnrollRequest) String() string {
 func (*LicenseEnrollRequest) ProtoMessage() {}
 
 func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3447,7 +3544,7 @@ func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollRequest.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LicenseEnrollRequest) GetHeader() *AdminHeader {
@@ -3476,7 +3573,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3585,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3598,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Feature) GetName() string {
@@ -3552,7 +3649,7 @@ type LicenseInfo struct {
 
 func (x *LicenseInfo) Reset() {
 	*x = LicenseInfo{}
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +3661,7 @@ func (x *LicenseInfo) String() string {
 func (*LicenseInfo) ProtoMessage() {}
 
 func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +3674,7 @@ func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseInfo.ProtoReflect.Descriptor instead.
 func (*LicenseInfo) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LicenseInfo) GetSerial() string {
@@ -3666,7 +3763,7 @@ type LicenseEnrollResponse struct {
 
 func (x *LicenseEnrollResponse) Reset() {
 	*x = LicenseEnrollResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3678,7 +3775,7 @@ func (x *LicenseEnrollResponse) String() string {
 func (*LicenseEnrollResponse) ProtoMessage() {}
 
 func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3691,7 +3788,7 @@ func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollResponse.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
@@ -3710,7 +3807,7 @@ type LicenseListRequest struct {
 
 func (x *LicenseListRequest) Reset() {
 	*x = LicenseListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3722,7 +3819,7 @@ func (x *LicenseListRequest) String() string {
 func (*LicenseListRequest) ProtoMessage() {}
 
 func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3735,7 +3832,7 @@ func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListRequest.ProtoReflect.Descriptor instead.
 func (*LicenseListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LicenseListRequest) GetHeader() *AdminHeader {
@@ -3754,7 +3851,7 @@ type LicenseListResponse struct {
 
 func (x *LicenseListResponse) Reset() {
 	*x = LicenseListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +3863,7 @@ func (x *LicenseListResponse) String() string {
 func (*LicenseListResponse) ProtoMessage() {}
 
 func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +3876,7 @@ func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListResponse.ProtoReflect.Descriptor instead.
 func (*LicenseListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LicenseListResponse) GetLicenses() []*LicenseInfo {
@@ -3799,7 +3896,7 @@ type UsageFeaturesRequest struct {
 
 func (x *UsageFeaturesRequest) Reset() {
 	*x = UsageFeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +3908,7 @@ func (x *UsageFeaturesRequest) String() string {
 func (*UsageFeaturesRequest) ProtoMessage() {}
 
 func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +3921,7 @@ func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*UsageFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UsageFeaturesRequest) GetHeader() *AdminHeader {
@@ -3853,7 +3950,7 @@ type UsageLeasesRequest struct {
 
 func (x *UsageLeasesRequest) Reset() {
 	*x = UsageLeasesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3865,7 +3962,7 @@ func (x *UsageLeasesRequest) String() string {
 func (*UsageLeasesRequest) ProtoMessage() {}
 
 func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3878,7 +3975,7 @@ func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesRequest.ProtoReflect.Descriptor instead.
 func (*UsageLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
@@ -3904,7 +4001,7 @@ type UsageLeasesResponse struct {
 
 func (x *UsageLeasesResponse) Reset() {
 	*x = UsageLeasesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3916,7 +4013,7 @@ func (x *UsageLeasesResponse) String() string {
 func (*UsageLeasesResponse) ProtoMessage() {}
 
 func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3929,7 +4026,7 @@ func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesResponse.ProtoReflect.Descriptor instead.
 func (*UsageLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UsageLeasesResponse) GetLeases() []*Lease {
@@ -3952,7 +4049,7 @@ type UsageRecycleRequest struct {
 
 func (x *UsageRecycleRequest) Reset() {
 	*x = UsageRecycleRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3964,7 +4061,7 @@ func (x *UsageRecycleRequest) String() string {
 func (*UsageRecycleRequest) ProtoMessage() {}
 
 func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3977,7 +4074,7 @@ func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleRequest.ProtoReflect.Descriptor instead.
 func (*UsageRecycleRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UsageRecycleRequest) GetHeader() *AdminHeader {
@@ -4017,7 +4114,7 @@ type UsageRecycleResponse struct {
 
 func (x *UsageRecycleResponse) Reset() {
 	*x = UsageRecycleResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4126,7 @@ func (x *UsageRecycleResponse) String() string {
 func (*UsageRecycleResponse) ProtoMessage() {}
 
 func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4139,7 @@ func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleResponse.ProtoReflect.Descriptor instead.
 func (*UsageRecycleResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UsageRecycleResponse) GetMessage() string {
@@ -4063,7 +4160,7 @@ type RulesSetRequest struct {
 
 func (x *RulesSetRequest) Reset() {
 	*x = RulesSetRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +4172,7 @@ func (x *RulesSetRequest) String() string {
 func (*RulesSetRequest) ProtoMessage() {}
 
 func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +4185,7 @@ func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesSetRequest.ProtoReflect.Descriptor instead.
 func (*RulesSetRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RulesSetRequest) GetHeader() *AdminHeader {
@@ -4114,7 +4211,7 @@ type RulesShowRequest struct {
 
 func (x *RulesShowRequest) Reset() {
 	*x = RulesShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4223,7 @@ func (x *RulesShowRequest) String() string {
 func (*RulesShowRequest) ProtoMessage() {}
 
 func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4236,7 @@ func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowRequest.ProtoReflect.Descriptor instead.
 func (*RulesShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RulesShowRequest) GetHeader() *AdminHeader {
@@ -4161,7 +4258,7 @@ type RulesShowResponse struct {
 
 func (x *RulesShowResponse) Reset() {
 	*x = RulesShowResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4270,7 @@ func (x *RulesShowResponse) String() string {
 func (*RulesShowResponse) ProtoMessage() {}
 
 func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4283,7 @@ func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowResponse.ProtoReflect.Descriptor instead.
 func (*RulesShowResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RulesShowResponse) GetText() string {
@@ -4223,7 +4320,7 @@ type VendorKey struct {
 
 func (x *VendorKey) Reset() {
 	*x = VendorKey{}
-	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +4332,7 @@ func (x *VendorKey) String() string {
 func (*VendorKey) ProtoMessage() {}
 
 func (x *VendorKey) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +4345,7 @@ func (x *VendorKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorKey.ProtoReflect.Descriptor instead.
 func (*VendorKey) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{61}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *VendorKey) GetKeyId() string {
@@ -4274,7 +4371,7 @@ type VendorTrustListRequest struct {
 
 func (x *VendorTrustListRequest) Reset() {
 	*x = VendorTrustListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4383,7 @@ func (x *VendorTrustListRequest) String() string {
 func (*VendorTrustListRequest) ProtoMessage() {}
 
 func (x *VendorTrustListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4396,7 @@ func (x *VendorTrustListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustListRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{62}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *VendorTrustListRequest) GetHeader() *AdminHeader {
@@ -4321,7 +4418,7 @@ type VendorTrustListResponse struct {
 
 func (x *VendorTrustListResponse) Reset() {
 	*x = VendorTrustListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4333,7 +4430,7 @@ func (x *VendorTrustListResponse) String() string {
 func (*VendorTrustListResponse) ProtoMessage() {}
 
 func (x *VendorTrustListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4346,7 +4443,7 @@ func (x *VendorTrustListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustListResponse.ProtoReflect.Descriptor instead.
 func (*VendorTrustListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{63}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *VendorTrustListResponse) GetKeys() []*VendorKey {
@@ -4374,7 +4471,7 @@ type VendorTrustAddRequest struct {
 
 func (x *VendorTrustAddRequest) Reset() {
 	*x = VendorTrustAddRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4483,7 @@ func (x *VendorTrustAddRequest) String() string {
 func (*VendorTrustAddRequest) ProtoMessage() {}
 
 func (x *VendorTrustAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4496,7 @@ func (x *VendorTrustAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustAddRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustAddRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{64}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *VendorTrustAddRequest) GetHeader() *AdminHeader {
@@ -4427,7 +4524,7 @@ type VendorTrustRemoveRequest struct {
 
 func (x *VendorTrustRemoveRequest) Reset() {
 	*x = VendorTrustRemoveRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4536,7 @@ func (x *VendorTrustRemoveRequest) String() string {
 func (*VendorTrustRemoveRequest) ProtoMessage() {}
 
 func (x *VendorTrustRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4549,7 @@ func (x *VendorTrustRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustRemoveRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{65}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *VendorTrustRemoveRequest) GetHeader() *AdminHeader {
@@ -4478,7 +4575,7 @@ type AuditVerifyRequest struct {
 
 func (x *AuditVerifyRequest) Reset() {
 	*x = AuditVerifyRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4587,7 @@ func (x *AuditVerifyRequest) String() string {
 func (*AuditVerifyRequest) ProtoMessage() {}
 
 func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4600,7 @@ func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditVerifyRequest.ProtoReflect.Descriptor instead.
 func (*AuditVerifyRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{66}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AuditVerifyRequest) GetHeader() *AdminHeader {
@@ -4538,7 +4635,7 @@ type AuditVerifyResponse struct {
 
 func (x *AuditVerifyResponse) Reset() {
 	*x = AuditVerifyResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4550,7 +4647,7 @@ func (x *AuditVerifyResponse) String() string {
 func (*AuditVerifyResponse) ProtoMessage() {}
 
 func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4563,7 +4660,7 @@ func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditVerifyResponse.ProtoReflect.Descriptor instead.
 func (*AuditVerifyResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{67}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AuditVerifyResponse) GetMember() string {
@@ -4666,7 +4763,7 @@ type NotifySettings struct {
 
 func (x *NotifySettings) Reset() {
 	*x = NotifySettings{}
-	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4775,7 @@ func (x *NotifySettings) String() string {
 func (*NotifySettings) ProtoMessage() {}
 
 func (x *NotifySettings) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4788,7 @@ func (x *NotifySettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifySettings.ProtoReflect.Descriptor instead.
 func (*NotifySettings) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{68}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *NotifySettings) GetSmtpServer() string {
@@ -4782,7 +4879,7 @@ type NotifyWebhook struct {
 
 func (x *NotifyWebhook) Reset() {
 	*x = NotifyWebhook{}
-	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4794,7 +4891,7 @@ func (x *NotifyWebhook) String() string {
 func (*NotifyWebhook) ProtoMessage() {}
 
 func (x *NotifyWebhook) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4807,7 +4904,7 @@ func (x *NotifyWebhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyWebhook.ProtoReflect.Descriptor instead.
 func (*NotifyWebhook) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{69}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *NotifyWebhook) GetUrl() string {
@@ -4834,7 +4931,7 @@ type NotifyEventSwitch struct {
 
 func (x *NotifyEventSwitch) Reset() {
 	*x = NotifyEventSwitch{}
-	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4846,7 +4943,7 @@ func (x *NotifyEventSwitch) String() string {
 func (*NotifyEventSwitch) ProtoMessage() {}
 
 func (x *NotifyEventSwitch) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4859,7 +4956,7 @@ func (x *NotifyEventSwitch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyEventSwitch.ProtoReflect.Descriptor instead.
 func (*NotifyEventSwitch) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{70}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *NotifyEventSwitch) GetEvent() string {
@@ -4887,7 +4984,7 @@ type ServerTestNotifyRequest struct {
 
 func (x *ServerTestNotifyRequest) Reset() {
 	*x = ServerTestNotifyRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4899,7 +4996,7 @@ func (x *ServerTestNotifyRequest) String() string {
 func (*ServerTestNotifyRequest) ProtoMessage() {}
 
 func (x *ServerTestNotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4912,7 +5009,7 @@ func (x *ServerTestNotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTestNotifyRequest.ProtoReflect.Descriptor instead.
 func (*ServerTestNotifyRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{71}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ServerTestNotifyRequest) GetHeader() *AdminHeader {
@@ -4942,7 +5039,7 @@ type NotifyResult struct {
 
 func (x *NotifyResult) Reset() {
 	*x = NotifyResult{}
-	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4954,7 +5051,7 @@ func (x *NotifyResult) String() string {
 func (*NotifyResult) ProtoMessage() {}
 
 func (x *NotifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4967,7 +5064,7 @@ func (x *NotifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResult.ProtoReflect.Descriptor instead.
 func (*NotifyResult) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{72}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *NotifyResult) GetChannel() string {
@@ -5008,7 +5105,7 @@ type ServerTestNotifyResponse struct {
 
 func (x *ServerTestNotifyResponse) Reset() {
 	*x = ServerTestNotifyResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	mi := &file_triad_v1_triad_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5020,7 +5117,7 @@ func (x *ServerTestNotifyResponse) String() string {
 func (*ServerTestNotifyResponse) ProtoMessage() {}
 
 func (x *ServerTestNotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	mi := &file_triad_v1_triad_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5033,7 +5130,7 @@ func (x *ServerTestNotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTestNotifyResponse.ProtoReflect.Descriptor instead.
 func (*ServerTestNotifyResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{73}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ServerTestNotifyResponse) GetMember() string {
@@ -5278,7 +5375,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
 	"\n" +
 	"standalone\x18\x03 \x01(\bR\n" +
-	"standalone\"\xa9\x01\n" +
+	"standalone\"\xea\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
@@ -5286,7 +5383,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"computerId\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12!\n" +
 	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\x12\x19\n" +
-	"\bhttp_url\x18\x06 \x01(\tR\ahttpUrl\"o\n" +
+	"\bhttp_url\x18\x06 \x01(\tR\ahttpUrl\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12%\n" +
+	"\x0eformat_version\x18\b \x01(\rR\rformatVersion\"o\n" +
 	"\x15ClusterCreateResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12*\n" +
 	"\amembers\x18\x02 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
@@ -5297,7 +5396,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12+\n" +
-	"\x12down_since_unix_ms\x18\x04 \x01(\x03R\x0fdownSinceUnixMs\"\xaf\x04\n" +
+	"\x12down_since_unix_ms\x18\x04 \x01(\x03R\x0fdownSinceUnixMs\"\xda\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -5315,7 +5414,14 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bfeatures\x18\r \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\x12\x1a\n" +
 	"\bisolated\x18\x0e \x01(\bR\bisolated\x12'\n" +
 	"\x06events\x18\x0f \x03(\v2\x0f.triad.v1.EventR\x06events\x12\x1a\n" +
-	"\binsecure\x18\x10 \x01(\bR\binsecure\"V\n" +
+	"\binsecure\x18\x10 \x01(\bR\binsecure\x12)\n" +
+	"\x05build\x18\x11 \x01(\v2\x13.triad.v1.BuildInfoR\x05build\"\x83\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x03 \x01(\tR\tgoVersion\x12%\n" +
+	"\x0eformat_version\x18\x04 \x01(\rR\rformatVersion\"V\n" +
 	"\vClockOffset\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1b\n" +
 	"\toffset_ms\x18\x02 \x01(\x03R\boffsetMs\x12\x16\n" +
@@ -5505,7 +5611,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
@@ -5551,36 +5657,37 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),     // 41: triad.v1.ClusterStatusRequest
 	(*Link)(nil),                     // 42: triad.v1.Link
 	(*ClusterStatusResponse)(nil),    // 43: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),              // 44: triad.v1.ClockOffset
-	(*Alarm)(nil),                    // 45: triad.v1.Alarm
-	(*Event)(nil),                    // 46: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),     // 47: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),                  // 48: triad.v1.Feature
-	(*LicenseInfo)(nil),              // 49: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil),    // 50: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),       // 51: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),      // 52: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),     // 53: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),       // 54: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),      // 55: triad.v1.UsageLeasesResponse
-	(*UsageRecycleRequest)(nil),      // 56: triad.v1.UsageRecycleRequest
-	(*UsageRecycleResponse)(nil),     // 57: triad.v1.UsageRecycleResponse
-	(*RulesSetRequest)(nil),          // 58: triad.v1.RulesSetRequest
-	(*RulesShowRequest)(nil),         // 59: triad.v1.RulesShowRequest
-	(*RulesShowResponse)(nil),        // 60: triad.v1.RulesShowResponse
-	(*VendorKey)(nil),                // 61: triad.v1.VendorKey
-	(*VendorTrustListRequest)(nil),   // 62: triad.v1.VendorTrustListRequest
-	(*VendorTrustListResponse)(nil),  // 63: triad.v1.VendorTrustListResponse
-	(*VendorTrustAddRequest)(nil),    // 64: triad.v1.VendorTrustAddRequest
-	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
-	(*AuditVerifyRequest)(nil),       // 66: triad.v1.AuditVerifyRequest
-	(*AuditVerifyResponse)(nil),      // 67: triad.v1.AuditVerifyResponse
-	(*NotifySettings)(nil),           // 68: triad.v1.NotifySettings
-	(*NotifyWebhook)(nil),            // 69: triad.v1.NotifyWebhook
-	(*NotifyEventSwitch)(nil),        // 70: triad.v1.NotifyEventSwitch
-	(*ServerTestNotifyRequest)(nil),  // 71: triad.v1.ServerTestNotifyRequest
-	(*NotifyResult)(nil),             // 72: triad.v1.NotifyResult
-	(*ServerTestNotifyResponse)(nil), // 73: triad.v1.ServerTestNotifyResponse
+	(*BuildInfo)(nil),                // 44: triad.v1.BuildInfo
+	(*ClockOffset)(nil),              // 45: triad.v1.ClockOffset
+	(*Alarm)(nil),                    // 46: triad.v1.Alarm
+	(*Event)(nil),                    // 47: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),     // 48: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),                  // 49: triad.v1.Feature
+	(*LicenseInfo)(nil),              // 50: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil),    // 51: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),       // 52: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),      // 53: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),     // 54: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),       // 55: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),      // 56: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),      // 57: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),     // 58: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),          // 59: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),         // 60: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),        // 61: triad.v1.RulesShowResponse
+	(*VendorKey)(nil),                // 62: triad.v1.VendorKey
+	(*VendorTrustListRequest)(nil),   // 63: triad.v1.VendorTrustListRequest
+	(*VendorTrustListResponse)(nil),  // 64: triad.v1.VendorTrustListResponse
+	(*VendorTrustAddRequest)(nil),    // 65: triad.v1.VendorTrustAddRequest
+	(*VendorTrustRemoveRequest)(nil), // 66: triad.v1.VendorTrustRemoveRequest
+	(*AuditVerifyRequest)(nil),       // 67: triad.v1.AuditVerifyRequest
+	(*AuditVerifyResponse)(nil),      // 68: triad.v1.AuditVerifyResponse
+	(*NotifySettings)(nil),           // 69: triad.v1.NotifySettings
+	(*NotifyWebhook)(nil),            // 70: triad.v1.NotifyWebhook
+	(*NotifyEventSwitch)(nil),        // 71: triad.v1.NotifyEventSwitch
+	(*ServerTestNotifyRequest)(nil),  // 72: triad.v1.ServerTestNotifyRequest
+	(*NotifyResult)(nil),             // 73: triad.v1.NotifyResult
+	(*ServerTestNotifyResponse)(nil), // 74: triad.v1.ServerTestNotifyResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -5602,103 +5709,104 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
 	20, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
 	22, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	68, // 19: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
+	69, // 19: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
 	15, // 20: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 21: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
 	15, // 22: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 23: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
 	42, // 24: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	44, // 25: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	45, // 26: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	45, // 25: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	46, // 26: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
 	11, // 27: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	46, // 28: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	15, // 29: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	48, // 30: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	49, // 31: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	15, // 32: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	49, // 33: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 34: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 35: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 36: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	15, // 37: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 38: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 39: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 40: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
-	61, // 41: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
-	15, // 42: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 43: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 44: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	69, // 45: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
-	70, // 46: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
-	15, // 47: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
-	72, // 48: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
-	1,  // 49: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 50: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 51: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 52: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 53: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 54: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 55: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 56: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 57: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 58: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 59: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 60: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 61: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 62: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 63: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 64: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 65: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 66: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 67: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 68: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 69: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 70: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 71: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 72: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 73: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	62, // 74: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	64, // 75: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	65, // 76: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 77: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	66, // 78: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	71, // 79: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	3,  // 80: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 81: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 82: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 83: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 84: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 85: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 86: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 87: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 88: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 89: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 90: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 91: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 92: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 93: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 94: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 95: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 96: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 97: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 98: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 99: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 100: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 101: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 102: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 103: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 104: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	63, // 105: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	63, // 106: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	63, // 107: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 108: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	67, // 109: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	73, // 110: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	80, // [80:111] is the sub-list for method output_type
-	49, // [49:80] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	47, // 28: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	44, // 29: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
+	15, // 30: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	49, // 31: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	50, // 32: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15, // 33: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	50, // 34: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15, // 35: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 36: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,  // 37: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	15, // 38: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 39: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 40: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 41: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	62, // 42: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15, // 43: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 44: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 45: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	70, // 46: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
+	71, // 47: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
+	15, // 48: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
+	73, // 49: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
+	1,  // 50: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 51: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 52: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 53: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 54: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 55: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 56: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 57: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 58: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 59: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 60: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 61: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 62: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 63: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 64: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 65: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 66: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 67: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 68: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 69: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 70: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 71: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 72: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 73: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 74: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 75: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 76: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 77: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 78: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 79: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 80: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	3,  // 81: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 82: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 83: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 84: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 85: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 86: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 87: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 88: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 89: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 90: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 91: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 92: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 93: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 94: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 95: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 96: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 97: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 98: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 99: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 100: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 101: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 102: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 103: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 104: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 105: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 106: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 107: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 108: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 109: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 110: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 111: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	81, // [81:112] is the sub-list for method output_type
+	50, // [50:81] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -5713,7 +5821,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   74,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
