@@ -162,6 +162,8 @@ func (s *Server) checkReplacement(ctx context.Context, c *fsmpb.FormCluster, old
 		return status.Errorf(codes.FailedPrecondition, "the new member %s (%s) already belongs to a %s cluster: the replacement must be a new, unconfigured member (start triadd with an empty data directory)", with, info.GetName(), info.GetMode())
 	case info.GetCommitIndex() != 0:
 		return status.Errorf(codes.FailedPrecondition, "the new member %s (%s) holds Raft state (commit index %d): start it with an empty data directory", with, info.GetName(), info.GetCommitIndex())
+	case info.GetFormatVersion() < s.fsm.MaxFormat():
+		return status.Errorf(codes.FailedPrecondition, "the new member %s runs command format %d (version %s) and this cluster's members run format %d: install the version the other members run on it (docs/upgrading.md)", with, info.GetFormatVersion(), info.GetVersion(), s.fsm.MaxFormat())
 	case info.GetPeerProtocolVersion() != PeerProtocolVersion:
 		return status.Errorf(codes.FailedPrecondition, "the new member %s runs an incompatible version (%s, peer protocol %d; this member: %s, protocol %d): run the same Triad version", with, info.GetVersion(), info.GetPeerProtocolVersion(), Version, PeerProtocolVersion)
 	}

@@ -363,6 +363,7 @@ const (
 	Admin_VendorTrustRemove_FullMethodName    = "/triad.v1.Admin/VendorTrustRemove"
 	Admin_Discover_FullMethodName             = "/triad.v1.Admin/Discover"
 	Admin_AuditVerify_FullMethodName          = "/triad.v1.Admin/AuditVerify"
+	Admin_ServerTestNotify_FullMethodName     = "/triad.v1.Admin/ServerTestNotify"
 	Admin_SnapshotSave_FullMethodName         = "/triad.v1.Admin/SnapshotSave"
 	Admin_ClusterReplaceMember_FullMethodName = "/triad.v1.Admin/ClusterReplaceMember"
 )
@@ -418,6 +419,10 @@ type AdminClient interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error)
+	// ServerTestNotify sends a test notification through the contacted
+	// member's mail or webhook channel (full mode) and reports each target's
+	// outcome with the exact error (docs/notifications.md).
+	ServerTestNotify(ctx context.Context, in *ServerTestNotifyRequest, opts ...grpc.CallOption) (*ServerTestNotifyResponse, error)
 	// SnapshotSave streams a consistent backup of the replicated state (full
 	// mode): the bytes of a backup file (docs/operator-guide.md, "Backup and
 	// restore"), header with checksum first.
@@ -675,6 +680,16 @@ func (c *adminClient) AuditVerify(ctx context.Context, in *AuditVerifyRequest, o
 	return out, nil
 }
 
+func (c *adminClient) ServerTestNotify(ctx context.Context, in *ServerTestNotifyRequest, opts ...grpc.CallOption) (*ServerTestNotifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerTestNotifyResponse)
+	err := c.cc.Invoke(ctx, Admin_ServerTestNotify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) SnapshotSave(ctx context.Context, in *SnapshotSaveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_SnapshotSave_FullMethodName, cOpts...)
@@ -755,6 +770,10 @@ type AdminServer interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error)
+	// ServerTestNotify sends a test notification through the contacted
+	// member's mail or webhook channel (full mode) and reports each target's
+	// outcome with the exact error (docs/notifications.md).
+	ServerTestNotify(context.Context, *ServerTestNotifyRequest) (*ServerTestNotifyResponse, error)
 	// SnapshotSave streams a consistent backup of the replicated state (full
 	// mode): the bytes of a backup file (docs/operator-guide.md, "Backup and
 	// restore"), header with checksum first.
@@ -843,6 +862,9 @@ func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*Di
 }
 func (UnimplementedAdminServer) AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuditVerify not implemented")
+}
+func (UnimplementedAdminServer) ServerTestNotify(context.Context, *ServerTestNotifyRequest) (*ServerTestNotifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ServerTestNotify not implemented")
 }
 func (UnimplementedAdminServer) SnapshotSave(*SnapshotSaveRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method SnapshotSave not implemented")
@@ -1303,6 +1325,24 @@ func _Admin_AuditVerify_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ServerTestNotify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerTestNotifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ServerTestNotify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ServerTestNotify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ServerTestNotify(ctx, req.(*ServerTestNotifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_SnapshotSave_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SnapshotSaveRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1434,6 +1474,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditVerify",
 			Handler:    _Admin_AuditVerify_Handler,
+		},
+		{
+			MethodName: "ServerTestNotify",
+			Handler:    _Admin_ServerTestNotify_Handler,
 		},
 		{
 			MethodName: "ClusterReplaceMember",
