@@ -88,6 +88,11 @@ func TestReplaceDeadMember(t *testing.T) {
 		t.Fatalf("replace by a configured member: %v", err)
 	}
 
+	older := newMember(t, "echo", filepath.Join(c.dir, "vendor.pub"), "--test-format-version", "2")
+	if _, err := replace(victim.name, "--with", older.addr, "--license", newLic); err == nil || !strings.Contains(err.Error(), "runs command format 2") {
+		t.Fatalf("replace by a member of an older build: %v", err)
+	}
+	older.kill()
 	twin := newMember(t, victim.name, filepath.Join(c.dir, "vendor.pub"))
 	if _, err := replace(victim.name, "--with", twin.addr, "--license", newLic); err == nil || !strings.Contains(err.Error(), "has the dead member's name") {
 		t.Fatalf("replace by a member of the same name: %v", err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/triadlm/triad/fsm"
 )
 
 // memberFormats reads each member's version and command format from the
@@ -64,7 +66,8 @@ func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
 	for _, m := range c.members {
 		waitFor(t, 20*time.Second, m.name+" sees bravo on format 1", func() error {
 			f := memberFormats(t, m)
-			if !strings.HasSuffix(f["bravo"], "/1") || !strings.HasSuffix(f["alpha"], "/2") || !strings.HasSuffix(f["charlie"], "/2") {
+			current := fmt.Sprintf("/%d", fsm.FormatVersion)
+			if !strings.HasSuffix(f["bravo"], "/1") || !strings.HasSuffix(f["alpha"], current) || !strings.HasSuffix(f["charlie"], current) {
 				return fmt.Errorf("formats %v", f)
 			}
 			return nil
