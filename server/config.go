@@ -74,6 +74,10 @@ type Config struct {
 	// real processes.
 	SnapshotThreshold uint64 `json:"-"`
 	TrailingLogs      uint64 `json:"-"`
+	// DiskFaultFile (test only): while this file exists, writes to the
+	// Raft files fail, with ENOSPC if it says "enospc", else with EIO (an
+	// fsync error): disk faults on demand (diskfault.go).
+	DiskFaultFile string `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -149,6 +153,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
+	c.DiskFaultFile = f.String("test-disk-fault-file")
 	return c
 }
 

@@ -118,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.open(); err != nil {
+		s.log.Error("member did not start", "error", err.Error())
 		s.cancel()
 		if s.node != nil {
 			s.node.shutdown(s.hlog)
@@ -180,6 +181,7 @@ func (s *Server) open() error {
 		s.side.Close()
 		return err
 	}
+	s.node.disk.arm(s.fenceDisk)
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
 	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
@@ -211,7 +213,7 @@ func (s *Server) open() error {
 	if s.public != nil {
 		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
 	}
-	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds),
+	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds), grpc.UnaryInterceptor(s.fenceInterceptor),
 		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
 		grpc.NumStreamWorkers(streamWorkers))

@@ -28,6 +28,10 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 	for _, a := range s.fsm.LicenseAlarms(s.nowMs(), s.expiryWarning().Milliseconds()) {
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Subject: a.Subject, Message: a.Message, SinceUnixMs: a.SinceMs})
 	}
+	if f := s.diskFault(); f != nil {
+		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "disk_fault", Member: s.cfg.Name, SinceUnixMs: f.Since.UnixMilli(),
+			Message: "member " + s.cfg.Name + " stopped serving: " + f.Message()})
+	}
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
@@ -36,6 +40,9 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 
 // ready reports whether the member can serve leases: formed, with a leader.
 func (s *Server) ready() (bool, string) {
+	if f := s.diskFault(); f != nil {
+		return false, f.Message()
+	}
 	switch _, leader := s.leaderAddr(); {
 	case s.mode() == ModeUnconfigured:
 		return false, "the cluster is not formed"

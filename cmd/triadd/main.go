@@ -50,6 +50,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
+			&cli.StringFlag{Name: "test-disk-fault-file", Usage: "TEST ONLY: while this file exists, writes to the Raft files fail (ENOSPC if it says enospc, else EIO)", Hidden: true},
 		},
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand()},
