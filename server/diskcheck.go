@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -122,14 +123,55 @@ func verifySnapshot(dir string) error {
 	return nil
 }
 
+// errDamaged marks a Raft file whose structure is broken.
+var errDamaged = errors.New("damaged")
+
+// verifyBolt opens raft.db read-only and walks every bucket and key before
+// Raft opens it: bbolt has no error for most broken pages but panics
+// ("page expected to be ...") when it meets one, and while opening for
+// writing it does so where the panic cannot be recovered (the freelist is
+// rebuilt by walking the whole file). Here the walk runs in this goroutine
+// and a panic becomes an error wrapping errDamaged.
+func verifyBolt(path string) (err error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: bbolt: %v", errDamaged, r)
+		}
+	}()
+	var walk func(b *bbolt.Bucket) error
+	walk = func(b *bbolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					return walk(nb)
+				}
+			}
+			return nil
+		})
+	}
+	return db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error { return walk(b) })
+	})
+}
+
 // boltOpenError explains why raft.db did not open.
 func boltOpenError(path string, err error) error {
 	raftDir := filepath.Dir(path)
 	switch {
+	case errors.Is(err, errDamaged):
+		return fmt.Errorf("Raft log %s is damaged (%v): the member did not start. %s", path, err, repairHint(raftDir))
 	case errors.Is(err, bbolt.ErrTimeout):
 		return fmt.Errorf("open Raft log %s: %w (another triadd is using this data directory: stop it, or give this member its own --data-dir)", path, err)
 	case errors.Is(err, bbolt.ErrInvalid), errors.Is(err, bbolt.ErrChecksum), errors.Is(err, bbolt.ErrVersionMismatch),
-		strings.Contains(err.Error(), "file size too small"), strings.Contains(err.Error(), "invalid"):
+		strings.Contains(err.Error(), "file size too small"):
 		return fmt.Errorf("Raft log %s is damaged (%v): the member did not start. %s", path, err, repairHint(raftDir))
 	}
 	f := describeDiskError("open Raft log", path, err, true)

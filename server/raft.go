@@ -72,6 +72,9 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 	// (as etcd does): less write work per group commit, same durability of
 	// the log itself.
 	boltOpts := &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+	if err := verifyBolt(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: boltOpts})
 	if err != nil {
 		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
