@@ -226,7 +226,13 @@ func (c *diskCluster) checkRejoined(m *member, want []uint64) {
 	if len(lic) != 1 || lic[0].State != "valid" {
 		t.Fatalf("licenses on %s after it rejoined: %+v", m.name, lic)
 	}
-	renewAll(t, m.addr, want, c.secrets)
+	var mine []uint64 // the leases this test holds itself (the others' secrets are the clients')
+	for _, id := range want {
+		if c.secrets[id] != nil {
+			mine = append(mine, id)
+		}
+	}
+	renewAll(t, m.addr, mine, c.secrets)
 	if alarms, err := alarmsOf(m); err != nil || alarms["disk_fault"] != "" {
 		t.Fatalf("alarms of %s after the repair: %v %v", m.name, alarms, err)
 	}
@@ -248,12 +254,19 @@ func TestDiskFaultFsyncErrorOnLeader(t *testing.T) {
 	}
 	bad := c.leader(c.members[0])
 	good := others(c.cluster, bad)
+	// Client-library holders renewing every few seconds, the faulty
+	// member first in their list.
+	f := newFleet(t, addrsOf(append([]*member{bad}, good...)...), 2, 5)
+	fleetIDs := f.ids()
+	faultAt := time.Now()
 	if err := os.WriteFile(faults[bad.name], []byte("eio\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The next write the leader proposes fails its fsync.
 	held = append(held, c.checkout("during-0", addrsOf(good...)...))
 	checkFenced(t, bad, "data disk I/O error")
+	f.waitAll(30*time.Second, "renewals after the fault", renewedAfter(faultAt))
+	f.expectNeverLeftHeld()
 	newLeader := c.leader(good[0])
 	if newLeader == bad {
 		t.Fatalf("the fenced member %s is still the leader", bad.name)
@@ -262,10 +275,10 @@ func TestDiskFaultFsyncErrorOnLeader(t *testing.T) {
 		held = append(held, c.checkout(fmt.Sprintf("during-%d", i), addrsOf(good...)...))
 	}
 	renewAll(t, good[1].addr, held, c.secrets)
-	slices.Sort(held)
 	checkOthersSeeItOut(t, c, good)
-	if got := leaseIDs(t, good[0].addr); !slices.Equal(got, held) {
-		t.Fatalf("leases on %s during the fault %v, want %v", good[0].name, got, held)
+	all := slices.Sorted(slices.Values(append(slices.Clone(held), fleetIDs...)))
+	if got := leaseIDs(t, good[0].addr); !slices.Equal(got, all) {
+		t.Fatalf("leases on %s during the fault %v, want %v", good[0].name, got, all)
 	}
 
 	// Repair: the disk is fixed (fault file gone), the member restarted.
@@ -274,7 +287,11 @@ func TestDiskFaultFsyncErrorOnLeader(t *testing.T) {
 	}
 	bad.stop()
 	bad.start()
-	c.checkRejoined(bad, held)
+	c.checkRejoined(bad, all)
+	f.expectNeverLeftHeld()
+	if got := f.ids(); !slices.Equal(got, fleetIDs) {
+		t.Fatalf("client-held lease ids changed: %v, were %v", got, fleetIDs)
+	}
 }
 
 // dataDirOnSmallFS mounts a size-limited tmpfs for one member's data
