@@ -265,6 +265,8 @@ func TestDiskFaultFsyncErrorOnLeader(t *testing.T) {
 	// The next write the leader proposes fails its fsync.
 	held = append(held, c.checkout("during-0", addrsOf(good...)...))
 	checkFenced(t, bad, "data disk I/O error")
+	_, err := licensing(t, bad.addr).Features(context.Background(), &triadv1.FeaturesRequest{ProtocolVersion: client.ProtocolVersion})
+	t.Logf("a call on the fenced member answers: %v", err)
 	f.waitAll(30*time.Second, "renewals after the fault", renewedAfter(faultAt))
 	f.expectNeverLeftHeld()
 	newLeader := c.leader(good[0])
@@ -396,7 +398,17 @@ func TestDiskFaultDiskFullOnFollower(t *testing.T) {
 	slices.Sort(held)
 	checkOthersSeeItOut(t, c, good)
 
-	// Repair: free the space (or end the injected fault) and restart.
+	// Restarted while the disk is still full, it refuses to start, saying
+	// why (and a service manager restarting it loses nothing).
+	bad.stop()
+	if filler != "" {
+		fill(t, filler) // what the stop may have freed
+	}
+	if out := startRefused(t, bad); !strings.Contains(out, "data disk full") || !strings.Contains(out, "start this member again") {
+		t.Fatalf("start on a full disk: %s", out)
+	}
+
+	// Repair: free the space (or end the injected fault) and start it.
 	if filler != "" {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
@@ -404,7 +416,6 @@ func TestDiskFaultDiskFullOnFollower(t *testing.T) {
 	} else if err := os.Remove(faults[bad.name]); err != nil {
 		t.Fatal(err)
 	}
-	bad.stop()
 	bad.start()
 	c.checkRejoined(bad, held)
 }
@@ -421,8 +432,9 @@ func startRefused(t *testing.T, m *member) string {
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() <= 0 {
-		t.Fatalf("triadd with damaged files: %v (want a non-zero exit); stderr: %s", err, stderr.String())
+		t.Fatalf("triadd: %v (want a refusal: a non-zero exit); stderr: %s", err, stderr.String())
 	}
+	t.Logf("%s refused to start (exit %d): %s", m.name, exit.ExitCode(), strings.TrimSpace(stderr.String()))
 	return stderr.String()
 }
 
@@ -519,6 +531,11 @@ func TestDiskFaultCorruptFilesRefuseStartAndRepair(t *testing.T) {
 	c.checkRejoined(bad, held)
 	if got := c.computerIDs(); !slices.Equal(got, ids) {
 		t.Fatalf("computer IDs after the repair %v, before %v", got, ids)
+	}
+	// Its audit log (kept in the data directory) records the rebuild and
+	// its chain is intact.
+	if out, err := ctlOn(t, bad.addr, "server", "verify-audit"); err != nil || !strings.Contains(out, "intact") {
+		t.Fatalf("verify-audit on the repaired member: %v\n%s", err, out)
 	}
 
 	// 2. Its newest snapshot damaged, an older one intact: churn until it
