@@ -94,11 +94,11 @@ func (g *diskGuard) injected(op, path string) error {
 	if err != nil {
 		return nil
 	}
-	errno := syscall.EIO
+	sys, errno := "fsync", syscall.EIO
 	if strings.Contains(strings.ToLower(string(b)), "enospc") {
-		errno = syscall.ENOSPC
+		sys, errno = "write", syscall.ENOSPC
 	}
-	return fmt.Errorf("%w (injected by --test-disk-fault-file)", &os.PathError{Op: op, Path: path, Err: errno})
+	return fmt.Errorf("%w (injected by --test-disk-fault-file)", &os.PathError{Op: sys, Path: path, Err: errno})
 }
 
 // check runs before a write: a fenced guard refuses it, an injected fault
