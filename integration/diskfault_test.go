@@ -144,6 +144,10 @@ func checkFenced(t *testing.T, m *member, what string) {
 	if a, ok := alarms["disk_fault"]; !ok || !strings.HasPrefix(a, m.name+": ") || !strings.Contains(a, what) {
 		t.Fatalf("alarms of the fenced member %v, want disk_fault of %s naming %q", alarms, m.name, what)
 	}
+	// The operator's tool still shows the member's own picture, alarm included.
+	if out, err := ctlOn(t, m.addr, "cluster", "status"); err != nil || !strings.Contains(out, "disk_fault") || !strings.Contains(out, what) {
+		t.Fatalf("cluster status on the fenced member: %v\n%s", err, out)
+	}
 	log := m.log()
 	if !strings.Contains(log, `"level":"ERROR","msg":"data disk fault: this member stopped serving"`) || !strings.Contains(log, what) {
 		t.Fatalf("the fenced member's log has no ERROR line naming %q:\n%s", what, tail(log, 3000))
