@@ -162,7 +162,7 @@ func checkFenced(t *testing.T, m *member, what string) {
 // checkOthersSeeItOut: the two healthy members have a leader among them
 // and report the cluster partially operational (their links to the fenced
 // member down), as if it had stopped.
-func checkOthersSeeItOut(t *testing.T, c *diskCluster, good []*member) {
+func checkOthersSeeItOut(t *testing.T, c *diskCluster, bad *member, good []*member) {
 	t.Helper()
 	for _, m := range good {
 		waitFor(t, 30*time.Second, m.name+" sees the fenced member out", func() error {
@@ -175,6 +175,14 @@ func checkOthersSeeItOut(t *testing.T, c *diskCluster, good []*member) {
 			}
 			if s.Status != "partially operational" {
 				return fmt.Errorf("status %q, links %+v", s.Status, s.Links)
+			}
+			// The reason is shown on every member, not only on the fenced one.
+			alarms, err := alarmsOf(m)
+			if err != nil {
+				return err
+			}
+			if a := alarms["disk_fault"]; !strings.HasPrefix(a, bad.name+": member "+bad.name+" answers: member stopped serving: data disk") {
+				return fmt.Errorf("alarms %v, want a disk_fault of %s", alarms, bad.name)
 			}
 			return nil
 		})
@@ -237,8 +245,13 @@ func (c *diskCluster) checkRejoined(m *member, want []uint64) {
 		}
 	}
 	renewAll(t, m.addr, mine, c.secrets)
-	if alarms, err := alarmsOf(m); err != nil || alarms["disk_fault"] != "" {
-		t.Fatalf("alarms of %s after the repair: %v %v", m.name, alarms, err)
+	for _, o := range c.members {
+		waitFor(t, 30*time.Second, "no disk_fault alarm on "+o.name+" after the repair", func() error {
+			if alarms, err := alarmsOf(o); err != nil || alarms["disk_fault"] != "" {
+				return fmt.Errorf("alarms %v %v", alarms, err)
+			}
+			return nil
+		})
 	}
 }
 
@@ -281,7 +294,7 @@ func TestDiskFaultFsyncErrorOnLeader(t *testing.T) {
 		held = append(held, c.checkout(fmt.Sprintf("during-%d", i), addrsOf(good...)...))
 	}
 	renewAll(t, good[1].addr, held, c.secrets)
-	checkOthersSeeItOut(t, c, good)
+	checkOthersSeeItOut(t, c, bad, good)
 	all := slices.Sorted(slices.Values(append(slices.Clone(held), fleetIDs...)))
 	if got := leaseIDs(t, good[0].addr); !slices.Equal(got, all) {
 		t.Fatalf("leases on %s during the fault %v, want %v", good[0].name, got, all)
@@ -400,7 +413,7 @@ func TestDiskFaultDiskFullOnFollower(t *testing.T) {
 		held = append(held, c.checkout(fmt.Sprintf("during-%d", i), addrsOf(good...)...))
 	}
 	slices.Sort(held)
-	checkOthersSeeItOut(t, c, good)
+	checkOthersSeeItOut(t, c, bad, good)
 
 	// Restarted while the disk is still full, it refuses to start, saying
 	// why (and a service manager restarting it loses nothing).

@@ -57,7 +57,7 @@ type diskFault struct {
 func (f *diskFault) Message() string { return f.What + ": " + f.Fix }
 
 func (f *diskFault) status() error {
-	return status.Error(codes.Unavailable, "member stopped serving: "+f.Message()+"; meanwhile use the other members")
+	return status.Error(codes.Unavailable, fencedPrefix+f.Message()+"; meanwhile use the other members")
 }
 
 // diskGuard records the first failed write to the data disk and, in tests,
@@ -348,4 +348,48 @@ func (s *Server) diskFault() *diskFault {
 		return nil
 	}
 	return s.node.disk.current()
+}
+
+// fencedPrefix starts the message of every call a fenced member refuses.
+const fencedPrefix = "member stopped serving: "
+
+// peerDiskFaults remembers which peers answer this member's heartbeat pings
+// with a disk fault, so that every member's status names the fenced member
+// and the reason, not only that its links are down.
+type peerDiskFaults struct {
+	mu     sync.Mutex
+	byAddr map[string]peerDiskFault
+}
+
+type peerDiskFault struct {
+	message string
+	since   time.Time
+}
+
+// note records the outcome of a ping to addr: a fenced peer's refusal sets
+// its fault, anything else clears it.
+func (p *peerDiskFaults) note(addr string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, _ := status.FromError(err)
+	if err == nil || st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), fencedPrefix) {
+		delete(p.byAddr, addr)
+		return
+	}
+	if p.byAddr == nil {
+		p.byAddr = map[string]peerDiskFault{}
+	}
+	f, ok := p.byAddr[addr]
+	if !ok {
+		f.since = time.Now()
+	}
+	f.message = st.Message()
+	p.byAddr[addr] = f
+}
+
+func (p *peerDiskFaults) get(addr string) (peerDiskFault, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.byAddr[addr]
+	return f, ok
 }

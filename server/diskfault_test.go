@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 )
 
 func TestDescribeDiskError(t *testing.T) {
@@ -322,5 +324,28 @@ func TestVerifyBolt(t *testing.T) {
 	err = verifyBolt(filepath.Join(dir, "c.db"))
 	if msg := boltOpenError(filepath.Join(dir, "c.db"), err).Error(); err == nil || !strings.Contains(msg, "is damaged") {
 		t.Fatalf("truncated file: %v", err)
+	}
+}
+
+func TestPeerDiskFaults(t *testing.T) {
+	var p peerDiskFaults
+	f := describeDiskError("store log entries", "/d/raft/raft.db", syscall.EIO, false)
+	p.note("a:1", f.status())
+	got, ok := p.get("a:1")
+	if !ok || !strings.Contains(got.message, "data disk I/O error") {
+		t.Fatalf("after a fenced answer: %+v %v", got, ok)
+	}
+	since := got.since
+	p.note("a:1", f.status())
+	if got, _ := p.get("a:1"); !got.since.Equal(since) {
+		t.Fatal("a repeated refusal moved since")
+	}
+	// Other failures (a timeout, another Unavailable) and success clear it.
+	for _, err := range []error{grpcstatus.Error(codes.Unavailable, "connection refused"), nil} {
+		p.note("a:1", f.status())
+		p.note("a:1", err)
+		if _, ok := p.get("a:1"); ok {
+			t.Fatalf("fault kept after %v", err)
+		}
 	}
 }

@@ -27,7 +27,9 @@ func (s *Server) pingPeer(ctx context.Context, addr string, req *peerpb.PingRequ
 	if f := s.diskFault(); f != nil {
 		return nil, f.status() // fenced: out of the cluster (see Ping)
 	}
-	return s.peerClient(addr).Ping(ctx, req)
+	resp, err := s.peerClient(addr).Ping(ctx, req)
+	s.peerDisk.note(addr, err)
+	return resp, err
 }
 
 type failingPeer struct{ err error }

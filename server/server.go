@@ -79,6 +79,8 @@ type Server struct {
 
 	startedMs int64 // when this process started (unix ms)
 
+	peerDisk peerDiskFaults // peers that answer pings with a disk fault (diskfault.go)
+
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
 

@@ -32,6 +32,12 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "disk_fault", Member: s.cfg.Name, SinceUnixMs: f.Since.UnixMilli(),
 			Message: "member " + s.cfg.Name + " stopped serving: " + f.Message()})
 	}
+	for _, p := range s.mon.Peers() {
+		if f, ok := s.peerDisk.get(p.Addr); ok {
+			resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "disk_fault", Member: p.Name, SinceUnixMs: f.since.UnixMilli(),
+				Message: "member " + p.Name + " answers: " + f.message})
+		}
+	}
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
