@@ -370,6 +370,7 @@ func (s *Server) adoptFormation() {
 func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse {
 	_, leaderName := s.leaderAddr()
 	links := s.mon.Links()
+	urls := s.mon.PeerHTTPURLs()
 	resp := &triadv1.ClusterStatusResponse{
 		Mode:         s.mode(),
 		Leader:       leaderName,
@@ -383,9 +384,13 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 		resp.Status = membership.StatusNotOperational
 		return resp
 	}
-	resp.Status = membership.Status(links)
+	resp.Status = membership.StatusWithLeader(links, leaderName)
 	for _, l := range links {
-		resp.Links = append(resp.Links, &triadv1.Link{A: l.A, B: l.B, State: l.State})
+		tl := &triadv1.Link{A: l.A, B: l.B, State: l.State}
+		if !l.DownSince.IsZero() {
+			tl.DownSinceUnixMs = l.DownSince.UnixMilli()
+		}
+		resp.Links = append(resp.Links, tl)
 	}
 	for _, m := range s.cluster().GetMembers() {
 		role := "follower"
@@ -402,7 +407,12 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 				role = "unknown"
 			}
 		}
-		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress()})
+		url := urls[m.GetName()]
+		if m.GetName() == s.cfg.Name {
+			url = s.mon.HTTPURL()
+		}
+		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress(),
+			HttpUrl: completeHTTPURL(url, m.GetGrpcAddress())})
 	}
 	return resp
 }

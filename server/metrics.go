@@ -206,6 +206,7 @@ type metricsSource struct {
 	Raft       func() raftInfo
 	Usage      func() []fsm.Usage
 	Leases     func() int
+	Leader     func() string // the leader's name, "" when none is known
 }
 
 // metricsSource reads the live member.
@@ -224,6 +225,7 @@ func (s *Server) metricsSource() metricsSource {
 		},
 		Usage:  func() []fsm.Usage { return s.fsm.Usage(s.nowMs()) },
 		Leases: func() int { return len(s.fsm.Leases()) },
+		Leader: func() string { _, name := s.leaderAddr(); return name },
 	}
 }
 
@@ -233,7 +235,7 @@ var (
 	descLinkState = prometheus.NewDesc("triad_link_state",
 		"1 for the current state of each link of the cluster (a < b), 0 for the other states.", []string{"a", "b", "state"}, nil)
 	descClusterStatus = prometheus.NewDesc("triad_cluster_status",
-		"2 operational, 1 partially operational, 0 not operational (or not formed).", nil, nil)
+		"2 operational, 1 partially operational, 0 not operational (no leader, no link up, or not formed).", nil, nil)
 	descRaftState = prometheus.NewDesc("triad_raft_state",
 		"1 for this member's current Raft state, 0 for the others.", []string{"state"}, nil)
 	descRaftTerm    = prometheus.NewDesc("triad_raft_term", "Current Raft term.", nil, nil)
@@ -290,7 +292,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	status := 0.0
 	if configured {
-		switch membership.Status(links) {
+		switch membership.StatusWithLeader(links, c.src.Leader()) {
 		case membership.StatusOperational:
 			status = 2
 		case membership.StatusPartiallyOperational:

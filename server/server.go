@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -30,6 +31,7 @@ import (
 	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/membership"
+	"github.com/triadlm/triad/notify"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
@@ -76,6 +78,9 @@ type Server struct {
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
 	audit   *auditLog // nil in handler tests without a server
+	// notifier sends mail and webhook notifications (notify.go).
+	notifier    *notify.Notifier
+	notifyCount *prometheus.CounterVec
 
 	startedMs int64 // when this process started (unix ms)
 
@@ -129,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 			s.side.Close()
 		}
 		s.closeAudit()
+		if s.notifier != nil {
+			s.notifier.Close()
+		}
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
@@ -186,7 +194,10 @@ func (s *Server) open() error {
 	s.node.disk.arm(s.fenceDisk)
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
-	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
+	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind, "member", e.Member) })
+	s.mon.SetLeaderFunc(s.leaderForMonitor)
+	s.openNotifier()
+	s.mon.OnEvent(s.onMonitorEvent)
 	s.setPeers(s.formation)
 	// One batch in flight on the leader: everything that arrives while it
 	// commits goes into the next entry. Measured on 2 cores with 64
@@ -196,6 +207,7 @@ func (s *Server) open() error {
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
+	s.registerNotifyMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -230,6 +242,7 @@ func (s *Server) open() error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.mon.SetHTTPURL(s.ownHTTPURL())
 
 	s.goRun(func() { s.applyQ.run(s.ctx) })
 	s.goRun(func() { s.fwdQ.run(s.ctx) })
@@ -240,6 +253,7 @@ func (s *Server) open() error {
 	}
 	s.goRun(s.healthLoop)
 	s.goRun(s.watchSettings)
+	s.goRun(s.notifyLoop)
 	s.goRun(func() {
 		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
 			s.log.Error("gRPC server stopped", "error", err)
@@ -270,6 +284,7 @@ func (s *Server) open() error {
 			s.log.Error("cannot write the address file", "path", s.cfg.AddrFile, "error", err)
 		}
 	}
+	s.notifier.Send(notify.Event{Kind: notify.MemberStart, Member: s.cfg.Name, Message: "Member " + s.cfg.Name + " started (version " + Version + ", " + s.mode() + ")."})
 	return nil
 }
 
@@ -305,6 +320,7 @@ func (s *Server) nowMs() int64 { return s.now().UnixMilli() }
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		s.log.Info("member stopping")
+		s.notifyStop()
 		s.health.Shutdown()
 		if s.isLeader() {
 			if err := s.node.raft.LeadershipTransfer().Error(); err != nil {
@@ -330,6 +346,7 @@ func (s *Server) Stop() {
 		s.side.Close()
 		s.wg.Wait()
 		s.closeAudit()
+		s.notifier.Close()
 		s.log.Info("member stopped")
 		if s.logFile != nil {
 			s.logFile.Close()

@@ -23,7 +23,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "triadd",
 		Usage: "run one member of a Triad license cluster",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "JSON config file with the same keys as the flags (flags win)"},
 			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: hostname)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "data directory (Raft log, snapshots, computer ID)"},
@@ -50,8 +50,9 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
+			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
 			&cli.StringFlag{Name: "test-disk-fault-file", Usage: "TEST ONLY: while this file exists, writes to the Raft files fail (ENOSPC if it says enospc, else EIO)", Hidden: true},
-		},
+		}, notifyFlags()...),
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand()},
 	}

@@ -351,10 +351,14 @@ func (x *LinkView) GetHeardAgoMs() int64 {
 }
 
 type PingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	NowMs         int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	Links         []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	NowMs int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Links []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	// The sender's HTTP status/dashboard base URL ("http://HOST:PORT"; HOST
+	// empty when it listens on every address): the dashboard polls the
+	// other members there when the member that served it dies.
+	HttpUrl       string `protobuf:"bytes,4,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,11 +414,20 @@ func (x *PingRequest) GetLinks() []*LinkView {
 	return nil
 }
 
+func (x *PingRequest) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
 type PingResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	NowMs         int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	Links         []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	NowMs int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Links []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	// The answering member's HTTP base URL, as in PingRequest.http_url.
+	HttpUrl       string `protobuf:"bytes,4,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -468,6 +481,13 @@ func (x *PingResponse) GetLinks() []*LinkView {
 		return x.Links
 	}
 	return nil
+}
+
+func (x *PingResponse) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
 }
 
 type ForwardRequest struct {
@@ -699,15 +719,17 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12 \n" +
 	"\fheard_ago_ms\x18\x03 \x01(\x03R\n" +
-	"heardAgoMs\"g\n" +
+	"heardAgoMs\"\x82\x01\n" +
 	"\vPingRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
-	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\"h\n" +
+	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\x12\x19\n" +
+	"\bhttp_url\x18\x04 \x01(\tR\ahttpUrl\"\x83\x01\n" +
 	"\fPingResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
-	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\"a\n" +
+	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\x12\x19\n" +
+	"\bhttp_url\x18\x04 \x01(\tR\ahttpUrl\"a\n" +
 	"\x0eForwardRequest\x12)\n" +
 	"\x05batch\x18\x01 \x01(\v2\x13.triad.fsm.v1.BatchR\x05batch\x12$\n" +
 	"\x0edeadline_in_ms\x18\x02 \x03(\x03R\fdeadlineInMs\"]\n" +

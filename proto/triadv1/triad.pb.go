@@ -2585,7 +2585,9 @@ type ServerShowResponse struct {
 	DataDir     string          `protobuf:"bytes,8,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
 	Settings    *ServerSettings `protobuf:"bytes,9,opt,name=settings,proto3" json:"settings,omitempty"`
 	// Open administration sessions, oldest first.
-	Sessions      []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// This member's notification configuration, secrets left out.
+	Notifications *NotifySettings `protobuf:"bytes,11,opt,name=notifications,proto3" json:"notifications,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2690,6 +2692,13 @@ func (x *ServerShowResponse) GetSessions() []*AdminSession {
 	return nil
 }
 
+func (x *ServerShowResponse) GetNotifications() *NotifySettings {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
 type ClusterCreateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2757,8 +2766,12 @@ type Member struct {
 	Address    string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	ComputerId string                 `protobuf:"bytes,3,opt,name=computer_id,json=computerId,proto3" json:"computer_id,omitempty"`
 	// leader | follower | candidate | unreachable
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
-	RaftAddress   string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Role        string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	RaftAddress string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// HTTP base URL of the member's status port and dashboard
+	// ("http://HOST:PORT" or https), as advertised by its heartbeats; empty
+	// while not known (a member not heard since the answering one started).
+	HttpUrl       string `protobuf:"bytes,6,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2824,6 +2837,13 @@ func (x *Member) GetRole() string {
 func (x *Member) GetRaftAddress() string {
 	if x != nil {
 		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *Member) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
 	}
 	return ""
 }
@@ -2937,9 +2957,12 @@ type Link struct {
 	A     string                 `protobuf:"bytes,1,opt,name=a,proto3" json:"a,omitempty"`
 	B     string                 `protobuf:"bytes,2,opt,name=b,proto3" json:"b,omitempty"`
 	// up | down | unknown
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// For a down link of the answering member: when it last heard the other
+	// end (or started listening for it), i.e. "down since". 0 otherwise.
+	DownSinceUnixMs int64 `protobuf:"varint,4,opt,name=down_since_unix_ms,json=downSinceUnixMs,proto3" json:"down_since_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Link) Reset() {
@@ -2991,6 +3014,13 @@ func (x *Link) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *Link) GetDownSinceUnixMs() int64 {
+	if x != nil {
+		return x.DownSinceUnixMs
+	}
+	return 0
 }
 
 type ClusterStatusResponse struct {
@@ -3229,7 +3259,8 @@ func (x *ClockOffset) GetSkewed() bool {
 
 type Alarm struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// clock_skew | member_isolated | license_expired | license_expiring |
+	// clock_skew | member_isolated | member_down | link_down | quorum_lost |
+	// no_leader | insecure_transport | license_expired | license_expiring |
 	// feature_over_capacity | countdown_pool_low
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -3309,10 +3340,15 @@ func (x *Alarm) GetSubject() string {
 
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// member_isolated | member_reconnected | link_down | link_up
-	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	AtUnixMs      int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// member_isolated | member_reconnected | link_down | link_up |
+	// member_down | member_up | quorum_lost | quorum_regained |
+	// leader_changed | no_leader
+	Kind     string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message  string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	AtUnixMs int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// Member the event is about: the other end of a link, the member down or
+	// back, the new leader (leader_changed), the lost one (no_leader).
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3366,6 +3402,13 @@ func (x *Event) GetAtUnixMs() int64 {
 		return x.AtUnixMs
 	}
 	return 0
+}
+
+func (x *Event) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
 }
 
 type LicenseEnrollRequest struct {
@@ -4600,6 +4643,413 @@ func (x *AuditVerifyResponse) GetProblem() string {
 	return ""
 }
 
+// NotifySettings is a member's notification configuration as shown back:
+// never a password or secret, only whether one is set.
+type NotifySettings struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SmtpServer      string                 `protobuf:"bytes,1,opt,name=smtp_server,json=smtpServer,proto3" json:"smtp_server,omitempty"`
+	SmtpFrom        string                 `protobuf:"bytes,2,opt,name=smtp_from,json=smtpFrom,proto3" json:"smtp_from,omitempty"`
+	SmtpTo          []string               `protobuf:"bytes,3,rep,name=smtp_to,json=smtpTo,proto3" json:"smtp_to,omitempty"`
+	SmtpStarttls    bool                   `protobuf:"varint,4,opt,name=smtp_starttls,json=smtpStarttls,proto3" json:"smtp_starttls,omitempty"`
+	SmtpTls         bool                   `protobuf:"varint,5,opt,name=smtp_tls,json=smtpTls,proto3" json:"smtp_tls,omitempty"`
+	SmtpUsername    string                 `protobuf:"bytes,6,opt,name=smtp_username,json=smtpUsername,proto3" json:"smtp_username,omitempty"`
+	SmtpPasswordSet bool                   `protobuf:"varint,7,opt,name=smtp_password_set,json=smtpPasswordSet,proto3" json:"smtp_password_set,omitempty"`
+	Webhooks        []*NotifyWebhook       `protobuf:"bytes,8,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	// Every event kind and whether it is sent.
+	Events      []*NotifyEventSwitch `protobuf:"bytes,9,rep,name=events,proto3" json:"events,omitempty"`
+	DiskPercent uint32               `protobuf:"varint,10,opt,name=disk_percent,json=diskPercent,proto3" json:"disk_percent,omitempty"`
+	// Local hour of the daily licenses_expiring message.
+	ExpiryHour    uint32 `protobuf:"varint,11,opt,name=expiry_hour,json=expiryHour,proto3" json:"expiry_hour,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifySettings) Reset() {
+	*x = NotifySettings{}
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifySettings) ProtoMessage() {}
+
+func (x *NotifySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifySettings.ProtoReflect.Descriptor instead.
+func (*NotifySettings) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *NotifySettings) GetSmtpServer() string {
+	if x != nil {
+		return x.SmtpServer
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpFrom() string {
+	if x != nil {
+		return x.SmtpFrom
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpTo() []string {
+	if x != nil {
+		return x.SmtpTo
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetSmtpStarttls() bool {
+	if x != nil {
+		return x.SmtpStarttls
+	}
+	return false
+}
+
+func (x *NotifySettings) GetSmtpTls() bool {
+	if x != nil {
+		return x.SmtpTls
+	}
+	return false
+}
+
+func (x *NotifySettings) GetSmtpUsername() string {
+	if x != nil {
+		return x.SmtpUsername
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpPasswordSet() bool {
+	if x != nil {
+		return x.SmtpPasswordSet
+	}
+	return false
+}
+
+func (x *NotifySettings) GetWebhooks() []*NotifyWebhook {
+	if x != nil {
+		return x.Webhooks
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetEvents() []*NotifyEventSwitch {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetDiskPercent() uint32 {
+	if x != nil {
+		return x.DiskPercent
+	}
+	return 0
+}
+
+func (x *NotifySettings) GetExpiryHour() uint32 {
+	if x != nil {
+		return x.ExpiryHour
+	}
+	return 0
+}
+
+type NotifyWebhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The URL without user information or query.
+	Url           string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	SecretSet     bool   `protobuf:"varint,2,opt,name=secret_set,json=secretSet,proto3" json:"secret_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyWebhook) Reset() {
+	*x = NotifyWebhook{}
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyWebhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyWebhook) ProtoMessage() {}
+
+func (x *NotifyWebhook) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyWebhook.ProtoReflect.Descriptor instead.
+func (*NotifyWebhook) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *NotifyWebhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *NotifyWebhook) GetSecretSet() bool {
+	if x != nil {
+		return x.SecretSet
+	}
+	return false
+}
+
+type NotifyEventSwitch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         string                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyEventSwitch) Reset() {
+	*x = NotifyEventSwitch{}
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyEventSwitch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyEventSwitch) ProtoMessage() {}
+
+func (x *NotifyEventSwitch) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyEventSwitch.ProtoReflect.Descriptor instead.
+func (*NotifyEventSwitch) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *NotifyEventSwitch) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *NotifyEventSwitch) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+type ServerTestNotifyRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// mail | webhook
+	Channel       string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerTestNotifyRequest) Reset() {
+	*x = ServerTestNotifyRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTestNotifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTestNotifyRequest) ProtoMessage() {}
+
+func (x *ServerTestNotifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTestNotifyRequest.ProtoReflect.Descriptor instead.
+func (*ServerTestNotifyRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ServerTestNotifyRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ServerTestNotifyRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+type NotifyResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Recipients (mail) or URL without credentials (webhook).
+	Target        string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Ok            bool   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyResult) Reset() {
+	*x = NotifyResult{}
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyResult) ProtoMessage() {}
+
+func (x *NotifyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyResult.ProtoReflect.Descriptor instead.
+func (*NotifyResult) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *NotifyResult) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *NotifyResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NotifyResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *NotifyResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ServerTestNotifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Results       []*NotifyResult        `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerTestNotifyResponse) Reset() {
+	*x = ServerTestNotifyResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTestNotifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTestNotifyResponse) ProtoMessage() {}
+
+func (x *ServerTestNotifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTestNotifyResponse.ProtoReflect.Descriptor instead.
+func (*ServerTestNotifyResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ServerTestNotifyResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ServerTestNotifyResponse) GetResults() []*NotifyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -4808,7 +5258,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
 	"\breleased\x18\x02 \x01(\bR\breleased\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xdc\x02\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x9c\x03\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -4821,30 +5271,33 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bdata_dir\x18\b \x01(\tR\adataDir\x124\n" +
 	"\bsettings\x18\t \x01(\v2\x18.triad.v1.ServerSettingsR\bsettings\x122\n" +
 	"\bsessions\x18\n" +
-	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\"\x7f\n" +
+	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\x12>\n" +
+	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\"\x7f\n" +
 	"\x14ClusterCreateRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
 	"\n" +
 	"standalone\x18\x03 \x01(\bR\n" +
-	"standalone\"\x8e\x01\n" +
+	"standalone\"\xa9\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
 	"\vcomputer_id\x18\x03 \x01(\tR\n" +
 	"computerId\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12!\n" +
-	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"o\n" +
+	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\x12\x19\n" +
+	"\bhttp_url\x18\x06 \x01(\tR\ahttpUrl\"o\n" +
 	"\x15ClusterCreateResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12*\n" +
 	"\amembers\x18\x02 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\"E\n" +
 	"\x14ClusterStatusRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"8\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"e\n" +
 	"\x04Link\x12\f\n" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xaf\x04\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12+\n" +
+	"\x12down_since_unix_ms\x18\x04 \x01(\x03R\x0fdownSinceUnixMs\"\xaf\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -4872,12 +5325,13 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
 	"\x06member\x18\x04 \x01(\tR\x06member\x12\x18\n" +
-	"\asubject\x18\x05 \x01(\tR\asubject\"S\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"k\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\n" +
-	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\"h\n" +
+	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
 	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"r\n" +
@@ -4968,14 +5422,47 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vbroken_line\x18\n" +
 	" \x01(\x04R\n" +
 	"brokenLine\x12\x18\n" +
-	"\aproblem\x18\v \x01(\tR\aproblem2\x8f\x03\n" +
+	"\aproblem\x18\v \x01(\tR\aproblem\"\xa6\x03\n" +
+	"\x0eNotifySettings\x12\x1f\n" +
+	"\vsmtp_server\x18\x01 \x01(\tR\n" +
+	"smtpServer\x12\x1b\n" +
+	"\tsmtp_from\x18\x02 \x01(\tR\bsmtpFrom\x12\x17\n" +
+	"\asmtp_to\x18\x03 \x03(\tR\x06smtpTo\x12#\n" +
+	"\rsmtp_starttls\x18\x04 \x01(\bR\fsmtpStarttls\x12\x19\n" +
+	"\bsmtp_tls\x18\x05 \x01(\bR\asmtpTls\x12#\n" +
+	"\rsmtp_username\x18\x06 \x01(\tR\fsmtpUsername\x12*\n" +
+	"\x11smtp_password_set\x18\a \x01(\bR\x0fsmtpPasswordSet\x123\n" +
+	"\bwebhooks\x18\b \x03(\v2\x17.triad.v1.NotifyWebhookR\bwebhooks\x123\n" +
+	"\x06events\x18\t \x03(\v2\x1b.triad.v1.NotifyEventSwitchR\x06events\x12!\n" +
+	"\fdisk_percent\x18\n" +
+	" \x01(\rR\vdiskPercent\x12\x1f\n" +
+	"\vexpiry_hour\x18\v \x01(\rR\n" +
+	"expiryHour\"@\n" +
+	"\rNotifyWebhook\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
+	"\n" +
+	"secret_set\x18\x02 \x01(\bR\tsecretSet\"C\n" +
+	"\x11NotifyEventSwitch\x12\x14\n" +
+	"\x05event\x18\x01 \x01(\tR\x05event\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"b\n" +
+	"\x17ServerTestNotifyRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"f\n" +
+	"\fNotifyResult\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"d\n" +
+	"\x18ServerTestNotifyResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x120\n" +
+	"\aresults\x18\x02 \x03(\v2\x16.triad.v1.NotifyResultR\aresults2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xb2\x0e\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x8d\x0f\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -5003,7 +5490,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0eVendorTrustAdd\x12\x1f.triad.v1.VendorTrustAddRequest\x1a!.triad.v1.VendorTrustListResponse\x12Z\n" +
 	"\x11VendorTrustRemove\x12\".triad.v1.VendorTrustRemoveRequest\x1a!.triad.v1.VendorTrustListResponse\x12A\n" +
 	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponse\x12J\n" +
-	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12Y\n" +
+	"\x10ServerTestNotify\x12!.triad.v1.ServerTestNotifyRequest\x1a\".triad.v1.ServerTestNotifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -5017,7 +5505,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
@@ -5087,6 +5575,12 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
 	(*AuditVerifyRequest)(nil),       // 66: triad.v1.AuditVerifyRequest
 	(*AuditVerifyResponse)(nil),      // 67: triad.v1.AuditVerifyResponse
+	(*NotifySettings)(nil),           // 68: triad.v1.NotifySettings
+	(*NotifyWebhook)(nil),            // 69: triad.v1.NotifyWebhook
+	(*NotifyEventSwitch)(nil),        // 70: triad.v1.NotifyEventSwitch
+	(*ServerTestNotifyRequest)(nil),  // 71: triad.v1.ServerTestNotifyRequest
+	(*NotifyResult)(nil),             // 72: triad.v1.NotifyResult
+	(*ServerTestNotifyResponse)(nil), // 73: triad.v1.ServerTestNotifyResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -5108,96 +5602,103 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
 	20, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
 	22, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	15, // 19: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 20: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	15, // 21: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 22: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	42, // 23: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	44, // 24: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	45, // 25: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
-	11, // 26: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	46, // 27: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	15, // 28: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	48, // 29: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	49, // 30: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	15, // 31: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	49, // 32: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 35: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	15, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 39: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
-	61, // 40: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
-	15, // 41: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 42: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 43: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 44: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 45: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 46: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 47: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 48: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 49: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 50: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 51: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 52: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 53: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 54: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 55: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 56: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 57: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 58: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 59: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 60: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 61: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 62: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 63: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 64: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 65: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 66: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 67: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 68: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	62, // 69: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	64, // 70: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	65, // 71: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 72: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	66, // 73: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	3,  // 74: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 75: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 76: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 77: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 78: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 79: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 80: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 81: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 82: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 83: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 84: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 85: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 86: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 87: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 88: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 89: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 90: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 91: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 92: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 93: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 94: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 95: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 96: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 97: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 98: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	63, // 99: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	63, // 100: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	63, // 101: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 102: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	67, // 103: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // [74:104] is the sub-list for method output_type
-	44, // [44:74] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	68, // 19: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
+	15, // 20: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 21: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	15, // 22: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 23: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	42, // 24: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	44, // 25: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	45, // 26: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	11, // 27: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	46, // 28: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	15, // 29: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	48, // 30: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	49, // 31: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15, // 32: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	49, // 33: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15, // 34: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 35: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,  // 36: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	15, // 37: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 38: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 39: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 40: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	61, // 41: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15, // 42: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 43: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 44: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	69, // 45: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
+	70, // 46: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
+	15, // 47: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
+	72, // 48: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
+	1,  // 49: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 50: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 51: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 52: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 53: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 54: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 55: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 56: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 57: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 58: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 59: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 60: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 61: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 62: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 63: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 64: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	56, // 65: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	58, // 66: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	59, // 67: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 68: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 69: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	47, // 70: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	51, // 71: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	53, // 72: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	54, // 73: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	62, // 74: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	64, // 75: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	65, // 76: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 77: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	66, // 78: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	71, // 79: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	3,  // 80: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 81: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 82: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 83: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 84: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 85: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 86: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 87: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 88: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 89: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 90: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	49, // 91: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 92: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 93: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 94: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 95: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	57, // 96: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	60, // 97: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	60, // 98: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 99: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 100: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	50, // 101: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	52, // 102: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 103: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	55, // 104: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	63, // 105: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	63, // 106: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	63, // 107: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 108: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	67, // 109: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	73, // 110: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	80, // [80:111] is the sub-list for method output_type
+	49, // [49:80] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -5212,7 +5713,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   68,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
