@@ -145,8 +145,8 @@ func checkFenced(t *testing.T, m *member, what string) {
 		t.Fatalf("alarms of the fenced member %v, want disk_fault of %s naming %q", alarms, m.name, what)
 	}
 	// The operator's tool still shows the member's own picture, alarm included.
-	if out, err := ctlOn(t, m.addr, "cluster", "status"); err != nil || !strings.Contains(out, "disk_fault") || !strings.Contains(out, what) {
-		t.Fatalf("cluster status on the fenced member: %v\n%s", err, out)
+	if out, code, err := ctlStatus(t, m.addr); err != nil || code != 2 || !strings.Contains(out, "disk_fault") || !strings.Contains(out, what) {
+		t.Fatalf("cluster status on the fenced member: exit %d %v, want 2 (not operational) and the alarm\n%s", code, err, out)
 	}
 	log := m.log()
 	if !strings.Contains(log, `"level":"ERROR","msg":"data disk fault: this member stopped serving"`) || !strings.Contains(log, what) {
