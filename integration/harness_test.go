@@ -122,8 +122,8 @@ var insecureEnv = []string{"TRIAD_CA=", "TRIAD_INSECURE=1"}
 
 func (m *member) addrFile() string { return filepath.Join(m.dir, "addrs.json") }
 
-func (m *member) start() {
-	m.t.Helper()
+// args is the member's triadd command line.
+func (m *member) args() []string {
 	args := []string{"--name", m.name, "--data-dir", m.dir, "--listen", m.addr, "--raft-listen", m.raftAddr,
 		"--http-listen", m.httpAddr, "--log-file", filepath.Join(m.dir, "triadd.log"), "--addr-file", m.addrFile()}
 	if m.trust != "" {
@@ -134,9 +134,13 @@ func (m *member) start() {
 	} else {
 		args = append(args, "--tls-ca", testCAFile, "--tls-cert", m.certFile, "--tls-key", m.keyFile)
 	}
+	return append(args, m.extra...)
+}
+
+func (m *member) start() {
+	m.t.Helper()
 	os.Remove(m.addrFile())
-	args = append(args, m.extra...)
-	m.cmd = exec.Command(filepath.Join(binDir, "triadd"), args...)
+	m.cmd = exec.Command(filepath.Join(binDir, "triadd"), m.args()...)
 	// A test binary that dies (timeout panic) takes its members with it.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer

@@ -36,7 +36,7 @@ func (s *Server) serveLocalAdmin(svc *admin.Service) {
 		s.log.Error("local admin socket unavailable", "path", path, "error", err)
 		return
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.UnaryInterceptor(s.fenceInterceptor))
 	triadv1.RegisterAdminServer(srv, svc)
 	s.adm.localSrv, s.adm.localLis = srv, lis
 	s.goRun(func() {

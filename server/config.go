@@ -103,6 +103,10 @@ type Config struct {
 	// formats up to this one, as the previous build would (0 = this
 	// build's fsm.FormatVersion). Test-only: rolling-upgrade tests.
 	TestFormat uint32 `json:"-"`
+	// DiskFaultFile (test only): while this file exists, writes to the
+	// Raft files fail, with ENOSPC if it says "enospc", else with EIO (an
+	// fsync error): disk faults on demand (diskfault.go).
+	DiskFaultFile string `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -208,6 +212,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.TestFormat = uint32(f.Uint64("test-format-version"))
 	c.MachineID = f.String("test-machine-id")
 	c.HoldReconcileFile = f.String("test-hold-reconcile-file")
+	c.DiskFaultFile = f.String("test-disk-fault-file")
 	return c
 }
 

@@ -198,12 +198,13 @@ func TestMergeFlagsGivenFlagsWin(t *testing.T) {
 		"name": "flag", "data-dir": "/flag", "listen": "127.0.0.1:1", "raft-listen": "127.0.0.1:2", "http-listen": "127.0.0.1:3",
 		"raft-advertise": "flag:2", "peer-source-ip": "127.0.0.1", "isolation-minutes": 3, "trust": []string{"a.pub", "b.pub"},
 		"log-file": "/flag.log", "log-max-mb": 7, "log-keep": 2, "lease-ttl": 7 * time.Second, "test-clock-offset": time.Hour, "test-isolation-after": 3 * time.Second,
-		"test-snapshot-threshold": uint64(64), "test-trailing-logs": uint64(16),
+		"test-snapshot-threshold": uint64(64), "test-trailing-logs": uint64(16), "test-disk-fault-file": "/fault",
 	}}
 	got := MergeFlags(file, flags)
 	want := Config{Name: "flag", DataDir: "/flag", Listen: "127.0.0.1:1", RaftListen: "127.0.0.1:2", HTTPListen: "127.0.0.1:3",
 		RaftAdvertise: "flag:2", PeerSourceIP: "127.0.0.1", IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/flag.log",
-		LogMaxMB: 7, LogKeep: 2, LeaseTTL: 7 * time.Second, ClockOffset: time.Hour, IsolationAfter: 3 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16}
+		LogMaxMB: 7, LogKeep: 2, LeaseTTL: 7 * time.Second, ClockOffset: time.Hour, IsolationAfter: 3 * time.Second, SnapshotThreshold: 64, TrailingLogs: 16,
+		DiskFaultFile: "/fault"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("MergeFlags = %+v, want %+v", got, want)
 	}

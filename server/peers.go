@@ -24,7 +24,12 @@ func (s *Server) peerClient(addr string) peerpb.PeerClient {
 }
 
 func (s *Server) pingPeer(ctx context.Context, addr string, req *peerpb.PingRequest) (*peerpb.PingResponse, error) {
-	return s.peerClient(addr).Ping(ctx, req)
+	if f := s.diskFault(); f != nil {
+		return nil, f.status() // fenced: out of the cluster (see Ping)
+	}
+	resp, err := s.peerClient(addr).Ping(ctx, req)
+	s.peerDisk.note(addr, err)
+	return resp, err
 }
 
 type failingPeer struct{ err error }
@@ -77,6 +82,11 @@ func (p *peerService) Bootstrap(ctx context.Context, req *peerpb.BootstrapReques
 }
 
 func (p *peerService) Ping(ctx context.Context, req *peerpb.PingRequest) (*peerpb.PingResponse, error) {
+	if f := p.s.diskFault(); f != nil {
+		// A fenced member is out of the cluster: the others see their
+		// links to it down and report the cluster partially operational.
+		return nil, f.status()
+	}
 	return p.s.mon.HandlePing(req), nil
 }
 

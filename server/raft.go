@@ -52,6 +52,8 @@ type raftNode struct {
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
 	snaps     *raft.FileSnapshotStore
+	// disk watches every write to the Raft files (diskfault.go).
+	disk *diskGuard
 }
 
 func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- bool, logger hclog.Logger) (*raftNode, error) {
@@ -59,15 +61,26 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
+	disk := newDiskGuard(dir, cfg.DiskFaultFile)
+	if err := probeWrite(dir, disk); err != nil {
+		return nil, err
+	}
+	if err := verifySnapshots(dir); err != nil {
+		return nil, err
+	}
 	// The freelist is rebuilt on open rather than written on every commit
 	// (as etcd does): less write work per group commit, same durability of
 	// the log itself.
 	boltOpts := &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+	if err := verifyBolt(filepath.Join(dir, "raft.db")); err != nil {
+		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: boltOpts})
 	if err != nil {
-		return nil, fmt.Errorf("open raft log %s: %w (is another triadd using this data directory?)", filepath.Join(dir, "raft.db"), err)
+		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
 	}
-	cache, err := raft.NewLogCache(4096, store)
+	guarded := &guardedStore{g: disk, path: filepath.Join(dir, "raft.db"), log: store, table: store}
+	cache, err := raft.NewLogCache(4096, guarded)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -77,25 +90,40 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
+	gsnaps := &guardedSnapshots{g: disk, dir: filepath.Join(dir, "snapshots"), inner: snaps}
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 5, Timeout: 10 * time.Second, Logger: logger.Named("transport"),
 	})
 	conf := raftConfig(cfg, logger)
 	conf.NotifyCh = notify
-	r, err := raft.NewRaft(conf, fsm, cache, store, snaps, transport)
+	r, err := raft.NewRaft(conf, fsm, cache, guarded, gsnaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps}, nil
+	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps, disk: disk}, nil
 }
 
 // shutdown stops Raft, then its transport and stores (the caller has
 // already handed leadership over). Call once.
 func (n *raftNode) shutdown(logger hclog.Logger) {
-	if err := n.raft.Shutdown().Error(); err != nil {
-		logger.Warn("raft shutdown", "error", err)
+	done := make(chan error, 1)
+	fut := n.raft.Shutdown()
+	go func() { done <- fut.Error() }()
+	var wait <-chan time.Time
+	if n.disk.current() != nil {
+		// After a disk fault Raft's main loop may be parked in a stable
+		// store write for good (diskfault.go): do not wait for it.
+		wait = time.After(3 * time.Second)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			logger.Warn("raft shutdown", "error", err)
+		}
+	case <-wait:
+		logger.Warn("raft did not stop after the disk fault; closing its stores anyway")
 	}
 	n.transport.Close()
 	n.store.Close()

@@ -82,10 +82,18 @@ func (s *Server) route(ctx context.Context, forwarded bool, local, remote func(c
 	}
 	backoff := 10 * time.Millisecond
 	for {
+		if f := s.diskFault(); f != nil {
+			return f.status()
+		}
 		var err error
 		switch {
 		case s.isLeader():
 			err = local(ctx)
+			if f := s.diskFault(); err != nil && f != nil {
+				// This member's disk failed the write: it is fenced; the
+				// caller retries on another member.
+				return f.status()
+			}
 		case forwarded:
 			return ErrNotLeader
 		default:

@@ -91,6 +91,8 @@ type Server struct {
 	// it applies the log). upgrade.go.
 	haltedSince atomic.Int64
 
+	peerDisk peerDiskFaults // peers that answer pings with a disk fault (diskfault.go)
+
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
 
@@ -131,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.open(); err != nil {
+		s.log.Error("member did not start", "error", err.Error())
 		s.cancel()
 		if s.node != nil {
 			s.node.shutdown(s.hlog)
@@ -202,6 +205,7 @@ func (s *Server) open() error {
 		s.side.Close()
 		return err
 	}
+	s.node.disk.arm(s.fenceDisk)
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
 	s.mon.SetBuild(s.build)
@@ -239,7 +243,7 @@ func (s *Server) open() error {
 		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
 	}
 	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds),
-		grpc.ChainUnaryInterceptor(s.haltedUnary), grpc.ChainStreamInterceptor(s.haltedStream),
+		grpc.ChainUnaryInterceptor(s.fenceInterceptor, s.haltedUnary), grpc.ChainStreamInterceptor(s.haltedStream),
 		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
 		grpc.NumStreamWorkers(streamWorkers))

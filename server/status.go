@@ -31,6 +31,16 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 	for _, a := range s.fsm.LicenseAlarms(s.nowMs(), s.expiryWarning().Milliseconds()) {
 		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: a.Kind, Subject: a.Subject, Message: a.Message, SinceUnixMs: a.SinceMs})
 	}
+	if f := s.diskFault(); f != nil {
+		resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "disk_fault", Member: s.cfg.Name, SinceUnixMs: f.Since.UnixMilli(),
+			Message: "member " + s.cfg.Name + " stopped serving: " + f.Message()})
+	}
+	for _, p := range s.mon.Peers() {
+		if f, ok := s.peerDisk.get(p.Addr); ok {
+			resp.Alarms = append(resp.Alarms, &triadv1.Alarm{Kind: "disk_fault", Member: p.Name, SinceUnixMs: f.since.UnixMilli(),
+				Message: "member " + p.Name + " answers: " + f.message})
+		}
+	}
 	for _, e := range s.mon.Events() {
 		resp.Events = append(resp.Events, &triadv1.Event{Kind: e.Kind, Member: e.Member, Message: e.Message, AtUnixMs: e.At.UnixMilli()})
 	}
@@ -42,6 +52,9 @@ func (s *Server) addHealth(ctx context.Context, resp *triadv1.ClusterStatusRespo
 // partially operational (one member down still serves). The reason names
 // the status word either way, as /readyz shows it.
 func (s *Server) ready() (bool, string) {
+	if f := s.diskFault(); f != nil {
+		return false, f.Message()
+	}
 	if h := s.fsm.Halted(); h != nil {
 		return false, h.Reason
 	}

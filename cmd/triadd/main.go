@@ -56,6 +56,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
 			&cli.StringFlag{Name: "test-machine-id", Usage: "TEST ONLY: pretend this is the machine identity (/etc/machine-id)", Hidden: true},
 			&cli.StringFlag{Name: "test-hold-reconcile-file", Usage: "TEST ONLY: while this file exists, a leader leaves Raft's voters as they are", Hidden: true},
+			&cli.StringFlag{Name: "test-disk-fault-file", Usage: "TEST ONLY: while this file exists, writes to the Raft files fail (ENOSPC if it says enospc, else EIO)", Hidden: true},
 		}, notifyFlags()...),
 		Action:   run,
 		Commands: []*cli.Command{tlsCommand(), auditCommand(), healthcheckCommand(), restoreCommand()},

@@ -72,10 +72,11 @@ func TestFlagsOverConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := parse(t, "--config", path, "--name", "flag", "--listen", "127.0.0.1:1", "--trust", "a.pub", "--trust", "b.pub",
-		"--isolation-minutes", "3", "--log-keep", "2", "--test-snapshot-threshold", "64", "--test-trailing-logs", "16")
+		"--isolation-minutes", "3", "--log-keep", "2", "--test-snapshot-threshold", "64", "--test-trailing-logs", "16",
+		"--test-disk-fault-file", "/tmp/fault")
 	want := server.Config{Name: "flag", DataDir: "/file", Listen: "127.0.0.1:1", RaftListen: "10.0.0.1:4086", HTTPListen: "10.0.0.1:4080",
 		IsolationMinutes: 3, Trust: []string{"a.pub", "b.pub"}, LogFile: "/file.log", LogMaxMB: 20, LogKeep: 2, LeaseTTL: server.DefaultLeaseTTL,
-		SnapshotThreshold: 64, TrailingLogs: 16}
+		SnapshotThreshold: 64, TrailingLogs: 16, DiskFaultFile: "/tmp/fault"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config = %+v\nwant     %+v", got, want)
 	}
