@@ -285,7 +285,7 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	ms := notifytest.StartMailServer(t, notifytest.MailOptions{})
 	hooks := notifytest.StartWebhookReceiver(t, hookSecret, 0)
 	dir := t.TempDir()
-	clockFile, diskFile := filepath.Join(dir, "clock"), filepath.Join(dir, "disk")
+	clockFile, diskFile, faultFile := filepath.Join(dir, "clock"), filepath.Join(dir, "disk"), filepath.Join(dir, "disk-fault")
 	os.WriteFile(diskFile, []byte("79\n"), 0o644)
 	cfg := notifyConfig(t, map[string]any{
 		"smtp":                map[string]any{"server": ms.Addr, "from": "triad@example.com", "to": []string{"ops@example.com"}},
@@ -296,7 +296,8 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "vendor")); err != nil {
 		t.Fatal(err)
 	}
-	solo := newMember(t, "solo", filepath.Join(c.dir, "vendor.pub"), "--config", cfg, "--test-clock-file", clockFile, "--test-disk-usage-file", diskFile)
+	solo := newMember(t, "solo", filepath.Join(c.dir, "vendor.pub"), "--config", cfg, "--test-clock-file", clockFile, "--test-disk-usage-file", diskFile,
+		"--test-disk-fault-file", faultFile)
 	c.members = []*member{solo}
 	if _, err := ctlOn(t, solo.addr, "cluster", "create", "--standalone"); err != nil {
 		t.Fatal(err)
@@ -374,6 +375,21 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	if count["feature_over_capacity"] != 1 || count["licenses_expiring"] != 1 {
 		t.Fatalf("repeated notifications: %v", count)
 	}
+
+	// A data disk fault: the fenced member says so itself, once.
+	if err := os.WriteFile(faultFile, []byte("enospc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkoutAs(ctx, t, lc, "after-fault", "cad", "u"); err == nil {
+		t.Fatal("a checkout on a member whose disk is full was granted")
+	}
+	h = hooks.WaitHook(t, 30*time.Second, "disk_fault", func(h notifytest.Hook) bool { return h.Event == "disk_fault" })
+	if h.Payload["member"] != "solo" || !strings.Contains(fmt.Sprint(h.Payload["message"]), "data disk full") {
+		t.Fatalf("disk_fault: %v", h.Payload)
+	}
+	ms.WaitMail(t, 10*time.Second, "disk fault mail", func(m notifytest.Mail) bool {
+		return m.Subject == "[Triad] member solo stopped serving: data disk fault" && strings.Contains(m.Body, "free space")
+	})
 }
 
 // notifyNext1AM is the next 01:00 in the local time zone (the member's too).

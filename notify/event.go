@@ -22,6 +22,7 @@ const (
 	LicensesExpiring = "licenses_expiring"
 	OverCapacity     = "feature_over_capacity"
 	PoolLow          = "countdown_pool_low"
+	DiskFault        = "disk_fault"
 	Test             = "test"
 )
 
@@ -90,6 +91,7 @@ var defaults = map[string]tmpl{
 		"Licenses expiring within {{.WarningDays}} days:\n{{range .Licenses}}  {{.Serial}}  ends {{.ValidUntil.Format \"2006-01-02 15:04 MST\"}} ({{.DaysLeft}} days left)\n{{end}}\nAsk the vendor for their renewal and enroll it with `triadctl license enroll`.\n" + common},
 	OverCapacity: {"[Triad] feature {{.Feature}} is over capacity", "{{.Message}}\n" + common},
 	PoolLow:      {"[Triad] countdown pool of {{.Feature}} is low", "{{.Message}}\n" + common},
+	DiskFault:    {"[Triad] member {{.Member}} stopped serving: data disk fault", "{{.Message}}\nThe other two members go on serving; this one serves again once it is repaired and restarted.\n" + common},
 	Test:         {"[Triad] test notification from {{.Sender}}", "This is a test notification sent by `triadctl` through member {{.Sender}}.\nIf you read it, the channel works.\n" + common},
 }
 

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/notify"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -292,6 +293,10 @@ func (k *guardedSink) Close() error {
 // that it neither campaigns nor serves from a state it can no longer keep.
 func (s *Server) fenceDisk(f *diskFault) {
 	s.log.Error("data disk fault: this member stopped serving", "what", f.What, "fix", f.Fix, "op", f.Op, "path", f.Path)
+	if s.notifier != nil {
+		// Sent by the fenced member itself: mail and webhooks need no disk.
+		s.notifier.Send(notify.Event{Kind: notify.DiskFault, Member: s.cfg.Name, Message: f.Message()})
+	}
 	if s.health != nil {
 		s.health.SetServingStatus(triadv1.Licensing_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
