@@ -72,7 +72,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	}
 	s.adoptTrust(ctx)
 	// Rebase even with no leases: it is cheap and keeps one rule for all.
-	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{}}})
+	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{KeepRequestMemory: true}}})
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastSweep time.Time
