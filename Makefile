@@ -24,7 +24,7 @@ CHAOS_TIMEOUT ?= 2h
 chaos:
 	@out=$$(mktemp); TRIAD_CHAOS=1 CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_SEED=$(CHAOS_SEED) \
 		$(GO) test -race -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestRobustness$$' -v ./integration/ >$$out 2>&1; rc=$$?; \
-	grep -E '^(chaos campaign|runs|operations|indeterminate|faults|violations|--- FAIL|FAIL|ok)|robustness violations' $$out; \
+	grep -E '^(chaos campaign|runs|operations|indeterminate|faults|violations|--- FAIL|FAIL|ok|retried|minority|lease grace|log entries)|robustness violations' $$out; \
 	echo "full output: $$out"; exit $$rc
 
 proto:
