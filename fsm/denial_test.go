@@ -78,7 +78,7 @@ func TestDenialIsForgottenLikeGrants(t *testing.T) {
 // jump must not count towards the request memory, else a request refused
 // a moment before is granted on its retry, and a retry of an ended grant
 // takes a new seat (found by the robustness suite: clock-step-leader then
-// restart-cluster). A rebase of an older log (no keep_request_memory)
+// restart-cluster). A rebase of an older log (no memory_from_ms)
 // still forgets them, as the binaries that wrote it did.
 func TestRequestMemorySurvivesClockJump(t *testing.T) {
 	setup := func() (*harness, *fsmpb.OpResult) {
@@ -98,10 +98,14 @@ func TestRequestMemorySurvivesClockJump(t *testing.T) {
 		return h, held
 	}
 	const hour = int64(3_600_000)
-	keep := &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{KeepRequestMemory: true}}}
+	// The new leader, an hour ahead, found t0+3 committed; a batch of its
+	// own (stamped before its rebase) may come first.
+	keep := &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{MemoryFromMs: t0 + 3}}}
+	noop := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{999}, Secrets: [][]byte{[]byte("x")}}}}
 
 	h, held := setup()
-	h.apply(t0+3+hour, keep) // the new leader, an hour ahead
+	h.op(t0+3+hour, noop)
+	h.apply(t0+3+hour, keep)
 	h.apply(t0+4+hour, expireCmd())
 	for _, f := range []*FSM{h.f, roundTrip(t, h.f)} {
 		h2 := &harness{t: t, f: f, index: h.index}

@@ -79,7 +79,6 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	now := cmd.GetNowMs()
 	f.appliedIndex = l.Index
 	s := f.s
-	prevNow := s.lastNowMs
 	s.lastNowMs = now
 	if id, admin := adminSessionOf(cmd); admin && (s.enforcing() || checkedBefore(cmd)) {
 		if r := s.requireFull(now, id); r != nil {
@@ -116,7 +115,7 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_ExpireLeases:
 		return s.applyExpireLeases(now)
 	case *fsmpb.Command_RebaseLeases:
-		return s.applyRebaseLeases(now, prevNow, c.RebaseLeases.GetKeepRequestMemory())
+		return s.applyRebaseLeases(now, c.RebaseLeases.GetMemoryFromMs())
 	case *fsmpb.Command_OpenSession:
 		return s.applyOpenSession(now, c.OpenSession)
 	case *fsmpb.Command_CloseSession:

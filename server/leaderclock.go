@@ -52,16 +52,16 @@ func (c *leaderClock) follow() {
 
 // nowMs returns the time to stamp into a command, never below committedMs
 // (the FSM's last committed now) nor below an earlier answer. Before lead
-// (a leader still catching up) it falls back on the wall clock, with the
-// same floor.
+// (a leader still catching up) time stands still at that floor: a clock
+// ahead must not show in the log before the leader's RebaseLeases, which
+// says from which committed now it jumps (the request memory does not
+// count the jump).
 func (c *leaderClock) nowMs(committedMs int64) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var n int64
 	if c.leading {
 		n = c.baseMs + (c.mono() - c.baseMono).Milliseconds()
-	} else {
-		n = c.wall().UnixMilli()
 	}
 	n = max(n, committedMs, c.lastMs)
 	c.lastMs = n

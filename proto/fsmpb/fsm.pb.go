@@ -2386,15 +2386,17 @@ func (*ExpireLeases) Descriptor() ([]byte, []int) {
 // RebaseLeases restarts every live lease's TTL from now_ms (new leader).
 type RebaseLeases struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// keep_request_memory: the time between the last committed now_ms and
-	// this one (a new leader whose clock is ahead, or a cluster restarted
-	// after an outage) does not count towards how long ended and refused
-	// request ids are remembered, so that a clock ahead cannot make the
-	// cluster forget a request's answer (docs/decisions.md). Set by every
-	// leader since; absent in older logs, which replay as before.
-	KeepRequestMemory bool `protobuf:"varint,1,opt,name=keep_request_memory,json=keepRequestMemory,proto3" json:"keep_request_memory,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// memory_from_ms is the last committed now_ms the new leader found
+	// (after its barrier, before any command of its own). The time from it
+	// to this command's now_ms (a new leader whose clock is ahead, or a
+	// cluster restarted after an outage) does not count towards how long
+	// ended and refused request ids are remembered, so that a clock ahead
+	// cannot make the cluster forget a request's answer
+	// (docs/decisions.md). Set by every leader since; 0 in older logs,
+	// which replay as before.
+	MemoryFromMs  int64 `protobuf:"varint,1,opt,name=memory_from_ms,json=memoryFromMs,proto3" json:"memory_from_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RebaseLeases) Reset() {
@@ -2427,11 +2429,11 @@ func (*RebaseLeases) Descriptor() ([]byte, []int) {
 	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
 }
 
-func (x *RebaseLeases) GetKeepRequestMemory() bool {
+func (x *RebaseLeases) GetMemoryFromMs() int64 {
 	if x != nil {
-		return x.KeepRequestMemory
+		return x.MemoryFromMs
 	}
-	return false
+	return 0
 }
 
 type LeaseResult struct {
@@ -3947,9 +3949,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\aused_ms\x18\x02 \x01(\x03R\x06usedMs\"+\n" +
 	"\x05Batch\x12\"\n" +
 	"\x03ops\x18\x01 \x03(\v2\x10.triad.fsm.v1.OpR\x03ops\"\x0e\n" +
-	"\fExpireLeases\">\n" +
-	"\fRebaseLeases\x12.\n" +
-	"\x13keep_request_memory\x18\x01 \x01(\bR\x11keepRequestMemory\"\xa0\x01\n" +
+	"\fExpireLeases\"4\n" +
+	"\fRebaseLeases\x12$\n" +
+	"\x0ememory_from_ms\x18\x01 \x01(\x03R\fmemoryFromMs\"\xa0\x01\n" +
 	"\vLeaseResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12&\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x12.triad.fsm.v1.CodeR\x04code\x12\x18\n" +
