@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -761,7 +762,8 @@ func saveArtifacts(t *testing.T, c *cluster, ops []porcupine.Operation) string {
 }
 
 // runCampaign runs randomized scenarios of 1–4 faults until CHAOS_DURATION
-// is spent and prints a table.
+// is spent and prints a table. CHAOS_FAULTS (comma-separated names) draws
+// the faults from those only.
 func runCampaign(t *testing.T) {
 	d := 10 * time.Minute
 	if s := os.Getenv("CHAOS_DURATION"); s != "" {
@@ -777,6 +779,15 @@ func runCampaign(t *testing.T) {
 			t.Fatalf("CHAOS_SEED: %v", err)
 		}
 	}
+	pool := failpointNames
+	if s := os.Getenv("CHAOS_FAULTS"); s != "" {
+		pool = strings.Split(s, ",")
+		for _, name := range pool {
+			if !slices.Contains(failpointNames, name) {
+				t.Fatalf("CHAOS_FAULTS: no fault %q (faults: %s)", name, strings.Join(failpointNames, ","))
+			}
+		}
+	}
 	rng := rand.New(rand.NewSource(seed))
 	total := runStats{faults: map[string]int{}, gaps: map[string]time.Duration{}}
 	runs := 0
@@ -784,7 +795,7 @@ func runCampaign(t *testing.T) {
 	for time.Now().Before(end) {
 		var faults []string
 		for i := 0; i < 1+rng.Intn(4); i++ {
-			faults = append(faults, failpointNames[rng.Intn(len(failpointNames))])
+			faults = append(faults, pool[rng.Intn(len(pool))])
 		}
 		runs++
 		var st runStats
