@@ -1,11 +1,17 @@
 GO ?= go
 BIN := bin
+# Version stamped into the binaries (triadd --version, triadctl version,
+# triad_build_info): git describe, else the source tree's release
+# (internal/buildinfo.Release) when there is no git.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/triadlm/triad/internal/buildinfo.version=$(VERSION) -X github.com/triadlm/triad/internal/buildinfo.commit=$(COMMIT)
 
 .PHONY: build run test bench chaos proto lint clean
 
 build:
-	$(GO) build -o $(BIN)/triadd ./cmd/triadd
-	$(GO) build -o $(BIN)/triadctl ./cmd/triadctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/triadd ./cmd/triadd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/triadctl ./cmd/triadctl
 
 run: build
 	BIN=$(BIN) scripts/cluster.sh run

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -22,6 +23,7 @@ func App() *cli.App {
 	return &cli.App{
 		Name:                 "triadctl",
 		Usage:                "administer a Triad license cluster",
+		Version:              buildinfo.Get().String(),
 		Description:          appDescription,
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
@@ -54,6 +56,7 @@ func App() *cli.App {
 		Commands: []*cli.Command{
 			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
+			versionCommand(),
 		},
 	}
 }

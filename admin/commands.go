@@ -38,9 +38,10 @@ func serverCommand() *cli.Command {
 					r.Name, r.ComputerId, r.Mode, r.Version, r.Address, r.RaftAddress, r.HttpAddress, r.DataDir)
 				printSettings(w, r.Settings)
 				printSessions(w, r.Sessions)
+				printNotify(w, r.Notifications)
 				return w.Flush()
 			},
-		}, serverSetCommand(), verifyAuditCommand()},
+		}, serverSetCommand(), verifyAuditCommand(), testMailCommand(), testWebhookCommand()},
 	}
 }
 
@@ -86,25 +87,39 @@ func clusterCommand() *cli.Command {
 					return w.Flush()
 				},
 			},
-			{Name: "status", Usage: "status word, leader, members, links and alarms", Flags: watchFlags(), Action: watch(clusterStatus(true))},
+			{Name: "status", Usage: "status word, leader, members, links, alarms and recent events; exit status 0 operational, 1 partially operational, 2 not operational, 3 unknown",
+				Description: statusExitDoc, Flags: watchFlags(), Action: watch(clusterStatus(true))},
 			{Name: "links", Usage: "the three links between members", Flags: watchFlags(), Action: watch(clusterStatus(false))},
 		},
 	}
 }
 
+// memberVersion is a member's version and command format as its last
+// heartbeat reported them (useful during rolling upgrades).
+func memberVersion(m *triadv1.Member) string {
+	if m.Version == "" {
+		return "?"
+	}
+	return fmt.Sprintf("%s (format %d)", m.Version, m.FormatVersion)
+}
+
 func clusterStatus(full bool) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.ClusterStatusResponse, error) {
-			return a.ClusterStatus(ctx, &triadv1.ClusterStatusRequest{Header: h})
-		})
+		r, err := bestClusterStatus(c)
 		if err != nil {
+			if full {
+				return cli.Exit(fmt.Sprintf("triadctl: cluster status unknown: %v", err), ExitUnknown)
+			}
 			return err
 		}
 		if jsonOutput(c) {
 			if !full {
 				return printJSON(stdout(c), protoList(r.Links))
 			}
-			return printJSON(stdout(c), r)
+			if err := printJSON(stdout(c), r); err != nil {
+				return err
+			}
+			return statusExit(r.Status)
 		}
 		w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 		if r.Isolated {
@@ -116,15 +131,19 @@ func clusterStatus(full bool) cli.ActionFunc {
 				leader = "(none)"
 			}
 			fmt.Fprintf(w, "status\t%s\nmode\t%s\nleader\t%s\nterm\t%d\ncommit index\t%d\nanswered by\t%s\n\n", r.Status, r.Mode, leader, r.Term, r.CommitIndex, r.Member)
-			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID")
+			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
 			for _, m := range r.Members {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId, memberVersion(m))
 			}
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintln(w, "LINK\tSTATE")
 		for _, l := range r.Links {
-			fmt.Fprintf(w, "%s – %s\t%s\n", l.A, l.B, l.State)
+			since := ""
+			if l.State == "down" && l.DownSinceUnixMs > 0 {
+				since = " since " + fmtMs(l.DownSinceUnixMs)
+			}
+			fmt.Fprintf(w, "%s – %s\t%s%s\n", l.A, l.B, l.State, since)
 		}
 		if full {
 			fmt.Fprintln(w)
@@ -134,8 +153,59 @@ func clusterStatus(full bool) cli.ActionFunc {
 			for _, a := range r.Alarms {
 				fmt.Fprintf(w, "ALARM %s\t%s (since %s)\n", a.Kind, a.Message, fmtMs(a.SinceUnixMs))
 			}
+			if ev := r.Events; len(ev) > 0 {
+				fmt.Fprintf(w, "\nRECENT EVENTS (%s)\n", r.Member)
+				for _, e := range ev[max(0, len(ev)-maxStatusEvents):] {
+					fmt.Fprintf(w, "%s\t%s\t%s\n", fmtMs(e.AtUnixMs), e.Kind, e.Message)
+				}
+			}
 		}
-		return w.Flush()
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if full {
+			return statusExit(r.Status)
+		}
+		return nil
+	}
+}
+
+// Exit statuses of `cluster status`, as a monitoring plugin's (Nagios
+// convention: OK, WARNING, CRITICAL, UNKNOWN).
+const (
+	ExitOperational          = 0
+	ExitPartiallyOperational = 1
+	ExitNotOperational       = 2
+	ExitUnknown              = 3
+)
+
+// maxStatusEvents is how many recent events `cluster status` prints.
+const maxStatusEvents = 10
+
+const statusExitDoc = `Prints the status word, leader, members, links, active alarms and the
+recent events of the member that answered (the first of --server that
+answers; when it does not say operational, the other members of --server
+are asked too and the best-informed view is shown: a member cut off from
+the others sees less than the two still connected). The exit status says
+the same, like a monitoring plugin's:
+
+   0  operational            (three members up and connected, a leader)
+   1  partially operational  (a leader, one member down or cut off)
+   2  not operational        (no leader or no quorum: licenses are not served)
+   3  unknown                (no member answered, or the request failed)
+
+With --watch the command refreshes until Ctrl-C and exits 0.`
+
+// statusExit turns a status word into the command's exit status (nil for
+// operational); its message is empty, so nothing more is printed.
+func statusExit(word string) error {
+	switch word {
+	case "operational":
+		return nil
+	case "partially operational":
+		return cli.Exit("", ExitPartiallyOperational)
+	default:
+		return cli.Exit("", ExitNotOperational)
 	}
 }
 
@@ -294,7 +364,7 @@ func watch(action cli.ActionFunc) cli.ActionFunc {
 				fmt.Fprint(stdout(c), "\033[H\033[2J")
 				fmt.Fprintf(stdout(c), "%s   (every %s, Ctrl-C to stop)\n\n", time.Now().Format("15:04:05"), c.Duration("interval"))
 			}
-			if err := action(c); err != nil {
+			if err := action(c); err != nil && err.Error() != "" {
 				fmt.Fprintln(stdout(c), "error:", err)
 			}
 			select {

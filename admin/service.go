@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -25,8 +26,9 @@ import (
 // 2: sessions (Connect, tokens, modes).
 const ProtocolVersion = 2
 
-// ToolVersion is the triadctl software version sent in every header.
-const ToolVersion = "0.2.0"
+// ToolVersion is the triadctl software version sent in every header
+// (internal/buildinfo, as `triadctl version` prints it).
+var ToolVersion = buildinfo.Get().Version
 
 // Backend is what a member offers the admin service; package server
 // implements it. Keeping the service here lets session and policy rules

@@ -24,6 +24,8 @@ type fakeBackend struct {
 
 	members    []string
 	standalone bool
+	// status, when set, is what ClusterStatus answers (else fakeStatus).
+	status     *triadv1.ClusterStatusResponse
 	consistent bool
 	// leasesConsistent: what UsageLeases was asked.
 	leasesConsistent bool
@@ -90,6 +92,9 @@ func (f *fakeBackend) FormCluster(_ context.Context, members []string, standalon
 
 func (f *fakeBackend) ClusterStatus(context.Context) *triadv1.ClusterStatusResponse {
 	f.called("ClusterStatus")
+	if f.status != nil {
+		return f.status
+	}
 	return fakeStatus
 }
 

@@ -104,7 +104,12 @@ func (s *state) supply(feature string, now int64, overdraft bool) []versionCount
 // threshold's seats in use (before the grant) and supply.
 // Demand is s.demand: the same as the over-capacity alarm's.
 func (s *state) seatCheck(feature string, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
-	use := s.demand(feature)
+	return fits(s.demand(feature), version, n, sup)
+}
+
+// fits reports whether n more seats at version fit next to demand use,
+// given supply sup (both sorted by version).
+func fits(use []versionCount, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
 	// Sweep thresholds from high to low, keeping suffix sums of demand and
 	// supply at versions >= t.
 	ui, si := len(use)-1, len(sup)-1

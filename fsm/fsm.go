@@ -7,7 +7,8 @@
 // starts no goroutines and never lets map iteration order show. Business
 // refusals ("no seat left") are returned as values (*fsmpb.OpResult); a log
 // entry that cannot be decoded is a programming error and panics, so that a
-// member stops rather than diverges.
+// member stops rather than diverges: the FSM halts at that entry, applies
+// nothing more and says why (format.go, docs/upgrading.md).
 //
 // Reads (Licenses, Leases, Usage, ...) are safe concurrently with Apply and
 // return copies.
@@ -16,6 +17,7 @@ package fsm
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +34,13 @@ type FSM struct {
 	appliedIndex uint64
 	// observer is told about administration commands (observer.go).
 	observer AdminObserver
+	// halt is set when Apply met a command this build cannot apply; from
+	// then on nothing is applied (format.go).
+	halt *Halt
+	// halted mirrors halt != nil for readers on every request (Halted).
+	halted atomic.Bool
+	// maxFormat caps the command formats applied (test only; 0 = all).
+	maxFormat uint32
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -68,7 +77,17 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 }
 
 func (f *FSM) applyLocked(l *raft.Log) interface{} {
-	cmd := decodeCommand(l)
+	if f.halt != nil {
+		return f.haltedResult(nil)
+	}
+	cmd, why := decodeCommand(l)
+	if why == "" {
+		why = f.unknownCommand(cmd)
+	}
+	if why != "" {
+		f.haltAt(l.Index, l.Term, why)
+		return f.haltedResult(cmd)
+	}
 	if f.observer != nil {
 		return f.applyObserved(l, cmd)
 	}
@@ -129,23 +148,35 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_SetSettings:
 		return s.applySetSettings(c.SetSettings)
 	default:
-		panic(fmt.Sprintf("fsm: log entry %d has an unknown command type %T", l.Index, c))
+		// unknownCommand checked every type this build knows: a type
+		// added to fsmpb without a case here is a programming error.
+		panic(fmt.Sprintf("fsm: log entry %d has a command type without a case in applyCommand: %T", l.Index, c))
 	}
 }
 
-// decodeCommand panics when the entry is not a Command: every member would
-// fail the same way, and stopping is better than guessing.
-func decodeCommand(l *raft.Log) *fsmpb.Command {
+// decodeCommand decodes the entry, or says why it is not a Command: then
+// the FSM halts (format.go): every member of the same build would fail the
+// same way, and stopping is better than guessing.
+func decodeCommand(l *raft.Log) (*fsmpb.Command, string) {
 	cmd := &fsmpb.Command{}
 	if err := proto.Unmarshal(l.Data, cmd); err != nil {
-		panic(fmt.Sprintf("fsm: log entry %d (term %d, %d bytes) is not a fsmpb.Command: %v",
-			l.Index, l.Term, len(l.Data), err))
+		return nil, fmt.Sprintf("it is not a fsmpb.Command (%d bytes: %v)", len(l.Data), err)
 	}
-	if cmd.Cmd == nil {
-		panic(fmt.Sprintf("fsm: log entry %d (term %d, %d bytes) has no command set "+
-			"(empty entry, or written by a newer version of Triad)", l.Index, l.Term, len(l.Data)))
+	return cmd, ""
+}
+
+// haltedResult is the answer of a halted FSM: the command's usual result
+// type, refused with HALTED.
+func (f *FSM) haltedResult(cmd *fsmpb.Command) interface{} {
+	r := result(fsmpb.Code_HALTED, "%s", f.halt.Reason)
+	if b := cmd.GetBatch(); b != nil {
+		out := &fsmpb.BatchResult{}
+		for range b.GetOps() {
+			out.Results = append(out.Results, r)
+		}
+		return out
 	}
-	return cmd
+	return r
 }
 
 func result(code fsmpb.Code, format string, args ...any) *fsmpb.OpResult {

@@ -145,6 +145,9 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 // the same refusal and takes no seat. The record is pruned like an ended
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
+	if !s.enforcing() {
+		return res // older builds forgot refusals: their entries replay as written
+	}
 	k := requestKey{request: g.RequestId}
 	if len(g.GetSecret()) > 0 {
 		k.client = g.ClientId

@@ -171,7 +171,7 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 		}
 		if _, tied := s.model.named[g.Feature][g.User]; tied {
 			n = 0 // a tied user's sessions share the user's seat
-			if held := s.model.namedUse[g.Feature][g.User]; held >= maxNamedUserLeases {
+			if held := s.model.namedUse[g.Feature][g.User]; held >= maxNamedUserLeases && s.enforcing() {
 				return result(fsmpb.Code_NO_SEAT, "user %s already holds %d leases of %s, the most one named user may hold at once: release one first",
 					g.User, held, g.Feature), t
 			}
@@ -184,6 +184,12 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 	// a seat: admission checks the demand the over-capacity alarm judges
 	// (live leases by version, tied named seats at any version), so a grant
 	// within hard limits never raises the alarm (docs/decisions.md).
+	// Entries older builds wrote (before the cluster recorded its vendor
+	// trust) replay under the admission those builds applied, so a member
+	// replaying them reaches the state its peers served.
+	if !s.enforcing() {
+		return s.admitLegacy(now, g, n, sup, t), t
+	}
 	switch t.model {
 	case modelNamedUser:
 		if n == 0 {
@@ -208,6 +214,35 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", g.Feature, g.Version, inUse, supply), t
 	}
 	return nil, t
+}
+
+// admitLegacy is the seat check of builds before issue 11: named demand
+// against tied users only, other demand against live leases only. It
+// decides only entries written before enforcement (see admit).
+func (s *state) admitLegacy(now int64, g *fsmpb.Grant, n uint64, sup []versionCount, t terms) *fsmpb.OpResult {
+	switch t.model {
+	case modelNamedUser:
+		if n == 0 {
+			return nil
+		}
+		if tied, limit := uint64(len(s.model.named[g.Feature])), total(sup); tied+1 > limit {
+			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, tied, limit)
+		}
+		return nil
+	case modelCountdown:
+		if used := s.countdownUsed(g.Feature, now); used >= t.poolMs {
+			return result(fsmpb.Code_POOL_EXHAUSTED, "the countdown pool of %s is used up (%s of %s hours)",
+				g.Feature, hours(used), hours(t.poolMs))
+		}
+	}
+	var use []versionCount
+	if u := s.inUse[g.Feature]; u != nil {
+		use = u.byVersion
+	}
+	if ok, inUse, supply := fits(use, g.Version, n, sup); !ok {
+		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", g.Feature, g.Version, inUse, supply)
+	}
+	return nil
 }
 
 func total(sup []versionCount) uint64 {

@@ -32,8 +32,14 @@ func (f *FSM) marshalLocked() []byte {
 
 // Snapshot captures the state as bytes; Persist only writes them, so Apply
 // may run again as soon as Snapshot returns.
+// A halted FSM (format.go) refuses: its state stops at the halted entry.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{data: f.MarshalSnapshot()}, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.halt != nil {
+		return nil, &ErrHalted{*f.halt}
+	}
+	return &snapshot{data: f.marshalLocked()}, nil
 }
 
 type snapshot struct {
@@ -74,6 +80,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.s = s
 	f.appliedIndex = snap.GetAppliedIndex()
+	// The snapshot holds the whole state at its index (it decoded): the
+	// log after it is applied from there, and halts again if need be.
+	f.halt = nil
+	f.halted.Store(false)
 	f.mu.Unlock()
 	return nil
 }

@@ -169,42 +169,6 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 	}
 }
 
-func TestCorruptLogEntryPanics(t *testing.T) {
-	noCmd, _ := proto.Marshal(&fsmpb.Command{NowMs: t0})
-	for _, c := range []struct {
-		name string
-		data []byte
-		msg  string
-	}{
-		{"garbage", []byte{0xff, 0xff, 0xff, 0xff}, "is not a fsmpb.Command"},
-		{"no command", noCmd, "has no command set"},
-		{"empty", nil, "has no command set"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			for _, batch := range []bool{false, true} {
-				f := New()
-				func() {
-					defer func() {
-						r := recover()
-						if s, _ := r.(string); !strings.Contains(s, c.msg) || !strings.Contains(s, "log entry 7") {
-							t.Fatalf("recovered %v, want a panic about %q", r, c.msg)
-						}
-					}()
-					l := &raft.Log{Index: 7, Type: raft.LogCommand, Data: c.data}
-					if batch {
-						f.ApplyBatch([]*raft.Log{l})
-					} else {
-						f.Apply(l)
-					}
-				}()
-				// The lock was released on the way out.
-				_ = f.MarshalSnapshot()
-				f.Apply(commandLog(t, 8, expireCmd()))
-			}
-		})
-	}
-}
-
 // memSink is a raft.SnapshotSink in memory.
 type memSink struct {
 	bytes.Buffer

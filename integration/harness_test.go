@@ -81,6 +81,9 @@ type member struct {
 	// member with --insecure instead.
 	certFile, keyFile string
 	insecure          bool
+	// noAnswerWait: start returns once the member listens, without
+	// waiting for it to answer triadctl (a member expected to refuse).
+	noAnswerWait bool
 }
 
 func newMember(t *testing.T, name, trust string, extra ...string) *member {
@@ -160,6 +163,9 @@ func (m *member) start() {
 		m.addr, m.raftAddr, m.httpAddr = a.Listen, a.Raft, a.HTTP
 		return nil
 	})
+	if m.noAnswerWait {
+		return
+	}
 	waitFor(m.t, 20*time.Second, "member "+m.name+" answering", func() error {
 		if m.insecure {
 			_, err := ctlEnv(m.t, insecureEnv, "--server", m.addr, "server", "show")
@@ -338,13 +344,35 @@ type status struct {
 	AppliedIndex string `json:"applied_index"`
 }
 
+// status is m's `cluster status`; its exit status 1 or 2 (partially or
+// not operational) is not an error here, the word says it.
 func (c *cluster) status(m *member) (status, error) {
 	var s status
-	out, err := ctlOn(c.t, m.addr, "--output", "json", "--timeout", "3s", "cluster", "status")
+	out, _, err := ctlStatus(c.t, m.addr, "--output", "json", "--timeout", "3s")
 	if err != nil {
 		return s, err
 	}
 	return s, json.Unmarshal([]byte(out), &s)
+}
+
+// ctlStatus runs `triadctl cluster status` and returns its stdout and exit
+// status; err only when it could not run or exited with 3 or more.
+func ctlStatus(t *testing.T, servers string, args ...string) (string, int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "triadctl"), append(append([]string{"--server", servers}, args...), "cluster", "status")...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		return "", -1, fmt.Errorf("triadctl cluster status: %v", err)
+	}
+	code := cmd.ProcessState.ExitCode()
+	if err != nil && (code < 1 || code > 2) {
+		return out.String(), code, fmt.Errorf("triadctl cluster status: %v: %s", err, errb.String())
+	}
+	return out.String(), code, nil
 }
 
 func (c *cluster) member(name string) *member {

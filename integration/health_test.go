@@ -169,12 +169,18 @@ func TestHealthCutOff(t *testing.T) {
 		}
 		return nil
 	})
-	// Its dashboard says so, in a real browser.
+	// Its dashboard says so, in a real browser, and shows the view of a
+	// member that still reaches a peer (the browser reaches their status
+	// ports; only the member ports are cut).
 	t.Run("dashboard says cut off", func(t *testing.T) {
 		browser := findBrowser(t)
 		url := "http://" + cc.httpAddr + "/"
-		if page := dumpDOM(t, browser, url); !strings.Contains(page, "This member (charlie) reaches neither peer") || statusWord(page) != "not operational" {
-			t.Fatalf("the cut-off member's dashboard does not say it is cut off (status %q)", statusWord(page))
+		page := dumpDOM(t, browser, url)
+		if !strings.Contains(page, "charlie reaches neither peer: showing the view of ") || statusWord(page) != "partially operational" {
+			t.Fatalf("the cut-off member's dashboard does not say it is cut off and show the others' view (status %q):\n%s", statusWord(page), page)
+		}
+		if v := regexpFind(`data-view-of="([a-z]+)"`, page); v != a.name && v != b.name {
+			t.Errorf("the cut-off member's dashboard shows the view of %q, want alpha or bravo", v)
 		}
 		screenshot(t, browser, url, "dashboard-cut-off.png")
 	})

@@ -83,8 +83,9 @@ func TestIsolationOneEventPerIsolation(t *testing.T) {
 	up("c:1", "C")
 	m := NewMonitor("A", testInterval, testFailAfter, net.ping, nil)
 	m.SetIsolationAfter(isolationAfter)
-	var log eventLog
+	var log, second eventLog // OnEvent adds subscribers (log, notify)
 	m.OnEvent(log.add)
+	m.OnEvent(second.add)
 	m.SetPeers(peersBC)
 	startMonitor(t, m)
 	eventually(t, "both peers up", func() (bool, string) {
@@ -124,6 +125,9 @@ func TestIsolationOneEventPerIsolation(t *testing.T) {
 	want := fmt.Sprint([]string{EventMemberIsolated, EventMemberReconnected, EventMemberIsolated})
 	if got := fmt.Sprint(log.kinds(EventMemberIsolated, EventMemberReconnected)); got != want {
 		t.Fatalf("isolation events handed to OnEvent: %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(second.kinds(EventMemberIsolated, EventMemberReconnected)); got != want {
+		t.Fatalf("isolation events handed to the second subscriber: %s, want %s", got, want)
 	}
 	if got := fmt.Sprint(filterKinds(m.Events(), EventMemberIsolated, EventMemberReconnected)); got != want {
 		t.Fatalf("isolation events in Events(): %s, want %s", got, want)

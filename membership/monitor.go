@@ -36,6 +36,9 @@ type Peer struct {
 type Link struct {
 	A, B  string
 	State string
+	// DownSince, for a down link of this member: when it last heard the
+	// other end (or, never heard, when it started listening for it).
+	DownSince time.Time
 }
 
 // PingFunc sends one heartbeat to addr; the server supplies it (gRPC).
@@ -56,7 +59,12 @@ type Monitor struct {
 	views   map[string]map[string]peerView // peer -> its view of its links
 	offsets map[string]time.Duration       // peer clock minus ours
 	viewAt  map[string]time.Time           // when the view was received
+	urls    map[string]string              // peer -> its HTTP base URL, as it last said
+	selfURL string                         // this member's HTTP base URL, sent with pings
 	kick    chan struct{}                  // ping now (new peers)
+	builds  map[string]Build               // last build each peer reported
+	build   func() Build                   // this member's, sent with every ping
+	evalMu  sync.Mutex                     // serialises evaluate (taken before mu)
 
 	health // alarms, isolation and events (health.go)
 }
@@ -77,10 +85,38 @@ func NewMonitor(self string, interval, failAfter time.Duration, ping PingFunc, n
 		interval: interval, failAfter: failAfter, ping: ping, now: now,
 		self: self, started: time.Now(),
 		heard: map[string]time.Time{}, views: map[string]map[string]peerView{},
-		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{},
+		offsets: map[string]time.Duration{}, viewAt: map[string]time.Time{}, urls: map[string]string{},
 		kick:   make(chan struct{}, 1),
+		builds: map[string]Build{}, build: func() Build { return Build{} },
 		health: newHealth(),
 	}
+}
+
+// Build is what a member reports about its software in every heartbeat:
+// its version, the highest Raft command format it applies (0: a build from
+// before formats were reported) and why it stopped applying the log ("":
+// it applies it). See docs/upgrading.md.
+type Build struct {
+	Version string
+	Format  uint32
+	Halted  string
+}
+
+// SetBuild sets the function giving this member's build for its pings and
+// answers (safe at any time).
+func (m *Monitor) SetBuild(f func() Build) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.build = f
+}
+
+// PeerBuild returns the build peer last reported, and false when it has
+// not been heard since this member started.
+func (m *Monitor) PeerBuild(peer string) (Build, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.builds[peer]
+	return b, ok
 }
 
 // SetPeers sets the other members (zero for standalone, two for failover)
@@ -104,8 +140,26 @@ func (m *Monitor) Peers() []Peer {
 	return append([]Peer(nil), m.peers...)
 }
 
-// Run pings every peer every interval until ctx ends.
+// Run pings every peer every interval until ctx ends. Link states change
+// between pings (a peer goes down failAfter after it was last heard), so
+// events are evaluated ten times per interval: a down period shown by the
+// (live) alarms also leaves its events.
 func (m *Monitor) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(max(m.interval/10, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				m.evaluate(now)
+			}
+		}
+	}()
+	defer func() { <-done }()
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
@@ -130,11 +184,14 @@ func (m *Monitor) pingAll(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, m.interval)
 			defer cancel()
 			sent := m.now()
-			resp, err := m.ping(cctx, p.Addr, &peerpb.PingRequest{From: m.self, NowMs: sent.UnixMilli(), Links: m.ownView()})
+			b := m.ownBuild()
+			resp, err := m.ping(cctx, p.Addr, &peerpb.PingRequest{From: m.self, NowMs: sent.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL(),
+				FormatVersion: b.Format, Version: b.Version, Halted: b.Halted})
 			if err != nil || resp.GetName() != p.Name {
 				return
 			}
-			m.record(p.Name, resp.GetNowMs(), resp.GetLinks(), sent, m.now())
+			m.record(p.Name, resp.GetNowMs(), resp.GetLinks(), resp.GetHttpUrl(), sent, m.now())
+			m.recordBuild(p.Name, Build{Version: resp.GetVersion(), Format: resp.GetFormatVersion(), Halted: resp.GetHalted()})
 		}(p)
 	}
 	wg.Wait()
@@ -150,12 +207,28 @@ func (m *Monitor) HandlePing(req *peerpb.PingRequest) *peerpb.PingResponse {
 	}
 	m.mu.Unlock()
 	if known {
-		m.record(req.GetFrom(), req.GetNowMs(), req.GetLinks(), now, now)
+		m.record(req.GetFrom(), req.GetNowMs(), req.GetLinks(), req.GetHttpUrl(), now, now)
+		m.recordBuild(req.GetFrom(), Build{Version: req.GetVersion(), Format: req.GetFormatVersion(), Halted: req.GetHalted()})
 	}
-	return &peerpb.PingResponse{Name: m.self, NowMs: now.UnixMilli(), Links: m.ownView()}
+	b := m.ownBuild()
+	return &peerpb.PingResponse{Name: m.self, NowMs: now.UnixMilli(), Links: m.ownView(), HttpUrl: m.HTTPURL(),
+		FormatVersion: b.Format, Version: b.Version, Halted: b.Halted}
 }
 
-func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView, sent, recv time.Time) {
+func (m *Monitor) ownBuild() Build {
+	m.mu.Lock()
+	f := m.build
+	m.mu.Unlock()
+	return f()
+}
+
+func (m *Monitor) recordBuild(peer string, b Build) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds[peer] = b
+}
+
+func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView, url string, sent, recv time.Time) {
 	// The peer read its clock somewhere between our send and receive.
 	mid := sent.Add(recv.Sub(sent) / 2)
 	view := make(map[string]peerView, len(links))
@@ -168,6 +241,36 @@ func (m *Monitor) record(peer string, peerNowMs int64, links []*peerpb.LinkView,
 	m.views[peer] = view
 	m.viewAt[peer] = time.Now()
 	m.offsets[peer] = time.UnixMilli(peerNowMs).Sub(mid)
+	if url != "" {
+		m.urls[peer] = url
+	}
+}
+
+// SetHTTPURL sets this member's HTTP base URL, which every ping and ping
+// answer carries so that each member can list the others' dashboards.
+func (m *Monitor) SetHTTPURL(u string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.selfURL = u
+}
+
+// HTTPURL is this member's HTTP base URL as set by SetHTTPURL.
+func (m *Monitor) HTTPURL() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.selfURL
+}
+
+// PeerHTTPURLs returns the HTTP base URL each peer last advertised (kept
+// while it is down, so a dashboard can still try it).
+func (m *Monitor) PeerHTTPURLs() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.urls))
+	for k, v := range m.urls {
+		out[k] = v
+	}
+	return out
 }
 
 // ownView is this member's view of its own links, sent with every ping.
@@ -196,6 +299,15 @@ func (m *Monitor) ownStateLocked(peer string) string {
 	return LinkDown
 }
 
+// lastHeardLocked is when peer was last heard, or when this member started
+// listening for it if never.
+func (m *Monitor) lastHeardLocked(peer string) time.Time {
+	if t, ok := m.heard[peer]; ok {
+		return t
+	}
+	return m.started
+}
+
 // PeerState is the state of the link from this member to peer.
 func (m *Monitor) PeerState(peer string) string {
 	m.mu.Lock()
@@ -222,7 +334,11 @@ func (m *Monitor) Links() []Link {
 	defer m.mu.Unlock()
 	var links []Link
 	for _, p := range m.peers {
-		links = append(links, newLink(m.self, p.Name, m.ownStateLocked(p.Name)))
+		l := newLink(m.self, p.Name, m.ownStateLocked(p.Name))
+		if l.State == LinkDown {
+			l.DownSince = m.lastHeardLocked(p.Name)
+		}
+		links = append(links, l)
 	}
 	if len(m.peers) == 2 {
 		a, b := m.peers[0].Name, m.peers[1].Name
@@ -273,6 +389,9 @@ func (m *Monitor) remoteStateLocked(a, b string) string {
 	return state
 }
 
+// String names the link "a – b".
+func (l Link) String() string { return l.A + " – " + l.B }
+
 func newLink(a, b, state string) Link {
 	if b < a {
 		a, b = b, a
@@ -300,4 +419,14 @@ func Status(links []Link) string {
 	default:
 		return StatusNotOperational
 	}
+}
+
+// StatusWithLeader is the status word shown to operators: the links' word
+// (Status), except that a member that knows no leader is never operational,
+// whatever its links say: without a leader no license is served.
+func StatusWithLeader(links []Link, leader string) string {
+	if leader == "" {
+		return StatusNotOperational
+	}
+	return Status(links)
 }

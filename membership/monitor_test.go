@@ -24,6 +24,7 @@ type reply struct {
 	name        string            // name the peer answers with
 	links       map[string]string // the peer's view of its own links
 	clockOffset time.Duration     // peer clock minus real time
+	url         string            // the peer's HTTP base URL
 }
 
 // fakeNet is a PingFunc backed by a map addr → reply.
@@ -65,7 +66,7 @@ func (f *fakeNet) ping(ctx context.Context, addr string, req *peerpb.PingRequest
 	if !ok || r.fail {
 		return nil, errors.New("connection refused")
 	}
-	resp := &peerpb.PingResponse{Name: r.name, NowMs: time.Now().Add(r.clockOffset).UnixMilli()}
+	resp := &peerpb.PingResponse{Name: r.name, NowMs: time.Now().Add(r.clockOffset).UnixMilli(), HttpUrl: r.url}
 	peers := make([]string, 0, len(r.links))
 	for p := range r.links {
 		peers = append(peers, p)

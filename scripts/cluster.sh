@@ -13,15 +13,38 @@ SEATS=10
 rm -rf "$RUN"
 mkdir -p "$RUN"
 pids=()
-cleanup() {
+names=(alpha bravo charlie)
+reported=
+# stop_members sends SIGTERM to every member still running (Ctrl-C, SIGINT
+# and SIGTERM of this script come here too) and reports how each one ended:
+# a clean exit, a signal, or an error status (then see its .err and .log).
+stop_members() {
+  [ -n "$reported" ] && return
+  reported=1
+  trap - INT TERM
+  local i p rc how
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  echo "all three members stopped"
+  for i in "${!pids[@]}"; do
+    p=${pids[$i]}
+    rc=0
+    wait "$p" 2>/dev/null || rc=$?
+    if [ "$rc" -eq 0 ]; then
+      how="stopped cleanly (exit status 0)"
+    elif [ "$rc" -gt 128 ]; then
+      how="killed by signal SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"
+    elif [ "$rc" -eq 127 ]; then
+      how="was not running (no such process to wait for)"
+    else
+      how="exited with an error (status $rc): see $RUN/${names[$i]}.err and $RUN/${names[$i]}.log"
+    fi
+    echo "member ${names[$i]} (pid $p) $how"
+  done
 }
-trap cleanup EXIT
+trap stop_members EXIT
+trap 'echo; echo "stopping the members..."; exit 130' INT
+trap 'echo "stopping the members..."; exit 143' TERM
 
 "$BIN/triadctl" vendor keygen --out "$RUN/vendor" >/dev/null
-names=(alpha bravo charlie)
 # TLS everywhere: a cluster CA and one member certificate each, made here.
 "$BIN/triadd" tls init-ca --dir "$RUN/tls" >/dev/null
 for name in "${names[@]}"; do
@@ -65,12 +88,12 @@ if [ "$MODE" = bench ]; then
 fi
 
 for _ in $(seq 50); do
-  st=$(ctl cluster status)
+  st=$(ctl cluster status || true) # exits 1/2 until operational
   echo "$st" | grep -q '^status *operational' && ! echo "$st" | grep -q ' unknown$' && break
   sleep 0.2
 done
 echo
-ctl cluster status
+ctl cluster status || true
 cat <<TXT
 
 Triad is running: three members on loopback, license for $SEATS seats of feature "demo", TLS on every port
@@ -83,6 +106,20 @@ Try, in another terminal:
   $BIN/triadctl --server $members usage features
   $BIN/triadctl --server $members checkout --feature demo --hold 30s
   $BIN/triadctl --server $members bench --feature demo --clients 8 --duration 5s
-Press Ctrl-C to stop all three members.
+The demo vendor key that signed the license: $RUN/vendor.key (public key $RUN/vendor.pub, trusted by the
+members); issue more licenses with
+  $BIN/triadctl vendor issue --key $RUN/vendor.key --computer-ids $(IFS=,; echo "${ids[*]}") --feature NAME:VERSION:COUNT --out FILE.lic
+Press Ctrl-C (or send SIGINT/SIGTERM to this script, pid $$) to stop all three members.
 TXT
-wait "${pids[@]}"
+# Wait until a signal comes (the traps above stop everyone) or a member
+# ends by itself (then report it and stop the others).
+while :; do
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "member ${names[$i]} ended by itself; stopping the others" >&2
+      exit 1
+    fi
+  done
+  sleep 1 &
+  wait $! 2>/dev/null || true
+done

@@ -141,6 +141,7 @@ func (s *Server) info() *peerpb.InfoResponse {
 		CommitIndex:         s.node.raft.CommitIndex(),
 		IsLeader:            s.isLeader(),
 		TrustedKeys:         configKeys(s.trusted),
+		FormatVersion:       s.fsm.MaxFormat(),
 	}
 }
 
@@ -227,6 +228,8 @@ func (s *Server) FormCluster(ctx context.Context, members []string, standalone b
 			return nil, status.Errorf(codes.FailedPrecondition, "member %s runs an incompatible version (%s, peer protocol %d; this member: %s, protocol %d): run the same Triad version on all members", addr, info.GetVersion(), info.GetPeerProtocolVersion(), Version, PeerProtocolVersion)
 		case info.GetMode() != ModeUnconfigured:
 			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) already belongs to a %s cluster: only unconfigured members can form a cluster", addr, info.GetName(), info.GetMode())
+		case info.GetFormatVersion() != s.fsm.MaxFormat():
+			return nil, status.Errorf(codes.FailedPrecondition, "member %s (%s) runs version %s (command format %d) but this member runs %s (format %d): form the cluster with the same Triad version on all members (upgrades come later, one member at a time: docs/upgrading.md)", addr, info.GetName(), info.GetVersion(), info.GetFormatVersion(), Version, s.fsm.MaxFormat())
 		}
 		if !sameKeys(info.GetTrustedKeys(), fc.VendorTrust.Keys) {
 			return nil, s.trustMismatch(addr, info.GetName(), info.GetTrustedKeys())
@@ -370,6 +373,7 @@ func (s *Server) adoptFormation() {
 func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse {
 	_, leaderName := s.leaderAddr()
 	links := s.mon.Links()
+	urls := s.mon.PeerHTTPURLs()
 	resp := &triadv1.ClusterStatusResponse{
 		Mode:         s.mode(),
 		Leader:       leaderName,
@@ -383,9 +387,13 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 		resp.Status = membership.StatusNotOperational
 		return resp
 	}
-	resp.Status = membership.Status(links)
+	resp.Status = membership.StatusWithLeader(links, leaderName)
 	for _, l := range links {
-		resp.Links = append(resp.Links, &triadv1.Link{A: l.A, B: l.B, State: l.State})
+		tl := &triadv1.Link{A: l.A, B: l.B, State: l.State}
+		if !l.DownSince.IsZero() {
+			tl.DownSinceUnixMs = l.DownSince.UnixMilli()
+		}
+		resp.Links = append(resp.Links, tl)
 	}
 	for _, m := range s.cluster().GetMembers() {
 		role := "follower"
@@ -402,7 +410,18 @@ func (s *Server) ClusterStatus(ctx context.Context) *triadv1.ClusterStatusRespon
 				role = "unknown"
 			}
 		}
-		resp.Members = append(resp.Members, &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress()})
+		url := urls[m.GetName()]
+		if m.GetName() == s.cfg.Name {
+			url = s.mon.HTTPURL()
+		}
+		mem := &triadv1.Member{Name: m.GetName(), Address: m.GetGrpcAddress(), ComputerId: m.GetComputerId(), Role: role, RaftAddress: m.GetRaftAddress(),
+			HttpUrl: completeHTTPURL(url, m.GetGrpcAddress())}
+		if m.GetName() == s.cfg.Name {
+			mem.Version, mem.FormatVersion = Version, s.fsm.MaxFormat()
+		} else if b, ok := s.mon.PeerBuild(m.GetName()); ok {
+			mem.Version, mem.FormatVersion = b.Version, b.Format
+		}
+		resp.Members = append(resp.Members, mem)
 	}
 	return resp
 }

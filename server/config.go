@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"reflect"
+	"strings"
 	"time"
+
+	"github.com/triadlm/triad/notify"
 )
 
 // Config is a member's configuration. The same keys are accepted as
@@ -74,6 +79,23 @@ type Config struct {
 	// real processes.
 	SnapshotThreshold uint64 `json:"-"`
 	TrailingLogs      uint64 `json:"-"`
+
+	// HTTPAdvertise is the base URL (http[s]://HOST:PORT) at which browsers
+	// reach this member's status port, when it differs from what the
+	// member derives (the --http-listen host, else its licensing address's
+	// host): the dashboards of the other members poll it, and it is an
+	// allowed CORS origin of the others' status endpoints.
+	HTTPAdvertise string `json:"http_advertise"`
+	// Notify configures mail and webhook notifications
+	// (docs/notifications.md); nil sends nothing.
+	Notify *notify.Config `json:"notify,omitempty"`
+	// DiskUsageFile (test only) holds the data disk's use in percent,
+	// read instead of measuring the file system.
+	DiskUsageFile string `json:"-"`
+	// TestFormat makes the member apply and report only Raft command
+	// formats up to this one, as the previous build would (0 = this
+	// build's fsm.FormatVersion). Test-only: rolling-upgrade tests.
+	TestFormat uint32 `json:"-"`
 }
 
 // Defaults from DESIGN §11.
@@ -86,18 +108,44 @@ const (
 	DefaultLogKeep    = 5
 )
 
-// LoadConfigFile reads a JSON config file into c.
+// LoadConfigFile reads a JSON config file into c. Lines whose first
+// non-blank characters are # or // are comments (deploy/triadd.example.conf
+// documents every key that way).
 func LoadConfigFile(path string, c *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := json.NewDecoder(bytes.NewReader(stripComments(b)))
 	dec.DisallowUnknownFields() // a misspelt key must not pass silently
 	if err := dec.Decode(c); err != nil {
-		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep)", path, err)
+		return fmt.Errorf("config file %s is not valid JSON: %v (expected keys: %s)", path, err, strings.Join(ConfigKeys(), ", "))
 	}
 	return nil
+}
+
+// stripComments blanks comment lines, keeping line numbers.
+func stripComments(b []byte) []byte {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, l := range lines {
+		t := bytes.TrimSpace(l)
+		if bytes.HasPrefix(t, []byte("#")) || bytes.HasPrefix(t, []byte("//")) {
+			lines[i] = nil
+		}
+	}
+	return bytes.Join(lines, []byte("\n"))
+}
+
+// ConfigKeys are the keys a config file may hold, in Config's order.
+func ConfigKeys() []string {
+	var keys []string
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // FlagSource is the command line as MergeFlags reads it; urfave/cli's
@@ -122,7 +170,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 		"name": &c.Name, "data-dir": &c.DataDir, "listen": &c.Listen, "raft-listen": &c.RaftListen,
 		"http-listen": &c.HTTPListen, "raft-advertise": &c.RaftAdvertise, "peer-source-ip": &c.PeerSourceIP,
 		"log-file": &c.LogFile, "tls-ca": &c.TLSCA, "tls-cert": &c.TLSCert, "tls-key": &c.TLSKey,
-		"tls-client-ca": &c.TLSClientCA, "addr-file": &c.AddrFile,
+		"tls-client-ca": &c.TLSClientCA, "addr-file": &c.AddrFile, "http-advertise": &c.HTTPAdvertise,
 	} {
 		if f.IsSet(flag) || *dst == "" {
 			*dst = f.String(flag)
@@ -149,6 +197,8 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")
+	mergeNotifyFlags(&c, f)
+	c.TestFormat = uint32(f.Uint64("test-format-version"))
 	return c
 }
 
@@ -205,9 +255,19 @@ func (c *Config) validate() error {
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultLeaseTTL
 	}
+	if c.HTTPAdvertise != "" {
+		if err := checkHTTPAdvertise(c.HTTPAdvertise, c.HTTPTLS); err != nil {
+			return err
+		}
+	}
 	for name, addr := range map[string]string{"--listen": c.Listen, "--raft-listen": c.RaftListen, "--http-listen": c.HTTPListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s %q is not HOST:PORT: %v", name, addr, err)
+		}
+	}
+	if c.Notify != nil {
+		if err := c.Notify.Validate(); err != nil {
+			return err
 		}
 	}
 	tlsFiles := c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSClientCA != ""
@@ -216,6 +276,23 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--insecure and TLS settings (--tls-ca, --tls-cert, --tls-key, --tls-client-ca, --http-tls) exclude each other: drop --insecure to use TLS")
 	case !c.Insecure && (c.TLSCA == "" || c.TLSCert == "" || c.TLSKey == ""):
 		return fmt.Errorf("TLS is not configured: give --tls-ca (cluster CA), --tls-cert and --tls-key (this member's certificate; make them with `triadd tls init-ca` and `triadd tls issue --member NAME`), or pass --insecure to run in plaintext on a network you trust")
+	}
+	return nil
+}
+
+// checkHTTPAdvertise checks an --http-advertise base URL: http or https
+// (matching --http-tls), a host and a port, nothing else.
+func checkHTTPAdvertise(raw string, httpTLS bool) error {
+	u, err := url.Parse(raw)
+	want := "http"
+	if httpTLS {
+		want = "https"
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("--http-advertise %q is not a URL: %v", raw, err)
+	case u.Scheme != want || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
+		return fmt.Errorf("--http-advertise %q must be %s://HOST:PORT (the status port as browsers reach it; https with --http-tls)", raw, want)
 	}
 	return nil
 }

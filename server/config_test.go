@@ -131,7 +131,7 @@ func TestLoadConfigFileBadJSON(t *testing.T) {
 			if err == nil {
 				t.Fatalf("LoadConfigFile(%s) = nil, want an error", content)
 			}
-			for _, w := range []string{path, "name, data_dir, listen, raft_listen, raft_advertise, http_listen, peer_source_ip, isolation_minutes, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, log_file, log_max_mb, log_keep"} {
+			for _, w := range []string{path, "name, data_dir, listen, raft_listen, http_listen, trust, tls_ca, tls_cert, tls_key, tls_client_ca, http_tls, insecure, addr_file, raft_advertise, peer_source_ip, isolation_minutes, log_file, log_max_mb, log_keep"} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}

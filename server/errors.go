@@ -60,6 +60,8 @@ func resultStatus(code fsmpb.Code, msg string) error {
 		c = codes.Unauthenticated
 	case fsmpb.Code_PERMISSION_DENIED, fsmpb.Code_SIGNATURE_INVALID:
 		c = codes.PermissionDenied
+	case fsmpb.Code_HALTED:
+		c = codes.Unavailable
 	default:
 		c = codes.Internal
 	}

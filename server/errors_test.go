@@ -101,6 +101,7 @@ func TestResultStatus(t *testing.T) {
 		{fsmpb.Code_TOO_MANY_SESSIONS, codes.ResourceExhausted},
 		{fsmpb.Code_SIGNATURE_INVALID, codes.PermissionDenied},
 		{fsmpb.Code_WRONG_LEASE_SECRET, codes.PermissionDenied},
+		{fsmpb.Code_HALTED, codes.Unavailable},
 		{fsmpb.Code(9999), codes.Internal},
 	}
 	covered := map[fsmpb.Code]bool{fsmpb.Code_OK: true}

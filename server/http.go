@@ -15,16 +15,23 @@ var debugHandlers = func(*http.ServeMux) {}
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		s.allowCORS(w, r)
 		w.Write([]byte("ok\n"))
 	})
+	// /readyz: 200 "ready: operational" or "ready: partially operational";
+	// 503 "not ready: not operational (why)" — the status word of
+	// `triadctl cluster status`, whose exit code says the same (0, 1, 2).
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ok, why := s.ready(); !ok {
-			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+		s.allowCORS(w, r)
+		ok, word := s.ready()
+		if !ok {
+			http.Error(w, "not ready: "+word, http.StatusServiceUnavailable)
 			return
 		}
-		w.Write([]byte("ready\n"))
+		w.Write([]byte("ready: " + word + "\n"))
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		s.allowCORS(w, r)
 		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(s.ClusterStatus(r.Context()))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)

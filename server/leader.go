@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -94,6 +96,12 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			if s.fsm.HasIdleSessions(s.stampMs()) {
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_ExpireSessions{ExpireSessions: &fsmpb.ExpireSessions{}}})
 			}
+			// A cluster formed before vendor trust was replicated adopts it
+			// once every member runs a format that knows the command.
+			if _, recorded := s.fsm.VendorTrust(); !recorded && s.fsm.Cluster() != nil &&
+				s.checkFormatNeed(2, "adopt_vendor_trust") == nil {
+				s.adoptTrust(ctx)
+			}
 			if day, due := sweepDue(s.now(), lastSweep, s.fsm.Settings().AutoRecycling); due {
 				lastSweep = day
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleSweep{RecycleSweep: &fsmpb.RecycleSweep{}}})
@@ -115,6 +123,10 @@ func sweepDue(now time.Time, last time.Time, on bool) (time.Time, bool) {
 // leaderApply applies a leader-only command, retrying while this member
 // still leads.
 func (s *Server) leaderApply(ctx context.Context, cmd *fsmpb.Command) {
+	if err := s.checkFormat(cmd); err != nil {
+		s.log.Warn("leader command waits for an upgrade", "command", cmdName(cmd), "reason", status.Convert(err).Message())
+		return
+	}
 	for ctx.Err() == nil && s.isLeader() {
 		resp, err := s.applyLocal(cmd)
 		if err == nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestLogFileRotates(t *testing.T) {
 		t.Fatalf("log file after open: %v, err %v; want it created 0600", fi, err)
 	}
 	slogger := slog.New(slog.NewJSONHandler(w, nil))
-	hlogger := hclogger("raft", w)
+	hlogger := hclogger("raft", "m1", w)
 	pad := strings.Repeat("x", 32<<10)
 	// About 5 MB: four or five rotations, more than keep. Rotated names carry
 	// the time to the millisecond, so the writes are spaced out to give each
@@ -81,7 +82,7 @@ func TestLogFileRotates(t *testing.T) {
 		}
 		all.Write(b)
 	}
-	for _, want := range []string{`"msg":"slog line"`, "[INFO]  raft: hclog line"} {
+	for _, want := range []string{`"msg":"slog line"`, `"@message":"hclog line"`, `"@module":"raft"`, `"member":"m1"`} {
 		if !strings.Contains(all.String(), want) {
 			t.Errorf("no %q line in the log files", want)
 		}
@@ -92,5 +93,29 @@ func TestLogFileOpenError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "no-such-dir", "triadd.log")
 	if _, err := openLogFile(path, DefaultLogMaxMB, DefaultLogKeep); err == nil || !strings.Contains(err.Error(), "open log file") {
 		t.Fatalf("openLogFile(%s) = %v, want an \"open log file\" error", path, err)
+	}
+}
+
+// Raft's messages about an unreachable peer are warnings (the monitor
+// reports a member that stays down); its other errors stay errors; both
+// are JSON with the member's name, also through Named and With.
+func TestRaftLoggerDemotesPeerUnreachable(t *testing.T) {
+	var b strings.Builder
+	l := hclogger("raft", "m1", &b).Named("transport").With("k", "v")
+	l.Error("failed to appendEntries to", "peer", "bravo", "error", "connection refused")
+	l.Error("failed to heartbeat to", "peer", "bravo")
+	l.Error("failed to take snapshot", "error", "disk full")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("log lines %q", lines)
+	}
+	for i, want := range []string{"warn", "warn", "error"} {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
+			t.Fatalf("line %d is not JSON: %q", i, lines[i])
+		}
+		if rec["@level"] != want || rec["member"] != "m1" || rec["k"] != "v" || rec["@module"] != "raft.transport" {
+			t.Errorf("line %d = %v, want level %s with member, k and module", i, rec, want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -124,6 +125,15 @@ func newMetrics(src metricsSource) *metrics {
 	for i, name := range methodNames {
 		m.duration[i] = dur.WithLabelValues(name)
 	}
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "triad_build_info",
+		Help: "Always 1; the labels name this member's build (version, commit, Go version, highest Raft command format applied).",
+		ConstLabels: prometheus.Labels{"version": Version, "commit": bi.Commit, "goversion": bi.GoVersion,
+			"format": strconv.FormatUint(uint64(src.Format), 10)},
+	})
+	build.Set(1)
+	m.reg.MustRegister(build)
 	m.reg.MustRegister(m.checkouts, m.denials, dur, m.renewBatch, m.raftBatch, m.forwarded,
 		&metricsCollector{src: src},
 		collectors.NewGoCollector(),
@@ -206,6 +216,8 @@ type metricsSource struct {
 	Raft       func() raftInfo
 	Usage      func() []fsm.Usage
 	Leases     func() int
+	Leader     func() string // the leader's name, "" when none is known
+	Format     uint32        // highest Raft command format applied (triad_build_info)
 }
 
 // metricsSource reads the live member.
@@ -224,6 +236,8 @@ func (s *Server) metricsSource() metricsSource {
 		},
 		Usage:  func() []fsm.Usage { return s.fsm.Usage(s.nowMs()) },
 		Leases: func() int { return len(s.fsm.Leases()) },
+		Leader: func() string { _, name := s.leaderAddr(); return name },
+		Format: s.fsm.MaxFormat(),
 	}
 }
 
@@ -233,7 +247,7 @@ var (
 	descLinkState = prometheus.NewDesc("triad_link_state",
 		"1 for the current state of each link of the cluster (a < b), 0 for the other states.", []string{"a", "b", "state"}, nil)
 	descClusterStatus = prometheus.NewDesc("triad_cluster_status",
-		"2 operational, 1 partially operational, 0 not operational (or not formed).", nil, nil)
+		"2 operational, 1 partially operational, 0 not operational (no leader, no link up, or not formed).", nil, nil)
 	descRaftState = prometheus.NewDesc("triad_raft_state",
 		"1 for this member's current Raft state, 0 for the others.", []string{"state"}, nil)
 	descRaftTerm    = prometheus.NewDesc("triad_raft_term", "Current Raft term.", nil, nil)
@@ -290,7 +304,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	status := 0.0
 	if configured {
-		switch membership.Status(links) {
+		switch membership.StatusWithLeader(links, c.src.Leader()) {
 		case membership.StatusOperational:
 			status = 2
 		case membership.StatusPartiallyOperational:

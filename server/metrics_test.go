@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/membership"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -24,6 +26,7 @@ type fakeSource struct {
 	raft       raftInfo
 	usage      []fsm.Usage
 	leases     int
+	leader     string
 }
 
 func (f *fakeSource) source() metricsSource {
@@ -34,6 +37,7 @@ func (f *fakeSource) source() metricsSource {
 		Raft:       func() raftInfo { return f.raft },
 		Usage:      func() []fsm.Usage { return f.usage },
 		Leases:     func() int { return f.leases },
+		Leader:     func() string { return f.leader },
 	}
 }
 
@@ -48,6 +52,7 @@ func newFakeSource() *fakeSource {
 		raft:   raftInfo{State: "leader", Term: 7, Commit: 42, Applied: 41},
 		usage:  []fsm.Usage{{Feature: "cad", Version: 1, Capacity: 3, InUse: 2}, {Feature: "cad", Version: 2, Capacity: 1}},
 		leases: 2,
+		leader: "alpha",
 	}
 }
 
@@ -201,7 +206,7 @@ func TestMetricsCollectorReadsSourceAtScrape(t *testing.T) {
 	src := newFakeSource()
 	c := &metricsCollector{src: src.source()}
 	const want = `
-# HELP triad_cluster_status 2 operational, 1 partially operational, 0 not operational (or not formed).
+# HELP triad_cluster_status 2 operational, 1 partially operational, 0 not operational (no leader, no link up, or not formed).
 # TYPE triad_cluster_status gauge
 triad_cluster_status 1
 # HELP triad_leases Live leases.
@@ -257,7 +262,7 @@ triad_seats_in_use{feature="cad",version="2"} 0
 	src.usage[0].InUse = 3
 	src.leases = 3
 	const want2 = `
-# HELP triad_cluster_status 2 operational, 1 partially operational, 0 not operational (or not formed).
+# HELP triad_cluster_status 2 operational, 1 partially operational, 0 not operational (no leader, no link up, or not formed).
 # TYPE triad_cluster_status gauge
 triad_cluster_status 2
 # HELP triad_link_up 1 when the link from this member to peer is up, 0 when down or unknown.
@@ -292,23 +297,31 @@ func TestMetricsCollectorClusterStatus(t *testing.T) {
 		name       string
 		configured bool
 		links      []membership.Link
+		noLeader   bool
 		want       float64
 	}{
-		{"unconfigured", false, nil, 0},
-		{"standalone", true, nil, 2},
+		{"unconfigured", false, nil, false, 0},
+		{"standalone", true, nil, false, 2},
 		{"all links up", true, []membership.Link{
-			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkUp}, {A: "bravo", B: "charlie", State: membership.LinkUp}}, 2},
+			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkUp}, {A: "bravo", B: "charlie", State: membership.LinkUp}}, false, 2},
 		{"two links up", true, []membership.Link{
-			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkDown}, {A: "bravo", B: "charlie", State: membership.LinkUp}}, 2},
+			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkDown}, {A: "bravo", B: "charlie", State: membership.LinkUp}}, false, 2},
 		{"one link up", true, []membership.Link{
-			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkDown}, {A: "bravo", B: "charlie", State: membership.LinkDown}}, 1},
+			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkDown}, {A: "bravo", B: "charlie", State: membership.LinkDown}}, false, 1},
 		{"no link up", true, []membership.Link{
-			{A: "alpha", B: "bravo", State: membership.LinkDown}, {A: "alpha", B: "charlie", State: membership.LinkUnknown}, {A: "bravo", B: "charlie", State: membership.LinkDown}}, 0},
+			{A: "alpha", B: "bravo", State: membership.LinkDown}, {A: "alpha", B: "charlie", State: membership.LinkUnknown}, {A: "bravo", B: "charlie", State: membership.LinkDown}}, false, 0},
+		// Never operational without a leader, whatever the links say.
+		{"all links up, no leader", true, []membership.Link{
+			{A: "alpha", B: "bravo", State: membership.LinkUp}, {A: "alpha", B: "charlie", State: membership.LinkUp}, {A: "bravo", B: "charlie", State: membership.LinkUp}}, true, 0},
+		{"standalone, no leader", true, nil, true, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newFakeSource()
 			src.configured, src.links = tc.configured, tc.links
+			if tc.noLeader {
+				src.leader = ""
+			}
 			m := newMetrics(src.source())
 			mfs, err := m.reg.Gather()
 			if err != nil {
@@ -334,7 +347,9 @@ func TestMetricsCollectorClusterStatus(t *testing.T) {
 }
 
 func TestMetricsHandler(t *testing.T) {
-	m := newMetrics(newFakeSource().source())
+	src := newFakeSource().source()
+	src.Format = 7
+	m := newMetrics(src)
 	m.checkout("cad", fsmpb.Code_OK)
 	srv := httptest.NewServer(m.handler())
 	defer srv.Close()
@@ -352,6 +367,7 @@ func TestMetricsHandler(t *testing.T) {
 		`triad_checkouts_total{feature="cad",result="ok"} 1`,
 		`triad_seats_in_use{feature="cad",version="1"} 2`,
 		"go_goroutines ",
+		fmt.Sprintf(`triad_build_info{commit=%q,format="7",goversion=%q,version=%q} 1`, buildinfo.Get().Commit, buildinfo.Get().GoVersion, Version),
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("exposition lacks %q:\n%s", want, body)

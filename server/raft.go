@@ -101,8 +101,10 @@ func (n *raftNode) shutdown(logger hclog.Logger) {
 	n.store.Close()
 }
 
-func hclogger(name string, w io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Info})
+// hclogger is Raft's logger: JSON lines like the member's own log (slog),
+// with the member's name.
+func hclogger(name, member string, w io.Writer) hclog.Logger {
+	return raftLogger{hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Info, JSONFormat: true}).With("member", member)}
 }
 
 // peerDialer dials other members, from PeerSourceIP when set.

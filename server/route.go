@@ -138,6 +138,9 @@ func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines 
 	if err := validateOps(ops); err != nil {
 		return nil, err
 	}
+	if err := s.checkOpsFormat(ops); err != nil {
+		return nil, err
+	}
 	var res []*fsmpb.OpResult
 	run := func(q *batcher) func(context.Context) error {
 		return func(ctx context.Context) (err error) {
@@ -243,6 +246,9 @@ func forwardedDeadlines(ctx context.Context, req *peerpb.ForwardRequest) []time.
 
 // applyCommand runs a non-batch command (enrollment, formation) on the leader.
 func (s *Server) applyCommand(ctx context.Context, cmd *fsmpb.Command, forwarded bool) (*fsmpb.OpResult, error) {
+	if err := s.checkFormat(cmd); err != nil {
+		return nil, err
+	}
 	var res *fsmpb.OpResult
 	local := func(context.Context) error {
 		resp, err := s.applyLocal(proto.Clone(cmd).(*fsmpb.Command))

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,8 +29,10 @@ import (
 
 	"github.com/triadlm/triad/admin"
 	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/membership"
+	"github.com/triadlm/triad/notify"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
@@ -37,8 +40,9 @@ import (
 	"github.com/triadlm/triad/server/pki"
 )
 
-// Version is the member software version.
-const Version = "0.1.0"
+// Version is the member software version (internal/buildinfo: set by the
+// Makefile's -ldflags, else from the module and VCS stamp).
+var Version = buildinfo.Get().Version
 
 // PeerProtocolVersion must match between members for them to form a cluster.
 const PeerProtocolVersion = 1
@@ -76,8 +80,14 @@ type Server struct {
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
 	audit   *auditLog // nil in handler tests without a server
+	// notifier sends mail and webhook notifications (notify.go).
+	notifier    *notify.Notifier
+	notifyCount *prometheus.CounterVec
 
 	startedMs int64 // when this process started (unix ms)
+	// haltedSince is when this member noticed its FSM halted (unix ms; 0:
+	// it applies the log). upgrade.go.
+	haltedSince atomic.Int64
 
 	formMu    sync.Mutex
 	formation *fsmpb.FormCluster // guarded by formMu; nil until bootstrapped
@@ -114,7 +124,8 @@ func New(cfg Config) (*Server, error) {
 		logw = w
 	}
 	s.log = slog.New(slog.NewJSONHandler(logw, nil)).With("member", cfg.Name)
-	s.hlog = hclogger("raft", logw)
+	s.hlog = hclogger("raft", cfg.Name, logw)
+	useGRPCLog(s.log)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.open(); err != nil {
@@ -126,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 			s.side.Close()
 		}
 		s.closeAudit()
+		if s.notifier != nil {
+			s.notifier.Close()
+		}
 		if s.logFile != nil {
 			s.logFile.Close()
 		}
@@ -172,6 +186,7 @@ func (s *Server) open() error {
 		return err
 	}
 	s.fsm = fsm.New()
+	s.fsm.SetMaxFormat(s.cfg.TestFormat)
 	if err := s.openAudit(); err != nil {
 		s.side.Close()
 		return err
@@ -182,7 +197,11 @@ func (s *Server) open() error {
 	}
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
-	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind) })
+	s.mon.SetBuild(s.build)
+	s.mon.OnEvent(func(e membership.Event) { s.log.Warn(e.Message, "event", e.Kind, "member", e.Member) })
+	s.mon.SetLeaderFunc(s.leaderForMonitor)
+	s.openNotifier()
+	s.mon.OnEvent(s.onMonitorEvent)
 	s.setPeers(s.formation)
 	// One batch in flight on the leader: everything that arrives while it
 	// commits goes into the next entry. Measured on 2 cores with 64
@@ -192,6 +211,7 @@ func (s *Server) open() error {
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
+	s.registerNotifyMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)
@@ -212,6 +232,7 @@ func (s *Server) open() error {
 		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
 	}
 	s.grpcSrv = grpc.NewServer(grpc.Creds(publicCreds),
+		grpc.ChainUnaryInterceptor(s.haltedUnary), grpc.ChainStreamInterceptor(s.haltedStream),
 		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
 		grpc.NumStreamWorkers(streamWorkers))
@@ -226,6 +247,7 @@ func (s *Server) open() error {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpcSrv, s.health)
 	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.mon.SetHTTPURL(s.ownHTTPURL())
 
 	s.goRun(func() { s.applyQ.run(s.ctx) })
 	s.goRun(func() { s.fwdQ.run(s.ctx) })
@@ -236,6 +258,7 @@ func (s *Server) open() error {
 	}
 	s.goRun(s.healthLoop)
 	s.goRun(s.watchSettings)
+	s.goRun(s.notifyLoop)
 	s.goRun(func() {
 		if err := s.grpcSrv.Serve(s.grpcLis); err != nil {
 			s.log.Error("gRPC server stopped", "error", err)
@@ -259,13 +282,14 @@ func (s *Server) open() error {
 	if s.cfg.Insecure {
 		s.log.Warn("INSECURE: running without TLS (--insecure): passwords, session tokens and the failover port are in plaintext and any host that reaches the failover port can act as a member; use only on a trusted network")
 	}
-	s.log.Info("member started", "version", Version, "computer_id", s.computerID,
+	s.log.Info("member started", "version", Version, "commit", buildinfo.Get().Commit, "format", s.fsm.MaxFormat(), "computer_id", s.computerID,
 		"listen", s.Addr(), "raft", s.RaftAddr(), "http", s.HTTPAddr(), "mode", s.mode(), "tls", !s.cfg.Insecure)
 	if s.cfg.AddrFile != "" {
 		if err := writeAddrFile(s.cfg.AddrFile, s.Addr(), s.RaftAddr(), s.HTTPAddr()); err != nil {
 			s.log.Error("cannot write the address file", "path", s.cfg.AddrFile, "error", err)
 		}
 	}
+	s.notifier.Send(notify.Event{Kind: notify.MemberStart, Member: s.cfg.Name, Message: "Member " + s.cfg.Name + " started (version " + Version + ", " + s.mode() + ")."})
 	return nil
 }
 
@@ -301,6 +325,7 @@ func (s *Server) nowMs() int64 { return s.now().UnixMilli() }
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
 		s.log.Info("member stopping")
+		s.notifyStop()
 		s.health.Shutdown()
 		if s.isLeader() {
 			if err := s.node.raft.LeadershipTransfer().Error(); err != nil {
@@ -326,6 +351,7 @@ func (s *Server) Stop() {
 		s.side.Close()
 		s.wg.Wait()
 		s.closeAudit()
+		s.notifier.Close()
 		s.log.Info("member stopped")
 		if s.logFile != nil {
 			s.logFile.Close()

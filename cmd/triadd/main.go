@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	server.RouteGRPCLogs()
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "triadd:", err)
 		os.Exit(1)
@@ -21,9 +22,10 @@ func main() {
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:  "triadd",
-		Usage: "run one member of a Triad license cluster",
-		Flags: []cli.Flag{
+		Name:    "triadd",
+		Usage:   "run one member of a Triad license cluster",
+		Version: server.VersionLine(),
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "JSON config file with the same keys as the flags (flags win)"},
 			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: hostname)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "data directory (Raft log, snapshots, computer ID)"},
@@ -50,9 +52,11 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
-		},
+			&cli.Uint64Flag{Name: "test-format-version", Usage: "TEST ONLY: apply and report Raft command formats up to N only, as the previous build would", Hidden: true},
+			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
+		}, notifyFlags()...),
 		Action:   run,
-		Commands: []*cli.Command{tlsCommand(), auditCommand()},
+		Commands: []*cli.Command{tlsCommand(), auditCommand(), healthcheckCommand()},
 	}
 }
 
@@ -76,7 +80,11 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "triadd %s: member %s listening on %s (http %s)\n", server.Version, cfg.Name, s.Addr(), s.HTTPAddr())
+	if cfg.LogFile != "" {
+		// With the log on stderr (systemd's journal), every line there is
+		// JSON: the log's "member started" line says the same.
+		fmt.Fprintf(os.Stderr, "triadd %s: member %s listening on %s (http %s); log in %s\n", server.Version, cfg.Name, s.Addr(), s.HTTPAddr(), cfg.LogFile)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig

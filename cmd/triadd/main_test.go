@@ -2,14 +2,18 @@ package main
 
 import (
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/triadlm/triad/fsm"
+	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/server"
 	"github.com/triadlm/triad/server/pki"
 )
@@ -130,5 +134,21 @@ func TestTLSCommands(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "alpha.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("member key mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}
+
+// triadd --version names the version, commit, Go version and the command
+// format of this build (docs/upgrading.md).
+func TestVersionFlag(t *testing.T) {
+	app := newApp()
+	var out strings.Builder
+	app.Writer = &out
+	if err := app.Run([]string{"triadd", "--version"}); err != nil {
+		t.Fatal(err)
+	}
+	bi := buildinfo.Get()
+	want := fmt.Sprintf("triadd version %s (commit %s", bi.Version, bi.Commit)
+	if s := out.String(); !strings.HasPrefix(s, want) || !strings.Contains(s, bi.GoVersion) || !strings.Contains(s, fmt.Sprintf("command format %d", fsm.FormatVersion)) {
+		t.Fatalf("triadd --version = %q, want %q…, the Go version and the command format", s, want)
 	}
 }

@@ -58,6 +58,11 @@ const (
 	// Lease ownership refusals (40-49).
 	// The lease exists but the secret given is not its secret (or none).
 	Code_WRONG_LEASE_SECRET Code = 40
+	// Upgrades (50-59).
+	// This member stopped applying the log at a command its build does not
+	// know (fsm.Halted): upgrade it. Never in the log: only a halted
+	// member's own answer.
+	Code_HALTED Code = 50
 )
 
 // Enum value maps for Code.
@@ -85,6 +90,7 @@ var (
 		32: "TOO_MANY_SESSIONS",
 		33: "SIGNATURE_INVALID",
 		40: "WRONG_LEASE_SECRET",
+		50: "HALTED",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -109,6 +115,7 @@ var (
 		"TOO_MANY_SESSIONS":     32,
 		"SIGNATURE_INVALID":     33,
 		"WRONG_LEASE_SECRET":    40,
+		"HALTED":                50,
 	}
 )
 
@@ -4079,7 +4086,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vSetSettings\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x127\n" +
-	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xbf\x03\n" +
+	"\bsettings\x18\x02 \x01(\v2\x1b.triad.fsm.v1.AdminSettingsR\bsettings*\xcb\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -4105,7 +4112,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11PERMISSION_DENIED\x10\x1f\x12\x15\n" +
 	"\x11TOO_MANY_SESSIONS\x10 \x12\x15\n" +
 	"\x11SIGNATURE_INVALID\x10!\x12\x16\n" +
-	"\x12WRONG_LEASE_SECRET\x10(B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"\x12WRONG_LEASE_SECRET\x10(\x12\n" +
+	"\n" +
+	"\x06HALTED\x102B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once

@@ -87,7 +87,10 @@ type InfoResponse struct {
 	// The vendor public keys this member's configuration trusts (--trust),
 	// raw 32-byte Ed25519 keys sorted bytewise; formation requires every
 	// member to report the same set.
-	TrustedKeys   [][]byte `protobuf:"bytes,11,rep,name=trusted_keys,json=trustedKeys,proto3" json:"trusted_keys,omitempty"`
+	TrustedKeys [][]byte `protobuf:"bytes,11,rep,name=trusted_keys,json=trustedKeys,proto3" json:"trusted_keys,omitempty"`
+	// The highest Raft command format this build applies (fsm.FormatVersion;
+	// docs/upgrading.md). 0: a build from before formats were reported.
+	FormatVersion uint32 `protobuf:"varint,12,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +200,13 @@ func (x *InfoResponse) GetTrustedKeys() [][]byte {
 		return x.TrustedKeys
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
 }
 
 type BootstrapRequest struct {
@@ -351,10 +361,22 @@ func (x *LinkView) GetHeardAgoMs() int64 {
 }
 
 type PingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	NowMs         int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	Links         []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	NowMs int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Links []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	// The sender's HTTP status/dashboard base URL ("http://HOST:PORT"; HOST
+	// empty when it listens on every address): the dashboard polls the
+	// other members there when the member that served it dies.
+	HttpUrl string `protobuf:"bytes,4,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// The sender's build: its command format (0 = a build from before
+	// formats were reported), its software version, and why it stopped
+	// applying the replicated log ("" when it applies it: see
+	// docs/upgrading.md). New command types are proposed only once every
+	// member reports a format that knows them.
+	FormatVersion uint32 `protobuf:"varint,5,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Halted        string `protobuf:"bytes,7,opt,name=halted,proto3" json:"halted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,11 +432,49 @@ func (x *PingRequest) GetLinks() []*LinkView {
 	return nil
 }
 
+func (x *PingRequest) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
+func (x *PingRequest) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *PingRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PingRequest) GetHalted() string {
+	if x != nil {
+		return x.Halted
+	}
+	return ""
+}
+
 type PingResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	NowMs         int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
-	Links         []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	NowMs int64                  `protobuf:"varint,2,opt,name=now_ms,json=nowMs,proto3" json:"now_ms,omitempty"`
+	Links []*LinkView            `protobuf:"bytes,3,rep,name=links,proto3" json:"links,omitempty"`
+	// The answering member's HTTP base URL, as in PingRequest.http_url.
+	HttpUrl string `protobuf:"bytes,4,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// The sender's build: its command format (0 = a build from before
+	// formats were reported), its software version, and why it stopped
+	// applying the replicated log ("" when it applies it: see
+	// docs/upgrading.md). New command types are proposed only once every
+	// member reports a format that knows them.
+	FormatVersion uint32 `protobuf:"varint,5,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	Version       string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Halted        string `protobuf:"bytes,7,opt,name=halted,proto3" json:"halted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -468,6 +528,34 @@ func (x *PingResponse) GetLinks() []*LinkView {
 		return x.Links
 	}
 	return nil
+}
+
+func (x *PingResponse) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
+func (x *PingResponse) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *PingResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PingResponse) GetHalted() string {
+	if x != nil {
+		return x.Halted
+	}
+	return ""
 }
 
 type ForwardRequest struct {
@@ -676,7 +764,7 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\",\n" +
 	"\vInfoRequest\x12\x1d\n" +
 	"\n" +
-	"read_index\x18\x01 \x01(\bR\treadIndex\"\xe5\x02\n" +
+	"read_index\x18\x01 \x01(\bR\treadIndex\"\x8c\x03\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -690,7 +778,8 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12\x1b\n" +
 	"\tis_leader\x18\n" +
 	" \x01(\bR\bisLeader\x12!\n" +
-	"\ftrusted_keys\x18\v \x03(\fR\vtrustedKeys\"{\n" +
+	"\ftrusted_keys\x18\v \x03(\fR\vtrustedKeys\x12%\n" +
+	"\x0eformat_version\x18\f \x01(\rR\rformatVersion\"{\n" +
 	"\x10BootstrapRequest\x122\n" +
 	"\x15peer_protocol_version\x18\x01 \x01(\rR\x13peerProtocolVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\"\x13\n" +
@@ -699,15 +788,23 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12 \n" +
 	"\fheard_ago_ms\x18\x03 \x01(\x03R\n" +
-	"heardAgoMs\"g\n" +
+	"heardAgoMs\"\xdb\x01\n" +
 	"\vPingRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
-	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\"h\n" +
+	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\x12\x19\n" +
+	"\bhttp_url\x18\x04 \x01(\tR\ahttpUrl\x12%\n" +
+	"\x0eformat_version\x18\x05 \x01(\rR\rformatVersion\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x16\n" +
+	"\x06halted\x18\a \x01(\tR\x06halted\"\xdc\x01\n" +
 	"\fPingResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06now_ms\x18\x02 \x01(\x03R\x05nowMs\x12-\n" +
-	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\"a\n" +
+	"\x05links\x18\x03 \x03(\v2\x17.triad.peer.v1.LinkViewR\x05links\x12\x19\n" +
+	"\bhttp_url\x18\x04 \x01(\tR\ahttpUrl\x12%\n" +
+	"\x0eformat_version\x18\x05 \x01(\rR\rformatVersion\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x16\n" +
+	"\x06halted\x18\a \x01(\tR\x06halted\"a\n" +
 	"\x0eForwardRequest\x12)\n" +
 	"\x05batch\x18\x01 \x01(\v2\x13.triad.fsm.v1.BatchR\x05batch\x12$\n" +
 	"\x0edeadline_in_ms\x18\x02 \x03(\x03R\fdeadlineInMs\"]\n" +

@@ -2585,7 +2585,9 @@ type ServerShowResponse struct {
 	DataDir     string          `protobuf:"bytes,8,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
 	Settings    *ServerSettings `protobuf:"bytes,9,opt,name=settings,proto3" json:"settings,omitempty"`
 	// Open administration sessions, oldest first.
-	Sessions      []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// This member's notification configuration, secrets left out.
+	Notifications *NotifySettings `protobuf:"bytes,11,opt,name=notifications,proto3" json:"notifications,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2690,6 +2692,13 @@ func (x *ServerShowResponse) GetSessions() []*AdminSession {
 	return nil
 }
 
+func (x *ServerShowResponse) GetNotifications() *NotifySettings {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
 type ClusterCreateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2757,8 +2766,16 @@ type Member struct {
 	Address    string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	ComputerId string                 `protobuf:"bytes,3,opt,name=computer_id,json=computerId,proto3" json:"computer_id,omitempty"`
 	// leader | follower | candidate | unreachable
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
-	RaftAddress   string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Role        string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	RaftAddress string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// HTTP base URL of the member's status port and dashboard
+	// ("http://HOST:PORT" or https), as advertised by its heartbeats; empty
+	// while not known (a member not heard since the answering one started).
+	HttpUrl string `protobuf:"bytes,6,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// Software version and command format the member reported in its last
+	// heartbeat ("" / 0 when not heard since the answering member started).
+	Version       string `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	FormatVersion uint32 `protobuf:"varint,8,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2826,6 +2843,27 @@ func (x *Member) GetRaftAddress() string {
 		return x.RaftAddress
 	}
 	return ""
+}
+
+func (x *Member) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
+func (x *Member) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Member) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
 }
 
 type ClusterCreateResponse struct {
@@ -2937,9 +2975,12 @@ type Link struct {
 	A     string                 `protobuf:"bytes,1,opt,name=a,proto3" json:"a,omitempty"`
 	B     string                 `protobuf:"bytes,2,opt,name=b,proto3" json:"b,omitempty"`
 	// up | down | unknown
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// For a down link of the answering member: when it last heard the other
+	// end (or started listening for it), i.e. "down since". 0 otherwise.
+	DownSinceUnixMs int64 `protobuf:"varint,4,opt,name=down_since_unix_ms,json=downSinceUnixMs,proto3" json:"down_since_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Link) Reset() {
@@ -2993,6 +3034,13 @@ func (x *Link) GetState() string {
 	return ""
 }
 
+func (x *Link) GetDownSinceUnixMs() int64 {
+	if x != nil {
+		return x.DownSinceUnixMs
+	}
+	return 0
+}
+
 type ClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// operational | partially operational | not operational
@@ -3019,7 +3067,9 @@ type ClusterStatusResponse struct {
 	// Recent membership events of the member that answered, oldest first.
 	Events []*Event `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
 	// True when the member that answered runs without TLS (--insecure).
-	Insecure      bool `protobuf:"varint,16,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	Insecure bool `protobuf:"varint,16,opt,name=insecure,proto3" json:"insecure,omitempty"`
+	// The build of the member that answered.
+	Build         *BuildInfo `protobuf:"bytes,17,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3166,6 +3216,83 @@ func (x *ClusterStatusResponse) GetInsecure() bool {
 	return false
 }
 
+func (x *ClusterStatusResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo describes a member's build (`triadd --version`).
+type BuildInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Commit    string                 `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	GoVersion string                 `protobuf:"bytes,3,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// The highest Raft command format the member applies (docs/upgrading.md).
+	FormatVersion uint32 `protobuf:"varint,4,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
 type ClockOffset struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Peer     string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
@@ -3178,7 +3305,7 @@ type ClockOffset struct {
 
 func (x *ClockOffset) Reset() {
 	*x = ClockOffset{}
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3317,7 @@ func (x *ClockOffset) String() string {
 func (*ClockOffset) ProtoMessage() {}
 
 func (x *ClockOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[44]
+	mi := &file_triad_v1_triad_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3330,7 @@ func (x *ClockOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOffset.ProtoReflect.Descriptor instead.
 func (*ClockOffset) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{44}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClockOffset) GetPeer() string {
@@ -3229,7 +3356,8 @@ func (x *ClockOffset) GetSkewed() bool {
 
 type Alarm struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// clock_skew | member_isolated | license_expired | license_expiring |
+	// clock_skew | member_isolated | member_down | link_down | quorum_lost |
+	// no_leader | insecure_transport | license_expired | license_expiring |
 	// feature_over_capacity | countdown_pool_low
 	Kind        string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Message     string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -3244,7 +3372,7 @@ type Alarm struct {
 
 func (x *Alarm) Reset() {
 	*x = Alarm{}
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3384,7 @@ func (x *Alarm) String() string {
 func (*Alarm) ProtoMessage() {}
 
 func (x *Alarm) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[45]
+	mi := &file_triad_v1_triad_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3397,7 @@ func (x *Alarm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
 func (*Alarm) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{45}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Alarm) GetKind() string {
@@ -3309,17 +3437,22 @@ func (x *Alarm) GetSubject() string {
 
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// member_isolated | member_reconnected | link_down | link_up
-	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	AtUnixMs      int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// member_isolated | member_reconnected | link_down | link_up |
+	// member_down | member_up | quorum_lost | quorum_regained |
+	// leader_changed | no_leader
+	Kind     string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message  string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	AtUnixMs int64  `protobuf:"varint,3,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
+	// Member the event is about: the other end of a link, the member down or
+	// back, the new leader (leader_changed), the lost one (no_leader).
+	Member        string `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3331,7 +3464,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[46]
+	mi := &file_triad_v1_triad_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3344,7 +3477,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{46}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Event) GetKind() string {
@@ -3368,6 +3501,13 @@ func (x *Event) GetAtUnixMs() int64 {
 	return 0
 }
 
+func (x *Event) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 type LicenseEnrollRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -3379,7 +3519,7 @@ type LicenseEnrollRequest struct {
 
 func (x *LicenseEnrollRequest) Reset() {
 	*x = LicenseEnrollRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3531,7 @@ func (x *LicenseEnrollRequest) String() string {
 func (*LicenseEnrollRequest) ProtoMessage() {}
 
 func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[47]
+	mi := &file_triad_v1_triad_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3544,7 @@ func (x *LicenseEnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollRequest.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{47}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LicenseEnrollRequest) GetHeader() *AdminHeader {
@@ -3433,7 +3573,7 @@ type Feature struct {
 
 func (x *Feature) Reset() {
 	*x = Feature{}
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3585,7 @@ func (x *Feature) String() string {
 func (*Feature) ProtoMessage() {}
 
 func (x *Feature) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[48]
+	mi := &file_triad_v1_triad_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3598,7 @@ func (x *Feature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Feature.ProtoReflect.Descriptor instead.
 func (*Feature) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{48}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Feature) GetName() string {
@@ -3509,7 +3649,7 @@ type LicenseInfo struct {
 
 func (x *LicenseInfo) Reset() {
 	*x = LicenseInfo{}
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3661,7 @@ func (x *LicenseInfo) String() string {
 func (*LicenseInfo) ProtoMessage() {}
 
 func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[49]
+	mi := &file_triad_v1_triad_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3674,7 @@ func (x *LicenseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseInfo.ProtoReflect.Descriptor instead.
 func (*LicenseInfo) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{49}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LicenseInfo) GetSerial() string {
@@ -3623,7 +3763,7 @@ type LicenseEnrollResponse struct {
 
 func (x *LicenseEnrollResponse) Reset() {
 	*x = LicenseEnrollResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3775,7 @@ func (x *LicenseEnrollResponse) String() string {
 func (*LicenseEnrollResponse) ProtoMessage() {}
 
 func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[50]
+	mi := &file_triad_v1_triad_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3788,7 @@ func (x *LicenseEnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseEnrollResponse.ProtoReflect.Descriptor instead.
 func (*LicenseEnrollResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{50}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
@@ -3667,7 +3807,7 @@ type LicenseListRequest struct {
 
 func (x *LicenseListRequest) Reset() {
 	*x = LicenseListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3819,7 @@ func (x *LicenseListRequest) String() string {
 func (*LicenseListRequest) ProtoMessage() {}
 
 func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[51]
+	mi := &file_triad_v1_triad_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3832,7 @@ func (x *LicenseListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListRequest.ProtoReflect.Descriptor instead.
 func (*LicenseListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{51}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LicenseListRequest) GetHeader() *AdminHeader {
@@ -3711,7 +3851,7 @@ type LicenseListResponse struct {
 
 func (x *LicenseListResponse) Reset() {
 	*x = LicenseListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3723,7 +3863,7 @@ func (x *LicenseListResponse) String() string {
 func (*LicenseListResponse) ProtoMessage() {}
 
 func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[52]
+	mi := &file_triad_v1_triad_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3736,7 +3876,7 @@ func (x *LicenseListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LicenseListResponse.ProtoReflect.Descriptor instead.
 func (*LicenseListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{52}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LicenseListResponse) GetLicenses() []*LicenseInfo {
@@ -3756,7 +3896,7 @@ type UsageFeaturesRequest struct {
 
 func (x *UsageFeaturesRequest) Reset() {
 	*x = UsageFeaturesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +3908,7 @@ func (x *UsageFeaturesRequest) String() string {
 func (*UsageFeaturesRequest) ProtoMessage() {}
 
 func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[53]
+	mi := &file_triad_v1_triad_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +3921,7 @@ func (x *UsageFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*UsageFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{53}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *UsageFeaturesRequest) GetHeader() *AdminHeader {
@@ -3810,7 +3950,7 @@ type UsageLeasesRequest struct {
 
 func (x *UsageLeasesRequest) Reset() {
 	*x = UsageLeasesRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3962,7 @@ func (x *UsageLeasesRequest) String() string {
 func (*UsageLeasesRequest) ProtoMessage() {}
 
 func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[54]
+	mi := &file_triad_v1_triad_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3975,7 @@ func (x *UsageLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesRequest.ProtoReflect.Descriptor instead.
 func (*UsageLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{54}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *UsageLeasesRequest) GetHeader() *AdminHeader {
@@ -3861,7 +4001,7 @@ type UsageLeasesResponse struct {
 
 func (x *UsageLeasesResponse) Reset() {
 	*x = UsageLeasesResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4013,7 @@ func (x *UsageLeasesResponse) String() string {
 func (*UsageLeasesResponse) ProtoMessage() {}
 
 func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[55]
+	mi := &file_triad_v1_triad_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4026,7 @@ func (x *UsageLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageLeasesResponse.ProtoReflect.Descriptor instead.
 func (*UsageLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{55}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *UsageLeasesResponse) GetLeases() []*Lease {
@@ -3909,7 +4049,7 @@ type UsageRecycleRequest struct {
 
 func (x *UsageRecycleRequest) Reset() {
 	*x = UsageRecycleRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +4061,7 @@ func (x *UsageRecycleRequest) String() string {
 func (*UsageRecycleRequest) ProtoMessage() {}
 
 func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[56]
+	mi := &file_triad_v1_triad_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4074,7 @@ func (x *UsageRecycleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleRequest.ProtoReflect.Descriptor instead.
 func (*UsageRecycleRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{56}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *UsageRecycleRequest) GetHeader() *AdminHeader {
@@ -3974,7 +4114,7 @@ type UsageRecycleResponse struct {
 
 func (x *UsageRecycleResponse) Reset() {
 	*x = UsageRecycleResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3986,7 +4126,7 @@ func (x *UsageRecycleResponse) String() string {
 func (*UsageRecycleResponse) ProtoMessage() {}
 
 func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[57]
+	mi := &file_triad_v1_triad_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3999,7 +4139,7 @@ func (x *UsageRecycleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecycleResponse.ProtoReflect.Descriptor instead.
 func (*UsageRecycleResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{57}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UsageRecycleResponse) GetMessage() string {
@@ -4020,7 +4160,7 @@ type RulesSetRequest struct {
 
 func (x *RulesSetRequest) Reset() {
 	*x = RulesSetRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4032,7 +4172,7 @@ func (x *RulesSetRequest) String() string {
 func (*RulesSetRequest) ProtoMessage() {}
 
 func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[58]
+	mi := &file_triad_v1_triad_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4045,7 +4185,7 @@ func (x *RulesSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesSetRequest.ProtoReflect.Descriptor instead.
 func (*RulesSetRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{58}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RulesSetRequest) GetHeader() *AdminHeader {
@@ -4071,7 +4211,7 @@ type RulesShowRequest struct {
 
 func (x *RulesShowRequest) Reset() {
 	*x = RulesShowRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4083,7 +4223,7 @@ func (x *RulesShowRequest) String() string {
 func (*RulesShowRequest) ProtoMessage() {}
 
 func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[59]
+	mi := &file_triad_v1_triad_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4096,7 +4236,7 @@ func (x *RulesShowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowRequest.ProtoReflect.Descriptor instead.
 func (*RulesShowRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{59}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RulesShowRequest) GetHeader() *AdminHeader {
@@ -4118,7 +4258,7 @@ type RulesShowResponse struct {
 
 func (x *RulesShowResponse) Reset() {
 	*x = RulesShowResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4270,7 @@ func (x *RulesShowResponse) String() string {
 func (*RulesShowResponse) ProtoMessage() {}
 
 func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[60]
+	mi := &file_triad_v1_triad_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4283,7 @@ func (x *RulesShowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesShowResponse.ProtoReflect.Descriptor instead.
 func (*RulesShowResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{60}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RulesShowResponse) GetText() string {
@@ -4180,7 +4320,7 @@ type VendorKey struct {
 
 func (x *VendorKey) Reset() {
 	*x = VendorKey{}
-	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4192,7 +4332,7 @@ func (x *VendorKey) String() string {
 func (*VendorKey) ProtoMessage() {}
 
 func (x *VendorKey) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[61]
+	mi := &file_triad_v1_triad_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4205,7 +4345,7 @@ func (x *VendorKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorKey.ProtoReflect.Descriptor instead.
 func (*VendorKey) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{61}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *VendorKey) GetKeyId() string {
@@ -4231,7 +4371,7 @@ type VendorTrustListRequest struct {
 
 func (x *VendorTrustListRequest) Reset() {
 	*x = VendorTrustListRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4243,7 +4383,7 @@ func (x *VendorTrustListRequest) String() string {
 func (*VendorTrustListRequest) ProtoMessage() {}
 
 func (x *VendorTrustListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[62]
+	mi := &file_triad_v1_triad_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4256,7 +4396,7 @@ func (x *VendorTrustListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustListRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustListRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{62}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *VendorTrustListRequest) GetHeader() *AdminHeader {
@@ -4278,7 +4418,7 @@ type VendorTrustListResponse struct {
 
 func (x *VendorTrustListResponse) Reset() {
 	*x = VendorTrustListResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4290,7 +4430,7 @@ func (x *VendorTrustListResponse) String() string {
 func (*VendorTrustListResponse) ProtoMessage() {}
 
 func (x *VendorTrustListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[63]
+	mi := &file_triad_v1_triad_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4303,7 +4443,7 @@ func (x *VendorTrustListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustListResponse.ProtoReflect.Descriptor instead.
 func (*VendorTrustListResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{63}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *VendorTrustListResponse) GetKeys() []*VendorKey {
@@ -4331,7 +4471,7 @@ type VendorTrustAddRequest struct {
 
 func (x *VendorTrustAddRequest) Reset() {
 	*x = VendorTrustAddRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4483,7 @@ func (x *VendorTrustAddRequest) String() string {
 func (*VendorTrustAddRequest) ProtoMessage() {}
 
 func (x *VendorTrustAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[64]
+	mi := &file_triad_v1_triad_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4496,7 @@ func (x *VendorTrustAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustAddRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustAddRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{64}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *VendorTrustAddRequest) GetHeader() *AdminHeader {
@@ -4384,7 +4524,7 @@ type VendorTrustRemoveRequest struct {
 
 func (x *VendorTrustRemoveRequest) Reset() {
 	*x = VendorTrustRemoveRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4396,7 +4536,7 @@ func (x *VendorTrustRemoveRequest) String() string {
 func (*VendorTrustRemoveRequest) ProtoMessage() {}
 
 func (x *VendorTrustRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[65]
+	mi := &file_triad_v1_triad_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4409,7 +4549,7 @@ func (x *VendorTrustRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorTrustRemoveRequest.ProtoReflect.Descriptor instead.
 func (*VendorTrustRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{65}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *VendorTrustRemoveRequest) GetHeader() *AdminHeader {
@@ -4435,7 +4575,7 @@ type AuditVerifyRequest struct {
 
 func (x *AuditVerifyRequest) Reset() {
 	*x = AuditVerifyRequest{}
-	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4447,7 +4587,7 @@ func (x *AuditVerifyRequest) String() string {
 func (*AuditVerifyRequest) ProtoMessage() {}
 
 func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[66]
+	mi := &file_triad_v1_triad_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4460,7 +4600,7 @@ func (x *AuditVerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditVerifyRequest.ProtoReflect.Descriptor instead.
 func (*AuditVerifyRequest) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{66}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AuditVerifyRequest) GetHeader() *AdminHeader {
@@ -4495,7 +4635,7 @@ type AuditVerifyResponse struct {
 
 func (x *AuditVerifyResponse) Reset() {
 	*x = AuditVerifyResponse{}
-	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4507,7 +4647,7 @@ func (x *AuditVerifyResponse) String() string {
 func (*AuditVerifyResponse) ProtoMessage() {}
 
 func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_v1_triad_proto_msgTypes[67]
+	mi := &file_triad_v1_triad_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4520,7 +4660,7 @@ func (x *AuditVerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditVerifyResponse.ProtoReflect.Descriptor instead.
 func (*AuditVerifyResponse) Descriptor() ([]byte, []int) {
-	return file_triad_v1_triad_proto_rawDescGZIP(), []int{67}
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AuditVerifyResponse) GetMember() string {
@@ -4598,6 +4738,413 @@ func (x *AuditVerifyResponse) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+// NotifySettings is a member's notification configuration as shown back:
+// never a password or secret, only whether one is set.
+type NotifySettings struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SmtpServer      string                 `protobuf:"bytes,1,opt,name=smtp_server,json=smtpServer,proto3" json:"smtp_server,omitempty"`
+	SmtpFrom        string                 `protobuf:"bytes,2,opt,name=smtp_from,json=smtpFrom,proto3" json:"smtp_from,omitempty"`
+	SmtpTo          []string               `protobuf:"bytes,3,rep,name=smtp_to,json=smtpTo,proto3" json:"smtp_to,omitempty"`
+	SmtpStarttls    bool                   `protobuf:"varint,4,opt,name=smtp_starttls,json=smtpStarttls,proto3" json:"smtp_starttls,omitempty"`
+	SmtpTls         bool                   `protobuf:"varint,5,opt,name=smtp_tls,json=smtpTls,proto3" json:"smtp_tls,omitempty"`
+	SmtpUsername    string                 `protobuf:"bytes,6,opt,name=smtp_username,json=smtpUsername,proto3" json:"smtp_username,omitempty"`
+	SmtpPasswordSet bool                   `protobuf:"varint,7,opt,name=smtp_password_set,json=smtpPasswordSet,proto3" json:"smtp_password_set,omitempty"`
+	Webhooks        []*NotifyWebhook       `protobuf:"bytes,8,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	// Every event kind and whether it is sent.
+	Events      []*NotifyEventSwitch `protobuf:"bytes,9,rep,name=events,proto3" json:"events,omitempty"`
+	DiskPercent uint32               `protobuf:"varint,10,opt,name=disk_percent,json=diskPercent,proto3" json:"disk_percent,omitempty"`
+	// Local hour of the daily licenses_expiring message.
+	ExpiryHour    uint32 `protobuf:"varint,11,opt,name=expiry_hour,json=expiryHour,proto3" json:"expiry_hour,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifySettings) Reset() {
+	*x = NotifySettings{}
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifySettings) ProtoMessage() {}
+
+func (x *NotifySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifySettings.ProtoReflect.Descriptor instead.
+func (*NotifySettings) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *NotifySettings) GetSmtpServer() string {
+	if x != nil {
+		return x.SmtpServer
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpFrom() string {
+	if x != nil {
+		return x.SmtpFrom
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpTo() []string {
+	if x != nil {
+		return x.SmtpTo
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetSmtpStarttls() bool {
+	if x != nil {
+		return x.SmtpStarttls
+	}
+	return false
+}
+
+func (x *NotifySettings) GetSmtpTls() bool {
+	if x != nil {
+		return x.SmtpTls
+	}
+	return false
+}
+
+func (x *NotifySettings) GetSmtpUsername() string {
+	if x != nil {
+		return x.SmtpUsername
+	}
+	return ""
+}
+
+func (x *NotifySettings) GetSmtpPasswordSet() bool {
+	if x != nil {
+		return x.SmtpPasswordSet
+	}
+	return false
+}
+
+func (x *NotifySettings) GetWebhooks() []*NotifyWebhook {
+	if x != nil {
+		return x.Webhooks
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetEvents() []*NotifyEventSwitch {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *NotifySettings) GetDiskPercent() uint32 {
+	if x != nil {
+		return x.DiskPercent
+	}
+	return 0
+}
+
+func (x *NotifySettings) GetExpiryHour() uint32 {
+	if x != nil {
+		return x.ExpiryHour
+	}
+	return 0
+}
+
+type NotifyWebhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The URL without user information or query.
+	Url           string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	SecretSet     bool   `protobuf:"varint,2,opt,name=secret_set,json=secretSet,proto3" json:"secret_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyWebhook) Reset() {
+	*x = NotifyWebhook{}
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyWebhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyWebhook) ProtoMessage() {}
+
+func (x *NotifyWebhook) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyWebhook.ProtoReflect.Descriptor instead.
+func (*NotifyWebhook) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *NotifyWebhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *NotifyWebhook) GetSecretSet() bool {
+	if x != nil {
+		return x.SecretSet
+	}
+	return false
+}
+
+type NotifyEventSwitch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         string                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyEventSwitch) Reset() {
+	*x = NotifyEventSwitch{}
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyEventSwitch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyEventSwitch) ProtoMessage() {}
+
+func (x *NotifyEventSwitch) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyEventSwitch.ProtoReflect.Descriptor instead.
+func (*NotifyEventSwitch) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *NotifyEventSwitch) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *NotifyEventSwitch) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+type ServerTestNotifyRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// mail | webhook
+	Channel       string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerTestNotifyRequest) Reset() {
+	*x = ServerTestNotifyRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTestNotifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTestNotifyRequest) ProtoMessage() {}
+
+func (x *ServerTestNotifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTestNotifyRequest.ProtoReflect.Descriptor instead.
+func (*ServerTestNotifyRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ServerTestNotifyRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ServerTestNotifyRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+type NotifyResult struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Recipients (mail) or URL without credentials (webhook).
+	Target        string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Ok            bool   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyResult) Reset() {
+	*x = NotifyResult{}
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyResult) ProtoMessage() {}
+
+func (x *NotifyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyResult.ProtoReflect.Descriptor instead.
+func (*NotifyResult) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *NotifyResult) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *NotifyResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NotifyResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *NotifyResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ServerTestNotifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	Results       []*NotifyResult        `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerTestNotifyResponse) Reset() {
+	*x = ServerTestNotifyResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTestNotifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTestNotifyResponse) ProtoMessage() {}
+
+func (x *ServerTestNotifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTestNotifyResponse.ProtoReflect.Descriptor instead.
+func (*ServerTestNotifyResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ServerTestNotifyResponse) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ServerTestNotifyResponse) GetResults() []*NotifyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
 }
 
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
@@ -4808,7 +5355,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
 	"\breleased\x18\x02 \x01(\bR\breleased\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xdc\x02\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x9c\x03\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -4821,30 +5368,35 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bdata_dir\x18\b \x01(\tR\adataDir\x124\n" +
 	"\bsettings\x18\t \x01(\v2\x18.triad.v1.ServerSettingsR\bsettings\x122\n" +
 	"\bsessions\x18\n" +
-	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\"\x7f\n" +
+	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\x12>\n" +
+	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\"\x7f\n" +
 	"\x14ClusterCreateRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
 	"\n" +
 	"standalone\x18\x03 \x01(\bR\n" +
-	"standalone\"\x8e\x01\n" +
+	"standalone\"\xea\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1f\n" +
 	"\vcomputer_id\x18\x03 \x01(\tR\n" +
 	"computerId\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12!\n" +
-	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\"o\n" +
+	"\fraft_address\x18\x05 \x01(\tR\vraftAddress\x12\x19\n" +
+	"\bhttp_url\x18\x06 \x01(\tR\ahttpUrl\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12%\n" +
+	"\x0eformat_version\x18\b \x01(\rR\rformatVersion\"o\n" +
 	"\x15ClusterCreateResponse\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12*\n" +
 	"\amembers\x18\x02 \x03(\v2\x10.triad.v1.MemberR\amembers\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\"E\n" +
 	"\x14ClusterStatusRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"8\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"e\n" +
 	"\x04Link\x12\f\n" +
 	"\x01a\x18\x01 \x01(\tR\x01a\x12\f\n" +
 	"\x01b\x18\x02 \x01(\tR\x01b\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xaf\x04\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12+\n" +
+	"\x12down_since_unix_ms\x18\x04 \x01(\x03R\x0fdownSinceUnixMs\"\xda\x04\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
@@ -4862,7 +5414,14 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bfeatures\x18\r \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\x12\x1a\n" +
 	"\bisolated\x18\x0e \x01(\bR\bisolated\x12'\n" +
 	"\x06events\x18\x0f \x03(\v2\x0f.triad.v1.EventR\x06events\x12\x1a\n" +
-	"\binsecure\x18\x10 \x01(\bR\binsecure\"V\n" +
+	"\binsecure\x18\x10 \x01(\bR\binsecure\x12)\n" +
+	"\x05build\x18\x11 \x01(\v2\x13.triad.v1.BuildInfoR\x05build\"\x83\x01\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x03 \x01(\tR\tgoVersion\x12%\n" +
+	"\x0eformat_version\x18\x04 \x01(\rR\rformatVersion\"V\n" +
 	"\vClockOffset\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1b\n" +
 	"\toffset_ms\x18\x02 \x01(\x03R\boffsetMs\x12\x16\n" +
@@ -4872,12 +5431,13 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
 	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x16\n" +
 	"\x06member\x18\x04 \x01(\tR\x06member\x12\x18\n" +
-	"\asubject\x18\x05 \x01(\tR\asubject\"S\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"k\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\n" +
-	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\"h\n" +
+	"at_unix_ms\x18\x03 \x01(\x03R\batUnixMs\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
 	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"r\n" +
@@ -4968,14 +5528,47 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vbroken_line\x18\n" +
 	" \x01(\x04R\n" +
 	"brokenLine\x12\x18\n" +
-	"\aproblem\x18\v \x01(\tR\aproblem2\x8f\x03\n" +
+	"\aproblem\x18\v \x01(\tR\aproblem\"\xa6\x03\n" +
+	"\x0eNotifySettings\x12\x1f\n" +
+	"\vsmtp_server\x18\x01 \x01(\tR\n" +
+	"smtpServer\x12\x1b\n" +
+	"\tsmtp_from\x18\x02 \x01(\tR\bsmtpFrom\x12\x17\n" +
+	"\asmtp_to\x18\x03 \x03(\tR\x06smtpTo\x12#\n" +
+	"\rsmtp_starttls\x18\x04 \x01(\bR\fsmtpStarttls\x12\x19\n" +
+	"\bsmtp_tls\x18\x05 \x01(\bR\asmtpTls\x12#\n" +
+	"\rsmtp_username\x18\x06 \x01(\tR\fsmtpUsername\x12*\n" +
+	"\x11smtp_password_set\x18\a \x01(\bR\x0fsmtpPasswordSet\x123\n" +
+	"\bwebhooks\x18\b \x03(\v2\x17.triad.v1.NotifyWebhookR\bwebhooks\x123\n" +
+	"\x06events\x18\t \x03(\v2\x1b.triad.v1.NotifyEventSwitchR\x06events\x12!\n" +
+	"\fdisk_percent\x18\n" +
+	" \x01(\rR\vdiskPercent\x12\x1f\n" +
+	"\vexpiry_hour\x18\v \x01(\rR\n" +
+	"expiryHour\"@\n" +
+	"\rNotifyWebhook\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
+	"\n" +
+	"secret_set\x18\x02 \x01(\bR\tsecretSet\"C\n" +
+	"\x11NotifyEventSwitch\x12\x14\n" +
+	"\x05event\x18\x01 \x01(\tR\x05event\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"b\n" +
+	"\x17ServerTestNotifyRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"f\n" +
+	"\fNotifyResult\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"d\n" +
+	"\x18ServerTestNotifyResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\tR\x06member\x120\n" +
+	"\aresults\x18\x02 \x03(\v2\x16.triad.v1.NotifyResultR\aresults2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xb2\x0e\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x8d\x0f\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -5003,7 +5596,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0eVendorTrustAdd\x12\x1f.triad.v1.VendorTrustAddRequest\x1a!.triad.v1.VendorTrustListResponse\x12Z\n" +
 	"\x11VendorTrustRemove\x12\".triad.v1.VendorTrustRemoveRequest\x1a!.triad.v1.VendorTrustListResponse\x12A\n" +
 	"\bDiscover\x12\x19.triad.v1.DiscoverRequest\x1a\x1a.triad.v1.DiscoverResponse\x12J\n" +
-	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12Y\n" +
+	"\x10ServerTestNotify\x12!.triad.v1.ServerTestNotifyRequest\x1a\".triad.v1.ServerTestNotifyResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -5017,7 +5611,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),            // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),          // 1: triad.v1.CheckoutRequest
@@ -5063,30 +5657,37 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),     // 41: triad.v1.ClusterStatusRequest
 	(*Link)(nil),                     // 42: triad.v1.Link
 	(*ClusterStatusResponse)(nil),    // 43: triad.v1.ClusterStatusResponse
-	(*ClockOffset)(nil),              // 44: triad.v1.ClockOffset
-	(*Alarm)(nil),                    // 45: triad.v1.Alarm
-	(*Event)(nil),                    // 46: triad.v1.Event
-	(*LicenseEnrollRequest)(nil),     // 47: triad.v1.LicenseEnrollRequest
-	(*Feature)(nil),                  // 48: triad.v1.Feature
-	(*LicenseInfo)(nil),              // 49: triad.v1.LicenseInfo
-	(*LicenseEnrollResponse)(nil),    // 50: triad.v1.LicenseEnrollResponse
-	(*LicenseListRequest)(nil),       // 51: triad.v1.LicenseListRequest
-	(*LicenseListResponse)(nil),      // 52: triad.v1.LicenseListResponse
-	(*UsageFeaturesRequest)(nil),     // 53: triad.v1.UsageFeaturesRequest
-	(*UsageLeasesRequest)(nil),       // 54: triad.v1.UsageLeasesRequest
-	(*UsageLeasesResponse)(nil),      // 55: triad.v1.UsageLeasesResponse
-	(*UsageRecycleRequest)(nil),      // 56: triad.v1.UsageRecycleRequest
-	(*UsageRecycleResponse)(nil),     // 57: triad.v1.UsageRecycleResponse
-	(*RulesSetRequest)(nil),          // 58: triad.v1.RulesSetRequest
-	(*RulesShowRequest)(nil),         // 59: triad.v1.RulesShowRequest
-	(*RulesShowResponse)(nil),        // 60: triad.v1.RulesShowResponse
-	(*VendorKey)(nil),                // 61: triad.v1.VendorKey
-	(*VendorTrustListRequest)(nil),   // 62: triad.v1.VendorTrustListRequest
-	(*VendorTrustListResponse)(nil),  // 63: triad.v1.VendorTrustListResponse
-	(*VendorTrustAddRequest)(nil),    // 64: triad.v1.VendorTrustAddRequest
-	(*VendorTrustRemoveRequest)(nil), // 65: triad.v1.VendorTrustRemoveRequest
-	(*AuditVerifyRequest)(nil),       // 66: triad.v1.AuditVerifyRequest
-	(*AuditVerifyResponse)(nil),      // 67: triad.v1.AuditVerifyResponse
+	(*BuildInfo)(nil),                // 44: triad.v1.BuildInfo
+	(*ClockOffset)(nil),              // 45: triad.v1.ClockOffset
+	(*Alarm)(nil),                    // 46: triad.v1.Alarm
+	(*Event)(nil),                    // 47: triad.v1.Event
+	(*LicenseEnrollRequest)(nil),     // 48: triad.v1.LicenseEnrollRequest
+	(*Feature)(nil),                  // 49: triad.v1.Feature
+	(*LicenseInfo)(nil),              // 50: triad.v1.LicenseInfo
+	(*LicenseEnrollResponse)(nil),    // 51: triad.v1.LicenseEnrollResponse
+	(*LicenseListRequest)(nil),       // 52: triad.v1.LicenseListRequest
+	(*LicenseListResponse)(nil),      // 53: triad.v1.LicenseListResponse
+	(*UsageFeaturesRequest)(nil),     // 54: triad.v1.UsageFeaturesRequest
+	(*UsageLeasesRequest)(nil),       // 55: triad.v1.UsageLeasesRequest
+	(*UsageLeasesResponse)(nil),      // 56: triad.v1.UsageLeasesResponse
+	(*UsageRecycleRequest)(nil),      // 57: triad.v1.UsageRecycleRequest
+	(*UsageRecycleResponse)(nil),     // 58: triad.v1.UsageRecycleResponse
+	(*RulesSetRequest)(nil),          // 59: triad.v1.RulesSetRequest
+	(*RulesShowRequest)(nil),         // 60: triad.v1.RulesShowRequest
+	(*RulesShowResponse)(nil),        // 61: triad.v1.RulesShowResponse
+	(*VendorKey)(nil),                // 62: triad.v1.VendorKey
+	(*VendorTrustListRequest)(nil),   // 63: triad.v1.VendorTrustListRequest
+	(*VendorTrustListResponse)(nil),  // 64: triad.v1.VendorTrustListResponse
+	(*VendorTrustAddRequest)(nil),    // 65: triad.v1.VendorTrustAddRequest
+	(*VendorTrustRemoveRequest)(nil), // 66: triad.v1.VendorTrustRemoveRequest
+	(*AuditVerifyRequest)(nil),       // 67: triad.v1.AuditVerifyRequest
+	(*AuditVerifyResponse)(nil),      // 68: triad.v1.AuditVerifyResponse
+	(*NotifySettings)(nil),           // 69: triad.v1.NotifySettings
+	(*NotifyWebhook)(nil),            // 70: triad.v1.NotifyWebhook
+	(*NotifyEventSwitch)(nil),        // 71: triad.v1.NotifyEventSwitch
+	(*ServerTestNotifyRequest)(nil),  // 72: triad.v1.ServerTestNotifyRequest
+	(*NotifyResult)(nil),             // 73: triad.v1.NotifyResult
+	(*ServerTestNotifyResponse)(nil), // 74: triad.v1.ServerTestNotifyResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -5108,96 +5709,104 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
 	20, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
 	22, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	15, // 19: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 20: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	15, // 21: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 22: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	42, // 23: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	44, // 24: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	45, // 25: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
-	11, // 26: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	46, // 27: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	15, // 28: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	48, // 29: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	49, // 30: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	15, // 31: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	49, // 32: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 33: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 34: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 35: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	15, // 36: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 37: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 38: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 39: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
-	61, // 40: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
-	15, // 41: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 42: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 43: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	1,  // 44: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 45: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 46: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 47: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 48: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 49: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 50: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 51: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 52: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 53: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 54: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 55: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 56: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 57: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 58: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 59: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	56, // 60: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	58, // 61: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	59, // 62: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 63: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 64: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	47, // 65: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	51, // 66: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	53, // 67: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	54, // 68: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	62, // 69: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	64, // 70: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	65, // 71: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 72: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	66, // 73: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	3,  // 74: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 75: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 76: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 77: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 78: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 79: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 80: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 81: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 82: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 83: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 84: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	49, // 85: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 86: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 87: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 88: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 89: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	57, // 90: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	60, // 91: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	60, // 92: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 93: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 94: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	50, // 95: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	52, // 96: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 97: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	55, // 98: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	63, // 99: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	63, // 100: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	63, // 101: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 102: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	67, // 103: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // [74:104] is the sub-list for method output_type
-	44, // [44:74] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	69, // 19: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
+	15, // 20: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 21: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	15, // 22: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 23: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	42, // 24: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	45, // 25: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	46, // 26: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	11, // 27: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	47, // 28: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	44, // 29: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
+	15, // 30: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	49, // 31: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	50, // 32: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15, // 33: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	50, // 34: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15, // 35: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 36: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,  // 37: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	15, // 38: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 39: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 40: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 41: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	62, // 42: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15, // 43: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 44: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 45: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	70, // 46: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
+	71, // 47: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
+	15, // 48: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
+	73, // 49: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
+	1,  // 50: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 51: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 52: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 53: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 54: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 55: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 56: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 57: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 58: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 59: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 60: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 61: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 62: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 63: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 64: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 65: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 66: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 67: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 68: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 69: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 70: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 71: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 72: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 73: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 74: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 75: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 76: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 77: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 78: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 79: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 80: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	3,  // 81: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 82: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 83: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 84: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 85: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 86: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 87: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 88: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 89: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 90: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 91: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 92: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 93: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 94: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 95: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 96: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 97: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 98: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 99: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 100: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 101: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 102: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 103: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 104: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 105: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 106: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 107: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 108: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 109: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 110: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 111: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	81, // [81:112] is the sub-list for method output_type
+	50, // [50:81] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -5212,7 +5821,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   68,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

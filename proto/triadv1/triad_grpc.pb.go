@@ -363,6 +363,7 @@ const (
 	Admin_VendorTrustRemove_FullMethodName = "/triad.v1.Admin/VendorTrustRemove"
 	Admin_Discover_FullMethodName          = "/triad.v1.Admin/Discover"
 	Admin_AuditVerify_FullMethodName       = "/triad.v1.Admin/AuditVerify"
+	Admin_ServerTestNotify_FullMethodName  = "/triad.v1.Admin/ServerTestNotify"
 )
 
 // AdminClient is the client API for Admin service.
@@ -416,6 +417,10 @@ type AdminClient interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(ctx context.Context, in *AuditVerifyRequest, opts ...grpc.CallOption) (*AuditVerifyResponse, error)
+	// ServerTestNotify sends a test notification through the contacted
+	// member's mail or webhook channel (full mode) and reports each target's
+	// outcome with the exact error (docs/notifications.md).
+	ServerTestNotify(ctx context.Context, in *ServerTestNotifyRequest, opts ...grpc.CallOption) (*ServerTestNotifyResponse, error)
 }
 
 type adminClient struct {
@@ -666,6 +671,16 @@ func (c *adminClient) AuditVerify(ctx context.Context, in *AuditVerifyRequest, o
 	return out, nil
 }
 
+func (c *adminClient) ServerTestNotify(ctx context.Context, in *ServerTestNotifyRequest, opts ...grpc.CallOption) (*ServerTestNotifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerTestNotifyResponse)
+	err := c.cc.Invoke(ctx, Admin_ServerTestNotify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -717,6 +732,10 @@ type AdminServer interface {
 	// AuditVerify checks this member's hash-chained audit log (full mode) and
 	// names the first broken record.
 	AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error)
+	// ServerTestNotify sends a test notification through the contacted
+	// member's mail or webhook channel (full mode) and reports each target's
+	// outcome with the exact error (docs/notifications.md).
+	ServerTestNotify(context.Context, *ServerTestNotifyRequest) (*ServerTestNotifyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -798,6 +817,9 @@ func (UnimplementedAdminServer) Discover(context.Context, *DiscoverRequest) (*Di
 }
 func (UnimplementedAdminServer) AuditVerify(context.Context, *AuditVerifyRequest) (*AuditVerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuditVerify not implemented")
+}
+func (UnimplementedAdminServer) ServerTestNotify(context.Context, *ServerTestNotifyRequest) (*ServerTestNotifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ServerTestNotify not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1252,6 +1274,24 @@ func _Admin_AuditVerify_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ServerTestNotify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerTestNotifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ServerTestNotify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ServerTestNotify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ServerTestNotify(ctx, req.(*ServerTestNotifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1354,6 +1394,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditVerify",
 			Handler:    _Admin_AuditVerify_Handler,
+		},
+		{
+			MethodName: "ServerTestNotify",
+			Handler:    _Admin_ServerTestNotify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,15 +1,23 @@
 // Triad dashboard: polls v1/status on the member that served the page and
-// draws it. Everything is built with DOM calls (never innerHTML) so names and
+// draws it. When that member stops answering, it polls the other members at
+// the HTTP addresses the status lists (members[].http_url; their status
+// endpoints allow this page's origin by CORS) and says whose view it shows.
+// Everything is built with DOM calls (never innerHTML) so names and
 // messages from the cluster are shown as text, not markup.
 "use strict";
 
 const POLL_MS = 1500;
 const TIMEOUT_MS = 4000;
+const RETRY_HOME_EVERY = 4;
+const MAX_EVENTS = 15; // newest events shown (a member keeps 50) // while failed over, try the serving member first every Nth poll
 const SVGNS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
-let last = null;       // last status received
-let failingSince = null; // time of the first failed poll after a success
+let last = null;         // last status received
+let failingSince = null; // time the member that served the page stopped answering
+let current = "";        // base URL answering now ("" = the member that served the page)
+let home = null;         // name of the member that served the page
+const memberURLs = new Map(); // member name -> its HTTP base URL, from every status seen
 
 function el(tag, attrs, ...kids) {
   const e = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -82,11 +90,60 @@ function renderTriangle(s) {
     g.append(
       el("svg:circle", { cx: x, cy: y, r: 26 }),
       el("svg:text", { x, y, class: "initial" }, (m.name || "?").charAt(0).toUpperCase()),
-      el("svg:text", { x, y: ty, class: "name" }, m.name + (m.name === s.member ? " ◂ this page" : "")),
+      el("svg:text", { x, y: ty, class: "name" }, m.name + (m.name === s.member ? (current ? " ◂ answering" : " ◂ this page") : "")),
       el("svg:text", { x, y: ty + 18, class: `role ${role}` }, role === "leader" ? "★ leader" : role),
       el("svg:text", { x, y: ty + 34, class: "addr" }, m.address || ""),
     );
     svg.append(g);
+  }
+}
+
+// renderLinks lists the links with "down since" for the down ones.
+function renderLinks(s) {
+  const ul = $("links");
+  ul.replaceChildren();
+  for (const l of s.links || []) {
+    const state = ["up", "down"].includes(l.state) ? l.state : "unknown";
+    const since = Number(l.down_since_unix_ms);
+    const text = state === "down" && since ? `down since ${when(since)}` : state;
+    ul.append(el("li", { "data-link-row": `${l.a}-${l.b}`, "data-link-state": state },
+      `${l.a} – ${l.b}: `, el("span", { class: state }, text)));
+  }
+}
+
+// renderDashboards links every member's own dashboard.
+function renderDashboards() {
+  const p = $("dashboards");
+  p.replaceChildren();
+  if (!memberURLs.size) return;
+  p.append("Dashboards: ");
+  for (const [name, url] of memberURLs) p.append(el("a", { href: url + "/", "data-member-url": url }, name));
+}
+
+// when formats a time in ms: the clock time, with the date if not today.
+function when(ms) {
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? clock(d) : `${d.toLocaleDateString("en-CA")} ${clock(d)}`;
+}
+
+const GOOD_EVENTS = new Set(["link_up", "member_up", "quorum_regained", "member_reconnected", "leader_changed"]);
+
+// renderEvents lists the answering member's recent events, newest first.
+function renderEvents(s) {
+  const ul = $("events");
+  ul.replaceChildren();
+  $("events-of").textContent = s.member ? `(as ${s.member} saw them)` : "";
+  const events = (s.events || []).slice(-MAX_EVENTS).reverse();
+  if (!events.length) {
+    ul.append(el("li", { class: "none" }, "no events"));
+    return;
+  }
+  for (const e of events) {
+    const kind = e.kind || "event";
+    ul.append(el("li", { "data-kind": kind, "data-event-member": e.member || "" },
+      el("span", { class: "at" }, when(Number(e.at_unix_ms))),
+      el("span", { class: `kind${GOOD_EVENTS.has(kind) ? " good" : ""}` }, kind.replace(/_/g, " ")),
+      el("span", {}, e.message || "")));
   }
 }
 
@@ -143,10 +200,13 @@ function render(s) {
   const w = $("status-word");
   w.textContent = s.status || "not operational";
   w.className = "word " + wordClass(s.status);
-  $("served-by").textContent = `served by ${s.member || "?"}`;
+  $("served-by").textContent = current ? `served by ${home || "?"}; showing ${s.member || "?"}'s view` : `served by ${s.member || "?"}`;
   renderFacts(s);
   renderTriangle(s);
+  renderLinks(s);
+  renderDashboards();
   renderAlarms(s);
+  renderEvents(s);
   renderFeatures(s);
 }
 
@@ -159,23 +219,96 @@ function banner(text, down) {
 
 let refreshes = 0; // successful refreshes since the page loaded (data-refreshes on <main>)
 
+// fetchStatus gets v1/status from base ("" = the member that served the
+// page, else another member's HTTP base URL, cross-origin without
+// credentials).
+async function fetchStatus(base) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+  try {
+    const r = await fetch(base ? `${base}/v1/status` : "v1/status",
+      { cache: "no-store", signal: ctl.signal, mode: base ? "cors" : "same-origin", credentials: "omit" });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    return await r.json();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// remember keeps every member's HTTP base URL ever listed, so the page can
+// fail over even when the member now answering does not know one.
+function remember(s) {
+  for (const m of s.members || []) {
+    if (m.name && /^https?:\/\//.test(m.http_url || "")) memberURLs.set(m.name, m.http_url);
+  }
+}
+
+// candidates: where to ask, in order: the one that answered last, then the
+// member that served the page, then the others.
+function candidates() {
+  const others = [];
+  for (const [name, url] of memberURLs) {
+    if (name !== home && url !== location.origin) others.push(url);
+  }
+  const all = ["", ...others];
+  let order = [current, ...all.filter((u) => u !== current)];
+  if (current && refreshes % RETRY_HOME_EVERY === 0) order = ["", ...order.filter((u) => u !== "")];
+  return order;
+}
+
+// show draws a status from base and says whose view it is.
+function show(s, base) {
+  current = base;
+  last = s;
+  render(s);
+  $("main").classList.remove("stale");
+  $("main").dataset.viewOf = s.member || "";
+  $("main").dataset.failover = current ? "yes" : "no";
+  const who = home || "The member that served this page";
+  if (!current) {
+    banner(s.isolated ? `This member (${s.member}) reaches neither peer: what it shows may be stale` : "");
+  } else if (failingSince) {
+    banner(`${who} is not answering since ${clock(failingSince)}: showing the view of ${s.member} (${current})`, true);
+  } else {
+    banner(`${who} reaches neither peer: showing the view of ${s.member} (${current})`, true);
+  }
+  $("updated").textContent = `updated ${clock(new Date())}`;
+  $("main").dataset.refreshes = String(++refreshes);
+}
+
+// poll asks the candidates in order and shows the first answer from a
+// member that reaches a peer; a member that reaches neither (isolated)
+// sees only itself, so the others are asked too and its view is shown only
+// when no other member answers.
 async function poll() {
   try {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
-    const r = await fetch("v1/status", { cache: "no-store", signal: ctl.signal });
-    clearTimeout(timer);
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    last = await r.json();
-    failingSince = null;
-    render(last);
-    $("main").classList.remove("stale");
-    banner(last.isolated ? `This member (${last.member}) reaches neither peer: what it shows may be stale` : "");
-    $("updated").textContent = `updated ${clock(new Date())}`;
-    $("main").dataset.refreshes = String(++refreshes);
-  } catch (e) {
+    let cutOff = null; // first isolated answer: [status, base]
+    for (const base of candidates()) {
+      let s;
+      try {
+        s = await fetchStatus(base);
+      } catch (e) {
+        if (base === "" && !failingSince) failingSince = new Date();
+        continue;
+      }
+      if (base === "") {
+        home = s.member || home;
+        failingSince = null;
+      }
+      remember(s);
+      if (s.isolated) {
+        cutOff = cutOff || [s, base];
+        continue;
+      }
+      show(s, base);
+      return;
+    }
+    if (cutOff) {
+      show(...cutOff);
+      return;
+    }
     failingSince = failingSince || new Date();
-    banner(`Member not answering since ${clock(failingSince)}`, true);
+    banner(`No member answering since ${clock(failingSince)}${memberURLs.size ? "; tried " + [...memberURLs.values()].join(", ") : ""}`, true);
     if (last) $("main").classList.add("stale");
   } finally {
     setTimeout(poll, POLL_MS);

@@ -1,0 +1,186 @@
+package fsm
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+// Command formats and rolling upgrades (docs/upgrading.md).
+//
+// Each build applies the commands of formats up to FormatVersion. A
+// command type (or batch op) added after the first format is listed in
+// opFormats with the format that introduced it; the leader proposes it only
+// once every member reports a format that knows it (server: the heartbeat
+// carries each member's format). If a member still meets a command it does
+// not know (it was rolled back after the command was used, or the log was
+// written by a newer build), Apply neither panics nor skips the entry: the
+// FSM halts at that entry, applies nothing more, refuses snapshots, and
+// the member refuses to serve, naming the entry and asking for an upgrade.
+// Raft goes on replicating and storing the log on that member, so once it
+// runs a build that knows the command, it replays the log from its last
+// snapshot and catches up to exactly the state of the others.
+
+// FormatVersion is the highest command format this build applies.
+const FormatVersion = 2
+
+// opFormats lists the commands (Command oneof field names) and batch ops
+// ("batch." + Op oneof field name) introduced after format 1, with the
+// format that introduced them. Every entry needs a row in the table of
+// fsm/DESIGN.md and docs/upgrading.md; a test checks that the table and
+// this map agree. Never change a row: append.
+var opFormats = map[string]uint32{
+	// Format 2: vendor trust replicated and enforced in Apply; the
+	// administrator's force-release as its own op.
+	"add_vendor_key":      2,
+	"remove_vendor_key":   2,
+	"adopt_vendor_trust":  2,
+	"batch.admin_release": 2,
+}
+
+// OpFormat is one row of the format table.
+type OpFormat struct {
+	Op     string // command field name, or "batch." + op field name
+	Format uint32
+}
+
+// OpFormats returns the command types introduced after format 1, sorted by
+// format then name.
+func OpFormats() []OpFormat {
+	out := make([]OpFormat, 0, len(opFormats))
+	for op, f := range opFormats {
+		out = append(out, OpFormat{op, f})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Format != out[j].Format {
+			return out[i].Format < out[j].Format
+		}
+		return out[i].Op < out[j].Op
+	})
+	return out
+}
+
+// FormatOf returns the command format a member needs to apply cmd, and the
+// name of the newest op that needs it (for messages). Commands of format 1
+// return 1 and their own name.
+func FormatOf(cmd *fsmpb.Command) (uint32, string) {
+	name := string(commandName(cmd))
+	format, op := uint32(1), name
+	if f, ok := opFormats[name]; ok {
+		format = f
+	}
+	if b := cmd.GetBatch(); b != nil {
+		for _, o := range b.GetOps() {
+			if f, n := OpsFormat(o); f > format {
+				format, op = f, n
+			}
+		}
+	}
+	return format, op
+}
+
+// OpsFormat is FormatOf for one batch op.
+func OpsFormat(o *fsmpb.Op) (uint32, string) {
+	name := "batch." + string(opName(o))
+	if f, ok := opFormats[name]; ok {
+		return f, name
+	}
+	return 1, name
+}
+
+const opOneof = "op"
+
+func opName(o *fsmpb.Op) protoreflect.Name {
+	if fd := o.ProtoReflect().WhichOneof(o.ProtoReflect().Descriptor().Oneofs().ByName(opOneof)); fd != nil {
+		return fd.Name()
+	}
+	return ""
+}
+
+// Halt describes why the FSM stopped applying the log.
+type Halt struct {
+	Index  uint64 // the log entry it could not apply
+	Reason string // what it is, and what to do
+}
+
+// Halted returns why the FSM stopped applying the log, or nil while it
+// applies it.
+func (f *FSM) Halted() *Halt {
+	if !f.halted.Load() {
+		return nil // the common case, without the lock Apply holds
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.halt == nil {
+		return nil
+	}
+	h := *f.halt
+	return &h
+}
+
+// SetMaxFormat makes the FSM apply only commands of formats ≤ n, as a
+// build of format n would (TEST ONLY: triadd --test-format-version, to run
+// a member as the previous build in upgrade tests). 0 means FormatVersion.
+func (f *FSM) SetMaxFormat(n uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maxFormat = n
+}
+
+// MaxFormat is the highest command format this FSM applies.
+func (f *FSM) MaxFormat() uint32 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.maxFormatLocked()
+}
+
+func (f *FSM) maxFormatLocked() uint32 {
+	if f.maxFormat == 0 || f.maxFormat > FormatVersion {
+		return FormatVersion
+	}
+	return f.maxFormat
+}
+
+// unknownCommand returns why cmd cannot be applied by this build ("" when
+// it can): it is empty, carries a command or batch op this build's
+// fsmpb does not know (proto keeps it as an unknown field), or one of a
+// format above the FSM's maximum. Checked before anything is applied, so a
+// halted entry changes nothing.
+func (f *FSM) unknownCommand(cmd *fsmpb.Command) string {
+	max := f.maxFormatLocked()
+	if cmd.Cmd == nil {
+		if len(cmd.ProtoReflect().GetUnknown()) > 0 {
+			return fmt.Sprintf("it holds a command type this build (command format %d) does not know, written by a newer Triad", max)
+		}
+		return "it has no command set (an empty entry, or written by a newer Triad)"
+	}
+	for i, o := range cmd.GetBatch().GetOps() {
+		if o.Op == nil && len(o.ProtoReflect().GetUnknown()) > 0 {
+			return fmt.Sprintf("op %d of its batch is of a type this build (command format %d) does not know, written by a newer Triad", i, max)
+		}
+	}
+	if format, op := FormatOf(cmd); format > max {
+		return fmt.Sprintf("it holds %s, a command of format %d, and this build applies formats up to %d", op, format, max)
+	}
+	return ""
+}
+
+// haltAt stops applying the log at entry index (call with the lock held).
+func (f *FSM) haltAt(index, term uint64, why string) {
+	defer f.halted.Store(true)
+	f.halt = &Halt{Index: index, Reason: fmt.Sprintf(
+		"this member stopped applying the replicated log at entry %d (term %d): %s; "+
+			"upgrade this member to the Triad version the other members run and restart it "+
+			"(it then replays the log and catches up; see docs/upgrading.md)", index, term, strings.TrimSpace(why))}
+}
+
+// ErrHalted is returned by Snapshot on a halted FSM: its state stops at
+// the halted entry, so a snapshot labelled with a later index would lose
+// the commands after it.
+type ErrHalted struct{ Halt }
+
+func (e *ErrHalted) Error() string { return "fsm: no snapshot: " + e.Reason }
