@@ -91,10 +91,13 @@ func TestLeaderClockNeverBackwards(t *testing.T) {
 func TestLeaderClockBeforeLeadIgnoresWall(t *testing.T) {
 	c, f := newFakeLeaderClock()
 	committed := f.wall.Add(-time.Hour).UnixMilli()
-	if got := c.nowMs(committed); got != committed {
-		t.Fatalf("before lead: now %d, want the committed %d (the wall is %s ahead)", got, committed, time.Duration(f.wall.UnixMilli()-committed)*time.Millisecond)
+	if got := c.nowMs(committed); got != committed || c.ready() {
+		t.Fatalf("before lead: now %d ready %v, want the committed %d and not ready (the wall is %s ahead)", got, c.ready(), committed, time.Duration(f.wall.UnixMilli()-committed)*time.Millisecond)
 	}
 	c.lead(committed)
+	if !c.ready() {
+		t.Fatal("leading: not ready")
+	}
 	if got := c.nowMs(committed); got != f.wall.UnixMilli() {
 		t.Fatalf("leading: now %d, want the wall %d", got, f.wall.UnixMilli())
 	}
