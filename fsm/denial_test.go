@@ -72,3 +72,62 @@ func TestDenialIsForgottenLikeGrants(t *testing.T) {
 		t.Fatalf("fresh grant after pruning: %v %s", r.Code, r.Message)
 	}
 }
+
+// TestRequestMemorySurvivesClockJump: a new leader whose clock is an hour
+// ahead (or a cluster restarted after an outage) rebases the leases; the
+// jump must not count towards the request memory, else a request refused
+// a moment before is granted on its retry, and a retry of an ended grant
+// takes a new seat (found by the robustness suite: clock-step-leader then
+// restart-cluster). A rebase of an older log (no memory_from_ms)
+// still forgets them, as the binaries that wrote it did.
+func TestRequestMemorySurvivesClockJump(t *testing.T) {
+	setup := func() (*harness, *fsmpb.OpResult) {
+		h := formed(t)
+		h.mustEnroll(t0, lic("L1", t0-day, t0+10*day, feat("cad", 0, 1)))
+		held := h.op(t0+1, securedGrantOp("r-held", "c1"))
+		if held.Code != fsmpb.Code_OK {
+			t.Fatalf("grant: %v", held.Code)
+		}
+		if r := h.op(t0+2, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_NO_SEAT {
+			t.Fatalf("deny: %v", r.Code)
+		}
+		rel := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{held.Lease.Id}, Secrets: [][]byte{[]byte("secret-r-held")}}}}
+		if r := h.op(t0+3, rel); r.Leases[0].Code != fsmpb.Code_OK {
+			t.Fatalf("release: %v", r.Leases[0])
+		}
+		return h, held
+	}
+	const hour = int64(3_600_000)
+	// The new leader, an hour ahead, found t0+3 committed; a batch of its
+	// own (stamped before its rebase) may come first.
+	keep := &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{MemoryFromMs: t0 + 3}}}
+	noop := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{999}, Secrets: [][]byte{[]byte("x")}}}}
+
+	h, held := setup()
+	h.op(t0+3+hour, noop)
+	h.apply(t0+3+hour, keep)
+	h.apply(t0+4+hour, expireCmd())
+	for _, f := range []*FSM{h.f, roundTrip(t, h.f)} {
+		h2 := &harness{t: t, f: f, index: h.index}
+		if r := h2.op(t0+5+hour, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_NO_SEAT || r.Lease != nil {
+			t.Fatalf("retry of a refused request after a leader an hour ahead: %v %s, want the refusal again", r.Code, r.Message)
+		}
+		if r := h2.op(t0+6+hour, securedGrantOp("r-held", "c1")); r.Code != fsmpb.Code_NOT_FOUND || r.Lease != nil {
+			t.Fatalf("retry of an ended grant after a leader an hour ahead: %v %s, want 'has ended' (lease %d)", r.Code, r.Message, held.Lease.Id)
+		}
+		// The memory still ends: requestMemoryMs of committed time after
+		// the jump.
+		h2.apply(t0+4+hour+requestMemoryMs, expireCmd())
+		if r := h2.op(t0+5+hour+requestMemoryMs, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_OK {
+			t.Fatalf("refusal still remembered requestMemoryMs after the jump: %v %s", r.Code, r.Message)
+		}
+	}
+
+	// An older log's rebase replays as it was written: the jump counts.
+	h, _ = setup()
+	h.apply(t0+3+hour, rebaseCmd())
+	h.apply(t0+4+hour, expireCmd())
+	if r := h.op(t0+5+hour, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_OK {
+		t.Fatalf("an older log's rebase replays differently: %v %s", r.Code, r.Message)
+	}
+}

@@ -134,7 +134,7 @@ func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_ExpireLeases:
 		return s.applyExpireLeases(now)
 	case *fsmpb.Command_RebaseLeases:
-		return s.applyRebaseLeases(now)
+		return s.applyRebaseLeases(now, c.RebaseLeases.GetMemoryFromMs())
 	case *fsmpb.Command_OpenSession:
 		return s.applyOpenSession(now, c.OpenSession)
 	case *fsmpb.Command_CloseSession:

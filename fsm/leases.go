@@ -331,8 +331,24 @@ func (s *state) pruneRequests(now int64) {
 
 // applyRebaseLeases restarts every live lease's TTL from now: a new leader
 // measures time with its own clock and must not expire leases that the old
-// leader's clock still considered live.
-func (s *state) applyRebaseLeases(now int64) *fsmpb.OpResult {
+// leader's clock still considered live. With memoryFrom (the last
+// committed now the new leader found; 0 in older logs, which replay as
+// before) the time from it to now does not count towards the memory of
+// ended and refused request ids either: a leader whose clock is an hour
+// ahead would otherwise make the cluster forget, at once, answers it must
+// keep for requestMemoryMs (a refused request granted on retry, a retry
+// of an ended grant given a new seat). Records that ended since
+// memoryFrom (commands of the new leader before this one) move too: they
+// are remembered a little longer, never shorter.
+func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
+	if d := now - memoryFrom; memoryFrom > 0 && d > 0 && s.endedRequests > 0 {
+		for _, rec := range s.requests { // order does not show: each record moves alone
+			if _, live := s.leases[rec.LeaseId]; !live {
+				rec.EndedMs += d
+			}
+		}
+		s.minEndedMs += d
+	}
 	for _, e := range s.expiry {
 		if e.l.Borrowed {
 			continue // offline: its end was agreed in wall-clock time

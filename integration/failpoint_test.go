@@ -15,13 +15,14 @@ import (
 // the test goroutine (they may call t.Fatal).
 type failpoint interface {
 	Name() string
-	Inject(c *cluster)
-	Heal(c *cluster)
+	Inject(c *chaosCluster)
+	Heal(c *chaosCluster)
 }
 
 // failpointNames lists the implemented faults; newFailpoint makes a fresh
 // one (a failpoint remembers its victim between Inject and Heal).
-var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader", "clock-step-leader"}
+var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader", "clock-step-leader",
+	"isolate-follower", "isolate-leader", "clock-step-back-leader", "restart-cluster"}
 
 func newFailpoint(name string) failpoint {
 	switch name {
@@ -32,14 +33,22 @@ func newFailpoint(name string) failpoint {
 	case "pause-leader":
 		return &pauseFailpoint{hold: 4 * time.Second}
 	case "clock-step-leader":
-		return &clockStepFailpoint{step: time.Hour}
+		return &clockStepFailpoint{name: name, step: time.Hour}
+	case "clock-step-back-leader":
+		return &clockStepFailpoint{name: name, step: -time.Hour}
+	case "isolate-follower":
+		return &isolateFailpoint{hold: 4 * time.Second}
+	case "isolate-leader":
+		return &isolateFailpoint{leader: true, hold: 4 * time.Second}
+	case "restart-cluster":
+		return &restartFailpoint{}
 	}
 	panic("no failpoint " + name)
 }
 
 // liveLeader asks every live member for the leader until one names a live
 // member.
-func liveLeader(c *cluster, d time.Duration) *member {
+func liveLeader(c *chaosCluster, d time.Duration) *member {
 	c.t.Helper()
 	var l *member
 	waitFor(c.t, d, "a leader", func() error {
@@ -63,7 +72,7 @@ func liveLeader(c *cluster, d time.Duration) *member {
 	return l
 }
 
-func follower(c *cluster, leader *member) *member {
+func follower(c *chaosCluster, leader *member) *member {
 	for _, m := range c.members {
 		if m != leader && m.cmd != nil {
 			return m
@@ -87,7 +96,7 @@ func (f *killFailpoint) Name() string {
 	return "kill-follower"
 }
 
-func (f *killFailpoint) Inject(c *cluster) {
+func (f *killFailpoint) Inject(c *chaosCluster) {
 	l := liveLeader(c, 20*time.Second)
 	f.victim = l
 	if !f.leader {
@@ -96,7 +105,7 @@ func (f *killFailpoint) Inject(c *cluster) {
 	f.victim.kill()
 }
 
-func (f *killFailpoint) Heal(c *cluster) {
+func (f *killFailpoint) Heal(c *chaosCluster) {
 	f.victim.start()
 	liveLeader(c, 20*time.Second)
 }
@@ -111,7 +120,7 @@ type pauseFailpoint struct {
 
 func (f *pauseFailpoint) Name() string { return "pause-leader" }
 
-func (f *pauseFailpoint) Inject(c *cluster) {
+func (f *pauseFailpoint) Inject(c *chaosCluster) {
 	f.victim = liveLeader(c, 20*time.Second)
 	if err := f.victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		c.t.Fatal(err)
@@ -119,7 +128,7 @@ func (f *pauseFailpoint) Inject(c *cluster) {
 	time.Sleep(f.hold) // the fault itself: the member stays paused this long
 }
 
-func (f *pauseFailpoint) Heal(c *cluster) {
+func (f *pauseFailpoint) Heal(c *chaosCluster) {
 	if err := f.victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		c.t.Fatal(err)
 	}
@@ -129,16 +138,19 @@ func (f *pauseFailpoint) Heal(c *cluster) {
 // clockFile is the member's --test-clock-file.
 func clockFile(m *member) string { return filepath.Join(m.dir, "clock-step") }
 
-// clockStepFailpoint steps the leader's wall clock forward by step (an NTP
-// step), on top of any earlier step; it stays stepped. Leases must not
-// expire early: the leader's now follows its monotonic clock.
+// clockStepFailpoint steps the leader's wall clock by step (an NTP step,
+// forward or back), on top of any earlier step; it stays stepped. Leases
+// must neither expire early (forward) nor be stretched or over-granted
+// (back): the leader's now follows its monotonic clock and never goes
+// below the last committed now.
 type clockStepFailpoint struct {
+	name string
 	step time.Duration
 }
 
-func (f *clockStepFailpoint) Name() string { return "clock-step-leader" }
+func (f *clockStepFailpoint) Name() string { return f.name }
 
-func (f *clockStepFailpoint) Inject(c *cluster) {
+func (f *clockStepFailpoint) Inject(c *chaosCluster) {
 	l := liveLeader(c, 20*time.Second)
 	var cur time.Duration
 	if b, err := os.ReadFile(clockFile(l)); err == nil {
@@ -156,4 +168,66 @@ func (f *clockStepFailpoint) Inject(c *cluster) {
 	})
 }
 
-func (f *clockStepFailpoint) Heal(c *cluster) { liveLeader(c, 20*time.Second) }
+func (f *clockStepFailpoint) Heal(c *chaosCluster) { liveLeader(c, 20*time.Second) }
+
+// isolateFailpoint cuts one member (the leader, or a follower) off from
+// the other two, in both directions, for hold (longer than the lease
+// TTL): every Raft and Peer connection between it and them is closed and
+// new ones are blackholed by the proxies on the failover ports. Clients
+// still reach it on its licensing port, as clients on its side of a
+// broken switch would; while it is cut off a minority worker whose client
+// knows only this member checks seats out (check: a minority never
+// grants). Heal stops that worker, restores the links and resolves the
+// worker's unanswered request ids through the whole cluster.
+type isolateFailpoint struct {
+	leader bool
+	hold   time.Duration
+	victim *member
+	mw     *minorityWorker
+}
+
+func (f *isolateFailpoint) Name() string {
+	if f.leader {
+		return "isolate-leader"
+	}
+	return "isolate-follower"
+}
+
+func (f *isolateFailpoint) Inject(c *chaosCluster) {
+	l := liveLeader(c, 20*time.Second)
+	f.victim = l
+	if !f.leader {
+		f.victim = follower(c, l)
+	}
+	c.isolate(f.victim)
+	f.mw = c.startMinority(f.victim)
+	time.Sleep(f.hold) // the fault itself: the member stays cut off this long
+}
+
+func (f *isolateFailpoint) Heal(c *chaosCluster) {
+	f.mw.stop()
+	c.healLinks()
+	liveLeader(c, 20*time.Second)
+	f.mw.resolve(c)
+}
+
+// restartFailpoint SIGKILLs all three members (a power cut of the whole
+// cluster), then Heal starts them again on their data directories:
+// leases held and renewed before survive, clients keep renewing them
+// (Grace while no member answers, Held again with the same ids after).
+type restartFailpoint struct{}
+
+func (f *restartFailpoint) Name() string { return "restart-cluster" }
+
+func (f *restartFailpoint) Inject(c *chaosCluster) {
+	for _, m := range c.members {
+		m.kill()
+	}
+}
+
+func (f *restartFailpoint) Heal(c *chaosCluster) {
+	for _, m := range c.members {
+		m.start()
+	}
+	liveLeader(c, 30*time.Second)
+}

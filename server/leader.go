@@ -62,7 +62,8 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	// After the barrier the FSM holds every committed entry: its last now
 	// is the floor of this leader's clock, and the commit index is one of
 	// this term, good for consistent reads.
-	s.lclock.lead(s.fsm.LastNowMs())
+	committed := s.fsm.LastNowMs()
+	s.lclock.lead(committed)
 	s.consistentReady.Store(true)
 	if s.fsm.Cluster() == nil {
 		s.formMu.Lock()
@@ -74,7 +75,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	}
 	s.adoptTrust(ctx)
 	// Rebase even with no leases: it is cheap and keeps one rule for all.
-	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{}}})
+	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{MemoryFromMs: committed}}})
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastSweep time.Time

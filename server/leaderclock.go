@@ -52,18 +52,28 @@ func (c *leaderClock) follow() {
 
 // nowMs returns the time to stamp into a command, never below committedMs
 // (the FSM's last committed now) nor below an earlier answer. Before lead
-// (a leader still catching up) it falls back on the wall clock, with the
-// same floor.
+// time stands still at that floor; such a leader proposes nothing (ready).
 func (c *leaderClock) nowMs(committedMs int64) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var n int64
 	if c.leading {
 		n = c.baseMs + (c.mono() - c.baseMono).Milliseconds()
-	} else {
-		n = c.wall().UnixMilli()
 	}
 	n = max(n, committedMs, c.lastMs)
 	c.lastMs = n
 	return n
+}
+
+// ready reports whether this member leads with its clock set (after its
+// barrier). Before, a new leader must not stamp commands: its FSM may not
+// have caught up (its last now can be far behind, even zero after a
+// restart), and its wall clock may be ahead, a jump that must show first in
+// the RebaseLeases that names the committed now it jumps from (found by the
+// robustness suite: a batch stamped before the rebase hid the jump from the
+// request memory, or stamped 1970 after a restart).
+func (c *leaderClock) ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leading
 }

@@ -81,3 +81,24 @@ func TestLeaderClockNeverBackwards(t *testing.T) {
 		t.Fatalf("leading again after a step back: %d < %d", got, high)
 	}
 }
+
+// Before lead (a new leader still catching up, or a member that never
+// led) time stands still at the committed now even when the wall clock is
+// an hour ahead: the jump shows only from the leader's RebaseLeases, which
+// names the committed now it jumps from (found by the robustness suite:
+// commands stamped with the wall clock before the rebase hid the jump from
+// the request memory).
+func TestLeaderClockBeforeLeadIgnoresWall(t *testing.T) {
+	c, f := newFakeLeaderClock()
+	committed := f.wall.Add(-time.Hour).UnixMilli()
+	if got := c.nowMs(committed); got != committed || c.ready() {
+		t.Fatalf("before lead: now %d ready %v, want the committed %d and not ready (the wall is %s ahead)", got, c.ready(), committed, time.Duration(f.wall.UnixMilli()-committed)*time.Millisecond)
+	}
+	c.lead(committed)
+	if !c.ready() {
+		t.Fatal("leading: not ready")
+	}
+	if got := c.nowMs(committed); got != f.wall.UnixMilli() {
+		t.Fatalf("leading: now %d, want the wall %d", got, f.wall.UnixMilli())
+	}
+}

@@ -179,6 +179,9 @@ func (s *Server) flushLocal(ops []*fsmpb.Op, _ []time.Time) ([]*fsmpb.OpResult, 
 // applyLocal stamps the leader's clock (never backwards, deaf to wall
 // clock steps: leaderclock.go) into cmd and applies it.
 func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
+	if !s.lclock.ready() {
+		return nil, fmt.Errorf("%w: this member has just become leader and is catching up the log", errRetry)
+	}
 	cmd.NowMs = s.stampMs()
 	data, err := proto.Marshal(cmd)
 	if err != nil {

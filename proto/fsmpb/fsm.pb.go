@@ -2409,7 +2409,16 @@ func (*ExpireLeases) Descriptor() ([]byte, []int) {
 
 // RebaseLeases restarts every live lease's TTL from now_ms (new leader).
 type RebaseLeases struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// memory_from_ms is the last committed now_ms the new leader found
+	// (after its barrier, before any command of its own). The time from it
+	// to this command's now_ms (a new leader whose clock is ahead, or a
+	// cluster restarted after an outage) does not count towards how long
+	// ended and refused request ids are remembered, so that a clock ahead
+	// cannot make the cluster forget a request's answer
+	// (docs/decisions.md). Set by every leader since; 0 in older logs,
+	// which replay as before.
+	MemoryFromMs  int64 `protobuf:"varint,1,opt,name=memory_from_ms,json=memoryFromMs,proto3" json:"memory_from_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2442,6 +2451,13 @@ func (x *RebaseLeases) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RebaseLeases.ProtoReflect.Descriptor instead.
 func (*RebaseLeases) Descriptor() ([]byte, []int) {
 	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RebaseLeases) GetMemoryFromMs() int64 {
+	if x != nil {
+		return x.MemoryFromMs
+	}
+	return 0
 }
 
 type LeaseResult struct {
@@ -4243,8 +4259,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\aused_ms\x18\x02 \x01(\x03R\x06usedMs\"+\n" +
 	"\x05Batch\x12\"\n" +
 	"\x03ops\x18\x01 \x03(\v2\x10.triad.fsm.v1.OpR\x03ops\"\x0e\n" +
-	"\fExpireLeases\"\x0e\n" +
-	"\fRebaseLeases\"\xa0\x01\n" +
+	"\fExpireLeases\"4\n" +
+	"\fRebaseLeases\x12$\n" +
+	"\x0ememory_from_ms\x18\x01 \x01(\x03R\fmemoryFromMs\"\xa0\x01\n" +
 	"\vLeaseResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12&\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x12.triad.fsm.v1.CodeR\x04code\x12\x18\n" +
