@@ -75,7 +75,15 @@ func (s *Server) leaderLoop(ctx context.Context) {
 	}
 	s.adoptTrust(ctx)
 	// Rebase even with no leases: it is cheap and keeps one rule for all.
-	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: &fsmpb.RebaseLeases{MemoryFromMs: committed}}})
+	rebase := &fsmpb.RebaseLeases{MemoryFromMs: committed}
+	if m, format, older := s.memberBelowFormat(memoryFromFormat); older {
+		// An older build ignores memory_from_ms: every member must apply
+		// the rebase alike, so it goes without (docs/decisions.md).
+		s.log.Warn("member runs an older command format: request memory is not kept across this leader change's clock jump",
+			"member", m, "format", format, "needs", memoryFromFormat)
+		rebase.MemoryFromMs = 0
+	}
+	s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RebaseLeases{RebaseLeases: rebase}})
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastSweep time.Time

@@ -110,6 +110,26 @@ func (s *Server) checkFormatNeed(need uint32, op, except string) error {
 	return nil
 }
 
+// memoryFromFormat is the command format whose builds apply
+// RebaseLeases.memory_from_ms (a field added to a format-1 command).
+const memoryFromFormat = 3
+
+// memberBelowFormat names a member known, from its last heartbeat, to
+// apply only formats below need. Unlike checkFormatNeed, a member not heard
+// yet does not count: fields that older builds ignore are withheld only
+// when an older build is known to be there.
+func (s *Server) memberBelowFormat(need uint32) (name string, format uint32, older bool) {
+	for _, m := range s.cluster().GetMembers() {
+		if m.GetName() == s.cfg.Name {
+			continue
+		}
+		if b, heard := s.mon.PeerBuild(m.GetName()); heard && b.Format < need {
+			return m.GetName(), b.Format, true
+		}
+	}
+	return "", 0, false
+}
+
 func orUnknown(v string) string {
 	if v == "" {
 		return "unknown: a build from before versions were reported"
