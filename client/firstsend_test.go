@@ -46,7 +46,10 @@ func TestRetriedRenewalHeldFromFirstSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.members[0].set(func(m *fakeMember) { m.hangAfterRenew = true })
-	time.Sleep(100 * time.Millisecond) // a renewal later than the checkout
+	checkedOut := l.LastRenewed()
+	// Not a wait for a condition: the clock must move on, so that a
+	// renewal's base can be told from the checkout's (asserted below).
+	time.Sleep(100 * time.Millisecond)
 	if err := c.renew.roundNow(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +62,9 @@ func TestRetriedRenewalHeldFromFirstSend(t *testing.T) {
 	m1.mu.Unlock()
 	if len(first) != 1 || len(retried) != 1 {
 		t.Fatalf("renewals: member0 %d member1 %d, want 1 and 1", len(first), len(retried))
+	}
+	if got := l.LastRenewed(); !got.After(checkedOut) {
+		t.Fatalf("last renewed %s, not after the checkout (%s): the renewal was not taken", got.Format("15:04:05.000"), checkedOut.Format("15:04:05.000"))
 	}
 	if got := l.LastRenewed(); got.After(first[0]) {
 		t.Fatalf("last renewed %s after the first attempt arrived (%s): based on the retry (%s)",
