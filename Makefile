@@ -17,7 +17,7 @@ run: build
 	BIN=$(BIN) scripts/cluster.sh run
 
 test: lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/
