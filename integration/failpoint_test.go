@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,16 +23,27 @@ type failpoint interface {
 // failpointNames lists the implemented faults; newFailpoint makes a fresh
 // one (a failpoint remembers its victim between Inject and Heal).
 var failpointNames = []string{"kill-leader", "kill-follower", "pause-leader", "clock-step-leader",
-	"isolate-follower", "isolate-leader", "clock-step-back-leader", "restart-cluster"}
+	"isolate-follower", "isolate-leader", "clock-step-back-leader", "restart-cluster", "pause-follower"}
 
-func newFailpoint(name string) failpoint {
+// pauseHold is how long a pause lasts: 4 s (longer than the suite's 3 s
+// lease TTL) in the CI pass, 1-20 s drawn from rng in a campaign.
+func pauseHold(rng *rand.Rand) time.Duration {
+	if os.Getenv("TRIAD_CHAOS") == "" {
+		return 4 * time.Second
+	}
+	return time.Second + time.Duration(rng.Int63n(int64(19*time.Second)))
+}
+
+func newFailpoint(name string, rng *rand.Rand) failpoint {
 	switch name {
 	case "kill-leader":
 		return &killFailpoint{leader: true}
 	case "kill-follower":
 		return &killFailpoint{}
 	case "pause-leader":
-		return &pauseFailpoint{hold: 4 * time.Second}
+		return &pauseFailpoint{leader: true, hold: pauseHold(rng)}
+	case "pause-follower":
+		return &pauseFailpoint{hold: pauseHold(rng)}
 	case "clock-step-leader":
 		return &clockStepFailpoint{name: name, step: time.Hour}
 	case "clock-step-back-leader":
@@ -110,18 +122,28 @@ func (f *killFailpoint) Heal(c *chaosCluster) {
 	liveLeader(c, 20*time.Second)
 }
 
-// pauseFailpoint SIGSTOPs the leader for hold (longer than the lease TTL
-// the suite runs with), then SIGCONTs it: a leader that wakes up after its
-// leases should have expired, with writes in its buffers.
+// pauseFailpoint SIGSTOPs the leader or a follower for hold (in the CI
+// pass longer than the lease TTL the suite runs with), then SIGCONTs it: a
+// member that wakes up after its leases should have expired, with writes
+// (and forwarded checkouts) in its buffers.
 type pauseFailpoint struct {
+	leader bool
 	hold   time.Duration
 	victim *member
 }
 
-func (f *pauseFailpoint) Name() string { return "pause-leader" }
+func (f *pauseFailpoint) Name() string {
+	if f.leader {
+		return "pause-leader"
+	}
+	return "pause-follower"
+}
 
 func (f *pauseFailpoint) Inject(c *chaosCluster) {
 	f.victim = liveLeader(c, 20*time.Second)
+	if !f.leader {
+		f.victim = follower(c, f.victim)
+	}
 	if err := f.victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		c.t.Fatal(err)
 	}

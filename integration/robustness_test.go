@@ -48,7 +48,7 @@ const (
 var ciScenarios = [][]string{
 	{"kill-leader", "isolate-follower", "clock-step-back-leader"},
 	{"kill-follower", "pause-leader", "isolate-leader"},
-	{"clock-step-leader", "restart-cluster"},
+	{"clock-step-leader", "restart-cluster", "pause-follower"},
 }
 
 func TestRobustness(t *testing.T) {
@@ -289,7 +289,7 @@ func runScenario(t *testing.T, rng *rand.Rand, faults []string) runStats {
 	waitGrants(10, 30*time.Second, "grants before the first fault")
 	phase("workers running")
 	for _, name := range faults {
-		fp := newFailpoint(name)
+		fp := newFailpoint(name, rng)
 		from := c.rec.now()
 		fp.Inject(c)
 		fp.Heal(c)
