@@ -2,9 +2,9 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,15 +22,19 @@ const (
 	logRestoredSnapshot  = "restored from snapshot"
 )
 
-var compactedRe = regexp.MustCompile(`compacting logs: from=(\d+) to=(\d+)`)
-
-// compactedTo is the highest Raft index a member has deleted from its log
-// after a snapshot (0 if it never compacted).
+// compactedTo is the highest Raft index a member has deleted from its log,
+// from Raft's "compacting logs" lines (JSON, as members log).
 func compactedTo(m *member) uint64 {
 	var top uint64
-	for _, g := range compactedRe.FindAllStringSubmatch(m.log(), -1) {
-		if n, _ := strconv.ParseUint(g[2], 10, 64); n > top {
-			top = n
+	for _, line := range strings.Split(m.log(), "\n") {
+		if !strings.Contains(line, "compacting logs") {
+			continue
+		}
+		var rec struct {
+			To uint64 `json:"to"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err == nil && rec.To > top {
+			top = rec.To
 		}
 	}
 	return top
