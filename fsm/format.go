@@ -82,16 +82,41 @@ func FormatOf(cmd *fsmpb.Command) (uint32, string) {
 			}
 		}
 	}
+	for _, hook := range commandFormatHooks {
+		if f, n := hook(cmd); f > format {
+			format, op = f, n
+		}
+	}
 	return format, op
 }
+
+// commandFormatHooks and opFormatHooks let a new field of an existing
+// command or op (or a license using a new option) need a newer format: an
+// older build would ignore the field and apply the entry differently, so
+// the leader must not propose it before every member knows it, and a
+// member that does not must halt on it. Each hook returns the format the
+// command needs for what it checks (1 when nothing new is used) and a name
+// for messages, like "batch.grant.queue". Files register hooks in init;
+// every hook needs a row in the tables of fsm/DESIGN.md and
+// docs/upgrading.md like an op.
+var (
+	commandFormatHooks []func(*fsmpb.Command) (uint32, string)
+	opFormatHooks      []func(*fsmpb.Op) (uint32, string)
+)
 
 // OpsFormat is FormatOf for one batch op.
 func OpsFormat(o *fsmpb.Op) (uint32, string) {
 	name := "batch." + string(opName(o))
+	format, op := uint32(1), name
 	if f, ok := opFormats[name]; ok {
-		return f, name
+		format = f
 	}
-	return 1, name
+	for _, hook := range opFormatHooks {
+		if f, n := hook(o); f > format {
+			format, op = f, n
+		}
+	}
+	return format, op
 }
 
 const opOneof = "op"
