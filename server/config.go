@@ -63,6 +63,10 @@ type Config struct {
 	// ClockFile (test only) holds a duration the member adds to its wall
 	// clock while running, re-read every 100 ms: a clock step on demand.
 	ClockFile string `json:"-"`
+	// ThrottleEvery (test only) replaces the administration password
+	// throttle's refill interval (admin.DefaultThrottleEvery), so tests on a
+	// loaded machine see the burst used up before a refill.
+	ThrottleEvery time.Duration `json:"-"`
 	// MachineID (test only) replaces the machine identity (/etc/machine-id)
 	// in this member's machine proof, so tests can play several machines.
 	MachineID string `json:"-"`
@@ -205,6 +209,7 @@ func MergeFlags(file Config, f FlagSource) Config {
 	c.LeaseTTL = f.Duration("lease-ttl")
 	c.ClockOffset = f.Duration("test-clock-offset")
 	c.ClockFile = f.String("test-clock-file")
+	c.ThrottleEvery = f.Duration("test-throttle-every")
 	c.IsolationAfter = f.Duration("test-isolation-after")
 	c.SnapshotThreshold = f.Uint64("test-snapshot-threshold")
 	c.TrailingLogs = f.Uint64("test-trailing-logs")

@@ -250,6 +250,9 @@ func (s *Server) open() error {
 	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s, m: s.metrics})
 	s.adm = newAdminSide(s.nowMs())
 	adminSvc := admin.NewService(s, Version)
+	if s.cfg.ThrottleEvery > 0 {
+		adminSvc.SetThrottle(admin.NewThrottle(admin.DefaultThrottleBurst, s.cfg.ThrottleEvery, nil))
+	}
 	triadv1.RegisterAdminServer(s.grpcSrv, adminSvc)
 	s.serveLocalAdmin(adminSvc)
 	// The Peer service lives on the failover port only (package failover).

@@ -52,6 +52,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "test-isolation-after", Usage: "TEST ONLY: isolation delay below one minute", Hidden: true},
 			&cli.Uint64Flag{Name: "test-snapshot-threshold", Usage: "TEST ONLY: Raft log entries between snapshots (default 16384)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-trailing-logs", Usage: "TEST ONLY: Raft log entries kept after a snapshot (default 10240)", Hidden: true},
+			&cli.DurationFlag{Name: "test-throttle-every", Usage: "TEST ONLY: one more administration password attempt per this long after the burst of 5 (default 5s)", Hidden: true},
 			&cli.Uint64Flag{Name: "test-format-version", Usage: "TEST ONLY: apply and report Raft command formats up to N only, as the previous build would", Hidden: true},
 			&cli.StringFlag{Name: "http-advertise", Usage: "base URL browsers reach this member's status port at, http[s]://HOST:PORT (default: from --http-listen, else the licensing address's host); the other members' dashboards poll it"},
 			&cli.StringFlag{Name: "test-machine-id", Usage: "TEST ONLY: pretend this is the machine identity (/etc/machine-id)", Hidden: true},
