@@ -108,6 +108,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		RequestId:    g.RequestId,
 		Feature:      g.Feature,
 		Version:      g.Version,
+		VersionText:  g.VersionText,
 		Count:        max(g.Count, 1),
 		User:         g.User,
 		Host:         g.Host,

@@ -178,7 +178,7 @@ func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 		if !over {
 			continue
 		}
-		scope := fmt.Sprintf("at version %d and above", v)
+		scope := fmt.Sprintf("at version %s and above", versionLabel(v))
 		if v == 0 {
 			scope = "at any version"
 		}

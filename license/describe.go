@@ -61,8 +61,8 @@ func describeFeature(f Feature) string {
 	if limit == LimitSoft {
 		limit = fmt.Sprintf("%s (overdraft %d)", limit, f.Overdraft)
 	}
-	return fmt.Sprintf("%s version %d: %d seats, %s, %s limit, grace %s, %s",
-		clean(f.Name), f.Version, f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
+	return fmt.Sprintf("%s version %s: %d seats, %s, %s limit, grace %s, %s",
+		clean(f.Name), clean(f.VersionString()), f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
 }
 
 // fmtDuration prints whole hours or minutes when it can ("2h", not "2h0m0s").

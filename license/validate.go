@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/triadlm/triad/featver"
 )
 
 // Validate checks the rules every license body must meet, whether it is about
@@ -82,7 +84,7 @@ func (bd *Binding) validate() error {
 
 type featureKey struct {
 	name    string
-	version uint32
+	version featver.Key
 }
 
 func validateFeatures(fs []Feature) error {
@@ -94,7 +96,10 @@ func validateFeatures(fs []Feature) error {
 		if err := checkFeatureName(f.Name); err != nil {
 			return fmt.Errorf("features[%d]: %w", i, err)
 		}
-		where := fmt.Sprintf("features[%d] (%s version %d)", i, f.Name, f.Version)
+		where := fmt.Sprintf("features[%d] (%s version %s)", i, f.Name, f.VersionString())
+		if _, err := featver.Of(f.Version, f.VersionText); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 		if f.Count < 1 {
 			return fmt.Errorf("%s: count is 0: give a count of at least 1", where)
 		}
@@ -122,9 +127,9 @@ func validateFeatures(fs []Feature) error {
 		default:
 			return fmt.Errorf("%s: limit is %q: use %q or %q", where, f.Limit, LimitHard, LimitSoft)
 		}
-		k := featureKey{f.Name, f.Version}
+		k := featureKey{f.Name, f.VersionKey()}
 		if j, dup := seen[k]; dup {
-			return fmt.Errorf("%s: same name and version as features[%d]: merge them into one entry with the summed count", where, j)
+			return fmt.Errorf("%s: same name and version as features[%d] (versions compare numerically: 2 == 2.0): merge them into one entry with the summed count", where, j)
 		}
 		seen[k] = i
 	}

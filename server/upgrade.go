@@ -47,11 +47,15 @@ func (s *Server) buildInfo() *triadv1.BuildInfo {
 
 // opUse names the gated commands as an administrator knows them.
 var opUse = map[string]string{
-	"add_vendor_key":      "`vendor trust add`",
-	"remove_vendor_key":   "`vendor trust remove`",
-	"adopt_vendor_trust":  "the adoption of vendor trust",
-	"batch.admin_release": "`usage release`",
-	"replace_member":      "`cluster replace-member`",
+	"add_vendor_key":              "`vendor trust add`",
+	"remove_vendor_key":           "`vendor trust remove`",
+	"adopt_vendor_trust":          "the adoption of vendor trust",
+	"batch.admin_release":         "`usage release`",
+	"replace_member":              "`cluster replace-member`",
+	"enroll_license.version_text": "enrolling a license with dotted versions",
+	"replace_member.version_text": "`cluster replace-member` with a license with dotted versions",
+	"batch.grant.version_text":    "a checkout at a dotted version",
+	"batch.borrow.version_text":   "a borrow at a dotted version",
 }
 
 func opDisplay(op string) string {
