@@ -219,7 +219,7 @@ func licenseShowCommand() *cli.Command {
 				fmtMs(l.EnrolledUnixMs), l.BindingMode, strings.Join(l.ComputerIds, ","), strings.Join(l.Supersedes, ","))
 			fmt.Fprintln(w, "FEATURE\tVERSION\tSEATS\tGRACE")
 			for _, f := range l.Features {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%ds\n", f.Name, featver.Display(f.Version, f.VersionText), f.Count, f.GraceSeconds)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%ds\n", f.Name+componentsNote(f.Components), featver.Display(f.Version, f.VersionText), f.Count, f.GraceSeconds)
 			}
 			return w.Flush()
 		},

@@ -153,6 +153,11 @@ func (l *Lease) Version() uint32 { return l.version }
 // number.
 func (l *Lease) VersionText() string { return l.versionText }
 
+// Components lists the component features a package checkout grants
+// (empty for an ordinary feature): the product may use them all under
+// this one lease.
+func (l *Lease) Components() []string { return l.Info().GetComponents() }
+
 // VersionString is the version granted as users read it: "2.1" or "5".
 func (l *Lease) VersionString() string { return featver.Display(l.version, l.versionText) }
 

@@ -265,6 +265,10 @@ func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
 // addLeaseUse counts a live lease in the derived indexes.
 func (s *state) addLeaseUse(l *fsmpb.Lease) {
 	s.countLease(l, true)
+	if l.GetPackage() != "" {
+		s.suiteAdd(l)
+		return
+	}
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] += int64(l.Count)
 		s.model.cdWeighted[l.Feature] += int64(l.Count) * l.AccountedMs
@@ -283,6 +287,10 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
 	s.countLease(l, false)
 	s.account(now, l)
+	if l.GetPackage() != "" {
+		s.suiteDrop(l)
+		return
+	}
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] -= int64(l.Count)
 		s.model.cdWeighted[l.Feature] -= int64(l.Count) * l.AccountedMs

@@ -79,6 +79,11 @@ type Feature struct {
 	// whole-number version, so files written before dotted versions keep
 	// their exact bytes. See package featver for the order.
 	VersionText string `json:"version_text,omitempty"`
+	// Components makes the feature a package (FlexNet PACKAGE with
+	// OPTIONS=SUITE): a checkout of it grants these features too, and a
+	// checkout of a component takes a seat of the package unless the same
+	// user and host already hold one. Empty for an ordinary feature.
+	Components []string `json:"components,omitempty"`
 }
 
 // VersionKey is the feature's version in featver order (the body must be

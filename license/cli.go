@@ -100,7 +100,7 @@ func ParseFeatureSpecs(s string) ([]Feature, error) {
 }
 
 // featureOptions are the keys ParseFeatureSpec accepts after the count.
-const featureOptions = "model, limit, overdraft, grace, borrow, hours"
+const featureOptions = "model, limit, overdraft, grace, borrow, hours, components"
 
 func (f *Feature) setOptions(opts string) error {
 	seen := map[string]bool{}
@@ -138,6 +138,14 @@ func (f *Feature) setOptions(opts string) error {
 			f.GraceSeconds, err = optionSeconds(key, val, 1)
 		case "borrow":
 			f.MaxBorrowSeconds, err = optionSeconds(key, val, 0)
+		case "components":
+			// '+' separates them: ',' separates options and ':' features.
+			for _, c := range strings.Split(val, "+") {
+				f.Components = append(f.Components, strings.TrimSpace(c))
+			}
+			if err := checkComponents(*f); err != nil {
+				return fmt.Errorf("components=%s: %w", val, err)
+			}
 		default:
 			return fmt.Errorf("unknown option %q: use %s", key, featureOptions)
 		}
@@ -190,7 +198,7 @@ type IssueSpec struct {
 
 // specFields lists what an IssueSpec may hold, for error messages.
 const specFields = "serial, issued_to, valid_after, valid_until, supersedes, binding {mode, computer_ids}, " +
-	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours, version_text}], description"
+	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours, version_text, components}], description"
 
 // ParseIssueSpec reads an issue spec. It checks only the JSON; Body checks
 // the values.

@@ -1,6 +1,7 @@
 package license
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestParseFeatureSpec(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseFeatureSpec(%q) = %+v, %v; want %+v", tt.spec, got, err, tt.want)
 			}
 		})

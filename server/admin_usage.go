@@ -113,7 +113,7 @@ func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
 	var out []*triadv1.FeatureUsage
 	for _, u := range rows {
 		out = append(out, &triadv1.FeatureUsage{Feature: u.Feature, Version: u.Version, Capacity: u.Capacity, InUse: u.InUse,
-			VersionText: u.VersionText, Model: u.Model, PoolSeconds: float64(u.PoolMs) / 1000, PoolUsedSeconds: float64(u.PoolUsedMs) / 1000})
+			VersionText: u.VersionText, Package: u.Package, Model: u.Model, PoolSeconds: float64(u.PoolMs) / 1000, PoolUsedSeconds: float64(u.PoolUsedMs) / 1000})
 	}
 	return out
 }

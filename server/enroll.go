@@ -70,7 +70,7 @@ func (s *Server) licenseInfo(l *fsmpb.License) *triadv1.LicenseInfo {
 	}
 	for _, f := range l.GetFeatures() {
 		info.Features = append(info.Features, &triadv1.Feature{Name: f.GetName(), Version: f.GetVersion(), Count: f.GetCount(), GraceSeconds: f.GetGraceSeconds(),
-			VersionText: f.GetVersionText()})
+			VersionText: f.GetVersionText(), Components: f.GetComponents()})
 	}
 	return info
 }

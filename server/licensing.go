@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"time"
@@ -320,7 +321,9 @@ func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 		GrantedUnixMs: l.GetGrantedMs(), RenewedUnixMs: l.GetRenewedMs(), ExpiresUnixMs: l.GetExpiresMs(),
 		TtlSeconds: uint32(l.GetTtlMs() / 1000), FencingIndex: l.GetGrantedIndex(), ViaMember: l.GetViaMember(),
 		Borrowed:     l.GetBorrowed(),
-		GraceSeconds: s.fsm.GraceSeconds(l.GetFeature(), s.nowMs()),
+		GraceSeconds: s.fsm.GraceSeconds(cmp.Or(l.GetPackage(), l.GetFeature()), s.nowMs()),
+		Package:      l.GetPackage(),
+		Components:   s.leaseComponents(l),
 	}
 }
 
@@ -337,4 +340,13 @@ func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
 		out = append(out, a)
 	}
 	return out
+}
+
+// leaseComponents lists, for a package checkout, the component features
+// the lease grants.
+func (s *Server) leaseComponents(l *fsmpb.Lease) []string {
+	if l.GetPackage() == "" || l.GetPackage() != l.GetFeature() {
+		return nil
+	}
+	return s.fsm.PackageComponents(l.GetPackage())
 }

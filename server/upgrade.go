@@ -56,6 +56,8 @@ var opUse = map[string]string{
 	"replace_member.version_text": "`cluster replace-member` with a license with dotted versions",
 	"batch.grant.version_text":    "a checkout at a dotted version",
 	"batch.borrow.version_text":   "a borrow at a dotted version",
+	"enroll_license.components":   "enrolling a license that defines a package",
+	"replace_member.components":   "`cluster replace-member` with a license that defines a package",
 }
 
 func opDisplay(op string) string {

@@ -886,7 +886,10 @@ type Feature struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// A package (FlexNet PACKAGE/SUITE): the component features its seats
+	// serve. One seat serves every component taken by one user and host.
+	Components    []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -989,6 +992,13 @@ func (x *Feature) GetVersionText() string {
 		return x.VersionText
 	}
 	return ""
+}
+
+func (x *Feature) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 // License is a license file as enrolled. Apply re-parses raw, verifies its
@@ -2715,7 +2725,11 @@ type Lease struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// The package whose seats serve this lease: the lease's own feature
+	// for a package checkout, the package for a component's. Leases of one
+	// package, user and host share one seat (fsm/packages.go).
+	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2886,6 +2900,13 @@ func (x *Lease) GetSecret() []byte {
 func (x *Lease) GetVersionText() string {
 	if x != nil {
 		return x.VersionText
+	}
+	return ""
+}
+
+func (x *Lease) GetPackage() string {
+	if x != nil {
+		return x.Package
 	}
 	return ""
 }
@@ -4171,7 +4192,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"C\n" +
 	"\x10AdoptVendorTrust\x12/\n" +
-	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\xaf\x02\n" +
+	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\xd0\x02\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
@@ -4183,7 +4204,10 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vusage_hours\x18\b \x01(\rR\n" +
 	"usageHours\x12,\n" +
 	"\x12max_borrow_seconds\x18\t \x01(\rR\x10maxBorrowSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xa3\x03\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf1\x01 \x03(\tR\n" +
+	"components\"\xa3\x03\n" +
 	"\aLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12 \n" +
@@ -4311,7 +4335,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xa9\x04\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xc4\x04\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -4339,7 +4363,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
 	"\x06secret\x18\x13 \x01(\fR\x06secret\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xdd\x01\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"\xdd\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +

@@ -265,7 +265,12 @@ type Lease struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// The package whose seat serves this lease (set for a package checkout
+	// and for a component's), and for a package checkout the component
+	// features it grants.
+	Package       string   `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	Components    []string `protobuf:"bytes,242,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +429,20 @@ func (x *Lease) GetVersionText() string {
 		return x.VersionText
 	}
 	return ""
+}
+
+func (x *Lease) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *Lease) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 type CheckoutResponse struct {
@@ -923,7 +942,11 @@ type FeatureUsage struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// Set on a component's rows: the package whose seats serve it. Those
+	// rows repeat the package's capacity; in_use counts the package seats
+	// held by users and hosts holding this component.
+	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1010,6 +1033,13 @@ func (x *FeatureUsage) GetPoolUsedSeconds() float64 {
 func (x *FeatureUsage) GetVersionText() string {
 	if x != nil {
 		return x.VersionText
+	}
+	return ""
+}
+
+func (x *FeatureUsage) GetPackage() string {
+	if x != nil {
+		return x.Package
 	}
 	return ""
 }
@@ -3614,7 +3644,9 @@ type Feature struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// A package's component features.
+	Components    []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3682,6 +3714,13 @@ func (x *Feature) GetVersionText() string {
 		return x.VersionText
 	}
 	return ""
+}
+
+func (x *Feature) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 type LicenseInfo struct {
@@ -5477,7 +5516,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xa4\x04\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xe0\x04\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -5500,7 +5539,11 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"via_member\x18\x0f \x01(\tR\tviaMember\x12#\n" +
 	"\rgrace_seconds\x18\x10 \x01(\rR\fgraceSeconds\x12\x1a\n" +
 	"\bborrowed\x18\x11 \x01(\bR\bborrowed\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"t\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf2\x01 \x03(\tR\n" +
+	"components\"t\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
@@ -5533,7 +5576,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\xfe\x01\n" +
+	"consistent\"\x99\x02\n" +
 	"\fFeatureUsage\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
@@ -5542,7 +5585,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x05model\x18\x05 \x01(\tR\x05model\x12!\n" +
 	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
 	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"F\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x11\n" +
 	"\x0fDiscoverRequest\"\x91\x01\n" +
@@ -5749,13 +5793,16 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06member\x18\x04 \x01(\tR\x06member\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
-	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"\x96\x01\n" +
+	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"\xb7\x01\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05count\x12#\n" +
 	"\rgrace_seconds\x18\x04 \x01(\rR\fgraceSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\x9f\x03\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf1\x01 \x03(\tR\n" +
+	"components\"\x9f\x03\n" +
 	"\vLicenseInfo\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12)\n" +
