@@ -123,3 +123,35 @@ func TestDottedVersions(t *testing.T) {
 		t.Fatal("the 2.10 lease was lost across the leader change")
 	}
 }
+
+// On a cluster with a member of format 3 (the build before dotted versions
+// and packages), licenses and checkouts that use them are refused with the
+// member and the upgrade named; whole-number use goes on.
+func TestDottedVersionsAndPackagesWaitForUpgrade(t *testing.T) {
+	c := formedWithLicense(t, 5)
+	bravo := c.member("bravo")
+	bravo.stop()
+	bravo.extra = []string{"--test-format-version", "3"}
+	bravo.start()
+	waitFor(t, 20*time.Second, "alpha sees bravo on format 3", func() error {
+		if f := memberFormats(t, c.members[0]); !strings.HasSuffix(f["bravo"], "/3") {
+			return fmt.Errorf("formats %v", f)
+		}
+		return nil
+	})
+	year := time.Now().AddDate(1, 0, 0).Format("2006-01-02")
+	for name, feature := range map[string]string{"dotted": "rhino:2.1:1", "package": "suite:1:1,components=cad2+cam2"} {
+		path := c.issue(name, "--valid-until", year, "--feature", feature)
+		_, err := ctlOn(t, c.members[0].addr, "license", "enroll", path)
+		if err == nil || !strings.Contains(err.Error(), "member bravo runs command format 3") || !strings.Contains(err.Error(), "upgrade it before using `license enroll` of a license") {
+			t.Fatalf("enrolling the %s license with bravo on format 3: %v", name, err)
+		}
+	}
+	if _, err := ctlOn(t, c.members[0].addr, "checkout", "--feature", "cad", "--version", "1.0", "--hold", "100ms"); err == nil ||
+		!strings.Contains(err.Error(), "member bravo runs command format 3") || !strings.Contains(err.Error(), "upgrade it before using checkouts at a dotted version") {
+		t.Fatalf("dotted checkout with bravo on format 3: %v", err)
+	}
+	if _, err := ctlOn(t, bravo.addr, "checkout", "--feature", "cad", "--version", "1", "--hold", "100ms"); err != nil {
+		t.Fatalf("whole-number checkout through bravo: %v", err)
+	}
+}

@@ -52,11 +52,11 @@ var opUse = map[string]string{
 	"adopt_vendor_trust":          "the adoption of vendor trust",
 	"batch.admin_release":         "`usage release`",
 	"replace_member":              "`cluster replace-member`",
-	"enroll_license.version_text": "enrolling a license with dotted versions",
+	"enroll_license.version_text": "`license enroll` of a license with dotted versions",
 	"replace_member.version_text": "`cluster replace-member` with a license with dotted versions",
-	"batch.grant.version_text":    "a checkout at a dotted version",
-	"batch.borrow.version_text":   "a borrow at a dotted version",
-	"enroll_license.components":   "enrolling a license that defines a package",
+	"batch.grant.version_text":    "checkouts at a dotted version",
+	"batch.borrow.version_text":   "borrows at a dotted version",
+	"enroll_license.components":   "`license enroll` of a license that defines a package",
 	"replace_member.components":   "`cluster replace-member` with a license that defines a package",
 }
 
