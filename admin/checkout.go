@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/featver"
 )
 
 func checkoutCommand() *cli.Command {
@@ -18,7 +19,7 @@ func checkoutCommand() *cli.Command {
 		Usage: "take a lease for testing, hold it with renewals, then release it",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "feature", Required: true},
-			&cli.UintFlag{Name: "version", Usage: "feature version wanted"},
+			&cli.StringFlag{Name: "version", Usage: "feature version wanted: a whole number (5) or a dotted version (2.1, 2024.06, 5.3.1); a seat serves its version and lower ones (default 0)"},
 			&cli.UintFlag{Name: "count", Value: 1, Usage: "seats to take"},
 			&cli.DurationFlag{Name: "hold", Usage: "how long to hold the lease (0: until Ctrl-C)"},
 			&cli.DurationFlag{Name: "ttl", Usage: "lease TTL (0: server default)"},
@@ -35,7 +36,7 @@ func checkoutCommand() *cli.Command {
 			defer cl.Close()
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			lease, err := cl.Checkout(ctx, client.CheckoutRequest{
-				Feature: c.String("feature"), Version: uint32(c.Uint("version")),
+				Feature: c.String("feature"), VersionText: c.String("version"),
 				Count: uint32(c.Uint("count")), TTL: c.Duration("ttl"),
 			})
 			cancel()
@@ -53,10 +54,11 @@ func checkoutCommand() *cli.Command {
 					FencingIndex uint64 `json:"fencing_index"`
 					ViaMember    string `json:"via_member"`
 					TTLSeconds   uint32 `json:"ttl_seconds"`
-				}{info.GetLeaseId(), info.GetFeature(), info.GetVersion(), info.GetCount(), info.GetFencingIndex(), info.GetViaMember(), info.GetTtlSeconds()})
+					VersionText  string `json:"version_text,omitempty"`
+				}{info.GetLeaseId(), info.GetFeature(), info.GetVersion(), info.GetCount(), info.GetFencingIndex(), info.GetViaMember(), info.GetTtlSeconds(), info.GetVersionText()})
 			} else {
-				fmt.Fprintf(stdout(c), "lease %d: %d × %s v%d (fencing index %d, via %s); holding",
-					info.GetLeaseId(), info.GetCount(), info.GetFeature(), info.GetVersion(), info.GetFencingIndex(), info.GetViaMember())
+				fmt.Fprintf(stdout(c), "lease %d: %d × %s v%s (fencing index %d, via %s); holding",
+					info.GetLeaseId(), info.GetCount(), info.GetFeature(), featver.Display(info.GetVersion(), info.GetVersionText()), info.GetFencingIndex(), info.GetViaMember())
 				if h := c.Duration("hold"); h > 0 {
 					fmt.Fprintf(stdout(c), " for %s\n", h)
 				} else {

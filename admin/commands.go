@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -260,7 +261,7 @@ func licenseCommand() *cli.Command {
 					for _, l := range r.Licenses {
 						var fs []string
 						for _, f := range l.Features {
-							fs = append(fs, fmt.Sprintf("%s v%d ×%d", f.Name, f.Version, f.Count))
+							fs = append(fs, fmt.Sprintf("%s v%s ×%d%s", f.Name, featver.Display(f.Version, f.VersionText), f.Count, componentsNote(f.Components)))
 						}
 						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Serial, l.Customer, l.State, fmtMs(l.ValidUntilUnixMs), strings.Join(fs, ", "))
 					}
@@ -304,7 +305,7 @@ func usageCommand() *cli.Command {
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
 					for _, f := range r.Features {
-						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", f.Feature, f.Version, f.Capacity, f.InUse, poolUse(f))
+						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", inPackage(f.Feature, f.Package, "  "), featver.Display(f.Version, f.VersionText), f.Capacity, f.InUse, poolUse(f))
 					}
 					return w.Flush()
 				},
@@ -334,7 +335,7 @@ func usageCommand() *cli.Command {
 						if l.Borrowed {
 							until = fmtMs(l.ExpiresUnixMs)
 						}
-						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, l.Feature, l.Version, l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
+						fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, inPackage(l.Feature, l.Package, ""), featver.Display(l.Version, l.VersionText), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
 					}
 					return w.Flush()
 				},
@@ -375,4 +376,21 @@ func watch(action cli.ActionFunc) cli.ActionFunc {
 			}
 		}
 	}
+}
+
+// inPackage names a component feature with its package: "cad (in suite)",
+// indented by indent in listings that show it under the package's rows.
+func inPackage(feature, pkg, indent string) string {
+	if pkg == "" || pkg == feature {
+		return feature
+	}
+	return indent + feature + " (in " + pkg + ")"
+}
+
+// componentsNote lists a package's components: " (package of cad, cam)".
+func componentsNote(components []string) string {
+	if len(components) == 0 {
+		return ""
+	}
+	return " (package of " + strings.Join(components, ", ") + ")"
 }

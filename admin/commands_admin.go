@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -218,7 +219,7 @@ func licenseShowCommand() *cli.Command {
 				fmtMs(l.EnrolledUnixMs), l.BindingMode, strings.Join(l.ComputerIds, ","), strings.Join(l.Supersedes, ","))
 			fmt.Fprintln(w, "FEATURE\tVERSION\tSEATS\tGRACE")
 			for _, f := range l.Features {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%ds\n", f.Name, f.Version, f.Count, f.GraceSeconds)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%ds\n", f.Name+componentsNote(f.Components), featver.Display(f.Version, f.VersionText), f.Count, f.GraceSeconds)
 			}
 			return w.Flush()
 		},
@@ -271,7 +272,7 @@ func usageUsersCommand() *cli.Command {
 				if u.Named {
 					last = fmtMs(u.LastUsedUnixMs)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", u.User, u.Host, u.Feature, u.Version, u.Seats, u.Leases, fmtMs(u.OldestGrantedUnixMs), last)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", u.User, u.Host, u.Feature, featver.Display(u.Version, u.VersionText), u.Seats, u.Leases, fmtMs(u.OldestGrantedUnixMs), last)
 			}
 			return w.Flush()
 		},

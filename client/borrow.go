@@ -23,6 +23,9 @@ type BorrowRequest struct {
 	Duration time.Duration
 	// RequestID makes the borrow idempotent; generated when empty.
 	RequestID string
+	// VersionText is a dotted version ("2.1") or a whole number; when set
+	// it replaces Version, as in CheckoutRequest.
+	VersionText string
 }
 
 // Borrowed is a borrowed lease: the cluster keeps its seats until Until
@@ -60,6 +63,10 @@ func (c *Client) Borrow(ctx context.Context, req BorrowRequest) (*Borrowed, erro
 	if req.Feature == "" || req.Duration < time.Second {
 		return nil, fmt.Errorf("triad: borrow: %w: a feature and a duration of at least 1 s are needed", ErrInvalidArgument)
 	}
+	var err error
+	if req.Version, req.VersionText, err = versionOf(req.Version, req.VersionText); err != nil {
+		return nil, fmt.Errorf("triad: borrow: %w: %v", ErrInvalidArgument, err)
+	}
 	if req.RequestID == "" {
 		req.RequestID = rand.Text()
 	}
@@ -67,7 +74,7 @@ func (c *Client) Borrow(ctx context.Context, req BorrowRequest) (*Borrowed, erro
 		ProtocolVersion: c.cfg.protocol,
 		DurationSeconds: uint32(req.Duration / time.Second),
 		Checkout: &triadv1.CheckoutRequest{
-			RequestId: req.RequestID, Feature: req.Feature, Version: req.Version, Count: req.Count,
+			RequestId: req.RequestID, Feature: req.Feature, Version: req.Version, VersionText: req.VersionText, Count: req.Count,
 			User: c.cfg.user, Host: c.cfg.host, Pid: c.cfg.pid, ClientId: c.cfg.clientID,
 		},
 	}

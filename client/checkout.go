@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"time"
+
+	"github.com/triadlm/triad/featver"
 )
 
 // CheckoutRequest describes the seats wanted.
@@ -21,6 +23,28 @@ type CheckoutRequest struct {
 	// unknown. One given here must be as hard to guess: with the client id
 	// it lets a retry fetch the lease and its secret.
 	RequestID string
+	// VersionText is the version wanted as text: a dotted version such as
+	// "2.1", "2024.06" or "5.3.1", or a whole number. When set it replaces
+	// Version (which must then be 0 or its first component). Versions
+	// compare component by component (2.10 > 2.9, 2 == 2.0); a license
+	// seat serves requests at its version or lower.
+	VersionText string
+}
+
+// versionOf checks a request's version and returns it as sent: version
+// and, for a dotted version, its text.
+func versionOf(version uint32, text string) (uint32, string, error) {
+	if text == "" {
+		return version, "", nil
+	}
+	v, norm, err := featver.Split(text)
+	if err != nil {
+		return 0, "", err
+	}
+	if version != 0 && version != v {
+		return 0, "", fmt.Errorf("version %d and version text %q disagree: give one of them", version, text)
+	}
+	return v, norm, nil
 }
 
 // Checkout takes seats and starts renewing the lease in the background.
@@ -41,6 +65,10 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 	}
 	if req.TTL < 0 {
 		return nil, fmt.Errorf("triad: checkout: %w: negative TTL", ErrInvalidArgument)
+	}
+	var err error
+	if req.Version, req.VersionText, err = versionOf(req.Version, req.VersionText); err != nil {
+		return nil, fmt.Errorf("triad: checkout: %w: %v", ErrInvalidArgument, err)
 	}
 	if req.RequestID == "" {
 		req.RequestID = rand.Text()

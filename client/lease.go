@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -101,6 +102,7 @@ type Lease struct {
 	c                *Client
 	feature          string
 	version, count   uint32
+	versionText      string
 	ttlWanted        time.Duration
 	done             chan struct{}
 	changes          chan StateChange
@@ -128,7 +130,7 @@ type Lease struct {
 
 func newLease(c *Client, req CheckoutRequest) *Lease {
 	l := &Lease{
-		c: c, feature: req.Feature, version: req.Version, count: max(req.Count, 1), ttlWanted: req.TTL,
+		c: c, feature: req.Feature, version: req.Version, versionText: req.VersionText, count: max(req.Count, 1), ttlWanted: req.TTL,
 		done: make(chan struct{}), changes: make(chan StateChange, changeBuffer),
 		grace: defaultGrace, firstCheckoutReq: req.RequestID,
 	}
@@ -143,8 +145,21 @@ const changeBuffer = 16
 // Feature is the licensed feature name.
 func (l *Lease) Feature() string { return l.feature }
 
-// Version is the feature version granted.
+// Version is the feature version granted: a whole number, or the first
+// component of a dotted version (see VersionText).
 func (l *Lease) Version() uint32 { return l.version }
+
+// VersionText is the dotted version granted ("2.1"), empty for a whole
+// number.
+func (l *Lease) VersionText() string { return l.versionText }
+
+// Components lists the component features a package checkout grants
+// (empty for an ordinary feature): the product may use them all under
+// this one lease.
+func (l *Lease) Components() []string { return l.Info().GetComponents() }
+
+// VersionString is the version granted as users read it: "2.1" or "5".
+func (l *Lease) VersionString() string { return featver.Display(l.version, l.versionText) }
 
 // Count is the number of seats held.
 func (l *Lease) Count() uint32 { return l.count }
@@ -351,11 +366,11 @@ func (l *Lease) update(now time.Time, prevID uint64) (lost bool) {
 	}
 	if state == Lost {
 		if l.renewErr != nil {
-			l.err = fmt.Errorf("%w: lease %d (%s v%d): no license server confirmed it within the grace period of %v; the cluster refused its renewal: %w",
-				ErrLeaseLost, prevID, l.feature, l.version, l.grace, l.renewErr)
+			l.err = fmt.Errorf("%w: lease %d (%s v%s): no license server confirmed it within the grace period of %v; the cluster refused its renewal: %w",
+				ErrLeaseLost, prevID, l.feature, l.VersionString(), l.grace, l.renewErr)
 		} else {
-			l.err = fmt.Errorf("%w: lease %d (%s v%d): no license server answered within the grace period of %v",
-				ErrLeaseLost, prevID, l.feature, l.version, l.grace)
+			l.err = fmt.Errorf("%w: lease %d (%s v%s): no license server answered within the grace period of %v",
+				ErrLeaseLost, prevID, l.feature, l.VersionString(), l.grace)
 		}
 		l.endLocked(Lost, l.err, now)
 		return true

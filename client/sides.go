@@ -21,6 +21,7 @@ func (c *Client) checkoutMsg(l *Lease, reqID string) *triadv1.CheckoutRequest {
 		RequestId:       reqID,
 		Feature:         l.feature,
 		Version:         l.version,
+		VersionText:     l.versionText,
 		Count:           l.count,
 		User:            c.cfg.user,
 		Host:            c.cfg.host,
@@ -192,8 +193,8 @@ func (l *Lease) clusterRefused(reqID string, err error) (lost bool) {
 	if reason == "" {
 		reason = "not held by the cluster"
 	}
-	return l.endLocked(Lost, fmt.Errorf("%w: lease %d (%s v%d): %s, and checking it out again was refused: %w",
-		ErrLeaseLost, prev, l.feature, l.version, reason, err), time.Now())
+	return l.endLocked(Lost, fmt.Errorf("%w: lease %d (%s v%s): %s, and checking it out again was refused: %w",
+		ErrLeaseLost, prev, l.feature, l.VersionString(), reason, err), time.Now())
 }
 
 // backupRenewed records a confirmed backup renewal.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -24,10 +25,16 @@ import (
 // raises demand(t) for t <= d only, hence it checks the lease versions <= d
 // and d itself.
 
+// Versions compare as featver keys (2.1 < 2.10 < 3; 2 == 2.0); a
+// whole-number version V has key V<<32, so whole numbers keep their order.
+
 // versionCount is a number of seats at one version.
 type versionCount struct {
-	version uint32
+	version featver.Key
 	count   uint64
+	// text is the version as licensed, for display ("2024.06"): that of the
+	// first entry (in serial order) at this key; empty for whole numbers.
+	text string
 }
 
 // featureUse holds the seats in use for one feature, by requested version,
@@ -36,7 +43,7 @@ type featureUse struct {
 	byVersion []versionCount
 }
 
-func cmpVersion(a versionCount, v uint32) int {
+func cmpVersion(a versionCount, v featver.Key) int {
 	switch {
 	case a.version < v:
 		return -1
@@ -46,7 +53,7 @@ func cmpVersion(a versionCount, v uint32) int {
 	return 0
 }
 
-func (s *state) addUse(feature string, version uint32, n uint64) {
+func (s *state) addUse(feature string, version featver.Key, n uint64) {
 	u := s.inUse[feature]
 	if u == nil {
 		u = &featureUse{}
@@ -57,10 +64,10 @@ func (s *state) addUse(feature string, version uint32, n uint64) {
 		u.byVersion[i].count += n
 		return
 	}
-	u.byVersion = slices.Insert(u.byVersion, i, versionCount{version, n})
+	u.byVersion = slices.Insert(u.byVersion, i, versionCount{version: version, count: n})
 }
 
-func (s *state) subUse(feature string, version uint32, n uint64) {
+func (s *state) subUse(feature string, version featver.Key, n uint64) {
 	u := s.inUse[feature]
 	if u == nil {
 		return
@@ -89,11 +96,12 @@ func (s *state) supply(feature string, now int64, overdraft bool) []versionCount
 		if overdraft && f.Limit == limitSoft {
 			n += uint64(f.Overdraft)
 		}
-		i, ok := slices.BinarySearchFunc(out, f.Version, cmpVersion)
+		k := featureVersion(f)
+		i, ok := slices.BinarySearchFunc(out, k, cmpVersion)
 		if ok {
 			out[i].count += n
 		} else {
-			out = slices.Insert(out, i, versionCount{f.Version, n})
+			out = slices.Insert(out, i, versionCount{version: k, count: n, text: f.GetVersionText()})
 		}
 	}
 	return out
@@ -103,13 +111,13 @@ func (s *state) supply(feature string, now int64, overdraft bool) []versionCount
 // the live leases. When they do not, it returns the highest failing
 // threshold's seats in use (before the grant) and supply.
 // Demand is s.demand: the same as the over-capacity alarm's.
-func (s *state) seatCheck(feature string, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
+func (s *state) seatCheck(feature string, version featver.Key, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
 	return fits(s.demand(feature), version, n, sup)
 }
 
 // fits reports whether n more seats at version fit next to demand use,
 // given supply sup (both sorted by version).
-func fits(use []versionCount, version uint32, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
+func fits(use []versionCount, version featver.Key, n uint64, sup []versionCount) (ok bool, inUse, supply uint64) {
 	// Sweep thresholds from high to low, keeping suffix sums of demand and
 	// supply at versions >= t.
 	ui, si := len(use)-1, len(sup)-1
@@ -141,7 +149,7 @@ func fits(use []versionCount, version uint32, n uint64, sup []versionCount) (ok 
 // demand(t) over supply(t), the highest such t on ties: the number of
 // seats without a compatible licensed seat is exactly that excess (Hall's
 // theorem with deficiency), and t names the versions that lack them.
-func (s *state) overCapacity(feature string, now int64) (over bool, version uint32, inUse, licensed uint64) {
+func (s *state) overCapacity(feature string, now int64) (over bool, version featver.Key, inUse, licensed uint64) {
 	use := s.demand(feature)
 	sup := s.supply(feature, now, false)
 	ui, si := len(use)-1, len(sup)-1
@@ -180,16 +188,22 @@ func (s *state) demand(feature string) []versionCount {
 		use[0].count += tied
 		return use
 	}
-	return append([]versionCount{{0, tied}}, use...)
+	return append([]versionCount{{count: tied}}, use...)
 }
 
 // Usage is one row of the usage table: the seats of one feature at one
 // version and how many of them live leases occupy.
 type Usage struct {
-	Feature  string
+	Feature string
+	// Version is the row's version: a whole number, or the first component
+	// of the dotted VersionText.
 	Version  uint32
 	Capacity uint32
 	InUse    uint32
+	// VersionText is the row's dotted version as licensed ("2024.06"), or
+	// in its shortest form for a row no license names; empty for a whole
+	// number (see featver).
+	VersionText string
 }
 
 // usage assigns live leases to seats for display: demand by requested
@@ -244,14 +258,15 @@ func (s *state) usage(now int64) []Usage {
 			case len(rows) > 0 && rows[len(rows)-1].version >= d.version:
 				used[len(rows)-1] += left
 			default:
-				orphans = append(orphans, versionCount{d.version, left})
+				orphans = append(orphans, versionCount{version: d.version, count: left})
 			}
 		}
 		for i, r := range rows {
-			out = append(out, Usage{Feature: name, Version: r.version, Capacity: clamp32(r.count), InUse: clamp32(used[i])})
+			out = append(out, Usage{Feature: name, Version: r.version.Major(), VersionText: r.text, Capacity: clamp32(r.count), InUse: clamp32(used[i])})
 		}
 		for i := len(orphans) - 1; i >= 0; i-- {
-			out = append(out, Usage{Feature: name, Version: orphans[i].version, InUse: clamp32(orphans[i].count)})
+			v, text := wirePair(orphans[i].version)
+			out = append(out, Usage{Feature: name, Version: v, VersionText: text, InUse: clamp32(orphans[i].count)})
 		}
 	}
 	return out
@@ -277,4 +292,40 @@ func (s *state) validEntries(feature string, now int64) iter.Seq[*fsmpb.Feature]
 			}
 		}
 	}
+}
+
+// featureVersion is the key of a license entry's version. Apply enrolls
+// only entries whose version parses (license.Parse re-reads the signed
+// file); anything else sorts as its whole-number field.
+func featureVersion(f *fsmpb.Feature) featver.Key {
+	k, err := featver.Of(f.GetVersion(), f.GetVersionText())
+	if err != nil {
+		return featver.Whole(f.GetVersion())
+	}
+	return k
+}
+
+// leaseVersion is the key of a lease's requested version (checked when it
+// was granted).
+func leaseVersion(l *fsmpb.Lease) featver.Key {
+	k, err := featver.Of(l.GetVersion(), l.GetVersionText())
+	if err != nil {
+		return featver.Whole(l.GetVersion())
+	}
+	return k
+}
+
+// wirePair is the (version, version_text) pair of a key in its shortest
+// text, for rows no licensed text names.
+func wirePair(k featver.Key) (uint32, string) {
+	if k == featver.Whole(k.Major()) {
+		return k.Major(), ""
+	}
+	return k.Major(), k.String()
+}
+
+// versionLabel is the version as messages name it.
+func versionLabel(k featver.Key) string {
+	v, text := wirePair(k)
+	return featver.Display(v, text)
 }

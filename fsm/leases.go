@@ -95,7 +95,17 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 			return s.rememberDenial(now, g, res)
 		}
 	}
-	res, t := s.admit(now, g, uint64(max(g.Count, 1)))
+	pkg := s.packageFor(g.Feature)
+	var res *fsmpb.OpResult
+	var t terms
+	switch {
+	case pkg != "" && borrowMs > 0:
+		res = result(fsmpb.Code_BORROW_NOT_ALLOWED, "%s cannot be borrowed: borrowing a package or its components is not supported", g.Feature)
+	case pkg != "":
+		res, t = s.admitSuite(now, g, pkg)
+	default:
+		res, t = s.admit(now, g, uint64(max(g.Count, 1)))
+	}
 	if res != nil {
 		return s.rememberDenial(now, g, res)
 	}
@@ -108,6 +118,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		RequestId:    g.RequestId,
 		Feature:      g.Feature,
 		Version:      g.Version,
+		VersionText:  g.VersionText,
 		Count:        max(g.Count, 1),
 		User:         g.User,
 		Host:         g.Host,
@@ -122,6 +133,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		Borrowed:     borrowMs > 0,
 		NamedUser:    t.model == modelNamedUser,
 		Secret:       g.Secret,
+		Package:      pkg,
 	}
 	if t.model == modelCountdown {
 		l.AccountedMs = now

@@ -564,13 +564,13 @@ func TestOverCapacityPerVersion(t *testing.T) {
 			t.Fatalf("usage:\n got %v\nwant %v", got, want)
 		}
 	}
-	check(after, Usage{"cad", 3, 5, 0}, Usage{"cad", 5, 0, 2})
+	check(after, Usage{"cad", 3, 5, 0, ""}, Usage{"cad", 5, 0, 2, ""})
 	// v3 checkouts still get the seats the v5 leases do not sit on (the
 	// v5 leases count against every threshold at or below 5).
 	c := h.mustGrant(after, "c", "cad", 3, 3)
 	wantResult(t, h.op(after, grantOp("d", "cad", 3, 1)), fsmpb.Code_NO_SEAT, "no seat left for cad v 3 (5 of 5 in use)")
 	wantResult(t, h.op(after, grantOp("e", "cad", 5, 1)), fsmpb.Code_VERSION_TOO_NEW, "highest licensed version is 3")
-	check(after, Usage{"cad", 3, 5, 3}, Usage{"cad", 5, 0, 2})
+	check(after, Usage{"cad", 3, 5, 3, ""}, Usage{"cad", 5, 0, 2, ""})
 	if al := alarmsOf(h, after, AlarmOverCapacity); len(al) != 1 || al[0].Message != want {
 		t.Fatalf("over-capacity alarm with the v3 seats taken: %+v", al)
 	}
@@ -599,7 +599,7 @@ func TestOverCapacityPerVersion(t *testing.T) {
 	if al := h.f.LicenseAlarms(after+second, day); len(al) != 0 {
 		t.Fatalf("alarms after the v5 leases ended: %+v", al)
 	}
-	check(after+second, Usage{"cad", 3, 5, 3})
+	check(after+second, Usage{"cad", 3, 5, 3, ""})
 }
 
 // The over-capacity alarm names the threshold with the most seats beyond

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -119,7 +120,8 @@ type terms struct {
 // a new grant holds a seat; seats of every model are one pool (admit).
 func (s *state) terms(feature string, now int64) terms {
 	t := terms{model: modelConcurrent}
-	best := int64(-1)
+	var best featver.Key
+	found := false
 	for f := range s.validEntries(feature, now) {
 		if f.Limit == limitSoft {
 			t.overdraft += uint64(f.Overdraft)
@@ -129,8 +131,8 @@ func (s *state) terms(feature string, now int64) terms {
 		}
 		t.maxBorrowMs = max(t.maxBorrowMs, int64(f.MaxBorrowSeconds)*1000)
 		t.licensed = true
-		if int64(f.Version) > best {
-			best = int64(f.Version)
+		if k := featureVersion(f); !found || k > best {
+			best, found = k, true
 			t.model = cmp.Or(f.Model, modelConcurrent)
 		}
 	}
@@ -152,6 +154,10 @@ func (s *state) knownFeature(feature string) bool {
 // returns the feature's terms for the grant.
 func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, terms) {
 	var t terms
+	want, err := featver.Of(g.Version, g.GetVersionText())
+	if err != nil {
+		return result(fsmpb.Code_INVALID_ARGUMENT, "checkout of %s: %v", g.Feature, err), t
+	}
 	if !s.knownFeature(g.Feature) {
 		return result(fsmpb.Code_UNKNOWN_FEATURE, "unknown feature %s: no enrolled license grants it", g.Feature), t
 	}
@@ -160,9 +166,10 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 		return result(fsmpb.Code_LICENSE_EXPIRED,
 			"no valid license for %s: every license granting it is expired, not yet valid or superseded", g.Feature), t
 	}
-	if highest := sup[len(sup)-1].version; highest < g.Version {
+	if highest := sup[len(sup)-1]; highest.version < want {
 		return result(fsmpb.Code_VERSION_TOO_NEW,
-			"no license for %s at version %d (highest licensed version is %d)", g.Feature, g.Version, highest), t
+			"no license for %s at version %s (highest licensed version is %s)", g.Feature,
+			featver.Display(g.Version, g.GetVersionText()), featver.Display(highest.version.Major(), highest.text)), t
 	}
 	t = s.terms(g.Feature, now)
 	if t.model == modelNamedUser {
@@ -188,7 +195,7 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 	// trust) replay under the admission those builds applied, so a member
 	// replaying them reaches the state its peers served.
 	if !s.enforcing() {
-		return s.admitLegacy(now, g, n, sup, t), t
+		return s.admitLegacy(now, g, want, n, sup, t), t
 	}
 	switch t.model {
 	case modelNamedUser:
@@ -198,10 +205,10 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 		// A new named seat fits any version: demand at version 0.
 		if ok, inUse, supply := s.seatCheck(g.Feature, 0, n, sup); !ok {
 			if tied := uint64(len(s.model.named[g.Feature])); tied != inUse {
-				return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use: %d named users tied, %d by leases)",
-					g.Feature, g.Version, inUse, supply, tied, inUse-tied), t
+				return result(fsmpb.Code_NO_SEAT, "no seat left for %s %s (%d of %d in use: %d named users tied, %d by leases)",
+					g.Feature, grantLabel(g), inUse, supply, tied, inUse-tied), t
 			}
-			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, inUse, supply), t
+			return result(fsmpb.Code_NO_SEAT, "no seat left for %s %s (%d of %d named users tied)", g.Feature, grantLabel(g), inUse, supply), t
 		}
 		return nil, t
 	case modelCountdown:
@@ -210,8 +217,8 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 				g.Feature, hours(used), hours(t.poolMs)), t
 		}
 	}
-	if ok, inUse, supply := s.seatCheck(g.Feature, g.Version, n, sup); !ok {
-		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", g.Feature, g.Version, inUse, supply), t
+	if ok, inUse, supply := s.seatCheck(g.Feature, want, n, sup); !ok {
+		return result(fsmpb.Code_NO_SEAT, "no seat left for %s %s (%d of %d in use)", g.Feature, grantLabel(g), inUse, supply), t
 	}
 	return nil, t
 }
@@ -219,14 +226,14 @@ func (s *state) admit(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpResult, ter
 // admitLegacy is the seat check of builds before issue 11: named demand
 // against tied users only, other demand against live leases only. It
 // decides only entries written before enforcement (see admit).
-func (s *state) admitLegacy(now int64, g *fsmpb.Grant, n uint64, sup []versionCount, t terms) *fsmpb.OpResult {
+func (s *state) admitLegacy(now int64, g *fsmpb.Grant, want featver.Key, n uint64, sup []versionCount, t terms) *fsmpb.OpResult {
 	switch t.model {
 	case modelNamedUser:
 		if n == 0 {
 			return nil
 		}
 		if tied, limit := uint64(len(s.model.named[g.Feature])), total(sup); tied+1 > limit {
-			return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d named users tied)", g.Feature, g.Version, tied, limit)
+			return result(fsmpb.Code_NO_SEAT, "no seat left for %s %s (%d of %d named users tied)", g.Feature, grantLabel(g), tied, limit)
 		}
 		return nil
 	case modelCountdown:
@@ -239,8 +246,8 @@ func (s *state) admitLegacy(now int64, g *fsmpb.Grant, n uint64, sup []versionCo
 	if u := s.inUse[g.Feature]; u != nil {
 		use = u.byVersion
 	}
-	if ok, inUse, supply := fits(use, g.Version, n, sup); !ok {
-		return result(fsmpb.Code_NO_SEAT, "no seat left for %s v %d (%d of %d in use)", g.Feature, g.Version, inUse, supply)
+	if ok, inUse, supply := fits(use, want, n, sup); !ok {
+		return result(fsmpb.Code_NO_SEAT, "no seat left for %s %s (%d of %d in use)", g.Feature, grantLabel(g), inUse, supply)
 	}
 	return nil
 }
@@ -258,12 +265,16 @@ func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
 // addLeaseUse counts a live lease in the derived indexes.
 func (s *state) addLeaseUse(l *fsmpb.Lease) {
 	s.countLease(l, true)
+	if l.GetPackage() != "" {
+		s.suiteAdd(l)
+		return
+	}
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] += int64(l.Count)
 		s.model.cdWeighted[l.Feature] += int64(l.Count) * l.AccountedMs
 	}
 	if !l.NamedUser {
-		s.addUse(l.Feature, l.Version, uint64(l.Count))
+		s.addUse(l.Feature, leaseVersion(l), uint64(l.Count))
 		return
 	}
 	if s.model.namedUse[l.Feature] == nil {
@@ -276,6 +287,10 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
 	s.countLease(l, false)
 	s.account(now, l)
+	if l.GetPackage() != "" {
+		s.suiteDrop(l)
+		return
+	}
 	if l.AccountedMs != 0 {
 		s.model.cdSeats[l.Feature] -= int64(l.Count)
 		s.model.cdWeighted[l.Feature] -= int64(l.Count) * l.AccountedMs
@@ -285,7 +300,7 @@ func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
 		}
 	}
 	if !l.NamedUser {
-		s.subUse(l.Feature, l.Version, uint64(l.Count))
+		s.subUse(l.Feature, leaseVersion(l), uint64(l.Count))
 		return
 	}
 	s.touchSeat(now, l)
@@ -566,4 +581,14 @@ func (s *state) needsLicenseTick(now int64) bool {
 		}
 	}
 	return false
+}
+
+// grantLabel names a grant's version in refusals: "v2.1" for a dotted
+// version. Whole numbers keep the wording older builds stored in denial
+// records ("v 5"), so their entries replay to the same state.
+func grantLabel(g *fsmpb.Grant) string {
+	if t := g.GetVersionText(); t != "" {
+		return "v" + t
+	}
+	return fmt.Sprintf("v %d", g.Version)
 }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,10 @@ type FeatureRow struct {
 	// last charged. It may exceed PoolMs until the leases' next renewal
 	// ends them.
 	PoolUsedMs int64
+	// Package is set on a component's row: the package whose seats serve
+	// it (the row repeats the package's capacity; InUse counts the package
+	// seats of the users and hosts holding the component).
+	Package string
 }
 
 // FeatureRows returns Usage(nowMs) with each feature's model and countdown
@@ -45,20 +50,20 @@ func (f *FSM) FeatureRows(nowMs int64) []FeatureRow {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
-	rows := s.usage(nowMs)
-	out := make([]FeatureRow, len(rows))
+	out := s.componentRows(s.usage(nowMs))
 	type figures struct {
 		model        string
 		pool, usedMs int64
 	}
 	byFeature := map[string]figures{}
-	for i, u := range rows {
-		fig, ok := byFeature[u.Feature]
+	for i, u := range out {
+		name := cmp.Or(u.Package, u.Feature)
+		fig, ok := byFeature[name]
 		if !ok {
-			fig.model, fig.pool, fig.usedMs = s.featurePool(u.Feature, nowMs)
-			byFeature[u.Feature] = fig
+			fig.model, fig.pool, fig.usedMs = s.featurePool(name, nowMs)
+			byFeature[name] = fig
 		}
-		out[i] = FeatureRow{Usage: u, Model: fig.model, PoolMs: fig.pool, PoolUsedMs: fig.usedMs}
+		out[i].Model, out[i].PoolMs, out[i].PoolUsedMs = fig.model, fig.pool, fig.usedMs
 	}
 	return out
 }
@@ -178,7 +183,7 @@ func (f *FSM) LicenseAlarms(nowMs, warnMs int64) []Alarm {
 		if !over {
 			continue
 		}
-		scope := fmt.Sprintf("at version %d and above", v)
+		scope := fmt.Sprintf("at version %s and above", versionLabel(v))
 		if v == 0 {
 			scope = "at any version"
 		}

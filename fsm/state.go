@@ -57,6 +57,9 @@ type state struct {
 	// leave through pruning, which recomputes it).
 	endedRequests int
 	minEndedMs    int64
+	// suites groups the live leases of a package by user and host: each
+	// group holds one package seat (packages.go). Derived from the leases.
+	suites map[suiteKey]*suiteGroup
 }
 
 type leaseEntry struct {
@@ -75,6 +78,7 @@ func newState() *state {
 		admin:        newAdminState(),
 		model:        newModelState(),
 		adminReqs:    newAdminRequests(),
+		suites:       map[suiteKey]*suiteGroup{},
 	}
 }
 

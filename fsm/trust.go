@@ -104,7 +104,7 @@ func LicenseFromFile(f *license.File, raw []byte) *fsmpb.License {
 		l.Features = append(l.Features, &fsmpb.Feature{
 			Name: ft.Name, Version: ft.Version, Count: ft.Count, GraceSeconds: ft.GraceSeconds,
 			Model: ft.Model, Limit: ft.Limit, Overdraft: ft.Overdraft, UsageHours: ft.UsageHours,
-			MaxBorrowSeconds: ft.MaxBorrowSeconds,
+			MaxBorrowSeconds: ft.MaxBorrowSeconds, VersionText: ft.VersionText, Components: slices.Clone(ft.Components),
 		})
 	}
 	return l

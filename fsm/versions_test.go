@@ -66,25 +66,25 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	check(t0,
-		Usage{"cad", 3, 3, 0}, Usage{"cad", 5, 2, 0}, Usage{"sim", 0, 1, 0})
+		Usage{"cad", 3, 3, 0, ""}, Usage{"cad", 5, 2, 0, ""}, Usage{"sim", 0, 1, 0, ""})
 	h.mustGrant(t0, "a", "cad", 5, 1)
 	h.mustGrant(t0, "b", "cad", 0, 4)
 	check(t0,
-		Usage{"cad", 3, 3, 3}, Usage{"cad", 5, 2, 2}, Usage{"sim", 0, 1, 0})
+		Usage{"cad", 3, 3, 3, ""}, Usage{"cad", 5, 2, 2, ""}, Usage{"sim", 0, 1, 0, ""})
 	check(t0+hour,
-		Usage{"cad", 3, 3, 3}, Usage{"cad", 5, 2, 2}, Usage{"fut", 1, 1, 0}, Usage{"sim", 0, 1, 0})
+		Usage{"cad", 3, 3, 3, ""}, Usage{"cad", 5, 2, 2, ""}, Usage{"fut", 1, 1, 0, ""}, Usage{"sim", 0, 1, 0, ""})
 	// L5 and S1 expire: 5 seats in use, 2 left. The v0 leases that do not
 	// fit show in the highest row, which serves them; the v5 lease does not
 	// fit a v3 seat at all and shows in a zero-capacity row at its version.
-	check(t0+2*day, Usage{"cad", 3, 2, 4}, Usage{"cad", 5, 0, 1})
+	check(t0+2*day, Usage{"cad", 3, 2, 4, ""}, Usage{"cad", 5, 0, 1, ""})
 	// L3 too: no valid license; the demand shows at its own versions.
-	check(t0+11*day, Usage{"cad", 0, 0, 4}, Usage{"cad", 5, 0, 1})
+	check(t0+11*day, Usage{"cad", 0, 0, 4, ""}, Usage{"cad", 5, 0, 1, ""})
 
 	h.op(t0, releaseOp(1, 2))
 	h.mustGrant(t0, "c", "cad", 4, 1)
 	h.mustGrant(t0, "d", "cad", 0, 2)
 	// Demand v4 goes to v5; v0 goes to the lowest rows.
-	check(t0, Usage{"cad", 3, 3, 2}, Usage{"cad", 5, 2, 1}, Usage{"sim", 0, 1, 0})
+	check(t0, Usage{"cad", 3, 3, 2, ""}, Usage{"cad", 5, 2, 1, ""}, Usage{"sim", 0, 1, 0, ""})
 }
 
 func TestSeatCheckDoesNotScanLeases(t *testing.T) {

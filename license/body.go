@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/triadlm/triad/featver"
 )
 
 // FormatVersion is the only body format this package reads and writes.
@@ -72,7 +74,27 @@ type Feature struct {
 	// UsageHours is the pool of a countdown feature: seat-hours that are
 	// consumed while seats are held.
 	UsageHours uint32 `json:"usage_hours,omitempty"`
+	// VersionText is a dotted version ("2.1", "2024.06", "5.3.1") as the
+	// vendor wrote it; Version then holds its first component. Empty for a
+	// whole-number version, so files written before dotted versions keep
+	// their exact bytes. See package featver for the order.
+	VersionText string `json:"version_text,omitempty"`
+	// Components makes the feature a package (FlexNet PACKAGE with
+	// OPTIONS=SUITE): a checkout of it grants these features too, and a
+	// checkout of a component takes a seat of the package unless the same
+	// user and host already hold one. Empty for an ordinary feature.
+	Components []string `json:"components,omitempty"`
 }
+
+// VersionKey is the feature's version in featver order (the body must be
+// valid).
+func (f Feature) VersionKey() featver.Key {
+	k, _ := featver.Of(f.Version, f.VersionText)
+	return k
+}
+
+// VersionString is the feature's version as licensed: "5", "2.1".
+func (f Feature) VersionString() string { return featver.Display(f.Version, f.VersionText) }
 
 // Grace is how long a client may go without a heartbeat before its seat is
 // freed; 0 in the body means DefaultGraceSeconds.

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/triadlm/triad/featver"
 )
 
 // ParseFeatureSpec reads a command-line feature:
@@ -33,15 +36,15 @@ func ParseFeatureSpec(spec string) (Feature, error) {
 	if err := checkFeatureName(name); err != nil {
 		return Feature{}, fmt.Errorf("feature %q: %w", spec, err)
 	}
-	version, err := strconv.ParseUint(strings.TrimSpace(parts[1]), 10, 32)
+	version, text, err := featver.Split(strings.TrimSpace(parts[1]))
 	if err != nil {
-		return Feature{}, fmt.Errorf("feature %q: version %q must be a whole number from 0 to 4294967295", spec, parts[1])
+		return Feature{}, fmt.Errorf("feature %q: %w", spec, err)
 	}
 	count, err := strconv.ParseUint(strings.TrimSpace(parts[2]), 10, 32)
 	if err != nil || count < 1 {
 		return Feature{}, fmt.Errorf("feature %q: count %q must be a whole number from 1 to 4294967295", spec, parts[2])
 	}
-	f := Feature{Name: name, Version: uint32(version), Count: uint32(count)}
+	f := Feature{Name: name, Version: version, VersionText: text, Count: uint32(count)}
 	if hasOpts {
 		if err := f.setOptions(opts); err != nil {
 			return Feature{}, fmt.Errorf("feature %q: %w", spec, err)
@@ -97,7 +100,7 @@ func ParseFeatureSpecs(s string) ([]Feature, error) {
 }
 
 // featureOptions are the keys ParseFeatureSpec accepts after the count.
-const featureOptions = "model, limit, overdraft, grace, borrow, hours"
+const featureOptions = "model, limit, overdraft, grace, borrow, hours, components"
 
 func (f *Feature) setOptions(opts string) error {
 	seen := map[string]bool{}
@@ -135,6 +138,14 @@ func (f *Feature) setOptions(opts string) error {
 			f.GraceSeconds, err = optionSeconds(key, val, 1)
 		case "borrow":
 			f.MaxBorrowSeconds, err = optionSeconds(key, val, 0)
+		case "components":
+			// '+' separates them: ',' separates options and ':' features.
+			for _, c := range strings.Split(val, "+") {
+				f.Components = append(f.Components, strings.TrimSpace(c))
+			}
+			if err := checkComponents(*f); err != nil {
+				return fmt.Errorf("components=%s: %w", val, err)
+			}
 		default:
 			return fmt.Errorf("unknown option %q: use %s", key, featureOptions)
 		}
@@ -187,7 +198,7 @@ type IssueSpec struct {
 
 // specFields lists what an IssueSpec may hold, for error messages.
 const specFields = "serial, issued_to, valid_after, valid_until, supersedes, binding {mode, computer_ids}, " +
-	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours}], description"
+	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours, version_text, components}], description"
 
 // ParseIssueSpec reads an issue spec. It checks only the JSON; Body checks
 // the values.
@@ -212,6 +223,8 @@ func ParseIssueSpec(data []byte) (*IssueSpec, error) {
 			return nil, fmt.Errorf("spec has %s: the spec may hold %s", strings.TrimPrefix(msg, "json: "), specFields)
 		case errors.As(err, &typeErr) && typeErr.Field == "":
 			return nil, fmt.Errorf("spec must be a JSON object {...}, not %s", typeErr.Value)
+		case errors.As(err, &typeErr) && strings.HasSuffix(typeErr.Field, ".version"):
+			return nil, fmt.Errorf("spec field %s must be a whole number from 0 to 4294967295, not %s; for a dotted version such as 2.1 give \"version_text\": \"2.1\" instead", typeErr.Field, typeErr.Value)
 		case errors.As(err, &typeErr):
 			return nil, fmt.Errorf("spec field %s must be a JSON %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind()), typeErr.Value)
 		case errors.As(err, &syntaxErr):
@@ -250,6 +263,13 @@ func (s *IssueSpec) Body(now time.Time) (Body, error) {
 		Binding:       s.Binding,
 		Features:      s.Features,
 		Description:   s.Description,
+	}
+	b.Features = slices.Clone(s.Features)
+	for i, f := range b.Features {
+		// version_text alone gives the version: fill in its first component.
+		if k, err := featver.Parse(f.VersionText); f.VersionText != "" && f.Version == 0 && err == nil {
+			b.Features[i].Version = k.Major()
+		}
 	}
 	if b.Binding.Mode == "" {
 		b.Binding.Mode = ModeFailover

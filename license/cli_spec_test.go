@@ -1,6 +1,7 @@
 package license
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestParseFeatureSpecOptions(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseFeatureSpec(%q) = %+v, %v; want %+v", tt.spec, got, err, tt.want)
 			}
 			// Whatever the spec parser accepts, the body's checks accept too.
@@ -107,7 +108,7 @@ func TestParseIssueSpec(t *testing.T) {
 	if b.Serial != "TRI-1" || b.IssuedTo != "Acme" || b.Description != "Evaluation" ||
 		len(b.Supersedes) != 1 || b.Supersedes[0] != "TRI-0" ||
 		b.Binding.Mode != ModeStandalone || len(b.Binding.ComputerIDs) != 1 ||
-		len(b.Features) != 1 || b.Features[0] != want {
+		len(b.Features) != 1 || !reflect.DeepEqual(b.Features[0], want) {
 		t.Errorf("Body = %+v", b)
 	}
 	if !b.IssuedAt.Equal(time.Date(2025, 12, 1, 9, 30, 0, 0, time.UTC)) ||
@@ -182,7 +183,7 @@ func TestParseFeatureSpecs(t *testing.T) {
 		t.Fatalf("ParseFeatureSpecs = %+v", got)
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("feature %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}

@@ -1,6 +1,7 @@
 package license
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestParseFeatureSpec(t *testing.T) {
 		{"", Feature{}, "must be name:version:count"},
 		{":5:10", Feature{}, "must be 1 to 64 characters"},
 		{"c d:5:10", Feature{}, "may contain only letters"},
-		{"cad:v5:10", Feature{}, `version "v5" must be a whole number`},
+		{"cad:v5:10", Feature{}, `version "v5": the major component "v5" is not a whole number`},
 		{"cad:-1:10", Feature{}, "version"},
 		{"cad:4294967296:10", Feature{}, "version"},
 		{"cad:5:0", Feature{}, `count "0" must be a whole number from 1`},
@@ -35,7 +36,7 @@ func TestParseFeatureSpec(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseFeatureSpec(%q) = %+v, %v; want %+v", tt.spec, got, err, tt.want)
 			}
 		})

@@ -61,8 +61,12 @@ func describeFeature(f Feature) string {
 	if limit == LimitSoft {
 		limit = fmt.Sprintf("%s (overdraft %d)", limit, f.Overdraft)
 	}
-	return fmt.Sprintf("%s version %d: %d seats, %s, %s limit, grace %s, %s",
-		clean(f.Name), f.Version, f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
+	d := fmt.Sprintf("%s version %s: %d seats, %s, %s limit, grace %s, %s",
+		clean(f.Name), clean(f.VersionString()), f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
+	if len(f.Components) > 0 {
+		d += fmt.Sprintf(", package (suite) of %s", cleanList(f.Components))
+	}
+	return d
 }
 
 // fmtDuration prints whole hours or minutes when it can ("2h", not "2h0m0s").

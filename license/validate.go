@@ -3,9 +3,12 @@ package license
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/triadlm/triad/featver"
 )
 
 // Validate checks the rules every license body must meet, whether it is about
@@ -50,7 +53,10 @@ func (b *Body) Validate() error {
 	if err := b.Binding.validate(); err != nil {
 		return err
 	}
-	return validateFeatures(b.Features)
+	if err := validateFeatures(b.Features); err != nil {
+		return err
+	}
+	return checkPackages(b.Features)
 }
 
 func (bd *Binding) validate() error {
@@ -82,7 +88,7 @@ func (bd *Binding) validate() error {
 
 type featureKey struct {
 	name    string
-	version uint32
+	version featver.Key
 }
 
 func validateFeatures(fs []Feature) error {
@@ -94,7 +100,10 @@ func validateFeatures(fs []Feature) error {
 		if err := checkFeatureName(f.Name); err != nil {
 			return fmt.Errorf("features[%d]: %w", i, err)
 		}
-		where := fmt.Sprintf("features[%d] (%s version %d)", i, f.Name, f.Version)
+		where := fmt.Sprintf("features[%d] (%s version %s)", i, f.Name, f.VersionString())
+		if _, err := featver.Of(f.Version, f.VersionText); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 		if f.Count < 1 {
 			return fmt.Errorf("%s: count is 0: give a count of at least 1", where)
 		}
@@ -122,9 +131,12 @@ func validateFeatures(fs []Feature) error {
 		default:
 			return fmt.Errorf("%s: limit is %q: use %q or %q", where, f.Limit, LimitHard, LimitSoft)
 		}
-		k := featureKey{f.Name, f.Version}
+		if err := checkComponents(f); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		k := featureKey{f.Name, f.VersionKey()}
 		if j, dup := seen[k]; dup {
-			return fmt.Errorf("%s: same name and version as features[%d]: merge them into one entry with the summed count", where, j)
+			return fmt.Errorf("%s: same name and version as features[%d] (versions compare numerically: 2 == 2.0): merge them into one entry with the summed count", where, j)
 		}
 		seen[k] = i
 	}
@@ -161,6 +173,69 @@ func checkText(field, s string, max int) error {
 	}
 	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
 		return fmt.Errorf("%s %q contains a control character (such as a newline or tab): use one line of plain text", field, s)
+	}
+	return nil
+}
+
+// MaxComponents bounds a package's component list.
+const MaxComponents = 64
+
+// checkComponents checks a package's component list: valid, distinct
+// feature names other than the package's own, and only on a concurrent
+// feature (a suite seat is held while leases are; named-user and
+// countdown packages are not supported).
+func checkComponents(f Feature) error {
+	if len(f.Components) == 0 {
+		return nil
+	}
+	if f.Model != "" && f.Model != ModelConcurrent {
+		return fmt.Errorf("a package (components) must use the %q model, not %q", ModelConcurrent, f.Model)
+	}
+	if len(f.Components) > MaxComponents {
+		return fmt.Errorf("%d components: a package may have at most %d", len(f.Components), MaxComponents)
+	}
+	seen := map[string]bool{}
+	for _, c := range f.Components {
+		if err := checkFeatureName(c); err != nil {
+			return fmt.Errorf("component: %w", err)
+		}
+		if c == f.Name {
+			return fmt.Errorf("component %q is the package itself", c)
+		}
+		if seen[c] {
+			return fmt.Errorf("component %q is listed twice", c)
+		}
+		seen[c] = true
+	}
+	return nil
+}
+
+// checkPackages refuses a license where a name is both a package's
+// component and a feature of its own in the same license, or a component
+// of two packages: either would make a checkout of it ambiguous.
+func checkPackages(fs []Feature) error {
+	direct := map[string]bool{}
+	for _, f := range fs {
+		direct[f.Name] = true
+	}
+	comps := map[string][]string{}
+	for _, f := range fs {
+		if prev, ok := comps[f.Name]; ok && !slices.Equal(prev, f.Components) {
+			return fmt.Errorf("the entries of %s list different components (%v and %v): every version of a package lists the same components", f.Name, prev, f.Components)
+		}
+		comps[f.Name] = f.Components
+	}
+	owner := map[string]string{}
+	for _, f := range fs {
+		for _, c := range f.Components {
+			if direct[c] {
+				return fmt.Errorf("feature %s is a component of package %s and also a feature of its own: license it one way", c, f.Name)
+			}
+			if o, ok := owner[c]; ok && o != f.Name {
+				return fmt.Errorf("feature %s is a component of two packages, %s and %s: put it in one", c, o, f.Name)
+			}
+			owner[c] = f.Name
+		}
 	}
 	return nil
 }

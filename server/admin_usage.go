@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
@@ -112,7 +113,7 @@ func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
 	var out []*triadv1.FeatureUsage
 	for _, u := range rows {
 		out = append(out, &triadv1.FeatureUsage{Feature: u.Feature, Version: u.Version, Capacity: u.Capacity, InUse: u.InUse,
-			Model: u.Model, PoolSeconds: float64(u.PoolMs) / 1000, PoolUsedSeconds: float64(u.PoolUsedMs) / 1000})
+			VersionText: u.VersionText, Package: u.Package, Model: u.Model, PoolSeconds: float64(u.PoolMs) / 1000, PoolUsedSeconds: float64(u.PoolUsedMs) / 1000})
 	}
 	return out
 }
@@ -122,14 +123,19 @@ func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
 func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 	type key struct {
 		user, host, feature string
-		version             uint32
+		version             featver.Key
 	}
 	rows := map[key]*triadv1.UserUsage{}
 	for _, l := range s.fsm.Leases() {
-		k := key{l.GetUser(), l.GetHost(), l.GetFeature(), l.GetVersion()}
+		v, err := featver.Of(l.GetVersion(), l.GetVersionText())
+		if err != nil {
+			v = featver.Whole(l.GetVersion())
+		}
+		k := key{l.GetUser(), l.GetHost(), l.GetFeature(), v}
 		r, ok := rows[k]
 		if !ok {
-			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: k.version, OldestGrantedUnixMs: l.GetGrantedMs()}
+			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: l.GetVersion(), VersionText: l.GetVersionText(),
+				OldestGrantedUnixMs: l.GetGrantedMs()}
 			rows[k] = r
 		}
 		if !l.GetNamedUser() { // a named user's seat is counted once, below
@@ -170,7 +176,9 @@ func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 		case a.Feature != b.Feature:
 			return a.Feature < b.Feature
 		}
-		return a.Version < b.Version
+		va, _ := featver.Of(a.Version, a.VersionText)
+		vb, _ := featver.Of(b.Version, b.VersionText)
+		return va < vb
 	})
 	return out
 }

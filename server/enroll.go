@@ -69,7 +69,8 @@ func (s *Server) licenseInfo(l *fsmpb.License) *triadv1.LicenseInfo {
 		State: s.fsm.LicenseState(l.GetSerial(), s.nowMs()), EnrolledUnixMs: l.GetEnrolledAtMs(),
 	}
 	for _, f := range l.GetFeatures() {
-		info.Features = append(info.Features, &triadv1.Feature{Name: f.GetName(), Version: f.GetVersion(), Count: f.GetCount(), GraceSeconds: f.GetGraceSeconds()})
+		info.Features = append(info.Features, &triadv1.Feature{Name: f.GetName(), Version: f.GetVersion(), Count: f.GetCount(), GraceSeconds: f.GetGraceSeconds(),
+			VersionText: f.GetVersionText(), Components: f.GetComponents()})
 	}
 	return info
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
@@ -62,7 +64,7 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 // grantFor turns a checkout request into the FSM's Grant.
 func (l *licensingService) grantFor(req *triadv1.CheckoutRequest) *fsmpb.Grant {
 	return &fsmpb.Grant{
-		RequestId: req.GetRequestId(), Feature: req.GetFeature(), Version: req.GetVersion(),
+		RequestId: req.GetRequestId(), Feature: req.GetFeature(), Version: req.GetVersion(), VersionText: req.GetVersionText(),
 		Count: max(req.GetCount(), 1), User: req.GetUser(), Host: req.GetHost(), Pid: req.GetPid(),
 		ClientId: req.GetClientId(), ViaMember: l.s.cfg.Name,
 	}
@@ -81,7 +83,7 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
 		reason := denialReason(r.GetCode(), r.GetMessage())
 		l.s.noteDenial(req.GetFeature(), reason)
-		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
+		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", featver.Display(req.GetVersion(), req.GetVersionText()),
 			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", reason, "message", r.GetMessage())
 		return nil, err
 	}
@@ -165,6 +167,26 @@ func validateCheckout(req *triadv1.CheckoutRequest) error {
 	case req.GetClientId() == "" || len(req.GetClientId()) > maxIDLen:
 		return status.Errorf(codes.InvalidArgument, "client_id must be 1 to %d characters: the client library sets a random one per process, and request ids are scoped by it", maxIDLen)
 	}
+	return normalizeVersion(req)
+}
+
+// normalizeVersion checks a request's version_text and puts the pair in
+// its one form: a dotted text with its first component in version, a
+// whole number in version alone. A text given without version (raw API
+// callers) fills version in.
+func normalizeVersion(req *triadv1.CheckoutRequest) error {
+	text := req.GetVersionText()
+	if text == "" {
+		return nil
+	}
+	v, norm, err := featver.Split(text)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "version_text: %v", err)
+	}
+	if req.GetVersion() != 0 && req.GetVersion() != v {
+		return status.Errorf(codes.InvalidArgument, "version_text %q does not start with version %d: give the dotted version in version_text and its first component (or 0) in version", text, req.GetVersion())
+	}
+	req.Version, req.VersionText = v, norm
 	return nil
 }
 
@@ -294,12 +316,14 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 
 func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 	return &triadv1.Lease{
-		LeaseId: l.GetId(), RequestId: l.GetRequestId(), Feature: l.GetFeature(), Version: l.GetVersion(),
+		LeaseId: l.GetId(), RequestId: l.GetRequestId(), Feature: l.GetFeature(), Version: l.GetVersion(), VersionText: l.GetVersionText(),
 		Count: l.GetCount(), User: l.GetUser(), Host: l.GetHost(), Pid: l.GetPid(), ClientId: l.GetClientId(),
 		GrantedUnixMs: l.GetGrantedMs(), RenewedUnixMs: l.GetRenewedMs(), ExpiresUnixMs: l.GetExpiresMs(),
 		TtlSeconds: uint32(l.GetTtlMs() / 1000), FencingIndex: l.GetGrantedIndex(), ViaMember: l.GetViaMember(),
 		Borrowed:     l.GetBorrowed(),
-		GraceSeconds: s.fsm.GraceSeconds(l.GetFeature(), s.nowMs()),
+		GraceSeconds: s.fsm.GraceSeconds(cmp.Or(l.GetPackage(), l.GetFeature()), s.nowMs()),
+		Package:      l.GetPackage(),
+		Components:   s.leaseComponents(l),
 	}
 }
 
@@ -316,4 +340,13 @@ func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
 		out = append(out, a)
 	}
 	return out
+}
+
+// leaseComponents lists, for a package checkout, the component features
+// the lease grants.
+func (s *Server) leaseComponents(l *fsmpb.Lease) []string {
+	if l.GetPackage() == "" || l.GetPackage() != l.GetFeature() {
+		return nil
+	}
+	return s.fsm.PackageComponents(l.GetPackage())
 }

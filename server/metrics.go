@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/triadlm/triad/featver"
 	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/internal/buildinfo"
 	"github.com/triadlm/triad/membership"
@@ -322,7 +323,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftApplied, float64(ri.Applied))
 
 	for _, u := range c.src.Usage() {
-		v := strconv.FormatUint(uint64(u.Version), 10)
+		v := featver.Display(u.Version, u.VersionText)
 		gauge(descSeatsInUse, float64(u.InUse), u.Feature, v)
 		gauge(descSeatsCapacity, float64(u.Capacity), u.Feature, v)
 	}

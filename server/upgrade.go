@@ -47,11 +47,17 @@ func (s *Server) buildInfo() *triadv1.BuildInfo {
 
 // opUse names the gated commands as an administrator knows them.
 var opUse = map[string]string{
-	"add_vendor_key":      "`vendor trust add`",
-	"remove_vendor_key":   "`vendor trust remove`",
-	"adopt_vendor_trust":  "the adoption of vendor trust",
-	"batch.admin_release": "`usage release`",
-	"replace_member":      "`cluster replace-member`",
+	"add_vendor_key":              "`vendor trust add`",
+	"remove_vendor_key":           "`vendor trust remove`",
+	"adopt_vendor_trust":          "the adoption of vendor trust",
+	"batch.admin_release":         "`usage release`",
+	"replace_member":              "`cluster replace-member`",
+	"enroll_license.version_text": "`license enroll` of a license with dotted versions",
+	"replace_member.version_text": "`cluster replace-member` with a license with dotted versions",
+	"batch.grant.version_text":    "checkouts at a dotted version",
+	"batch.borrow.version_text":   "borrows at a dotted version",
+	"enroll_license.components":   "`license enroll` of a license that defines a package",
+	"replace_member.components":   "`cluster replace-member` with a license that defines a package",
 }
 
 func opDisplay(op string) string {

@@ -883,8 +883,15 @@ type Feature struct {
 	UsageHours uint32 `protobuf:"varint,8,opt,name=usage_hours,json=usageHours,proto3" json:"usage_hours,omitempty"`
 	// Longest borrow (offline lease); 0 = no borrowing.
 	MaxBorrowSeconds uint32 `protobuf:"varint,9,opt,name=max_borrow_seconds,json=maxBorrowSeconds,proto3" json:"max_borrow_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// A package (FlexNet PACKAGE/SUITE): the component features its seats
+	// serve. One seat serves every component taken by one user and host.
+	Components    []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Feature) Reset() {
@@ -978,6 +985,20 @@ func (x *Feature) GetMaxBorrowSeconds() uint32 {
 		return x.MaxBorrowSeconds
 	}
 	return 0
+}
+
+func (x *Feature) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
+func (x *Feature) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 // License is a license file as enrolled. Apply re-parses raw, verifies its
@@ -1253,7 +1274,11 @@ type Grant struct {
 	// extension need it. A grant without one (written by a build before
 	// lease secrets) makes a lease without one, and keeps the request id
 	// unscoped: see docs/security.md, "Lease secrets".
-	Secret        []byte `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret []byte `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1363,6 +1388,13 @@ func (x *Grant) GetSecret() []byte {
 		return x.Secret
 	}
 	return nil
+}
+
+func (x *Grant) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
 }
 
 // Renew restarts the TTL of the listed leases (one client's batch).
@@ -2689,7 +2721,15 @@ type Lease struct {
 	// The grant's secret (Grant.secret); empty for a lease granted before
 	// lease secrets. Never leaves the members except in the answer to the
 	// checkout that produced the lease.
-	Secret        []byte `protobuf:"bytes,19,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret []byte `protobuf:"bytes,19,opt,name=secret,proto3" json:"secret,omitempty"`
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// The package whose seats serve this lease: the lease's own feature
+	// for a package checkout, the package for a component's. Leases of one
+	// package, user and host share one seat (fsm/packages.go).
+	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2855,6 +2895,20 @@ func (x *Lease) GetSecret() []byte {
 		return x.Secret
 	}
 	return nil
+}
+
+func (x *Lease) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
+func (x *Lease) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
 }
 
 // RequestRecord remembers which lease a request id produced, so a retried
@@ -4138,7 +4192,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"C\n" +
 	"\x10AdoptVendorTrust\x12/\n" +
-	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\x8b\x02\n" +
+	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\xd0\x02\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
@@ -4149,7 +4203,11 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\toverdraft\x18\a \x01(\rR\toverdraft\x12\x1f\n" +
 	"\vusage_hours\x18\b \x01(\rR\n" +
 	"usageHours\x12,\n" +
-	"\x12max_borrow_seconds\x18\t \x01(\rR\x10maxBorrowSeconds\"\xa3\x03\n" +
+	"\x12max_borrow_seconds\x18\t \x01(\rR\x10maxBorrowSeconds\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf1\x01 \x03(\tR\n" +
+	"components\"\xa3\x03\n" +
 	"\aLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12 \n" +
@@ -4176,7 +4234,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\x95\x02\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xb9\x02\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -4191,7 +4249,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"via_member\x18\n" +
 	" \x01(\tR\tviaMember\x12\x16\n" +
-	"\x06secret\x18\v \x01(\fR\x06secret\">\n" +
+	"\x06secret\x18\v \x01(\fR\x06secret\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\">\n" +
 	"\x05Renew\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
 	"\asecrets\x18\x02 \x03(\fR\asecrets\"@\n" +
@@ -4276,7 +4335,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\x85\x04\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xc4\x04\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -4303,7 +4362,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\faccounted_ms\x18\x11 \x01(\x03R\vaccountedMs\x12\x1d\n" +
 	"\n" +
 	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
-	"\x06secret\x18\x13 \x01(\fR\x06secret\"\xdd\x01\n" +
+	"\x06secret\x18\x13 \x01(\fR\x06secret\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"\xdd\x01\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +

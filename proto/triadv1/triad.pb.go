@@ -123,7 +123,11 @@ type CheckoutRequest struct {
 	// library); required. Request ids are scoped by it.
 	ClientId string `protobuf:"bytes,9,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// Lease TTL wanted; 0 means the server default (30 s).
-	TtlSeconds    uint32 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds uint32 `protobuf:"varint,10,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +232,13 @@ func (x *CheckoutRequest) GetTtlSeconds() uint32 {
 	return 0
 }
 
+func (x *CheckoutRequest) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
 type Lease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -250,7 +261,16 @@ type Lease struct {
 	// Grace period the client may use when no member answers.
 	GraceSeconds uint32 `protobuf:"varint,16,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
 	// Borrowed for offline use: needs no renewal, ends at expires_unix_ms.
-	Borrowed      bool `protobuf:"varint,17,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	Borrowed bool `protobuf:"varint,17,opt,name=borrowed,proto3" json:"borrowed,omitempty"`
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// The package whose seat serves this lease (set for a package checkout
+	// and for a component's), and for a package checkout the component
+	// features it grants.
+	Package       string   `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	Components    []string `protobuf:"bytes,242,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +422,27 @@ func (x *Lease) GetBorrowed() bool {
 		return x.Borrowed
 	}
 	return false
+}
+
+func (x *Lease) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
+func (x *Lease) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *Lease) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 type CheckoutResponse struct {
@@ -898,8 +939,16 @@ type FeatureUsage struct {
 	// charged time plus the running time of live leases. It may exceed
 	// pool_seconds briefly: held seats end at their next renewal.
 	PoolUsedSeconds float64 `protobuf:"fixed64,7,opt,name=pool_used_seconds,json=poolUsedSeconds,proto3" json:"pool_used_seconds,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// Set on a component's rows: the package whose seats serve it. Those
+	// rows repeat the package's capacity; in_use counts the package seats
+	// held by users and hosts holding this component.
+	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FeatureUsage) Reset() {
@@ -979,6 +1028,20 @@ func (x *FeatureUsage) GetPoolUsedSeconds() float64 {
 		return x.PoolUsedSeconds
 	}
 	return 0
+}
+
+func (x *FeatureUsage) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
+func (x *FeatureUsage) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
 }
 
 type FeaturesResponse struct {
@@ -2100,8 +2163,12 @@ type UserUsage struct {
 	// A named-user seat (held by the user even with no lease).
 	Named          bool  `protobuf:"varint,8,opt,name=named,proto3" json:"named,omitempty"`
 	LastUsedUnixMs int64 `protobuf:"varint,9,opt,name=last_used_unix_ms,json=lastUsedUnixMs,proto3" json:"last_used_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UserUsage) Reset() {
@@ -2195,6 +2262,13 @@ func (x *UserUsage) GetLastUsedUnixMs() int64 {
 		return x.LastUsedUnixMs
 	}
 	return 0
+}
+
+func (x *UserUsage) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
 }
 
 type UsageUsersResponse struct {
@@ -3562,11 +3636,17 @@ func (x *LicenseEnrollRequest) GetLicenseFile() []byte {
 }
 
 type Feature struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
-	GraceSeconds  uint32                 `protobuf:"varint,4,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version      uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Count        uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	GraceSeconds uint32                 `protobuf:"varint,4,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
+	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
+	// version then holds its first component. Empty for a whole-number
+	// version (package featver).
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// A package's component features.
+	Components    []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3627,6 +3707,20 @@ func (x *Feature) GetGraceSeconds() uint32 {
 		return x.GraceSeconds
 	}
 	return 0
+}
+
+func (x *Feature) GetVersionText() string {
+	if x != nil {
+		return x.VersionText
+	}
+	return ""
+}
+
+func (x *Feature) GetComponents() []string {
+	if x != nil {
+		return x.Components
+	}
+	return nil
 }
 
 type LicenseInfo struct {
@@ -5407,7 +5501,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bcheckout\x18\x02 \x01(\v2\x19.triad.v1.CheckoutRequestR\bcheckout\x12)\n" +
 	"\x10duration_seconds\x18\x03 \x01(\rR\x0fdurationSeconds\x12\x19\n" +
 	"\blease_id\x18\x04 \x01(\x04R\aleaseId\x12!\n" +
-	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\"\x9d\x02\n" +
+	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\"\xc1\x02\n" +
 	"\x0fCheckoutRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -5421,7 +5515,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\tclient_id\x18\t \x01(\tR\bclientId\x12\x1f\n" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
-	"ttlSeconds\"\x80\x04\n" +
+	"ttlSeconds\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xe0\x04\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -5443,7 +5538,12 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"via_member\x18\x0f \x01(\tR\tviaMember\x12#\n" +
 	"\rgrace_seconds\x18\x10 \x01(\rR\fgraceSeconds\x12\x1a\n" +
-	"\bborrowed\x18\x11 \x01(\bR\bborrowed\"t\n" +
+	"\bborrowed\x18\x11 \x01(\bR\bborrowed\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf2\x01 \x03(\tR\n" +
+	"components\"t\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
@@ -5476,7 +5576,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\xda\x01\n" +
+	"consistent\"\x99\x02\n" +
 	"\fFeatureUsage\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
@@ -5484,7 +5584,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06in_use\x18\x04 \x01(\rR\x05inUse\x12\x14\n" +
 	"\x05model\x18\x05 \x01(\tR\x05model\x12!\n" +
 	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
-	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\"F\n" +
+	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x11\n" +
 	"\x0fDiscoverRequest\"\x91\x01\n" +
@@ -5572,7 +5674,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x15LicenseRemoveResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"B\n" +
 	"\x11UsageUsersRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x8b\x02\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xaf\x02\n" +
 	"\tUserUsage\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x18\n" +
@@ -5582,7 +5684,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06leases\x18\x06 \x01(\rR\x06leases\x123\n" +
 	"\x16oldest_granted_unix_ms\x18\a \x01(\x03R\x13oldestGrantedUnixMs\x12\x14\n" +
 	"\x05named\x18\b \x01(\bR\x05named\x12)\n" +
-	"\x11last_used_unix_ms\x18\t \x01(\x03R\x0elastUsedUnixMs\"?\n" +
+	"\x11last_used_unix_ms\x18\t \x01(\x03R\x0elastUsedUnixMs\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"?\n" +
 	"\x12UsageUsersResponse\x12)\n" +
 	"\x05users\x18\x01 \x03(\v2\x13.triad.v1.UserUsageR\x05users\"D\n" +
 	"\x13UsageDenialsRequest\x12-\n" +
@@ -5690,12 +5793,16 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06member\x18\x04 \x01(\tR\x06member\"h\n" +
 	"\x14LicenseEnrollRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12!\n" +
-	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"r\n" +
+	"\flicense_file\x18\x02 \x01(\fR\vlicenseFile\"\xb7\x01\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05count\x12#\n" +
-	"\rgrace_seconds\x18\x04 \x01(\rR\fgraceSeconds\"\x9f\x03\n" +
+	"\rgrace_seconds\x18\x04 \x01(\rR\fgraceSeconds\x12\"\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x1f\n" +
+	"\n" +
+	"components\x18\xf1\x01 \x03(\tR\n" +
+	"components\"\x9f\x03\n" +
 	"\vLicenseInfo\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12)\n" +
