@@ -26,7 +26,7 @@ import (
 // snapshot and catches up to exactly the state of the others.
 
 // FormatVersion is the highest command format this build applies.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // opFormats lists the commands (Command oneof field names) and batch ops
 // ("batch." + Op oneof field name) introduced after format 1, with the

@@ -188,6 +188,7 @@ func bodyOf(l *fsmpb.License) license.Body {
 		b.Features = append(b.Features, license.Feature{
 			Name: f.Name, Version: f.Version, Count: f.Count, Model: f.Model, GraceSeconds: f.GraceSeconds,
 			MaxBorrowSeconds: f.MaxBorrowSeconds, Limit: f.Limit, Overdraft: f.Overdraft, UsageHours: f.UsageHours,
+			LingerSeconds: f.LingerSeconds, MinTimeoutSeconds: f.MinTimeoutSeconds,
 		})
 	}
 	return b

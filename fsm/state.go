@@ -57,6 +57,8 @@ type state struct {
 	// leave through pruning, which recomputes it).
 	endedRequests int
 	minEndedMs    int64
+	// idl indexes idle and lingering leases (idlelinger.go).
+	idl idleState
 }
 
 type leaseEntry struct {
@@ -75,6 +77,7 @@ func newState() *state {
 		admin:        newAdminState(),
 		model:        newModelState(),
 		adminReqs:    newAdminRequests(),
+		idl:          newIdleState(),
 	}
 }
 
@@ -171,6 +174,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		s.leases[l.Id] = e
 		s.expiry = append(s.expiry, e)
 		s.addLeaseUse(l)
+		s.indexLease(e)
 	}
 	for i, e := range s.expiry {
 		e.heapIdx = i
@@ -185,6 +189,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		s.requests[k] = r
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
+			if r.IdleTimeout && r.LeaseId != 0 {
+				s.idl.idleEnded[r.LeaseId] = k
+			}
 		}
 	}
 	return s, nil

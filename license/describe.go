@@ -61,8 +61,15 @@ func describeFeature(f Feature) string {
 	if limit == LimitSoft {
 		limit = fmt.Sprintf("%s (overdraft %d)", limit, f.Overdraft)
 	}
-	return fmt.Sprintf("%s version %d: %d seats, %s, %s limit, grace %s, %s",
-		clean(f.Name), f.Version, f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
+	extra := ""
+	if f.LingerSeconds > 0 {
+		extra += ", linger " + fmtDuration(f.Linger())
+	}
+	if f.MinTimeoutSeconds > 0 {
+		extra += ", idle timeout at least " + fmtDuration(f.MinTimeout())
+	}
+	return fmt.Sprintf("%s version %d: %d seats, %s, %s limit, grace %s, %s%s",
+		clean(f.Name), f.Version, f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow, extra)
 }
 
 // fmtDuration prints whole hours or minutes when it can ("2h", not "2h0m0s").
