@@ -52,6 +52,11 @@ var opUse = map[string]string{
 	"adopt_vendor_trust":  "the adoption of vendor trust",
 	"batch.admin_release": "`usage release`",
 	"replace_member":      "`cluster replace-member`",
+	// Issue 13: idle timeout and linger.
+	"batch.renew.idle_ms":               "idle reports of client renewals (Lease.SetIdle)",
+	"set_rules.timeout_linger":          "`rules set` with TIMEOUT or LINGER",
+	"enroll_license.linger_min_timeout": "`license enroll` of a license with linger or min_timeout",
+	"replace_member.linger_min_timeout": "`cluster replace-member` with a license with linger or min_timeout",
 }
 
 func opDisplay(op string) string {
