@@ -190,8 +190,9 @@ func (s *state) admitTakingBack(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpR
 }
 
 // setIdle records the idleness a renewal reported for a live lease.
+// A borrowed lease is offline by design: it is never idle-released.
 func (s *state) setIdle(now int64, e *leaseEntry, idleMs int64) {
-	if idleMs <= 0 {
+	if idleMs <= 0 || e.l.Borrowed {
 		if e.l.IdleSinceMs != 0 {
 			e.l.IdleSinceMs = 0
 			delete(s.idl.idle, e.l.Id)

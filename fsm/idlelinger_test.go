@@ -282,6 +282,17 @@ func TestLingerNotForOtherModels(t *testing.T) {
 			t.Fatalf("a %s lease lingers", name)
 		}
 	}
+	// A borrowed lease reported idle is not released (nor marked idle).
+	cadB := feat("cadb", 1, 1)
+	cadB.MaxBorrowSeconds = 3600
+	h.mustEnroll(t0, lic("S2", t0, t0+365*day, cadB))
+	h.mustRules(t0, "TIMEOUT cad 1m\nTIMEOUT cadb 1m\n")
+	bl := h.op(t0, borrowOp("b-cadb", "cadb", hour)).Lease
+	h.op(t0+2*minute, renewIdleOp(2*minute, bl.Id))
+	h.apply(t0+2*minute, expireCmd())
+	if l, ok := liveLease(h, bl.Id); !ok || l.IdleSinceMs != 0 {
+		t.Fatalf("a borrowed lease reported idle: %v %v", l, ok)
+	}
 	l := h.op(t0, grantAs("r-cad", "cad", 1, "alice", "ws1")).Lease
 	h.op(t0+20*second, renewIdleOp(20*second, l.Id))
 	h.op(t0+40*second, renewIdleOp(40*second, l.Id))

@@ -228,7 +228,7 @@ func borrowShown(t *testing.T, servers string, id uint64, endMs int64) error {
 		return err
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 2 || !strings.HasSuffix(lines[0], "BORROWED UNTIL  STATE") {
+	if len(lines) < 2 || !strings.Contains(lines[0], "  BORROWED UNTIL  ") || !strings.HasSuffix(lines[0], "  STATE") {
 		return fmt.Errorf("usage leases: want a header and leases:\n%s", out)
 	}
 	until := time.UnixMilli(endMs).UTC().Format("2006-01-02 15:04:05 UTC")
