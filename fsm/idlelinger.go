@@ -359,3 +359,25 @@ func (s *state) checkTimeoutMinimums(rules *fsmpb.AccessRules) *fsmpb.OpResult {
 func msDuration(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).String()
 }
+
+// snapshotFormatNeeded is the snapshot format the state needs: 3 when it
+// holds anything of idle timeouts or linger (a lingering or idle lease, an
+// idle-timeout request record, a TIMEOUT or LINGER rule, a license with
+// linger or min_timeout), which a build reading format 2 at most would
+// drop or misread (a lingering seat renewable again, say); 2 otherwise.
+func (s *state) snapshotFormatNeeded() uint32 {
+	if len(s.idl.idle) > 0 || len(s.idl.lingering) > 0 || len(s.idl.idleEnded) > 0 {
+		return idleLingerSnapshotFormat
+	}
+	for _, r := range s.model.rules.GetRules() {
+		if r.Kind == ruleTimeout || r.Kind == ruleLinger {
+			return idleLingerSnapshotFormat
+		}
+	}
+	for _, serial := range s.serials {
+		if lingerLicense(s.licenses[serial]) {
+			return idleLingerSnapshotFormat
+		}
+	}
+	return snapshotFormat
+}

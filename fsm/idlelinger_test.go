@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/triadlm/triad/license"
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -362,4 +364,39 @@ func TestIdleLingerReplayDeterministic(t *testing.T) {
 		t.Fatal("same log, different snapshots")
 	}
 	roundTrip(t, a.f)
+}
+
+// A snapshot holding idle or linger data is format 3 (an older build
+// refuses it rather than misread it); one without stays format 2.
+func TestIdleLingerSnapshotFormat(t *testing.T) {
+	format := func(h *harness) uint32 {
+		snap := &fsmpb.Snapshot{}
+		if err := proto.Unmarshal(h.f.MarshalSnapshot(), snap); err != nil {
+			t.Fatal(err)
+		}
+		return snap.FormatVersion
+	}
+	h := formed(t)
+	h.mustEnroll(t0, lic("S1", t0, t0+365*day, feat("cad", 1, 1)))
+	if f := format(h); f != 2 {
+		t.Fatalf("plain state: format %d", f)
+	}
+	h.mustRules(t0, "LINGER cad 1m\n")
+	if f := format(h); f != 3 {
+		t.Fatalf("with a LINGER rule: format %d", f)
+	}
+	l := h.op(t0, grantUH("a", "alice", "ws1")).Lease
+	h.op(t0+second, releaseOp(l.Id))
+	h.mustRules(t0+second, "")
+	if f := format(h); f != 3 {
+		t.Fatalf("with a lingering seat: format %d", f)
+	}
+	g := roundTrip(t, h.f)
+	if l, ok := g.Lease(l.Id); !ok || !l.Lingering {
+		t.Fatal("the lingering seat did not survive the round trip")
+	}
+	h.apply(t0+2*minute, expireCmd())
+	if f := format(h); f != 2 {
+		t.Fatalf("after the linger ended: format %d", f)
+	}
 }

@@ -14,9 +14,14 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
+// 3: the state holds idle-timeout or linger data (idlelinger.go), which
+// an older build would drop or misread; written only then, so other
+// snapshots keep format 2 and their bytes.
 const (
-	snapshotFormat       = 2
-	oldestSnapshotFormat = 1
+	snapshotFormat           = 2
+	idleLingerSnapshotFormat = 3
+	newestSnapshotFormat     = idleLingerSnapshotFormat
+	oldestSnapshotFormat     = 1
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -86,7 +91,7 @@ func newState() *state {
 // lock and drop it.
 func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap := &fsmpb.Snapshot{
-		FormatVersion: snapshotFormat,
+		FormatVersion: s.snapshotFormatNeeded(),
 		Cluster:       s.cluster,
 		NextLeaseId:   s.nextLeaseID,
 		LastNowMs:     s.lastNowMs,
@@ -129,8 +134,8 @@ func (s *state) sortedLeaseIDs() []uint64 {
 // stateFromSnapshot builds a state, derived indexes included, from a
 // decoded snapshot. It takes ownership of snap.
 func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
-	if v := snap.GetFormatVersion(); v < oldestSnapshotFormat || v > snapshotFormat {
-		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads versions %d to %d)", v, oldestSnapshotFormat, snapshotFormat)
+	if v := snap.GetFormatVersion(); v < oldestSnapshotFormat || v > newestSnapshotFormat {
+		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads versions %d to %d)", v, oldestSnapshotFormat, newestSnapshotFormat)
 	}
 	s := newState()
 	var err error
