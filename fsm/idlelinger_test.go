@@ -400,3 +400,37 @@ func TestIdleLingerSnapshotFormat(t *testing.T) {
 		t.Fatalf("after the linger ended: format %d", f)
 	}
 }
+
+// BenchmarkHasExpiredIdle measures the leader's once-a-second check with
+// 1000 leases reported idle under a TIMEOUT rule (O(idle leases)), and a
+// renewal batch of 512 leases carrying idle times.
+func BenchmarkHasExpiredIdle(b *testing.B) {
+	h := benchState(b)
+	r, err := license.ParseRules([]byte("TIMEOUT cad 1h\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.apply(t0, &fsmpb.Command{Cmd: &fsmpb.Command_SetRules{SetRules: &fsmpb.SetRules{Rules: r}}})
+	ids := make([]uint64, 0, 1000)
+	for _, l := range h.f.Leases() {
+		ids = append(ids, l.Id)
+	}
+	h.op(t0+second, renewIdleOp(second, ids...))
+	if len(h.f.s.idl.idle) != 1000 {
+		b.Fatalf("%d idle leases", len(h.f.s.idl.idle))
+	}
+	b.Run("HasExpired", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if h.f.HasExpired(t0 + 2*second) {
+				b.Fatal("expired")
+			}
+		}
+	})
+	b.Run("RenewIdle512", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			h.op(t0+2*second+int64(i), renewIdleOp(second, ids[:512]...))
+		}
+	})
+}
