@@ -51,9 +51,6 @@ func TestIdleTimeoutAndLinger(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the idle timeout of edit is 1s, shorter than the minimum of 3s that license") || !strings.Contains(err.Error(), "use TIMEOUT edit 3s or longer") {
 		t.Fatalf("TIMEOUT under the vendor minimum: %v", err)
 	}
-	if out, err := ctlOn(t, servers, "rules", "set", c.writeFile("rules.txt", "TIMEOUT edit 3s\n")); err != nil || !strings.Contains(out, "1 rule(s)") {
-		t.Fatalf("rules set: %v %q", err, out)
-	}
 
 	// Idle timeout through the client library.
 	changes := make(chan client.StateChange, 16)
@@ -68,15 +65,23 @@ func TestIdleTimeoutAndLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := l.ID()
-	// Active for a while: not released (the client renews every 0.5 s).
+	// Idle, reported with the renewals (every 0.5 s); no TIMEOUT rule yet,
+	// so it stays and shows as idle.
 	l.SetIdle(time.Now())
-	waitFor(t, 10*time.Second, "the idle time in usage leases", func() error {
+	waitFor(t, 20*time.Second, "the idle time in usage leases", func() error {
 		line, err := leaseLine(t, servers, first)
 		if err != nil || !strings.Contains(line, "idle since") {
 			return fmt.Errorf("line %q err %v", line, err)
 		}
 		return nil
 	})
+	if l.State() != client.Held {
+		t.Fatalf("released without a TIMEOUT rule: %v", l.State())
+	}
+	// Now a TIMEOUT of 3 s releases it.
+	if out, err := ctlOn(t, servers, "rules", "set", c.writeFile("rules.txt", "TIMEOUT edit 3s\n")); err != nil || !strings.Contains(out, "1 rule(s)") {
+		t.Fatalf("rules set: %v %q", err, out)
+	}
 	var ev client.StateChange
 	select {
 	case ev = <-changes:
