@@ -566,3 +566,23 @@ func TestCLIUsageLeasesConsistent(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseStateColumn: the STATE column of usage leases names lingering
+// seats with the time their linger ends, idle and borrowed leases.
+func TestLeaseStateColumn(t *testing.T) {
+	at := int64(1_700_000_000_000)
+	tests := []struct {
+		l    *triadv1.Lease
+		want string
+	}{
+		{&triadv1.Lease{}, "held"},
+		{&triadv1.Lease{Borrowed: true}, "borrowed"},
+		{&triadv1.Lease{IdleSinceUnixMs: at}, "idle since " + fmtMs(at)},
+		{&triadv1.Lease{Lingering: true, LingerUntilUnixMs: at, IdleSinceUnixMs: 5}, "lingering until " + fmtMs(at)},
+	}
+	for _, tt := range tests {
+		if got := leaseState(tt.l); got != tt.want {
+			t.Errorf("leaseState(%v) = %q, want %q", tt.l, got, tt.want)
+		}
+	}
+}

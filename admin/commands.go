@@ -329,13 +329,13 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Leases))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL")
+					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL\tSTATE")
 					for _, l := range r.Leases {
 						until := "-"
 						if l.Borrowed {
 							until = fmtMs(l.ExpiresUnixMs)
 						}
-						fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, inPackage(l.Feature, l.Package, ""), featver.Display(l.Version, l.VersionText), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
+						fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.LeaseId, inPackage(l.Feature, l.Package, ""), featver.Display(l.Version, l.VersionText), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until, leaseState(l))
 					}
 					return w.Flush()
 				},
@@ -393,4 +393,19 @@ func componentsNote(components []string) string {
 		return ""
 	}
 	return " (package of " + strings.Join(components, ", ") + ")"
+}
+
+// leaseState is the STATE column of `usage leases`: held, borrowed, idle
+// (the holder reports its product idle) or lingering (released, the seat
+// kept for the same user and host until the time shown).
+func leaseState(l *triadv1.Lease) string {
+	switch {
+	case l.GetLingering():
+		return "lingering until " + fmtMs(l.GetLingerUntilUnixMs())
+	case l.GetBorrowed():
+		return "borrowed"
+	case l.GetIdleSinceUnixMs() > 0:
+		return "idle since " + fmtMs(l.GetIdleSinceUnixMs())
+	}
+	return "held"
 }

@@ -35,6 +35,10 @@ var (
 	ErrLeaseLost = errors.New("triad: lease lost")
 	// ErrReleased: a lease's Err after Release.
 	ErrReleased = errors.New("triad: lease released")
+	// ErrIdleTimeout: a lease's Err while IdleReleased: the cluster
+	// released it because the product was idle longer than the feature's
+	// TIMEOUT rule. Lease.Touch checks it out again.
+	ErrIdleTimeout = errors.New("triad: lease released: idle timeout")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("triad: client closed")
 )

@@ -36,6 +36,10 @@ type fakeCluster struct {
 	index     uint64
 	grace     uint32 // grace_seconds put in every lease (0: not sent)
 	members   []*fakeMember
+	// idleLimitMs > 0: a renewal reporting a lease idle that long releases
+	// it with idle_timeout, as a TIMEOUT rule would.
+	idleLimitMs int64
+	lastIdle    map[uint64]int64 // lease id → idle_ms of its last renewal
 }
 
 // fakeMember is one member's Licensing endpoint, with switches that make
@@ -278,6 +282,19 @@ func (cl *fakeCluster) renew(req *triadv1.RenewRequest, leader string) *triadv1.
 		l, ok := cl.leases[id]
 		if !ok {
 			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, Error: fmt.Sprintf("lease %d not found", id)})
+			continue
+		}
+		var idle int64
+		if i < len(req.IdleMs) {
+			idle = req.IdleMs[i]
+		}
+		if cl.lastIdle == nil {
+			cl.lastIdle = map[uint64]int64{}
+		}
+		cl.lastIdle[id] = idle
+		if cl.idleLimitMs > 0 && idle >= cl.idleLimitMs {
+			delete(cl.leases, id)
+			resp.Results = append(resp.Results, &triadv1.RenewResult{LeaseId: id, IdleTimeout: true, Error: fmt.Sprintf("lease %d was released: idle timeout", id)})
 			continue
 		}
 		if !cl.ownedLocked(id, req.LeaseSecrets, i) {

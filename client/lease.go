@@ -30,6 +30,12 @@ const (
 	Lost
 	// Released: Release was called.
 	Released
+	// IdleReleased: the cluster released the lease because the product
+	// reported itself idle (SetIdle) longer than the feature's TIMEOUT rule
+	// allows. The lease is not Done: Touch checks it out again (same user
+	// and host) when the product is active again; Release ends it. Err
+	// wraps ErrIdleTimeout meanwhile.
+	IdleReleased
 )
 
 func (s LeaseState) String() string {
@@ -42,6 +48,8 @@ func (s LeaseState) String() string {
 		return "lost"
 	case Released:
 		return "released"
+	case IdleReleased:
+		return "released: idle timeout"
 	}
 	return fmt.Sprintf("LeaseState(%d)", int(s))
 }
@@ -126,6 +134,10 @@ type Lease struct {
 	renewErr       error          // the cluster's last refusal of a renewal; nil after a success
 	floor          time.Time      // held-until carried over from grants that went away
 	grace          time.Duration  // grace period of the feature, from the last grant
+	idleSince      time.Time      // SetIdle; zero while active
+	idleReq        string         // request id of Touch's re-checkout, reused until answered
+
+	touchMu sync.Mutex // serialises Touch's re-checkouts
 }
 
 func newLease(c *Client, req CheckoutRequest) *Lease {
@@ -398,9 +410,10 @@ func (l *Lease) emitLocked(from LeaseState, now time.Time) {
 	l.c.events.push(ev)
 }
 
-// endLocked moves an active lease to its final state. Called with l.mu.
+// endLocked moves an active (or idle-released) lease to its final state.
+// Called with l.mu.
 func (l *Lease) endLocked(state LeaseState, err error, now time.Time) bool {
-	if !l.active() {
+	if !l.active() && l.state != IdleReleased {
 		return false
 	}
 	from := l.state

@@ -253,11 +253,12 @@ func (s *memberSet) renew(ctx context.Context, timeout time.Duration, protocol u
 	resp = &triadv1.RenewResponse{}
 	for i, part := range chunks(refs) {
 		ids, secrets := splitRefs(part)
+		idle := idleOf(part)
 		err = s.call(ctx, "renew", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 			if i == 0 && sent.IsZero() {
 				sent = time.Now() // the first attempt of the first call
 			}
-			r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets})
+			r, err := rpc.Renew(ctx, &triadv1.RenewRequest{ProtocolVersion: protocol, LeaseIds: ids, LeaseSecrets: secrets, IdleMs: idle})
 			if err != nil {
 				return "", err
 			}
@@ -310,6 +311,24 @@ func releaseGone(msg string) bool {
 type leaseRef struct {
 	id     uint64
 	secret []byte
+	// idleMs is how long the product has been idle on the lease
+	// (Lease.SetIdle), sent with renewals; 0 when active.
+	idleMs int64
+}
+
+// idleOf is the idle_ms list of a renewal: nil when every lease is active,
+// so renewals of products that never report idleness stay as they were.
+func idleOf(refs []leaseRef) []int64 {
+	var out []int64
+	for i, r := range refs {
+		if r.idleMs > 0 {
+			if out == nil {
+				out = make([]int64, len(refs))
+			}
+			out[i] = r.idleMs
+		}
+	}
+	return out
 }
 
 func splitRefs(refs []leaseRef) (ids []uint64, secrets [][]byte) {

@@ -260,6 +260,9 @@ func (r *renewer) clusterRound(ctx context.Context, leases []*Lease, attempt tim
 					if ref := l.clusterRenewed(sent, res); ref.id != 0 {
 						releaseBackup.add(ref)
 					}
+				case res.GetIdleTimeout():
+					r.c.cfg.logger.Info("triad lease released by the cluster: idle timeout; Touch checks it out again", "lease", res.GetLeaseId(), "feature", l.Feature())
+					l.clusterIdleReleased(res.GetLeaseId(), res.GetError())
 				default:
 					reason := res.GetError()
 					if reason == "" {

@@ -48,7 +48,11 @@ func (l *Lease) clusterRef() leaseRef {
 	if !l.active() || l.cluster == nil {
 		return leaseRef{}
 	}
-	return l.cluster.ref()
+	ref := l.cluster.ref()
+	if !l.idleSince.IsZero() {
+		ref.idleMs = max(time.Since(l.idleSince).Milliseconds(), 1)
+	}
+	return ref
 }
 
 // backupRef is the backup lease to renew, id 0 for none.

@@ -189,6 +189,7 @@ func bodyOf(l *fsmpb.License) license.Body {
 			Name: f.Name, Version: f.Version, Count: f.Count, Model: f.Model, GraceSeconds: f.GraceSeconds,
 			MaxBorrowSeconds: f.MaxBorrowSeconds, Limit: f.Limit, Overdraft: f.Overdraft, UsageHours: f.UsageHours,
 			VersionText: f.VersionText, Components: f.Components,
+			LingerSeconds: f.LingerSeconds, MinTimeoutSeconds: f.MinTimeoutSeconds,
 		})
 	}
 	return b

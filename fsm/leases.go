@@ -80,7 +80,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 			// its client was told it did not get.
 			return &fsmpb.OpResult{Code: rec.DeniedCode, Message: rec.DeniedMessage}
 		}
-		if e, live := s.leases[rec.LeaseId]; live {
+		if e, live := s.leases[rec.LeaseId]; live && !e.l.Lingering {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 				Message: "request " + g.RequestId + " was already granted",
 				Lease:   proto.Clone(e.l).(*fsmpb.Lease)}
@@ -95,16 +95,20 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 			return s.rememberDenial(now, g, res)
 		}
 	}
+	// A package's checkout (or a component's) is admitted by the suite's
+	// seat (packages.go); a lingering package lease keeps that seat for its
+	// group, so the same user and host share it without a take-back.
 	pkg := s.packageFor(g.Feature)
 	var res *fsmpb.OpResult
 	var t terms
+	var back []uint64
 	switch {
 	case pkg != "" && borrowMs > 0:
 		res = result(fsmpb.Code_BORROW_NOT_ALLOWED, "%s cannot be borrowed: borrowing a package or its components is not supported", g.Feature)
 	case pkg != "":
 		res, t = s.admitSuite(now, g, pkg)
 	default:
-		res, t = s.admit(now, g, uint64(max(g.Count, 1)))
+		res, t, back = s.admitTakingBack(now, g, uint64(max(g.Count, 1)))
 	}
 	if res != nil {
 		return s.rememberDenial(now, g, res)
@@ -148,7 +152,11 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	s.addLeaseUse(l)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
-	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+	out := &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+	if len(back) > 0 {
+		out.Message = "took back lingering lease(s) " + joinIDs(back)
+	}
+	return out
 }
 
 // rememberDenial records that g's request id was refused with res, so
@@ -239,12 +247,21 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 	for i, id := range r.GetLeaseIds() {
 		e, ok := s.leases[id]
 		if !ok {
-			out.Leases = append(out.Leases, leaseNotFound(id))
+			out.Leases = append(out.Leases, s.endedNotFound(id))
 			continue
 		}
 		if !ownedBy(e.l, secretAt(r.Secrets, i)) {
 			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
+		}
+		if e.l.Lingering {
+			out.Leases = append(out.Leases, lingeringNotFound(e.l))
+			continue
+		}
+		if i < len(r.IdleMs) {
+			s.setIdle(now, e, r.IdleMs[i])
+		} else {
+			s.setIdle(now, e, 0)
 		}
 		s.touchSeat(now, e.l)
 		if e.l.AccountedMs != 0 {
@@ -268,23 +285,38 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 }
 
 // applyRelease frees each listed live lease whose secret is given.
+// A seat of a feature with a linger stays reserved for its user and host
+// (idlelinger.go).
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	return s.release(now, r.GetLeaseIds(), func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+	return s.release(now, r.GetLeaseIds(), false, func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
 }
 
-func (s *state) release(now int64, ids []uint64, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+// release ends the listed leases; by the holder (admin false) a lease
+// lingers if its feature says so, and a lingering one is already released.
+// An administrator's release ends lingering seats too, at once.
+func (s *state) release(now int64, ids []uint64, admin bool, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
 	for i, id := range ids {
 		e, ok := s.leases[id]
 		if !ok {
-			out.Leases = append(out.Leases, leaseNotFound(id))
+			out.Leases = append(out.Leases, s.endedNotFound(id))
 			continue
 		}
 		if !allowed(i, e.l) {
 			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
 		}
+		if e.l.Lingering && !admin {
+			out.Leases = append(out.Leases, lingeringNotFound(e.l))
+			continue
+		}
 		heap.Remove(&s.expiry, e.heapIdx)
+		if ms := s.mayLinger(now, e.l); ms > 0 && !admin {
+			s.startLinger(now, ms, e)
+			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs,
+				Message: "released; the seat lingers for " + e.l.User + "@" + e.l.Host + " until " + formatTime(e.l.ExpiresMs)})
+			continue
+		}
 		s.endLease(now, e.l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id})
 	}
@@ -298,8 +330,14 @@ func leaseNotFound(id uint64) *fsmpb.LeaseResult {
 
 // endLease removes a lease already taken out of the expiry heap.
 func (s *state) endLease(now int64, l *fsmpb.Lease) {
-	delete(s.leases, l.Id)
 	s.dropLeaseUse(now, l)
+	s.forgetLease(now, l)
+}
+
+// forgetLease is endLease for a lease whose use is already dropped.
+func (s *state) forgetLease(now int64, l *fsmpb.Lease) {
+	delete(s.leases, l.Id)
+	s.unindexLease(l)
 	if rec, ok := s.requests[requestKeyOf(l)]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.noteEnded(now)
@@ -309,17 +347,31 @@ func (s *state) endLease(now int64, l *fsmpb.Lease) {
 // applyExpireLeases ends every lease whose expiry is before now, and
 // forgets request ids whose lease ended more than requestMemoryMs ago.
 func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
-	var expired []*fsmpb.Lease
+	var expired []*leaseEntry
 	for len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < now {
 		e := heap.Pop(&s.expiry).(*leaseEntry)
-		expired = append(expired, e.l)
+		expired = append(expired, e)
 	}
-	slices.SortFunc(expired, func(a, b *fsmpb.Lease) int { return cmp.Compare(a.Id, b.Id) })
+	slices.SortFunc(expired, func(a, b *leaseEntry) int { return cmp.Compare(a.l.Id, b.l.Id) })
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(expired))}
-	for _, l := range expired {
+	for _, e := range expired {
+		l := e.l
+		if ms := s.mayLinger(now, l); ms > 0 {
+			// Its holder stopped heartbeating: the seat lingers for the
+			// same user and host as after a release.
+			expiresMs := l.ExpiresMs
+			s.startLinger(now, ms, e)
+			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired; lingering", ExpiresMs: expiresMs, TtlMs: l.TtlMs})
+			continue
+		}
+		msg := "expired"
+		if l.Lingering {
+			msg = "linger ended"
+		}
 		s.endLease(now, l)
-		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired", ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
+		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: msg, ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
+	out.Leases = append(out.Leases, s.expireIdle(now)...)
 	s.pruneRequests(now)
 	return out
 }
@@ -335,6 +387,9 @@ func (s *state) pruneRequests(now int64) {
 		}
 		if rec.EndedMs < now-requestMemoryMs {
 			delete(s.requests, id)
+			if rec.IdleTimeout {
+				delete(s.idl.idleEnded, rec.LeaseId)
+			}
 		} else {
 			s.noteEnded(rec.EndedMs)
 		}
@@ -364,6 +419,15 @@ func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 	for _, e := range s.expiry {
 		if e.l.Borrowed {
 			continue // offline: its end was agreed in wall-clock time
+		}
+		if e.l.Lingering {
+			// Its linger restarts from the new leader's clock, like a TTL.
+			e.l.ExpiresMs = now + e.l.LingerMs
+			continue
+		}
+		if d := now - memoryFrom; memoryFrom > 0 && d > 0 && e.l.IdleSinceMs > 0 {
+			// The time between leaders does not count as idle time.
+			e.l.IdleSinceMs += d
 		}
 		s.account(now, e.l)
 		if e.l.AccountedMs != 0 {

@@ -370,6 +370,9 @@ func (s *state) applySetRules(r *fsmpb.SetRules) *fsmpb.OpResult {
 		s.rebuildRuleIndex()
 		return result(fsmpb.Code_OK, "access rules cleared")
 	}
+	if res := s.checkTimeoutMinimums(rules); res != nil {
+		return res
+	}
 	s.model.rules = proto.Clone(rules).(*fsmpb.AccessRules)
 	s.rebuildRuleIndex()
 	return result(fsmpb.Code_OK, "%d access rule(s) and %d group(s) set", len(rules.Rules), len(rules.Groups))

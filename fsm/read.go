@@ -99,7 +99,8 @@ func (f *FSM) Usage(nowMs int64) []Usage {
 
 // HasExpired reports whether an ExpireLeases command at nowMs would change
 // anything: a lease expired before nowMs, or a request record is due to be
-// forgotten. It costs O(1); the leader asks every second.
+// forgotten, or an idle lease reached its TIMEOUT. It costs O(1) plus
+// O(idle leases); the leader asks every second.
 func (f *FSM) HasExpired(nowMs int64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -107,7 +108,10 @@ func (f *FSM) HasExpired(nowMs int64) bool {
 	if len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < nowMs {
 		return true
 	}
-	return s.endedRequests > 0 && s.minEndedMs < nowMs-requestMemoryMs
+	if s.endedRequests > 0 && s.minEndedMs < nowMs-requestMemoryMs {
+		return true
+	}
+	return s.hasIdleWork(nowMs)
 }
 
 // GraceSeconds returns the client grace period for feature: the largest one

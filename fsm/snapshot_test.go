@@ -138,7 +138,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		data []byte
 		msg  string
 	}{
-		{"format 3", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 3, NextLeaseId: 1}), "format version 3 is not supported"},
+		{"format 4", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: newestSnapshotFormat + 1, NextLeaseId: 1}), "format version 4 is not supported"},
 		{"trust key too short", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,
 			VendorTrust: &fsmpb.VendorTrust{Keys: [][]byte{{1, 2, 3}}}}), "vendor key 1 is 3 bytes"},
 		{"trust unsorted", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,

@@ -14,9 +14,14 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
+// 3: the state holds idle-timeout or linger data (idlelinger.go), which
+// an older build would drop or misread; written only then, so other
+// snapshots keep format 2 and their bytes.
 const (
-	snapshotFormat       = 2
-	oldestSnapshotFormat = 1
+	snapshotFormat           = 2
+	idleLingerSnapshotFormat = 3
+	newestSnapshotFormat     = idleLingerSnapshotFormat
+	oldestSnapshotFormat     = 1
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -60,6 +65,8 @@ type state struct {
 	// suites groups the live leases of a package by user and host: each
 	// group holds one package seat (packages.go). Derived from the leases.
 	suites map[suiteKey]*suiteGroup
+	// idl indexes idle and lingering leases (idlelinger.go).
+	idl idleState
 }
 
 type leaseEntry struct {
@@ -79,6 +86,7 @@ func newState() *state {
 		model:        newModelState(),
 		adminReqs:    newAdminRequests(),
 		suites:       map[suiteKey]*suiteGroup{},
+		idl:          newIdleState(),
 	}
 }
 
@@ -87,7 +95,7 @@ func newState() *state {
 // lock and drop it.
 func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap := &fsmpb.Snapshot{
-		FormatVersion: snapshotFormat,
+		FormatVersion: s.snapshotFormatNeeded(),
 		Cluster:       s.cluster,
 		NextLeaseId:   s.nextLeaseID,
 		LastNowMs:     s.lastNowMs,
@@ -130,8 +138,8 @@ func (s *state) sortedLeaseIDs() []uint64 {
 // stateFromSnapshot builds a state, derived indexes included, from a
 // decoded snapshot. It takes ownership of snap.
 func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
-	if v := snap.GetFormatVersion(); v < oldestSnapshotFormat || v > snapshotFormat {
-		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads versions %d to %d)", v, oldestSnapshotFormat, snapshotFormat)
+	if v := snap.GetFormatVersion(); v < oldestSnapshotFormat || v > newestSnapshotFormat {
+		return nil, fmt.Errorf("fsm: snapshot format version %d is not supported (this build reads versions %d to %d)", v, oldestSnapshotFormat, newestSnapshotFormat)
 	}
 	s := newState()
 	var err error
@@ -175,6 +183,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		s.leases[l.Id] = e
 		s.expiry = append(s.expiry, e)
 		s.addLeaseUse(l)
+		s.indexLease(e)
 	}
 	for i, e := range s.expiry {
 		e.heapIdx = i
@@ -189,6 +198,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		s.requests[k] = r
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
+			if r.IdleTimeout && r.LeaseId != 0 {
+				s.idl.idleEnded[r.LeaseId] = k
+			}
 		}
 	}
 	return s, nil

@@ -105,6 +105,7 @@ func LicenseFromFile(f *license.File, raw []byte) *fsmpb.License {
 			Name: ft.Name, Version: ft.Version, Count: ft.Count, GraceSeconds: ft.GraceSeconds,
 			Model: ft.Model, Limit: ft.Limit, Overdraft: ft.Overdraft, UsageHours: ft.UsageHours,
 			MaxBorrowSeconds: ft.MaxBorrowSeconds, VersionText: ft.VersionText, Components: slices.Clone(ft.Components),
+			LingerSeconds: ft.LingerSeconds, MinTimeoutSeconds: ft.MinTimeoutSeconds,
 		})
 	}
 	return l

@@ -230,7 +230,7 @@ func borrowShown(t *testing.T, servers string, id uint64, endMs int64) error {
 		return err
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 2 || !strings.HasSuffix(lines[0], "BORROWED UNTIL") {
+	if len(lines) < 2 || !strings.Contains(lines[0], "  BORROWED UNTIL  ") || !strings.HasSuffix(lines[0], "  STATE") {
 		return fmt.Errorf("usage leases: want a header and leases:\n%s", out)
 	}
 	until := time.UnixMilli(endMs).UTC().Format("2006-01-02 15:04:05 UTC")
@@ -240,10 +240,10 @@ func borrowShown(t *testing.T, servers string, id uint64, endMs int64) error {
 		switch {
 		case fields[0] == fmt.Sprint(id):
 			seen = true
-			if fields[1] != "lib" || !strings.HasSuffix(line, "  "+until) {
+			if fields[1] != "lib" || !strings.HasSuffix(line, "  "+until+"  borrowed") {
 				return fmt.Errorf("borrowed lease %d shows as %q, want lib borrowed until %s", id, line, until)
 			}
-		case fields[len(fields)-1] != "-":
+		case !strings.Contains(line, "  -  "):
 			return fmt.Errorf("lease shows as borrowed: %q", line)
 		}
 	}

@@ -84,6 +84,14 @@ type Feature struct {
 	// checkout of a component takes a seat of the package unless the same
 	// user and host already hold one. Empty for an ordinary feature.
 	Components []string `json:"components,omitempty"`
+	// LingerSeconds keeps a released seat reserved for the same user and
+	// host this long (FlexNet LINGER, RLM hold=); 0 = no linger. A LINGER
+	// access rule may lengthen it, never shorten it.
+	LingerSeconds uint32 `json:"linger_seconds,omitempty"`
+	// MinTimeoutSeconds is the vendor's minimum idle timeout: a TIMEOUT
+	// access rule for the feature may not be shorter (FlexNet's
+	// vendor-set minimum TIMEOUT); 0 = no minimum.
+	MinTimeoutSeconds uint32 `json:"min_timeout_seconds,omitempty"`
 }
 
 // VersionKey is the feature's version in featver order (the body must be
@@ -109,6 +117,16 @@ func (f Feature) Grace() time.Duration {
 // borrowing is not allowed.
 func (f Feature) MaxBorrow() time.Duration {
 	return time.Duration(f.MaxBorrowSeconds) * time.Second
+}
+
+// Linger is how long a released seat stays reserved for its user and host.
+func (f Feature) Linger() time.Duration {
+	return time.Duration(f.LingerSeconds) * time.Second
+}
+
+// MinTimeout is the shortest idle timeout an access rule may set.
+func (f Feature) MinTimeout() time.Duration {
+	return time.Duration(f.MinTimeoutSeconds) * time.Second
 }
 
 // normalized returns a copy of b in the one form that gets signed: UTC times

@@ -19,6 +19,7 @@ import (
 //
 //	NAME:VERSION:COUNT[,model=concurrent|named-user|countdown][,limit=hard|soft]
 //	    [,overdraft=N][,grace=DURATION][,borrow=DURATION][,hours=N]
+//	    [,linger=DURATION][,min_timeout=DURATION]
 //
 // for example "cad:5:10" or "sim:2:5,model=countdown,hours=500,borrow=72h".
 // Without options the feature is concurrent with a hard limit, the default
@@ -30,7 +31,7 @@ func ParseFeatureSpec(spec string) (Feature, error) {
 	head, opts, hasOpts := strings.Cut(strings.TrimSpace(spec), ",")
 	parts := strings.Split(head, ":")
 	if len(parts) != 3 {
-		return Feature{}, fmt.Errorf("feature %q must be name:version:count, for example cad:5:10, optionally followed by ,model=...,limit=...,overdraft=N,grace=2h,borrow=72h,hours=N", spec)
+		return Feature{}, fmt.Errorf("feature %q must be name:version:count, for example cad:5:10, optionally followed by ,model=...,limit=...,overdraft=N,grace=2h,borrow=72h,hours=N,linger=5m,min_timeout=30m", spec)
 	}
 	name := strings.TrimSpace(parts[0])
 	if err := checkFeatureName(name); err != nil {
@@ -100,7 +101,7 @@ func ParseFeatureSpecs(s string) ([]Feature, error) {
 }
 
 // featureOptions are the keys ParseFeatureSpec accepts after the count.
-const featureOptions = "model, limit, overdraft, grace, borrow, hours, components"
+const featureOptions = "model, limit, overdraft, grace, borrow, hours, components, linger, min_timeout"
 
 func (f *Feature) setOptions(opts string) error {
 	seen := map[string]bool{}
@@ -146,6 +147,10 @@ func (f *Feature) setOptions(opts string) error {
 			if err := checkComponents(*f); err != nil {
 				return fmt.Errorf("components=%s: %w", val, err)
 			}
+		case "linger":
+			f.LingerSeconds, err = optionSeconds(key, val, 0)
+		case "min_timeout":
+			f.MinTimeoutSeconds, err = optionSeconds(key, val, 0)
 		default:
 			return fmt.Errorf("unknown option %q: use %s", key, featureOptions)
 		}
@@ -198,7 +203,7 @@ type IssueSpec struct {
 
 // specFields lists what an IssueSpec may hold, for error messages.
 const specFields = "serial, issued_to, valid_after, valid_until, supersedes, binding {mode, computer_ids}, " +
-	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours, version_text, components}], description"
+	"features [{name, version, count, model, limit, overdraft, grace_seconds, max_borrow_seconds, usage_hours, version_text, components, linger_seconds, min_timeout_seconds}], description"
 
 // ParseIssueSpec reads an issue spec. It checks only the JSON; Body checks
 // the values.

@@ -61,12 +61,18 @@ func describeFeature(f Feature) string {
 	if limit == LimitSoft {
 		limit = fmt.Sprintf("%s (overdraft %d)", limit, f.Overdraft)
 	}
-	d := fmt.Sprintf("%s version %s: %d seats, %s, %s limit, grace %s, %s",
-		clean(f.Name), clean(f.VersionString()), f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow)
+	extra := ""
 	if len(f.Components) > 0 {
-		d += fmt.Sprintf(", package (suite) of %s", cleanList(f.Components))
+		extra += fmt.Sprintf(", package (suite) of %s", cleanList(f.Components))
 	}
-	return d
+	if f.LingerSeconds > 0 {
+		extra += ", linger " + fmtDuration(f.Linger())
+	}
+	if f.MinTimeoutSeconds > 0 {
+		extra += ", idle timeout at least " + fmtDuration(f.MinTimeout())
+	}
+	return fmt.Sprintf("%s version %s: %d seats, %s, %s limit, grace %s, %s%s",
+		clean(f.Name), clean(f.VersionString()), f.Count, clean(model), clean(limit), fmtDuration(f.Grace()), borrow, extra)
 }
 
 // fmtDuration prints whole hours or minutes when it can ("2h", not "2h0m0s").

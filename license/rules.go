@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -31,7 +32,12 @@ const (
 	RuleExclude = "exclude" // deny
 	RuleReserve = "reserve" // Count seats kept for the subject
 	RuleMax     = "max"     // the subject holds at most Count seats
+	RuleTimeout = "timeout" // release leases idle DurationMs (FlexNet TIMEOUT)
+	RuleLinger  = "linger"  // released seats stay reserved DurationMs for their user and host
 )
+
+// MaxRuleDuration bounds TIMEOUT and LINGER durations (one year).
+const MaxRuleDuration = 365 * 24 * time.Hour
 
 // Rule subjects (AccessRule.Subject): what Value names.
 const (
@@ -54,6 +60,7 @@ const maxRuleToken = 256
 // Statement keywords in canonical (upper) case.
 var ruleKeyword = map[string]string{
 	RuleInclude: "INCLUDE", RuleExclude: "EXCLUDE", RuleReserve: "RESERVE", RuleMax: "MAX",
+	RuleTimeout: "TIMEOUT", RuleLinger: "LINGER",
 	SubjectUser: "USER", SubjectHost: "HOST", SubjectGroup: "GROUP", SubjectHostGroup: "HOST_GROUP",
 }
 
@@ -65,6 +72,8 @@ var ruleUsage = map[string]string{
 	RuleExclude:  "EXCLUDE needs a feature, a subject type and a value: EXCLUDE cad HOST kiosk",
 	RuleReserve:  "RESERVE needs a count, a feature, a subject type and a value: RESERVE 2 cad USER alice",
 	RuleMax:      "MAX needs a count, a feature, a subject type and a value: MAX 2 cad USER bob",
+	RuleTimeout:  "TIMEOUT needs a feature and a duration: TIMEOUT cad 30m (or seconds: TIMEOUT cad 1800)",
+	RuleLinger:   "LINGER needs a feature and a duration: LINGER cad 5m (or seconds: LINGER cad 300)",
 }
 
 // ParseRules reads an access-rules file (options-file style; see
@@ -76,6 +85,8 @@ var ruleUsage = map[string]string{
 //	EXCLUDE FEATURE SUBJECT VALUE [AS RULE-NAME]
 //	RESERVE N FEATURE SUBJECT VALUE [AS RULE-NAME]
 //	MAX N FEATURE SUBJECT VALUE [AS RULE-NAME]
+//	TIMEOUT FEATURE DURATION [AS RULE-NAME]
+//	LINGER FEATURE DURATION [AS RULE-NAME]
 //
 // SUBJECT is USER, HOST, GROUP or HOST_GROUP. Keywords are case-insensitive;
 // names and values are not. A word starting with '#' starts a comment that
@@ -187,8 +198,10 @@ func (p *rulesParser) line(n int, line string) error {
 		return p.group(n, GroupHost, kw, words[1:])
 	case "INCLUDE", "EXCLUDE", "RESERVE", "MAX":
 		return p.rule(n, strings.ToLower(kw), words[1:])
+	case "TIMEOUT", "LINGER":
+		return p.durationRule(n, strings.ToLower(kw), words[1:])
 	default:
-		return rulesErr("rules line %d: unknown keyword %q: a statement starts with GROUP, HOST_GROUP, INCLUDE, EXCLUDE, RESERVE or MAX (a '#' starts a comment)", n, words[0])
+		return rulesErr("rules line %d: unknown keyword %q: a statement starts with GROUP, HOST_GROUP, INCLUDE, EXCLUDE, RESERVE, MAX, TIMEOUT or LINGER (a '#' starts a comment)", n, words[0])
 	}
 }
 
@@ -280,6 +293,87 @@ func (p *rulesParser) rule(n int, kind string, args []string) error {
 	return nil
 }
 
+// durationRule reads TIMEOUT FEATURE DURATION and LINGER FEATURE DURATION.
+// DURATION is a Go duration in whole seconds (30m, 2h, 90s) or a number of
+// seconds as in FlexNet's options file (1800).
+func (p *rulesParser) durationRule(n int, kind string, args []string) error {
+	if len(args) < 2 {
+		return rulesErr("rules line %d: %s", n, ruleUsage[kind])
+	}
+	r := &fsmpb.AccessRule{Kind: kind, Feature: args[0]}
+	if err := checkFeatureName(r.Feature); err != nil {
+		return rulesErr("rules line %d: %v", n, err)
+	}
+	d, err := parseRuleDuration(args[1])
+	if err != nil {
+		return rulesErr("rules line %d: %s %q %v; %s", n, ruleKeyword[kind], args[1], err, ruleUsage[kind])
+	}
+	r.DurationMs = d.Milliseconds()
+	stmt := canonicalStatement(r)
+	switch rest := args[2:]; {
+	case len(rest) == 0:
+		r.Name = defaultRuleName(stmt, n)
+	case !strings.EqualFold(rest[0], "AS"):
+		return rulesErr("rules line %d: unexpected %q after the duration %q: to name the rule write AS NAME at the end", n, rest[0], args[1])
+	case len(rest) == 1:
+		return rulesErr("rules line %d: AS needs a rule name after it: %s AS my-rule", n, stmt)
+	default:
+		r.Name = strings.Join(rest[1:], " ")
+		if len(r.Name) > maxRuleToken {
+			return rulesErr("rules line %d: rule name is %d bytes long: shorten it to at most %d", n, len(r.Name), maxRuleToken)
+		}
+	}
+	key := ruleKeyword[kind] + " " + r.Feature
+	if prev, dup := p.statement[key]; dup {
+		return rulesErr("rules line %d: line %d already has a %s rule for %s: keep one of them", n, prev, ruleKeyword[kind], r.Feature)
+	}
+	if prev, dup := p.names[r.Name]; dup {
+		return rulesErr("rules line %d: rule name %q is already used on line %d: rule names must be unique (choose another after AS)", n, r.Name, prev)
+	}
+	p.statement[key] = n
+	p.names[r.Name] = n
+	p.rules = append(p.rules, r)
+	p.ruleLine = append(p.ruleLine, n)
+	return nil
+}
+
+// parseRuleDuration reads a TIMEOUT or LINGER duration.
+func parseRuleDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if secs, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if secs > uint64(MaxRuleDuration/time.Second) {
+			return 0, fmt.Errorf("is longer than a year (%d seconds)", uint64(MaxRuleDuration/time.Second))
+		}
+		d = time.Duration(secs) * time.Second
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, errors.New("is not a duration such as 30m, 2h or 90s, nor a number of seconds")
+	}
+	switch {
+	case d <= 0:
+		return 0, errors.New("must be longer than 0")
+	case d%time.Second != 0:
+		return 0, errors.New("must be whole seconds")
+	case d > MaxRuleDuration:
+		return 0, errors.New("is longer than a year")
+	}
+	return d, nil
+}
+
+// FormatRuleDuration writes a TIMEOUT or LINGER duration as RenderRules
+// does: whole hours, minutes or seconds ("2h", "30m", "90s", "1h30m").
+func FormatRuleDuration(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0 && d < time.Hour:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d < time.Minute:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
 // checkGroupName allows what checkFeatureName allows, so a group name reads
 // unambiguously in rules, logs and denial messages.
 func checkGroupName(name string) error {
@@ -300,6 +394,10 @@ func groupKeyword(kind string) string {
 func canonicalStatement(r *fsmpb.AccessRule) string {
 	var b strings.Builder
 	b.WriteString(ruleKeyword[r.Kind])
+	if r.Kind == RuleTimeout || r.Kind == RuleLinger {
+		b.WriteString(" " + r.Feature + " " + FormatRuleDuration(r.DurationMs))
+		return b.String()
+	}
 	if r.Kind == RuleReserve || r.Kind == RuleMax {
 		b.WriteString(" " + strconv.FormatUint(uint64(r.Count), 10))
 	}

@@ -158,7 +158,7 @@ func TestParseRulesErrors(t *testing.T) {
 		text string
 		want []string
 	}{
-		{"unknown keyword", "# ok\nALLOW cad USER bob", []string{"rules line 2", `unknown keyword "ALLOW"`, "GROUP, HOST_GROUP, INCLUDE, EXCLUDE, RESERVE or MAX"}},
+		{"unknown keyword", "# ok\nALLOW cad USER bob", []string{"rules line 2", `unknown keyword "ALLOW"`, "GROUP, HOST_GROUP, INCLUDE, EXCLUDE, RESERVE, MAX, TIMEOUT or LINGER"}},
 		{"group without members", "GROUP designers", []string{"rules line 1", "GROUP needs a group name and at least one user"}},
 		{"host group without members", "\nHOST_GROUP lab # none", []string{"rules line 2", "HOST_GROUP needs a group name and at least one host"}},
 		{"bad group name", "GROUP de/signers alice", []string{"rules line 1", `group name "de/signers"`}},

@@ -208,8 +208,12 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 	if err := checkLeaseRefs(req.GetLeaseIds(), req.GetLeaseSecrets()); err != nil {
 		return nil, err
 	}
+	idle, err := l.s.idleReports(req.GetLeaseIds(), req.GetIdleMs())
+	if err != nil {
+		return nil, err
+	}
 	l.m.renewIDs(len(req.GetLeaseIds()))
-	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets()}}}
+	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets(), IdleMs: idle}}}
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return nil, toStatus(err)
@@ -223,6 +227,7 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 			rr.TtlSeconds = uint32(lr.GetTtlMs() / 1000)
 		} else {
 			rr.Error = lr.GetMessage()
+			rr.IdleTimeout = lr.GetIdleTimeout()
 		}
 		resp.Results = append(resp.Results, rr)
 	}
@@ -315,16 +320,22 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 }
 
 func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
-	return &triadv1.Lease{
+	out := &triadv1.Lease{
 		LeaseId: l.GetId(), RequestId: l.GetRequestId(), Feature: l.GetFeature(), Version: l.GetVersion(), VersionText: l.GetVersionText(),
 		Count: l.GetCount(), User: l.GetUser(), Host: l.GetHost(), Pid: l.GetPid(), ClientId: l.GetClientId(),
 		GrantedUnixMs: l.GetGrantedMs(), RenewedUnixMs: l.GetRenewedMs(), ExpiresUnixMs: l.GetExpiresMs(),
 		TtlSeconds: uint32(l.GetTtlMs() / 1000), FencingIndex: l.GetGrantedIndex(), ViaMember: l.GetViaMember(),
-		Borrowed:     l.GetBorrowed(),
-		GraceSeconds: s.fsm.GraceSeconds(cmp.Or(l.GetPackage(), l.GetFeature()), s.nowMs()),
-		Package:      l.GetPackage(),
-		Components:   s.leaseComponents(l),
+		Borrowed:        l.GetBorrowed(),
+		GraceSeconds:    s.fsm.GraceSeconds(cmp.Or(l.GetPackage(), l.GetFeature()), s.nowMs()),
+		Package:         l.GetPackage(),
+		Components:      s.leaseComponents(l),
+		Lingering:       l.GetLingering(),
+		IdleSinceUnixMs: l.GetIdleSinceMs(),
 	}
+	if l.GetLingering() {
+		out.LingerUntilUnixMs = l.GetExpiresMs()
+	}
+	return out
 }
 
 // Leases lists every live lease (admin.Backend). A listing shows no

@@ -146,6 +146,7 @@ func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines 
 	if err := validateOps(ops); err != nil {
 		return nil, err
 	}
+	s.dropIdleUnlessAllKnow(ops)
 	if err := s.checkOpsFormat(ops); err != nil {
 		return nil, err
 	}

@@ -58,6 +58,11 @@ var opUse = map[string]string{
 	"batch.borrow.version_text":   "borrows at a dotted version",
 	"enroll_license.components":   "`license enroll` of a license that defines a package",
 	"replace_member.components":   "`cluster replace-member` with a license that defines a package",
+	// Issue 13: idle timeout and linger.
+	"batch.renew.idle_ms":               "idle reports of client renewals (Lease.SetIdle)",
+	"set_rules.timeout_linger":          "`rules set` with TIMEOUT or LINGER",
+	"enroll_license.linger_min_timeout": "`license enroll` of a license with linger or min_timeout",
+	"replace_member.linger_min_timeout": "`cluster replace-member` with a license with linger or min_timeout",
 }
 
 func opDisplay(op string) string {

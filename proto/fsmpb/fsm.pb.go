@@ -889,9 +889,15 @@ type Feature struct {
 	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
 	// A package (FlexNet PACKAGE/SUITE): the component features its seats
 	// serve. One seat serves every component taken by one user and host.
-	Components    []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Components []string `protobuf:"bytes,241,rep,name=components,proto3" json:"components,omitempty"`
+	// Linger (FlexNet LINGER, RLM hold=): a released seat stays reserved for
+	// its user and host this long; 0 = none. Needs format 4.
+	LingerSeconds uint32 `protobuf:"varint,220,opt,name=linger_seconds,json=lingerSeconds,proto3" json:"linger_seconds,omitempty"`
+	// The vendor's minimum idle timeout: a TIMEOUT rule may not be shorter.
+	// Needs format 4.
+	MinTimeoutSeconds uint32 `protobuf:"varint,221,opt,name=min_timeout_seconds,json=minTimeoutSeconds,proto3" json:"min_timeout_seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Feature) Reset() {
@@ -999,6 +1005,20 @@ func (x *Feature) GetComponents() []string {
 		return x.Components
 	}
 	return nil
+}
+
+func (x *Feature) GetLingerSeconds() uint32 {
+	if x != nil {
+		return x.LingerSeconds
+	}
+	return 0
+}
+
+func (x *Feature) GetMinTimeoutSeconds() uint32 {
+	if x != nil {
+		return x.MinTimeoutSeconds
+	}
+	return 0
 }
 
 // License is a license file as enrolled. Apply re-parses raw, verifies its
@@ -1403,7 +1423,12 @@ type Renew struct {
 	LeaseIds []uint64               `protobuf:"varint,1,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
 	// secrets[i] is the secret of lease_ids[i]; missing entries are empty.
 	// A lease with a secret is renewed only with that secret.
-	Secrets       [][]byte `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Secrets [][]byte `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// idle_ms[i] is how long the product has been idle on lease_ids[i] as
+	// its client reported at renewal (Lease.SetIdle); 0 or missing: active.
+	// Apply stores now_ms - idle_ms as the lease's idle_since_ms. Needs
+	// format 4 when any entry is non-zero.
+	IdleMs        []int64 `protobuf:"varint,220,rep,packed,name=idle_ms,json=idleMs,proto3" json:"idle_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1448,6 +1473,13 @@ func (x *Renew) GetLeaseIds() []uint64 {
 func (x *Renew) GetSecrets() [][]byte {
 	if x != nil {
 		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Renew) GetIdleMs() []int64 {
+	if x != nil {
+		return x.IdleMs
 	}
 	return nil
 }
@@ -2096,7 +2128,9 @@ type AccessRule struct {
 	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	Value   string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
 	// Seats for reserve and max.
-	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// timeout | linger rules: the duration (subject and value are empty).
+	DurationMs    int64 `protobuf:"varint,220,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2169,6 +2203,13 @@ func (x *AccessRule) GetValue() string {
 func (x *AccessRule) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *AccessRule) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
 	}
 	return 0
 }
@@ -2493,12 +2534,14 @@ func (x *RebaseLeases) GetMemoryFromMs() int64 {
 }
 
 type LeaseResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Code          Code                   `protobuf:"varint,2,opt,name=code,proto3,enum=triad.fsm.v1.Code" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	ExpiresMs     int64                  `protobuf:"varint,4,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId   uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Code      Code                   `protobuf:"varint,2,opt,name=code,proto3,enum=triad.fsm.v1.Code" json:"code,omitempty"`
+	Message   string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	ExpiresMs int64                  `protobuf:"varint,4,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	TtlMs     int64                  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// Renew: the lease was released by an idle timeout (TIMEOUT rule).
+	IdleTimeout   bool `protobuf:"varint,220,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2566,6 +2609,13 @@ func (x *LeaseResult) GetTtlMs() int64 {
 		return x.TtlMs
 	}
 	return 0
+}
+
+func (x *LeaseResult) GetIdleTimeout() bool {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return false
 }
 
 // OpResult is what Apply returns for one Op or one non-batch command.
@@ -2729,7 +2779,16 @@ type Lease struct {
 	// The package whose seats serve this lease: the lease's own feature
 	// for a package checkout, the package for a component's. Leases of one
 	// package, user and host share one seat (fsm/packages.go).
-	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	Package string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	// Released (or expired) and kept reserved for the same user and host
+	// (linger) until expires_ms; only a checkout of the same feature by the
+	// same user and host takes it back. It is not renewable.
+	Lingering bool `protobuf:"varint,220,opt,name=lingering,proto3" json:"lingering,omitempty"`
+	// How long it lingers (restarted from now by RebaseLeases).
+	LingerMs int64 `protobuf:"varint,221,opt,name=linger_ms,json=lingerMs,proto3" json:"linger_ms,omitempty"`
+	// Since when the product reports it idle (0: active); a TIMEOUT rule
+	// releases it once now - idle_since_ms reaches the timeout.
+	IdleSinceMs   int64 `protobuf:"varint,222,opt,name=idle_since_ms,json=idleSinceMs,proto3" json:"idle_since_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2911,6 +2970,27 @@ func (x *Lease) GetPackage() string {
 	return ""
 }
 
+func (x *Lease) GetLingering() bool {
+	if x != nil {
+		return x.Lingering
+	}
+	return false
+}
+
+func (x *Lease) GetLingerMs() int64 {
+	if x != nil {
+		return x.LingerMs
+	}
+	return 0
+}
+
+func (x *Lease) GetIdleSinceMs() int64 {
+	if x != nil {
+		return x.IdleSinceMs
+	}
+	return 0
+}
+
 // RequestRecord remembers which lease a request id produced, so a retried
 // checkout never takes a second seat. Kept while the lease lives and for a
 // while after it ended (ended_ms != 0). Keyed by (client_id, request_id):
@@ -2929,6 +3009,10 @@ type RequestRecord struct {
 	// The refusal, when the request was refused (lease_id is then 0).
 	DeniedCode    Code   `protobuf:"varint,5,opt,name=denied_code,json=deniedCode,proto3,enum=triad.fsm.v1.Code" json:"denied_code,omitempty"`
 	DeniedMessage string `protobuf:"bytes,6,opt,name=denied_message,json=deniedMessage,proto3" json:"denied_message,omitempty"`
+	// The lease was released by an idle timeout (TIMEOUT rule): a renewal of
+	// it is told so, and the client re-checks out when the product is
+	// active again.
+	IdleTimeout   bool `protobuf:"varint,220,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3003,6 +3087,13 @@ func (x *RequestRecord) GetDeniedMessage() string {
 		return x.DeniedMessage
 	}
 	return ""
+}
+
+func (x *RequestRecord) GetIdleTimeout() bool {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return false
 }
 
 // Snapshot is the whole FSM state; every list is sorted by its key so that
@@ -4192,7 +4283,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\"C\n" +
 	"\x10AdoptVendorTrust\x12/\n" +
-	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\xd0\x02\n" +
+	"\x05trust\x18\x01 \x01(\v2\x19.triad.fsm.v1.VendorTrustR\x05trust\"\xa9\x03\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
@@ -4207,7 +4298,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x1f\n" +
 	"\n" +
 	"components\x18\xf1\x01 \x03(\tR\n" +
-	"components\"\xa3\x03\n" +
+	"components\x12&\n" +
+	"\x0elinger_seconds\x18\xdc\x01 \x01(\rR\rlingerSeconds\x12/\n" +
+	"\x13min_timeout_seconds\x18\xdd\x01 \x01(\rR\x11minTimeoutSeconds\"\xa3\x03\n" +
 	"\aLicense\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1a\n" +
 	"\bcustomer\x18\x02 \x01(\tR\bcustomer\x12 \n" +
@@ -4250,10 +4343,11 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"via_member\x18\n" +
 	" \x01(\tR\tviaMember\x12\x16\n" +
 	"\x06secret\x18\v \x01(\fR\x06secret\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\">\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"X\n" +
 	"\x05Renew\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
-	"\asecrets\x18\x02 \x03(\fR\asecrets\"@\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\x12\x18\n" +
+	"\aidle_ms\x18\xdc\x01 \x03(\x03R\x06idleMs\"@\n" +
 	"\aRelease\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
 	"\asecrets\x18\x02 \x03(\fR\asecrets\"\x8a\x02\n" +
@@ -4294,7 +4388,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tRuleGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
-	"\amembers\x18\x03 \x03(\tR\amembers\"\x94\x01\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\"\xb6\x01\n" +
 	"\n" +
 	"AccessRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4302,7 +4396,9 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\afeature\x18\x03 \x01(\tR\afeature\x12\x18\n" +
 	"\asubject\x18\x04 \x01(\tR\asubject\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\tR\x05value\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\rR\x05count\"t\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12 \n" +
+	"\vduration_ms\x18\xdc\x01 \x01(\x03R\n" +
+	"durationMs\"t\n" +
 	"\tNamedSeat\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x17\n" +
@@ -4320,14 +4416,15 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x03ops\x18\x01 \x03(\v2\x10.triad.fsm.v1.OpR\x03ops\"\x0e\n" +
 	"\fExpireLeases\"4\n" +
 	"\fRebaseLeases\x12$\n" +
-	"\x0ememory_from_ms\x18\x01 \x01(\x03R\fmemoryFromMs\"\xa0\x01\n" +
+	"\x0ememory_from_ms\x18\x01 \x01(\x03R\fmemoryFromMs\"\xc4\x01\n" +
 	"\vLeaseResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12&\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x12.triad.fsm.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
 	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\x12\x15\n" +
-	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\xdb\x01\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12\"\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xdb\x01\n" +
 	"\bOpResult\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.triad.fsm.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
@@ -4335,7 +4432,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
 	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
 	"\vBatchResult\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xc4\x04\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xa6\x05\n" +
 	"\x05Lease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -4364,7 +4461,10 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"named_user\x18\x12 \x01(\bR\tnamedUser\x12\x16\n" +
 	"\x06secret\x18\x13 \x01(\fR\x06secret\x12\"\n" +
 	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
-	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"\xdd\x01\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x1d\n" +
+	"\tlingering\x18\xdc\x01 \x01(\bR\tlingering\x12\x1c\n" +
+	"\tlinger_ms\x18\xdd\x01 \x01(\x03R\blingerMs\x12#\n" +
+	"\ridle_since_ms\x18\xde\x01 \x01(\x03R\vidleSinceMs\"\x81\x02\n" +
 	"\rRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -4373,7 +4473,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x123\n" +
 	"\vdenied_code\x18\x05 \x01(\x0e2\x12.triad.fsm.v1.CodeR\n" +
 	"deniedCode\x12%\n" +
-	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\"\xbc\a\n" +
+	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\x12\"\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xbc\a\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +

@@ -269,10 +269,17 @@ type Lease struct {
 	// The package whose seat serves this lease (set for a package checkout
 	// and for a component's), and for a package checkout the component
 	// features it grants.
-	Package       string   `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
-	Components    []string `protobuf:"bytes,242,rep,name=components,proto3" json:"components,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Package    string   `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	Components []string `protobuf:"bytes,242,rep,name=components,proto3" json:"components,omitempty"`
+	// Released and kept reserved for the same user and host until
+	// linger_until_unix_ms (license linger option or LINGER rule); counts as
+	// in use.
+	Lingering         bool  `protobuf:"varint,220,opt,name=lingering,proto3" json:"lingering,omitempty"`
+	LingerUntilUnixMs int64 `protobuf:"varint,221,opt,name=linger_until_unix_ms,json=lingerUntilUnixMs,proto3" json:"linger_until_unix_ms,omitempty"`
+	// Since when the holder reports the product idle (0: active).
+	IdleSinceUnixMs int64 `protobuf:"varint,222,opt,name=idle_since_unix_ms,json=idleSinceUnixMs,proto3" json:"idle_since_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -445,6 +452,27 @@ func (x *Lease) GetComponents() []string {
 	return nil
 }
 
+func (x *Lease) GetLingering() bool {
+	if x != nil {
+		return x.Lingering
+	}
+	return false
+}
+
+func (x *Lease) GetLingerUntilUnixMs() int64 {
+	if x != nil {
+		return x.LingerUntilUnixMs
+	}
+	return 0
+}
+
+func (x *Lease) GetIdleSinceUnixMs() int64 {
+	if x != nil {
+		return x.IdleSinceUnixMs
+	}
+	return 0
+}
+
 type CheckoutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Lease *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
@@ -515,7 +543,11 @@ type RenewRequest struct {
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	LeaseIds        []uint64               `protobuf:"varint,2,rep,packed,name=lease_ids,json=leaseIds,proto3" json:"lease_ids,omitempty"`
 	// lease_secrets[i] is the secret of lease_ids[i] (at most one per id).
-	LeaseSecrets  [][]byte `protobuf:"bytes,3,rep,name=lease_secrets,json=leaseSecrets,proto3" json:"lease_secrets,omitempty"`
+	LeaseSecrets [][]byte `protobuf:"bytes,3,rep,name=lease_secrets,json=leaseSecrets,proto3" json:"lease_secrets,omitempty"`
+	// idle_ms[i]: how long the product has been idle on lease_ids[i]
+	// (Lease.SetIdle), 0 or missing when active. A TIMEOUT rule releases a
+	// lease idle that long.
+	IdleMs        []int64 `protobuf:"varint,220,rep,packed,name=idle_ms,json=idleMs,proto3" json:"idle_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +603,13 @@ func (x *RenewRequest) GetLeaseSecrets() [][]byte {
 	return nil
 }
 
+func (x *RenewRequest) GetIdleMs() []int64 {
+	if x != nil {
+		return x.IdleMs
+	}
+	return nil
+}
+
 type RenewResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -580,6 +619,9 @@ type RenewResult struct {
 	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	ExpiresUnixMs int64  `protobuf:"varint,4,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
 	TtlSeconds    uint32 `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The lease was released because the product was idle longer than the
+	// feature's TIMEOUT rule.
+	IdleTimeout   bool `protobuf:"varint,220,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -647,6 +689,13 @@ func (x *RenewResult) GetTtlSeconds() uint32 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *RenewResult) GetIdleTimeout() bool {
+	if x != nil {
+		return x.IdleTimeout
+	}
+	return false
 }
 
 type RenewResponse struct {
@@ -5516,7 +5565,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xe0\x04\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xdf\x05\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -5543,22 +5592,27 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x1f\n" +
 	"\n" +
 	"components\x18\xf2\x01 \x03(\tR\n" +
-	"components\"t\n" +
+	"components\x12\x1d\n" +
+	"\tlingering\x18\xdc\x01 \x01(\bR\tlingering\x120\n" +
+	"\x14linger_until_unix_ms\x18\xdd\x01 \x01(\x03R\x11lingerUntilUnixMs\x12,\n" +
+	"\x12idle_since_unix_ms\x18\xde\x01 \x01(\x03R\x0fidleSinceUnixMs\"t\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
-	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\"{\n" +
+	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\"\x95\x01\n" +
 	"\fRenewRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\x12#\n" +
-	"\rlease_secrets\x18\x03 \x03(\fR\fleaseSecrets\"\x97\x01\n" +
+	"\rlease_secrets\x18\x03 \x03(\fR\fleaseSecrets\x12\x18\n" +
+	"\aidle_ms\x18\xdc\x01 \x03(\x03R\x06idleMs\"\xbb\x01\n" +
 	"\vRenewResult\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\x12\x1f\n" +
 	"\vttl_seconds\x18\x05 \x01(\rR\n" +
-	"ttlSeconds\"X\n" +
+	"ttlSeconds\x12\"\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"X\n" +
 	"\rRenewResponse\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.triad.v1.RenewResultR\aresults\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\"}\n" +
