@@ -17,8 +17,8 @@ func checkoutCommand() *cli.Command {
 		Name:  "checkout",
 		Usage: "take a lease for testing, hold it with renewals, then release it",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "feature", Required: true},
-			&cli.UintFlag{Name: "version", Usage: "feature version wanted"},
+			&cli.StringFlag{Name: "feature", Required: true, Usage: "feature to check out"},
+			&cli.UintFlag{Name: "version", Usage: "feature version wanted (0: any)"},
 			&cli.UintFlag{Name: "count", Value: 1, Usage: "seats to take"},
 			&cli.DurationFlag{Name: "hold", Usage: "how long to hold the lease (0: until Ctrl-C)"},
 			&cli.DurationFlag{Name: "ttl", Usage: "lease TTL (0: server default)"},

@@ -80,7 +80,7 @@ func clusterCommand() *cli.Command {
 					}
 					fmt.Fprintf(stdout(c), "formed a %s cluster; leader: %s\n", r.Mode, r.Leader)
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "NAME\tADDRESS\tCOMPUTER ID")
+					tableHeader(c, w, "NAME\tADDRESS\tCOMPUTER ID")
 					for _, m := range r.Members {
 						fmt.Fprintf(w, "%s\t%s\t%s\n", m.Name, m.Address, m.ComputerId)
 					}
@@ -132,13 +132,13 @@ func clusterStatus(full bool) cli.ActionFunc {
 				leader = "(none)"
 			}
 			fmt.Fprintf(w, "status\t%s\nmode\t%s\nleader\t%s\nterm\t%d\ncommit index\t%d\nanswered by\t%s\n\n", r.Status, r.Mode, leader, r.Term, r.CommitIndex, r.Member)
-			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
+			tableHeader(c, w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
 			for _, m := range r.Members {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId, memberVersion(m))
 			}
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(w, "LINK\tSTATE")
+		tableHeader(c, w, "LINK\tSTATE")
 		for _, l := range r.Links {
 			since := ""
 			if l.State == "down" && l.DownSinceUnixMs > 0 {
@@ -256,7 +256,7 @@ func licenseCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Licenses))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "SERIAL\tCUSTOMER\tSTATE\tVALID UNTIL\tFEATURES")
+					tableHeader(c, w, "SERIAL\tCUSTOMER\tSTATE\tVALID UNTIL\tFEATURES")
 					for _, l := range r.Licenses {
 						var fs []string
 						for _, f := range l.Features {
@@ -302,7 +302,7 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Features))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
+					tableHeader(c, w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
 					for _, f := range r.Features {
 						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", f.Feature, f.Version, f.Capacity, f.InUse, poolUse(f))
 					}
@@ -328,7 +328,7 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Leases))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL")
+					tableHeader(c, w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL")
 					for _, l := range r.Leases {
 						until := "-"
 						if l.Borrowed {

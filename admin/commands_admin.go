@@ -216,7 +216,7 @@ func licenseShowCommand() *cli.Command {
 			fmt.Fprintf(w, "serial\t%s\ncustomer\t%s\nstate\t%s\nissued\t%s\nvalid after\t%s\nvalid until\t%s\nenrolled\t%s\nbinding\t%s %s\nsupersedes\t%s\n\n",
 				l.Serial, l.Customer, l.State, fmtMs(l.IssuedAtUnixMs), fmtMs(l.ValidAfterUnixMs), fmtMs(l.ValidUntilUnixMs),
 				fmtMs(l.EnrolledUnixMs), l.BindingMode, strings.Join(l.ComputerIds, ","), strings.Join(l.Supersedes, ","))
-			fmt.Fprintln(w, "FEATURE\tVERSION\tSEATS\tGRACE")
+			tableHeader(c, w, "FEATURE\tVERSION\tSEATS\tGRACE")
 			for _, f := range l.Features {
 				fmt.Fprintf(w, "%s\t%d\t%d\t%ds\n", f.Name, f.Version, f.Count, f.GraceSeconds)
 			}
@@ -265,7 +265,7 @@ func usageUsersCommand() *cli.Command {
 				return printJSON(stdout(c), protoList(r.Users))
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE\tNAMED SEAT LAST USED")
+			tableHeader(c, w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE\tNAMED SEAT LAST USED")
 			for _, u := range r.Users {
 				last := "-"
 				if u.Named {
@@ -298,7 +298,7 @@ func usageDenialsCommand() *cli.Command {
 				fmt.Fprintln(w, "statistics are off (triadctl server set --statistics on): new denials are logged, not counted")
 			}
 			fmt.Fprintln(w)
-			fmt.Fprintln(w, "FEATURE\tREASON\tCOUNT\tLAST")
+			tableHeader(c, w, "FEATURE\tREASON\tCOUNT\tLAST")
 			for _, d := range r.Denials {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Feature, d.Reason, d.Count, fmtMs(d.LastUnixMs))
 			}

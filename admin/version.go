@@ -55,7 +55,7 @@ func versionCommand() *cli.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "\nMEMBER\tADDRESS\tVERSION")
+			tableHeader(c, w, "\nMEMBER\tADDRESS\tVERSION")
 			for _, m := range members {
 				v := m.Version
 				if m.Error != "" {

@@ -1,0 +1,139 @@
+package admin
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// TestCLIGlobalFlagsAfterCommand: global flags work after the command as
+// they do before it (kubectl, etcdctl), the one after the command wins,
+// and a bad value is refused wherever it is given.
+func TestCLIGlobalFlagsAfterCommand(t *testing.T) {
+	t.Setenv("TRIAD_SERVER", "")
+	addr := startAdminServer(t, &fakeBackend{})
+	for _, args := range [][]string{
+		{"--server", addr, "-o", "json", "usage", "leases"},
+		{"usage", "leases", "--server", addr, "-o", "json"},
+		{"--server", addr, "usage", "leases", "--output", "json"},
+		{"-o", "table", "usage", "leases", "-s", addr, "-o", "json"},
+		{"--server", "127.0.0.1:1", "usage", "leases", "--server", addr, "--timeout", "5s", "-o", "json"},
+	} {
+		out, _, err := runCLI(t, args...)
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+			continue
+		}
+		var v []map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil || len(v) != 1 || v[0]["lease_id"] != float64(7) {
+			t.Errorf("%v printed %q (%v), want a JSON list with lease_id 7 as a number", args, out, err)
+		}
+	}
+	_, _, err := runCLI(t, "usage", "leases", "--server", addr, "-o", "yaml")
+	wantErr(t, err, `--output "yaml"`, "table or json")
+	_, _, err = runCLI(t, "usage", "leases", "--server", addr, "--mode", "root")
+	wantErr(t, err, `--mode "root"`)
+	// The environment gives way to a flag before the command too.
+	t.Setenv("TRIAD_SERVER", "127.0.0.1:1")
+	if _, _, err := runCLI(t, "--server", addr, "usage", "leases"); err != nil {
+		t.Errorf("--server before the command with TRIAD_SERVER set: %v", err)
+	}
+	// vendor issue keeps its own --key (the signing key), not --cert's.
+	var issue *cli.Command
+	for _, c := range App().Commands {
+		if c.Name == "vendor" {
+			for _, s := range c.Subcommands {
+				if s.Name == "issue" {
+					issue = s
+				}
+			}
+		}
+	}
+	n := 0
+	for _, f := range issue.Flags {
+		for _, name := range f.Names() {
+			if name == "key" {
+				n++
+				if u := f.(cli.DocGenerationFlag).GetUsage(); strings.Contains(u, "--cert") {
+					t.Errorf("vendor issue --key is the TLS key: %q", u)
+				}
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("vendor issue has %d --key flags, want 1", n)
+	}
+}
+
+// TestCLINoHeaders: --no-headers leaves out the column header line only.
+func TestCLINoHeaders(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	with, _, err := runCLI(t, "--server", addr, "usage", "features")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, _, err := runCLI(t, "--server", addr, "usage", "features", "--no-headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := strings.Split(strings.TrimSpace(with), "\n")
+	nl := strings.Split(strings.TrimSpace(without), "\n")
+	if !strings.HasPrefix(wl[0], "FEATURE") || len(nl) != len(wl)-1 || strings.Contains(without, "FEATURE") {
+		t.Fatalf("with headers:\n%s\nwithout:\n%s", with, without)
+	}
+	if strings.Fields(nl[0])[0] != "cad" {
+		t.Errorf("first row without headers = %q", nl[0])
+	}
+}
+
+// walk calls fn for every command of the tree with its path.
+func walk(cmds []*cli.Command, path string, fn func(string, *cli.Command)) {
+	for _, c := range cmds {
+		p := strings.TrimSpace(path + " " + c.Name)
+		fn(p, c)
+		walk(c.Subcommands, p, fn)
+	}
+}
+
+// TestCLIEveryFlagHasHelp: every command and every flag of every command
+// says what it is for, and every command with an action accepts the
+// global flags.
+func TestCLIEveryFlagHasHelp(t *testing.T) {
+	app := App()
+	for _, f := range app.Flags {
+		if f.(cli.DocGenerationFlag).GetUsage() == "" {
+			t.Errorf("global flag --%s has no usage text", f.Names()[0])
+		}
+	}
+	n := 0
+	walk(app.Commands, "", func(path string, c *cli.Command) {
+		n++
+		if c.Usage == "" {
+			t.Errorf("command %q has no usage text", path)
+		}
+		for _, f := range c.Flags {
+			if f.(cli.DocGenerationFlag).GetUsage() == "" {
+				t.Errorf("%s --%s has no usage text", path, f.Names()[0])
+			}
+		}
+		if c.Action == nil {
+			return
+		}
+		has := map[string]bool{}
+		for _, f := range c.Flags {
+			for _, name := range f.Names() {
+				has[name] = true
+			}
+		}
+		for _, g := range []string{"server", "output", "timeout", "no-headers", "ca", "insecure"} {
+			if !has[g] {
+				t.Errorf("%s does not accept --%s after it", path, g)
+			}
+		}
+	})
+	if n < 40 {
+		t.Errorf("walked only %d commands", n)
+	}
+}
