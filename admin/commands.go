@@ -284,9 +284,17 @@ func poolUse(f *triadv1.FeatureUsage) string {
 
 func usageCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "usage",
-		Usage: "seats in use",
+		Name:   "usage",
+		Usage:  "seats in use: alone (or `usage all`), every feature with capacity, use, queue and holders",
+		Flags:  usageFilterFlags(),
+		Action: usageAll,
 		Subcommands: []*cli.Command{
+			{
+				Name:   "all",
+				Usage:  "every feature with capacity, in use, queued, and each holder (user, host, pid, licensed version, since, lease, count, state), like lmstat -a",
+				Flags:  usageFilterFlags(),
+				Action: usageAll,
+			},
 			{
 				Name:  "features",
 				Usage: "capacity and seats in use per feature and version",
@@ -334,7 +342,7 @@ func usageCommand() *cli.Command {
 						if l.Borrowed {
 							until = fmtMs(l.ExpiresUnixMs)
 						}
-						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, l.Feature, l.Version, l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
+						fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.LeaseId, l.Feature, licensedVersion(l), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until)
 					}
 					return w.Flush()
 				},

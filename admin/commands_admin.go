@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -303,29 +302,6 @@ func usageDenialsCommand() *cli.Command {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Feature, d.Reason, d.Count, fmtMs(d.LastUnixMs))
 			}
 			return w.Flush()
-		},
-	}
-}
-
-func usageReleaseCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "release",
-		Usage:     "force-release a lease (full mode): frees a stuck seat",
-		ArgsUsage: "LEASE_ID",
-		Action: func(c *cli.Context) error {
-			id, err := strconv.ParseUint(c.Args().First(), 10, 64)
-			if c.NArg() != 1 || err != nil || id == 0 {
-				return fmt.Errorf("give one lease id: triadctl usage release LEASE_ID (see `usage leases`)")
-			}
-			return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageReleaseResponse, error) {
-				return a.UsageRelease(ctx, &triadv1.UsageReleaseRequest{Header: h, LeaseId: id})
-			}, func(r *triadv1.UsageReleaseResponse) {
-				if r.Released {
-					fmt.Fprintf(stdout(c), "lease %d released\n", id)
-				} else {
-					fmt.Fprintf(stdout(c), "lease %d was already gone\n", id)
-				}
-			})
 		},
 	}
 }

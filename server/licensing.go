@@ -310,9 +310,11 @@ func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 // chose it may know it.
 func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
 	var out []*triadv1.Lease
+	seats := s.fsm.LicensedVersions(s.nowMs())
 	for _, l := range s.fsm.Leases() {
 		a := s.leaseToAPI(l)
 		a.RequestId = ""
+		a.LicensedVersion = seats[l.GetId()]
 		out = append(out, a)
 	}
 	return out
