@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/triadlm/triad/internal/pbjson"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -234,7 +235,13 @@ func licenseCommand() *cli.Command {
 						return err
 					}
 					if jsonOutput(c) {
-						return printJSON(stdout(c), r.License)
+						v := pbjson.Value(r.License).(map[string]any)
+						v["already_enrolled"] = r.AlreadyEnrolled
+						return printJSON(stdout(c), v)
+					}
+					if r.AlreadyEnrolled {
+						fmt.Fprintf(stdout(c), "license %s for %s is already enrolled (%s): nothing changed\n", r.License.Serial, r.License.Customer, r.License.State)
+						return nil
 					}
 					fmt.Fprintf(stdout(c), "enrolled license %s for %s (%s)\n", r.License.Serial, r.License.Customer, r.License.State)
 					return nil

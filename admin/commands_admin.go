@@ -227,15 +227,22 @@ func licenseShowCommand() *cli.Command {
 func licenseRemoveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "remove",
-		Usage:     "remove an enrolled license from the cluster (full mode); live leases stay until released or expired",
+		Usage:     "remove an enrolled license from the cluster (full mode); live leases stay until released or expired; with seats of its features in use it needs --yes",
 		ArgsUsage: "SERIAL",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove it even though seats of its features are in use (never prompts: scripts stay safe)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("give the license serial: triadctl license remove SERIAL")
 			}
+			serial := c.Args().First()
 			reqID := rand.Text() // one per action, the same on every member tried
 			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseRemoveResponse, error) {
-				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: c.Args().First(), RequestId: reqID})
+				if !c.Bool("yes") {
+					if err := removeInUse(ctx, a, h, serial); err != nil {
+						return nil, err
+					}
+				}
+				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: serial, RequestId: reqID})
 			})
 			if err != nil {
 				return err
@@ -304,4 +311,39 @@ func usageDenialsCommand() *cli.Command {
 			return w.Flush()
 		},
 	}
+}
+
+// removeInUse refuses to remove a license while live leases hold seats of
+// a feature it grants, naming them: removing it can leave them over
+// capacity (they stay until released or expired). The check reads through
+// the leader.
+func removeInUse(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader, serial string) error {
+	l, err := a.LicenseShow(ctx, &triadv1.LicenseShowRequest{Header: h, Serial: serial})
+	if err != nil {
+		return err
+	}
+	grants := map[string]bool{}
+	for _, f := range l.GetFeatures() {
+		grants[f.GetName()] = true
+	}
+	ls, err := a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h, Consistent: true})
+	if err != nil {
+		return err
+	}
+	var seats uint64
+	var ids []string
+	for _, lease := range ls.GetLeases() {
+		if grants[lease.GetFeature()] {
+			seats += uint64(lease.GetCount())
+			ids = append(ids, fmt.Sprint(lease.GetLeaseId()))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(ids) > 10 {
+		ids = append(ids[:10], "...")
+	}
+	return status.Errorf(codes.FailedPrecondition, "license %s grants features with %d seat(s) in use (leases %s): removing it can leave them over capacity; they stay until released or expired. Run again with --yes to remove it anyway",
+		serial, seats, strings.Join(ids, ", "))
 }

@@ -2,10 +2,16 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestCLIGlobalFlagsAfterCommand: global flags work after the command as
@@ -135,5 +141,43 @@ func TestCLIEveryFlagHasHelp(t *testing.T) {
 	})
 	if n < 40 {
 		t.Errorf("walked only %d commands", n)
+	}
+}
+
+// TestCLIVendorIssueRefusesExpired: a license whose end is already past is
+// not signed (it could only be refused at enrollment), unless asked.
+func TestCLIVendorIssueRefusesExpired(t *testing.T) {
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "v")
+	if _, _, err := runCLI(t, "vendor", "keygen", "--out", prefix); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "old.lic")
+	args := []string{"vendor", "issue", "--key", prefix + ".key", "--customer", "ACME", "--computer-ids", "a,b,c",
+		"--feature", "cad:1:1", "--valid-after", "2020-01-01", "--valid-until", "2021-01-01", "--out", out}
+	_, _, err := runCLI(t, args...)
+	wantErr(t, err, "would be expired already", "2021-01-01 23:59:59 UTC", "--valid-until")
+	if _, statErr := os.Stat(out); statErr == nil {
+		t.Errorf("an expired license was written to %s", out)
+	}
+	if _, _, err := runCLI(t, append(args, "--allow-expired")...); err != nil {
+		t.Fatalf("--allow-expired: %v", err)
+	}
+}
+
+// TestOneError: a failed checkout says what failed once.
+func TestOneError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{status.Error(codes.ResourceExhausted, "no seat left for cad v 0 (10 of 10 in use)"), "checkout cad: no seat left for cad v 0 (10 of 10 in use)"},
+		{fmt.Errorf("triad: checkout: %w", errors.New("no member answered")), "checkout cad: no member answered"},
+		{errors.New("triad: checkout: invalid argument: feature is empty"), "checkout cad: invalid argument: feature is empty"},
+		{errors.New("dial tcp: refused"), "checkout cad: dial tcp: refused"},
+	} {
+		if got := oneError("checkout cad", tc.err).Error(); got != tc.want {
+			t.Errorf("oneError(%v) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

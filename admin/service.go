@@ -42,7 +42,9 @@ type Backend interface {
 	Discover(ctx context.Context) *triadv1.DiscoverResponse
 	FormCluster(ctx context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse
-	EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error)
+	// EnrollLicense enrolls a license file; already is true when the same
+	// license was enrolled before (nothing changed).
+	EnrollLicense(ctx context.Context, sessionID string, file []byte) (info *triadv1.LicenseInfo, already bool, err error)
 	Licenses(ctx context.Context) []*triadv1.LicenseInfo
 	// UsageFeatures lists capacity and use per feature and version, with
 	// each feature's model and countdown pool.
@@ -376,11 +378,11 @@ func (s *Service) LicenseEnroll(ctx context.Context, req *triadv1.LicenseEnrollR
 	if n := len(req.GetLicenseFile()); n == 0 || n > maxLicenseFile {
 		return nil, status.Errorf(codes.InvalidArgument, "license file is %d bytes; expected a .lic file of 1 byte to 1 MiB", n)
 	}
-	l, err := s.b.EnrollLicense(ctx, me.ID, req.GetLicenseFile())
+	l, already, err := s.b.EnrollLicense(ctx, me.ID, req.GetLicenseFile())
 	if err != nil {
 		return nil, err
 	}
-	return &triadv1.LicenseEnrollResponse{License: l}, nil
+	return &triadv1.LicenseEnrollResponse{License: l, AlreadyEnrolled: already}, nil
 }
 
 func (s *Service) LicenseList(ctx context.Context, req *triadv1.LicenseListRequest) (*triadv1.LicenseListResponse, error) {

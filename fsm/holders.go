@@ -101,3 +101,19 @@ func (f *FSM) NextLeaseID() uint64 {
 	defer f.mu.RUnlock()
 	return f.s.nextLeaseID
 }
+
+// MaxSeats returns how many seats a single checkout of feature at version
+// could ever get at nowMs with no other lease held: the seats of valid
+// licenses at that version or above, soft-limit overdraft included. A
+// request for more can never fit, however long it waits.
+func (f *FSM) MaxSeats(feature string, version uint32, nowMs int64) uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var n uint64
+	for _, v := range f.s.supply(feature, nowMs, true) {
+		if v.version >= version {
+			n += v.count
+		}
+	}
+	return n
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -78,6 +79,12 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	}
 	r := res[0]
 	l.m.checkout(req.GetFeature(), r.GetCode())
+	if err := l.neverFits(req, r); err != nil {
+		l.s.noteDenial(req.GetFeature(), "can never fit")
+		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
+			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", "can never fit", "message", status.Convert(err).Message())
+		return nil, err
+	}
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
 		reason := denialReason(r.GetCode(), r.GetMessage())
 		l.s.noteDenial(req.GetFeature(), reason)
@@ -89,6 +96,27 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	// The secret goes to the caller only, beside the lease (never inside a
 	// Lease message, which listings also use).
 	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader, LeaseSecret: r.GetLease().GetSecret()}, nil
+}
+
+// neverFits turns a no-seat refusal of a checkout asking for more seats
+// than the feature has in all (at its version or above, overdraft
+// included) into a definite FAILED_PRECONDITION "can never fit": waiting
+// or retrying cannot help, so it must not look like a retryable no-seat
+// (RESOURCE_EXHAUSTED) to clients, queues or the denial counts.
+func (l *licensingService) neverFits(req *triadv1.CheckoutRequest, r *fsmpb.OpResult) error {
+	if r.GetCode() != fsmpb.Code_NO_SEAT {
+		return nil
+	}
+	asked := uint64(max(req.GetCount(), 1))
+	total := l.s.fsm.MaxSeats(req.GetFeature(), req.GetVersion(), l.s.nowMs())
+	if asked <= total {
+		return nil
+	}
+	at := ""
+	if req.GetVersion() > 0 {
+		at = fmt.Sprintf(" at version %d or above", req.GetVersion())
+	}
+	return status.Errorf(codes.FailedPrecondition, "can never fit: %d seats of %s asked, %d licensed%s; ask for at most %d", asked, req.GetFeature(), total, at, total)
 }
 
 // maxBorrowSeconds bounds a borrow request (the license sets the real limit).

@@ -3821,10 +3821,12 @@ func (x *LicenseInfo) GetEnrolledUnixMs() int64 {
 }
 
 type LicenseEnrollResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	License       *LicenseInfo           `protobuf:"bytes,1,opt,name=license,proto3" json:"license,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	License *LicenseInfo           `protobuf:"bytes,1,opt,name=license,proto3" json:"license,omitempty"`
+	// The same license was enrolled before: nothing changed.
+	AlreadyEnrolled bool `protobuf:"varint,260,opt,name=already_enrolled,json=alreadyEnrolled,proto3" json:"already_enrolled,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LicenseEnrollResponse) Reset() {
@@ -3862,6 +3864,13 @@ func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
 		return x.License
 	}
 	return nil
+}
+
+func (x *LicenseEnrollResponse) GetAlreadyEnrolled() bool {
+	if x != nil {
+		return x.AlreadyEnrolled
+	}
+	return false
 }
 
 type LicenseListRequest struct {
@@ -5784,9 +5793,10 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bfeatures\x18\t \x03(\v2\x11.triad.v1.FeatureR\bfeatures\x12\x14\n" +
 	"\x05state\x18\n" +
 	" \x01(\tR\x05state\x12(\n" +
-	"\x10enrolled_unix_ms\x18\v \x01(\x03R\x0eenrolledUnixMs\"H\n" +
+	"\x10enrolled_unix_ms\x18\v \x01(\x03R\x0eenrolledUnixMs\"t\n" +
 	"\x15LicenseEnrollResponse\x12/\n" +
-	"\alicense\x18\x01 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense\"C\n" +
+	"\alicense\x18\x01 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense\x12*\n" +
+	"\x10already_enrolled\x18\x84\x02 \x01(\bR\x0falreadyEnrolled\"C\n" +
 	"\x12LicenseListRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"H\n" +
 	"\x13LicenseListResponse\x121\n" +
