@@ -40,7 +40,7 @@ func runApp(t *testing.T, app *cli.App, args ...string) (string, string, error) 
 	if !slices.Contains(args, "--ca") && !slices.Contains(args, "--insecure") {
 		args = append([]string{"--ca", caFile}, args...)
 	}
-	err := app.RunContext(ctx, append([]string{"triadctl"}, args...))
+	err := app.RunContext(ctx, InterspersedArgs(app, append([]string{"triadctl"}, args...))) // as cmd/triadctl does
 	return out.String(), errOut.String(), err
 }
 

@@ -181,3 +181,23 @@ func TestOneError(t *testing.T) {
 		}
 	}
 }
+
+// TestInterspersedArgs: flags after a command's arguments are moved before
+// them, with their values; "--" ends flags; completion's flag stays last.
+func TestInterspersedArgs(t *testing.T) {
+	app := App()
+	for _, tc := range []struct{ in, want string }{
+		{"license remove SERIAL --yes", "license remove --yes SERIAL"},
+		{"-s a:1 usage release 12 13 -o json --server b:2", "-s a:1 usage release -o json --server b:2 12 13"},
+		{"usage release 12 --user=bob", "usage release --user=bob 12"},
+		{"license enroll --timeout 5s a.lic", "license enroll --timeout 5s a.lic"},
+		{"license enroll a.lic -- --odd.lic", "license enroll a.lic -- --odd.lic"},
+		{"usage release 12 --generate-bash-completion", "usage release 12 --generate-bash-completion"},
+		{"cluster status -o json", "cluster status -o json"},
+	} {
+		got := strings.Join(InterspersedArgs(app, append([]string{"triadctl"}, strings.Fields(tc.in)...))[1:], " ")
+		if got != tc.want {
+			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
