@@ -36,6 +36,7 @@ func App() *cli.App {
 		},
 	}
 	inheritGlobals(app.Commands)
+	completeFeatures(app.Commands)
 	return app
 }
 

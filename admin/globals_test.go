@@ -1,11 +1,13 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -199,5 +201,122 @@ func TestInterspersedArgs(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestCLIVersionShowsClientAndServer: `triadctl version` shows triadctl's
+// build and each member's, like kubectl version; --client only its own.
+func TestCLIVersionShowsClientAndServer(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	out, _, err := runCLI(t, "version", "--server", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "triadctl ") || !strings.Contains(out, "m1") || !strings.Contains(out, addr) {
+		t.Errorf("version printed\n%s", out)
+	}
+	out, _, err = runCLI(t, "version", "--client", "--server", "127.0.0.1:1")
+	if err != nil || strings.Contains(out, "127.0.0.1:1") || !strings.HasPrefix(out, "triadctl ") {
+		t.Errorf("version --client: %v\n%s", err, out)
+	}
+}
+
+// TestCLICompletesFeatureNames: after --feature, completion lists the
+// cluster's feature names (asked of the --server member); elsewhere flags.
+func TestCLICompletesFeatureNames(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	caFile, _ := testTLS(t)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"usage", "release", "--feature"}, []string{"cad", "sim"}},
+		{[]string{"usage", "all", "-f"}, []string{"cad", "sim"}},
+		{[]string{"checkout", "--feature"}, []string{"cad", "sim"}},
+		{[]string{"usage", "release", "--us"}, []string{"--user"}},
+	} {
+		args := append([]string{"triadctl", "--ca", caFile, "--server", addr}, tc.args...)
+		args = append(args, "--generate-bash-completion")
+		old := os.Args
+		os.Args = args
+		var out bytes.Buffer
+		app := App()
+		app.Writer = &out
+		err := app.Run(args)
+		os.Args = old
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("completion of %v lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+}
+
+// TestCLIJSONNumbersEverywhere walks the JSON of every reading command
+// (against the fake backend, whose answers carry 64-bit counters, ids and
+// times): no integer may come out as a string, as protojson writes them.
+func TestCLIJSONNumbersEverywhere(t *testing.T) {
+	addr := startAdminServer(t, &fakeBackend{})
+	intString := regexp.MustCompile(`^-?[0-9]+$`)
+	var walkJSON func(path string, v any) []string
+	walkJSON = func(path string, v any) []string {
+		var bad []string
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				bad = append(bad, walkJSON(path+"."+k, x)...)
+			}
+		case []any:
+			for i, x := range v {
+				bad = append(bad, walkJSON(fmt.Sprintf("%s[%d]", path, i), x)...)
+			}
+		case string:
+			if intString.MatchString(v) {
+				bad = append(bad, fmt.Sprintf("%s = %q", path, v))
+			}
+		}
+		return bad
+	}
+	numbers := 0
+	var count func(v any)
+	count = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, x := range v {
+				count(x)
+			}
+		case []any:
+			for _, x := range v {
+				count(x)
+			}
+		case float64:
+			numbers++
+		}
+	}
+	for _, args := range [][]string{
+		{"server", "show"}, {"cluster", "status"}, {"cluster", "links"}, {"license", "list"}, {"license", "show", "TRIAD-1"},
+		{"usage"}, {"usage", "all"}, {"usage", "features"}, {"usage", "users"}, {"usage", "leases"}, {"usage", "denials"},
+		{"rules", "show"}, {"vendor", "trust", "list"}, {"version"},
+	} {
+		out, _, err := runCLI(t, append(args, "--server", addr, "-o", "json")...)
+		if err != nil {
+			t.Errorf("%v -o json: %v", args, err)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("%v -o json: invalid JSON %q: %v", args, out, err)
+			continue
+		}
+		for _, b := range walkJSON(strings.Join(args, " "), v) {
+			t.Errorf("a number as a string: %s", b)
+		}
+		count(v)
+	}
+	if numbers < 20 {
+		t.Errorf("only %d numbers in all the JSON outputs: the walk saw too little", numbers)
 	}
 }
