@@ -22,12 +22,12 @@ func benchCommand() *cli.Command {
 		Name:  "bench",
 		Usage: "drive N concurrent clients doing checkout then release; print throughput and latency",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "feature", Required: true},
-			&cli.UintFlag{Name: "version"},
-			&cli.IntFlag{Name: "clients", Value: 64},
-			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second},
+			&cli.StringFlag{Name: "feature", Required: true, Usage: "feature to check out"},
+			&cli.UintFlag{Name: "version", Usage: "feature version to ask for (0: any)"},
+			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each checking out and releasing in a loop"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to run"},
 			// Performance work: write a CPU profile of the bench itself.
-			&cli.StringFlag{Name: "cpuprofile", Hidden: true},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile of triadctl to this file"},
 		},
 		Action: func(c *cli.Context) error {
 			if p := c.String("cpuprofile"); p != "" {

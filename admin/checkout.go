@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/client"
 	"github.com/triadlm/triad/featver"
@@ -18,8 +21,8 @@ func checkoutCommand() *cli.Command {
 		Name:  "checkout",
 		Usage: "take a lease for testing, hold it with renewals, then release it",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "feature", Required: true},
-			&cli.StringFlag{Name: "version", Usage: "feature version wanted: a whole number (5) or a dotted version (2.1, 2024.06, 5.3.1); a seat serves its version and lower ones (default 0)"},
+			&cli.StringFlag{Name: "feature", Required: true, Usage: "feature to check out"},
+			&cli.StringFlag{Name: "version", Usage: "feature version wanted: a whole number (5) or a dotted version (2.1, 2024.06, 5.3.1); a seat serves its version and lower ones (default 0: any)"},
 			&cli.UintFlag{Name: "count", Value: 1, Usage: "seats to take"},
 			&cli.DurationFlag{Name: "hold", Usage: "how long to hold the lease (0: until Ctrl-C)"},
 			&cli.DurationFlag{Name: "ttl", Usage: "lease TTL (0: server default)"},
@@ -41,7 +44,7 @@ func checkoutCommand() *cli.Command {
 			})
 			cancel()
 			if err != nil {
-				return fmt.Errorf("checkout %s: %w", c.String("feature"), err)
+				return oneError("checkout "+c.String("feature"), err)
 			}
 			info := lease.Info()
 			if jsonOutput(c) {
@@ -80,7 +83,7 @@ func checkoutCommand() *cli.Command {
 			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := lease.Release(rctx); err != nil {
-				return fmt.Errorf("release lease %d: %w", lease.ID(), err)
+				return oneError(fmt.Sprintf("release lease %d", lease.ID()), err)
 			}
 			if jsonOutput(c) {
 				return printJSON(stdout(c), map[string]any{"lease_id": lease.ID(), "released": true})
@@ -89,4 +92,22 @@ func checkoutCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// oneError says what failed once: "checkout cad: no seat left ...", not
+// the client library's own "triad: checkout: " prefix under the command's.
+// A cluster's answer is its status message; other errors lose the
+// library's prefix.
+func oneError(what string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return fmt.Errorf("%s: %s", what, st.Message())
+	}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "triad: "); ok {
+		msg = rest
+		if op, tail, ok := strings.Cut(rest, ": "); ok && !strings.Contains(op, " ") {
+			msg = tail // "checkout: ..." under "checkout cad: "
+		}
+	}
+	return fmt.Errorf("%s: %s", what, msg)
 }

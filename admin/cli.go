@@ -11,48 +11,23 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/internal/buildinfo"
+	"github.com/triadlm/triad/internal/pbjson"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // App is the triadctl command tree.
 func App() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "triadctl",
 		Usage:                "administer a Triad license cluster",
 		Version:              buildinfo.Get().String(),
 		Description:          appDescription,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "member licensing address HOST:PORT (repeatable or comma list; the first that answers is used)", EnvVars: []string{"TRIAD_SERVER"}, Value: cli.NewStringSlice("127.0.0.1:4085")},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table"},
-			&cli.DurationFlag{Name: "timeout", Usage: "time limit of one command", Value: 30 * time.Second},
-			&cli.StringFlag{Name: "mode", Aliases: []string{"m"}, Usage: "session mode: full or restricted (default: restricted for reading commands, full for changes)"},
-			&cli.StringFlag{Name: "password-file", Usage: "read the administration password from this file (else the TRIAD_PASSWORD environment variable, else a prompt when one is needed)"},
-			&cli.StringFlag{Name: "session", Usage: "use this session TOKEN, printed by triadctl connect, instead of connecting for this command", EnvVars: []string{"TRIAD_SESSION"}},
-			&cli.BoolFlag{Name: "local", Usage: "connect through the member's Unix socket (local administrator; needs --data-dir)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "with --local: the member's data directory"},
-			&cli.StringFlag{Name: "source-ip", Usage: "local IP address to connect from (multi-homed hosts)"},
-			&cli.StringFlag{Name: "ca", Usage: "CA certificate(s) the members' certificates must chain to (the cluster CA; default: the system's roots)", EnvVars: []string{"TRIAD_CA"}},
-			&cli.StringFlag{Name: "cert", Usage: "client certificate to present (members started with --tls-client-ca ask for one)", EnvVars: []string{"TRIAD_CERT"}},
-			&cli.StringFlag{Name: "key", Usage: "private key of --cert", EnvVars: []string{"TRIAD_KEY"}},
-			&cli.BoolFlag{Name: "insecure", Usage: "talk to members in plaintext (only members started with --insecure)", EnvVars: []string{"TRIAD_INSECURE"}},
-		},
-		Before: func(c *cli.Context) error {
-			if o := c.String("output"); o != "table" && o != "json" {
-				return fmt.Errorf("--output %q is not supported: use table or json", o)
-			}
-			if m := c.String("mode"); m != "" && m != ModeFull && m != ModeRestricted {
-				return fmt.Errorf("--mode %q is not supported: use full or restricted", m)
-			}
-			if c.Bool("local") && c.String("data-dir") == "" {
-				return fmt.Errorf("--local needs --data-dir DIR, the member's data directory (its admin socket is DIR/admin.sock)")
-			}
-			return nil
-		},
+		Flags:                globalFlags(),
+		Before:               checkGlobals,
 		Commands: []*cli.Command{
 			connectCommand(), disconnectCommand(), serverCommand(), passwordCommand(), clusterCommand(), licenseCommand(), usageCommand(),
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
@@ -60,6 +35,9 @@ func App() *cli.App {
 			snapshotCommand(),
 		},
 	}
+	inheritGlobals(app.Commands)
+	completeFeatures(app.Commands)
+	return app
 }
 
 // appDescription lists the environment variables triadctl reads.
@@ -100,18 +78,11 @@ func cliError(addr string, err error) error {
 }
 
 // printJSON writes a protobuf message or any value as indented JSON with
-// the proto field names.
+// the proto field names; integers, 64-bit ones included, are JSON numbers
+// (internal/pbjson), never strings.
 func printJSON(w io.Writer, v any) error {
 	if m, ok := v.(proto.Message); ok {
-		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
-		if err != nil {
-			return err
-		}
-		var x any
-		if err := json.Unmarshal(b, &x); err != nil {
-			return err
-		}
-		v = x
+		v = pbjson.Value(m)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -122,10 +93,7 @@ func printJSON(w io.Writer, v any) error {
 func protoList[T proto.Message](ms []T) []any {
 	out := make([]any, 0, len(ms))
 	for _, m := range ms {
-		b, _ := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
-		var x any
-		json.Unmarshal(b, &x)
-		out = append(out, x)
+		out = append(out, pbjson.Value(m))
 	}
 	return out
 }

@@ -40,7 +40,7 @@ func runApp(t *testing.T, app *cli.App, args ...string) (string, string, error) 
 	if !slices.Contains(args, "--ca") && !slices.Contains(args, "--insecure") {
 		args = append([]string{"--ca", caFile}, args...)
 	}
-	err := app.RunContext(ctx, append([]string{"triadctl"}, args...))
+	err := app.RunContext(ctx, InterspersedArgs(app, append([]string{"triadctl"}, args...))) // as cmd/triadctl does
 	return out.String(), errOut.String(), err
 }
 
@@ -185,9 +185,10 @@ func TestCLIVendorKeygenIssueInspect(t *testing.T) {
 	if _, _, err := runCLI(t, "vendor", "keygen", "--out", other); err != nil {
 		t.Fatalf("keygen other: %v", err)
 	}
+	// It still describes the file, and exits non-zero (1) for scripts.
 	out, _, err = runCLI(t, "vendor", "inspect", "--trust", other+".pub", lic)
-	if err != nil {
-		t.Fatalf("inspect with the wrong key: %v", err)
+	if ec, ok := err.(cli.ExitCoder); !ok || ec.ExitCode() != 1 || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("inspect with the wrong key: %v, want exit status 1 saying it does not verify", err)
 	}
 	if !strings.Contains(out, "signature: INVALID") {
 		t.Errorf("inspect with the wrong key printed %q, want INVALID", out)
@@ -220,8 +221,8 @@ func TestCLIVendorKeygenIssueInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = runCLI(t, "vendor", "inspect", "--trust", prefix+".pub", tampered)
-	if err != nil {
-		t.Fatalf("inspect of a tampered license: %v", err)
+	if ec, ok := err.(cli.ExitCoder); !ok || ec.ExitCode() != 1 {
+		t.Fatalf("inspect of a tampered license: %v, want exit status 1", err)
 	}
 	if !strings.Contains(out, "ACME Corq") || !strings.Contains(out, "signature: INVALID") {
 		t.Errorf("inspect of a tampered license printed %q, want the changed body and INVALID", out)

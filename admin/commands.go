@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/triadlm/triad/featver"
+	"github.com/triadlm/triad/internal/pbjson"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -81,7 +82,7 @@ func clusterCommand() *cli.Command {
 					}
 					fmt.Fprintf(stdout(c), "formed a %s cluster; leader: %s\n", r.Mode, r.Leader)
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "NAME\tADDRESS\tCOMPUTER ID")
+					tableHeader(c, w, "NAME\tADDRESS\tCOMPUTER ID")
 					for _, m := range r.Members {
 						fmt.Fprintf(w, "%s\t%s\t%s\n", m.Name, m.Address, m.ComputerId)
 					}
@@ -133,13 +134,13 @@ func clusterStatus(full bool) cli.ActionFunc {
 				leader = "(none)"
 			}
 			fmt.Fprintf(w, "status\t%s\nmode\t%s\nleader\t%s\nterm\t%d\ncommit index\t%d\nanswered by\t%s\n\n", r.Status, r.Mode, leader, r.Term, r.CommitIndex, r.Member)
-			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
+			tableHeader(c, w, "MEMBER\tADDRESS\tROLE\tCOMPUTER ID\tVERSION")
 			for _, m := range r.Members {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, m.Role, m.ComputerId, memberVersion(m))
 			}
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(w, "LINK\tSTATE")
+		tableHeader(c, w, "LINK\tSTATE")
 		for _, l := range r.Links {
 			since := ""
 			if l.State == "down" && l.DownSinceUnixMs > 0 {
@@ -235,7 +236,13 @@ func licenseCommand() *cli.Command {
 						return err
 					}
 					if jsonOutput(c) {
-						return printJSON(stdout(c), r.License)
+						v := pbjson.Value(r.License).(map[string]any)
+						v["already_enrolled"] = r.AlreadyEnrolled
+						return printJSON(stdout(c), v)
+					}
+					if r.AlreadyEnrolled {
+						fmt.Fprintf(stdout(c), "license %s for %s is already enrolled (%s): nothing changed\n", r.License.Serial, r.License.Customer, r.License.State)
+						return nil
 					}
 					fmt.Fprintf(stdout(c), "enrolled license %s for %s (%s)\n", r.License.Serial, r.License.Customer, r.License.State)
 					return nil
@@ -257,7 +264,7 @@ func licenseCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Licenses))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "SERIAL\tCUSTOMER\tSTATE\tVALID UNTIL\tFEATURES")
+					tableHeader(c, w, "SERIAL\tCUSTOMER\tSTATE\tVALID UNTIL\tFEATURES")
 					for _, l := range r.Licenses {
 						var fs []string
 						for _, f := range l.Features {
@@ -285,9 +292,17 @@ func poolUse(f *triadv1.FeatureUsage) string {
 
 func usageCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "usage",
-		Usage: "seats in use",
+		Name:   "usage",
+		Usage:  "seats in use: alone (or `usage all`), every feature with capacity, use, queue and holders",
+		Flags:  usageFilterFlags(),
+		Action: usageAll,
 		Subcommands: []*cli.Command{
+			{
+				Name:   "all",
+				Usage:  "every feature with capacity, in use, queued, and each holder (user, host, pid, licensed version, since, lease, count, state), like lmstat -a",
+				Flags:  usageFilterFlags(),
+				Action: usageAll,
+			},
 			{
 				Name:  "features",
 				Usage: "capacity and seats in use per feature and version",
@@ -303,7 +318,7 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Features))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
+					tableHeader(c, w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
 					for _, f := range r.Features {
 						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", inPackage(f.Feature, f.Package, "  "), featver.Display(f.Version, f.VersionText), f.Capacity, f.InUse, poolUse(f))
 					}
@@ -329,13 +344,13 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Leases))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL\tSTATE")
+					tableHeader(c, w, "LEASE\tFEATURE\tVERSION\tCOUNT\tUSER\tHOST\tPID\tGRANTED\tRENEWED\tVIA\tBORROWED UNTIL\tSTATE")
 					for _, l := range r.Leases {
 						until := "-"
 						if l.Borrowed {
 							until = fmtMs(l.ExpiresUnixMs)
 						}
-						fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.LeaseId, inPackage(l.Feature, l.Package, ""), featver.Display(l.Version, l.VersionText), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until, leaseState(l))
+						fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", l.LeaseId, inPackage(l.Feature, l.Package, ""), licensedVersion(l), l.Count, l.User, l.Host, l.Pid, fmtMs(l.GrantedUnixMs), fmtMs(l.RenewedUnixMs), l.ViaMember, until, leaseState(l))
 					}
 					return w.Flush()
 				},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,7 +216,7 @@ func licenseShowCommand() *cli.Command {
 			fmt.Fprintf(w, "serial\t%s\ncustomer\t%s\nstate\t%s\nissued\t%s\nvalid after\t%s\nvalid until\t%s\nenrolled\t%s\nbinding\t%s %s\nsupersedes\t%s\n\n",
 				l.Serial, l.Customer, l.State, fmtMs(l.IssuedAtUnixMs), fmtMs(l.ValidAfterUnixMs), fmtMs(l.ValidUntilUnixMs),
 				fmtMs(l.EnrolledUnixMs), l.BindingMode, strings.Join(l.ComputerIds, ","), strings.Join(l.Supersedes, ","))
-			fmt.Fprintln(w, "FEATURE\tVERSION\tSEATS\tGRACE")
+			tableHeader(c, w, "FEATURE\tVERSION\tSEATS\tGRACE")
 			for _, f := range l.Features {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%ds\n", f.Name+componentsNote(f.Components), featver.Display(f.Version, f.VersionText), f.Count, f.GraceSeconds)
 			}
@@ -229,15 +228,22 @@ func licenseShowCommand() *cli.Command {
 func licenseRemoveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "remove",
-		Usage:     "remove an enrolled license from the cluster (full mode); live leases stay until released or expired",
+		Usage:     "remove an enrolled license from the cluster (full mode); live leases stay until released or expired; with seats of its features in use it needs --yes",
 		ArgsUsage: "SERIAL",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove it even though seats of its features are in use (never prompts: scripts stay safe)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("give the license serial: triadctl license remove SERIAL")
 			}
+			serial := c.Args().First()
 			reqID := rand.Text() // one per action, the same on every member tried
 			r, err := adminCall(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.LicenseRemoveResponse, error) {
-				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: c.Args().First(), RequestId: reqID})
+				if !c.Bool("yes") {
+					if err := removeInUse(ctx, a, h, serial); err != nil {
+						return nil, err
+					}
+				}
+				return a.LicenseRemove(ctx, &triadv1.LicenseRemoveRequest{Header: h, Serial: serial, RequestId: reqID})
 			})
 			if err != nil {
 				return err
@@ -266,7 +272,7 @@ func usageUsersCommand() *cli.Command {
 				return printJSON(stdout(c), protoList(r.Users))
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE\tNAMED SEAT LAST USED")
+			tableHeader(c, w, "USER\tHOST\tFEATURE\tVERSION\tSEATS\tLEASES\tSINCE\tNAMED SEAT LAST USED")
 			for _, u := range r.Users {
 				last := "-"
 				if u.Named {
@@ -299,7 +305,7 @@ func usageDenialsCommand() *cli.Command {
 				fmt.Fprintln(w, "statistics are off (triadctl server set --statistics on): new denials are logged, not counted")
 			}
 			fmt.Fprintln(w)
-			fmt.Fprintln(w, "FEATURE\tREASON\tCOUNT\tLAST")
+			tableHeader(c, w, "FEATURE\tREASON\tCOUNT\tLAST")
 			for _, d := range r.Denials {
 				fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", d.Feature, d.Reason, d.Count, fmtMs(d.LastUnixMs))
 			}
@@ -308,25 +314,37 @@ func usageDenialsCommand() *cli.Command {
 	}
 }
 
-func usageReleaseCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "release",
-		Usage:     "force-release a lease (full mode): frees a stuck seat",
-		ArgsUsage: "LEASE_ID",
-		Action: func(c *cli.Context) error {
-			id, err := strconv.ParseUint(c.Args().First(), 10, 64)
-			if c.NArg() != 1 || err != nil || id == 0 {
-				return fmt.Errorf("give one lease id: triadctl usage release LEASE_ID (see `usage leases`)")
-			}
-			return show(c, ModeFull, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageReleaseResponse, error) {
-				return a.UsageRelease(ctx, &triadv1.UsageReleaseRequest{Header: h, LeaseId: id})
-			}, func(r *triadv1.UsageReleaseResponse) {
-				if r.Released {
-					fmt.Fprintf(stdout(c), "lease %d released\n", id)
-				} else {
-					fmt.Fprintf(stdout(c), "lease %d was already gone\n", id)
-				}
-			})
-		},
+// removeInUse refuses to remove a license while live leases hold seats of
+// a feature it grants, naming them: removing it can leave them over
+// capacity (they stay until released or expired). The check reads through
+// the leader.
+func removeInUse(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader, serial string) error {
+	l, err := a.LicenseShow(ctx, &triadv1.LicenseShowRequest{Header: h, Serial: serial})
+	if err != nil {
+		return err
 	}
+	grants := map[string]bool{}
+	for _, f := range l.GetFeatures() {
+		grants[f.GetName()] = true
+	}
+	ls, err := a.UsageLeases(ctx, &triadv1.UsageLeasesRequest{Header: h, Consistent: true})
+	if err != nil {
+		return err
+	}
+	var seats uint64
+	var ids []string
+	for _, lease := range ls.GetLeases() {
+		if grants[lease.GetFeature()] {
+			seats += uint64(lease.GetCount())
+			ids = append(ids, fmt.Sprint(lease.GetLeaseId()))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(ids) > 10 {
+		ids = append(ids[:10], "...")
+	}
+	return status.Errorf(codes.FailedPrecondition, "license %s grants features with %d seat(s) in use (leases %s): removing it can leave them over capacity; they stay until released or expired. Run again with --yes to remove it anyway",
+		serial, seats, strings.Join(ids, ", "))
 }

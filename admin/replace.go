@@ -86,7 +86,7 @@ func replaceMemberCommand() *cli.Command {
 			}
 			fmt.Fprintf(stdout(c), "%s\nleader: %s\n", r.Message, r.Leader)
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tADDRESS\tCOMPUTER ID")
+			tableHeader(c, w, "NAME\tADDRESS\tCOMPUTER ID")
 			for _, m := range r.Members {
 				fmt.Fprintf(w, "%s\t%s\t%s\n", m.Name, m.Address, m.ComputerId)
 			}

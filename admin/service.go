@@ -42,7 +42,9 @@ type Backend interface {
 	Discover(ctx context.Context) *triadv1.DiscoverResponse
 	FormCluster(ctx context.Context, members []string, standalone bool) (*triadv1.ClusterCreateResponse, error)
 	ClusterStatus(ctx context.Context) *triadv1.ClusterStatusResponse
-	EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error)
+	// EnrollLicense enrolls a license file; already is true when the same
+	// license was enrolled before (nothing changed).
+	EnrollLicense(ctx context.Context, sessionID string, file []byte) (info *triadv1.LicenseInfo, already bool, err error)
 	Licenses(ctx context.Context) []*triadv1.LicenseInfo
 	// UsageFeatures lists capacity and use per feature and version, with
 	// each feature's model and countdown pool.
@@ -114,6 +116,8 @@ type Service struct {
 	version string
 	// throttle limits wrong passwords per source (throttle.go).
 	throttle *Throttle
+	// releases remembers the answers of selector releases by request id.
+	releases answerMemo
 }
 
 // NewService returns the admin service of a member running version.
@@ -374,11 +378,11 @@ func (s *Service) LicenseEnroll(ctx context.Context, req *triadv1.LicenseEnrollR
 	if n := len(req.GetLicenseFile()); n == 0 || n > maxLicenseFile {
 		return nil, status.Errorf(codes.InvalidArgument, "license file is %d bytes; expected a .lic file of 1 byte to 1 MiB", n)
 	}
-	l, err := s.b.EnrollLicense(ctx, me.ID, req.GetLicenseFile())
+	l, already, err := s.b.EnrollLicense(ctx, me.ID, req.GetLicenseFile())
 	if err != nil {
 		return nil, err
 	}
-	return &triadv1.LicenseEnrollResponse{License: l}, nil
+	return &triadv1.LicenseEnrollResponse{License: l, AlreadyEnrolled: already}, nil
 }
 
 func (s *Service) LicenseList(ctx context.Context, req *triadv1.LicenseListRequest) (*triadv1.LicenseListResponse, error) {
@@ -451,20 +455,83 @@ func (s *Service) UsageDenials(ctx context.Context, req *triadv1.UsageDenialsReq
 	return s.b.Denials(ctx), nil
 }
 
+// UsageRelease force-releases one lease by id, or, as lmremove does, every
+// live lease matching a selector (user, host and/or feature, all given ones
+// must match). An empty selector is refused: releasing every lease is never
+// what a typo should do. A lease id that was never granted is NOT_FOUND; one
+// that already ended answers released=false.
 func (s *Service) UsageRelease(ctx context.Context, req *triadv1.UsageReleaseRequest) (*triadv1.UsageReleaseResponse, error) {
 	me, err := s.auth(ctx, req.GetHeader(), "usage release", true)
 	if err != nil {
 		return nil, err
 	}
-	if req.GetLeaseId() == 0 {
-		return nil, status.Error(codes.InvalidArgument, "no lease id given: see `triadctl usage leases`")
+	selector := req.GetUser() != "" || req.GetHost() != "" || req.GetFeature() != ""
+	switch {
+	case req.GetLeaseId() != 0 && selector:
+		return nil, status.Error(codes.InvalidArgument, "give a lease id or a selector (--user/--host/--feature), not both")
+	case req.GetLeaseId() == 0 && !selector:
+		return nil, status.Error(codes.InvalidArgument, "no lease id and an empty selector: give a lease id (see `triadctl usage leases`) or --user, --host and/or --feature")
+	}
+	if selector {
+		return s.releaseMatching(ctx, me, req)
+	}
+	var before *triadv1.Lease
+	if ls, err := s.b.UsageLeases(ctx, false); err == nil {
+		for _, l := range ls {
+			if l.GetLeaseId() == req.GetLeaseId() {
+				before = l
+			}
+		}
 	}
 	ok, err := s.b.ReleaseLease(ctx, me.ID, req.GetLeaseId())
 	s.served(ctx, me, "force_release", map[string]string{"lease_id": fmt.Sprint(req.GetLeaseId()), "released": fmt.Sprint(ok)}, err)
 	if err != nil {
 		return nil, err
 	}
-	return &triadv1.UsageReleaseResponse{LeaseId: req.GetLeaseId(), Released: ok}, nil
+	resp := &triadv1.UsageReleaseResponse{LeaseId: req.GetLeaseId(), Released: ok}
+	if ok && before != nil {
+		resp.Leases = []*triadv1.Lease{before}
+	}
+	return resp, nil
+}
+
+// releaseMatching releases every live lease the selector matches, read
+// through the leader. A retry with the same request id on this member gets
+// the first answer (the leases it released), not "none match".
+func (s *Service) releaseMatching(ctx context.Context, me *Session, req *triadv1.UsageReleaseRequest) (*triadv1.UsageReleaseResponse, error) {
+	id := req.GetRequestId()
+	if id != "" {
+		if r, ok := s.releases.get(id); ok {
+			return r, nil
+		}
+	}
+	ls, err := s.b.UsageLeases(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	resp := &triadv1.UsageReleaseResponse{}
+	var ids []string
+	for _, l := range ls {
+		if req.GetUser() != "" && l.GetUser() != req.GetUser() || req.GetHost() != "" && l.GetHost() != req.GetHost() ||
+			req.GetFeature() != "" && l.GetFeature() != req.GetFeature() {
+			continue
+		}
+		ok, err := s.b.ReleaseLease(ctx, me.ID, l.GetLeaseId())
+		if err != nil {
+			s.served(ctx, me, "force_release", map[string]string{"user": req.GetUser(), "host": req.GetHost(), "feature": req.GetFeature(), "lease_ids": strings.Join(ids, ",")}, err)
+			return nil, err
+		}
+		if ok {
+			resp.Leases = append(resp.Leases, l)
+			ids = append(ids, fmt.Sprint(l.GetLeaseId()))
+		}
+	}
+	resp.Released = len(resp.Leases) > 0
+	s.served(ctx, me, "force_release", map[string]string{"user": req.GetUser(), "host": req.GetHost(), "feature": req.GetFeature(), "lease_ids": strings.Join(ids, ",")}, nil)
+	if id != "" {
+		s.releases.put(id, resp)
+	}
+	return resp, nil
 }
 
 func (s *Service) UsageRecycle(ctx context.Context, req *triadv1.UsageRecycleRequest) (*triadv1.UsageRecycleResponse, error) {

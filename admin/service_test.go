@@ -98,15 +98,16 @@ func (f *fakeBackend) ClusterStatus(context.Context) *triadv1.ClusterStatusRespo
 	return fakeStatus
 }
 
-func (f *fakeBackend) EnrollLicense(_ context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error) {
+func (f *fakeBackend) EnrollLicense(_ context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, bool, error) {
 	f.wrote("EnrollLicense", sessionID)
 	f.mu.Lock()
+	already := f.enrolled != nil && string(f.enrolled) == string(file)
 	f.enrolled = file
 	f.mu.Unlock()
 	if f.enrollErr != nil {
-		return nil, f.enrollErr
+		return nil, false, f.enrollErr
 	}
-	return fakeLicense, nil
+	return fakeLicense, already, nil
 }
 
 func (f *fakeBackend) Licenses(context.Context) []*triadv1.LicenseInfo {

@@ -125,7 +125,7 @@ func snapshotCommand() *cli.Command {
 				w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 				fmt.Fprintf(w, "cluster id\t%s\nmode\t%s\nraft index\t%d\nterm\t%d\ntaken\t%s on %s (version %s)\nstate\t%d bytes, checksum ok\n",
 					hdr.GetClusterId(), hdr.GetMode(), hdr.GetIndex(), hdr.GetTerm(), fmtMs(hdr.GetCreatedMs()), hdr.GetMember(), hdr.GetVersion(), len(data))
-				fmt.Fprintln(w, "MEMBER\tCOMPUTER ID\tADDRESS\tMACHINE PROOF")
+				tableHeader(c, w, "MEMBER\tCOMPUTER ID\tADDRESS\tMACHINE PROOF")
 				for _, m := range hdr.GetMembers() {
 					proof := "recorded"
 					if m.GetMachineProof() == "" {

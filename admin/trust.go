@@ -75,7 +75,7 @@ func vendorTrustCommand() *cli.Command {
 				return
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "KEY ID\tPUBLIC KEY")
+			tableHeader(c, w, "KEY ID\tPUBLIC KEY")
 			for _, k := range r.Keys {
 				fmt.Fprintf(w, "%s\t%s\n", k.KeyId, hex.EncodeToString(k.PublicKey))
 			}

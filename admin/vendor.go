@@ -64,6 +64,7 @@ func vendorCommand() *cli.Command {
 					&cli.UintFlag{Name: "grace", Usage: "client grace period in seconds for every feature without grace= (0: 2 h)"},
 					&cli.StringFlag{Name: "description", Usage: "descriptive text stored in the license"},
 					&cli.StringFlag{Name: "out", Required: true, Usage: "output .lic file"},
+					&cli.BoolFlag{Name: "allow-expired", Usage: "sign even though --valid-until is already past (only to test how clusters refuse expired licenses)"},
 				},
 				Action: issue,
 			},
@@ -82,9 +83,10 @@ func vendorCommand() *cli.Command {
 					}
 					f, err := license.Parse(data)
 					if err != nil {
-						return err
+						return fmt.Errorf("%s: %w", c.Args().First(), err)
 					}
 					verdict := "not checked (pass --trust VENDOR.pub)"
+					var bad error
 					if paths := c.StringSlice("trust"); len(paths) > 0 {
 						keys, err := readPublicKeys(paths)
 						if err != nil {
@@ -92,18 +94,24 @@ func vendorCommand() *cli.Command {
 						}
 						if err := f.Verify(keys); err != nil {
 							verdict = "INVALID: " + err.Error()
+							bad = cli.Exit(fmt.Sprintf("triadctl: %s: the signature does not verify with the --trust keys: %v", c.Args().First(), err), 1)
 						} else {
 							verdict = "valid"
 						}
 					}
+					// The description is printed either way; a bad signature
+					// also makes the exit status 1, so a script can check.
 					if jsonOutput(c) {
-						return printJSON(stdout(c), map[string]any{"body": f.Body, "key_id": f.KeyID, "signature": verdict})
+						if err := printJSON(stdout(c), map[string]any{"body": f.Body, "key_id": f.KeyID, "signature": verdict}); err != nil {
+							return err
+						}
+						return bad
 					}
 					for _, l := range license.Describe(&f.Body) {
 						fmt.Fprintln(stdout(c), l)
 					}
 					fmt.Fprintf(stdout(c), "key id: %s\nsignature: %s\n", f.KeyID, verdict)
-					return nil
+					return bad
 				},
 			},
 			vendorTrustCommand(),
@@ -136,9 +144,14 @@ func issue(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("key"), err)
 	}
-	body, err := issueBody(c, time.Now())
+	now := time.Now()
+	body, err := issueBody(c, now)
 	if err != nil {
 		return err
+	}
+	if body.ValidUntil.Before(now) && !c.Bool("allow-expired") {
+		return fmt.Errorf("license %s would be expired already: valid until %s, and it is %s; give a later --valid-until (or --allow-expired to test refusals)",
+			body.Serial, body.ValidUntil.UTC().Format("2006-01-02 15:04:05 UTC"), now.UTC().Format("2006-01-02 15:04:05 UTC"))
 	}
 	data, err := license.Sign(body, priv)
 	if err != nil {

@@ -13,13 +13,17 @@ import (
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// versionCommand prints triadctl's build and, with --members, the version
-// of every member given by --server (no session needed: Discover).
+// versionCommand prints triadctl's build and, like kubectl version, the
+// version of every member given by --server (no session needed: Discover);
+// --client prints triadctl's alone, without contacting anything.
 func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
-		Usage: "triadctl's version, commit and Go version; with --members also each --server member's version",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "members", Usage: "also ask each --server member for its version"}},
+		Usage: "triadctl's version, commit and Go version, and each --server member's version (--client: triadctl's only)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "client", Usage: "print triadctl's version only, contacting no member"},
+			&cli.BoolFlag{Name: "members", Usage: "ask each --server member for its version (the default; kept for scripts)"},
+		},
 		Action: func(c *cli.Context) error {
 			bi := buildinfo.Get()
 			type memberVersion struct {
@@ -29,7 +33,7 @@ func versionCommand() *cli.Command {
 				Error   string `json:"error,omitempty"`
 			}
 			var members []memberVersion
-			if c.Bool("members") {
+			if !c.Bool("client") {
 				ts, err := targets(c)
 				if err != nil {
 					return err
@@ -55,7 +59,7 @@ func versionCommand() *cli.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "\nMEMBER\tADDRESS\tVERSION")
+			tableHeader(c, w, "\nMEMBER\tADDRESS\tVERSION")
 			for _, m := range members {
 				v := m.Version
 				if m.Error != "" {

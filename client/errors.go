@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,6 +42,10 @@ var (
 	ErrIdleTimeout = errors.New("triad: lease released: idle timeout")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("triad: client closed")
+	// ErrNeverFits: the checkout asks for more seats than the feature has
+	// in all (FAILED_PRECONDITION "can never fit: ..."): no wait or retry
+	// can help; ask for fewer. Unlike ErrNoSeat it is not a busy signal.
+	ErrNeverFits = errors.New("triad: the checkout can never fit")
 )
 
 // ProtocolVersionError reports the versions in a FAILED_PRECONDITION
@@ -109,6 +114,9 @@ func classify(op string, err error) error {
 	case codes.InvalidArgument:
 		d.sentinel = ErrInvalidArgument
 	case codes.FailedPrecondition:
+		if strings.HasPrefix(st.Message(), "can never fit") {
+			d.sentinel = ErrNeverFits
+		}
 		if m := protocolRE.FindStringSubmatch(st.Message()); m != nil {
 			cv, err1 := strconv.ParseUint(m[1], 10, 32)
 			sv, err2 := strconv.ParseUint(m[2], 10, 32)

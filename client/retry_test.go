@@ -273,3 +273,15 @@ func TestRefusedRenewalsUseTheBackup(t *testing.T) {
 		t.Fatalf("RenewErr %v after the cluster renewed", l.RenewErr())
 	}
 }
+
+// TestClassifyNeverFits: "can never fit" is ErrNeverFits, not ErrNoSeat,
+// and a definite answer (no other member is tried).
+func TestClassifyNeverFits(t *testing.T) {
+	err := classify("checkout", status.Error(codes.FailedPrecondition, "can never fit: 11 seats of cad asked, 10 licensed; ask for at most 10"))
+	if !errors.Is(err, ErrNeverFits) || errors.Is(err, ErrNoSeat) || status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("classify: %v", err)
+	}
+	if outcome(err, true) != definite {
+		t.Errorf("can never fit is not a definite answer")
+	}
+}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,10 +55,10 @@ func wipe(t *testing.T, m *member) {
 }
 
 type backupHeader struct {
-	ClusterID string `json:"cluster_id"`
-	Index     string `json:"index"`
-	Term      string `json:"term"`
-	Member    string `json:"member"`
+	ClusterID string      `json:"cluster_id"`
+	Index     json.Number `json:"index"`
+	Term      json.Number `json:"term"`
+	Member    string      `json:"member"`
 	Members   []struct {
 		Name         string `json:"name"`
 		ComputerID   string `json:"computer_id"`

@@ -285,7 +285,7 @@ func TestEnrollmentChecks(t *testing.T) {
 			return c.issueWith("bind", c.vendorKey(), ids[0]+","+ids[1]+",TRD-0000-0000-0000-0000", "--feature", "cad:1:1", "--valid-until", "2099-01-01")
 		}, "computer"},
 		{"expired", func() string {
-			return c.issueWith("old", c.vendorKey(), strings.Join(ids, ","), "--feature", "cad:1:1", "--valid-after", "2020-01-01", "--valid-until", "2021-01-01")
+			return c.issueWith("old", c.vendorKey(), strings.Join(ids, ","), "--feature", "cad:1:1", "--valid-after", "2020-01-01", "--valid-until", "2021-01-01", "--allow-expired")
 		}, "expired"},
 		{"untrusted signature", func() string {
 			return c.issueWith("foreign", other.vendorKey(), strings.Join(ids, ","), "--feature", "cad:1:1", "--valid-until", "2099-01-01")

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"syscall"
 	"testing"
 	"time"
@@ -91,8 +92,8 @@ func TestNoSeatIsFinal(t *testing.T) {
 	until := time.Now().Add(3 * time.Second)
 	for polls := 0; polls == 0 || time.Now().Before(until); polls++ {
 		var leases []struct {
-			RequestID string `json:"request_id"`
-			LeaseID   string `json:"lease_id"`
+			RequestID string      `json:"request_id"`
+			LeaseID   json.Number `json:"lease_id"`
 		}
 		ctlJSON(t, leader.addr, &leases, "usage", "leases", "--consistent")
 		if len(leases) != 0 {

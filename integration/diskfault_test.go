@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -207,14 +208,14 @@ func (c *diskCluster) checkRejoined(m *member, want []uint64) {
 			return err
 		}
 		var leases []struct {
-			LeaseID string `json:"lease_id"`
+			LeaseID json.Number `json:"lease_id"`
 		}
 		if err := jsonUnmarshal(out, &leases); err != nil {
 			return err
 		}
 		var got []uint64
 		for _, l := range leases {
-			id, _ := strconv.ParseUint(l.LeaseID, 10, 64)
+			id, _ := strconv.ParseUint(string(l.LeaseID), 10, 64)
 			got = append(got, id)
 		}
 		slices.Sort(got)

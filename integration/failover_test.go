@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -36,12 +37,12 @@ func renewAll(t *testing.T, addr string, ids []uint64, secrets map[uint64][]byte
 func leaseIDs(t *testing.T, servers string) []uint64 {
 	t.Helper()
 	var leases []struct {
-		LeaseID string `json:"lease_id"`
+		LeaseID json.Number `json:"lease_id"`
 	}
 	ctlJSON(t, servers, &leases, "usage", "leases")
 	var ids []uint64
 	for _, l := range leases {
-		id, _ := strconv.ParseUint(l.LeaseID, 10, 64)
+		id, _ := strconv.ParseUint(string(l.LeaseID), 10, 64)
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)

@@ -344,8 +344,8 @@ type status struct {
 		B     string `json:"b"`
 		State string `json:"state"`
 	} `json:"links"`
-	CommitIndex  string `json:"commit_index"`
-	AppliedIndex string `json:"applied_index"`
+	CommitIndex  json.Number `json:"commit_index"`
+	AppliedIndex json.Number `json:"applied_index"`
 }
 
 // status is m's `cluster status`; its exit status 1 or 2 (partially or

@@ -213,9 +213,9 @@ type fullStatus struct {
 		Member string `json:"member"`
 	} `json:"alarms"`
 	ClockOffsets []struct {
-		Peer     string `json:"peer"`
-		OffsetMs string `json:"offset_ms"`
-		Skewed   bool   `json:"skewed"`
+		Peer     string      `json:"peer"`
+		OffsetMs json.Number `json:"offset_ms"`
+		Skewed   bool        `json:"skewed"`
 	} `json:"clock_offsets"`
 }
 

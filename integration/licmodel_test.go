@@ -203,7 +203,7 @@ func wantStatusAlarm(t *testing.T, servers, kind, subject, msg string) {
 		var st struct {
 			Alarms []struct {
 				Kind, Message, Member, Subject string
-				SinceUnixMs                    int64 `json:"since_unix_ms,string"`
+				SinceUnixMs                    int64 `json:"since_unix_ms"`
 			}
 		}
 		out, err = ctlOn(t, servers, "--output", "json", "cluster", "status")
@@ -251,10 +251,10 @@ func borrowShown(t *testing.T, servers string, id uint64, endMs int64) error {
 		return fmt.Errorf("usage leases lacks borrowed lease %d:\n%s", id, out)
 	}
 	var leases []struct {
-		LeaseID       uint64 `json:"lease_id,string"`
+		LeaseID       uint64 `json:"lease_id"`
 		Feature       string `json:"feature"`
 		Borrowed      bool   `json:"borrowed"`
-		ExpiresUnixMs int64  `json:"expires_unix_ms,string"`
+		ExpiresUnixMs int64  `json:"expires_unix_ms"`
 	}
 	out, err = ctlOn(t, servers, "--output", "json", "usage", "leases")
 	if err != nil {

@@ -667,7 +667,7 @@ func compareLogs(c *chaosCluster) (uint64, []string) {
 			if err != nil {
 				return err
 			}
-			a, err := strconv.ParseUint(s.AppliedIndex, 10, 64)
+			a, err := strconv.ParseUint(string(s.AppliedIndex), 10, 64)
 			if err != nil {
 				return fmt.Errorf("%s: applied index %q: %v", m.name, s.AppliedIndex, err)
 			}

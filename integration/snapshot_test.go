@@ -45,11 +45,11 @@ func httpIndexes(m *member) (commit, applied uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	commit, err = strconv.ParseUint(s.CommitIndex, 10, 64)
+	commit, err = strconv.ParseUint(string(s.CommitIndex), 10, 64)
 	if err != nil {
 		return 0, 0, fmt.Errorf("commit_index %q: %v", s.CommitIndex, err)
 	}
-	applied, err = strconv.ParseUint(s.AppliedIndex, 10, 64)
+	applied, err = strconv.ParseUint(string(s.AppliedIndex), 10, 64)
 	if err != nil {
 		return 0, 0, fmt.Errorf("applied_index %q: %v", s.AppliedIndex, err)
 	}

@@ -26,22 +26,22 @@ type truthStatus struct {
 		HTTPURL string `json:"http_url"`
 	} `json:"members"`
 	Links []struct {
-		A           string `json:"a"`
-		B           string `json:"b"`
-		State       string `json:"state"`
-		DownSinceMs string `json:"down_since_unix_ms"`
+		A           string      `json:"a"`
+		B           string      `json:"b"`
+		State       string      `json:"state"`
+		DownSinceMs json.Number `json:"down_since_unix_ms"`
 	} `json:"links"`
 	Alarms []struct {
-		Kind    string `json:"kind"`
-		Member  string `json:"member"`
-		Message string `json:"message"`
-		SinceMs string `json:"since_unix_ms"`
+		Kind    string      `json:"kind"`
+		Member  string      `json:"member"`
+		Message string      `json:"message"`
+		SinceMs json.Number `json:"since_unix_ms"`
 	} `json:"alarms"`
 	Events []struct {
-		Kind    string `json:"kind"`
-		Member  string `json:"member"`
-		Message string `json:"message"`
-		AtMs    string `json:"at_unix_ms"`
+		Kind    string      `json:"kind"`
+		Member  string      `json:"member"`
+		Message string      `json:"message"`
+		AtMs    json.Number `json:"at_unix_ms"`
 	} `json:"events"`
 }
 
@@ -55,7 +55,7 @@ func (s truthStatus) alarm(kind, member string) (since time.Time, ok bool) {
 	for _, a := range s.Alarms {
 		if a.Kind == kind && (member == "" || a.Member == member) {
 			var ms int64
-			fmt.Sscan(a.SinceMs, &ms)
+			fmt.Sscan(string(a.SinceMs), &ms)
 			return time.UnixMilli(ms), true
 		}
 	}
@@ -75,7 +75,7 @@ func (s truthStatus) link(a, b string) (state string, downSince time.Time) {
 	for _, l := range s.Links {
 		if (l.A == a && l.B == b) || (l.A == b && l.B == a) {
 			var ms int64
-			fmt.Sscan(l.DownSinceMs, &ms)
+			fmt.Sscan(string(l.DownSinceMs), &ms)
 			if ms > 0 {
 				downSince = time.UnixMilli(ms)
 			}

@@ -119,22 +119,27 @@ func featureUsageRows(rows []fsm.FeatureRow) []*triadv1.FeatureUsage {
 }
 
 // UsageUsers sums the seats of live leases per user, host, feature and
-// version (admin.Backend).
+// licensed version (admin.Backend).
 func (s *Server) UsageUsers(ctx context.Context) []*triadv1.UserUsage {
 	type key struct {
 		user, host, feature string
 		version             featver.Key
 	}
 	rows := map[key]*triadv1.UserUsage{}
+	seats := s.fsm.LicensedVersions(s.nowMs()) // show licensed versions, never 0 for "any"
 	for _, l := range s.fsm.Leases() {
-		v, err := featver.Of(l.GetVersion(), l.GetVersionText())
+		lv, ok := seats[l.GetId()]
+		if !ok {
+			lv = fsm.LicensedVersion{Version: l.GetVersion(), Text: l.GetVersionText()}
+		}
+		v, err := featver.Of(lv.Version, lv.Text)
 		if err != nil {
-			v = featver.Whole(l.GetVersion())
+			v = featver.Whole(lv.Version)
 		}
 		k := key{l.GetUser(), l.GetHost(), l.GetFeature(), v}
 		r, ok := rows[k]
 		if !ok {
-			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: l.GetVersion(), VersionText: l.GetVersionText(),
+			r = &triadv1.UserUsage{User: k.user, Host: k.host, Feature: k.feature, Version: lv.Version, VersionText: lv.Text,
 				OldestGrantedUnixMs: l.GetGrantedMs()}
 			rows[k] = r
 		}
@@ -199,6 +204,16 @@ func (s *Server) ReleaseLease(ctx context.Context, sessionID string, id uint64) 
 	}
 	released := len(res) == 1 && len(res[0].GetLeases()) == 1 && res[0].GetLeases()[0].GetCode() == fsmpb.Code_OK
 	s.log.Info("lease force-released by an administrator", "lease_id", id, "released", released)
+	if !released {
+		// Lease ids are handed out in order: after catching up with the
+		// leader, an id at or above the next one was never granted.
+		if err := s.readIndex(ctx); err != nil {
+			return false, toStatus(err)
+		}
+		if next := s.fsm.NextLeaseID(); id >= next {
+			return false, status.Errorf(codes.NotFound, "lease %d never existed: this cluster has granted lease ids 1 to %d so far; see `triadctl usage leases`", id, next-1)
+		}
+	}
 	return released, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,47 +19,50 @@ import (
 // before anything is proposed, and replicates it under the caller's
 // session; every member's FSM verifies it again (signature against the
 // replicated vendor trust, fields, binding, dates) when it applies.
-func (s *Server) EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, error) {
+func (s *Server) EnrollLicense(ctx context.Context, sessionID string, file []byte) (*triadv1.LicenseInfo, bool, error) {
 	c := s.cluster()
 	if c == nil {
-		return nil, status.Error(codes.FailedPrecondition, "the cluster is not formed yet: run `triadctl cluster create` first")
+		return nil, false, status.Error(codes.FailedPrecondition, "the cluster is not formed yet: run `triadctl cluster create` first")
 	}
 	f, err := license.Parse(file)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, false, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	trusted, _ := s.fsm.VendorTrust()
 	if len(trusted) == 0 {
-		return nil, status.Error(codes.FailedPrecondition, "the cluster trusts no vendor key, so no license can be verified: trust the vendor's public key with `triadctl vendor trust add VENDOR.pub`")
+		return nil, false, status.Error(codes.FailedPrecondition, "the cluster trusts no vendor key, so no license can be verified: trust the vendor's public key with `triadctl vendor trust add VENDOR.pub`")
 	}
 	if err := f.Verify(trusted); err != nil {
-		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+		return nil, false, status.Errorf(codes.PermissionDenied, "%v", err)
 	}
 	var ids []string
 	for _, m := range c.GetMembers() {
 		ids = append(ids, m.GetComputerId())
 	}
 	if err := license.CheckBinding(&f.Body, c.GetMode(), ids); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+		return nil, false, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
 	if err := license.CheckDates(&f.Body, s.now()); err != nil && !errors.Is(err, license.ErrNotYetValid) {
-		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+		return nil, false, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
 	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_EnrollLicense{EnrollLicense: &fsmpb.EnrollLicense{
 		License: fsm.LicenseFromFile(f, file), SessionId: sessionID}}}, false)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, false, toStatus(err)
 	}
 	if err := resultStatus(res.GetCode(), res.GetMessage()); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.log.Info("license enrolled", "serial", f.Body.Serial, "customer", f.Body.IssuedTo)
+	// The state machine answers OK "... was already enrolled" for the same
+	// license enrolled again (idempotent); the tool says so.
+	already := res.GetLicense().GetEnrolledIndex() != 0 && strings.HasSuffix(res.GetMessage(), "was already enrolled")
+	s.log.Info("license enrolled", "serial", f.Body.Serial, "customer", f.Body.IssuedTo, "already_enrolled", already)
 	// Read your write: the answer (its state) comes from this member's FSM,
 	// which may trail the leader that applied the enrollment.
 	if err := s.waitApplied(ctx, res.GetLicense().GetEnrolledIndex()); err != nil {
-		return nil, toStatus(err)
+		return nil, false, toStatus(err)
 	}
-	return s.licenseInfo(res.GetLicense()), nil
+	return s.licenseInfo(res.GetLicense()), already, nil
 }
 
 func (s *Server) licenseInfo(l *fsmpb.License) *triadv1.LicenseInfo {

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -80,6 +81,12 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	}
 	r := res[0]
 	l.m.checkout(req.GetFeature(), r.GetCode())
+	if err := l.neverFits(req, r); err != nil {
+		l.s.noteDenial(req.GetFeature(), "can never fit")
+		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
+			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", "can never fit", "message", status.Convert(err).Message())
+		return nil, err
+	}
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
 		reason := denialReason(r.GetCode(), r.GetMessage())
 		l.s.noteDenial(req.GetFeature(), reason)
@@ -91,6 +98,31 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	// The secret goes to the caller only, beside the lease (never inside a
 	// Lease message, which listings also use).
 	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader, LeaseSecret: r.GetLease().GetSecret()}, nil
+}
+
+// neverFits turns a no-seat refusal of a checkout asking for more seats
+// than the feature has in all (at its version or above, overdraft
+// included) into a definite FAILED_PRECONDITION "can never fit": waiting
+// or retrying cannot help, so it must not look like a retryable no-seat
+// (RESOURCE_EXHAUSTED) to clients, queues or the denial counts.
+func (l *licensingService) neverFits(req *triadv1.CheckoutRequest, r *fsmpb.OpResult) error {
+	if r.GetCode() != fsmpb.Code_NO_SEAT {
+		return nil
+	}
+	asked := uint64(max(req.GetCount(), 1))
+	want, err := featver.Of(req.GetVersion(), req.GetVersionText())
+	if err != nil {
+		return nil // normalizeVersion refused it before
+	}
+	total := l.s.fsm.MaxSeats(req.GetFeature(), want, l.s.nowMs())
+	if asked <= total {
+		return nil
+	}
+	at := ""
+	if want > 0 {
+		at = fmt.Sprintf(" at version %s or above", featver.Display(req.GetVersion(), req.GetVersionText()))
+	}
+	return status.Errorf(codes.FailedPrecondition, "can never fit: %d seats of %s asked, %d licensed%s; ask for at most %d", asked, req.GetFeature(), total, at, total)
 }
 
 // maxBorrowSeconds bounds a borrow request (the license sets the real limit).
@@ -345,9 +377,12 @@ func (s *Server) leaseToAPI(l *fsmpb.Lease) *triadv1.Lease {
 // chose it may know it.
 func (s *Server) Leases(ctx context.Context) []*triadv1.Lease {
 	var out []*triadv1.Lease
+	seats := s.fsm.LicensedVersions(s.nowMs())
 	for _, l := range s.fsm.Leases() {
 		a := s.leaseToAPI(l)
 		a.RequestId = ""
+		lv := seats[l.GetId()]
+		a.LicensedVersion, a.LicensedVersionText = lv.Version, lv.Text
 		out = append(out, a)
 	}
 	return out

@@ -9,7 +9,8 @@ import (
 )
 
 func main() {
-	if err := admin.App().Run(os.Args); err != nil {
+	app := admin.App()
+	if err := app.Run(admin.InterspersedArgs(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "triadctl:", err)
 		os.Exit(1)
 	}

@@ -278,8 +278,14 @@ type Lease struct {
 	LingerUntilUnixMs int64 `protobuf:"varint,221,opt,name=linger_until_unix_ms,json=lingerUntilUnixMs,proto3" json:"linger_until_unix_ms,omitempty"`
 	// Since when the holder reports the product idle (0: active).
 	IdleSinceUnixMs int64 `protobuf:"varint,222,opt,name=idle_since_unix_ms,json=idleSinceUnixMs,proto3" json:"idle_since_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Version of the license entry the seat sits on (a lease asked for any
+	// version, 0, sits on a real one), as listings show it; the requested
+	// version stays in version. Set on admin listings.
+	LicensedVersion uint32 `protobuf:"varint,260,opt,name=licensed_version,json=licensedVersion,proto3" json:"licensed_version,omitempty"`
+	// Dotted text of licensed_version ("2.1"); empty for whole numbers.
+	LicensedVersionText string `protobuf:"bytes,261,opt,name=licensed_version_text,json=licensedVersionText,proto3" json:"licensed_version_text,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -471,6 +477,20 @@ func (x *Lease) GetIdleSinceUnixMs() int64 {
 		return x.IdleSinceUnixMs
 	}
 	return 0
+}
+
+func (x *Lease) GetLicensedVersion() uint32 {
+	if x != nil {
+		return x.LicensedVersion
+	}
+	return 0
+}
+
+func (x *Lease) GetLicensedVersionText() string {
+	if x != nil {
+		return x.LicensedVersionText
+	}
+	return ""
 }
 
 type CheckoutResponse struct {
@@ -995,7 +1015,10 @@ type FeatureUsage struct {
 	// Set on a component's rows: the package whose seats serve it. Those
 	// rows repeat the package's capacity; in_use counts the package seats
 	// held by users and hosts holding this component.
-	Package       string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	Package string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
+	// Checkouts waiting in the feature's queue for a seat of this version
+	// (0 until queued checkouts exist; issue 13 point 1 fills it).
+	Queued        uint32 `protobuf:"varint,260,opt,name=queued,proto3" json:"queued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1091,6 +1114,13 @@ func (x *FeatureUsage) GetPackage() string {
 		return x.Package
 	}
 	return ""
+}
+
+func (x *FeatureUsage) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
 }
 
 type FeaturesResponse struct {
@@ -2547,9 +2577,17 @@ func (x *UsageDenialsResponse) GetStatisticsOff() bool {
 }
 
 type UsageReleaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	LeaseId       uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	LeaseId uint64                 `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// Selector, as lmremove's: release every live lease matching all the
+	// given fields (exact match). Either lease_id or at least one of these.
+	User    string `protobuf:"bytes,260,opt,name=user,proto3" json:"user,omitempty"`
+	Host    string `protobuf:"bytes,261,opt,name=host,proto3" json:"host,omitempty"`
+	Feature string `protobuf:"bytes,262,opt,name=feature,proto3" json:"feature,omitempty"`
+	// Chosen once per user action and kept across retries: a retry sent to
+	// the same member gets the first answer.
+	RequestId     string `protobuf:"bytes,263,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2598,11 +2636,41 @@ func (x *UsageReleaseRequest) GetLeaseId() uint64 {
 	return 0
 }
 
+func (x *UsageReleaseRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UsageReleaseRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *UsageReleaseRequest) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *UsageReleaseRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type UsageReleaseResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId uint64                 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// False when the lease was already gone.
-	Released      bool `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	Released bool `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	// The leases released (selector or id), as they were.
+	Leases        []*Lease `protobuf:"bytes,260,rep,name=leases,proto3" json:"leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2649,6 +2717,13 @@ func (x *UsageReleaseResponse) GetReleased() bool {
 		return x.Released
 	}
 	return false
+}
+
+func (x *UsageReleaseResponse) GetLeases() []*Lease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
 }
 
 type ServerShowRequest struct {
@@ -3898,10 +3973,12 @@ func (x *LicenseInfo) GetEnrolledUnixMs() int64 {
 }
 
 type LicenseEnrollResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	License       *LicenseInfo           `protobuf:"bytes,1,opt,name=license,proto3" json:"license,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	License *LicenseInfo           `protobuf:"bytes,1,opt,name=license,proto3" json:"license,omitempty"`
+	// The same license was enrolled before: nothing changed.
+	AlreadyEnrolled bool `protobuf:"varint,260,opt,name=already_enrolled,json=alreadyEnrolled,proto3" json:"already_enrolled,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LicenseEnrollResponse) Reset() {
@@ -3939,6 +4016,13 @@ func (x *LicenseEnrollResponse) GetLicense() *LicenseInfo {
 		return x.License
 	}
 	return nil
+}
+
+func (x *LicenseEnrollResponse) GetAlreadyEnrolled() bool {
+	if x != nil {
+		return x.AlreadyEnrolled
+	}
+	return false
 }
 
 type LicenseListRequest struct {
@@ -5565,7 +5649,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xdf\x05\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xc0\x06\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -5595,7 +5679,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"components\x12\x1d\n" +
 	"\tlingering\x18\xdc\x01 \x01(\bR\tlingering\x120\n" +
 	"\x14linger_until_unix_ms\x18\xdd\x01 \x01(\x03R\x11lingerUntilUnixMs\x12,\n" +
-	"\x12idle_since_unix_ms\x18\xde\x01 \x01(\x03R\x0fidleSinceUnixMs\"t\n" +
+	"\x12idle_since_unix_ms\x18\xde\x01 \x01(\x03R\x0fidleSinceUnixMs\x12*\n" +
+	"\x10licensed_version\x18\x84\x02 \x01(\rR\x0flicensedVersion\x123\n" +
+	"\x15licensed_version_text\x18\x85\x02 \x01(\tR\x13licensedVersionText\"t\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
@@ -5630,7 +5716,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\x99\x02\n" +
+	"consistent\"\xb2\x02\n" +
 	"\fFeatureUsage\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
@@ -5640,7 +5726,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
 	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\x12\"\n" +
 	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
-	"\apackage\x18\xf1\x01 \x01(\tR\apackage\"F\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x17\n" +
+	"\x06queued\x18\x84\x02 \x01(\rR\x06queued\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x11\n" +
 	"\x0fDiscoverRequest\"\x91\x01\n" +
@@ -5754,13 +5841,19 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\"\n" +
 	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\x12/\n" +
 	"\adenials\x18\x03 \x03(\v2\x15.triad.v1.DenialCountR\adenials\x12%\n" +
-	"\x0estatistics_off\x18\x04 \x01(\bR\rstatisticsOff\"_\n" +
+	"\x0estatistics_off\x18\x04 \x01(\bR\rstatisticsOff\"\xc4\x01\n" +
 	"\x13UsageReleaseRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\x04R\aleaseId\"M\n" +
+	"\blease_id\x18\x02 \x01(\x04R\aleaseId\x12\x13\n" +
+	"\x04user\x18\x84\x02 \x01(\tR\x04user\x12\x13\n" +
+	"\x04host\x18\x85\x02 \x01(\tR\x04host\x12\x19\n" +
+	"\afeature\x18\x86\x02 \x01(\tR\afeature\x12\x1e\n" +
+	"\n" +
+	"request_id\x18\x87\x02 \x01(\tR\trequestId\"w\n" +
 	"\x14UsageReleaseResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
-	"\breleased\x18\x02 \x01(\bR\breleased\"B\n" +
+	"\breleased\x18\x02 \x01(\bR\breleased\x12(\n" +
+	"\x06leases\x18\x84\x02 \x03(\v2\x0f.triad.v1.LeaseR\x06leases\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x9c\x03\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
@@ -5871,9 +5964,10 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bfeatures\x18\t \x03(\v2\x11.triad.v1.FeatureR\bfeatures\x12\x14\n" +
 	"\x05state\x18\n" +
 	" \x01(\tR\x05state\x12(\n" +
-	"\x10enrolled_unix_ms\x18\v \x01(\x03R\x0eenrolledUnixMs\"H\n" +
+	"\x10enrolled_unix_ms\x18\v \x01(\x03R\x0eenrolledUnixMs\"t\n" +
 	"\x15LicenseEnrollResponse\x12/\n" +
-	"\alicense\x18\x01 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense\"C\n" +
+	"\alicense\x18\x01 \x01(\v2\x15.triad.v1.LicenseInfoR\alicense\x12*\n" +
+	"\x10already_enrolled\x18\x84\x02 \x01(\bR\x0falreadyEnrolled\"C\n" +
 	"\x12LicenseListRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"H\n" +
 	"\x13LicenseListResponse\x121\n" +
@@ -6139,115 +6233,116 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
 	32, // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
 	15, // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 16: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
-	20, // 17: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
-	22, // 18: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	69, // 19: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
-	15, // 20: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 21: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	15, // 22: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 23: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	42, // 24: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	45, // 25: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	46, // 26: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
-	11, // 27: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	47, // 28: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	44, // 29: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
-	15, // 30: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	49, // 31: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	50, // 32: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	15, // 33: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	50, // 34: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 35: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 36: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 37: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	15, // 38: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 39: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 40: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 41: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
-	62, // 42: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
-	15, // 43: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 44: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 45: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	70, // 46: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
-	71, // 47: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
-	15, // 48: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
-	73, // 49: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
-	15, // 50: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 51: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 52: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
-	50, // 53: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
-	1,  // 54: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 55: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 56: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 57: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 58: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 59: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 60: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 61: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 62: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 63: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 64: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 65: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 66: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 67: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 68: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 69: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 70: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 71: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 72: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 73: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 74: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 75: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 76: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 77: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 78: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 79: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 80: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 81: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 82: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 83: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 84: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 85: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 86: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	3,  // 87: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 88: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 89: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 90: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 91: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 92: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 93: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 94: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 95: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 96: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 97: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 98: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 99: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 100: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 101: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 102: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 103: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 104: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 105: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 106: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 107: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 108: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 109: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 110: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 111: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 112: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 113: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 114: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 115: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 116: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 117: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 118: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 119: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	87, // [87:120] is the sub-list for method output_type
-	54, // [54:87] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	2,  // 16: triad.v1.UsageReleaseResponse.leases:type_name -> triad.v1.Lease
+	15, // 17: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
+	20, // 18: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
+	22, // 19: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
+	69, // 20: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
+	15, // 21: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 22: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	15, // 23: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 24: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	42, // 25: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	45, // 26: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	46, // 27: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	11, // 28: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	47, // 29: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	44, // 30: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
+	15, // 31: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	49, // 32: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	50, // 33: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15, // 34: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	50, // 35: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15, // 36: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 37: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,  // 38: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	15, // 39: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 40: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 41: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 42: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	62, // 43: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15, // 44: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 45: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 46: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	70, // 47: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
+	71, // 48: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
+	15, // 49: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
+	73, // 50: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
+	15, // 51: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 52: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
+	39, // 53: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
+	50, // 54: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
+	1,  // 55: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 56: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 57: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 58: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 59: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 60: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 61: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 62: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 63: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 64: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 65: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 66: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 67: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 68: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 69: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 70: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 71: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 72: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 73: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 74: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 75: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 76: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 77: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 78: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 79: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 80: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 81: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 82: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 83: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 84: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 85: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75, // 86: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77, // 87: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	3,  // 88: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 89: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 90: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 91: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 92: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 93: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 94: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 95: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 96: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 97: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 98: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 99: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 100: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 101: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 102: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 103: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 104: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 105: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 106: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 107: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 108: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 109: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 110: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 111: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 112: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 113: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 114: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 115: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 116: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 117: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 118: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76, // 119: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78, // 120: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	88, // [88:121] is the sub-list for method output_type
+	55, // [55:88] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }

@@ -1,0 +1,49 @@
+package fsm
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/triadlm/triad/proto/fsmpb"
+)
+
+// TestLicensedVersions: each lease shows the version of the seat it sits
+// on, never 0 for "any version", placed as the usage rows count them.
+func TestLicensedVersions(t *testing.T) {
+	h := v5v3(t) // cad v5 ×2, v3 ×2
+	var ids []uint64
+	for i, v := range []uint32{0, 5, 4, 0} {
+		r := h.op(t0, grantOp(fmt.Sprint("r", i), "cad", v, 1))
+		if r.Code != fsmpb.Code_OK {
+			t.Fatalf("grant v%d: %v %s", v, r.Code, r.Message)
+		}
+		ids = append(ids, r.GetLease().GetId())
+	}
+	got := h.f.LicensedVersions(t0)
+	// v5 and v4 take the two v5 seats; the two "any" leases the v3 seats.
+	want := map[uint64]uint32{ids[0]: 3, ids[1]: 5, ids[2]: 5, ids[3]: 3}
+	for id, v := range want {
+		if got[id] != v {
+			t.Errorf("lease %d sits on v%d, want v%d (all: %v)", id, got[id], v, got)
+		}
+	}
+	// The rows agree: each version's in-use count is the leases shown there.
+	count := map[uint32]uint32{}
+	for _, v := range got {
+		count[v]++
+	}
+	for _, u := range h.f.Usage(t0) {
+		if u.Feature == "cad" && u.InUse != count[u.Version] {
+			t.Errorf("row v%d in use %d, listing shows %d there", u.Version, u.InUse, count[u.Version])
+		}
+	}
+	// A lease whose license went away shows its requested version.
+	h.mustEnroll(t0, lic("Z", t0-day, t0+day, feat("zed", 0, 1)))
+	r := h.op(t0, grantOp("z", "zed", 0, 1))
+	if r.Code != fsmpb.Code_OK {
+		t.Fatal(r.Message)
+	}
+	if v := h.f.LicensedVersions(t0 + 2*day)[r.GetLease().GetId()]; v != 0 {
+		t.Errorf("orphan lease shows v%d, want its requested v0", v)
+	}
+}
