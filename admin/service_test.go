@@ -122,6 +122,11 @@ func (f *fakeBackend) UsageFeatures(_ context.Context, consistent bool) ([]*tria
 	return fakeUsage, nil
 }
 
+func (f *fakeBackend) UsageQueue(_ context.Context, consistent bool) ([]*triadv1.QueuedCheckout, error) {
+	f.called("Queue")
+	return []*triadv1.QueuedCheckout{{Feature: "cad", Position: 1, User: "ann"}}, nil
+}
+
 func (f *fakeBackend) UsageLeases(_ context.Context, consistent bool) ([]*triadv1.Lease, error) {
 	f.called("Leases")
 	f.mu.Lock()

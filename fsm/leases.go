@@ -38,12 +38,17 @@ func (s *state) applyBatch(now int64, index uint64, b *fsmpb.Batch) *fsmpb.Batch
 			r = s.applyBorrow(now, index, o.Borrow)
 		case *fsmpb.Op_AdminRelease:
 			r = s.applyAdminRelease(now, o.AdminRelease)
+		case *fsmpb.Op_Dequeue:
+			r = s.applyDequeue(now, o.Dequeue)
 		default:
 			// Unlike an undecodable entry, one empty op in a batch does
 			// not stop the member: it is refused on its own.
 			r = result(fsmpb.Code_INVALID_ARGUMENT, "empty op in batch")
 		}
 		out.Results = append(out.Results, r)
+		// A seat freed by this op goes to a waiter before the next op
+		// of the batch can take it.
+		s.serveQueues(now, index)
 	}
 	return out
 }
@@ -87,6 +92,9 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		}
 		return result(fsmpb.Code_NOT_FOUND, "request %s already produced lease %d, which has ended", g.RequestId, rec.LeaseId)
 	}
+	if e := s.queue.byKey[grantKey(g)]; e != nil {
+		return s.renewQueued(now, e) // a retry of a queued request keeps its place
+	}
 	if s.cluster == nil {
 		return result(fsmpb.Code_NOT_FORMED, "the cluster is not formed yet")
 	}
@@ -96,9 +104,21 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		}
 	}
 	res, t := s.admit(now, g, uint64(max(g.Count, 1)))
+	if res == nil {
+		// Earlier waiters of the feature are served first (queue.go).
+		res = s.lineHeld(now, g)
+	}
 	if res != nil {
+		if g.GetQueueWaitMs() > 0 {
+			return s.enqueue(now, index, g, borrowMs, res)
+		}
 		return s.rememberDenial(now, g, res)
 	}
+	return s.newLease(now, index, g, t, borrowMs)
+}
+
+// newLease creates the lease of an admitted grant.
+func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borrowMs int64) *fsmpb.OpResult {
 	ttl := clampTTL(g.TtlMs)
 	if borrowMs > 0 {
 		ttl = borrowMs
@@ -148,10 +168,7 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
-	k := requestKey{request: g.RequestId}
-	if len(g.GetSecret()) > 0 {
-		k.client = g.ClientId
-	}
+	k := grantKey(g)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, ClientId: k.client, EndedMs: now,
 		DeniedCode: res.Code, DeniedMessage: res.Message}
 	s.noteEnded(now)
@@ -175,6 +192,14 @@ func requestKeyOf(l *fsmpb.Lease) requestKey {
 		return requestKey{request: l.GetRequestId()}
 	}
 	return requestKey{client: l.GetClientId(), request: l.GetRequestId()}
+}
+
+// grantKey is the request key of g (see requestKeyOf).
+func grantKey(g *fsmpb.Grant) requestKey {
+	if len(g.GetSecret()) == 0 {
+		return requestKey{request: g.GetRequestId()}
+	}
+	return requestKey{client: g.GetClientId(), request: g.GetRequestId()}
 }
 
 // earlierRequest finds the record of an earlier grant of the same request:
@@ -308,6 +333,7 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 		s.endLease(now, l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired", ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
+	s.expireQueue(now)
 	s.pruneRequests(now)
 	return out
 }
@@ -360,6 +386,7 @@ func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 		e.l.ExpiresMs = now + e.l.TtlMs
 	}
 	heap.Init(&s.expiry)
+	s.rebaseQueue(now, memoryFrom)
 	return result(fsmpb.Code_OK, "%d lease(s) rebased", len(s.expiry))
 }
 

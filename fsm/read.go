@@ -99,12 +99,16 @@ func (f *FSM) Usage(nowMs int64) []Usage {
 
 // HasExpired reports whether an ExpireLeases command at nowMs would change
 // anything: a lease expired before nowMs, or a request record is due to be
-// forgotten. It costs O(1); the leader asks every second.
+// forgotten, or a queued checkout's wait or TTL ended. It costs O(1) plus
+// O(queued checkouts); the leader asks every second.
 func (f *FSM) HasExpired(nowMs int64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
 	if len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < nowMs {
+		return true
+	}
+	if s.queueExpired(nowMs) {
 		return true
 	}
 	return s.endedRequests > 0 && s.minEndedMs < nowMs-requestMemoryMs

@@ -14,9 +14,14 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
+// 3: queued checkouts (queue.go); written only when some request waits,
+// so that other snapshots keep their format-2 bytes and an older build
+// refuses only a snapshot whose queue it would drop.
 const (
-	snapshotFormat       = 2
+	snapshotFormat       = 3
 	oldestSnapshotFormat = 1
+	// snapshotFormatNoQueue is written when no request waits.
+	snapshotFormatNoQueue = 2
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -40,6 +45,8 @@ type state struct {
 	// adminReqs remembers the answers to admin writes' request ids
 	// (adminreq.go).
 	adminReqs adminRequests
+	// queue holds the queued checkouts (queue.go).
+	queue queueState
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -75,6 +82,7 @@ func newState() *state {
 		admin:        newAdminState(),
 		model:        newModelState(),
 		adminReqs:    newAdminRequests(),
+		queue:        newQueueState(),
 	}
 }
 
@@ -83,7 +91,7 @@ func newState() *state {
 // lock and drop it.
 func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap := &fsmpb.Snapshot{
-		FormatVersion: snapshotFormat,
+		FormatVersion: snapshotFormatNoQueue,
 		Cluster:       s.cluster,
 		NextLeaseId:   s.nextLeaseID,
 		LastNowMs:     s.lastNowMs,
@@ -111,6 +119,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
 	s.adminReqs.toSnapshot(snap)
+	s.queueToSnapshot(snap)
+	if len(snap.Queue) > 0 {
+		snap.FormatVersion = snapshotFormat
+	}
 	return snap
 }
 
@@ -146,6 +158,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		return nil, err
 	}
 	if s.adminReqs, err = adminRequestsFromSnapshot(snap); err != nil {
+		return nil, err
+	}
+	if s.queue, err = queueFromSnapshot(snap); err != nil {
 		return nil, err
 	}
 	for _, l := range snap.Licenses {
