@@ -21,6 +21,23 @@ type CheckoutRequest struct {
 	// unknown. One given here must be as hard to guess: with the client id
 	// it lets a retry fetch the lease and its secret.
 	RequestID string
+
+	// Queue makes Checkout wait for a seat instead of failing with
+	// ErrNoSeat: the request joins the feature's first-in first-out queue
+	// in the cluster and Checkout returns once the cluster grants it a
+	// seat (client/DESIGN.md, "Queued checkouts").
+	Queue bool
+	// MaxWait bounds the wait in the queue, measured by the cluster; 0
+	// means 1 hour, at most 7 days. When it passes, Checkout fails with
+	// an error matching ErrNoSeat ("waited N in the queue ..., no seat
+	// freed"). ctx bounds the call as well: when it ends, the request
+	// leaves the queue on the server too.
+	MaxWait time.Duration
+	// OnQueue, when set, is called from Checkout's goroutine with the
+	// request's place each time it changes while it waits (not after the
+	// grant). It must not block for long: the wait is kept alive by the
+	// same goroutine.
+	OnQueue func(QueueStatus)
 }
 
 // Checkout takes seats and starts renewing the lease in the background.
@@ -42,6 +59,9 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 	if req.TTL < 0 {
 		return nil, fmt.Errorf("triad: checkout: %w: negative TTL", ErrInvalidArgument)
 	}
+	if req.MaxWait < 0 || req.MaxWait > maxQueueWait || (req.MaxWait != 0 && !req.Queue) {
+		return nil, fmt.Errorf("triad: checkout: %w: MaxWait must be 0 to 7 days, with Queue set", ErrInvalidArgument)
+	}
 	if req.RequestID == "" {
 		req.RequestID = rand.Text()
 	}
@@ -53,7 +73,16 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		defer cancel()
 	}
 	sent := time.Now()
-	g, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
+	var g *grant
+	var err error
+	if req.Queue {
+		g, err = c.waitInQueue(ctx, l, req)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		g, err = c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
+	}
 	switch {
 	case err == nil:
 		l.cluster, l.source = g, SourceCluster

@@ -54,7 +54,7 @@ func resultStatus(code fsmpb.Code, msg string) error {
 		c = codes.FailedPrecondition
 	case fsmpb.Code_DENIED_BY_RULE, fsmpb.Code_WRONG_LEASE_SECRET:
 		c = codes.PermissionDenied
-	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS:
+	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS, fsmpb.Code_QUEUE_TIMEOUT, fsmpb.Code_QUEUE_LEFT:
 		c = codes.ResourceExhausted
 	case fsmpb.Code_SESSION_REFUSED:
 		c = codes.Unauthenticated

@@ -46,7 +46,7 @@ func (l *licensingService) CancelQueued(ctx context.Context, req *triadv1.Cancel
 	case fsmpb.Code_OK:
 		return &triadv1.CancelQueuedResponse{Removed: true, Message: r.GetMessage()}, nil
 	case fsmpb.Code_NOT_FOUND:
-		return &triadv1.CancelQueuedResponse{Message: r.GetMessage()}, nil
+		return &triadv1.CancelQueuedResponse{Message: r.GetMessage(), GrantedLeaseId: r.GetLease().GetId()}, nil
 	}
 	return nil, resultStatus(r.GetCode(), r.GetMessage())
 }

@@ -5530,10 +5530,13 @@ func (x *CancelQueuedRequest) GetClientId() string {
 type CancelQueuedResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when the request was waiting and left the queue.
-	Removed       bool   `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
-	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Removed bool   `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Not removed because the cluster granted the request meanwhile: its
+	// lease (a checkout with the same request id returns it with its secret).
+	GrantedLeaseId uint64 `protobuf:"varint,3,opt,name=granted_lease_id,json=grantedLeaseId,proto3" json:"granted_lease_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CancelQueuedResponse) Reset() {
@@ -5578,6 +5581,13 @@ func (x *CancelQueuedResponse) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *CancelQueuedResponse) GetGrantedLeaseId() uint64 {
+	if x != nil {
+		return x.GrantedLeaseId
+	}
+	return 0
 }
 
 type UsageQueueRequest struct {
@@ -6246,10 +6256,11 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1b\n" +
-	"\tclient_id\x18\x03 \x01(\tR\bclientId\"J\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\"t\n" +
 	"\x14CancelQueuedResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x01(\bR\aremoved\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"b\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12(\n" +
+	"\x10granted_lease_id\x18\x03 \x01(\x04R\x0egrantedLeaseId\"b\n" +
 	"\x11UsageQueueRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x1e\n" +
 	"\n" +
