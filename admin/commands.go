@@ -302,9 +302,9 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Features))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
+					fmt.Fprintln(w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL\tQUEUED")
 					for _, f := range r.Features {
-						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\n", f.Feature, f.Version, f.Capacity, f.InUse, poolUse(f))
+						fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%d\n", f.Feature, f.Version, f.Capacity, f.InUse, poolUse(f), f.QueueLength)
 					}
 					return w.Flush()
 				},
@@ -339,6 +339,7 @@ func usageCommand() *cli.Command {
 					return w.Flush()
 				},
 			},
+			usageQueueCommand(),
 		},
 	}
 }
