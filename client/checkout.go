@@ -34,8 +34,9 @@ type CheckoutRequest struct {
 	// leaves the queue on the server too.
 	MaxWait time.Duration
 	// OnQueue, when set, is called from Checkout's goroutine with the
-	// request's place each time it changes while it waits (not after the
-	// grant). It must not block for long: the wait is kept alive by the
+	// request's place each time it changes while it waits (its position,
+	// the queue's length or the deadline, which a leader change may move;
+	// not after the grant). It must not block for long: the wait is kept alive by the
 	// same goroutine.
 	OnQueue func(QueueStatus)
 }

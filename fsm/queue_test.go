@@ -96,6 +96,8 @@ func TestQueueFIFOOrder(t *testing.T) {
 	if got := queueUsers(h.f); got != "1:bob" {
 		t.Fatalf("queue %q", got)
 	}
+	// No seat is final for a plain checkout: its retry stays refused.
+	h.mustCode(t0+4, plainOp("r-plain", "dan", 1), fsmpb.Code_NO_SEAT)
 	// ann's retry gets her lease, with the secret of her first checkout.
 	r = h.mustCode(t0+5, queueOp("r1", "ann", "ws1", 1, 10*minute), fsmpb.Code_OK)
 	if !bytes.Equal(r.Lease.Secret, []byte("secret-r1")) || r.Lease.GrantedMs != t0+4 {

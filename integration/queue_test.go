@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
 	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/triadv1"
 )
 
 // ctlProc is a triadctl process left running (a queued checkout).
@@ -122,7 +127,7 @@ func TestQueuedCheckouts(t *testing.T) {
 	}
 	secondDone := make(chan result, 1)
 	go func() {
-		l, err := secondC.Checkout(ctx, client.CheckoutRequest{Feature: "cad", Version: 1, TTL: 3 * time.Second, Queue: true,
+		l, err := secondC.Checkout(ctx, client.CheckoutRequest{Feature: "cad", Version: 1, TTL: 3 * time.Second, Queue: true, RequestID: "bob-req-1",
 			MaxWait: 5 * time.Minute, OnQueue: func(s client.QueueStatus) {
 				mu.Lock()
 				positions = append(positions, s.Position)
@@ -132,6 +137,28 @@ func TestQueuedCheckouts(t *testing.T) {
 	}()
 	waitFor(t, 30*time.Second, "the second waiter queued", queueIs(t, c.servers(), fmt.Sprintf("1:%s/%d", queueOf(t, c.servers())[0].User, firstPid), "2:bob/2"))
 	user := queueOf(t, c.servers())[0].User
+
+	// Through the raw API: another client cannot cancel bob's wait with his
+	// request id, and a wait beyond 7 days is refused, naming the limit.
+	raw := licensing(t, c.members[1].addr)
+	cr, err := raw.CancelQueued(ctx, &triadv1.CancelQueuedRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "bob-req-1", ClientId: "mallory"})
+	if err != nil || cr.Removed {
+		t.Fatalf("cancel of another client's wait: %v %v", cr, err)
+	}
+	_, err = raw.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "m1", ClientId: "mallory",
+		Feature: "cad", Queue: true, QueueWaitSeconds: 8 * 24 * 3600})
+	if grpcstatus.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "queue_wait_seconds") {
+		t.Fatalf("an 8-day wait: %v", err)
+	}
+	// More seats than licensed can never fit: refused at once, not queued.
+	_, err = raw.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "m2", ClientId: "mallory",
+		Feature: "cad", Count: 2, Queue: true})
+	if grpcstatus.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "can never fit") {
+		t.Fatalf("2 seats of a 1-seat feature: %v", err)
+	}
+	if err := queueIs(t, c.servers(), fmt.Sprintf("1:%s/%d", user, firstPid), "2:bob/2")(); err != nil {
+		t.Fatal(err)
+	}
 
 	third := startCtl(t, c.servers(), "checkout", "--feature", "cad", "--version", "1", "--queue", "--wait", "5m", "--ttl", "3s")
 	thirdPid := int64(third.cmd.Process.Pid)
@@ -208,11 +235,13 @@ func TestQueuedCheckouts(t *testing.T) {
 	if r.err != nil || r.l.State() != client.Held {
 		t.Fatalf("second waiter: %v", r.err)
 	}
+	// Reported on every change of place, length (the third came and
+	// went) or deadline (the failover moved it): the positions were 2 then 1.
 	mu.Lock()
-	got := fmt.Sprint(positions)
+	got := fmt.Sprint(slices.Compact(slices.Clone(positions)))
 	mu.Unlock()
 	if got != "[2 1]" {
-		t.Errorf("second waiter's positions %s, want [2 1]", got)
+		t.Errorf("second waiter's positions %v, want 2 then 1", positions)
 	}
 	if q := queueOf(t, survivors); len(q) != 0 {
 		t.Fatalf("queue after the grant: %+v", q)
