@@ -327,3 +327,33 @@ func snapshotVersion(t *testing.T, b []byte) uint32 {
 	}
 	return snap.FormatVersion
 }
+
+// BenchmarkQueueHandOver measures a release that hands its seat to the
+// head of a 1000-waiter queue in the same entry (release, serve, grant):
+// the cost a queue adds to the write path.
+func BenchmarkQueueHandOver(b *testing.B) {
+	h := formed(b)
+	h.mustEnroll(t0, lic("L1", t0-day, t0+365*day, feat("cad", 1, 1)))
+	cur := h.op(t0, plainOp("h", "holder", 1)).Lease
+	next := 0
+	enqueue := func() {
+		h.op(t0, queueOp(fmt.Sprint("w", next), fmt.Sprint("w", next), "ws", 1, 7*day))
+		next++
+	}
+	for range 1000 {
+		enqueue()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := h.op(t0, releaseSecretOp(cur))
+		b.StopTimer()
+		if r.Leases[0].Code != fsmpb.Code_OK {
+			b.Fatal(r)
+		}
+		head := fmt.Sprint("w", i)
+		rec := h.f.s.requests[requestKey{client: "client-" + head, request: head}]
+		cur = h.f.s.leases[rec.GetLeaseId()].l
+		enqueue()
+		b.StartTimer()
+	}
+}
