@@ -39,6 +39,9 @@ type fakeCluster struct {
 	members   []*fakeMember
 	queue     []string // queued checkouts' keys, first served first
 	cancelled []string // request ids that left the queue by CancelQueued
+	// grantOnCancel: CancelQueued finds the waiter granted (as if a seat
+	// freed between its last poll and the cancel).
+	grantOnCancel bool
 }
 
 // fakeMember is one member's Licensing endpoint, with switches that make
@@ -274,6 +277,14 @@ func (m *fakeMember) CancelQueued(ctx context.Context, req *triadv1.CancelQueued
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	key := req.ClientId + "\x00" + req.RequestId
+	if i := slices.Index(cl.queue, key); i >= 0 && cl.grantOnCancel {
+		cl.queue = slices.Delete(cl.queue, i, i+1)
+		cl.nextID++
+		cl.leases[cl.nextID] = &triadv1.Lease{LeaseId: cl.nextID, RequestId: req.RequestId, Feature: "solo", Count: 1, ClientId: req.ClientId, TtlSeconds: 30}
+		cl.secrets[cl.nextID] = []byte(rand.Text())
+		cl.byRequest[key] = cl.nextID
+		return &triadv1.CancelQueuedResponse{GrantedLeaseId: cl.nextID}, nil
+	}
 	if i := slices.Index(cl.queue, key); i >= 0 {
 		cl.queue = slices.Delete(cl.queue, i, i+1)
 		cl.cancelled = append(cl.cancelled, req.RequestId)

@@ -147,3 +147,36 @@ func TestQueuedCheckoutGrantedAtOnce(t *testing.T) {
 		t.Fatalf("MaxWait without Queue: %v", err)
 	}
 }
+
+// TestQueuedCheckoutCancelReleasesALateGrant: the cluster granted the wait
+// just before the cancel reached it; the abandoned grant is fetched (same
+// request id) and released, so no seat stays taken.
+func TestQueuedCheckoutCancelReleasesALateGrant(t *testing.T) {
+	cl := newFakeCluster(t, 1)
+	ctx := testCtx(t)
+	held, err := newTestClient(t, cl.addrs()).Checkout(ctx, CheckoutRequest{Feature: "solo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	b := startQueued(wctx, newTestClient(t, cl.addrs(), WithIdentity("bob", "ws2", 2, "cid-bob")), "req-b")
+	waitFor(t, "bob queued", func() bool { return b.lastPosition() == 1 })
+	cl.drop(held.ID()) // the holder's seat frees...
+	cl.mu.Lock()
+	cl.grantOnCancel = true // ...and goes to bob as he cancels
+	cl.mu.Unlock()
+	cancel()
+	if l, err, _ := b.result(t); l != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v %v", l, err)
+	}
+	waitFor(t, "the late grant released", func() bool { return cl.inUse("solo") == 0 })
+	released := false
+	for _, m := range cl.members {
+		m.mu.Lock()
+		released = released || len(m.releases) > 0
+		m.mu.Unlock()
+	}
+	if !released {
+		t.Fatal("no release was sent")
+	}
+}
