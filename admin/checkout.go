@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os/signal"
@@ -26,6 +27,8 @@ func checkoutCommand() *cli.Command {
 			&cli.UintFlag{Name: "count", Value: 1, Usage: "seats to take"},
 			&cli.DurationFlag{Name: "hold", Usage: "how long to hold the lease (0: until Ctrl-C)"},
 			&cli.DurationFlag{Name: "ttl", Usage: "lease TTL (0: server default)"},
+			&cli.BoolFlag{Name: "queue", Usage: "wait in the feature's queue for a seat instead of failing when none is free (prints the position while waiting)"},
+			&cli.DurationFlag{Name: "wait", Usage: "with --queue: longest wait for a seat, measured by the cluster (0: 1h; at most 168h)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts, err := clientOptions(c)
@@ -37,12 +40,24 @@ func checkoutCommand() *cli.Command {
 				return err
 			}
 			defer cl.Close()
-			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
-			lease, err := cl.Checkout(ctx, client.CheckoutRequest{
+			req := client.CheckoutRequest{
 				Feature: c.String("feature"), VersionText: c.String("version"),
 				Count: uint32(c.Uint("count")), TTL: c.Duration("ttl"),
-			})
+			}
+			limit := c.Duration("timeout")
+			if c.IsSet("wait") && !c.Bool("queue") {
+				return fmt.Errorf("--wait needs --queue")
+			}
+			if c.Bool("queue") {
+				req.Queue, req.MaxWait, req.OnQueue = true, c.Duration("wait"), queuePrinter(c, req.Feature)
+				// The cluster ends the wait; the call only needs to outlive it.
+				limit += cmp.Or(req.MaxWait, time.Hour)
+			}
+			wctx, stopWait := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			ctx, cancel := context.WithTimeout(wctx, limit)
+			lease, err := cl.Checkout(ctx, req)
 			cancel()
+			stopWait()
 			if err != nil {
 				return oneError("checkout "+c.String("feature"), err)
 			}

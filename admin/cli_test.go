@@ -390,10 +390,10 @@ func TestCLIUsageFeaturesPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "FEATURE VERSION CAPACITY IN USE POOL" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "FEATURE VERSION CAPACITY IN USE POOL QUEUED" {
 		t.Fatalf("usage features printed\n%s", out)
 	}
-	for i, want := range []string{"cad 5 10 2 -", "sim 2 5 1 3.2 h of 10 h used"} {
+	for i, want := range []string{"cad 5 10 2 - 3", "sim 2 5 1 3.2 h of 10 h used 0"} {
 		if got := strings.Join(strings.Fields(lines[i+1]), " "); got != want {
 			t.Errorf("row %d = %q, want %q", i+1, got, want)
 		}
@@ -585,5 +585,49 @@ func TestLeaseStateColumn(t *testing.T) {
 		if got := leaseState(tt.l); got != tt.want {
 			t.Errorf("leaseState(%v) = %q, want %q", tt.l, got, tt.want)
 		}
+	}
+}
+
+// TestCLIUsageQueue: `usage queue` lists the waiters in order with their
+// wait times, as a table and as JSON with numbers as numbers; a
+// restricted session may read it.
+func TestCLIUsageQueue(t *testing.T) {
+	fb := &fakeBackend{}
+	addr := startAdminServer(t, fb)
+	out, _, err := runCLI(t, "--server", addr, "usage", "queue", "--consistent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{
+		"FEATURE VERSION POSITION COUNT USER HOST PID WAITING SINCE WAIT DEADLINE VIA",
+		"cad 5 1 1 ann ws1 11 2023-11-14 22:13:20 UTC 2023-11-14 22:18:20 UTC m1",
+		"cad 5 2 2 bob ws2 12 2023-11-14 22:13:21 UTC 2023-11-14 23:13:21 UTC m2",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("usage queue printed\n%s", out)
+	}
+	for i := range want {
+		if got := strings.Join(strings.Fields(lines[i]), " "); got != want[i] {
+			t.Errorf("line %d = %q, want %q", i, got, want[i])
+		}
+	}
+	fb.mu.Lock()
+	consistent := fb.consistent
+	fb.mu.Unlock()
+	if !consistent {
+		t.Error("--consistent did not reach the backend")
+	}
+	out, _, err = runCLI(t, "--server", addr, "-o", "json", "usage", "queue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("usage queue -o json printed %q: %v", out, err)
+	}
+	if rows[1]["position"] != 2.0 || rows[1]["user"] != "bob" || rows[1]["wait_deadline_unix_ms"] != 1_700_003_601_000.0 ||
+		rows[0]["waiting_since"] != "2023-11-14T22:13:20Z" {
+		t.Errorf("JSON rows %v", rows)
 	}
 }

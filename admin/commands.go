@@ -318,9 +318,9 @@ func usageCommand() *cli.Command {
 						return printJSON(stdout(c), protoList(r.Features))
 					}
 					w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-					tableHeader(c, w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL")
+					tableHeader(c, w, "FEATURE\tVERSION\tCAPACITY\tIN USE\tPOOL\tQUEUED")
 					for _, f := range r.Features {
-						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", inPackage(f.Feature, f.Package, "  "), featver.Display(f.Version, f.VersionText), f.Capacity, f.InUse, poolUse(f))
+						fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\n", inPackage(f.Feature, f.Package, "  "), featver.Display(f.Version, f.VersionText), f.Capacity, f.InUse, poolUse(f), f.QueueLength)
 					}
 					return w.Flush()
 				},
@@ -355,6 +355,7 @@ func usageCommand() *cli.Command {
 					return w.Flush()
 				},
 			},
+			usageQueueCommand(),
 		},
 	}
 }

@@ -78,7 +78,7 @@ func TestCLIUsageReleaseRefusesEmptySelector(t *testing.T) {
 // licensed version, and filters.
 func TestUsageViewFilters(t *testing.T) {
 	rows := []*triadv1.FeatureUsage{
-		{Feature: "cad", Version: 1, Capacity: 2, InUse: 1}, {Feature: "cad", Version: 3, Capacity: 1, InUse: 1, Queued: 2},
+		{Feature: "cad", Version: 1, Capacity: 2, InUse: 1, QueueLength: 2}, {Feature: "cad", Version: 3, Capacity: 1, InUse: 1, QueueLength: 2},
 		{Feature: "sim", Version: 1, Capacity: 5},
 	}
 	leases := []*triadv1.Lease{

@@ -50,6 +50,8 @@ type Backend interface {
 	// each feature's model and countdown pool.
 	UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1.FeatureUsage, error)
 	UsageLeases(ctx context.Context, consistent bool) ([]*triadv1.Lease, error)
+	// UsageQueue lists the queued checkouts by feature, in queue order.
+	UsageQueue(ctx context.Context, consistent bool) ([]*triadv1.QueuedCheckout, error)
 
 	// RemoveLicense removes a license. requestID names the user action: a
 	// retry with the same id gets the first answer.
@@ -439,6 +441,17 @@ func (s *Service) UsageLeases(ctx context.Context, req *triadv1.UsageLeasesReque
 		return nil, err
 	}
 	return &triadv1.UsageLeasesResponse{Leases: ls}, nil
+}
+
+func (s *Service) UsageQueue(ctx context.Context, req *triadv1.UsageQueueRequest) (*triadv1.UsageQueueResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "usage queue", false); err != nil {
+		return nil, err
+	}
+	q, err := s.b.UsageQueue(ctx, req.GetConsistent())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.UsageQueueResponse{Queued: q}, nil
 }
 
 func (s *Service) UsageUsers(ctx context.Context, req *triadv1.UsageUsersRequest) (*triadv1.UsageUsersResponse, error) {

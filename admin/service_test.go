@@ -69,7 +69,7 @@ var (
 	fakeLicense = &triadv1.LicenseInfo{Serial: "TRIAD-1", Customer: "ACME"}
 	fakeUsage   = []*triadv1.FeatureUsage{fakeCad, fakeSim}
 	fakeLeases  = []*triadv1.Lease{{LeaseId: 7, Feature: "cad"}}
-	fakeCad     = &triadv1.FeatureUsage{Feature: "cad", Version: 5, Capacity: 10, InUse: 2, Model: "concurrent"}
+	fakeCad     = &triadv1.FeatureUsage{Feature: "cad", Version: 5, Capacity: 10, InUse: 2, Model: "concurrent", QueueLength: 3}
 	fakeSim     = &triadv1.FeatureUsage{Feature: "sim", Version: 2, Capacity: 5, InUse: 1, Model: "countdown", PoolSeconds: 10 * 3600, PoolUsedSeconds: 3.2 * 3600}
 )
 
@@ -121,6 +121,19 @@ func (f *fakeBackend) UsageFeatures(_ context.Context, consistent bool) ([]*tria
 	f.consistent = consistent
 	f.mu.Unlock()
 	return fakeUsage, nil
+}
+
+func (f *fakeBackend) UsageQueue(_ context.Context, consistent bool) ([]*triadv1.QueuedCheckout, error) {
+	f.called("Queue")
+	f.mu.Lock()
+	f.consistent = consistent
+	f.mu.Unlock()
+	return []*triadv1.QueuedCheckout{
+		{Feature: "cad", Version: 5, Count: 1, Position: 1, User: "ann", Host: "ws1", Pid: 11,
+			WaitingSinceUnixMs: 1_700_000_000_000, WaitDeadlineUnixMs: 1_700_000_300_000, ViaMember: "m1"},
+		{Feature: "cad", Version: 5, Count: 2, Position: 2, User: "bob", Host: "ws2", Pid: 12,
+			WaitingSinceUnixMs: 1_700_000_001_000, WaitDeadlineUnixMs: 1_700_003_601_000, ViaMember: "m2"},
+	}, nil
 }
 
 func (f *fakeBackend) UsageLeases(_ context.Context, consistent bool) ([]*triadv1.Lease, error) {

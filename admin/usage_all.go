@@ -99,8 +99,8 @@ func buildUsageView(rows []*triadv1.FeatureUsage, leases []*triadv1.Lease, f usa
 		v := &out[i]
 		v.Capacity += uint64(r.GetCapacity())
 		v.InUse += uint64(r.GetInUse())
-		v.Queued += uint64(r.GetQueued())
-		v.Versions = append(v.Versions, versionView{r.GetVersion(), r.GetVersionText(), r.GetCapacity(), r.GetInUse(), r.GetQueued()})
+		v.Queued = max(v.Queued, uint64(r.GetQueueLength())) // the feature's queue, repeated on each version row
+		v.Versions = append(v.Versions, versionView{r.GetVersion(), r.GetVersionText(), r.GetCapacity(), r.GetInUse(), r.GetQueueLength()})
 	}
 	for _, l := range leases {
 		if !f.lease(l) {

@@ -29,6 +29,24 @@ type CheckoutRequest struct {
 	// compare component by component (2.10 > 2.9, 2 == 2.0); a license
 	// seat serves requests at its version or lower.
 	VersionText string
+
+	// Queue makes Checkout wait for a seat instead of failing with
+	// ErrNoSeat: the request joins the feature's first-in first-out queue
+	// in the cluster and Checkout returns once the cluster grants it a
+	// seat (client/DESIGN.md, "Queued checkouts").
+	Queue bool
+	// MaxWait bounds the wait in the queue, measured by the cluster; 0
+	// means 1 hour, at most 7 days. When it passes, Checkout fails with
+	// an error matching ErrNoSeat ("waited N in the queue ..., no seat
+	// freed"). ctx bounds the call as well: when it ends, the request
+	// leaves the queue on the server too.
+	MaxWait time.Duration
+	// OnQueue, when set, is called from Checkout's goroutine with the
+	// request's place each time it changes while it waits (its position,
+	// the queue's length or the deadline, which a leader change may move;
+	// not after the grant). It must not block for long: the wait is kept alive by the
+	// same goroutine.
+	OnQueue func(QueueStatus)
 }
 
 // versionOf checks a request's version and returns it as sent: version
@@ -70,6 +88,9 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 	if req.Version, req.VersionText, err = versionOf(req.Version, req.VersionText); err != nil {
 		return nil, fmt.Errorf("triad: checkout: %w: %v", ErrInvalidArgument, err)
 	}
+	if req.MaxWait < 0 || req.MaxWait > maxQueueWait || (req.MaxWait != 0 && !req.Queue) {
+		return nil, fmt.Errorf("triad: checkout: %w: MaxWait must be 0 to 7 days, with Queue set", ErrInvalidArgument)
+	}
 	if req.RequestID == "" {
 		req.RequestID = rand.Text()
 	}
@@ -81,7 +102,15 @@ func (c *Client) Checkout(ctx context.Context, req CheckoutRequest) (*Lease, err
 		defer cancel()
 	}
 	sent := time.Now()
-	g, err := c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
+	var g *grant
+	if req.Queue {
+		g, err = c.waitInQueue(ctx, l, req)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		g, err = c.cluster.checkout(cctx, c.cfg.callTimeout, c.checkoutMsg(l, req.RequestID))
+	}
 	switch {
 	case err == nil:
 		l.cluster, l.source = g, SourceCluster

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,11 @@ type fakeCluster struct {
 	// it with idle_timeout, as a TIMEOUT rule would.
 	idleLimitMs int64
 	lastIdle    map[uint64]int64 // lease id → idle_ms of its last renewal
+	queue       []string         // queued checkouts' keys, first served first
+	cancelled   []string         // request ids that left the queue by CancelQueued
+	// grantOnCancel: CancelQueued finds the waiter granted (as if a seat
+	// freed between its last poll and the cancel).
+	grantOnCancel bool
 }
 
 // fakeMember is one member's Licensing endpoint, with switches that make
@@ -178,6 +184,10 @@ func (m *fakeMember) Checkout(ctx context.Context, req *triadv1.CheckoutRequest)
 	if err != nil {
 		return nil, err
 	}
+	if q := m.cl.waitTurn(req); q != nil {
+		q.Leader = leader
+		return q, nil
+	}
 	lease, secret, err := m.cl.grant(req, m.addr)
 	if err != nil {
 		return nil, err
@@ -227,6 +237,70 @@ func (cl *fakeCluster) grant(req *triadv1.CheckoutRequest, via string) (*triadv1
 	cl.secrets[l.LeaseId] = []byte(rand.Text())
 	cl.byRequest[key] = l.LeaseId
 	return cloneLease(l), cl.secrets[l.LeaseId], nil
+}
+
+// waitTurn is the cluster's queue, simplified: a queued checkout that does
+// not fit, or finds others waiting, waits in FIFO order; the head is
+// granted (nil answer: grant it) once its seats are free.
+func (cl *fakeCluster) waitTurn(req *triadv1.CheckoutRequest) *triadv1.CheckoutResponse {
+	if !req.Queue {
+		return nil
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	key := req.ClientId + "\x00" + req.RequestId
+	if _, granted := cl.byRequest[key]; granted {
+		return nil
+	}
+	capacity, ok := cl.capacity[req.Feature]
+	if !ok {
+		return nil // refused by grant
+	}
+	fits := cl.inUseLocked(req.Feature)+max(req.Count, 1) <= capacity
+	i := slices.Index(cl.queue, key)
+	if i < 0 {
+		if fits && len(cl.queue) == 0 {
+			return nil
+		}
+		cl.queue = append(cl.queue, key)
+		i = len(cl.queue) - 1
+	}
+	if i == 0 && fits {
+		cl.queue = cl.queue[1:]
+		return nil
+	}
+	return &triadv1.CheckoutResponse{Queued: true, QueuePosition: uint32(i + 1), QueueLength: uint32(len(cl.queue)),
+		QueueDeadlineUnixMs: 1}
+}
+
+func (m *fakeMember) CancelQueued(ctx context.Context, req *triadv1.CancelQueuedRequest) (*triadv1.CancelQueuedResponse, error) {
+	if _, err := m.gate(ctx, req.ProtocolVersion); err != nil {
+		return nil, err
+	}
+	cl := m.cl
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	key := req.ClientId + "\x00" + req.RequestId
+	if i := slices.Index(cl.queue, key); i >= 0 && cl.grantOnCancel {
+		cl.queue = slices.Delete(cl.queue, i, i+1)
+		cl.nextID++
+		cl.leases[cl.nextID] = &triadv1.Lease{LeaseId: cl.nextID, RequestId: req.RequestId, Feature: "solo", Count: 1, ClientId: req.ClientId, TtlSeconds: 30}
+		cl.secrets[cl.nextID] = []byte(rand.Text())
+		cl.byRequest[key] = cl.nextID
+		return &triadv1.CancelQueuedResponse{GrantedLeaseId: cl.nextID}, nil
+	}
+	if i := slices.Index(cl.queue, key); i >= 0 {
+		cl.queue = slices.Delete(cl.queue, i, i+1)
+		cl.cancelled = append(cl.cancelled, req.RequestId)
+		return &triadv1.CancelQueuedResponse{Removed: true}, nil
+	}
+	return &triadv1.CancelQueuedResponse{GrantedLeaseId: cl.byRequest[key]}, nil
+}
+
+func (cl *fakeCluster) queueState() (queue, cancelled []string) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return slices.Clone(cl.queue), slices.Clone(cl.cancelled)
 }
 
 // ownedLocked reports whether the i-th secret is lease id's secret, and

@@ -210,6 +210,19 @@ func (s *memberSet) failed(idx int) int {
 // the first attempt. A retry that the cluster resolves to an earlier grant
 // of the request id gets that grant's secret too.
 func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (g *grant, err error) {
+	g, q, err := s.checkoutOrQueue(ctx, timeout, msg)
+	if err == nil && q != nil {
+		err = fmt.Errorf("triad: checkout %s: %s answered that the request waits in the queue", msg.GetFeature(), s.kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// checkoutOrQueue sends a checkout; a queued checkout (msg.Queue) may be
+// answered with its place in the queue instead of a grant.
+func (s *memberSet) checkoutOrQueue(ctx context.Context, timeout time.Duration, msg *triadv1.CheckoutRequest) (g *grant, q *triadv1.CheckoutResponse, err error) {
 	var first time.Time
 	err = s.call(ctx, "checkout "+msg.GetFeature(), timeout, grantCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
 		if first.IsZero() {
@@ -219,16 +232,31 @@ func (s *memberSet) checkout(ctx context.Context, timeout time.Duration, msg *tr
 		if err != nil {
 			return "", err
 		}
-		g = &grant{info: resp.GetLease(), secret: resp.GetLeaseSecret(), renewed: first}
+		g, q = nil, nil
+		if resp.GetQueued() && resp.GetLease() == nil {
+			q = resp
+		} else {
+			g = &grant{info: resp.GetLease(), secret: resp.GetLeaseSecret(), renewed: first}
+		}
 		return resp.GetLeader(), nil
 	})
-	if err == nil && g.info == nil {
+	if err == nil && q == nil && g.info == nil {
 		err = fmt.Errorf("triad: checkout %s: %s answered without a lease", msg.GetFeature(), s.kind)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return g, nil
+	return g, q, nil
+}
+
+// cancelQueued takes a queued checkout out of its queue (Removed false
+// when it was not waiting: granted meanwhile, or already gone).
+func (s *memberSet) cancelQueued(ctx context.Context, timeout time.Duration, protocol uint32, clientID, requestID string) (resp *triadv1.CancelQueuedResponse, err error) {
+	err = s.call(ctx, "leave queue", timeout, plainCall, func(ctx context.Context, rpc triadv1.LicensingClient) (string, error) {
+		resp, err = rpc.CancelQueued(ctx, &triadv1.CancelQueuedRequest{ProtocolVersion: protocol, RequestId: requestID, ClientId: clientID})
+		return "", err
+	})
+	return resp, err
 }
 
 // maxRefsPerCall bounds the leases of one Renew or Release call, so that a

@@ -42,6 +42,8 @@ var opFormats = map[string]uint32{
 	"batch.admin_release": 2,
 	// Format 3: replacing a dead member's machine (cluster replace-member).
 	"replace_member": 3,
+	// Format 4 (issue 13): queued checkouts.
+	"batch.dequeue": 4,
 }
 
 // OpFormat is one row of the format table.

@@ -95,6 +95,19 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 }
 
 func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
+	out := f.applyCommandCase(l, cmd)
+	// Seats this command freed go to the queued checkouts (queue.go).
+	switch cmd.Cmd.(type) {
+	case *fsmpb.Command_EnrollLicense, *fsmpb.Command_RemoveLicense, *fsmpb.Command_LicenseTick,
+		*fsmpb.Command_SetRules, *fsmpb.Command_ReplaceMember, *fsmpb.Command_RecycleNamedUser,
+		*fsmpb.Command_RecycleSweep:
+		f.s.markAllQueues()
+	}
+	f.s.serveQueues(cmd.GetNowMs(), l.Index)
+	return out
+}
+
+func (f *FSM) applyCommandCase(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	now := cmd.GetNowMs()
 	f.appliedIndex = l.Index
 	s := f.s

@@ -23,14 +23,14 @@ func TestLicensedVersions(t *testing.T) {
 	// v5 and v4 take the two v5 seats; the two "any" leases the v3 seats.
 	want := map[uint64]uint32{ids[0]: 3, ids[1]: 5, ids[2]: 5, ids[3]: 3}
 	for id, v := range want {
-		if got[id] != v {
-			t.Errorf("lease %d sits on v%d, want v%d (all: %v)", id, got[id], v, got)
+		if got[id].Version != v || got[id].Text != "" {
+			t.Errorf("lease %d sits on v%d, want v%d (all: %v)", id, got[id].Version, v, got)
 		}
 	}
 	// The rows agree: each version's in-use count is the leases shown there.
 	count := map[uint32]uint32{}
 	for _, v := range got {
-		count[v]++
+		count[v.Version]++
 	}
 	for _, u := range h.f.Usage(t0) {
 		if u.Feature == "cad" && u.InUse != count[u.Version] {
@@ -43,7 +43,7 @@ func TestLicensedVersions(t *testing.T) {
 	if r.Code != fsmpb.Code_OK {
 		t.Fatal(r.Message)
 	}
-	if v := h.f.LicensedVersions(t0 + 2*day)[r.GetLease().GetId()]; v != 0 {
-		t.Errorf("orphan lease shows v%d, want its requested v0", v)
+	if v := h.f.LicensedVersions(t0 + 2*day)[r.GetLease().GetId()]; v.Version != 0 || v.Text != "" {
+		t.Errorf("orphan lease shows v%d, want its requested v0", v.Version)
 	}
 }

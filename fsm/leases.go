@@ -38,12 +38,17 @@ func (s *state) applyBatch(now int64, index uint64, b *fsmpb.Batch) *fsmpb.Batch
 			r = s.applyBorrow(now, index, o.Borrow)
 		case *fsmpb.Op_AdminRelease:
 			r = s.applyAdminRelease(now, o.AdminRelease)
+		case *fsmpb.Op_Dequeue:
+			r = s.applyDequeue(now, o.Dequeue)
 		default:
 			// Unlike an undecodable entry, one empty op in a batch does
 			// not stop the member: it is refused on its own.
 			r = result(fsmpb.Code_INVALID_ARGUMENT, "empty op in batch")
 		}
 		out.Results = append(out.Results, r)
+		// A seat freed by this op goes to a waiter before the next op
+		// of the batch can take it.
+		s.serveQueues(now, index)
 	}
 	return out
 }
@@ -87,6 +92,9 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		}
 		return result(fsmpb.Code_NOT_FOUND, "request %s already produced lease %d, which has ended", g.RequestId, rec.LeaseId)
 	}
+	if e := s.queue.byKey[grantKey(g)]; e != nil {
+		return s.renewQueued(now, e) // a retry of a queued request keeps its place
+	}
 	if s.cluster == nil {
 		return result(fsmpb.Code_NOT_FORMED, "the cluster is not formed yet")
 	}
@@ -110,9 +118,30 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	default:
 		res, t, back = s.admitTakingBack(now, g, uint64(max(g.Count, 1)))
 	}
+	if res == nil && len(back) == 0 {
+		// Earlier waiters of the feature are served first (queue.go). A
+		// take-back of a lingering seat needs no line: that seat is its
+		// user's and host's, never a waiter's.
+		res = s.lineHeld(now, g)
+	}
 	if res != nil {
+		if g.GetQueueWaitMs() > 0 && pkg == "" {
+			return s.enqueue(now, index, g, borrowMs, res)
+		}
+		if g.GetQueueWaitMs() > 0 && res.Code == fsmpb.Code_NO_SEAT {
+			res = result(res.Code, "%s; a package and its components cannot be waited for in a queue: check out again later", res.Message)
+		}
 		return s.rememberDenial(now, g, res)
 	}
+	out := s.newLease(now, index, g, t, borrowMs)
+	if len(back) > 0 {
+		out.Message = "took back lingering lease(s) " + joinIDs(back)
+	}
+	return out
+}
+
+// newLease creates the lease of an admitted grant.
+func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borrowMs int64) *fsmpb.OpResult {
 	ttl := clampTTL(g.TtlMs)
 	if borrowMs > 0 {
 		ttl = borrowMs
@@ -137,7 +166,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		Borrowed:     borrowMs > 0,
 		NamedUser:    t.model == modelNamedUser,
 		Secret:       g.Secret,
-		Package:      pkg,
+		Package:      s.packageFor(g.Feature),
 	}
 	if t.model == modelCountdown {
 		l.AccountedMs = now
@@ -152,11 +181,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	s.addLeaseUse(l)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
-	out := &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
-	if len(back) > 0 {
-		out.Message = "took back lingering lease(s) " + joinIDs(back)
-	}
-	return out
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
 }
 
 // rememberDenial records that g's request id was refused with res, so
@@ -168,10 +193,7 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
-	k := requestKey{request: g.RequestId}
-	if len(g.GetSecret()) > 0 {
-		k.client = g.ClientId
-	}
+	k := grantKey(g)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, ClientId: k.client, EndedMs: now,
 		DeniedCode: res.Code, DeniedMessage: res.Message}
 	s.noteEnded(now)
@@ -195,6 +217,14 @@ func requestKeyOf(l *fsmpb.Lease) requestKey {
 		return requestKey{request: l.GetRequestId()}
 	}
 	return requestKey{client: l.GetClientId(), request: l.GetRequestId()}
+}
+
+// grantKey is the request key of g (see requestKeyOf).
+func grantKey(g *fsmpb.Grant) requestKey {
+	if len(g.GetSecret()) == 0 {
+		return requestKey{request: g.GetRequestId()}
+	}
+	return requestKey{client: g.GetClientId(), request: g.GetRequestId()}
 }
 
 // earlierRequest finds the record of an earlier grant of the same request:
@@ -372,6 +402,7 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: msg, ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
 	out.Leases = append(out.Leases, s.expireIdle(now)...)
+	s.expireQueue(now)
 	s.pruneRequests(now)
 	return out
 }
@@ -436,6 +467,7 @@ func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 		e.l.ExpiresMs = now + e.l.TtlMs
 	}
 	heap.Init(&s.expiry)
+	s.rebaseQueue(now, memoryFrom)
 	return result(fsmpb.Code_OK, "%d lease(s) rebased", len(s.expiry))
 }
 

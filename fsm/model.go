@@ -285,6 +285,7 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 
 // dropLeaseUse undoes addLeaseUse and settles the lease's last accounts.
 func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
+	s.markQueue(l.Feature)
 	s.countLease(l, false)
 	s.account(now, l)
 	if l.GetPackage() != "" {
@@ -419,6 +420,41 @@ func (s *state) seatsInUse(feature string) uint64 {
 // seats; RESERVE keeps seats for a subject while it does not use them. A
 // denial names its rule; changing rules never takes a seat already held.
 func (s *state) checkRules(g *fsmpb.Grant, n, capacity uint64) *fsmpb.OpResult {
+	if res := s.checkAccess(g); res != nil || s.model.rules == nil {
+		return res
+	}
+	if n == 0 {
+		return nil
+	}
+	mine := s.model.ri.byFeature[g.Feature]
+	rules := s.model.rules.Rules
+	var reservedForOthers uint64
+	var reserve *fsmpb.AccessRule
+	for _, i := range mine {
+		r := rules[i]
+		match := s.matches(r, g.User, g.Host)
+		switch r.Kind {
+		case "max":
+			if used := s.usedBy(i); match && used+n > uint64(r.Count) {
+				return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: at most %d seat(s) of %s, %d in use", r.Name, r.Count, g.Feature, used)
+			}
+		case "reserve":
+			if used := s.usedBy(i); !match && used < uint64(r.Count) {
+				reservedForOthers += uint64(r.Count) - used
+				reserve = cmp.Or(reserve, r)
+			}
+		}
+	}
+	if reserve != nil && s.seatsInUse(g.Feature)+n+reservedForOthers > capacity {
+		return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: the free seats of %s are reserved", reserve.Name, g.Feature)
+	}
+	return nil
+}
+
+// checkAccess applies the EXCLUDE and INCLUDE rules: the rules that refuse
+// a user or host whatever the seats in use (a queued request they refuse
+// is refused at once: queue.go).
+func (s *state) checkAccess(g *fsmpb.Grant) *fsmpb.OpResult {
 	if s.model.rules == nil {
 		return nil
 	}
@@ -439,29 +475,6 @@ func (s *state) checkRules(g *fsmpb.Grant, n, capacity uint64) *fsmpb.OpResult {
 	}
 	if include != nil && !included {
 		return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: only included users or hosts may use %s", include.Name, g.Feature)
-	}
-	if n == 0 {
-		return nil
-	}
-	var reservedForOthers uint64
-	var reserve *fsmpb.AccessRule
-	for _, i := range mine {
-		r := rules[i]
-		match := s.matches(r, g.User, g.Host)
-		switch r.Kind {
-		case "max":
-			if used := s.usedBy(i); match && used+n > uint64(r.Count) {
-				return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: at most %d seat(s) of %s, %d in use", r.Name, r.Count, g.Feature, used)
-			}
-		case "reserve":
-			if used := s.usedBy(i); !match && used < uint64(r.Count) {
-				reservedForOthers += uint64(r.Count) - used
-				reserve = cmp.Or(reserve, r)
-			}
-		}
-	}
-	if reserve != nil && s.seatsInUse(g.Feature)+n+reservedForOthers > capacity {
-		return result(fsmpb.Code_DENIED_BY_RULE, "denied by rule %s: the free seats of %s are reserved", reserve.Name, g.Feature)
 	}
 	return nil
 }
@@ -539,6 +552,7 @@ func (s *state) applyRecycleSweep(now int64) *fsmpb.OpResult {
 }
 
 func (s *state) untie(seat *fsmpb.NamedSeat) {
+	s.markQueue(seat.Feature)
 	s.countSeat(seat, false)
 	delete(s.model.named[seat.Feature], seat.User)
 	if len(s.model.named[seat.Feature]) == 0 {

@@ -99,8 +99,9 @@ func (f *FSM) Usage(nowMs int64) []Usage {
 
 // HasExpired reports whether an ExpireLeases command at nowMs would change
 // anything: a lease expired before nowMs, or a request record is due to be
-// forgotten, or an idle lease reached its TIMEOUT. It costs O(1) plus
-// O(idle leases); the leader asks every second.
+// forgotten, an idle lease reached its TIMEOUT, or a queued checkout's
+// wait or TTL ended. It costs O(1) plus O(idle leases) plus O(queued
+// checkouts); the leader asks every second.
 func (f *FSM) HasExpired(nowMs int64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -109,6 +110,9 @@ func (f *FSM) HasExpired(nowMs int64) bool {
 		return true
 	}
 	if s.endedRequests > 0 && s.minEndedMs < nowMs-requestMemoryMs {
+		return true
+	}
+	if s.queueExpired(nowMs) {
 		return true
 	}
 	return s.hasIdleWork(nowMs)

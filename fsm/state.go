@@ -14,14 +14,17 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
-// 3: the state holds idle-timeout or linger data (idlelinger.go), which
-// an older build would drop or misread; written only then, so other
-// snapshots keep format 2 and their bytes.
+// 3: the state holds something of issue 13 that an older build would
+// drop or misread: idle-timeout or linger data (idlelinger.go) or queued
+// checkouts (queue.go). Written only then, so other snapshots keep format
+// 2 and their bytes.
 const (
 	snapshotFormat           = 2
 	idleLingerSnapshotFormat = 3
 	newestSnapshotFormat     = idleLingerSnapshotFormat
 	oldestSnapshotFormat     = 1
+	// snapshotFormatNoQueue is written when nothing newer is held.
+	snapshotFormatNoQueue = snapshotFormat
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -45,6 +48,8 @@ type state struct {
 	// adminReqs remembers the answers to admin writes' request ids
 	// (adminreq.go).
 	adminReqs adminRequests
+	// queue holds the queued checkouts (queue.go).
+	queue queueState
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -87,6 +92,7 @@ func newState() *state {
 		adminReqs:    newAdminRequests(),
 		suites:       map[suiteKey]*suiteGroup{},
 		idl:          newIdleState(),
+		queue:        newQueueState(),
 	}
 }
 
@@ -123,6 +129,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
 	s.adminReqs.toSnapshot(snap)
+	s.queueToSnapshot(snap)
+	if len(snap.Queue) > 0 {
+		snap.FormatVersion = newestSnapshotFormat
+	}
 	return snap
 }
 
@@ -158,6 +168,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		return nil, err
 	}
 	if s.adminReqs, err = adminRequestsFromSnapshot(snap); err != nil {
+		return nil, err
+	}
+	if s.queue, err = queueFromSnapshot(snap); err != nil {
 		return nil, err
 	}
 	for _, l := range snap.Licenses {

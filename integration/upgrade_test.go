@@ -105,6 +105,12 @@ func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
 			t.Fatalf("vendor trust add through %s with bravo on format 1: %v, want %q and the upgrade hint", m.name, err, want)
 		}
 	}
+	// So is a queued checkout (format 4): bravo would refuse what the others
+	// queue. A plain checkout worked above.
+	if _, err := ctlOn(t, c.members[0].addr, "checkout", "--feature", "cad", "--queue", "--hold", "100ms"); err == nil ||
+		!strings.Contains(err.Error(), "member bravo runs command format 1") || !strings.Contains(err.Error(), "checkout --queue") {
+		t.Fatalf("queued checkout with bravo on format 1: %v", err)
+	}
 
 	// Upgrade bravo: restart it on this build.
 	bravo.stop()
@@ -114,6 +120,9 @@ func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
 		_, err := ctlOn(t, c.members[0].addr, "vendor", "trust", "add", other+".pub")
 		return err
 	})
+	if _, err := ctlOn(t, c.members[0].addr, "checkout", "--feature", "cad", "--queue", "--hold", "100ms"); err != nil {
+		t.Fatalf("queued checkout after the upgrade: %v", err)
+	}
 	for _, m := range c.members {
 		waitFor(t, 20*time.Second, m.name+" trusts the new key", func() error {
 			var k struct {

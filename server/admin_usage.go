@@ -95,7 +95,12 @@ func (s *Server) UsageFeatures(ctx context.Context, consistent bool) ([]*triadv1
 			return nil, toStatus(err)
 		}
 	}
-	return featureUsageRows(s.fsm.FeatureRows(s.nowMs())), nil
+	rows := featureUsageRows(s.fsm.FeatureRows(s.nowMs()))
+	queued := s.fsm.QueueLengths()
+	for _, r := range rows {
+		r.QueueLength = uint32(queued[r.Feature])
+	}
+	return rows, nil
 }
 
 // UsageLeases lists every live lease (admin.Backend); a consistent read

@@ -54,7 +54,10 @@ func resultStatus(code fsmpb.Code, msg string) error {
 		c = codes.FailedPrecondition
 	case fsmpb.Code_DENIED_BY_RULE, fsmpb.Code_WRONG_LEASE_SECRET:
 		c = codes.PermissionDenied
-	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS:
+	case fsmpb.Code_POOL_EXHAUSTED, fsmpb.Code_TOO_MANY_SESSIONS, fsmpb.Code_QUEUE_TIMEOUT, fsmpb.Code_QUEUE_LEFT,
+		// QUEUED is answered as a response by Checkout; anywhere else it
+		// means "no seat yet".
+		fsmpb.Code_QUEUED:
 		c = codes.ResourceExhausted
 	case fsmpb.Code_SESSION_REFUSED:
 		c = codes.Unauthenticated

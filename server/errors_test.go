@@ -102,6 +102,9 @@ func TestResultStatus(t *testing.T) {
 		{fsmpb.Code_SIGNATURE_INVALID, codes.PermissionDenied},
 		{fsmpb.Code_WRONG_LEASE_SECRET, codes.PermissionDenied},
 		{fsmpb.Code_HALTED, codes.Unavailable},
+		{fsmpb.Code_QUEUED, codes.ResourceExhausted},
+		{fsmpb.Code_QUEUE_TIMEOUT, codes.ResourceExhausted},
+		{fsmpb.Code_QUEUE_LEFT, codes.ResourceExhausted},
 		{fsmpb.Code(9999), codes.Internal},
 	}
 	covered := map[fsmpb.Code]bool{fsmpb.Code_OK: true}

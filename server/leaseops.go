@@ -69,6 +69,12 @@ func validateOp(op *fsmpb.Op) error {
 		return checkLeaseRefs(o.Renew.GetLeaseIds(), o.Renew.GetSecrets())
 	case *fsmpb.Op_Release:
 		return checkLeaseRefs(o.Release.GetLeaseIds(), o.Release.GetSecrets())
+	case *fsmpb.Op_Dequeue:
+		d := o.Dequeue
+		if d.GetRequestId() == "" || len(d.GetRequestId()) > maxIDLen || d.GetClientId() == "" || len(d.GetClientId()) > maxIDLen {
+			return status.Errorf(codes.InvalidArgument, "request_id and client_id of the queued checkout must be 1 to %d characters", maxIDLen)
+		}
+		return nil
 	case *fsmpb.Op_AdminRelease:
 		if o.AdminRelease.GetLeaseId() == 0 {
 			return status.Error(codes.InvalidArgument, "no lease id given")
@@ -84,6 +90,9 @@ func validateOp(op *fsmpb.Op) error {
 		}
 		if b.GetGrant() == nil {
 			return status.Error(codes.InvalidArgument, "a new borrow needs checkout (feature, request_id...)")
+		}
+		if b.GetGrant().GetQueueWaitMs() != 0 {
+			return status.Error(codes.InvalidArgument, "a borrow cannot wait in the queue: check out with a queue, then borrow")
 		}
 		return validateGrant(b.Grant)
 	}
@@ -101,6 +110,8 @@ func validateGrant(g *fsmpb.Grant) error {
 		return status.Errorf(codes.InvalidArgument, "feature name must be 1 to %d characters", maxNameLen)
 	case g.GetCount() > maxCount:
 		return status.Errorf(codes.InvalidArgument, "count %d is too large (at most %d seats per checkout)", g.GetCount(), maxCount)
+	case g.GetQueueWaitMs() < 0 || g.GetQueueWaitMs() > maxQueueWaitSeconds*1000:
+		return status.Errorf(codes.InvalidArgument, "queue wait %d ms is out of range (0 to %d s)", g.GetQueueWaitMs(), maxQueueWaitSeconds)
 	case g.GetTtlMs() < 0:
 		return status.Errorf(codes.InvalidArgument, "ttl %d ms is negative", g.GetTtlMs())
 	case len(g.GetUser()) > maxNameLen || len(g.GetHost()) > maxNameLen:

@@ -59,6 +59,9 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 	}
 	g := l.grantFor(req)
 	g.TtlMs = ttl.Milliseconds()
+	if req.GetQueue() {
+		g.QueueWaitMs = queueWait(req.GetQueueWaitSeconds()).Milliseconds()
+	}
 	return l.take(ctx, req, &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: g}})
 }
 
@@ -80,6 +83,12 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 		return nil, toStatus(err)
 	}
 	r := res[0]
+	if r.GetCode() == fsmpb.Code_QUEUED {
+		// Waiting, not refused: neither a checkout nor a denial yet.
+		leader, _ := l.s.leaderAddr()
+		return &triadv1.CheckoutResponse{Leader: leader, Queued: true, QueuePosition: r.GetQueuePosition(),
+			QueueLength: r.GetQueueLength(), QueueDeadlineUnixMs: r.GetQueueDeadlineMs()}, nil
+	}
 	l.m.checkout(req.GetFeature(), r.GetCode())
 	if err := l.neverFits(req, r); err != nil {
 		l.s.noteDenial(req.GetFeature(), "can never fit")
@@ -198,6 +207,10 @@ func validateCheckout(req *triadv1.CheckoutRequest) error {
 		return status.Errorf(codes.InvalidArgument, "user or host is too long (at most %d characters)", maxNameLen)
 	case req.GetClientId() == "" || len(req.GetClientId()) > maxIDLen:
 		return status.Errorf(codes.InvalidArgument, "client_id must be 1 to %d characters: the client library sets a random one per process, and request ids are scoped by it", maxIDLen)
+	case req.GetQueueWaitSeconds() > maxQueueWaitSeconds:
+		return status.Errorf(codes.InvalidArgument, "queue_wait_seconds %d is too long (at most %d, 7 days)", req.GetQueueWaitSeconds(), maxQueueWaitSeconds)
+	case req.GetQueueWaitSeconds() != 0 && !req.GetQueue():
+		return status.Error(codes.InvalidArgument, "queue_wait_seconds is set without queue: set queue to wait for a seat")
 	}
 	return normalizeVersion(req)
 }

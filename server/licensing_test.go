@@ -32,6 +32,8 @@ func TestValidateCheckoutAccepts(t *testing.T) {
 		{"shortest ttl", func(r *triadv1.CheckoutRequest) { r.TtlSeconds = minTTLSeconds }},
 		{"longest ttl", func(r *triadv1.CheckoutRequest) { r.TtlSeconds = maxTTLSeconds }},
 		{"default ttl and count", func(r *triadv1.CheckoutRequest) { r.TtlSeconds, r.Count = 0, 0 }},
+		{"queued, default wait", func(r *triadv1.CheckoutRequest) { r.Queue = true }},
+		{"queued, longest wait", func(r *triadv1.CheckoutRequest) { r.Queue, r.QueueWaitSeconds = true, maxQueueWaitSeconds }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +63,8 @@ func TestValidateCheckoutRefuses(t *testing.T) {
 		{"long host", func(r *triadv1.CheckoutRequest) { r.Host = strings.Repeat("h", maxNameLen+1) }, "host"},
 		{"empty client id", func(r *triadv1.CheckoutRequest) { r.ClientId = "" }, "client_id"},
 		{"long client id", func(r *triadv1.CheckoutRequest) { r.ClientId = strings.Repeat("c", maxIDLen+1) }, "client_id"},
+		{"wait too long", func(r *triadv1.CheckoutRequest) { r.Queue, r.QueueWaitSeconds = true, maxQueueWaitSeconds+1 }, "queue_wait_seconds"},
+		{"wait without queue", func(r *triadv1.CheckoutRequest) { r.QueueWaitSeconds = 60 }, "queue_wait_seconds"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

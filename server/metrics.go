@@ -219,6 +219,9 @@ type metricsSource struct {
 	Leases     func() int
 	Leader     func() string // the leader's name, "" when none is known
 	Format     uint32        // highest Raft command format applied (triad_build_info)
+	// Queued checkouts per feature (nil: none). Only features a license
+	// grants can have waiters, so the label stays bounded.
+	Queued func() map[string]int
 }
 
 // metricsSource reads the live member.
@@ -239,6 +242,7 @@ func (s *Server) metricsSource() metricsSource {
 		Leases: func() int { return len(s.fsm.Leases()) },
 		Leader: func() string { _, name := s.leaderAddr(); return name },
 		Format: s.fsm.MaxFormat(),
+		Queued: s.fsm.QueueLengths,
 	}
 }
 
@@ -259,6 +263,8 @@ var (
 	descSeatsCapacity = prometheus.NewDesc("triad_seats_capacity",
 		"Seats the valid licenses grant, by feature and version.", []string{"feature", "version"}, nil)
 	descLeases = prometheus.NewDesc("triad_leases", "Live leases.", nil, nil)
+	descQueued = prometheus.NewDesc("triad_queue_length",
+		"Queued checkouts waiting for a seat, by feature (features with none are not listed).", []string{"feature"}, nil)
 
 	linkStates = []string{membership.LinkUp, membership.LinkDown, membership.LinkUnknown}
 	raftStates = []string{"leader", "follower", "candidate", "shutdown"}
@@ -271,7 +277,7 @@ type metricsCollector struct {
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLinkUp, descLinkState, descClusterStatus, descRaftState,
-		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases} {
+		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases, descQueued} {
 		ch <- d
 	}
 }
@@ -328,4 +334,9 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSeatsCapacity, float64(u.Capacity), u.Feature, v)
 	}
 	gauge(descLeases, float64(c.src.Leases()))
+	if c.src.Queued != nil {
+		for f, n := range c.src.Queued() {
+			gauge(descQueued, float64(n), f)
+		}
+	}
 }

@@ -374,3 +374,24 @@ func TestMetricsHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsQueueLength: triad_queue_length has one series per feature
+// with waiters, read at scrape time.
+func TestMetricsQueueLength(t *testing.T) {
+	src := newFakeSource().source()
+	queued := map[string]int{"cad": 2}
+	src.Queued = func() map[string]int { return queued }
+	c := &metricsCollector{src: src}
+	const want = `
+# HELP triad_queue_length Queued checkouts waiting for a seat, by feature (features with none are not listed).
+# TYPE triad_queue_length gauge
+triad_queue_length{feature="cad"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "triad_queue_length"); err != nil {
+		t.Fatal(err)
+	}
+	queued = map[string]int{}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(""), "triad_queue_length"); err != nil {
+		t.Fatal(err)
+	}
+}

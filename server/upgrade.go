@@ -63,6 +63,9 @@ var opUse = map[string]string{
 	"set_rules.timeout_linger":          "`rules set` with TIMEOUT or LINGER",
 	"enroll_license.linger_min_timeout": "`license enroll` of a license with linger or min_timeout",
 	"replace_member.linger_min_timeout": "`cluster replace-member` with a license with linger or min_timeout",
+	// Issue 13: queued checkouts.
+	"batch.dequeue":             "cancelling a queued checkout",
+	"batch.grant.queue_wait_ms": "a queued checkout (`checkout --queue`)",
 }
 
 func opDisplay(op string) string {

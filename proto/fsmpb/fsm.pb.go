@@ -63,6 +63,15 @@ const (
 	// know (fsm.Halted): upgrade it. Never in the log: only a halted
 	// member's own answer.
 	Code_HALTED Code = 50
+	// Queued checkouts (70-74).
+	// Not refused: the request waits in its feature's queue
+	// (OpResult.queue_position). Never remembered as a denial.
+	Code_QUEUED Code = 70
+	// The request waited its maximum wait and no seat freed.
+	Code_QUEUE_TIMEOUT Code = 71
+	// The request left the queue: its client cancelled it or stopped
+	// renewing it, or the feature stopped being grantable.
+	Code_QUEUE_LEFT Code = 72
 )
 
 // Enum value maps for Code.
@@ -91,6 +100,9 @@ var (
 		33: "SIGNATURE_INVALID",
 		40: "WRONG_LEASE_SECRET",
 		50: "HALTED",
+		70: "QUEUED",
+		71: "QUEUE_TIMEOUT",
+		72: "QUEUE_LEFT",
 	}
 	Code_value = map[string]int32{
 		"OK":                    0,
@@ -116,6 +128,9 @@ var (
 		"SIGNATURE_INVALID":     33,
 		"WRONG_LEASE_SECRET":    40,
 		"HALTED":                50,
+		"QUEUED":                70,
+		"QUEUE_TIMEOUT":         71,
+		"QUEUE_LEFT":            72,
 	}
 )
 
@@ -1298,7 +1313,14 @@ type Grant struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// Queued checkout (issue 13): when > 0 and no seat can be granted now
+	// for a reason a freed seat can cure, the request joins its feature's
+	// FIFO queue for at most this long (leader time) instead of being
+	// refused; Apply grants it when a seat frees. A retry with the same
+	// request id finds its place and renews it (queued entries expire on
+	// ttl_ms like leases). Needs command format 4 (fsm/queue.go).
+	QueueWaitMs   int64 `protobuf:"varint,200,opt,name=queue_wait_ms,json=queueWaitMs,proto3" json:"queue_wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,6 +1437,13 @@ func (x *Grant) GetVersionText() string {
 		return x.VersionText
 	}
 	return ""
+}
+
+func (x *Grant) GetQueueWaitMs() int64 {
+	if x != nil {
+		return x.QueueWaitMs
+	}
+	return 0
 }
 
 // Renew restarts the TTL of the listed leases (one client's batch).
@@ -1547,6 +1576,7 @@ type Op struct {
 	//	*Op_Release
 	//	*Op_Borrow
 	//	*Op_AdminRelease
+	//	*Op_Dequeue
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1634,6 +1664,15 @@ func (x *Op) GetAdminRelease() *AdminRelease {
 	return nil
 }
 
+func (x *Op) GetDequeue() *Dequeue {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Dequeue); ok {
+			return x.Dequeue
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -1658,6 +1697,11 @@ type Op_AdminRelease struct {
 	AdminRelease *AdminRelease `protobuf:"bytes,5,opt,name=admin_release,json=adminRelease,proto3,oneof"`
 }
 
+type Op_Dequeue struct {
+	// Queued checkouts (issue 13).
+	Dequeue *Dequeue `protobuf:"bytes,70,opt,name=dequeue,proto3,oneof"`
+}
+
 func (*Op_Grant) isOp_Op() {}
 
 func (*Op_Renew) isOp_Op() {}
@@ -1667,6 +1711,8 @@ func (*Op_Release) isOp_Op() {}
 func (*Op_Borrow) isOp_Op() {}
 
 func (*Op_AdminRelease) isOp_Op() {}
+
+func (*Op_Dequeue) isOp_Op() {}
 
 // AdminRelease is an administrator's force-release of one lease
 // (`usage release`): it needs a full session.
@@ -2630,9 +2676,14 @@ type OpResult struct {
 	// Renew / Release: one per lease id, in request order.
 	Leases []*LeaseResult `protobuf:"bytes,4,rep,name=leases,proto3" json:"leases,omitempty"`
 	// EnrollLicense: the stored license.
-	License       *License `protobuf:"bytes,5,opt,name=license,proto3" json:"license,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	License *License `protobuf:"bytes,5,opt,name=license,proto3" json:"license,omitempty"`
+	// Grant answered QUEUED: the request's place (1 = next) and the queue's
+	// length, and when its wait ends (leader time).
+	QueuePosition   uint32 `protobuf:"varint,200,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	QueueLength     uint32 `protobuf:"varint,201,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"`
+	QueueDeadlineMs int64  `protobuf:"varint,202,opt,name=queue_deadline_ms,json=queueDeadlineMs,proto3" json:"queue_deadline_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OpResult) Reset() {
@@ -2698,6 +2749,27 @@ func (x *OpResult) GetLicense() *License {
 		return x.License
 	}
 	return nil
+}
+
+func (x *OpResult) GetQueuePosition() uint32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
+}
+
+func (x *OpResult) GetQueueLength() uint32 {
+	if x != nil {
+		return x.QueueLength
+	}
+	return 0
+}
+
+func (x *OpResult) GetQueueDeadlineMs() int64 {
+	if x != nil {
+		return x.QueueDeadlineMs
+	}
+	return 0
 }
 
 type BatchResult struct {
@@ -3137,6 +3209,9 @@ type Snapshot struct {
 	// Idempotent admin writes (fields 60-69). In the order they were
 	// applied (oldest first), which is a function of the log.
 	AdminRequests []*AdminRequestRecord `protobuf:"bytes,60,rep,name=admin_requests,json=adminRequests,proto3" json:"admin_requests,omitempty"`
+	// Queued checkouts (fields 70-74): every feature's queue, sorted by
+	// feature, each in queue order (first = next served).
+	Queue         []*QueueEntry `protobuf:"bytes,70,rep,name=queue,proto3" json:"queue,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3293,6 +3368,13 @@ func (x *Snapshot) GetVendorTrust() *VendorTrust {
 func (x *Snapshot) GetAdminRequests() []*AdminRequestRecord {
 	if x != nil {
 		return x.AdminRequests
+	}
+	return nil
+}
+
+func (x *Snapshot) GetQueue() []*QueueEntry {
+	if x != nil {
+		return x.Queue
 	}
 	return nil
 }
@@ -4232,6 +4314,160 @@ func (x *BackupMember) GetMachineProof() string {
 	return ""
 }
 
+// Dequeue takes a queued checkout out of its queue (the client cancelled
+// its wait). The request id (scoped by client_id) is then answered
+// QUEUE_LEFT forever, like a refusal, so a late retry never takes a seat.
+// A request already granted is not touched (release its lease).
+type Dequeue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dequeue) Reset() {
+	*x = Dequeue{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dequeue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dequeue) ProtoMessage() {}
+
+func (x *Dequeue) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dequeue.ProtoReflect.Descriptor instead.
+func (*Dequeue) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *Dequeue) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Dequeue) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+// QueueEntry is one queued checkout waiting for a seat.
+type QueueEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkout as first proposed (its secret becomes the lease's).
+	Grant *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Leader time it joined the queue, and when its wait ends.
+	EnqueuedMs int64 `protobuf:"varint,2,opt,name=enqueued_ms,json=enqueuedMs,proto3" json:"enqueued_ms,omitempty"`
+	DeadlineMs int64 `protobuf:"varint,3,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// Renewed by every retry of the checkout; it leaves the queue when
+	// expires_ms passes (its client stopped heartbeating).
+	RenewedMs int64 `protobuf:"varint,4,opt,name=renewed_ms,json=renewedMs,proto3" json:"renewed_ms,omitempty"`
+	ExpiresMs int64 `protobuf:"varint,5,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	TtlMs     int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// Raft index that queued it.
+	EnqueuedIndex uint64 `protobuf:"varint,7,opt,name=enqueued_index,json=enqueuedIndex,proto3" json:"enqueued_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueEntry) Reset() {
+	*x = QueueEntry{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueEntry) ProtoMessage() {}
+
+func (x *QueueEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueEntry.ProtoReflect.Descriptor instead.
+func (*QueueEntry) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *QueueEntry) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *QueueEntry) GetEnqueuedMs() int64 {
+	if x != nil {
+		return x.EnqueuedMs
+	}
+	return 0
+}
+
+func (x *QueueEntry) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *QueueEntry) GetRenewedMs() int64 {
+	if x != nil {
+		return x.RenewedMs
+	}
+	return 0
+}
+
+func (x *QueueEntry) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *QueueEntry) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *QueueEntry) GetEnqueuedIndex() uint64 {
+	if x != nil {
+		return x.EnqueuedIndex
+	}
+	return 0
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
@@ -4327,7 +4563,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\xb9\x02\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xde\x02\n" +
 	"\x05Grant\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -4343,20 +4579,22 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"via_member\x18\n" +
 	" \x01(\tR\tviaMember\x12\x16\n" +
 	"\x06secret\x18\v \x01(\fR\x06secret\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"X\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12#\n" +
+	"\rqueue_wait_ms\x18\xc8\x01 \x01(\x03R\vqueueWaitMs\"X\n" +
 	"\x05Renew\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
 	"\asecrets\x18\x02 \x03(\fR\asecrets\x12\x18\n" +
 	"\aidle_ms\x18\xdc\x01 \x03(\x03R\x06idleMs\"@\n" +
 	"\aRelease\x12\x1b\n" +
 	"\tlease_ids\x18\x01 \x03(\x04R\bleaseIds\x12\x18\n" +
-	"\asecrets\x18\x02 \x03(\fR\asecrets\"\x8a\x02\n" +
+	"\asecrets\x18\x02 \x03(\fR\asecrets\"\xbd\x02\n" +
 	"\x02Op\x12+\n" +
 	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantH\x00R\x05grant\x12+\n" +
 	"\x05renew\x18\x02 \x01(\v2\x13.triad.fsm.v1.RenewH\x00R\x05renew\x121\n" +
 	"\arelease\x18\x03 \x01(\v2\x15.triad.fsm.v1.ReleaseH\x00R\arelease\x12.\n" +
 	"\x06borrow\x18\x04 \x01(\v2\x14.triad.fsm.v1.BorrowH\x00R\x06borrow\x12A\n" +
-	"\radmin_release\x18\x05 \x01(\v2\x1a.triad.fsm.v1.AdminReleaseH\x00R\fadminReleaseB\x04\n" +
+	"\radmin_release\x18\x05 \x01(\v2\x1a.triad.fsm.v1.AdminReleaseH\x00R\fadminRelease\x121\n" +
+	"\adequeue\x18F \x01(\v2\x15.triad.fsm.v1.DequeueH\x00R\adequeueB\x04\n" +
 	"\x02op\"H\n" +
 	"\fAdminRelease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
@@ -4424,13 +4662,16 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\x12\x15\n" +
 	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12\"\n" +
-	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xdb\x01\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xd4\x02\n" +
 	"\bOpResult\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.triad.fsm.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
 	"\x05lease\x18\x03 \x01(\v2\x13.triad.fsm.v1.LeaseR\x05lease\x121\n" +
 	"\x06leases\x18\x04 \x03(\v2\x19.triad.fsm.v1.LeaseResultR\x06leases\x12/\n" +
-	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\"?\n" +
+	"\alicense\x18\x05 \x01(\v2\x15.triad.fsm.v1.LicenseR\alicense\x12&\n" +
+	"\x0equeue_position\x18\xc8\x01 \x01(\rR\rqueuePosition\x12\"\n" +
+	"\fqueue_length\x18\xc9\x01 \x01(\rR\vqueueLength\x12+\n" +
+	"\x11queue_deadline_ms\x18\xca\x01 \x01(\x03R\x0fqueueDeadlineMs\"?\n" +
 	"\vBatchResult\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.triad.fsm.v1.OpResultR\aresults\"\xa6\x05\n" +
 	"\x05Lease\x12\x0e\n" +
@@ -4474,7 +4715,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vdenied_code\x18\x05 \x01(\x0e2\x12.triad.fsm.v1.CodeR\n" +
 	"deniedCode\x12%\n" +
 	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\x12\"\n" +
-	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xbc\a\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xec\a\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -4496,7 +4737,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0elicense_states\x18\x16 \x03(\v2 .triad.fsm.v1.LicenseStateRecordR\rlicenseStates\x12:\n" +
 	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\x12<\n" +
 	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\x12G\n" +
-	"\x0eadmin_requests\x18< \x03(\v2 .triad.fsm.v1.AdminRequestRecordR\radminRequests\"\x8c\x01\n" +
+	"\x0eadmin_requests\x18< \x03(\v2 .triad.fsm.v1.AdminRequestRecordR\radminRequests\x12.\n" +
+	"\x05queue\x18F \x03(\v2\x18.triad.fsm.v1.QueueEntryR\x05queue\"\x8c\x01\n" +
 	"\x12AdminRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x13\n" +
@@ -4581,7 +4823,24 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"computerId\x12!\n" +
 	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12!\n" +
 	"\fraft_address\x18\x04 \x01(\tR\vraftAddress\x12#\n" +
-	"\rmachine_proof\x18\x05 \x01(\tR\fmachineProof*\xcb\x03\n" +
+	"\rmachine_proof\x18\x05 \x01(\tR\fmachineProof\"E\n" +
+	"\aDequeue\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\"\xf5\x01\n" +
+	"\n" +
+	"QueueEntry\x12)\n" +
+	"\x05grant\x18\x01 \x01(\v2\x13.triad.fsm.v1.GrantR\x05grant\x12\x1f\n" +
+	"\venqueued_ms\x18\x02 \x01(\x03R\n" +
+	"enqueuedMs\x12\x1f\n" +
+	"\vdeadline_ms\x18\x03 \x01(\x03R\n" +
+	"deadlineMs\x12\x1d\n" +
+	"\n" +
+	"renewed_ms\x18\x04 \x01(\x03R\trenewedMs\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x05 \x01(\x03R\texpiresMs\x12\x15\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12%\n" +
+	"\x0eenqueued_index\x18\a \x01(\x04R\renqueuedIndex*\xfa\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -4609,7 +4868,12 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11SIGNATURE_INVALID\x10!\x12\x16\n" +
 	"\x12WRONG_LEASE_SECRET\x10(\x12\n" +
 	"\n" +
-	"\x06HALTED\x102B,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
+	"\x06HALTED\x102\x12\n" +
+	"\n" +
+	"\x06QUEUED\x10F\x12\x11\n" +
+	"\rQUEUE_TIMEOUT\x10G\x12\x0e\n" +
+	"\n" +
+	"QUEUE_LEFT\x10HB,Z*github.com/triadlm/triad/proto/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -4624,7 +4888,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -4676,6 +4940,8 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*ReplaceMember)(nil),      // 47: triad.fsm.v1.ReplaceMember
 	(*BackupHeader)(nil),       // 48: triad.fsm.v1.BackupHeader
 	(*BackupMember)(nil),       // 49: triad.fsm.v1.BackupMember
+	(*Dequeue)(nil),            // 50: triad.fsm.v1.Dequeue
+	(*QueueEntry)(nil),         // 51: triad.fsm.v1.QueueEntry
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
@@ -4708,42 +4974,45 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	14, // 27: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
 	17, // 28: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
 	16, // 29: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
-	12, // 30: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	22, // 31: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	23, // 32: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	24, // 33: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	15, // 34: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 35: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 36: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	34, // 37: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	31, // 38: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	9,  // 39: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	32, // 40: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	0,  // 41: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
-	3,  // 42: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	9,  // 43: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	34, // 44: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	35, // 45: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	39, // 46: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	40, // 47: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	38, // 48: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	25, // 49: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	22, // 50: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	26, // 51: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	27, // 52: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	4,  // 53: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 54: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
-	32, // 55: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
-	38, // 56: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	40, // 57: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	2,  // 58: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
-	9,  // 59: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
-	49, // 60: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	50, // 30: triad.fsm.v1.Op.dequeue:type_name -> triad.fsm.v1.Dequeue
+	12, // 31: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	22, // 32: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	23, // 33: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	24, // 34: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	15, // 35: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 36: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 37: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	34, // 38: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	31, // 39: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	9,  // 40: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	32, // 41: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	0,  // 42: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
+	3,  // 43: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 44: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 45: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 46: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	39, // 47: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 48: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 49: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 50: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 51: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 52: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 53: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 54: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 55: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	51, // 56: triad.fsm.v1.Snapshot.queue:type_name -> triad.fsm.v1.QueueEntry
+	32, // 57: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 58: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 59: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	2,  // 60: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
+	9,  // 61: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
+	49, // 62: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
+	12, // 63: triad.fsm.v1.QueueEntry.grant:type_name -> triad.fsm.v1.Grant
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -4779,6 +5048,7 @@ func file_fsmpb_fsm_proto_init() {
 		(*Op_Release)(nil),
 		(*Op_Borrow)(nil),
 		(*Op_AdminRelease)(nil),
+		(*Op_Dequeue)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[39].OneofWrappers = []any{}
 	type x struct{}
@@ -4787,7 +5057,7 @@ func file_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -127,9 +127,20 @@ type CheckoutRequest struct {
 	// A dotted version ("2.1", "2024.06", "5.3.1") exactly as written;
 	// version then holds its first component. Empty for a whole-number
 	// version (package featver).
-	VersionText   string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	VersionText string `protobuf:"bytes,240,opt,name=version_text,json=versionText,proto3" json:"version_text,omitempty"`
+	// Queued checkout: when no seat is free (or free seats are held for
+	// earlier waiters or reservations), wait in the feature's FIFO queue
+	// for at most queue_wait_seconds instead of being refused. The answer is
+	// then queued=true with the position; send the same request again (same
+	// request_id and client_id) at least every ttl to keep the place and
+	// learn the lease once granted. Refusals a freed seat cannot cure
+	// (unknown feature, EXCLUDE/INCLUDE rules, more seats than licensed)
+	// are answered at once.
+	Queue bool `protobuf:"varint,200,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Longest wait, 1 s to 7 days; 0 with queue means 1 hour.
+	QueueWaitSeconds uint32 `protobuf:"varint,201,opt,name=queue_wait_seconds,json=queueWaitSeconds,proto3" json:"queue_wait_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckoutRequest) Reset() {
@@ -237,6 +248,20 @@ func (x *CheckoutRequest) GetVersionText() string {
 		return x.VersionText
 	}
 	return ""
+}
+
+func (x *CheckoutRequest) GetQueue() bool {
+	if x != nil {
+		return x.Queue
+	}
+	return false
+}
+
+func (x *CheckoutRequest) GetQueueWaitSeconds() uint32 {
+	if x != nil {
+		return x.QueueWaitSeconds
+	}
+	return 0
 }
 
 type Lease struct {
@@ -502,9 +527,16 @@ type CheckoutResponse struct {
 	// and borrow extension need it. Only the holder learns it (a retry of the
 	// checkout gets it again); no listing shows it. Empty for a lease granted
 	// before lease secrets, which needs none.
-	LeaseSecret   []byte `protobuf:"bytes,3,opt,name=lease_secret,json=leaseSecret,proto3" json:"lease_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaseSecret []byte `protobuf:"bytes,3,opt,name=lease_secret,json=leaseSecret,proto3" json:"lease_secret,omitempty"`
+	// Queued checkout not granted yet: lease is empty, queued is true, and
+	// queue_position says how many requests are served first (1 = next).
+	Queued        bool   `protobuf:"varint,200,opt,name=queued,proto3" json:"queued,omitempty"`
+	QueuePosition uint32 `protobuf:"varint,201,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	QueueLength   uint32 `protobuf:"varint,202,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"`
+	// When the wait ends without a seat (leader time, unix ms).
+	QueueDeadlineUnixMs int64 `protobuf:"varint,203,opt,name=queue_deadline_unix_ms,json=queueDeadlineUnixMs,proto3" json:"queue_deadline_unix_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CheckoutResponse) Reset() {
@@ -556,6 +588,34 @@ func (x *CheckoutResponse) GetLeaseSecret() []byte {
 		return x.LeaseSecret
 	}
 	return nil
+}
+
+func (x *CheckoutResponse) GetQueued() bool {
+	if x != nil {
+		return x.Queued
+	}
+	return false
+}
+
+func (x *CheckoutResponse) GetQueuePosition() uint32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
+}
+
+func (x *CheckoutResponse) GetQueueLength() uint32 {
+	if x != nil {
+		return x.QueueLength
+	}
+	return 0
+}
+
+func (x *CheckoutResponse) GetQueueDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.QueueDeadlineUnixMs
+	}
+	return 0
 }
 
 type RenewRequest struct {
@@ -1016,9 +1076,9 @@ type FeatureUsage struct {
 	// rows repeat the package's capacity; in_use counts the package seats
 	// held by users and hosts holding this component.
 	Package string `protobuf:"bytes,241,opt,name=package,proto3" json:"package,omitempty"`
-	// Checkouts waiting in the feature's queue for a seat of this version
-	// (0 until queued checkouts exist; issue 13 point 1 fills it).
-	Queued        uint32 `protobuf:"varint,260,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Queued checkouts waiting for the feature (issue 13). The feature's,
+	// not the row's: each version row repeats it.
+	QueueLength   uint32 `protobuf:"varint,200,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,9 +1176,9 @@ func (x *FeatureUsage) GetPackage() string {
 	return ""
 }
 
-func (x *FeatureUsage) GetQueued() uint32 {
+func (x *FeatureUsage) GetQueueLength() uint32 {
 	if x != nil {
-		return x.Queued
+		return x.QueueLength
 	}
 	return 0
 }
@@ -5624,6 +5684,353 @@ func (x *ClusterReplaceMemberResponse) GetRemoved() []string {
 	return nil
 }
 
+type CancelQueuedRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	RequestId       string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ClientId        string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CancelQueuedRequest) Reset() {
+	*x = CancelQueuedRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelQueuedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelQueuedRequest) ProtoMessage() {}
+
+func (x *CancelQueuedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelQueuedRequest.ProtoReflect.Descriptor instead.
+func (*CancelQueuedRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *CancelQueuedRequest) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *CancelQueuedRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CancelQueuedRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+type CancelQueuedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the request was waiting and left the queue.
+	Removed bool   `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Not removed because the cluster granted the request meanwhile: its
+	// lease (a checkout with the same request id returns it with its secret).
+	GrantedLeaseId uint64 `protobuf:"varint,3,opt,name=granted_lease_id,json=grantedLeaseId,proto3" json:"granted_lease_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CancelQueuedResponse) Reset() {
+	*x = CancelQueuedResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelQueuedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelQueuedResponse) ProtoMessage() {}
+
+func (x *CancelQueuedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelQueuedResponse.ProtoReflect.Descriptor instead.
+func (*CancelQueuedResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CancelQueuedResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+func (x *CancelQueuedResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CancelQueuedResponse) GetGrantedLeaseId() uint64 {
+	if x != nil {
+		return x.GrantedLeaseId
+	}
+	return 0
+}
+
+type UsageQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Consistent    bool                   `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageQueueRequest) Reset() {
+	*x = UsageQueueRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageQueueRequest) ProtoMessage() {}
+
+func (x *UsageQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageQueueRequest.ProtoReflect.Descriptor instead.
+func (*UsageQueueRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *UsageQueueRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *UsageQueueRequest) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+// QueuedCheckout is one waiter of `usage queue`. Request and client ids are
+// not shown (with them anyone could cancel the wait).
+type QueuedCheckout struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Feature string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	Version uint32                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Count   uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// 1 = served next.
+	Position           uint32 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	User               string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Host               string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
+	Pid                int64  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	WaitingSinceUnixMs int64  `protobuf:"varint,8,opt,name=waiting_since_unix_ms,json=waitingSinceUnixMs,proto3" json:"waiting_since_unix_ms,omitempty"`
+	WaitDeadlineUnixMs int64  `protobuf:"varint,9,opt,name=wait_deadline_unix_ms,json=waitDeadlineUnixMs,proto3" json:"wait_deadline_unix_ms,omitempty"`
+	// The place is lost unless the client renews it before this.
+	ExpiresUnixMs int64  `protobuf:"varint,10,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	ViaMember     string `protobuf:"bytes,11,opt,name=via_member,json=viaMember,proto3" json:"via_member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuedCheckout) Reset() {
+	*x = QueuedCheckout{}
+	mi := &file_triad_v1_triad_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuedCheckout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuedCheckout) ProtoMessage() {}
+
+func (x *QueuedCheckout) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuedCheckout.ProtoReflect.Descriptor instead.
+func (*QueuedCheckout) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *QueuedCheckout) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *QueuedCheckout) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *QueuedCheckout) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *QueuedCheckout) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetWaitingSinceUnixMs() int64 {
+	if x != nil {
+		return x.WaitingSinceUnixMs
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetWaitDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.WaitDeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *QueuedCheckout) GetViaMember() string {
+	if x != nil {
+		return x.ViaMember
+	}
+	return ""
+}
+
+type UsageQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queued        []*QueuedCheckout      `protobuf:"bytes,1,rep,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageQueueResponse) Reset() {
+	*x = UsageQueueResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageQueueResponse) ProtoMessage() {}
+
+func (x *UsageQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageQueueResponse.ProtoReflect.Descriptor instead.
+func (*UsageQueueResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *UsageQueueResponse) GetQueued() []*QueuedCheckout {
+	if x != nil {
+		return x.Queued
+	}
+	return nil
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -5634,7 +6041,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bcheckout\x18\x02 \x01(\v2\x19.triad.v1.CheckoutRequestR\bcheckout\x12)\n" +
 	"\x10duration_seconds\x18\x03 \x01(\rR\x0fdurationSeconds\x12\x19\n" +
 	"\blease_id\x18\x04 \x01(\x04R\aleaseId\x12!\n" +
-	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\"\xc1\x02\n" +
+	"\flease_secret\x18\x05 \x01(\fR\vleaseSecret\"\x87\x03\n" +
 	"\x0fCheckoutRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -5649,7 +6056,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vttl_seconds\x18\n" +
 	" \x01(\rR\n" +
 	"ttlSeconds\x12\"\n" +
-	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\"\xc0\x06\n" +
+	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x15\n" +
+	"\x05queue\x18\xc8\x01 \x01(\bR\x05queue\x12-\n" +
+	"\x12queue_wait_seconds\x18\xc9\x01 \x01(\rR\x10queueWaitSeconds\"\xc0\x06\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1d\n" +
 	"\n" +
@@ -5681,11 +6090,15 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x14linger_until_unix_ms\x18\xdd\x01 \x01(\x03R\x11lingerUntilUnixMs\x12,\n" +
 	"\x12idle_since_unix_ms\x18\xde\x01 \x01(\x03R\x0fidleSinceUnixMs\x12*\n" +
 	"\x10licensed_version\x18\x84\x02 \x01(\rR\x0flicensedVersion\x123\n" +
-	"\x15licensed_version_text\x18\x85\x02 \x01(\tR\x13licensedVersionText\"t\n" +
+	"\x15licensed_version_text\x18\x85\x02 \x01(\tR\x13licensedVersionText\"\x8f\x02\n" +
 	"\x10CheckoutResponse\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.triad.v1.LeaseR\x05lease\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12!\n" +
-	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\"\x95\x01\n" +
+	"\flease_secret\x18\x03 \x01(\fR\vleaseSecret\x12\x17\n" +
+	"\x06queued\x18\xc8\x01 \x01(\bR\x06queued\x12&\n" +
+	"\x0equeue_position\x18\xc9\x01 \x01(\rR\rqueuePosition\x12\"\n" +
+	"\fqueue_length\x18\xca\x01 \x01(\rR\vqueueLength\x124\n" +
+	"\x16queue_deadline_unix_ms\x18\xcb\x01 \x01(\x03R\x13queueDeadlineUnixMs\"\x95\x01\n" +
 	"\fRenewRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tlease_ids\x18\x02 \x03(\x04R\bleaseIds\x12#\n" +
@@ -5716,7 +6129,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1e\n" +
 	"\n" +
 	"consistent\x18\x02 \x01(\bR\n" +
-	"consistent\"\xb2\x02\n" +
+	"consistent\"\xbd\x02\n" +
 	"\fFeatureUsage\x12\x18\n" +
 	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12\x1a\n" +
@@ -5726,8 +6139,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\fpool_seconds\x18\x06 \x01(\x01R\vpoolSeconds\x12*\n" +
 	"\x11pool_used_seconds\x18\a \x01(\x01R\x0fpoolUsedSeconds\x12\"\n" +
 	"\fversion_text\x18\xf0\x01 \x01(\tR\vversionText\x12\x19\n" +
-	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\x17\n" +
-	"\x06queued\x18\x84\x02 \x01(\rR\x06queued\"F\n" +
+	"\apackage\x18\xf1\x01 \x01(\tR\apackage\x12\"\n" +
+	"\fqueue_length\x18\xc8\x01 \x01(\rR\vqueueLength\"F\n" +
 	"\x10FeaturesResponse\x122\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x16.triad.v1.FeatureUsageR\bfeatures\"\x11\n" +
 	"\x0fDiscoverRequest\"\x91\x01\n" +
@@ -6082,14 +6495,45 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\blicenses\x18\x04 \x03(\v2\x15.triad.v1.LicenseInfoR\blicenses\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\tR\aremoved2\x8f\x03\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved\"|\n" +
+	"\x13CancelQueuedRequest\x12)\n" +
+	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\"t\n" +
+	"\x14CancelQueuedResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12(\n" +
+	"\x10granted_lease_id\x18\x03 \x01(\x04R\x0egrantedLeaseId\"b\n" +
+	"\x11UsageQueueRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\"\xdd\x02\n" +
+	"\x0eQueuedCheckout\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\rR\bposition\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x12\x12\n" +
+	"\x04host\x18\x06 \x01(\tR\x04host\x12\x10\n" +
+	"\x03pid\x18\a \x01(\x03R\x03pid\x121\n" +
+	"\x15waiting_since_unix_ms\x18\b \x01(\x03R\x12waitingSinceUnixMs\x121\n" +
+	"\x15wait_deadline_unix_ms\x18\t \x01(\x03R\x12waitDeadlineUnixMs\x12&\n" +
+	"\x0fexpires_unix_ms\x18\n" +
+	" \x01(\x03R\rexpiresUnixMs\x12\x1d\n" +
+	"\n" +
+	"via_member\x18\v \x01(\tR\tviaMember\"F\n" +
+	"\x12UsageQueueResponse\x120\n" +
+	"\x06queued\x18\x01 \x03(\v2\x18.triad.v1.QueuedCheckoutR\x06queued2\xde\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xbe\x10\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12M\n" +
+	"\fCancelQueued\x12\x1d.triad.v1.CancelQueuedRequest\x1a\x1e.triad.v1.CancelQueuedResponse2\x87\x11\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -6120,7 +6564,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12Y\n" +
 	"\x10ServerTestNotify\x12!.triad.v1.ServerTestNotifyRequest\x1a\".triad.v1.ServerTestNotifyResponse\x12H\n" +
 	"\fSnapshotSave\x12\x1d.triad.v1.SnapshotSaveRequest\x1a\x17.triad.v1.SnapshotChunk0\x01\x12e\n" +
-	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponse\x12G\n" +
+	"\n" +
+	"UsageQueue\x12\x1b.triad.v1.UsageQueueRequest\x1a\x1c.triad.v1.UsageQueueResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -6134,7 +6580,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -6215,6 +6661,11 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),                // 76: triad.v1.SnapshotChunk
 	(*ClusterReplaceMemberRequest)(nil),  // 77: triad.v1.ClusterReplaceMemberRequest
 	(*ClusterReplaceMemberResponse)(nil), // 78: triad.v1.ClusterReplaceMemberResponse
+	(*CancelQueuedRequest)(nil),          // 79: triad.v1.CancelQueuedRequest
+	(*CancelQueuedResponse)(nil),         // 80: triad.v1.CancelQueuedResponse
+	(*UsageQueueRequest)(nil),            // 81: triad.v1.UsageQueueRequest
+	(*QueuedCheckout)(nil),               // 82: triad.v1.QueuedCheckout
+	(*UsageQueueResponse)(nil),           // 83: triad.v1.UsageQueueResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -6272,77 +6723,83 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 52: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 53: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
 	50, // 54: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
-	1,  // 55: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 56: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 57: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 58: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 59: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 60: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 61: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 62: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 63: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 64: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 65: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 66: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 67: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 68: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 69: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 70: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 71: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 72: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 73: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 74: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 75: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 76: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 77: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 78: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 79: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 80: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 81: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 82: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 83: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 84: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 85: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 86: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 87: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	3,  // 88: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 89: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 90: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 91: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 92: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 93: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 94: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 95: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 96: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 97: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 98: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 99: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 100: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 101: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 102: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 103: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 104: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 105: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 106: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 107: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 108: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 109: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 110: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 111: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 112: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 113: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 114: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 115: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 116: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 117: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 118: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 119: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 120: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	88, // [88:121] is the sub-list for method output_type
-	55, // [55:88] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	15, // 55: triad.v1.UsageQueueRequest.header:type_name -> triad.v1.AdminHeader
+	82, // 56: triad.v1.UsageQueueResponse.queued:type_name -> triad.v1.QueuedCheckout
+	1,  // 57: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 58: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 59: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 60: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 61: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 62: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	79, // 63: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
+	16, // 64: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 65: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 66: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 67: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 68: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 69: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 70: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 71: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 72: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 73: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 74: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 75: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 76: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 77: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 78: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 79: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 80: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 81: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 82: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 83: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 84: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 85: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 86: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 87: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 88: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75, // 89: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77, // 90: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	81, // 91: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
+	3,  // 92: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 93: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 94: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 95: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 96: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 97: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	80, // 98: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
+	17, // 99: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 100: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 101: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 102: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 103: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 104: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 105: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 106: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 107: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 108: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 109: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 110: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 111: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 112: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 113: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 114: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 115: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 116: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 117: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 118: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 119: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 120: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 121: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 122: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 123: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76, // 124: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78, // 125: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	83, // 126: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
+	92, // [92:127] is the sub-list for method output_type
+	57, // [57:92] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -6357,7 +6814,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   79,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,7 @@ const (
 	Licensing_Features_FullMethodName     = "/triad.v1.Licensing/Features"
 	Licensing_Borrow_FullMethodName       = "/triad.v1.Licensing/Borrow"
 	Licensing_ReturnBorrow_FullMethodName = "/triad.v1.Licensing/ReturnBorrow"
+	Licensing_CancelQueued_FullMethodName = "/triad.v1.Licensing/CancelQueued"
 )
 
 // LicensingClient is the client API for Licensing service.
@@ -53,6 +54,10 @@ type LicensingClient interface {
 	Borrow(ctx context.Context, in *BorrowRequest, opts ...grpc.CallOption) (*CheckoutResponse, error)
 	// ReturnBorrow returns borrowed leases before their end.
 	ReturnBorrow(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// CancelQueued takes a queued checkout (CheckoutRequest.queue) out of its
+	// feature's queue. Its request id is answered "left the queue" from then
+	// on. A request already granted is not released: release its lease.
+	CancelQueued(ctx context.Context, in *CancelQueuedRequest, opts ...grpc.CallOption) (*CancelQueuedResponse, error)
 }
 
 type licensingClient struct {
@@ -123,6 +128,16 @@ func (c *licensingClient) ReturnBorrow(ctx context.Context, in *ReleaseRequest, 
 	return out, nil
 }
 
+func (c *licensingClient) CancelQueued(ctx context.Context, in *CancelQueuedRequest, opts ...grpc.CallOption) (*CancelQueuedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelQueuedResponse)
+	err := c.cc.Invoke(ctx, Licensing_CancelQueued_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LicensingServer is the server API for Licensing service.
 // All implementations must embed UnimplementedLicensingServer
 // for forward compatibility.
@@ -145,6 +160,10 @@ type LicensingServer interface {
 	Borrow(context.Context, *BorrowRequest) (*CheckoutResponse, error)
 	// ReturnBorrow returns borrowed leases before their end.
 	ReturnBorrow(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// CancelQueued takes a queued checkout (CheckoutRequest.queue) out of its
+	// feature's queue. Its request id is answered "left the queue" from then
+	// on. A request already granted is not released: release its lease.
+	CancelQueued(context.Context, *CancelQueuedRequest) (*CancelQueuedResponse, error)
 	mustEmbedUnimplementedLicensingServer()
 }
 
@@ -172,6 +191,9 @@ func (UnimplementedLicensingServer) Borrow(context.Context, *BorrowRequest) (*Ch
 }
 func (UnimplementedLicensingServer) ReturnBorrow(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReturnBorrow not implemented")
+}
+func (UnimplementedLicensingServer) CancelQueued(context.Context, *CancelQueuedRequest) (*CancelQueuedResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelQueued not implemented")
 }
 func (UnimplementedLicensingServer) mustEmbedUnimplementedLicensingServer() {}
 func (UnimplementedLicensingServer) testEmbeddedByValue()                   {}
@@ -302,6 +324,24 @@ func _Licensing_ReturnBorrow_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Licensing_CancelQueued_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelQueuedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LicensingServer).CancelQueued(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Licensing_CancelQueued_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LicensingServer).CancelQueued(ctx, req.(*CancelQueuedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Licensing_ServiceDesc is the grpc.ServiceDesc for Licensing service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -332,6 +372,10 @@ var Licensing_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReturnBorrow",
 			Handler:    _Licensing_ReturnBorrow_Handler,
+		},
+		{
+			MethodName: "CancelQueued",
+			Handler:    _Licensing_CancelQueued_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -366,6 +410,7 @@ const (
 	Admin_ServerTestNotify_FullMethodName     = "/triad.v1.Admin/ServerTestNotify"
 	Admin_SnapshotSave_FullMethodName         = "/triad.v1.Admin/SnapshotSave"
 	Admin_ClusterReplaceMember_FullMethodName = "/triad.v1.Admin/ClusterReplaceMember"
+	Admin_UsageQueue_FullMethodName           = "/triad.v1.Admin/UsageQueue"
 )
 
 // AdminClient is the client API for Admin service.
@@ -430,6 +475,9 @@ type AdminClient interface {
 	// ClusterReplaceMember replaces a dead member by an unconfigured one with
 	// a license binding the new set of computer IDs (full mode).
 	ClusterReplaceMember(ctx context.Context, in *ClusterReplaceMemberRequest, opts ...grpc.CallOption) (*ClusterReplaceMemberResponse, error)
+	// UsageQueue lists the queued checkouts, feature by feature in queue
+	// order (restricted sessions may read it).
+	UsageQueue(ctx context.Context, in *UsageQueueRequest, opts ...grpc.CallOption) (*UsageQueueResponse, error)
 }
 
 type adminClient struct {
@@ -719,6 +767,16 @@ func (c *adminClient) ClusterReplaceMember(ctx context.Context, in *ClusterRepla
 	return out, nil
 }
 
+func (c *adminClient) UsageQueue(ctx context.Context, in *UsageQueueRequest, opts ...grpc.CallOption) (*UsageQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UsageQueueResponse)
+	err := c.cc.Invoke(ctx, Admin_UsageQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -781,6 +839,9 @@ type AdminServer interface {
 	// ClusterReplaceMember replaces a dead member by an unconfigured one with
 	// a license binding the new set of computer IDs (full mode).
 	ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error)
+	// UsageQueue lists the queued checkouts, feature by feature in queue
+	// order (restricted sessions may read it).
+	UsageQueue(context.Context, *UsageQueueRequest) (*UsageQueueResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -871,6 +932,9 @@ func (UnimplementedAdminServer) SnapshotSave(*SnapshotSaveRequest, grpc.ServerSt
 }
 func (UnimplementedAdminServer) ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ClusterReplaceMember not implemented")
+}
+func (UnimplementedAdminServer) UsageQueue(context.Context, *UsageQueueRequest) (*UsageQueueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UsageQueue not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1372,6 +1436,24 @@ func _Admin_ClusterReplaceMember_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_UsageQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UsageQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).UsageQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_UsageQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).UsageQueue(ctx, req.(*UsageQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1482,6 +1564,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterReplaceMember",
 			Handler:    _Admin_ClusterReplaceMember_Handler,
+		},
+		{
+			MethodName: "UsageQueue",
+			Handler:    _Admin_UsageQueue_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
