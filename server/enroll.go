@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 
 	"google.golang.org/grpc/codes"
@@ -91,6 +92,6 @@ func (s *Server) ServerShow(ctx context.Context) *triadv1.ServerShowResponse {
 	return &triadv1.ServerShowResponse{
 		Name: s.cfg.Name, ComputerId: s.computerID, Mode: s.mode(), Version: Version,
 		Address: s.Addr(), RaftAddress: info.GetRaftAddress(), HttpAddress: s.HTTPAddr(), DataDir: s.cfg.DataDir,
-		Notifications: s.notifySettings(),
+		Notifications: s.notifySettings(), Pid: int64(os.Getpid()),
 	}
 }

@@ -2588,6 +2588,9 @@ type ServerShowResponse struct {
 	Sessions []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	// This member's notification configuration, secrets left out.
 	Notifications *NotifySettings `protobuf:"bytes,11,opt,name=notifications,proto3" json:"notifications,omitempty"`
+	// Process id of the member (triadd) that answered, so that a tool on the
+	// same host (triadctl bench) can read its CPU time and memory from /proc.
+	Pid           int64 `protobuf:"varint,320,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2697,6 +2700,13 @@ func (x *ServerShowResponse) GetNotifications() *NotifySettings {
 		return x.Notifications
 	}
 	return nil
+}
+
+func (x *ServerShowResponse) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
 }
 
 type ClusterCreateRequest struct {
@@ -5605,7 +5615,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\x04R\aleaseId\x12\x1a\n" +
 	"\breleased\x18\x02 \x01(\bR\breleased\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x9c\x03\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xaf\x03\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -5619,7 +5629,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bsettings\x18\t \x01(\v2\x18.triad.v1.ServerSettingsR\bsettings\x122\n" +
 	"\bsessions\x18\n" +
 	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\x12>\n" +
-	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\"\x7f\n" +
+	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\x12\x11\n" +
+	"\x03pid\x18\xc0\x02 \x01(\x03R\x03pid\"\x7f\n" +
 	"\x14ClusterCreateRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
