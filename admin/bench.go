@@ -44,6 +44,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "leases", Value: 10000, Usage: "renew, hold: leases held (split evenly over the clients)"},
 			&cli.DurationFlag{Name: "renew-every", Value: 10 * time.Second, Usage: "hold: how often each client renews its leases"},
 			&cli.DurationFlag{Name: "ttl", Value: 30 * time.Second, Usage: "renew, hold: TTL of the leases taken"},
+			&cli.BoolFlag{Name: "unary", Usage: "cycle: one unary RPC per checkout and release instead of the clients' Session streams (for comparisons)"},
 			&cli.StringFlag{Name: "json-out", Usage: "also write the figures as JSON to this file"},
 			// Performance work: write a CPU profile of the bench itself.
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true},
@@ -64,7 +65,7 @@ func benchCommand() *cli.Command {
 				Workload: c.String("workload"), Target: c.String("target"), Feature: c.String("feature"),
 				Version: uint32(c.Uint("version")), Clients: c.Int("clients"), Conns: c.Int("conns"),
 				Duration: c.Duration("duration"), Leases: c.Int("leases"), RenewEvery: c.Duration("renew-every"),
-				TTL: c.Duration("ttl"), procDir: "/proc",
+				TTL: c.Duration("ttl"), Unary: c.Bool("unary"), procDir: "/proc",
 			}
 			if err := cfg.check(); err != nil {
 				return err
@@ -110,9 +111,11 @@ type BenchResult struct {
 	Workload string `json:"workload"`
 	Target   string `json:"target"`
 	// Tool is the triadctl build that measured (version and commit).
-	Tool    string  `json:"tool"`
-	Clients int     `json:"clients"`
-	Conns   int     `json:"conns"`
+	Tool    string `json:"tool"`
+	Clients int    `json:"clients"`
+	Conns   int    `json:"conns"`
+	// Unary: cycle with one unary RPC per call (--unary), not Session streams.
+	Unary   bool    `json:"unary,omitempty"`
 	Leases  int     `json:"leases,omitempty"`
 	Seconds float64 `json:"seconds"`
 	Cores   int     `json:"cores"`
@@ -165,8 +168,12 @@ func (r *BenchResult) String() string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	switch r.Workload {
 	case workloadCycle:
-		p("workload cycle, target %s: %d clients on %d connections, %.1f s, %d cores on this machine, load %.2f → %.2f\n",
-			r.Target, r.Clients, r.Conns, r.Seconds, r.Cores, r.LoadStart, r.LoadEnd)
+		calls := "Session streams"
+		if r.Unary {
+			calls = "unary calls"
+		}
+		p("workload cycle, target %s: %d clients on %d connections (%s), %.1f s, %d cores on this machine, load %.2f → %.2f\n",
+			r.Target, r.Clients, r.Conns, calls, r.Seconds, r.Cores, r.LoadStart, r.LoadEnd)
 		p("checkouts/s %.0f (%d checkout+release cycles)\n", r.CheckoutsPerS, r.Checkouts)
 		p("checkout latency ms: p50 %.2f  p99 %.2f  max %.2f\n", r.CheckoutP50Ms, r.CheckoutP99Ms, r.CheckoutMaxMs)
 		p("release latency ms:  p50 %.2f  p99 %.2f\n", r.ReleaseP50Ms, r.ReleaseP99Ms)
@@ -208,7 +215,7 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func newBenchResult(cfg benchConfig) *BenchResult {
 	r := &BenchResult{Workload: cfg.Workload, Target: cfg.Target, Tool: buildinfo.Get().String(), Clients: cfg.Clients,
-		Conns: cfg.Conns, Cores: runtime.NumCPU(), Errors: map[string]int{}}
+		Conns: cfg.Conns, Unary: cfg.Unary, Cores: runtime.NumCPU(), Errors: map[string]int{}}
 	if cfg.Workload != workloadCycle {
 		r.Leases = cfg.Leases
 	}

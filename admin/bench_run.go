@@ -24,6 +24,7 @@ type benchConfig struct {
 	Version                   uint32
 	Clients, Conns, Leases    int
 	Duration, RenewEvery, TTL time.Duration
+	Unary                     bool // cycle: client.WithUnaryCalls
 
 	targets    [][]string // per connection: the address(es) it may use
 	clientOpts []client.Option
@@ -179,9 +180,13 @@ func (e *errCounter) add(what string, err error) {
 }
 
 func runCycle(ctx context.Context, cfg benchConfig, r *BenchResult, meter *benchMeter) error {
+	opts := append([]client.Option{client.WithRenewInterval(time.Hour)}, cfg.clientOpts...)
+	if cfg.Unary {
+		opts = append(opts, client.WithUnaryCalls())
+	}
 	clients := make([]*client.Client, cfg.Conns)
 	for i := range clients {
-		cl, err := client.New(cfg.targets[i], append([]client.Option{client.WithRenewInterval(time.Hour)}, cfg.clientOpts...)...)
+		cl, err := client.New(cfg.targets[i], opts...)
 		if err != nil {
 			return err
 		}

@@ -19,7 +19,7 @@ func TestBenchResultStringSortsErrors(t *testing.T) {
 		Members: []*BenchMember{{Name: "a", Address: "127.0.0.1:1", Role: "leader", Pid: 42, CPUSeconds: 0.5, RSSStartBytes: 10 << 20, RSSEndBytes: 12 << 20},
 			{Name: "b", Address: "10.0.0.2:1", Role: "follower"}},
 		Errors: map[string]int{"release: Unavailable": 1, "checkout: ResourceExhausted": 12, "checkout: DeadlineExceeded": 2, "checkout: Unavailable": 3}}
-	want := "workload cycle, target leader: 4 clients on 2 connections, 1.0 s, 2 cores on this machine, load 1.50 → 2.00\n" +
+	want := "workload cycle, target leader: 4 clients on 2 connections (Session streams), 1.0 s, 2 cores on this machine, load 1.50 → 2.00\n" +
 		"checkouts/s 100 (100 checkout+release cycles)\n" +
 		"checkout latency ms: p50 1.50  p99 3.25  max 7.00\n" +
 		"release latency ms:  p50 1.00  p99 2.00\n" +
