@@ -383,7 +383,14 @@ func takeLeases(ctx context.Context, cfg benchConfig, holders []*benchHolder) er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Taking many leases can outlast their TTL: the leases taken so
+			// far are renewed every TTL/3 meanwhile, as a client would.
+			renewed := time.Now()
 			for range cap(h.ids) {
+				if time.Since(renewed) > cfg.TTL/3 {
+					h.renewAll(ctx)
+					renewed = time.Now()
+				}
 				req := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: rand.Text(), Feature: cfg.Feature,
 					Version: cfg.Version, User: "triadctl-bench", Host: host, Pid: int64(os.Getpid()), ClientId: h.id,
 					TtlSeconds: uint32((cfg.TTL + time.Second - 1) / time.Second)}
@@ -415,7 +422,29 @@ func takeLeases(ctx context.Context, cfg benchConfig, holders []*benchHolder) er
 	}
 	wg.Wait()
 	close(errc)
-	return <-errc // nil when every checkout succeeded
+	if err := <-errc; err != nil {
+		return err
+	}
+	// Every lease starts the measured phase freshly renewed.
+	for _, h := range holders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.renewAll(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// renewAll renews the holder's leases outside the measured phase (set-up).
+func (h *benchHolder) renewAll(ctx context.Context) {
+	if len(h.ids) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	_, _ = h.rpc.Renew(rctx, &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: h.ids, LeaseSecrets: h.secrets})
 }
 
 // releaseAll releases every lease taken, 1,000 per call.
