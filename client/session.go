@@ -44,10 +44,13 @@ type sessionClient struct {
 }
 
 // sessionStream is one open Session stream and the calls waiting on it.
+// One goroutine sends (write): a member that stops reading (paused) blocks
+// it on HTTP/2 flow control, not the callers, who still see their context
+// end.
 type sessionStream struct {
 	stream  triadv1.Licensing_SessionClient
 	cancel  context.CancelFunc
-	sendMu  sync.Mutex
+	out     chan *triadv1.SessionRequest
 	mu      sync.Mutex
 	pending map[uint64]chan *triadv1.SessionResponse
 	done    chan struct{} // closed when the stream ended; err says why
@@ -125,10 +128,39 @@ func (c *sessionClient) stream() (*sessionStream, uint64) {
 		cancel()
 		return nil, 0
 	}
-	st := &sessionStream{stream: s, cancel: cancel, pending: map[uint64]chan *triadv1.SessionResponse{}, done: make(chan struct{})}
+	st := &sessionStream{stream: s, cancel: cancel, out: make(chan *triadv1.SessionRequest, 64),
+		pending: map[uint64]chan *triadv1.SessionResponse{}, done: make(chan struct{})}
 	c.st = st
 	go c.read(st)
+	go st.write()
 	return st, c.nextID
+}
+
+// write sends the queued requests until the stream ends. A failed Send
+// ends the stream: read then sees why.
+func (st *sessionStream) write() {
+	for {
+		select {
+		case <-st.done:
+			return
+		case req := <-st.out:
+			if err := st.stream.Send(req); err != nil {
+				st.cancel()
+				return
+			}
+		}
+	}
+}
+
+// enqueue hands req to the sender; false when ctx or the stream ended first.
+func (st *sessionStream) enqueue(ctx context.Context, req *triadv1.SessionRequest) bool {
+	select {
+	case st.out <- req:
+		return true
+	case <-st.done:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // read delivers the answers of st until it ends.
@@ -185,12 +217,13 @@ func (c *sessionClient) call(ctx context.Context, req *triadv1.SessionRequest) (
 	}
 	st.pending[id] = ch
 	st.mu.Unlock()
-	st.sendMu.Lock()
-	err := st.stream.Send(req)
-	st.sendMu.Unlock()
-	if err != nil {
-		// The stream is gone; Recv, in read, tells why.
-		<-st.done
+	if !st.enqueue(ctx, req) {
+		st.mu.Lock()
+		delete(st.pending, id)
+		st.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return nil, grpcstatus.FromContextError(err).Err() // never sent
+		}
 		return nil, c.streamErr(st)
 	}
 	select {
@@ -209,12 +242,11 @@ func (c *sessionClient) call(ctx context.Context, req *triadv1.SessionRequest) (
 		st.mu.Lock()
 		delete(st.pending, id)
 		st.mu.Unlock()
-		// Tell the member, best effort, without waiting on flow control.
-		go func() {
-			st.sendMu.Lock()
-			_ = st.stream.Send(&triadv1.SessionRequest{CallId: id, Call: &triadv1.SessionRequest_Cancel{Cancel: true}})
-			st.sendMu.Unlock()
-		}()
+		// Tell the member, best effort: dropped when the queue is full.
+		select {
+		case st.out <- &triadv1.SessionRequest{CallId: id, Call: &triadv1.SessionRequest_Cancel{Cancel: true}}:
+		default:
+		}
 		return nil, grpcstatus.FromContextError(ctx.Err()).Err()
 	}
 }
