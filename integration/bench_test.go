@@ -173,4 +173,34 @@ func TestBenchWorkloads(t *testing.T) {
 		}
 		return nil
 	})
+	// Without admin access (a restricted password it does not know) the
+	// load still runs on --target all, unmeasured; --target leader needs
+	// the roles and says so.
+	tok := mustOpen(t, nil, "--server", c.members[0].addr, "--mode", "full")
+	if _, err := ctlEnv(t, []string{"TRIAD_SESSION=" + tok, "TRIAD_NEW_PASSWORD=Fu11-secret-pw"}, "--server", c.members[0].addr, "password", "set", "full"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctlEnv(t, []string{"TRIAD_SESSION=" + tok, "TRIAD_PASSWORD=Fu11-secret-pw", "TRIAD_NEW_PASSWORD=L00k-only-pw"}, "--server", c.members[0].addr, "password", "set", "restricted"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctlEnv(t, []string{"TRIAD_PASSWORD=wrong"}, "--server", c.servers(), "bench", "--feature", "cad", "--version", "1", "--clients", "2", "--duration", "1s")
+	if err != nil || !strings.Contains(out, "server CPU not measured") || !strings.Contains(out, "checkouts/s ") {
+		t.Fatalf("bench without admin access: %v\n%s", err, out)
+	}
+	_, err = ctlEnv(t, []string{"TRIAD_PASSWORD=wrong"}, "--server", c.servers(), "bench", "--feature", "cad", "--version", "1", "--target", "leader", "--duration", "1s")
+	wantFail(t, err, "finding the members' roles for --target leader")
+	waitFor(t, 10*time.Second, "the unmeasured run's leases released", func() error {
+		out, err := ctlEnv(t, []string{"TRIAD_PASSWORD=L00k-only-pw"}, "--server", c.servers(), "--output", "json", "usage", "features", "--consistent")
+		if err != nil {
+			return err
+		}
+		var rows []usageRow
+		if err := jsonUnmarshal(out, &rows); err != nil {
+			return err
+		}
+		if rows[0].InUse != 0 {
+			return fmt.Errorf("in_use %d", rows[0].InUse)
+		}
+		return nil
+	})
 }
