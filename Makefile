@@ -21,7 +21,7 @@ test: lint
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/
-	BIN=$(BIN) RUN_DIR=.run-bench CLIENTS=64 DURATION=10s scripts/cluster.sh bench
+	BIN=$(BIN) RUN_DIR=.run-bench scripts/cluster.sh bench
 
 # chaos runs the robustness suite's randomized campaign (docs/robustness.md):
 # CHAOS_DURATION (default 10m) of runs, CHAOS_SEED to replay one, CHAOS_FAULTS

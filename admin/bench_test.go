@@ -1,6 +1,10 @@
 package admin
 
 import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,14 +13,20 @@ import (
 // The report is deterministic: the same result prints the same text, the
 // error counts in sorted order.
 func TestBenchResultStringSortsErrors(t *testing.T) {
-	r := &BenchResult{Clients: 4, Seconds: 1, Cores: 2, Checkouts: 100, CheckoutsPerS: 100,
-		CheckoutP50Ms: 1.5, CheckoutP99Ms: 3.25, CheckoutMaxMs: 7, ReleaseP50Ms: 1, ReleaseP99Ms: 2, CycleP99Ms: 5,
+	r := &BenchResult{Workload: workloadCycle, Target: "leader", Clients: 4, Conns: 2, Seconds: 1, Cores: 2, LoadStart: 1.5, LoadEnd: 2,
+		Checkouts: 100, CheckoutsPerS: 100, CheckoutP50Ms: 1.5, CheckoutP99Ms: 3.25, CheckoutMaxMs: 7, ReleaseP50Ms: 1, ReleaseP99Ms: 2, CycleP99Ms: 5,
+		MembersMeasured: 1, ServerCPUSeconds: 0.5, ServerCPUPer1000Ops: 5, ServerCores: 0.5,
+		Members: []*BenchMember{{Name: "a", Address: "127.0.0.1:1", Role: "leader", Pid: 42, CPUSeconds: 0.5, RSSStartBytes: 10 << 20, RSSEndBytes: 12 << 20},
+			{Name: "b", Address: "10.0.0.2:1", Role: "follower"}},
 		Errors: map[string]int{"release: Unavailable": 1, "checkout: ResourceExhausted": 12, "checkout: DeadlineExceeded": 2, "checkout: Unavailable": 3}}
-	want := "clients 4, 1.0 s, 2 cores on this machine\n" +
+	want := "workload cycle, target leader: 4 clients on 2 connections (Session streams), 1.0 s, 2 cores on this machine, load 1.50 → 2.00\n" +
 		"checkouts/s 100 (100 checkout+release cycles)\n" +
 		"checkout latency ms: p50 1.50  p99 3.25  max 7.00\n" +
 		"release latency ms:  p50 1.00  p99 2.00\n" +
 		"cycle p99 ms 5.00\n" +
+		"server CPU s per 1,000 cycles 5.000 (0.50 s in all, 0.50 cores busy, 1 members measured)\n" +
+		"member a 127.0.0.1:1 (leader, pid 42): CPU 0.50 s, RSS 10.0 → 12.0 MiB\n" +
+		"member b 10.0.0.2:1 (follower): not on this machine\n" +
 		"errors checkout: DeadlineExceeded: 2\n" +
 		"errors checkout: ResourceExhausted: 12\n" +
 		"errors checkout: Unavailable: 3\n" +
@@ -29,6 +39,34 @@ func TestBenchResultStringSortsErrors(t *testing.T) {
 	r.Errors = nil
 	if got := r.String(); strings.Contains(got, "errors") {
 		t.Fatalf("String() without errors mentions errors:\n%s", got)
+	}
+	r.MembersMeasured = 0
+	if got := r.String(); !strings.Contains(got, "server CPU not measured: no member runs on this machine") {
+		t.Fatalf("String() without measured members does not say so:\n%s", got)
+	}
+}
+
+func TestBenchResultStringHold(t *testing.T) {
+	r := &BenchResult{Workload: workloadHold, Target: "all", Clients: 1000, Conns: 1000, Leases: 100000, RenewEverySeconds: 10,
+		Seconds: 30, SetupSeconds: 40, Cores: 2, Renewals: 300000, RenewCalls: 3000, RenewalsPerS: 10000,
+		RenewP50Ms: 2, RenewP99Ms: 9, RenewMaxMs: 20, MembersMeasured: 1, ServerCPUSeconds: 15, ServerCPUPer1000Ops: 0.05, ServerCores: 0.5,
+		Members: []*BenchMember{{Name: "a", Address: "127.0.0.1:1", Role: "leader", Pid: 7, CPUSeconds: 15,
+			RSSIdleBytes: 20 << 20, RSSStartBytes: 100 << 20, RSSEndBytes: 101 << 20, RSSPerLeaseBytes: 838.9}}}
+	got := r.String()
+	for _, w := range []string{
+		"workload hold, target all: 100000 leases held by 1000 clients on 1000 connections, renewed every 10s; 30.0 s measured (40.0 s to take them)",
+		"renewals/s 10000 (300000 lease renewals in 3000 calls)\n",
+		"renew call latency ms: p50 2.00  p99 9.00  max 20.00\n",
+		"server CPU s per 1,000 renewals 0.050 (15.00 s in all, 0.50 cores busy, 1 members measured)\n",
+		"member a 127.0.0.1:1 (leader, pid 7): CPU 15.00 s, RSS 100.0 → 101.0 MiB, 20.0 MiB before the leases, 839 B per lease\n",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("String() lacks %q:\n%s", w, got)
+		}
+	}
+	r.Workload = workloadRenew
+	if got := r.String(); !strings.Contains(got, "renewed back to back") {
+		t.Errorf("renew String() lacks 'renewed back to back':\n%s", got)
 	}
 }
 
@@ -50,8 +88,170 @@ func TestBenchPercentile(t *testing.T) {
 	}
 }
 
-func TestBenchRefusesNoClients(t *testing.T) {
-	if _, err := runBench(t.Context(), []string{"127.0.0.1:1"}, nil, "cad", 1, 0, time.Second); err == nil || !strings.Contains(err.Error(), "--clients") {
+func TestBenchConfigRefusesBadFlags(t *testing.T) {
+	ok := benchConfig{Workload: workloadHold, Target: "all", Clients: 10, Conns: 2, Duration: time.Second, Leases: 100, RenewEvery: 10 * time.Second, TTL: 30 * time.Second}
+	for _, tc := range []struct {
+		change func(*benchConfig)
+		want   string
+	}{
+		{func(c *benchConfig) { c.Clients = 0 }, "--clients"},
+		{func(c *benchConfig) { c.Conns = 0 }, "--conns"},
+		{func(c *benchConfig) { c.Workload = "soak" }, `--workload "soak"`},
+		{func(c *benchConfig) { c.Duration = 0 }, "--duration"},
+		{func(c *benchConfig) { c.Leases = 5 }, "--leases 5 is fewer than --clients 10"},
+		{func(c *benchConfig) { c.RenewEvery = 30 * time.Second }, "--renew-every"},
+		{func(c *benchConfig) { c.TTL = 0 }, "--ttl"},
+	} {
+		c := ok
+		tc.change(&c)
+		if err := c.check(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("check() = %v, want an error naming %s", err, tc.want)
+		}
+	}
+	c := ok
+	if err := c.check(); err != nil {
+		t.Fatalf("check() of a good config: %v", err)
+	}
+	c.Conns = 50
+	if err := c.check(); err != nil || c.Conns != 10 {
+		t.Fatalf("check() with more connections than clients: %v, conns %d, want 10 (one per client)", err, c.Conns)
+	}
+	if _, err := runBench(t.Context(), benchConfig{Workload: workloadCycle, Clients: 0, Conns: 1, Duration: time.Second}, nil); err == nil || !strings.Contains(err.Error(), "--clients") {
 		t.Fatalf("runBench with 0 clients: %v, want an error naming --clients", err)
+	}
+}
+
+func TestBenchTargets(t *testing.T) {
+	ms := []*BenchMember{{Address: "a:1", Role: "follower"}, {Address: "b:1", Role: "leader"}, {Address: "c:1", Role: "follower"}}
+	for _, tc := range []struct {
+		target string
+		want   string
+	}{
+		{"all", "a:1 b:1 c:1 a:1 b:1"},
+		{"leader", "b:1 b:1 b:1 b:1 b:1"},
+		{"follower", "a:1 c:1 a:1 c:1 a:1"},
+	} {
+		got, err := benchTargets(ms, tc.target, 5)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.target, err)
+		}
+		var s []string
+		for _, g := range got {
+			if len(g) != 1 {
+				t.Fatalf("%s: connection with addresses %v, want exactly one", tc.target, g)
+			}
+			s = append(s, g[0])
+		}
+		if strings.Join(s, " ") != tc.want {
+			t.Errorf("%s: connections on %v, want %s", tc.target, s, tc.want)
+		}
+	}
+	if _, err := benchTargets(ms, "primary", 2); err == nil || !strings.Contains(err.Error(), "want all, leader or follower") {
+		t.Errorf("unknown target: %v", err)
+	}
+	if _, err := benchTargets(ms[:1], "leader", 2); err == nil || !strings.Contains(err.Error(), "give all three members") {
+		t.Errorf("no leader among the addresses: %v", err)
+	}
+}
+
+// writeProc makes a fake /proc with one process and a load average.
+func writeProc(t *testing.T, dir string, pid, utime, stime, rssPages int, comm string) {
+	t.Helper()
+	p := filepath.Join(dir, "123")
+	if pid != 123 {
+		t.Fatal("writeProc: pid 123 only")
+	}
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A command name with a space and a parenthesis, as the kernel allows.
+	stat := "123 (" + comm + ") S 1 123 123 0 -1 4194560 100 0 0 0 " +
+		itoa(utime) + " " + itoa(stime) + " 0 0 20 0 12 0 500 1234567 " + itoa(rssPages) + " 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	if err := os.WriteFile(filepath.Join(p, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "loadavg"), []byte("1.25 0.80 0.50 3/200 999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestBenchReadProc(t *testing.T) {
+	dir := t.TempDir()
+	writeProc(t, dir, 123, 250, 50, 1000, "triadd (x)")
+	s, err := readProc(dir, 123)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cpuSeconds != 3 || s.rssBytes != 1000*int64(os.Getpagesize()) {
+		t.Fatalf("readProc = %+v, want 3 CPU seconds (300 ticks) and 1000 pages", s)
+	}
+	if got := procComm(dir, 123); got != "triadd (x)" {
+		t.Fatalf("procComm = %q", got)
+	}
+	if got := loadAverage(dir); got != 1.25 {
+		t.Fatalf("loadAverage = %v, want 1.25", got)
+	}
+	if _, err := readProc(dir, 124); err == nil {
+		t.Fatal("readProc of a missing process: no error")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "123", "stat"), []byte("123 (triadd) S 1 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readProc(dir, 123); err == nil || !strings.Contains(err.Error(), "fields") {
+		t.Fatalf("readProc of a short stat: %v, want an error about fields", err)
+	}
+	// The real /proc: this test's own process.
+	if s, err := readProc("/proc", int64(os.Getpid())); err != nil || s.rssBytes <= 0 {
+		t.Fatalf("readProc(/proc, self) = %+v, %v", s, err)
+	}
+}
+
+// The meter turns /proc samples at the phase boundaries into the figures:
+// CPU per 1,000 operations, cores busy, RSS per lease; a member that is not
+// on this machine (pid 0) is left out.
+func TestBenchMeter(t *testing.T) {
+	dir := t.TempDir()
+	writeProc(t, dir, 123, 100, 0, 1000, "triadd")
+	r := &BenchResult{Workload: workloadHold, Leases: 4000, Renewals: 5000}
+	ms := []*BenchMember{{Name: "a", Pid: 123}, {Name: "remote"}}
+	m := &benchMeter{procDir: dir, members: ms, r: r}
+	m.idle()
+	writeProc(t, dir, 123, 100, 0, 2000, "triadd") // the leases taken: +1000 pages
+	m.begin()
+	writeProc(t, dir, 123, 300, 100, 2100, "triadd") // 3 CPU seconds later
+	m.end()
+	r.Seconds = 6 // pin the wall time the ratio uses
+	m.finish()
+	page := float64(os.Getpagesize())
+	if r.MembersMeasured != 1 || r.ServerCPUSeconds != 3 || r.ServerCPUPer1000Ops != 0.6 || r.ServerCores != 0.5 {
+		t.Fatalf("figures %+v: want 1 member, 3 s, 0.6 s per 1,000 renewals, 0.5 cores", r)
+	}
+	if got, want := ms[0].RSSPerLeaseBytes, 1000*page/4000; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("RSS per lease %v, want %v", got, want)
+	}
+	if r.LoadStart != 1.25 || r.LoadEnd != 1.25 {
+		t.Fatalf("load %v → %v, want 1.25", r.LoadStart, r.LoadEnd)
+	}
+	if ms[1].CPUSeconds != 0 || ms[1].RSSEndBytes != 0 {
+		t.Fatalf("remote member measured: %+v", ms[1])
+	}
+	// A member that goes away mid-run is dropped, not counted as zero.
+	os.RemoveAll(filepath.Join(dir, "123"))
+	m.end()
+	if ms[0].Pid != 0 {
+		t.Fatal("a vanished member keeps its pid")
+	}
+}
+
+func TestBenchOnThisHost(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:4085": true, "[::1]:1": true, "localhost:1": true, "192.0.2.1:4085": false, "nonsense": false} {
+		if got := onThisHost(addr); got != want {
+			t.Errorf("onThisHost(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

@@ -38,6 +38,9 @@ func serverCommand() *cli.Command {
 				w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 				fmt.Fprintf(w, "name\t%s\ncomputer ID\t%s\nmode\t%s\nversion\t%s\naddress\t%s\nraft address\t%s\nhttp address\t%s\ndata dir\t%s\n",
 					r.Name, r.ComputerId, r.Mode, r.Version, r.Address, r.RaftAddress, r.HttpAddress, r.DataDir)
+				if r.Pid != 0 {
+					fmt.Fprintf(w, "pid\t%d\n", r.Pid)
+				}
 				printSettings(w, r.Settings)
 				printSessions(w, r.Sessions)
 				printNotify(w, r.Notifications)

@@ -44,7 +44,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(cfg.transportCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReply)),
 		grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)}, cfg.dialOpts...)
-	cluster, err := dialSet("cluster", addrs, dialOpts, cfg.logger)
+	cluster, err := dialSet("cluster", addrs, dialOpts, cfg.logger, !cfg.unaryOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 				return nil, errors.New("triad: backup address " + b + " is also a cluster member")
 			}
 		}
-		if c.backup, err = dialSet("backup", cfg.backup, dialOpts, cfg.logger); err != nil {
+		if c.backup, err = dialSet("backup", cfg.backup, dialOpts, cfg.logger, !cfg.unaryOnly); err != nil {
 			cluster.close()
 			return nil, err
 		}

@@ -73,6 +73,13 @@ type fakeMember struct {
 
 func newFakeCluster(t *testing.T, n int) *fakeCluster {
 	t.Helper()
+	return newFakeClusterWith(t, n, func(srv *grpc.Server, m *fakeMember) { triadv1.RegisterLicensingServer(srv, m) })
+}
+
+// newFakeClusterWith registers each member's Licensing service with
+// register (a wrapper may serve it: session_test.go).
+func newFakeClusterWith(t *testing.T, n int, register func(*grpc.Server, *fakeMember)) *fakeCluster {
+	t.Helper()
 	cl := &fakeCluster{
 		capacity:  map[string]uint32{"cad": 100, "solo": 1, "expired": 5},
 		maxVer:    5,
@@ -88,7 +95,7 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 			t.Fatal(err)
 		}
 		m := &fakeMember{cl: cl, addr: lis.Addr().String(), srv: grpc.NewServer()}
-		triadv1.RegisterLicensingServer(m.srv, m)
+		register(m.srv, m)
 		go m.srv.Serve(lis)
 		t.Cleanup(m.srv.Stop)
 		cl.members = append(cl.members, m)

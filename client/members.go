@@ -28,14 +28,16 @@ type memberSet struct {
 }
 
 type member struct {
-	addr string
-	conn *grpc.ClientConn
-	rpc  triadv1.LicensingClient
+	addr    string
+	conn    *grpc.ClientConn
+	rpc     triadv1.LicensingClient
+	session *sessionClient // rpc, when Session streams are used
 }
 
 // dialSet makes one lazily connecting grpc.ClientConn per address, so a
-// member that is down does not make it fail.
-func dialSet(kind string, addrs []string, dialOpts []grpc.DialOption, logger *slog.Logger) (*memberSet, error) {
+// member that is down does not make it fail. With sessions, checkouts,
+// renewals and releases go over one Session stream per member (session.go).
+func dialSet(kind string, addrs []string, dialOpts []grpc.DialOption, logger *slog.Logger, sessions bool) (*memberSet, error) {
 	s := &memberSet{kind: kind, byAddr: make(map[string]int, len(addrs)), logger: logger}
 	for _, a := range addrs {
 		a = strings.TrimSpace(a)
@@ -53,7 +55,12 @@ func dialSet(kind string, addrs []string, dialOpts []grpc.DialOption, logger *sl
 			return nil, fmt.Errorf("triad: %s %s: %w", kind, a, err)
 		}
 		s.byAddr[a] = len(s.members)
-		s.members = append(s.members, member{addr: a, conn: conn, rpc: triadv1.NewLicensingClient(conn)})
+		m := member{addr: a, conn: conn, rpc: triadv1.NewLicensingClient(conn)}
+		if sessions {
+			m.session = newSessionClient(conn, a, logger)
+			m.rpc = m.session
+		}
+		s.members = append(s.members, m)
 	}
 	return s, nil
 }
@@ -64,6 +71,9 @@ func (s *memberSet) close() error {
 	s.mu.Unlock()
 	var errs []error
 	for _, m := range s.members {
+		if m.session != nil {
+			m.session.close()
+		}
 		errs = append(errs, m.conn.Close())
 	}
 	return errors.Join(errs...)

@@ -47,6 +47,7 @@ type config struct {
 	backup        []string
 	onChange      func(StateChange)
 	margin        time.Duration // 0: min(2 s, TTL/5); set by tests
+	unaryOnly     bool          // WithUnaryCalls
 }
 
 func defaultConfig() config {
@@ -168,4 +169,13 @@ func WithBackup(addrs ...string) Option {
 // block for long and may call any Lease or Client method.
 func WithStateHandler(f func(StateChange)) Option {
 	return func(c *config) { c.onChange = f }
+}
+
+// WithUnaryCalls makes every checkout, renewal and release its own unary
+// RPC, as clients before the Session stream did. By default they share one
+// long-lived Session stream per member (less work per call on both sides),
+// falling back to unary calls with a member that does not speak it. Meant
+// for comparisons (triadctl bench --unary) and for tests.
+func WithUnaryCalls() Option {
+	return func(c *config) { c.unaryOnly = true }
 }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Starts a local three-member Triad cluster on loopback with a demo license.
 #   scripts/cluster.sh          run until Ctrl-C (make run)
-#   scripts/cluster.sh bench    start a fresh cluster, run `triadctl bench`, stop (make bench)
+#   scripts/cluster.sh bench    start a fresh cluster, run the standard `triadctl bench` set, stop (make bench):
+#                               figures in $RUN_DIR/bench.json and the human table in $RUN_DIR/bench.txt
+#                               (CLIENTS, CONNS, DURATION, HOLD_LEASES, HOLD_CLIENTS, HOLD_DURATION change the set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 RUN=${RUN_DIR:-.run}
 MODE=${1:-run}
 SEATS=10
-[ "$MODE" = bench ] && SEATS=1000
+[ "$MODE" = bench ] && SEATS=$((${HOLD_LEASES:-100000} + 10000))
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -53,7 +55,7 @@ done
 export TRIAD_CA="$RUN/tls/ca.crt"
 addrs=()
 for i in 0 1 2; do
-  base=$((4085 + 100 * i))
+  base=$((${PORT_BASE:-4085} + 100 * i))
   name=${names[$i]}
   addr=127.0.0.1:$base
   addrs+=("$addr")
@@ -83,7 +85,43 @@ done
 ctl license enroll "$RUN/demo.lic"
 
 if [ "$MODE" = bench ]; then
-  ctl bench --feature demo --clients "${CLIENTS:-64}" --duration "${DURATION:-10s}"
+  # The standard set (docs/performance.md): name, then triadctl bench flags.
+  # hold runs first: its memory per lease is an RSS difference, clearest on
+  # members that have not yet run the other workloads.
+  D=${DURATION:-10s}
+  set_=(
+    "hold           --workload hold --target all --leases ${HOLD_LEASES:-100000} --clients ${HOLD_CLIENTS:-1000} --conns ${HOLD_CLIENTS:-1000} --renew-every 10s --duration ${HOLD_DURATION:-30s}"
+    "cycle-all      --workload cycle --target all --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
+    "cycle-leader   --workload cycle --target leader --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
+    "cycle-follower --workload cycle --target follower --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
+    "cycle-single   --workload cycle --target leader --clients 1 --conns 1 --duration $D"
+    "renew          --workload renew --target all --leases 10000 --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
+  )
+  : >"$RUN/bench.txt"
+  files=()
+  for entry in "${set_[@]}"; do
+    read -r name flags <<<"$entry"
+    echo "== $name: triadctl bench $flags" | tee -a "$RUN/bench.txt"
+    # shellcheck disable=SC2086 # flags are words
+    ctl bench --feature demo $flags --json-out "$RUN/bench-$name.json" | tee -a "$RUN/bench.txt"
+    jq --arg name "$name" '{name: $name} + .' "$RUN/bench-$name.json" >"$RUN/bench-$name.json.tmp"
+    mv "$RUN/bench-$name.json.tmp" "$RUN/bench-$name.json"
+    files+=("$RUN/bench-$name.json")
+  done
+  jq -s --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    'map(. + {commit: $commit})' "${files[@]}" >"$RUN/bench.json"
+  {
+    echo
+    printf '%-15s %12s %9s %9s %9s %14s %7s %s\n' name "ops/s" "p50 ms" "p99 ms" "max ms" "CPU s/1000 op" load "B/lease (max)"
+    jq -r '.[] as $r | ($r.members | map(.rss_per_lease_bytes // 0) | max) as $b |
+      (if $r.workload == "cycle" then [$r.checkouts_per_second, $r.checkout_p50_ms, $r.checkout_p99_ms, $r.checkout_max_ms]
+      else [$r.renewals_per_second, $r.renew_p50_ms, $r.renew_p99_ms, $r.renew_max_ms] end) as $f |
+      "\($r.name)\t\($f[0]|floor)\t\($f[1])\t\($f[2])\t\($f[3])\t\($r.server_cpu_seconds_per_1000_ops*1000|round/1000)\t\($r.load_start)\t\(if $b == 0 then "-" else ($b|floor) end)"' \
+      "$RUN/bench.json" | while IFS=$'\t' read -r n a b c d e f g; do
+      printf '%-15s %12s %9s %9s %9s %14s %7s %s\n' "$n" "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+    done
+  } | tee -a "$RUN/bench.txt"
+  echo "figures: $RUN/bench.json (JSON), $RUN/bench.txt (table)"
   exit 0
 fi
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 	"strings"
 
@@ -96,6 +97,6 @@ func (s *Server) ServerShow(ctx context.Context) *triadv1.ServerShowResponse {
 	return &triadv1.ServerShowResponse{
 		Name: s.cfg.Name, ComputerId: s.computerID, Mode: s.mode(), Version: Version,
 		Address: s.Addr(), RaftAddress: info.GetRaftAddress(), HttpAddress: s.HTTPAddr(), DataDir: s.cfg.DataDir,
-		Notifications: s.notifySettings(),
+		Notifications: s.notifySettings(), Pid: int64(os.Getpid()),
 	}
 }

@@ -2846,6 +2846,9 @@ type ServerShowResponse struct {
 	Sessions []*AdminSession `protobuf:"bytes,10,rep,name=sessions,proto3" json:"sessions,omitempty"`
 	// This member's notification configuration, secrets left out.
 	Notifications *NotifySettings `protobuf:"bytes,11,opt,name=notifications,proto3" json:"notifications,omitempty"`
+	// Process id of the member (triadd) that answered, so that a tool on the
+	// same host (triadctl bench) can read its CPU time and memory from /proc.
+	Pid           int64 `protobuf:"varint,320,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2955,6 +2958,13 @@ func (x *ServerShowResponse) GetNotifications() *NotifySettings {
 		return x.Notifications
 	}
 	return nil
+}
+
+func (x *ServerShowResponse) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
 }
 
 type ClusterCreateRequest struct {
@@ -6031,6 +6041,267 @@ func (x *UsageQueueResponse) GetQueued() []*QueuedCheckout {
 	return nil
 }
 
+// One call on a Licensing.Session stream.
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client, unique among its calls in flight on the stream.
+	CallId uint64 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The call's time limit in milliseconds (the unary call's deadline);
+	// 0 means none. The member drops the call, unproposed, once it passed.
+	TimeoutMs uint32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*SessionRequest_Checkout
+	//	*SessionRequest_Renew
+	//	*SessionRequest_Release
+	//	*SessionRequest_Cancel
+	Call          isSessionRequest_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *SessionRequest) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetCall() isSessionRequest_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetCheckout() *CheckoutRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_Checkout); ok {
+			return x.Checkout
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetRenew() *RenewRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_Renew); ok {
+			return x.Renew
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetRelease() *ReleaseRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetCancel() bool {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return false
+}
+
+type isSessionRequest_Call interface {
+	isSessionRequest_Call()
+}
+
+type SessionRequest_Checkout struct {
+	Checkout *CheckoutRequest `protobuf:"bytes,3,opt,name=checkout,proto3,oneof"`
+}
+
+type SessionRequest_Renew struct {
+	Renew *RenewRequest `protobuf:"bytes,4,opt,name=renew,proto3,oneof"`
+}
+
+type SessionRequest_Release struct {
+	Release *ReleaseRequest `protobuf:"bytes,5,opt,name=release,proto3,oneof"`
+}
+
+type SessionRequest_Cancel struct {
+	// Abandon the call call_id (the client's context ended): its answer is
+	// no longer wanted. Work already proposed still commits.
+	Cancel bool `protobuf:"varint,6,opt,name=cancel,proto3,oneof"`
+}
+
+func (*SessionRequest_Checkout) isSessionRequest_Call() {}
+
+func (*SessionRequest_Renew) isSessionRequest_Call() {}
+
+func (*SessionRequest_Release) isSessionRequest_Call() {}
+
+func (*SessionRequest_Cancel) isSessionRequest_Call() {}
+
+// The answer to the SessionRequest with the same call_id.
+type SessionResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CallId uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*SessionResponse_Checkout
+	//	*SessionResponse_Renew
+	//	*SessionResponse_Release
+	//	*SessionResponse_Error
+	Result        isSessionResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *SessionResponse) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionResponse) GetResult() isSessionResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetCheckout() *CheckoutResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Checkout); ok {
+			return x.Checkout
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetRenew() *RenewResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Renew); ok {
+			return x.Renew
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetRelease() *ReleaseResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetError() []byte {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isSessionResponse_Result interface {
+	isSessionResponse_Result()
+}
+
+type SessionResponse_Checkout struct {
+	Checkout *CheckoutResponse `protobuf:"bytes,2,opt,name=checkout,proto3,oneof"`
+}
+
+type SessionResponse_Renew struct {
+	Renew *RenewResponse `protobuf:"bytes,3,opt,name=renew,proto3,oneof"`
+}
+
+type SessionResponse_Release struct {
+	Release *ReleaseResponse `protobuf:"bytes,4,opt,name=release,proto3,oneof"`
+}
+
+type SessionResponse_Error struct {
+	// The call's error: a serialized google.rpc.Status, exactly what the
+	// unary call would have returned (code, message and details).
+	Error []byte `protobuf:"bytes,5,opt,name=error,proto3,oneof"`
+}
+
+func (*SessionResponse_Checkout) isSessionResponse_Result() {}
+
+func (*SessionResponse_Renew) isSessionResponse_Result() {}
+
+func (*SessionResponse_Release) isSessionResponse_Result() {}
+
+func (*SessionResponse_Error) isSessionResponse_Result() {}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -6268,7 +6539,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\breleased\x18\x02 \x01(\bR\breleased\x12(\n" +
 	"\x06leases\x18\x84\x02 \x03(\v2\x0f.triad.v1.LeaseR\x06leases\"B\n" +
 	"\x11ServerShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x9c\x03\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\xaf\x03\n" +
 	"\x12ServerShowResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vcomputer_id\x18\x02 \x01(\tR\n" +
@@ -6282,7 +6553,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bsettings\x18\t \x01(\v2\x18.triad.v1.ServerSettingsR\bsettings\x122\n" +
 	"\bsessions\x18\n" +
 	" \x03(\v2\x16.triad.v1.AdminSessionR\bsessions\x12>\n" +
-	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\"\x7f\n" +
+	"\rnotifications\x18\v \x01(\v2\x18.triad.v1.NotifySettingsR\rnotifications\x12\x11\n" +
+	"\x03pid\x18\xc0\x02 \x01(\x03R\x03pid\"\x7f\n" +
 	"\x14ClusterCreateRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x1e\n" +
@@ -6525,7 +6797,23 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"via_member\x18\v \x01(\tR\tviaMember\"F\n" +
 	"\x12UsageQueueResponse\x120\n" +
-	"\x06queued\x18\x01 \x03(\v2\x18.triad.v1.QueuedCheckoutR\x06queued2\xde\x03\n" +
+	"\x06queued\x18\x01 \x03(\v2\x18.triad.v1.QueuedCheckoutR\x06queued\"\x89\x02\n" +
+	"\x0eSessionRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x127\n" +
+	"\bcheckout\x18\x03 \x01(\v2\x19.triad.v1.CheckoutRequestH\x00R\bcheckout\x12.\n" +
+	"\x05renew\x18\x04 \x01(\v2\x16.triad.v1.RenewRequestH\x00R\x05renew\x124\n" +
+	"\arelease\x18\x05 \x01(\v2\x18.triad.v1.ReleaseRequestH\x00R\arelease\x12\x18\n" +
+	"\x06cancel\x18\x06 \x01(\bH\x00R\x06cancelB\x06\n" +
+	"\x04call\"\xee\x01\n" +
+	"\x0fSessionResponse\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x128\n" +
+	"\bcheckout\x18\x02 \x01(\v2\x1a.triad.v1.CheckoutResponseH\x00R\bcheckout\x12/\n" +
+	"\x05renew\x18\x03 \x01(\v2\x17.triad.v1.RenewResponseH\x00R\x05renew\x125\n" +
+	"\arelease\x18\x04 \x01(\v2\x19.triad.v1.ReleaseResponseH\x00R\arelease\x12\x16\n" +
+	"\x05error\x18\x05 \x01(\fH\x00R\x05errorB\b\n" +
+	"\x06result2\xa2\x04\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
@@ -6533,7 +6821,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
 	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12M\n" +
-	"\fCancelQueued\x12\x1d.triad.v1.CancelQueuedRequest\x1a\x1e.triad.v1.CancelQueuedResponse2\x87\x11\n" +
+	"\fCancelQueued\x12\x1d.triad.v1.CancelQueuedRequest\x1a\x1e.triad.v1.CancelQueuedResponse\x12B\n" +
+	"\aSession\x12\x18.triad.v1.SessionRequest\x1a\x19.triad.v1.SessionResponse(\x010\x012\x87\x11\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -6580,7 +6869,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -6666,6 +6955,8 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*UsageQueueRequest)(nil),            // 81: triad.v1.UsageQueueRequest
 	(*QueuedCheckout)(nil),               // 82: triad.v1.QueuedCheckout
 	(*UsageQueueResponse)(nil),           // 83: triad.v1.UsageQueueResponse
+	(*SessionRequest)(nil),               // 84: triad.v1.SessionRequest
+	(*SessionResponse)(nil),              // 85: triad.v1.SessionResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -6725,81 +7016,89 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	50, // 54: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
 	15, // 55: triad.v1.UsageQueueRequest.header:type_name -> triad.v1.AdminHeader
 	82, // 56: triad.v1.UsageQueueResponse.queued:type_name -> triad.v1.QueuedCheckout
-	1,  // 57: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 58: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 59: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 60: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 61: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 62: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	79, // 63: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
-	16, // 64: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 65: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 66: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 67: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 68: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 69: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 70: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 71: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 72: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 73: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 74: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 75: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 76: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 77: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 78: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 79: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 80: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 81: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 82: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 83: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 84: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 85: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 86: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 87: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 88: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 89: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 90: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	81, // 91: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
-	3,  // 92: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 93: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 94: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 95: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 96: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 97: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	80, // 98: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
-	17, // 99: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 100: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 101: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 102: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 103: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 104: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 105: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 106: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 107: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 108: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 109: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 110: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 111: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 112: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 113: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 114: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 115: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 116: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 117: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 118: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 119: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 120: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 121: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 122: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 123: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 124: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 125: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	83, // 126: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
-	92, // [92:127] is the sub-list for method output_type
-	57, // [57:92] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	1,  // 57: triad.v1.SessionRequest.checkout:type_name -> triad.v1.CheckoutRequest
+	4,  // 58: triad.v1.SessionRequest.renew:type_name -> triad.v1.RenewRequest
+	7,  // 59: triad.v1.SessionRequest.release:type_name -> triad.v1.ReleaseRequest
+	3,  // 60: triad.v1.SessionResponse.checkout:type_name -> triad.v1.CheckoutResponse
+	6,  // 61: triad.v1.SessionResponse.renew:type_name -> triad.v1.RenewResponse
+	9,  // 62: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
+	1,  // 63: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 64: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 65: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 66: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 67: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 68: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	79, // 69: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
+	84, // 70: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
+	16, // 71: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 72: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 73: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 74: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 75: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 76: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 77: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 78: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 79: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 80: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 81: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 82: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 83: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 84: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 85: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 86: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 87: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 88: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 89: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 90: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 91: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 92: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 93: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 94: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 95: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75, // 96: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77, // 97: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	81, // 98: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
+	3,  // 99: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 100: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 101: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 102: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 103: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 104: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	80, // 105: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
+	85, // 106: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
+	17, // 107: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 108: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 109: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 110: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 111: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 112: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 113: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 114: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 115: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 116: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 117: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 118: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 119: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 120: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 121: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 122: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 123: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 124: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 125: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 126: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 127: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 128: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 129: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 130: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 131: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76, // 132: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78, // 133: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	83, // 134: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
+	99, // [99:135] is the sub-list for method output_type
+	63, // [63:99] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -6808,13 +7107,25 @@ func file_triad_v1_triad_proto_init() {
 		return
 	}
 	file_triad_v1_triad_proto_msgTypes[21].OneofWrappers = []any{}
+	file_triad_v1_triad_proto_msgTypes[84].OneofWrappers = []any{
+		(*SessionRequest_Checkout)(nil),
+		(*SessionRequest_Renew)(nil),
+		(*SessionRequest_Release)(nil),
+		(*SessionRequest_Cancel)(nil),
+	}
+	file_triad_v1_triad_proto_msgTypes[85].OneofWrappers = []any{
+		(*SessionResponse_Checkout)(nil),
+		(*SessionResponse_Renew)(nil),
+		(*SessionResponse_Release)(nil),
+		(*SessionResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   84,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

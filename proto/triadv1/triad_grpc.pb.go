@@ -30,6 +30,7 @@ const (
 	Licensing_Borrow_FullMethodName       = "/triad.v1.Licensing/Borrow"
 	Licensing_ReturnBorrow_FullMethodName = "/triad.v1.Licensing/ReturnBorrow"
 	Licensing_CancelQueued_FullMethodName = "/triad.v1.Licensing/CancelQueued"
+	Licensing_Session_FullMethodName      = "/triad.v1.Licensing/Session"
 )
 
 // LicensingClient is the client API for Licensing service.
@@ -58,6 +59,14 @@ type LicensingClient interface {
 	// feature's queue. Its request id is answered "left the queue" from then
 	// on. A request already granted is not released: release its lease.
 	CancelQueued(ctx context.Context, in *CancelQueuedRequest, opts ...grpc.CallOption) (*CancelQueuedResponse, error)
+	// Session carries a client process's checkouts, renewals and releases
+	// over one long-lived stream instead of one unary call each (issue 15).
+	// Each SessionRequest is answered by one SessionResponse with the same
+	// call_id, in any order; every call means exactly what the unary call of
+	// the same name means (same checks, same idempotency by request id,
+	// answered only after commit). A member that does not know Session
+	// answers UNIMPLEMENTED: clients then use the unary calls.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error)
 }
 
 type licensingClient struct {
@@ -138,6 +147,19 @@ func (c *licensingClient) CancelQueued(ctx context.Context, in *CancelQueuedRequ
 	return out, nil
 }
 
+func (c *licensingClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Licensing_ServiceDesc.Streams[0], Licensing_Session_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, SessionResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Licensing_SessionClient = grpc.BidiStreamingClient[SessionRequest, SessionResponse]
+
 // LicensingServer is the server API for Licensing service.
 // All implementations must embed UnimplementedLicensingServer
 // for forward compatibility.
@@ -164,6 +186,14 @@ type LicensingServer interface {
 	// feature's queue. Its request id is answered "left the queue" from then
 	// on. A request already granted is not released: release its lease.
 	CancelQueued(context.Context, *CancelQueuedRequest) (*CancelQueuedResponse, error)
+	// Session carries a client process's checkouts, renewals and releases
+	// over one long-lived stream instead of one unary call each (issue 15).
+	// Each SessionRequest is answered by one SessionResponse with the same
+	// call_id, in any order; every call means exactly what the unary call of
+	// the same name means (same checks, same idempotency by request id,
+	// answered only after commit). A member that does not know Session
+	// answers UNIMPLEMENTED: clients then use the unary calls.
+	Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error
 	mustEmbedUnimplementedLicensingServer()
 }
 
@@ -194,6 +224,9 @@ func (UnimplementedLicensingServer) ReturnBorrow(context.Context, *ReleaseReques
 }
 func (UnimplementedLicensingServer) CancelQueued(context.Context, *CancelQueuedRequest) (*CancelQueuedResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelQueued not implemented")
+}
+func (UnimplementedLicensingServer) Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Session not implemented")
 }
 func (UnimplementedLicensingServer) mustEmbedUnimplementedLicensingServer() {}
 func (UnimplementedLicensingServer) testEmbeddedByValue()                   {}
@@ -342,6 +375,13 @@ func _Licensing_CancelQueued_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Licensing_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LicensingServer).Session(&grpc.GenericServerStream[SessionRequest, SessionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Licensing_SessionServer = grpc.BidiStreamingServer[SessionRequest, SessionResponse]
+
 // Licensing_ServiceDesc is the grpc.ServiceDesc for Licensing service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,7 +418,14 @@ var Licensing_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Licensing_CancelQueued_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Session",
+			Handler:       _Licensing_Session_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "triad/v1/triad.proto",
 }
 

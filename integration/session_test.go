@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/triadlm/triad/client"
+	"github.com/triadlm/triad/proto/triadv1"
+)
+
+// sessionErr decodes a SessionResponse's error (nil when it has none).
+func sessionErr(t *testing.T, r *triadv1.SessionResponse) error {
+	t.Helper()
+	b := r.GetError()
+	if b == nil {
+		return nil
+	}
+	var s spb.Status
+	if err := proto.Unmarshal(b, &s); err != nil {
+		t.Fatalf("unreadable session error: %v", err)
+	}
+	return grpcstatus.FromProto(&s).Err()
+}
+
+// TestSessionStream drives Licensing.Session with the raw generated stub,
+// through a follower and on the leader, and checks it means what the unary
+// calls mean: a checkout answered after commit with the lease and its
+// secret, the same request id giving the same lease (never a second seat),
+// capacity enforced, renew and release needing the secret, per-call
+// errors with the unary call's code, calls answered out of order by id, a
+// bad call refused without ending the stream; then the client library on
+// the stream through a leader kill.
+func TestSessionStream(t *testing.T) {
+	t.Parallel()
+	c := formedWithLicense(t, 2)
+	leader := c.leader(c.members[0])
+	var follower *member
+	for _, m := range c.members {
+		if m != leader {
+			follower = m
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, m := range []*member{follower, leader} {
+		s, err := licensing(t, m.addr).Session(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		call := func(id uint64, req *triadv1.SessionRequest) *triadv1.SessionResponse {
+			t.Helper()
+			req.CallId, req.TimeoutMs = id, 10000
+			if err := s.Send(req); err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.CallId != id {
+				t.Fatalf("answer to call %d, want %d", r.CallId, id)
+			}
+			return r
+		}
+		co := &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "sess-" + m.name, Feature: "cad", Version: 1, ClientId: "c-" + m.name, User: "u"}
+		r := call(1, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: co}})
+		if err := sessionErr(t, r); err != nil {
+			t.Fatalf("%s: checkout: %v", m.name, err)
+		}
+		lease, secret := r.GetCheckout().GetLease(), r.GetCheckout().GetLeaseSecret()
+		if lease.GetLeaseId() == 0 || lease.GetFencingIndex() == 0 || len(secret) == 0 {
+			t.Fatalf("%s: checkout answered %v", m.name, r)
+		}
+		// The same request id again: the same lease and secret, no second seat.
+		r = call(2, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: co}})
+		if err := sessionErr(t, r); err != nil || r.GetCheckout().GetLease().GetLeaseId() != lease.GetLeaseId() || string(r.GetCheckout().GetLeaseSecret()) != string(secret) {
+			t.Fatalf("%s: retried checkout: %v %v, want lease %d again", m.name, err, r, lease.GetLeaseId())
+		}
+		if rows := c.usage(c.servers()); rows[0].InUse != 1 {
+			t.Fatalf("%s: in use %d after a checkout and its retry, want 1", m.name, rows[0].InUse)
+		}
+		// Capacity: two seats; the third checkout is refused with the unary code.
+		co2 := proto.Clone(co).(*triadv1.CheckoutRequest)
+		co2.RequestId += "-2"
+		if err := sessionErr(t, call(3, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: co2}})); err != nil {
+			t.Fatal(err)
+		}
+		co3 := proto.Clone(co).(*triadv1.CheckoutRequest)
+		co3.RequestId += "-3"
+		if err := sessionErr(t, call(4, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: co3}})); grpcstatus.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("%s: checkout beyond capacity: %v, want RESOURCE_EXHAUSTED", m.name, err)
+		}
+		// A wrong protocol version: FAILED_PRECONDITION, the stream goes on.
+		bad := proto.Clone(co).(*triadv1.CheckoutRequest)
+		bad.ProtocolVersion = 1
+		if err := sessionErr(t, call(5, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: bad}})); grpcstatus.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("%s: protocol 1: %v, want FAILED_PRECONDITION", m.name, err)
+		}
+		// A call with nothing in it: INVALID_ARGUMENT naming what it takes.
+		if err := sessionErr(t, call(6, &triadv1.SessionRequest{})); grpcstatus.Code(err) != codes.InvalidArgument {
+			t.Fatalf("%s: empty call: %v, want INVALID_ARGUMENT", m.name, err)
+		}
+		// Renew without the secret fails, with it succeeds.
+		r = call(7, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Renew{Renew: &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{lease.GetLeaseId()}, LeaseSecrets: [][]byte{[]byte("guess")}}}})
+		if err := sessionErr(t, r); err != nil || r.GetRenew().GetResults()[0].GetOk() {
+			t.Fatalf("%s: renew with a wrong secret: %v %v, want refused", m.name, err, r)
+		}
+		r = call(8, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Renew{Renew: &triadv1.RenewRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{lease.GetLeaseId()}, LeaseSecrets: [][]byte{secret}}}})
+		if err := sessionErr(t, r); err != nil || !r.GetRenew().GetResults()[0].GetOk() {
+			t.Fatalf("%s: renew: %v %v", m.name, err, r)
+		}
+		// Two releases in flight at once: each answered under its own id.
+		id2 := call(9, &triadv1.SessionRequest{Call: &triadv1.SessionRequest_Checkout{Checkout: co2}}).GetCheckout()
+		for i, l := range []struct {
+			id     uint64
+			secret []byte
+		}{{lease.GetLeaseId(), secret}, {id2.GetLease().GetLeaseId(), id2.GetLeaseSecret()}} {
+			if err := s.Send(&triadv1.SessionRequest{CallId: uint64(20 + i), TimeoutMs: 10000, Call: &triadv1.SessionRequest_Release{Release: &triadv1.ReleaseRequest{
+				ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{l.id}, LeaseSecrets: [][]byte{l.secret}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[uint64]bool{}
+		for range 2 {
+			r, err := s.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sessionErr(t, r); err != nil || !r.GetRelease().GetResults()[0].GetReleased() {
+				t.Fatalf("%s: release %d: %v %v", m.name, r.CallId, err, r)
+			}
+			seen[r.CallId] = true
+		}
+		if !seen[20] || !seen[21] {
+			t.Fatalf("%s: answers to calls %v, want 20 and 21", m.name, seen)
+		}
+		if rows := c.usage(c.servers()); rows[0].InUse != 0 {
+			t.Fatalf("%s: in use %d after releasing over the stream", m.name, rows[0].InUse)
+		}
+		if err := s.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The client library (Session streams by default) keeps its lease
+	// through a leader kill: renewals resume on the new leader.
+	cl, err := client.New([]string{c.members[0].addr, c.members[1].addr, c.members[2].addr}, tlsOption(t), client.WithRenewInterval(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	l, err := cl.Checkout(ctx, client.CheckoutRequest{Feature: "cad", Version: 1, TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader = c.leader(c.members[0])
+	leader.kill()
+	var survivor *member
+	for _, m := range c.members {
+		if m != leader {
+			survivor = m
+		}
+	}
+	c.leader(survivor)
+	renewed := l.LastRenewed()
+	waitFor(t, 30*time.Second, "a renewal after the leader kill", func() error {
+		if !l.LastRenewed().After(renewed) {
+			return grpcstatus.Error(codes.Unavailable, "not yet renewed")
+		}
+		return nil
+	})
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
