@@ -136,6 +136,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	s.addLeaseUse(l)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
+	s.emitLease(now, EventCheckout, "", l)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
 }
 
@@ -145,6 +146,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 // the same refusal and takes no seat. The record is pruned like an ended
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
+	s.emitDenial(now, g, res)
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
@@ -240,6 +242,7 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 			if t := s.terms(e.l.Feature, now); s.countdownUsed(e.l.Feature, now) >= t.poolMs {
 				heap.Remove(&s.expiry, e.heapIdx)
 				s.endLease(now, e.l)
+				s.emitLease(now, EventExpiry, "countdown pool used up", e.l)
 				out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_POOL_EXHAUSTED,
 					Message: "the countdown pool of " + e.l.Feature + " is used up: lease ended"})
 				continue
@@ -257,10 +260,12 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 
 // applyRelease frees each listed live lease whose secret is given.
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	return s.release(now, r.GetLeaseIds(), func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+	return s.release(now, r.GetLeaseIds(), "released", func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
 }
 
-func (s *state) release(now int64, ids []uint64, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+// release ends the listed leases allowed says may go; why is the lease
+// event's reason.
+func (s *state) release(now int64, ids []uint64, why string, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
 	for i, id := range ids {
 		e, ok := s.leases[id]
@@ -274,6 +279,7 @@ func (s *state) release(now int64, ids []uint64, allowed func(i int, l *fsmpb.Le
 		}
 		heap.Remove(&s.expiry, e.heapIdx)
 		s.endLease(now, e.l)
+		s.emitLease(now, EventRelease, why, e.l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id})
 	}
 	return out
@@ -306,6 +312,11 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(expired))}
 	for _, l := range expired {
 		s.endLease(now, l)
+		why := "expired"
+		if l.Borrowed {
+			why = "borrow ended"
+		}
+		s.emitLease(now, EventExpiry, why, l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired", ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
 	s.pruneRequests(now)

@@ -40,7 +40,14 @@ type state struct {
 	// adminReqs remembers the answers to admin writes' request ids
 	// (adminreq.go).
 	adminReqs adminRequests
+	// trace says which lease events members log (trace.go); nil when
+	// nothing is traced.
+	trace *fsmpb.TraceSettings
 
+	// observing is set while a lease observer listens; events collects
+	// the lease events of the command being applied (trace.go).
+	observing bool
+	events    []LeaseEvent
 	// serials is the sorted key set of licenses.
 	serials []string
 	// supersededBy counts, per serial, the supersedes entries of enrolled
@@ -111,6 +118,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
 	s.adminReqs.toSnapshot(snap)
+	snap.Trace = s.trace
 	return snap
 }
 
@@ -146,6 +154,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		return nil, err
 	}
 	if s.adminReqs, err = adminRequestsFromSnapshot(snap); err != nil {
+		return nil, err
+	}
+	if s.trace, err = traceFromSnapshot(snap); err != nil {
 		return nil, err
 	}
 	for _, l := range snap.Licenses {

@@ -52,6 +52,7 @@ var opUse = map[string]string{
 	"adopt_vendor_trust":  "the adoption of vendor trust",
 	"batch.admin_release": "`usage release`",
 	"replace_member":      "`cluster replace-member`",
+	"set_trace":           "`trace on` / `trace off`",
 }
 
 func opDisplay(op string) string {

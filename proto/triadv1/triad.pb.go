@@ -5397,6 +5397,182 @@ func (x *ClusterReplaceMemberResponse) GetRemoved() []string {
 	return nil
 }
 
+type TraceSetRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// true: start tracing; false: stop.
+	On bool `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	// Exactly one of feature and serial, unless all_off.
+	Feature string `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	Serial  string `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Stop every trace (on must be false, feature and serial empty).
+	AllOff        bool `protobuf:"varint,5,opt,name=all_off,json=allOff,proto3" json:"all_off,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceSetRequest) Reset() {
+	*x = TraceSetRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceSetRequest) ProtoMessage() {}
+
+func (x *TraceSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceSetRequest.ProtoReflect.Descriptor instead.
+func (*TraceSetRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *TraceSetRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TraceSetRequest) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *TraceSetRequest) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *TraceSetRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *TraceSetRequest) GetAllOff() bool {
+	if x != nil {
+		return x.AllOff
+	}
+	return false
+}
+
+type TraceShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceShowRequest) Reset() {
+	*x = TraceShowRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceShowRequest) ProtoMessage() {}
+
+func (x *TraceShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceShowRequest.ProtoReflect.Descriptor instead.
+func (*TraceShowRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *TraceShowRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type TraceShowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted.
+	Features      []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	Serials       []string `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceShowResponse) Reset() {
+	*x = TraceShowResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceShowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceShowResponse) ProtoMessage() {}
+
+func (x *TraceShowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceShowResponse.ProtoReflect.Descriptor instead.
+func (*TraceShowResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *TraceShowResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *TraceShowResponse) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -5827,14 +6003,25 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\blicenses\x18\x04 \x03(\v2\x15.triad.v1.LicenseInfoR\blicenses\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\tR\aremoved2\x8f\x03\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved\"\x9b\x01\n" +
+	"\x0fTraceSetRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\x12\x16\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x17\n" +
+	"\aall_off\x18\x05 \x01(\bR\x06allOff\"A\n" +
+	"\x10TraceShowRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"I\n" +
+	"\x11TraceShowResponse\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x18\n" +
+	"\aserials\x18\x02 \x03(\tR\aserials2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xbe\x10\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xc8\x11\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -5865,7 +6052,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12Y\n" +
 	"\x10ServerTestNotify\x12!.triad.v1.ServerTestNotifyRequest\x1a\".triad.v1.ServerTestNotifyResponse\x12H\n" +
 	"\fSnapshotSave\x12\x1d.triad.v1.SnapshotSaveRequest\x1a\x17.triad.v1.SnapshotChunk0\x01\x12e\n" +
-	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponse\x12B\n" +
+	"\bTraceSet\x12\x19.triad.v1.TraceSetRequest\x1a\x1b.triad.v1.TraceShowResponse\x12D\n" +
+	"\tTraceShow\x12\x1a.triad.v1.TraceShowRequest\x1a\x1b.triad.v1.TraceShowResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -5879,7 +6068,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -5960,6 +6149,9 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),                // 76: triad.v1.SnapshotChunk
 	(*ClusterReplaceMemberRequest)(nil),  // 77: triad.v1.ClusterReplaceMemberRequest
 	(*ClusterReplaceMemberResponse)(nil), // 78: triad.v1.ClusterReplaceMemberResponse
+	(*TraceSetRequest)(nil),              // 79: triad.v1.TraceSetRequest
+	(*TraceShowRequest)(nil),             // 80: triad.v1.TraceShowRequest
+	(*TraceShowResponse)(nil),            // 81: triad.v1.TraceShowResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -6016,77 +6208,83 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 51: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 52: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
 	50, // 53: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
-	1,  // 54: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 55: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 56: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 57: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 58: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 59: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 60: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 61: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 62: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 63: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 64: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 65: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 66: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 67: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 68: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 69: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 70: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 71: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 72: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 73: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 74: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 75: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 76: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 77: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 78: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 79: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 80: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 81: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 82: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 83: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 84: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 85: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 86: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	3,  // 87: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 88: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 89: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 90: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 91: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 92: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 93: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 94: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 95: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 96: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 97: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 98: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 99: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 100: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 101: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 102: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 103: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 104: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 105: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 106: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 107: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 108: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 109: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 110: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 111: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 112: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 113: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 114: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 115: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 116: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 117: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 118: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 119: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	87, // [87:120] is the sub-list for method output_type
-	54, // [54:87] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	15, // 54: triad.v1.TraceSetRequest.header:type_name -> triad.v1.AdminHeader
+	15, // 55: triad.v1.TraceShowRequest.header:type_name -> triad.v1.AdminHeader
+	1,  // 56: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 57: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 58: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 59: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 60: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 61: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 62: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 63: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 64: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 65: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 66: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 67: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 68: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 69: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 70: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 71: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 72: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 73: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 74: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 75: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 76: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 77: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 78: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 79: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 80: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 81: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 82: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 83: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 84: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 85: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 86: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75, // 87: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77, // 88: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	79, // 89: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
+	80, // 90: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
+	3,  // 91: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 92: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 93: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 94: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 95: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 96: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 97: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 98: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 99: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 100: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 101: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 102: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 103: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 104: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 105: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 106: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 107: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 108: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 109: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 110: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 111: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 112: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 113: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 114: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 115: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 116: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 117: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 118: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 119: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 120: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 121: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76, // 122: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78, // 123: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	81, // 124: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
+	81, // 125: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
+	91, // [91:126] is the sub-list for method output_type
+	56, // [56:91] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -6101,7 +6299,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   79,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
