@@ -58,6 +58,7 @@ func App() *cli.App {
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
 			versionCommand(),
 			snapshotCommand(),
+			traceCommand(),
 		},
 	}
 }

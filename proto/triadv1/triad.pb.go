@@ -5523,8 +5523,11 @@ func (x *TraceShowRequest) GetHeader() *AdminHeader {
 type TraceShowResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sorted.
-	Features      []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
-	Serials       []string `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	Features []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	Serials  []string `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	// What a TraceSet did ("tracing feature cad", "feature cad was already
+	// traced"); empty for TraceShow.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5571,6 +5574,13 @@ func (x *TraceShowResponse) GetSerials() []string {
 		return x.Serials
 	}
 	return nil
+}
+
+func (x *TraceShowResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
@@ -6011,10 +6021,11 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x17\n" +
 	"\aall_off\x18\x05 \x01(\bR\x06allOff\"A\n" +
 	"\x10TraceShowRequest\x12-\n" +
-	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"I\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"c\n" +
 	"\x11TraceShowResponse\x12\x1a\n" +
 	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x18\n" +
-	"\aserials\x18\x02 \x03(\tR\aserials2\x8f\x03\n" +
+	"\aserials\x18\x02 \x03(\tR\aserials\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
