@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,14 +96,20 @@ func TestUsageTrace(t *testing.T) {
 	}
 
 	lc := licensing(t, c.members[0].addr)
+	// Leases live 10 minutes (no expiry during the test) except bob's,
+	// which lives 1 s and is not renewed: it expires.
+	coTTL := func(req, feature, user string, ttl uint32) (*triadv1.CheckoutResponse, error) {
+		return lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: req, Feature: feature,
+			Version: 1, User: user, Host: "h-" + user, ClientId: rawClientID, TtlSeconds: ttl})
+	}
 	co := func(req, feature, user string) (*triadv1.CheckoutResponse, error) {
-		return checkoutAs(ctx, t, lc, req, feature, user)
+		return coTTL(req, feature, user, 600)
 	}
 	a, err := co("t-1", "cad", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := co("t-2", "cad", "bob"); err != nil {
+	if _, err := coTTL("t-2", "cad", "bob", 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := co("t-3", "cad", "carol"); grpcstatus.Code(err) != codes.ResourceExhausted {
@@ -113,23 +122,44 @@ func TestUsageTrace(t *testing.T) {
 		LeaseIds: []uint64{a.Lease.LeaseId}, LeaseSecrets: [][]byte{a.LeaseSecret}}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"checkout cad alice ", "checkout cad bob ", "denial cad carol no_seat", "release cad alice released"}
-	before := time.Now()
+	// In log order, but bob's expiry may come anywhere after the denial:
+	// inOrder moves it to the end of what was logged before the trace
+	// was switched off.
+	const expiry = "expiry cad bob expired"
+	want := []string{"checkout cad alice ", "checkout cad bob ", "denial cad carol no_seat", "release cad alice released", expiry}
+	inOrder := func(got []string) string {
+		var rest []string
+		at := -1
+		for i, l := range got {
+			if l == expiry && at < 0 {
+				at = i
+				continue
+			}
+			rest = append(rest, l)
+		}
+		if at >= 0 && at < 3 {
+			return fmt.Sprintf("bob's lease expired before carol's denial: %q", got)
+		}
+		if at >= 0 {
+			rest = slices.Insert(rest, min(len(rest), 4), expiry)
+		}
+		return strings.Join(rest, "|")
+	}
 	for _, m := range c.members {
 		waitFor(t, 20*time.Second, m.name+" logs the cad trace", func() error {
 			got, _ := traceLines(t, m)
-			if strings.Join(got, "|") != strings.Join(want, "|") {
+			if inOrder(got) != strings.Join(want, "|") {
 				return fmt.Errorf("trace lines %q, want %q", got, want)
 			}
 			return nil
 		})
 		_, lines := traceLines(t, m)
 		for _, l := range lines {
-			if l.Member != m.name || l.Version != 1 || l.Count != 1 || l.Host != "h-"+l.User || l.Index == 0 {
+			if l.Member != m.name || l.Version != 1 || l.Count != 1 || l.Host != "h-"+l.User || l.Index == 0 || l.Reason == "" && l.Event != "checkout" {
 				t.Errorf("%s: trace line %+v lacks its fields", m.name, l)
 			}
 			at, err := time.Parse(time.RFC3339, l.LeaderTime)
-			if err != nil || at.UnixMilli() != l.LeaderTimeMs || at.After(before) || before.Sub(at) > time.Minute {
+			if now := time.Now(); err != nil || at.UnixMilli() != l.LeaderTimeMs || at.After(now) || now.Sub(at) > time.Minute {
 				t.Errorf("%s: leader_time %q (%d ms) is not the leader's time of the event: %v", m.name, l.LeaderTime, l.LeaderTimeMs, err)
 			}
 			if (l.Event == "denial") != (l.LeaseID == 0) {
@@ -167,7 +197,7 @@ func TestUsageTrace(t *testing.T) {
 	for _, m := range c.members {
 		waitFor(t, 20*time.Second, m.name+" logs the sim trace and not dave's cad", func() error {
 			got, _ := traceLines(t, m)
-			if strings.Join(got, "|") != strings.Join(want, "|") {
+			if inOrder(got) != strings.Join(want, "|") {
 				return fmt.Errorf("trace lines %q, want %q", got, want)
 			}
 			return nil
@@ -182,4 +212,73 @@ func TestUsageTrace(t *testing.T) {
 	if len(js.Serials) != 0 {
 		t.Errorf("trace off (everything) left %v", js.Serials)
 	}
+
+	// The Grafana dashboard queries only metrics a member exports, and
+	// every member counted the one denial of the log.
+	t.Run("grafana", func(t *testing.T) {
+		exprs := grafanaExprs(t, "../deploy/grafana/triad-dashboard.json")
+		for _, m := range c.members {
+			text, err := scrape(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Request counters exist on the member that served the
+			// checkouts; the replicated figures on every member.
+			for _, e := range exprs {
+				if m != c.members[0] {
+					break
+				}
+				for _, name := range regexp.MustCompile(`\b(?:triad|go|process)_[a-z0-9_]+\b`).FindAllString(e, -1) {
+					if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(text) {
+						t.Errorf("%s: the dashboard queries %s, absent from /metrics", m.name, name)
+					}
+				}
+			}
+			for _, want := range []string{`triad_feature_denials_total{feature="cad",reason="no_seat"} 1`,
+				`triad_feature_capacity{feature="cad"} 2`, `triad_feature_capacity{feature="sim"} 5`,
+				`triad_feature_seats_in_use{feature="cad"} 1`, `triad_feature_seats_in_use{feature="sim"} 2`} {
+				if !strings.Contains(text, want+"\n") {
+					t.Errorf("%s: /metrics lacks %s", m.name, want)
+				}
+			}
+		}
+	})
+}
+
+// grafanaExprs returns the PromQL of the Grafana dashboard's panels and
+// query variables (server/grafana_test.go checks its structure).
+func grafanaExprs(t *testing.T, path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct{ Expr string } `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Query json.RawMessage `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var out []string
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		var q struct{ Query string }
+		if json.Unmarshal(v.Query, &q) == nil && q.Query != "" {
+			out = append(out, q.Query)
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("%s: only %d queries", path, len(out))
+	}
+	return out
 }

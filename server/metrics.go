@@ -270,7 +270,8 @@ type metricsCollector struct {
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLinkUp, descLinkState, descClusterStatus, descRaftState,
-		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases} {
+		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases,
+		descFeatureInUse, descFeatureCapacity} {
 		ch <- d
 	}
 }
@@ -321,10 +322,12 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftCommit, float64(ri.Commit))
 	gauge(descRaftApplied, float64(ri.Applied))
 
-	for _, u := range c.src.Usage() {
+	usage := c.src.Usage()
+	for _, u := range usage {
 		v := strconv.FormatUint(uint64(u.Version), 10)
 		gauge(descSeatsInUse, float64(u.InUse), u.Feature, v)
 		gauge(descSeatsCapacity, float64(u.Capacity), u.Feature, v)
 	}
+	collectFeatureTotals(usage, gauge)
 	gauge(descLeases, float64(c.src.Leases()))
 }

@@ -209,3 +209,38 @@ func (s *Server) Trace(ctx context.Context) *triadv1.TraceShowResponse {
 	f, serials := s.fsm.Trace()
 	return &triadv1.TraceShowResponse{Features: f, Serials: serials}
 }
+
+// Per-feature gauges (all versions together), for the dashboard's charts
+// and Grafana (docs/metrics.md).
+var (
+	descFeatureInUse = prometheus.NewDesc("triad_feature_seats_in_use",
+		"Seats in use by live leases, by licensed feature (all versions).", []string{"feature"}, nil)
+	descFeatureCapacity = prometheus.NewDesc("triad_feature_capacity",
+		"Seats the valid licenses grant, by licensed feature (all versions).", []string{"feature"}, nil)
+)
+
+// collectFeatureTotals sums the usage rows per feature, in feature order;
+// beyond maxFeatureSeries features the rest are summed under "_other".
+func collectFeatureTotals(usage []fsm.Usage, gauge func(d *prometheus.Desc, v float64, labels ...string)) {
+	type total struct{ inUse, capacity float64 }
+	totals := map[string]*total{}
+	var names []string
+	for _, u := range usage {
+		name := u.Feature
+		if _, ok := totals[name]; !ok && len(names) >= maxFeatureSeries {
+			name = otherFeature
+		}
+		t, ok := totals[name]
+		if !ok {
+			t = &total{}
+			totals[name] = t
+			names = append(names, name)
+		}
+		t.inUse += float64(u.InUse)
+		t.capacity += float64(u.Capacity)
+	}
+	for _, name := range names {
+		gauge(descFeatureInUse, totals[name].inUse, name)
+		gauge(descFeatureCapacity, totals[name].capacity, name)
+	}
+}
