@@ -14,9 +14,14 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
+// 3: usage tracing settings are present (written only when they are, so
+// states without them keep their format-2 bytes; an older build must not
+// load a snapshot whose trace settings it would drop).
 const (
-	snapshotFormat       = 2
+	snapshotFormat       = 3
 	oldestSnapshotFormat = 1
+	// snapshotFormatPlain is written when no format-3 state is present.
+	snapshotFormatPlain = 2
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -90,7 +95,7 @@ func newState() *state {
 // lock and drop it.
 func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap := &fsmpb.Snapshot{
-		FormatVersion: snapshotFormat,
+		FormatVersion: snapshotFormatPlain,
 		Cluster:       s.cluster,
 		NextLeaseId:   s.nextLeaseID,
 		LastNowMs:     s.lastNowMs,
@@ -118,7 +123,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
 	s.adminReqs.toSnapshot(snap)
-	snap.Trace = s.trace
+	if s.trace != nil {
+		snap.FormatVersion = snapshotFormat
+		snap.Trace = s.trace
+	}
 	return snap
 }
 

@@ -59,6 +59,9 @@ func TestTraceSettings(t *testing.T) {
 			t.Errorf("step %d: serials %s, want %s", i, got, st.serials)
 		}
 	}
+	if v := h.f.s.toSnapshot().FormatVersion; v != 3 {
+		t.Errorf("a snapshot with trace settings is format %d, want 3 (an older build must not drop them)", v)
+	}
 	g := roundTrip(t, h.f)
 	if f, s := g.Trace(); fmt.Sprint(f, s) != "[cad] [L1]" {
 		t.Errorf("restored trace %v %v, want [cad] [L1]", f, s)
@@ -73,8 +76,8 @@ func TestTraceSettings(t *testing.T) {
 		t.Errorf("after all off: %v %v", f, s)
 	}
 	// Nothing traced: the snapshot has no trace field (old bytes kept).
-	if snap := h.f.s.toSnapshot(); snap.Trace != nil {
-		t.Errorf("snapshot holds %v with nothing traced", snap.Trace)
+	if snap := h.f.s.toSnapshot(); snap.Trace != nil || snap.FormatVersion != 2 {
+		t.Errorf("snapshot holds %v (format %d) with nothing traced, want no trace and format 2", snap.Trace, snap.FormatVersion)
 	}
 	// The number of traces is bounded.
 	for i := 0; i < MaxTraces; i++ {
