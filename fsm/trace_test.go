@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -168,4 +170,45 @@ func TestLeaseEventsWithoutObserver(t *testing.T) {
 	if len(h.f.s.events) != 0 || cap(h.f.s.events) != 0 {
 		t.Errorf("%d events kept (cap %d) with no observer", len(h.f.s.events), cap(h.f.s.events))
 	}
+}
+
+// BenchmarkApplyBatchGrantReleaseTraced is BenchmarkApplyBatchGrantRelease
+// with a lease observer listening (as on every member) and the feature
+// traced: the cost of reporting lease events.
+func BenchmarkApplyBatchGrantReleaseTraced(b *testing.B) {
+	h := benchState(b)
+	h.apply(t0, traceCmd(true, "cad", ""))
+	seen := 0
+	h.f.SetLeaseObserver(func(evs []LeaseEvent) {
+		for _, e := range evs {
+			if e.Traced {
+				seen++
+			}
+		}
+	})
+	const n = 512
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		now := t0 + int64(i)*second
+		grants := make([]*fsmpb.Op, n)
+		ids := make([]uint64, n)
+		first := h.f.s.nextLeaseID
+		for j := range grants {
+			grants[j] = grantOp(fmt.Sprint("bench-", i, "-", j), "cad", uint32(j%6), 1)
+			ids[j] = first + uint64(j)
+		}
+		grantCmd, releaseCmd := batchCmd(grants...), batchCmd(releaseOp(ids...))
+		grantCmd.NowMs, releaseCmd.NowMs = now, now
+		logs := []*raft.Log{commandLog(b, h.index+1, grantCmd), commandLog(b, h.index+2, releaseCmd)}
+		h.index += 2
+		b.StartTimer()
+		h.f.ApplyBatch(logs)
+	}
+	b.StopTimer()
+	if seen != b.N*2*n {
+		b.Fatalf("%d traced events, want %d", seen, b.N*2*n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*n), "ns/op-in-batch")
 }
