@@ -33,6 +33,7 @@ func App() *cli.App {
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
 			versionCommand(),
 			snapshotCommand(),
+			traceCommand(),
 		},
 	}
 	inheritGlobals(app.Commands)

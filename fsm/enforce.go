@@ -52,6 +52,7 @@ var commandKinds = map[string]string{
 	"license_tick":       kindLeader,
 	"recycle_sweep":      kindLeader,
 	"replace_member":     kindAdmin,
+	"set_trace":          kindAdmin,
 }
 
 // enforcing reports whether the rules of this file apply: from the entry
@@ -69,7 +70,7 @@ func checkedBefore(cmd *fsmpb.Command) bool {
 	switch cmd.Cmd.(type) {
 	case *fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings,
 		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey,
-		*fsmpb.Command_ReplaceMember:
+		*fsmpb.Command_ReplaceMember, *fsmpb.Command_SetTrace:
 		return true
 	}
 	return false
@@ -97,6 +98,8 @@ func adminSessionOf(cmd *fsmpb.Command) (string, bool) {
 		return c.RemoveVendorKey.GetSessionId(), true
 	case *fsmpb.Command_ReplaceMember:
 		return c.ReplaceMember.GetSessionId(), true
+	case *fsmpb.Command_SetTrace:
+		return c.SetTrace.GetSessionId(), true
 	}
 	return "", false
 }
@@ -127,7 +130,7 @@ func (s *state) applyAdminRelease(now int64, r *fsmpb.AdminRelease) *fsmpb.OpRes
 		return result(fsmpb.Code_INVALID_ARGUMENT, "no lease id given")
 	}
 	// An administrator's release needs no lease secret.
-	return s.release(now, []uint64{r.GetLeaseId()}, true, func(int, *fsmpb.Lease) bool { return true })
+	return s.release(now, []uint64{r.GetLeaseId()}, true, "force-released", func(int, *fsmpb.Lease) bool { return true })
 }
 
 // Session cap: live sessions are replicated state, so their number is

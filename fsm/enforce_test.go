@@ -79,6 +79,9 @@ func adminWrites(t *testing.T, leaseID uint64) map[string]func(session string) *
 		"force release": func(s string) *fsmpb.Command {
 			return batchCmd(&fsmpb.Op{Op: &fsmpb.Op_AdminRelease{AdminRelease: &fsmpb.AdminRelease{LeaseId: leaseID, SessionId: s}}})
 		},
+		"set trace": func(s string) *fsmpb.Command {
+			return &fsmpb.Command{Cmd: &fsmpb.Command_SetTrace{SetTrace: &fsmpb.SetTrace{On: true, Feature: "cad", SessionId: s}}}
+		},
 	}
 }
 

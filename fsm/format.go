@@ -44,6 +44,8 @@ var opFormats = map[string]uint32{
 	"replace_member": 3,
 	// Format 4 (issue 13): queued checkouts.
 	"batch.dequeue": 4,
+	// Format 4 (issue 14): usage tracing switched on and off.
+	"set_trace": 4,
 }
 
 // OpFormat is one row of the format table.

@@ -34,6 +34,8 @@ type FSM struct {
 	appliedIndex uint64
 	// observer is told about administration commands (observer.go).
 	observer AdminObserver
+	// leaseObserver is told about lease events (trace.go).
+	leaseObserver LeaseObserver
 	// halt is set when Apply met a command this build cannot apply; from
 	// then on nothing is applied (format.go).
 	halt *Halt
@@ -88,10 +90,17 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 		f.haltAt(l.Index, l.Term, why)
 		return f.haltedResult(cmd)
 	}
+	f.s.observing = f.leaseObserver != nil
+	var res interface{}
 	if f.observer != nil {
-		return f.applyObserved(l, cmd)
+		res = f.applyObserved(l, cmd)
+	} else {
+		res = f.applyCommand(l, cmd)
 	}
-	return f.applyCommand(l, cmd)
+	if f.s.observing {
+		f.flushLeaseEvents(l.Index)
+	}
+	return res
 }
 
 func (f *FSM) applyCommand(l *raft.Log, cmd *fsmpb.Command) interface{} {
@@ -162,6 +171,8 @@ func (f *FSM) applyCommandCase(l *raft.Log, cmd *fsmpb.Command) interface{} {
 		return s.applySetSettings(c.SetSettings)
 	case *fsmpb.Command_ReplaceMember:
 		return s.applyReplaceMember(now, l.Index, c.ReplaceMember)
+	case *fsmpb.Command_SetTrace:
+		return s.applySetTrace(c.SetTrace)
 	default:
 		// unknownCommand checked every type this build knows: a type
 		// added to fsmpb without a case here is a programming error.

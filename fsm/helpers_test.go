@@ -102,6 +102,8 @@ func setSession(cmd *fsmpb.Command, id string) {
 		c.RemoveVendorKey.SessionId = id
 	case *fsmpb.Command_ReplaceMember:
 		c.ReplaceMember.SessionId = id
+	case *fsmpb.Command_SetTrace:
+		c.SetTrace.SessionId = id
 	default:
 		panic(fmt.Sprintf("setSession: %T is not an admin write", c))
 	}

@@ -233,6 +233,7 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 		idle := now - l.IdleSinceMs
 		heap.Remove(&s.expiry, e.heapIdx)
 		s.endLease(now, l)
+		s.emitLease(now, EventRelease, "idle timeout", l)
 		if k := requestKeyOf(l); s.requests[k] != nil && s.requests[k].LeaseId == l.Id {
 			s.requests[k].IdleTimeout = true
 			s.idl.idleEnded[l.Id] = k

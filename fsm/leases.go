@@ -181,6 +181,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	s.addLeaseUse(l)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
+	s.emitLease(now, EventCheckout, "", l)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
 }
 
@@ -190,6 +191,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 // the same refusal and takes no seat. The record is pruned like an ended
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
+	s.emitDenial(now, g, res)
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
@@ -299,6 +301,7 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 			if t := s.terms(e.l.Feature, now); s.countdownUsed(e.l.Feature, now) >= t.poolMs {
 				heap.Remove(&s.expiry, e.heapIdx)
 				s.endLease(now, e.l)
+				s.emitLease(now, EventExpiry, "countdown pool used up", e.l)
 				out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_POOL_EXHAUSTED,
 					Message: "the countdown pool of " + e.l.Feature + " is used up: lease ended"})
 				continue
@@ -318,13 +321,14 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 // A seat of a feature with a linger stays reserved for its user and host
 // (idlelinger.go).
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	return s.release(now, r.GetLeaseIds(), false, func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+	return s.release(now, r.GetLeaseIds(), false, "released", func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
 }
 
-// release ends the listed leases; by the holder (admin false) a lease
-// lingers if its feature says so, and a lingering one is already released.
-// An administrator's release ends lingering seats too, at once.
-func (s *state) release(now int64, ids []uint64, admin bool, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+// release ends the listed leases allowed says may go; why is the lease
+// event's reason. By the holder (admin false) a lease lingers if its
+// feature says so, and a lingering one is already released. An
+// administrator's release ends lingering seats too, at once.
+func (s *state) release(now int64, ids []uint64, admin bool, why string, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
 	for i, id := range ids {
 		e, ok := s.leases[id]
@@ -343,11 +347,13 @@ func (s *state) release(now int64, ids []uint64, admin bool, allowed func(i int,
 		heap.Remove(&s.expiry, e.heapIdx)
 		if ms := s.mayLinger(now, e.l); ms > 0 && !admin {
 			s.startLinger(now, ms, e)
+			s.emitLease(now, EventRelease, why+"; the seat lingers", e.l)
 			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs,
 				Message: "released; the seat lingers for " + e.l.User + "@" + e.l.Host + " until " + formatTime(e.l.ExpiresMs)})
 			continue
 		}
 		s.endLease(now, e.l)
+		s.emitLease(now, EventRelease, why, e.l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id})
 	}
 	return out
@@ -391,6 +397,7 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 			// same user and host as after a release.
 			expiresMs := l.ExpiresMs
 			s.startLinger(now, ms, e)
+			s.emitLease(now, EventExpiry, "expired; the seat lingers", l)
 			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired; lingering", ExpiresMs: expiresMs, TtlMs: l.TtlMs})
 			continue
 		}
@@ -399,6 +406,14 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 			msg = "linger ended"
 		}
 		s.endLease(now, l)
+		why := "expired"
+		switch {
+		case l.Lingering:
+			why = "linger ended"
+		case l.Borrowed:
+			why = "borrow ended"
+		}
+		s.emitLease(now, EventExpiry, why, l)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: msg, ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
 	out.Leases = append(out.Leases, s.expireIdle(now)...)

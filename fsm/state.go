@@ -25,6 +25,8 @@ const (
 	oldestSnapshotFormat     = 1
 	// snapshotFormatNoQueue is written when nothing newer is held.
 	snapshotFormatNoQueue = snapshotFormat
+	// snapshotFormatPlain is snapshotFormatNoQueue's other name.
+	snapshotFormatPlain = snapshotFormat
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -50,7 +52,14 @@ type state struct {
 	adminReqs adminRequests
 	// queue holds the queued checkouts (queue.go).
 	queue queueState
+	// trace says which lease events members log (trace.go); nil when
+	// nothing is traced.
+	trace *fsmpb.TraceSettings
 
+	// observing is set while a lease observer listens; events collects
+	// the lease events of the command being applied (trace.go).
+	observing bool
+	events    []LeaseEvent
 	// serials is the sorted key set of licenses.
 	serials []string
 	// supersededBy counts, per serial, the supersedes entries of enrolled
@@ -133,6 +142,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	if len(snap.Queue) > 0 {
 		snap.FormatVersion = newestSnapshotFormat
 	}
+	if s.trace != nil {
+		snap.FormatVersion = newestSnapshotFormat
+		snap.Trace = s.trace
+	}
 	return snap
 }
 
@@ -171,6 +184,9 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		return nil, err
 	}
 	if s.queue, err = queueFromSnapshot(snap); err != nil {
+		return nil, err
+	}
+	if s.trace, err = traceFromSnapshot(snap); err != nil {
 		return nil, err
 	}
 	for _, l := range snap.Licenses {

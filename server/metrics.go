@@ -277,7 +277,8 @@ type metricsCollector struct {
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLinkUp, descLinkState, descClusterStatus, descRaftState,
-		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases, descQueued} {
+		descRaftTerm, descRaftCommit, descRaftApplied, descSeatsInUse, descSeatsCapacity, descLeases, descQueued,
+		descFeatureInUse, descFeatureCapacity} {
 		ch <- d
 	}
 }
@@ -328,11 +329,13 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRaftCommit, float64(ri.Commit))
 	gauge(descRaftApplied, float64(ri.Applied))
 
-	for _, u := range c.src.Usage() {
+	usage := c.src.Usage()
+	for _, u := range usage {
 		v := featver.Display(u.Version, u.VersionText)
 		gauge(descSeatsInUse, float64(u.InUse), u.Feature, v)
 		gauge(descSeatsCapacity, float64(u.Capacity), u.Feature, v)
 	}
+	collectFeatureTotals(usage, gauge)
 	gauge(descLeases, float64(c.src.Leases()))
 	if c.src.Queued != nil {
 		for f, n := range c.src.Queued() {

@@ -209,6 +209,12 @@ func TestMetricsCollectorReadsSourceAtScrape(t *testing.T) {
 # HELP triad_cluster_status 2 operational, 1 partially operational, 0 not operational (no leader, no link up, or not formed).
 # TYPE triad_cluster_status gauge
 triad_cluster_status 1
+# HELP triad_feature_capacity Seats the valid licenses grant, by licensed feature (all versions).
+# TYPE triad_feature_capacity gauge
+triad_feature_capacity{feature="cad"} 4
+# HELP triad_feature_seats_in_use Seats in use by live leases, by licensed feature (all versions).
+# TYPE triad_feature_seats_in_use gauge
+triad_feature_seats_in_use{feature="cad"} 2
 # HELP triad_leases Live leases.
 # TYPE triad_leases gauge
 triad_leases 2

@@ -112,7 +112,7 @@ func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCom
 		*fsmpb.Command_SetPasswords, *fsmpb.Command_SetSettings,
 		*fsmpb.Command_RecycleNamedUser, *fsmpb.Command_SetRules,
 		*fsmpb.Command_AddVendorKey, *fsmpb.Command_RemoveVendorKey,
-		*fsmpb.Command_ReplaceMember:
+		*fsmpb.Command_ReplaceMember, *fsmpb.Command_SetTrace:
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "command %T cannot be forwarded", req.GetCommand().GetCmd())
 	}

@@ -82,6 +82,7 @@ type Server struct {
 	metrics *metrics // nil in handler tests without a server
 	adm     *adminSide
 	audit   *auditLog // nil in handler tests without a server
+	tracer  *tracer   // usage tracing (trace.go); nil in handler tests
 	// notifier sends mail and webhook notifications (notify.go).
 	notifier    *notify.Notifier
 	notifyCount *prometheus.CounterVec
@@ -201,11 +202,13 @@ func (s *Server) open() error {
 		s.side.Close()
 		return err
 	}
+	s.openTracer()
 	if s.node, err = openRaft(&s.cfg, s.side.RaftLayer(), s.fsm, s.notify, s.hlog); err != nil {
 		s.side.Close()
 		return err
 	}
 	s.node.disk.arm(s.fenceDisk)
+	s.tracer.raftOpened(s.node.raft.LastIndex())
 	s.mon = membership.NewMonitor(s.cfg.Name, 0, 0, s.pingPeer, s.now)
 	s.mon.SetIsolationAfter(s.cfg.IsolationAfter)
 	s.mon.SetBuild(s.build)
@@ -223,6 +226,7 @@ func (s *Server) open() error {
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
 	s.registerNotifyMetrics()
+	s.registerTraceMetrics()
 
 	if s.grpcLis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen for gRPC on %s: %w", s.cfg.Listen, err)

@@ -66,6 +66,8 @@ var opUse = map[string]string{
 	// Issue 13: queued checkouts.
 	"batch.dequeue":             "cancelling a queued checkout",
 	"batch.grant.queue_wait_ms": "a queued checkout (`checkout --queue`)",
+	// Issue 14: usage tracing.
+	"set_trace": "`trace on` / `trace off`",
 }
 
 func opDisplay(op string) string {

@@ -188,6 +188,7 @@ type Command struct {
 	//	*Command_RemoveVendorKey
 	//	*Command_AdoptVendorTrust
 	//	*Command_ReplaceMember
+	//	*Command_SetTrace
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -417,6 +418,15 @@ func (x *Command) GetReplaceMember() *ReplaceMember {
 	return nil
 }
 
+func (x *Command) GetSetTrace() *SetTrace {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetTrace); ok {
+			return x.SetTrace
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -505,6 +515,11 @@ type Command_ReplaceMember struct {
 	ReplaceMember *ReplaceMember `protobuf:"bytes,50,opt,name=replace_member,json=replaceMember,proto3,oneof"`
 }
 
+type Command_SetTrace struct {
+	// Usage tracing (issue 14; fields 95-99).
+	SetTrace *SetTrace `protobuf:"bytes,95,opt,name=set_trace,json=setTrace,proto3,oneof"`
+}
+
 func (*Command_FormCluster) isCommand_Cmd() {}
 
 func (*Command_EnrollLicense) isCommand_Cmd() {}
@@ -544,6 +559,8 @@ func (*Command_RemoveVendorKey) isCommand_Cmd() {}
 func (*Command_AdoptVendorTrust) isCommand_Cmd() {}
 
 func (*Command_ReplaceMember) isCommand_Cmd() {}
+
+func (*Command_SetTrace) isCommand_Cmd() {}
 
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3211,7 +3228,9 @@ type Snapshot struct {
 	AdminRequests []*AdminRequestRecord `protobuf:"bytes,60,rep,name=admin_requests,json=adminRequests,proto3" json:"admin_requests,omitempty"`
 	// Queued checkouts (fields 70-74): every feature's queue, sorted by
 	// feature, each in queue order (first = next served).
-	Queue         []*QueueEntry `protobuf:"bytes,70,rep,name=queue,proto3" json:"queue,omitempty"`
+	Queue []*QueueEntry `protobuf:"bytes,70,rep,name=queue,proto3" json:"queue,omitempty"`
+	// Usage tracing (fields 95-99). Absent while nothing is traced.
+	Trace         *TraceSettings `protobuf:"bytes,95,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3375,6 +3394,13 @@ func (x *Snapshot) GetAdminRequests() []*AdminRequestRecord {
 func (x *Snapshot) GetQueue() []*QueueEntry {
 	if x != nil {
 		return x.Queue
+	}
+	return nil
+}
+
+func (x *Snapshot) GetTrace() *TraceSettings {
+	if x != nil {
+		return x.Trace
 	}
 	return nil
 }
@@ -4468,12 +4494,146 @@ func (x *QueueEntry) GetEnqueuedIndex() uint64 {
 	return 0
 }
 
+// TraceSettings says which checkouts, releases, denials and expiries every
+// member writes to its log as one JSON line each (usage tracing, DSLS
+// style): those of the listed features, and of the features the listed
+// licenses grant. Both lists are sorted and hold no duplicates.
+type TraceSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Features      []string               `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	Serials       []string               `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceSettings) Reset() {
+	*x = TraceSettings{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceSettings) ProtoMessage() {}
+
+func (x *TraceSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceSettings.ProtoReflect.Descriptor instead.
+func (*TraceSettings) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *TraceSettings) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *TraceSettings) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
+}
+
+// SetTrace switches tracing on or off for one feature or one license
+// serial (exactly one of them), or off for everything (all_off). A live
+// full session is required.
+type SetTrace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	On            bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	Feature       string                 `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	Serial        string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
+	AllOff        bool                   `protobuf:"varint,5,opt,name=all_off,json=allOff,proto3" json:"all_off,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTrace) Reset() {
+	*x = SetTrace{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTrace) ProtoMessage() {}
+
+func (x *SetTrace) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTrace.ProtoReflect.Descriptor instead.
+func (*SetTrace) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SetTrace) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SetTrace) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *SetTrace) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *SetTrace) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *SetTrace) GetAllOff() bool {
+	if x != nil {
+		return x.AllOff
+	}
+	return false
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xe9\n" +
-	"\n" +
+	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xa0\v\n" +
 	"\aCommand\x12\x15\n" +
 	"\x06now_ms\x18\x01 \x01(\x03R\x05nowMs\x12>\n" +
 	"\fform_cluster\x18\n" +
@@ -4496,7 +4656,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x0eadd_vendor_key\x18( \x01(\v2\x1a.triad.fsm.v1.AddVendorKeyH\x00R\faddVendorKey\x12K\n" +
 	"\x11remove_vendor_key\x18) \x01(\v2\x1d.triad.fsm.v1.RemoveVendorKeyH\x00R\x0fremoveVendorKey\x12N\n" +
 	"\x12adopt_vendor_trust\x18* \x01(\v2\x1e.triad.fsm.v1.AdoptVendorTrustH\x00R\x10adoptVendorTrust\x12D\n" +
-	"\x0ereplace_member\x182 \x01(\v2\x1b.triad.fsm.v1.ReplaceMemberH\x00R\rreplaceMemberB\x05\n" +
+	"\x0ereplace_member\x182 \x01(\v2\x1b.triad.fsm.v1.ReplaceMemberH\x00R\rreplaceMember\x125\n" +
+	"\tset_trace\x18_ \x01(\v2\x16.triad.fsm.v1.SetTraceH\x00R\bsetTraceB\x05\n" +
 	"\x03cmd\"\x83\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -4715,7 +4876,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vdenied_code\x18\x05 \x01(\x0e2\x12.triad.fsm.v1.CodeR\n" +
 	"deniedCode\x12%\n" +
 	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\x12\"\n" +
-	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xec\a\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\x9f\b\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -4738,7 +4899,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tcountdown\x18\x17 \x03(\v2\x1c.triad.fsm.v1.CountdownUsageR\tcountdown\x12<\n" +
 	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\x12G\n" +
 	"\x0eadmin_requests\x18< \x03(\v2 .triad.fsm.v1.AdminRequestRecordR\radminRequests\x12.\n" +
-	"\x05queue\x18F \x03(\v2\x18.triad.fsm.v1.QueueEntryR\x05queue\"\x8c\x01\n" +
+	"\x05queue\x18F \x03(\v2\x18.triad.fsm.v1.QueueEntryR\x05queue\x121\n" +
+	"\x05trace\x18_ \x01(\v2\x1b.triad.fsm.v1.TraceSettingsR\x05trace\"\x8c\x01\n" +
 	"\x12AdminRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x13\n" +
@@ -4840,7 +5002,17 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"expires_ms\x18\x05 \x01(\x03R\texpiresMs\x12\x15\n" +
 	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12%\n" +
-	"\x0eenqueued_index\x18\a \x01(\x04R\renqueuedIndex*\xfa\x03\n" +
+	"\x0eenqueued_index\x18\a \x01(\x04R\renqueuedIndex\"E\n" +
+	"\rTraceSettings\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x18\n" +
+	"\aserials\x18\x02 \x03(\tR\aserials\"\x84\x01\n" +
+	"\bSetTrace\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\x12\x16\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x17\n" +
+	"\aall_off\x18\x05 \x01(\bR\x06allOff*\xfa\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -4888,7 +5060,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -4942,6 +5114,8 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*BackupMember)(nil),       // 49: triad.fsm.v1.BackupMember
 	(*Dequeue)(nil),            // 50: triad.fsm.v1.Dequeue
 	(*QueueEntry)(nil),         // 51: triad.fsm.v1.QueueEntry
+	(*TraceSettings)(nil),      // 52: triad.fsm.v1.TraceSettings
+	(*SetTrace)(nil),           // 53: triad.fsm.v1.SetTrace
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
@@ -4964,55 +5138,57 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	6,  // 17: triad.fsm.v1.Command.remove_vendor_key:type_name -> triad.fsm.v1.RemoveVendorKey
 	7,  // 18: triad.fsm.v1.Command.adopt_vendor_trust:type_name -> triad.fsm.v1.AdoptVendorTrust
 	47, // 19: triad.fsm.v1.Command.replace_member:type_name -> triad.fsm.v1.ReplaceMember
-	2,  // 20: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
-	4,  // 21: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	4,  // 22: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
-	8,  // 23: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
-	9,  // 24: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
-	12, // 25: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
-	13, // 26: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
-	14, // 27: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	17, // 28: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
-	16, // 29: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
-	50, // 30: triad.fsm.v1.Op.dequeue:type_name -> triad.fsm.v1.Dequeue
-	12, // 31: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	22, // 32: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	23, // 33: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	24, // 34: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	15, // 35: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 36: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 37: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	34, // 38: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	31, // 39: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	9,  // 40: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	32, // 41: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	0,  // 42: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
-	3,  // 43: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	9,  // 44: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	34, // 45: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	35, // 46: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	39, // 47: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	40, // 48: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	38, // 49: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	25, // 50: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	22, // 51: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	26, // 52: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	27, // 53: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	4,  // 54: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 55: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
-	51, // 56: triad.fsm.v1.Snapshot.queue:type_name -> triad.fsm.v1.QueueEntry
-	32, // 57: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
-	38, // 58: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	40, // 59: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	2,  // 60: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
-	9,  // 61: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
-	49, // 62: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
-	12, // 63: triad.fsm.v1.QueueEntry.grant:type_name -> triad.fsm.v1.Grant
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	53, // 20: triad.fsm.v1.Command.set_trace:type_name -> triad.fsm.v1.SetTrace
+	2,  // 21: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
+	4,  // 22: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	4,  // 23: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
+	8,  // 24: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
+	9,  // 25: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
+	12, // 26: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
+	13, // 27: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
+	14, // 28: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
+	17, // 29: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	16, // 30: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
+	50, // 31: triad.fsm.v1.Op.dequeue:type_name -> triad.fsm.v1.Dequeue
+	12, // 32: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	22, // 33: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	23, // 34: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	24, // 35: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	15, // 36: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 37: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 38: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	34, // 39: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	31, // 40: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	9,  // 41: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	32, // 42: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	0,  // 43: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
+	3,  // 44: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 45: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 46: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 47: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	39, // 48: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 49: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 50: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 51: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 52: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 53: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 54: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 55: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 56: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	51, // 57: triad.fsm.v1.Snapshot.queue:type_name -> triad.fsm.v1.QueueEntry
+	52, // 58: triad.fsm.v1.Snapshot.trace:type_name -> triad.fsm.v1.TraceSettings
+	32, // 59: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 60: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 61: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	2,  // 62: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
+	9,  // 63: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
+	49, // 64: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
+	12, // 65: triad.fsm.v1.QueueEntry.grant:type_name -> triad.fsm.v1.Grant
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -5041,6 +5217,7 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_RemoveVendorKey)(nil),
 		(*Command_AdoptVendorTrust)(nil),
 		(*Command_ReplaceMember)(nil),
+		(*Command_SetTrace)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[14].OneofWrappers = []any{
 		(*Op_Grant)(nil),
@@ -5057,7 +5234,7 @@ func file_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -6302,6 +6302,192 @@ func (*SessionResponse_Release) isSessionResponse_Result() {}
 
 func (*SessionResponse_Error) isSessionResponse_Result() {}
 
+type TraceSetRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// true: start tracing; false: stop.
+	On bool `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	// Exactly one of feature and serial, unless all_off.
+	Feature string `protobuf:"bytes,3,opt,name=feature,proto3" json:"feature,omitempty"`
+	Serial  string `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Stop every trace (on must be false, feature and serial empty).
+	AllOff        bool `protobuf:"varint,5,opt,name=all_off,json=allOff,proto3" json:"all_off,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceSetRequest) Reset() {
+	*x = TraceSetRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceSetRequest) ProtoMessage() {}
+
+func (x *TraceSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceSetRequest.ProtoReflect.Descriptor instead.
+func (*TraceSetRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *TraceSetRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TraceSetRequest) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+func (x *TraceSetRequest) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *TraceSetRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *TraceSetRequest) GetAllOff() bool {
+	if x != nil {
+		return x.AllOff
+	}
+	return false
+}
+
+type TraceShowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceShowRequest) Reset() {
+	*x = TraceShowRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceShowRequest) ProtoMessage() {}
+
+func (x *TraceShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceShowRequest.ProtoReflect.Descriptor instead.
+func (*TraceShowRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *TraceShowRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type TraceShowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted.
+	Features []string `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
+	Serials  []string `protobuf:"bytes,2,rep,name=serials,proto3" json:"serials,omitempty"`
+	// What a TraceSet did ("tracing feature cad", "feature cad was already
+	// traced"); empty for TraceShow.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceShowResponse) Reset() {
+	*x = TraceShowResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceShowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceShowResponse) ProtoMessage() {}
+
+func (x *TraceShowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceShowResponse.ProtoReflect.Descriptor instead.
+func (*TraceShowResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *TraceShowResponse) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *TraceShowResponse) GetSerials() []string {
+	if x != nil {
+		return x.Serials
+	}
+	return nil
+}
+
+func (x *TraceShowResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -6813,7 +6999,19 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x05renew\x18\x03 \x01(\v2\x17.triad.v1.RenewResponseH\x00R\x05renew\x125\n" +
 	"\arelease\x18\x04 \x01(\v2\x19.triad.v1.ReleaseResponseH\x00R\arelease\x12\x16\n" +
 	"\x05error\x18\x05 \x01(\fH\x00R\x05errorB\b\n" +
-	"\x06result2\xa2\x04\n" +
+	"\x06result\"\x9b\x01\n" +
+	"\x0fTraceSetRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12\x18\n" +
+	"\afeature\x18\x03 \x01(\tR\afeature\x12\x16\n" +
+	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x17\n" +
+	"\aall_off\x18\x05 \x01(\bR\x06allOff\"A\n" +
+	"\x10TraceShowRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"c\n" +
+	"\x11TraceShowResponse\x12\x1a\n" +
+	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x18\n" +
+	"\aserials\x18\x02 \x03(\tR\aserials\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage2\xa2\x04\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
@@ -6822,7 +7020,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
 	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12M\n" +
 	"\fCancelQueued\x12\x1d.triad.v1.CancelQueuedRequest\x1a\x1e.triad.v1.CancelQueuedResponse\x12B\n" +
-	"\aSession\x12\x18.triad.v1.SessionRequest\x1a\x19.triad.v1.SessionResponse(\x010\x012\x87\x11\n" +
+	"\aSession\x12\x18.triad.v1.SessionRequest\x1a\x19.triad.v1.SessionResponse(\x010\x012\x91\x12\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -6855,7 +7053,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\fSnapshotSave\x12\x1d.triad.v1.SnapshotSaveRequest\x1a\x17.triad.v1.SnapshotChunk0\x01\x12e\n" +
 	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponse\x12G\n" +
 	"\n" +
-	"UsageQueue\x12\x1b.triad.v1.UsageQueueRequest\x1a\x1c.triad.v1.UsageQueueResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"UsageQueue\x12\x1b.triad.v1.UsageQueueRequest\x1a\x1c.triad.v1.UsageQueueResponse\x12B\n" +
+	"\bTraceSet\x12\x19.triad.v1.TraceSetRequest\x1a\x1b.triad.v1.TraceShowResponse\x12D\n" +
+	"\tTraceShow\x12\x1a.triad.v1.TraceShowRequest\x1a\x1b.triad.v1.TraceShowResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -6869,7 +7069,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -6957,148 +7157,157 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*UsageQueueResponse)(nil),           // 83: triad.v1.UsageQueueResponse
 	(*SessionRequest)(nil),               // 84: triad.v1.SessionRequest
 	(*SessionResponse)(nil),              // 85: triad.v1.SessionResponse
+	(*TraceSetRequest)(nil),              // 86: triad.v1.TraceSetRequest
+	(*TraceShowRequest)(nil),             // 87: triad.v1.TraceShowRequest
+	(*TraceShowResponse)(nil),            // 88: triad.v1.TraceShowResponse
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
-	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
-	2,  // 1: triad.v1.CheckoutResponse.lease:type_name -> triad.v1.Lease
-	5,  // 2: triad.v1.RenewResponse.results:type_name -> triad.v1.RenewResult
-	8,  // 3: triad.v1.ReleaseResponse.results:type_name -> triad.v1.ReleaseResult
-	11, // 4: triad.v1.FeaturesResponse.features:type_name -> triad.v1.FeatureUsage
-	15, // 5: triad.v1.ConnectRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 6: triad.v1.DisconnectRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 7: triad.v1.ServerSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 8: triad.v1.PasswordSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 9: triad.v1.LicenseShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 10: triad.v1.LicenseRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 11: triad.v1.UsageUsersRequest.header:type_name -> triad.v1.AdminHeader
-	29, // 12: triad.v1.UsageUsersResponse.users:type_name -> triad.v1.UserUsage
-	15, // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
-	32, // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
-	15, // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 16: triad.v1.UsageReleaseResponse.leases:type_name -> triad.v1.Lease
-	15, // 17: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
-	20, // 18: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
-	22, // 19: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
-	69, // 20: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
-	15, // 21: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 22: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
-	15, // 23: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 24: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
-	42, // 25: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
-	45, // 26: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
-	46, // 27: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
-	11, // 28: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
-	47, // 29: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
-	44, // 30: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
-	15, // 31: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
-	49, // 32: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
-	50, // 33: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
-	15, // 34: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
-	50, // 35: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 36: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 37: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
-	2,  // 38: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
-	15, // 39: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 40: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 41: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 42: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
-	62, // 43: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
-	15, // 44: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 45: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 46: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
-	70, // 47: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
-	71, // 48: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
-	15, // 49: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
-	73, // 50: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
-	15, // 51: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
-	15, // 52: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
-	39, // 53: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
-	50, // 54: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
-	15, // 55: triad.v1.UsageQueueRequest.header:type_name -> triad.v1.AdminHeader
-	82, // 56: triad.v1.UsageQueueResponse.queued:type_name -> triad.v1.QueuedCheckout
-	1,  // 57: triad.v1.SessionRequest.checkout:type_name -> triad.v1.CheckoutRequest
-	4,  // 58: triad.v1.SessionRequest.renew:type_name -> triad.v1.RenewRequest
-	7,  // 59: triad.v1.SessionRequest.release:type_name -> triad.v1.ReleaseRequest
-	3,  // 60: triad.v1.SessionResponse.checkout:type_name -> triad.v1.CheckoutResponse
-	6,  // 61: triad.v1.SessionResponse.renew:type_name -> triad.v1.RenewResponse
-	9,  // 62: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
-	1,  // 63: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 64: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 65: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 66: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 67: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 68: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	79, // 69: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
-	84, // 70: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
-	16, // 71: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 72: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 73: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 74: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 75: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 76: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 77: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 78: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 79: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 80: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 81: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 82: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 83: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 84: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 85: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 86: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 87: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 88: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 89: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 90: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 91: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 92: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 93: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 94: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 95: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 96: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 97: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	81, // 98: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
-	3,  // 99: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 100: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 101: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 102: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 103: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 104: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	80, // 105: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
-	85, // 106: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
-	17, // 107: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 108: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 109: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 110: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 111: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 112: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 113: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 114: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 115: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 116: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 117: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 118: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 119: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 120: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 121: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 122: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 123: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 124: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 125: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 126: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 127: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 128: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 129: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 130: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 131: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 132: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 133: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	83, // 134: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
-	99, // [99:135] is the sub-list for method output_type
-	63, // [63:99] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	1,   // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
+	2,   // 1: triad.v1.CheckoutResponse.lease:type_name -> triad.v1.Lease
+	5,   // 2: triad.v1.RenewResponse.results:type_name -> triad.v1.RenewResult
+	8,   // 3: triad.v1.ReleaseResponse.results:type_name -> triad.v1.ReleaseResult
+	11,  // 4: triad.v1.FeaturesResponse.features:type_name -> triad.v1.FeatureUsage
+	15,  // 5: triad.v1.ConnectRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 6: triad.v1.DisconnectRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 7: triad.v1.ServerSetRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 8: triad.v1.PasswordSetRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 9: triad.v1.LicenseShowRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 10: triad.v1.LicenseRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 11: triad.v1.UsageUsersRequest.header:type_name -> triad.v1.AdminHeader
+	29,  // 12: triad.v1.UsageUsersResponse.users:type_name -> triad.v1.UserUsage
+	15,  // 13: triad.v1.UsageDenialsRequest.header:type_name -> triad.v1.AdminHeader
+	32,  // 14: triad.v1.UsageDenialsResponse.denials:type_name -> triad.v1.DenialCount
+	15,  // 15: triad.v1.UsageReleaseRequest.header:type_name -> triad.v1.AdminHeader
+	2,   // 16: triad.v1.UsageReleaseResponse.leases:type_name -> triad.v1.Lease
+	15,  // 17: triad.v1.ServerShowRequest.header:type_name -> triad.v1.AdminHeader
+	20,  // 18: triad.v1.ServerShowResponse.settings:type_name -> triad.v1.ServerSettings
+	22,  // 19: triad.v1.ServerShowResponse.sessions:type_name -> triad.v1.AdminSession
+	69,  // 20: triad.v1.ServerShowResponse.notifications:type_name -> triad.v1.NotifySettings
+	15,  // 21: triad.v1.ClusterCreateRequest.header:type_name -> triad.v1.AdminHeader
+	39,  // 22: triad.v1.ClusterCreateResponse.members:type_name -> triad.v1.Member
+	15,  // 23: triad.v1.ClusterStatusRequest.header:type_name -> triad.v1.AdminHeader
+	39,  // 24: triad.v1.ClusterStatusResponse.members:type_name -> triad.v1.Member
+	42,  // 25: triad.v1.ClusterStatusResponse.links:type_name -> triad.v1.Link
+	45,  // 26: triad.v1.ClusterStatusResponse.clock_offsets:type_name -> triad.v1.ClockOffset
+	46,  // 27: triad.v1.ClusterStatusResponse.alarms:type_name -> triad.v1.Alarm
+	11,  // 28: triad.v1.ClusterStatusResponse.features:type_name -> triad.v1.FeatureUsage
+	47,  // 29: triad.v1.ClusterStatusResponse.events:type_name -> triad.v1.Event
+	44,  // 30: triad.v1.ClusterStatusResponse.build:type_name -> triad.v1.BuildInfo
+	15,  // 31: triad.v1.LicenseEnrollRequest.header:type_name -> triad.v1.AdminHeader
+	49,  // 32: triad.v1.LicenseInfo.features:type_name -> triad.v1.Feature
+	50,  // 33: triad.v1.LicenseEnrollResponse.license:type_name -> triad.v1.LicenseInfo
+	15,  // 34: triad.v1.LicenseListRequest.header:type_name -> triad.v1.AdminHeader
+	50,  // 35: triad.v1.LicenseListResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15,  // 36: triad.v1.UsageFeaturesRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 37: triad.v1.UsageLeasesRequest.header:type_name -> triad.v1.AdminHeader
+	2,   // 38: triad.v1.UsageLeasesResponse.leases:type_name -> triad.v1.Lease
+	15,  // 39: triad.v1.UsageRecycleRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 40: triad.v1.RulesSetRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 41: triad.v1.RulesShowRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 42: triad.v1.VendorTrustListRequest.header:type_name -> triad.v1.AdminHeader
+	62,  // 43: triad.v1.VendorTrustListResponse.keys:type_name -> triad.v1.VendorKey
+	15,  // 44: triad.v1.VendorTrustAddRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 45: triad.v1.VendorTrustRemoveRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 46: triad.v1.AuditVerifyRequest.header:type_name -> triad.v1.AdminHeader
+	70,  // 47: triad.v1.NotifySettings.webhooks:type_name -> triad.v1.NotifyWebhook
+	71,  // 48: triad.v1.NotifySettings.events:type_name -> triad.v1.NotifyEventSwitch
+	15,  // 49: triad.v1.ServerTestNotifyRequest.header:type_name -> triad.v1.AdminHeader
+	73,  // 50: triad.v1.ServerTestNotifyResponse.results:type_name -> triad.v1.NotifyResult
+	15,  // 51: triad.v1.SnapshotSaveRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 52: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
+	39,  // 53: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
+	50,  // 54: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
+	15,  // 55: triad.v1.UsageQueueRequest.header:type_name -> triad.v1.AdminHeader
+	82,  // 56: triad.v1.UsageQueueResponse.queued:type_name -> triad.v1.QueuedCheckout
+	1,   // 57: triad.v1.SessionRequest.checkout:type_name -> triad.v1.CheckoutRequest
+	4,   // 58: triad.v1.SessionRequest.renew:type_name -> triad.v1.RenewRequest
+	7,   // 59: triad.v1.SessionRequest.release:type_name -> triad.v1.ReleaseRequest
+	3,   // 60: triad.v1.SessionResponse.checkout:type_name -> triad.v1.CheckoutResponse
+	6,   // 61: triad.v1.SessionResponse.renew:type_name -> triad.v1.RenewResponse
+	9,   // 62: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
+	15,  // 63: triad.v1.TraceSetRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 64: triad.v1.TraceShowRequest.header:type_name -> triad.v1.AdminHeader
+	1,   // 65: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,   // 66: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,   // 67: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10,  // 68: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,   // 69: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,   // 70: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	79,  // 71: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
+	84,  // 72: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
+	16,  // 73: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18,  // 74: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36,  // 75: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21,  // 76: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23,  // 77: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25,  // 78: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26,  // 79: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28,  // 80: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31,  // 81: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34,  // 82: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57,  // 83: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59,  // 84: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60,  // 85: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38,  // 86: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41,  // 87: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48,  // 88: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52,  // 89: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54,  // 90: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55,  // 91: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63,  // 92: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65,  // 93: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66,  // 94: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13,  // 95: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67,  // 96: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72,  // 97: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75,  // 98: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77,  // 99: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	81,  // 100: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
+	86,  // 101: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
+	87,  // 102: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
+	3,   // 103: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,   // 104: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,   // 105: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12,  // 106: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,   // 107: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,   // 108: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	80,  // 109: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
+	85,  // 110: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
+	17,  // 111: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19,  // 112: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37,  // 113: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20,  // 114: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24,  // 115: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50,  // 116: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27,  // 117: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30,  // 118: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33,  // 119: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35,  // 120: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58,  // 121: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61,  // 122: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61,  // 123: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40,  // 124: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43,  // 125: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51,  // 126: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53,  // 127: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12,  // 128: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56,  // 129: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64,  // 130: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 131: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 132: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14,  // 133: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68,  // 134: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74,  // 135: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76,  // 136: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78,  // 137: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	83,  // 138: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
+	88,  // 139: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
+	88,  // 140: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
+	103, // [103:141] is the sub-list for method output_type
+	65,  // [65:103] is the sub-list for method input_type
+	65,  // [65:65] is the sub-list for extension type_name
+	65,  // [65:65] is the sub-list for extension extendee
+	0,   // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -7125,7 +7334,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   86,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -458,6 +458,8 @@ const (
 	Admin_SnapshotSave_FullMethodName         = "/triad.v1.Admin/SnapshotSave"
 	Admin_ClusterReplaceMember_FullMethodName = "/triad.v1.Admin/ClusterReplaceMember"
 	Admin_UsageQueue_FullMethodName           = "/triad.v1.Admin/UsageQueue"
+	Admin_TraceSet_FullMethodName             = "/triad.v1.Admin/TraceSet"
+	Admin_TraceShow_FullMethodName            = "/triad.v1.Admin/TraceShow"
 )
 
 // AdminClient is the client API for Admin service.
@@ -525,6 +527,12 @@ type AdminClient interface {
 	// UsageQueue lists the queued checkouts, feature by feature in queue
 	// order (restricted sessions may read it).
 	UsageQueue(ctx context.Context, in *UsageQueueRequest, opts ...grpc.CallOption) (*UsageQueueResponse, error)
+	// TraceSet switches usage tracing on or off for a feature or a license
+	// (full mode): every member then logs each checkout, release, denial and
+	// expiry of it as one JSON line (docs/admin.md, "Usage tracing").
+	TraceSet(ctx context.Context, in *TraceSetRequest, opts ...grpc.CallOption) (*TraceShowResponse, error)
+	// TraceShow lists what is traced.
+	TraceShow(ctx context.Context, in *TraceShowRequest, opts ...grpc.CallOption) (*TraceShowResponse, error)
 }
 
 type adminClient struct {
@@ -824,6 +832,26 @@ func (c *adminClient) UsageQueue(ctx context.Context, in *UsageQueueRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) TraceSet(ctx context.Context, in *TraceSetRequest, opts ...grpc.CallOption) (*TraceShowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TraceShowResponse)
+	err := c.cc.Invoke(ctx, Admin_TraceSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) TraceShow(ctx context.Context, in *TraceShowRequest, opts ...grpc.CallOption) (*TraceShowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TraceShowResponse)
+	err := c.cc.Invoke(ctx, Admin_TraceShow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -889,6 +917,12 @@ type AdminServer interface {
 	// UsageQueue lists the queued checkouts, feature by feature in queue
 	// order (restricted sessions may read it).
 	UsageQueue(context.Context, *UsageQueueRequest) (*UsageQueueResponse, error)
+	// TraceSet switches usage tracing on or off for a feature or a license
+	// (full mode): every member then logs each checkout, release, denial and
+	// expiry of it as one JSON line (docs/admin.md, "Usage tracing").
+	TraceSet(context.Context, *TraceSetRequest) (*TraceShowResponse, error)
+	// TraceShow lists what is traced.
+	TraceShow(context.Context, *TraceShowRequest) (*TraceShowResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -982,6 +1016,12 @@ func (UnimplementedAdminServer) ClusterReplaceMember(context.Context, *ClusterRe
 }
 func (UnimplementedAdminServer) UsageQueue(context.Context, *UsageQueueRequest) (*UsageQueueResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UsageQueue not implemented")
+}
+func (UnimplementedAdminServer) TraceSet(context.Context, *TraceSetRequest) (*TraceShowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TraceSet not implemented")
+}
+func (UnimplementedAdminServer) TraceShow(context.Context, *TraceShowRequest) (*TraceShowResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TraceShow not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1501,6 +1541,42 @@ func _Admin_UsageQueue_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_TraceSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TraceSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TraceSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TraceSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TraceSet(ctx, req.(*TraceSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_TraceShow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TraceShowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TraceShow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TraceShow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TraceShow(ctx, req.(*TraceShowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1615,6 +1691,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UsageQueue",
 			Handler:    _Admin_UsageQueue_Handler,
+		},
+		{
+			MethodName: "TraceSet",
+			Handler:    _Admin_TraceSet_Handler,
+		},
+		{
+			MethodName: "TraceShow",
+			Handler:    _Admin_TraceShow_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
