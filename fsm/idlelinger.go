@@ -134,8 +134,8 @@ func (s *state) idleTimeout(feature string, now int64) int64 {
 // mayLinger reports whether l lingers when it ends by release or expiry,
 // and for how long.
 func (s *state) mayLinger(now int64, l *fsmpb.Lease) int64 {
-	if l.Lingering || l.Borrowed || l.NamedUser || l.AccountedMs != 0 {
-		return 0
+	if l.Lingering || l.Borrowed || l.NamedUser || l.AccountedMs != 0 || l.Package != "" {
+		return 0 // packages and their components share a suite seat: no linger
 	}
 	return s.lingerFor(l.Feature, now)
 }

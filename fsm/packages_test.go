@@ -159,3 +159,32 @@ func TestPackagesNeedFormat4(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageNoLingerNoQueue: a package's leases share a suite seat, so
+// they never linger (the seat frees with the group's last lease) and a
+// package or component checkout cannot wait in a queue: it is refused,
+// saying so, and remembered like any refusal.
+func TestPackageNoLingerNoQueue(t *testing.T) {
+	h := formed(t)
+	p := pkgFeat("suite", 1, 1, "cad")
+	p.LingerSeconds = 600
+	h.mustEnroll(t0, lic("P", t0, t0+365*day, p))
+	r := h.op(t0+1, suiteGrant("a1", "suite", "alice", "h1"))
+	wantResult(t, r, fsmpb.Code_OK, "")
+	wantResult(t, h.op(t0+2, releaseWithSecret(r.Lease)), fsmpb.Code_OK, "")
+	if l, ok := h.f.Lease(r.Lease.Id); ok {
+		t.Fatalf("released package lease still held (lingering %v)", l.Lingering)
+	}
+	// Bob takes the freed seat: nothing lingered for alice.
+	b := h.op(t0+3, suiteGrant("b1", "cad", "bob", "h2"))
+	wantResult(t, b, fsmpb.Code_OK, "")
+	q := suiteGrant("c1", "cad", "carol", "h3")
+	q.GetGrant().QueueWaitMs = 60_000
+	wantResult(t, h.op(t0+4, q), fsmpb.Code_NO_SEAT, "a package and its components cannot be waited for in a queue")
+	if n := len(h.f.Queue()); n != 0 {
+		t.Fatalf("%d waiters after a package checkout asked to queue", n)
+	}
+	// Refused once, refused forever, even when the seat is free again.
+	wantResult(t, h.op(t0+5, releaseWithSecret(b.Lease)), fsmpb.Code_OK, "")
+	wantResult(t, h.op(t0+6, q), fsmpb.Code_NO_SEAT, "cannot be waited for in a queue")
+}
