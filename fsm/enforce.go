@@ -52,6 +52,7 @@ var commandKinds = map[string]string{
 	"license_tick":       kindLeader,
 	"recycle_sweep":      kindLeader,
 	"replace_member":     kindAdmin,
+	"start_history":      kindFormation, // accepted once, like AdoptVendorTrust
 }
 
 // enforcing reports whether the rules of this file apply: from the entry

@@ -26,7 +26,7 @@ import (
 // snapshot and catches up to exactly the state of the others.
 
 // FormatVersion is the highest command format this build applies.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // opFormats lists the commands (Command oneof field names) and batch ops
 // ("batch." + Op oneof field name) introduced after format 1, with the
@@ -42,6 +42,8 @@ var opFormats = map[string]uint32{
 	"batch.admin_release": 2,
 	// Format 3: replacing a dead member's machine (cluster replace-member).
 	"replace_member": 3,
+	// Format 4: the usage history (issue 14).
+	"start_history": 4,
 }
 
 // OpFormat is one row of the format table.

@@ -134,6 +134,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	s.leases[l.Id] = e
 	heap.Push(&s.expiry, e)
 	s.addLeaseUse(l)
+	s.histSeatsChanged(now, l.Feature)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
@@ -145,6 +146,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 // the same refusal and takes no seat. The record is pruned like an ended
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
+	s.histDenial(now, g, res.Code)
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
@@ -288,6 +290,8 @@ func leaseNotFound(id uint64) *fsmpb.LeaseResult {
 func (s *state) endLease(now int64, l *fsmpb.Lease) {
 	delete(s.leases, l.Id)
 	s.dropLeaseUse(now, l)
+	s.histSeatsChanged(now, l.Feature)
+	s.histLeaseEnded(now, l)
 	if rec, ok := s.requests[requestKeyOf(l)]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.noteEnded(now)
@@ -309,6 +313,7 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired", ExpiresMs: l.ExpiresMs, TtlMs: l.TtlMs})
 	}
 	s.pruneRequests(now)
+	s.histTrim(now)
 	return out
 }
 

@@ -93,7 +93,7 @@ func TestGoldenSnapshotV1(t *testing.T) {
 		t.Fatalf("a v1 snapshot has vendor trust %x", keys)
 	}
 	snap := &fsmpb.Snapshot{}
-	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormat {
+	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormatNoHistory {
 		t.Fatalf("re-written v1 snapshot: format %d, %v", snap.GetFormatVersion(), err)
 	}
 	h := &harness{t: t, f: f, index: f.AppliedIndex(), noAutoSession: true}
@@ -138,7 +138,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		data []byte
 		msg  string
 	}{
-		{"format 3", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 3, NextLeaseId: 1}), "format version 3 is not supported"},
+		{"format 4", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 4, NextLeaseId: 1}), "format version 4 is not supported"},
 		{"trust key too short", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,
 			VendorTrust: &fsmpb.VendorTrust{Keys: [][]byte{{1, 2, 3}}}}), "vendor key 1 is 3 bytes"},
 		{"trust unsorted", snapshotBytes(t, &fsmpb.Snapshot{FormatVersion: 2, NextLeaseId: 1,

@@ -14,9 +14,14 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
+// 3: the usage history is present (written only when it is, so states
+// without one keep their format-2 bytes; an older build must not load a
+// snapshot whose history it would drop).
 const (
-	snapshotFormat       = 2
+	snapshotFormat       = 3
 	oldestSnapshotFormat = 1
+	// snapshotFormatNoHistory is written when there is no history.
+	snapshotFormatNoHistory = 2
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -40,6 +45,8 @@ type state struct {
 	// adminReqs remembers the answers to admin writes' request ids
 	// (adminreq.go).
 	adminReqs adminRequests
+	// hist is the usage history (history.go); nil until StartHistory.
+	hist *history
 
 	// serials is the sorted key set of licenses.
 	serials []string
@@ -83,7 +90,7 @@ func newState() *state {
 // lock and drop it.
 func (s *state) toSnapshot() *fsmpb.Snapshot {
 	snap := &fsmpb.Snapshot{
-		FormatVersion: snapshotFormat,
+		FormatVersion: snapshotFormatNoHistory,
 		Cluster:       s.cluster,
 		NextLeaseId:   s.nextLeaseID,
 		LastNowMs:     s.lastNowMs,
@@ -111,6 +118,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	s.model.toSnapshot(snap)
 	snap.VendorTrust = s.trust
 	s.adminReqs.toSnapshot(snap)
+	if s.hist != nil {
+		snap.FormatVersion = snapshotFormat
+		snap.History = s.hist.toSnapshot()
+	}
 	return snap
 }
 
@@ -148,6 +159,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	if s.adminReqs, err = adminRequestsFromSnapshot(snap); err != nil {
 		return nil, err
 	}
+	s.hist = historyFromSnapshot(snap.History)
 	for _, l := range snap.Licenses {
 		if l.GetSerial() == "" {
 			return nil, fmt.Errorf("fsm: snapshot holds a license without a serial")

@@ -47,11 +47,13 @@ func (s *Server) buildInfo() *triadv1.BuildInfo {
 
 // opUse names the gated commands as an administrator knows them.
 var opUse = map[string]string{
-	"add_vendor_key":      "`vendor trust add`",
-	"remove_vendor_key":   "`vendor trust remove`",
-	"adopt_vendor_trust":  "the adoption of vendor trust",
-	"batch.admin_release": "`usage release`",
-	"replace_member":      "`cluster replace-member`",
+	"add_vendor_key":                 "`vendor trust add`",
+	"remove_vendor_key":              "`vendor trust remove`",
+	"adopt_vendor_trust":             "the adoption of vendor trust",
+	"batch.admin_release":            "`usage release`",
+	"replace_member":                 "`cluster replace-member`",
+	"start_history":                  "the start of the usage history",
+	"set_settings.history_retention": "`settings set --history-minute-days/--history-hour-days`",
 }
 
 func opDisplay(op string) string {

@@ -1471,6 +1471,9 @@ type ServerSettings struct {
 	Activated bool `protobuf:"varint,8,opt,name=activated,proto3" json:"activated,omitempty"`
 	// Days before a license's end that the "expires soon" alarm is raised.
 	ExpiryWarningDays uint32 `protobuf:"varint,9,opt,name=expiry_warning_days,json=expiryWarningDays,proto3" json:"expiry_warning_days,omitempty"`
+	// Usage history retention in days (per-minute and per-hour buckets).
+	HistoryMinuteDays uint32 `protobuf:"varint,280,opt,name=history_minute_days,json=historyMinuteDays,proto3" json:"history_minute_days,omitempty"`
+	HistoryHourDays   uint32 `protobuf:"varint,281,opt,name=history_hour_days,json=historyHourDays,proto3" json:"history_hour_days,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1568,6 +1571,20 @@ func (x *ServerSettings) GetExpiryWarningDays() uint32 {
 	return 0
 }
 
+func (x *ServerSettings) GetHistoryMinuteDays() uint32 {
+	if x != nil {
+		return x.HistoryMinuteDays
+	}
+	return 0
+}
+
+func (x *ServerSettings) GetHistoryHourDays() uint32 {
+	if x != nil {
+		return x.HistoryHourDays
+	}
+	return 0
+}
+
 type ServerSetRequest struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Header               *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1577,8 +1594,11 @@ type ServerSetRequest struct {
 	AutoRecycling        *bool                  `protobuf:"varint,5,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
 	RemotePolicy         *string                `protobuf:"bytes,6,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
 	ExpiryWarningDays    *uint32                `protobuf:"varint,7,opt,name=expiry_warning_days,json=expiryWarningDays,proto3,oneof" json:"expiry_warning_days,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Usage history retention in days (docs/reports.md).
+	HistoryMinuteDays *uint32 `protobuf:"varint,280,opt,name=history_minute_days,json=historyMinuteDays,proto3,oneof" json:"history_minute_days,omitempty"`
+	HistoryHourDays   *uint32 `protobuf:"varint,281,opt,name=history_hour_days,json=historyHourDays,proto3,oneof" json:"history_hour_days,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ServerSetRequest) Reset() {
@@ -1656,6 +1676,20 @@ func (x *ServerSetRequest) GetRemotePolicy() string {
 func (x *ServerSetRequest) GetExpiryWarningDays() uint32 {
 	if x != nil && x.ExpiryWarningDays != nil {
 		return *x.ExpiryWarningDays
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetHistoryMinuteDays() uint32 {
+	if x != nil && x.HistoryMinuteDays != nil {
+		return *x.HistoryMinuteDays
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetHistoryHourDays() uint32 {
+	if x != nil && x.HistoryHourDays != nil {
+		return *x.HistoryHourDays
 	}
 	return 0
 }
@@ -5397,6 +5431,115 @@ func (x *ClusterReplaceMemberResponse) GetRemoved() []string {
 	return nil
 }
 
+// HistoryReportRequest asks for one report: kind is usage, utilization,
+// users or compliance; params are the HTTP query parameters of
+// /v1/history/<kind> (feature, from, to, step, by, top, levels).
+type HistoryReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryReportRequest) Reset() {
+	*x = HistoryReportRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryReportRequest) ProtoMessage() {}
+
+func (x *HistoryReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryReportRequest.ProtoReflect.Descriptor instead.
+func (*HistoryReportRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *HistoryReportRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *HistoryReportRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *HistoryReportRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+type HistoryReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report as JSON (numbers as numbers), exactly as the HTTP endpoint
+	// serves it.
+	Json          string `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryReportResponse) Reset() {
+	*x = HistoryReportResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryReportResponse) ProtoMessage() {}
+
+func (x *HistoryReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryReportResponse.ProtoReflect.Descriptor instead.
+func (*HistoryReportResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *HistoryReportResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -5514,7 +5657,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\t \x01(\x03R\ridleTimeoutMs\"B\n" +
 	"\x11DisconnectRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x14\n" +
-	"\x12DisconnectResponse\"\x92\x03\n" +
+	"\x12DisconnectResponse\"\xf0\x03\n" +
 	"\x0eServerSettings\x125\n" +
 	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03R\x14sessionIdleTimeoutMs\x12+\n" +
 	"\x11isolation_minutes\x18\x02 \x01(\rR\x10isolationMinutes\x12\x1e\n" +
@@ -5526,7 +5669,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x11full_password_set\x18\x06 \x01(\bR\x0ffullPasswordSet\x126\n" +
 	"\x17restricted_password_set\x18\a \x01(\bR\x15restrictedPasswordSet\x12\x1c\n" +
 	"\tactivated\x18\b \x01(\bR\tactivated\x12.\n" +
-	"\x13expiry_warning_days\x18\t \x01(\rR\x11expiryWarningDays\"\xdd\x03\n" +
+	"\x13expiry_warning_days\x18\t \x01(\rR\x11expiryWarningDays\x12/\n" +
+	"\x13history_minute_days\x18\x98\x02 \x01(\rR\x11historyMinuteDays\x12+\n" +
+	"\x11history_hour_days\x18\x99\x02 \x01(\rR\x0fhistoryHourDays\"\xf3\x04\n" +
 	"\x10ServerSetRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12:\n" +
 	"\x17session_idle_timeout_ms\x18\x02 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
@@ -5536,13 +5681,17 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"statistics\x88\x01\x01\x12*\n" +
 	"\x0eauto_recycling\x18\x05 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
 	"\rremote_policy\x18\x06 \x01(\tH\x04R\fremotePolicy\x88\x01\x01\x123\n" +
-	"\x13expiry_warning_days\x18\a \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01B\x1a\n" +
+	"\x13expiry_warning_days\x18\a \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01\x124\n" +
+	"\x13history_minute_days\x18\x98\x02 \x01(\rH\x06R\x11historyMinuteDays\x88\x01\x01\x120\n" +
+	"\x11history_hour_days\x18\x99\x02 \x01(\rH\aR\x0fhistoryHourDays\x88\x01\x01B\x1a\n" +
 	"\x18_session_idle_timeout_msB\x14\n" +
 	"\x12_isolation_minutesB\r\n" +
 	"\v_statisticsB\x11\n" +
 	"\x0f_auto_recyclingB\x10\n" +
 	"\x0e_remote_policyB\x16\n" +
-	"\x14_expiry_warning_days\"\x80\x02\n" +
+	"\x14_expiry_warning_daysB\x16\n" +
+	"\x14_history_minute_daysB\x14\n" +
+	"\x12_history_hour_days\"\x80\x02\n" +
 	"\fAdminSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
@@ -5827,14 +5976,23 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\blicenses\x18\x04 \x03(\v2\x15.triad.v1.LicenseInfoR\blicenses\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\tR\aremoved2\x8f\x03\n" +
+	"\aremoved\x18\x05 \x03(\tR\aremoved\"\xd8\x01\n" +
+	"\x14HistoryReportRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12B\n" +
+	"\x06params\x18\x03 \x03(\v2*.triad.v1.HistoryReportRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
+	"\x15HistoryReportResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json2\x8f\x03\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
 	"\aRelease\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12A\n" +
 	"\bFeatures\x12\x19.triad.v1.FeaturesRequest\x1a\x1a.triad.v1.FeaturesResponse\x12=\n" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
-	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\xbe\x10\n" +
+	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse2\x90\x11\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -5865,7 +6023,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\vAuditVerify\x12\x1c.triad.v1.AuditVerifyRequest\x1a\x1d.triad.v1.AuditVerifyResponse\x12Y\n" +
 	"\x10ServerTestNotify\x12!.triad.v1.ServerTestNotifyRequest\x1a\".triad.v1.ServerTestNotifyResponse\x12H\n" +
 	"\fSnapshotSave\x12\x1d.triad.v1.SnapshotSaveRequest\x1a\x17.triad.v1.SnapshotChunk0\x01\x12e\n" +
-	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\x14ClusterReplaceMember\x12%.triad.v1.ClusterReplaceMemberRequest\x1a&.triad.v1.ClusterReplaceMemberResponse\x12P\n" +
+	"\rHistoryReport\x12\x1e.triad.v1.HistoryReportRequest\x1a\x1f.triad.v1.HistoryReportResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -5879,7 +6038,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -5960,6 +6119,9 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),                // 76: triad.v1.SnapshotChunk
 	(*ClusterReplaceMemberRequest)(nil),  // 77: triad.v1.ClusterReplaceMemberRequest
 	(*ClusterReplaceMemberResponse)(nil), // 78: triad.v1.ClusterReplaceMemberResponse
+	(*HistoryReportRequest)(nil),         // 79: triad.v1.HistoryReportRequest
+	(*HistoryReportResponse)(nil),        // 80: triad.v1.HistoryReportResponse
+	nil,                                  // 81: triad.v1.HistoryReportRequest.ParamsEntry
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,  // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -6016,77 +6178,81 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	15, // 51: triad.v1.ClusterReplaceMemberRequest.header:type_name -> triad.v1.AdminHeader
 	39, // 52: triad.v1.ClusterReplaceMemberResponse.members:type_name -> triad.v1.Member
 	50, // 53: triad.v1.ClusterReplaceMemberResponse.licenses:type_name -> triad.v1.LicenseInfo
-	1,  // 54: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,  // 55: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,  // 56: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10, // 57: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,  // 58: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,  // 59: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	16, // 60: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18, // 61: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36, // 62: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21, // 63: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23, // 64: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25, // 65: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26, // 66: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28, // 67: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31, // 68: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34, // 69: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57, // 70: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59, // 71: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60, // 72: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38, // 73: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41, // 74: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48, // 75: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52, // 76: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54, // 77: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55, // 78: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63, // 79: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65, // 80: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66, // 81: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13, // 82: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67, // 83: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72, // 84: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75, // 85: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77, // 86: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	3,  // 87: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,  // 88: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,  // 89: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12, // 90: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,  // 91: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,  // 92: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	17, // 93: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19, // 94: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37, // 95: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20, // 96: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24, // 97: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50, // 98: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27, // 99: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30, // 100: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33, // 101: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35, // 102: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58, // 103: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61, // 104: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61, // 105: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40, // 106: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43, // 107: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51, // 108: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53, // 109: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12, // 110: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56, // 111: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64, // 112: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64, // 113: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64, // 114: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14, // 115: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68, // 116: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74, // 117: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76, // 118: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78, // 119: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	87, // [87:120] is the sub-list for method output_type
-	54, // [54:87] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	15, // 54: triad.v1.HistoryReportRequest.header:type_name -> triad.v1.AdminHeader
+	81, // 55: triad.v1.HistoryReportRequest.params:type_name -> triad.v1.HistoryReportRequest.ParamsEntry
+	1,  // 56: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,  // 57: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,  // 58: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10, // 59: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,  // 60: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,  // 61: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	16, // 62: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18, // 63: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36, // 64: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21, // 65: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23, // 66: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25, // 67: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26, // 68: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28, // 69: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31, // 70: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34, // 71: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57, // 72: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59, // 73: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60, // 74: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38, // 75: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41, // 76: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48, // 77: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52, // 78: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54, // 79: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55, // 80: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63, // 81: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65, // 82: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66, // 83: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13, // 84: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67, // 85: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72, // 86: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75, // 87: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77, // 88: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	79, // 89: triad.v1.Admin.HistoryReport:input_type -> triad.v1.HistoryReportRequest
+	3,  // 90: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,  // 91: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,  // 92: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12, // 93: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,  // 94: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,  // 95: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	17, // 96: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19, // 97: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37, // 98: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20, // 99: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24, // 100: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50, // 101: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27, // 102: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30, // 103: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33, // 104: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35, // 105: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58, // 106: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61, // 107: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61, // 108: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40, // 109: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43, // 110: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51, // 111: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53, // 112: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12, // 113: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56, // 114: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64, // 115: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64, // 116: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64, // 117: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14, // 118: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68, // 119: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74, // 120: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76, // 121: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78, // 122: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	80, // 123: triad.v1.Admin.HistoryReport:output_type -> triad.v1.HistoryReportResponse
+	90, // [90:124] is the sub-list for method output_type
+	56, // [56:90] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -6101,7 +6267,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   79,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -366,6 +366,7 @@ const (
 	Admin_ServerTestNotify_FullMethodName     = "/triad.v1.Admin/ServerTestNotify"
 	Admin_SnapshotSave_FullMethodName         = "/triad.v1.Admin/SnapshotSave"
 	Admin_ClusterReplaceMember_FullMethodName = "/triad.v1.Admin/ClusterReplaceMember"
+	Admin_HistoryReport_FullMethodName        = "/triad.v1.Admin/HistoryReport"
 )
 
 // AdminClient is the client API for Admin service.
@@ -430,6 +431,10 @@ type AdminClient interface {
 	// ClusterReplaceMember replaces a dead member by an unconfigured one with
 	// a license binding the new set of computer IDs (full mode).
 	ClusterReplaceMember(ctx context.Context, in *ClusterReplaceMemberRequest, opts ...grpc.CallOption) (*ClusterReplaceMemberResponse, error)
+	// HistoryReport answers a usage-history report (restricted mode is
+	// enough): the same JSON document as the members' HTTP endpoint
+	// /v1/history/<kind> (docs/reports.md).
+	HistoryReport(ctx context.Context, in *HistoryReportRequest, opts ...grpc.CallOption) (*HistoryReportResponse, error)
 }
 
 type adminClient struct {
@@ -719,6 +724,16 @@ func (c *adminClient) ClusterReplaceMember(ctx context.Context, in *ClusterRepla
 	return out, nil
 }
 
+func (c *adminClient) HistoryReport(ctx context.Context, in *HistoryReportRequest, opts ...grpc.CallOption) (*HistoryReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryReportResponse)
+	err := c.cc.Invoke(ctx, Admin_HistoryReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -781,6 +796,10 @@ type AdminServer interface {
 	// ClusterReplaceMember replaces a dead member by an unconfigured one with
 	// a license binding the new set of computer IDs (full mode).
 	ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error)
+	// HistoryReport answers a usage-history report (restricted mode is
+	// enough): the same JSON document as the members' HTTP endpoint
+	// /v1/history/<kind> (docs/reports.md).
+	HistoryReport(context.Context, *HistoryReportRequest) (*HistoryReportResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -871,6 +890,9 @@ func (UnimplementedAdminServer) SnapshotSave(*SnapshotSaveRequest, grpc.ServerSt
 }
 func (UnimplementedAdminServer) ClusterReplaceMember(context.Context, *ClusterReplaceMemberRequest) (*ClusterReplaceMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ClusterReplaceMember not implemented")
+}
+func (UnimplementedAdminServer) HistoryReport(context.Context, *HistoryReportRequest) (*HistoryReportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HistoryReport not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1372,6 +1394,24 @@ func _Admin_ClusterReplaceMember_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_HistoryReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HistoryReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HistoryReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HistoryReport(ctx, req.(*HistoryReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1482,6 +1522,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterReplaceMember",
 			Handler:    _Admin_ClusterReplaceMember_Handler,
+		},
+		{
+			MethodName: "HistoryReport",
+			Handler:    _Admin_HistoryReport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
