@@ -28,7 +28,7 @@ func App() *cli.App {
 		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "member licensing address HOST:PORT (repeatable or comma list; the first that answers is used)", EnvVars: []string{"TRIAD_SERVER"}, Value: cli.NewStringSlice("127.0.0.1:4085")},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json (triadctl report: also csv)", Value: "table"},
 			&cli.DurationFlag{Name: "timeout", Usage: "time limit of one command", Value: 30 * time.Second},
 			&cli.StringFlag{Name: "mode", Aliases: []string{"m"}, Usage: "session mode: full or restricted (default: restricted for reading commands, full for changes)"},
 			&cli.StringFlag{Name: "password-file", Usage: "read the administration password from this file (else the TRIAD_PASSWORD environment variable, else a prompt when one is needed)"},
@@ -42,8 +42,8 @@ func App() *cli.App {
 			&cli.BoolFlag{Name: "insecure", Usage: "talk to members in plaintext (only members started with --insecure)", EnvVars: []string{"TRIAD_INSECURE"}},
 		},
 		Before: func(c *cli.Context) error {
-			if o := c.String("output"); o != "table" && o != "json" {
-				return fmt.Errorf("--output %q is not supported: use table or json", o)
+			if o := c.String("output"); o != "table" && o != "json" && o != "csv" {
+				return fmt.Errorf("--output %q is not supported: use table, json or csv (csv: triadctl report only)", o)
 			}
 			if m := c.String("mode"); m != "" && m != ModeFull && m != ModeRestricted {
 				return fmt.Errorf("--mode %q is not supported: use full or restricted", m)
@@ -58,6 +58,7 @@ func App() *cli.App {
 			rulesCommand(), checkoutCommand(), vendorCommand(), benchCommand(), completionCommand(),
 			versionCommand(),
 			snapshotCommand(),
+			reportCommand(),
 		},
 	}
 }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -274,7 +275,7 @@ func (h *history) leaseSpans(l *fsmpb.Lease, end int64, fn func(hour, ms int64))
 }
 
 // histDenial counts a refused checkout.
-func (s *state) histDenial(now int64, g *fsmpb.Grant, code fsmpb.Code) {
+func (s *state) histDenial(now int64, g *fsmpb.Grant, code fsmpb.Code, msg string) {
 	if s.hist == nil || !s.hist.collecting() {
 		return
 	}
@@ -298,15 +299,44 @@ func (s *state) histDenial(now int64, g *fsmpb.Grant, code fsmpb.Code) {
 		}
 		b.Denials[i].Count++
 	}
-	k := denialTotalKey{feature, reason}
+	k := denialTotalKey{feature, DenialDetail(code, msg)}
 	t := h.denials[k]
 	if t == nil {
-		t = &fsmpb.DenialTotal{Feature: feature, Reason: reason}
+		t = &fsmpb.DenialTotal{Feature: feature, Reason: k.reason}
 		h.denials[k] = t
 	}
 	t.Count++
 	t.LastMs = now
 	s.trimFeature(now, fh)
+}
+
+// DenialDetail names a refusal as `usage denials` counts it: like
+// DenialReason, with the rule's name for a rule denial.
+func DenialDetail(code fsmpb.Code, msg string) string {
+	switch code {
+	case fsmpb.Code_NO_SEAT:
+		return "no seat"
+	case fsmpb.Code_UNKNOWN_FEATURE:
+		return "unknown feature"
+	case fsmpb.Code_VERSION_TOO_NEW:
+		return "version too new"
+	case fsmpb.Code_LICENSE_EXPIRED:
+		return "license expired"
+	case fsmpb.Code_POOL_EXHAUSTED:
+		return "countdown pool used up"
+	case fsmpb.Code_BORROW_NOT_ALLOWED:
+		return "borrowing not allowed"
+	case fsmpb.Code_DENIED_BY_RULE:
+		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "denied by rule "), ": ")
+		return "denied by rule " + name
+	case fsmpb.Code_NOT_FORMED:
+		return "cluster not formed"
+	case fsmpb.Code_INVALID_ARGUMENT:
+		return "invalid request"
+	case fsmpb.Code_WRONG_LEASE_SECRET:
+		return "wrong lease secret"
+	}
+	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
 }
 
 // DenialReason names a refusal code as reports and metrics show it.

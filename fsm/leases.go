@@ -146,7 +146,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 // the same refusal and takes no seat. The record is pruned like an ended
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
-	s.histDenial(now, g, res.Code)
+	s.histDenial(now, g, res.Code, res.Message)
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
