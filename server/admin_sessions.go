@@ -119,7 +119,7 @@ func (s *Server) Settings(ctx context.Context) *triadv1.ServerSettings {
 		Statistics: st.Statistics, AutoRecycling: st.AutoRecycling, RemotePolicy: st.RemotePolicy,
 		ExpiryWarningDays: st.ExpiryWarningDays,
 		HistoryMinuteDays: st.HistoryMinuteDays, HistoryHourDays: st.HistoryHourDays,
-		FullPasswordSet:   len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
+		FullPasswordSet: len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
 		Activated: s.fsm.Activated(),
 	}
 }
