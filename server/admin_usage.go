@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sort"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,6 +19,11 @@ import (
 // once it applied the same log. Counted while the statistics setting is on,
 // since the history started.
 func (s *Server) Denials(ctx context.Context) *triadv1.UsageDenialsResponse {
+	// Catch up with the leader's commit index first (best effort: a member
+	// cut off answers with what it applied).
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = s.readIndex(rctx)
+	cancel()
 	since, totals := s.fsm.DenialTotals()
 	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: since, StatisticsOff: !s.fsm.Settings().Statistics}
 	for _, d := range totals {

@@ -154,6 +154,11 @@ func historyQuery(kind string, p map[string]string, nowMs int64) (fsm.HistoryQue
 // Errors are InvalidArgument (naming the parameter) or FailedPrecondition
 // (the history has not started).
 func (s *Server) HistoryReport(ctx context.Context, kind string, params map[string]string) ([]byte, error) {
+	// Catch up with the leader's commit index first (best effort: a member
+	// cut off answers with what it applied).
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = s.readIndex(rctx)
+	cancel()
 	nowMs, _ := s.fsm.HistoryNow()
 	q, err := historyQuery(kind, params, nowMs)
 	if err != nil {
