@@ -147,14 +147,19 @@ func walk(list *[]*fsmpb.HistoryBucket, width, a, b int64, seats, capacity uint3
 }
 
 // advance accounts fh's seats from fh.accounted up to now.
-func (h *history) advance(fh *featureHist, now int64) {
+// Buckets before the retention cutoffs are not made at all: a long gap (a
+// leader clock jump) costs at most the retention's buckets, never the
+// whole gap's.
+func (s *state) advance(fh *featureHist, now int64) {
+	h := s.hist
 	if now <= fh.accounted {
 		return
 	}
 	if h.collecting() && fh.seats > 0 {
 		capacity := fh.curCap()
-		walk(&fh.minutes, minuteMs, fh.accounted, now, fh.seats, capacity)
-		walk(&fh.hours, hourMs, fh.accounted, now, fh.seats, capacity)
+		mc, hc := s.retention(now)
+		walk(&fh.minutes, minuteMs, max(fh.accounted, mc), now, fh.seats, capacity)
+		walk(&fh.hours, hourMs, max(fh.accounted, hc), now, fh.seats, capacity)
 	}
 	fh.accounted = now
 }
@@ -201,7 +206,7 @@ func (s *state) histSeatsChanged(now int64, feature string) {
 	}
 	h := s.hist
 	fh := s.histFeature(now, feature, 0)
-	h.advance(fh, now)
+	s.advance(fh, now)
 	fh.seats = s.featureSeats(feature)
 	if h.collecting() && fh.seats > 0 {
 		for _, list := range []*[]*fsmpb.HistoryBucket{&fh.minutes, &fh.hours} {
@@ -285,7 +290,7 @@ func (s *state) histDenial(now int64, g *fsmpb.Grant, code fsmpb.Code, msg strin
 		feature = unknownFeature
 	}
 	fh := s.histFeature(now, feature, s.featureSeats(feature))
-	h.advance(fh, now)
+	s.advance(fh, now)
 	reason := DenialReason(code)
 	for _, list := range []*[]*fsmpb.HistoryBucket{&fh.minutes, &fh.hours} {
 		width := int64(minuteMs)
@@ -373,10 +378,9 @@ func (s *state) histCapacityChanged(now int64) {
 	if s.hist == nil {
 		return
 	}
-	h := s.hist
 	for _, name := range s.histFeatureNames() {
 		fh := s.histFeature(now, name, s.featureSeats(name))
-		h.advance(fh, now)
+		s.advance(fh, now)
 		c := s.featureCapacity(name, now)
 		if fh.curCap() != c || len(fh.capacity) == 0 {
 			fh.capacity = append(fh.capacity, &fsmpb.CapacityChange{AtMs: now, Seats: c})
@@ -430,7 +434,7 @@ func (s *state) histSettingsChanged(now int64) {
 	if on != h.collecting() {
 		// Account every series up to the switch first.
 		for _, name := range sortedKeys(h.features) {
-			h.advance(h.features[name], now)
+			s.advance(h.features[name], now)
 		}
 		if on {
 			h.spans = append(h.spans, &fsmpb.CollectionSpan{OnMs: now})

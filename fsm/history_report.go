@@ -137,10 +137,12 @@ func (f *FSM) HistoryNow() (lastNowMs, startedMs int64) {
 
 // view returns list with its tail accounted up to upTo (a copy: the state
 // is not changed).
-func (h *history) view(fh *featureHist, hours bool, upTo int64) []*fsmpb.HistoryBucket {
-	list, width := fh.minutes, int64(minuteMs)
+func (s *state) view(fh *featureHist, hours bool, upTo int64) []*fsmpb.HistoryBucket {
+	h := s.hist
+	mc, hc := s.retention(upTo)
+	list, width, cut := fh.minutes, int64(minuteMs), mc
 	if hours {
-		list, width = fh.hours, hourMs
+		list, width, cut = fh.hours, hourMs, hc
 	}
 	if !h.collecting() || fh.seats == 0 || upTo <= fh.accounted {
 		return list
@@ -151,7 +153,7 @@ func (h *history) view(fh *featureHist, hours bool, upTo int64) []*fsmpb.History
 		tail = []*fsmpb.HistoryBucket{proto.Clone(list[n-1]).(*fsmpb.HistoryBucket)}
 		base = list[:n-1]
 	}
-	walk(&tail, width, fh.accounted, upTo, fh.seats, fh.curCap())
+	walk(&tail, width, max(fh.accounted, cut), upTo, fh.seats, fh.curCap())
 	return append(slices.Clip(base), tail...)
 }
 
@@ -214,7 +216,7 @@ func (s *state) series(name string, fh *featureHist, q HistoryQuery, upTo int64)
 	if useMinutes {
 		cut = mc
 	}
-	list := h.view(fh, !useMinutes, upTo)
+	list := s.view(fh, !useMinutes, upTo)
 	out := UsageSeries{Feature: name, Step: q.Step, From: q.From, To: q.To, Points: []HistoryPoint{}}
 	i := 0
 	for t := periodStart(q.From, q.Step); t < q.To && t <= upTo; t = periodEnd(t, q.Step) {
@@ -311,7 +313,7 @@ func (f *FSM) HistoryUtilization(q HistoryQuery) (*UtilizationReport, error) {
 	byLevel := map[uint32]int64{}
 	var busy int64
 	top := out.Capacity
-	for _, bk := range h.view(fh, hours, upTo) {
+	for _, bk := range s.view(fh, hours, upTo) {
 		if bk.StartMs < a || bk.StartMs >= b {
 			continue
 		}
@@ -434,7 +436,7 @@ func (f *FSM) HistoryCompliance(q HistoryQuery) (*ComplianceReport, error) {
 		}
 		fh := h.features[name]
 		row := ComplianceRow{Feature: name, Entitlement: fh.capAt(b - 1)}
-		for _, bk := range h.view(fh, true, upTo) {
+		for _, bk := range s.view(fh, true, upTo) {
 			if bk.StartMs >= a && bk.StartMs < b {
 				row.Peak = max(row.Peak, bk.Peak)
 				row.OverCapacityMs += bk.OverMs

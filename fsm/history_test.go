@@ -87,7 +87,7 @@ func TestHistoryUsageBuckets(t *testing.T) {
 			t.Fatalf("all features %+v", all.Features)
 		}
 		since, totals := f.DenialTotals()
-		if since != base-10*minute || len(totals) != 2 || totals[0].Feature != unknownFeature || totals[1] != (DenialTotal{"cad", "no_seat", 1, base + 30*minute}) {
+		if since != base-10*minute || len(totals) != 2 || totals[0].Feature != unknownFeature || totals[1] != (DenialTotal{"cad", "no seat", 1, base + 30*minute}) {
 			t.Fatalf("denial totals %d %+v", since, totals)
 		}
 	}
@@ -200,5 +200,24 @@ func TestHistoryDeterministic(t *testing.T) {
 	}
 	if !bytes.Equal(a.f.MarshalSnapshot(), c.f.MarshalSnapshot()) {
 		t.Fatal("restored FSM diverged")
+	}
+}
+
+// A leader clock jump of a year with seats in use makes at most the
+// retention's buckets, not a year of minutes.
+func TestHistoryClockJumpIsBounded(t *testing.T) {
+	h := historyScenario(t)
+	h.apply(base+365*day, batchCmd(renewOp()))
+	h.op(base+365*day, userGrant("late", "cad", "zed", "ws0", 1)) // ends nothing; accounts a year at 2 seats
+	fh := h.f.s.hist.features["cad"]
+	if n := len(fh.minutes); n > DefaultHistoryMinuteDays*24*60+2 {
+		t.Fatalf("%d minute buckets after a year's jump", n)
+	}
+	if n := len(fh.hours); n > 366*24+8 {
+		t.Fatalf("%d hour buckets after a year's jump", n)
+	}
+	one, _, err := h.f.HistoryUsage(HistoryQuery{Feature: "cad", From: base + 364*day, To: base + 364*day + hour, Step: "hour"})
+	if err != nil || len(one.Points) != 1 || one.Points[0].Peak != 2 || one.Points[0].Average != 2 {
+		t.Fatalf("a day before the jump's end: %+v %v", one, err)
 	}
 }
