@@ -294,7 +294,7 @@ func usageUsersCommand() *cli.Command {
 func usageDenialsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "denials",
-		Usage: "checkout denials per feature and reason, counted by the member asked since it started",
+		Usage: "checkout denials per feature and reason, cluster-wide (the replicated usage history), while statistics are on",
 		Action: func(c *cli.Context) error {
 			r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageDenialsResponse, error) {
 				return a.UsageDenials(ctx, &triadv1.UsageDenialsRequest{Header: h})
@@ -306,7 +306,11 @@ func usageDenialsCommand() *cli.Command {
 				return printJSON(stdout(c), r)
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "denials seen by %s since %s\n", r.Member, fmtMs(r.SinceUnixMs))
+			if r.SinceUnixMs == 0 {
+				fmt.Fprintln(w, "the usage history has not started yet (the leader starts it once every member runs format 4): no denial counted")
+			} else {
+				fmt.Fprintf(w, "denials in the cluster since %s (answered by %s)\n", fmtMs(r.SinceUnixMs), r.Member)
+			}
 			if r.StatisticsOff {
 				fmt.Fprintln(w, "statistics are off (triadctl server set --statistics on): new denials are logged, not counted")
 			}

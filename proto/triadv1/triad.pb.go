@@ -2389,7 +2389,9 @@ func (x *DenialCount) GetLastUnixMs() int64 {
 
 type UsageDenialsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Counts are kept in memory by each member since it started.
+	// Cluster-wide counts from the replicated usage history (every member
+	// answers the same); member is the one that answered, since_unix_ms when
+	// the history started (0: not yet).
 	Member      string         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
 	SinceUnixMs int64          `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
 	Denials     []*DenialCount `protobuf:"bytes,3,rep,name=denials,proto3" json:"denials,omitempty"`
