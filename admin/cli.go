@@ -34,6 +34,7 @@ func App() *cli.App {
 			versionCommand(),
 			snapshotCommand(),
 			traceCommand(),
+			reportCommand(),
 		},
 	}
 	inheritGlobals(app.Commands)

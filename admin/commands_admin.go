@@ -27,6 +27,9 @@ func printSettings(w io.Writer, st *triadv1.ServerSettings) {
 		time.Duration(st.SessionIdleTimeoutMs)*time.Millisecond, st.IsolationMinutes, onOff[st.Statistics], onOff[st.AutoRecycling],
 		st.RemotePolicy, map[bool]string{true: "set", false: "not set"}[st.FullPasswordSet],
 		map[bool]string{true: "set", false: "not set"}[st.RestrictedPasswordSet], st.Activated)
+	if st.HistoryHourDays > 0 {
+		fmt.Fprintf(w, "history per minute\t%d days\nhistory per hour\t%d days\n", st.HistoryMinuteDays, st.HistoryHourDays)
+	}
 }
 
 func printSessions(w io.Writer, ss []*triadv1.AdminSession) {
@@ -64,6 +67,8 @@ func serverSetCommand() *cli.Command {
 			&cli.StringFlag{Name: "auto-recycling", Usage: "automatic recycling: on or off"},
 			&cli.StringFlag{Name: "remote-policy", Usage: "remote administration: full, restricted or none"},
 			&cli.UintFlag{Name: "expiry-warning-days", Usage: "raise an alarm this many days before a license ends (1-365; default 7)"},
+			&cli.UintFlag{Name: "history-minute-days", Usage: "keep per-minute usage history this many days (1-3650; default 14)"},
+			&cli.UintFlag{Name: "history-hour-days", Usage: "keep per-hour usage history this many days (1-3650; default 730)"},
 		},
 		Action: func(c *cli.Context) error {
 			req := &triadv1.ServerSetRequest{}
@@ -90,6 +95,14 @@ func serverSetCommand() *cli.Command {
 			if c.IsSet("expiry-warning-days") {
 				v := uint32(c.Uint("expiry-warning-days"))
 				req.ExpiryWarningDays = &v
+			}
+			if c.IsSet("history-minute-days") {
+				v := uint32(c.Uint("history-minute-days"))
+				req.HistoryMinuteDays = &v
+			}
+			if c.IsSet("history-hour-days") {
+				v := uint32(c.Uint("history-hour-days"))
+				req.HistoryHourDays = &v
 			}
 			if c.IsSet("remote-policy") {
 				v := c.String("remote-policy")
@@ -288,7 +301,7 @@ func usageUsersCommand() *cli.Command {
 func usageDenialsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "denials",
-		Usage: "checkout denials per feature and reason, counted by the member asked since it started",
+		Usage: "checkout denials per feature and reason, cluster-wide (the replicated usage history), while statistics are on",
 		Action: func(c *cli.Context) error {
 			r, err := adminCall(c, ModeRestricted, func(ctx context.Context, a triadv1.AdminClient, h *triadv1.AdminHeader) (*triadv1.UsageDenialsResponse, error) {
 				return a.UsageDenials(ctx, &triadv1.UsageDenialsRequest{Header: h})
@@ -300,7 +313,11 @@ func usageDenialsCommand() *cli.Command {
 				return printJSON(stdout(c), r)
 			}
 			w := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "denials seen by %s since %s\n", r.Member, fmtMs(r.SinceUnixMs))
+			if r.SinceUnixMs == 0 {
+				fmt.Fprintln(w, "the usage history has not started yet (the leader starts it once every member runs format 4): no denial counted")
+			} else {
+				fmt.Fprintf(w, "denials in the cluster since %s (answered by %s)\n", fmtMs(r.SinceUnixMs), r.Member)
+			}
 			if r.StatisticsOff {
 				fmt.Fprintln(w, "statistics are off (triadctl server set --statistics on): new denials are logged, not counted")
 			}

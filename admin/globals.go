@@ -20,7 +20,7 @@ const globalCategory = "GLOBAL (also accepted before the command)"
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "server", Aliases: []string{"s"}, Usage: "member licensing address HOST:PORT (repeatable or comma list; the first that answers is used)", EnvVars: []string{"TRIAD_SERVER"}, Value: cli.NewStringSlice("127.0.0.1:4085")},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json (JSON numbers are numbers)", Value: "table"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json (JSON numbers are numbers); triadctl report also csv", Value: "table"},
 		&cli.BoolFlag{Name: "no-headers", Usage: "tables: leave out the column header line"},
 		&cli.DurationFlag{Name: "timeout", Usage: "time limit of one command", Value: 30 * time.Second},
 		&cli.StringFlag{Name: "mode", Aliases: []string{"m"}, Usage: "session mode: full or restricted (default: restricted for reading commands, full for changes)"},
@@ -133,8 +133,8 @@ func adoptGlobals(c *cli.Context, flags []cli.Flag) error {
 
 // checkGlobals validates the global flags wherever they were given.
 func checkGlobals(c *cli.Context) error {
-	if o := c.String("output"); o != "table" && o != "json" {
-		return fmt.Errorf("--output %q is not supported: use table or json", o)
+	if o := c.String("output"); o != "table" && o != "json" && o != "csv" {
+		return fmt.Errorf("--output %q is not supported: use table, json or csv (csv: triadctl report only)", o)
 	}
 	if m := c.String("mode"); m != "" && m != ModeFull && m != ModeRestricted {
 		return fmt.Errorf("--mode %q is not supported: use full or restricted", m)

@@ -58,6 +58,10 @@ type Backend interface {
 	RemoveLicense(ctx context.Context, sessionID, serial, requestID string) (string, error)
 	UsageUsers(ctx context.Context) []*triadv1.UserUsage
 	Denials(ctx context.Context) *triadv1.UsageDenialsResponse
+	// HistoryReport computes a usage-history report (kind usage,
+	// utilization, users or compliance) as JSON, from the HTTP parameters
+	// of /v1/history/<kind>.
+	HistoryReport(ctx context.Context, kind string, params map[string]string) ([]byte, error)
 	// ReleaseLease force-releases a lease; false when it was already gone.
 	ReleaseLease(ctx context.Context, sessionID string, id uint64) (bool, error)
 	// RecycleNamedUser unties an idle named user from a feature's seat.
@@ -307,7 +311,8 @@ func (s *Service) ServerSet(ctx context.Context, req *triadv1.ServerSetRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if req.SessionIdleTimeoutMs == nil && req.IsolationMinutes == nil && req.Statistics == nil && req.AutoRecycling == nil && req.RemotePolicy == nil && req.ExpiryWarningDays == nil {
+	if req.SessionIdleTimeoutMs == nil && req.IsolationMinutes == nil && req.Statistics == nil && req.AutoRecycling == nil && req.RemotePolicy == nil && req.ExpiryWarningDays == nil &&
+		req.HistoryMinuteDays == nil && req.HistoryHourDays == nil {
 		return nil, status.Error(codes.InvalidArgument, "no setting given: see `triadctl server set --help`")
 	}
 	return s.b.SetSettings(ctx, me.ID, req)
@@ -466,6 +471,18 @@ func (s *Service) UsageDenials(ctx context.Context, req *triadv1.UsageDenialsReq
 		return nil, err
 	}
 	return s.b.Denials(ctx), nil
+}
+
+// HistoryReport answers a usage-history report (restricted mode is enough).
+func (s *Service) HistoryReport(ctx context.Context, req *triadv1.HistoryReportRequest) (*triadv1.HistoryReportResponse, error) {
+	if _, err := s.auth(ctx, req.GetHeader(), "report "+req.GetKind(), false); err != nil {
+		return nil, err
+	}
+	b, err := s.b.HistoryReport(ctx, req.GetKind(), req.GetParams())
+	if err != nil {
+		return nil, err
+	}
+	return &triadv1.HistoryReportResponse{Json: string(b)}, nil
 }
 
 // UsageRelease force-releases one lease by id, or, as lmremove does, every

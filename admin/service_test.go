@@ -157,6 +157,10 @@ func (f *fakeBackend) UsageUsers(context.Context) []*triadv1.UserUsage {
 	return []*triadv1.UserUsage{{User: "alice", Host: "ws1", Feature: "cad", Version: 5, Seats: 1, Leases: 1}}
 }
 
+func (f *fakeBackend) HistoryReport(_ context.Context, kind string, params map[string]string) ([]byte, error) {
+	return []byte(`{"kind":"` + kind + `"}`), nil
+}
+
 func (f *fakeBackend) Denials(context.Context) *triadv1.UsageDenialsResponse {
 	f.called("Denials")
 	return &triadv1.UsageDenialsResponse{Member: "m1"}

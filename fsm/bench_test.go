@@ -11,9 +11,11 @@ import (
 )
 
 // benchState returns a harness with a few licenses and about 1000 live
-// leases spread over versions.
+// leases spread over versions, with the usage history on (as in a cluster
+// of this build).
 func benchState(b *testing.B) *harness {
 	h := formed(b)
+	h.apply(t0, startHistoryCmd())
 	h.mustEnroll(t0, lic("L1", t0-day, t0+365*day, feat("cad", 5, 100_000), feat("cad", 3, 1000), feat("sim", 1, 500)))
 	h.mustEnroll(t0, lic("L2", t0-day, t0+365*day, feat("cad", 7, 100), feat("viz", 2, 50)))
 	for i := range 10 {

@@ -53,6 +53,7 @@ var commandKinds = map[string]string{
 	"recycle_sweep":      kindLeader,
 	"replace_member":     kindAdmin,
 	"set_trace":          kindAdmin,
+	"start_history":      kindFormation, // accepted once, like AdoptVendorTrust
 }
 
 // enforcing reports whether the rules of this file apply: from the entry

@@ -46,6 +46,8 @@ var opFormats = map[string]uint32{
 	"batch.dequeue": 4,
 	// Format 4 (issue 14): usage tracing switched on and off.
 	"set_trace": 4,
+	// Format 4: the usage history (issue 14).
+	"start_history": 4,
 }
 
 // OpFormat is one row of the format table.

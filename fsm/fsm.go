@@ -130,13 +130,16 @@ func (f *FSM) applyCommandCase(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_FormCluster:
 		return s.applyFormCluster(c.FormCluster)
 	case *fsmpb.Command_EnrollLicense:
-		return s.applyEnrollLicense(now, l.Index, c.EnrollLicense)
+		return s.histAfter(now, s.applyEnrollLicense(now, l.Index, c.EnrollLicense), s.histCapacityChanged)
 	case *fsmpb.Command_RemoveLicense:
-		return s.idempotent(now, c.RemoveLicense.GetRequestId(), kindRemoveLicense, func() *fsmpb.OpResult {
+		return s.histAfter(now, s.idempotent(now, c.RemoveLicense.GetRequestId(), kindRemoveLicense, func() *fsmpb.OpResult {
 			return s.applyRemoveLicense(now, c.RemoveLicense)
-		})
+		}), s.histCapacityChanged)
 	case *fsmpb.Command_LicenseTick:
-		return s.applyLicenseTick(now)
+		return s.histAfter(now, s.applyLicenseTick(now), func(now int64) {
+			s.histCapacityChanged(now)
+			s.histTrim(now)
+		})
 	case *fsmpb.Command_RecycleNamedUser:
 		return s.idempotent(now, c.RecycleNamedUser.GetRequestId(), kindRecycleNamedUser, func() *fsmpb.OpResult {
 			return s.applyRecycleNamedUser(now, c.RecycleNamedUser)
@@ -168,11 +171,13 @@ func (f *FSM) applyCommandCase(l *raft.Log, cmd *fsmpb.Command) interface{} {
 	case *fsmpb.Command_SetPasswords:
 		return s.applySetPasswords(c.SetPasswords)
 	case *fsmpb.Command_SetSettings:
-		return s.applySetSettings(c.SetSettings)
+		return s.histAfter(now, s.applySetSettings(c.SetSettings), s.histSettingsChanged)
 	case *fsmpb.Command_ReplaceMember:
-		return s.applyReplaceMember(now, l.Index, c.ReplaceMember)
+		return s.histAfter(now, s.applyReplaceMember(now, l.Index, c.ReplaceMember), s.histCapacityChanged)
 	case *fsmpb.Command_SetTrace:
 		return s.applySetTrace(c.SetTrace)
+	case *fsmpb.Command_StartHistory:
+		return s.applyStartHistory(now)
 	default:
 		// unknownCommand checked every type this build knows: a type
 		// added to fsmpb without a case here is a programming error.
@@ -201,6 +206,14 @@ func (f *FSM) haltedResult(cmd *fsmpb.Command) interface{} {
 			out.Results = append(out.Results, r)
 		}
 		return out
+	}
+	return r
+}
+
+// histAfter runs the history's follow-up of a command that succeeded.
+func (s *state) histAfter(now int64, r *fsmpb.OpResult, follow func(int64)) *fsmpb.OpResult {
+	if r.GetCode() == fsmpb.Code_OK {
+		follow(now)
 	}
 	return r
 }

@@ -134,14 +134,30 @@ func (f *FSM) NextLeaseID() uint64 {
 func (f *FSM) MaxSeats(feature string, version featver.Key, nowMs int64) uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if pkg := f.s.packageFor(feature); pkg != "" {
+	return f.s.maxSeats(feature, version, nowMs)
+}
+
+func (s *state) maxSeats(feature string, version featver.Key, nowMs int64) uint64 {
+	if pkg := s.packageFor(feature); pkg != "" {
 		feature = pkg
 	}
 	var n uint64
-	for _, v := range f.s.supply(feature, nowMs, true) {
+	for _, v := range s.supply(feature, nowMs, true) {
 		if v.version >= version {
 			n += v.count
 		}
 	}
 	return n
+}
+
+// exceedsLicensed: a grant asks for more seats than its feature has in all at
+// its version or above (overdraft included), so no release can ever make
+// room: the member answers it "can never fit" and the history counts it
+// apart from "no seat". A function of the state only (Apply may call it).
+func (s *state) exceedsLicensed(now int64, g *fsmpb.Grant) bool {
+	k, err := featver.Of(g.GetVersion(), g.GetVersionText())
+	if err != nil {
+		return false
+	}
+	return uint64(max(g.GetCount(), 1)) > s.maxSeats(g.GetFeature(), k, now)
 }

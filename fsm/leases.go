@@ -179,6 +179,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	s.leases[l.Id] = e
 	heap.Push(&s.expiry, e)
 	s.addLeaseUse(l)
+	s.histSeatsChanged(now, l.Feature)
 	k := requestKeyOf(l)
 	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
 	s.emitLease(now, EventCheckout, "", l)
@@ -192,6 +193,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 // grant's, requestMemoryMs after the refusal.
 func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *fsmpb.OpResult {
 	s.emitDenial(now, g, res)
+	s.histDenial(now, g, res.Code, res.Message)
 	if !s.enforcing() {
 		return res // older builds forgot refusals: their entries replay as written
 	}
@@ -374,6 +376,8 @@ func (s *state) endLease(now int64, l *fsmpb.Lease) {
 func (s *state) forgetLease(now int64, l *fsmpb.Lease) {
 	delete(s.leases, l.Id)
 	s.unindexLease(l)
+	s.histSeatsChanged(now, l.Feature)
+	s.histLeaseEnded(now, l)
 	if rec, ok := s.requests[requestKeyOf(l)]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.noteEnded(now)
@@ -419,6 +423,7 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 	out.Leases = append(out.Leases, s.expireIdle(now)...)
 	s.expireQueue(now)
 	s.pruneRequests(now)
+	s.histTrim(now)
 	return out
 }
 

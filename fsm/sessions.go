@@ -53,6 +53,8 @@ type Settings struct {
 	RemotePolicy     string
 	// ExpiryWarningDays: licenses ending within this many days raise an alarm.
 	ExpiryWarningDays uint32
+	// Usage history retention (days of per-minute and per-hour buckets).
+	HistoryMinuteDays, HistoryHourDays uint32
 }
 
 // adminState is the administration part of the replicated state.
@@ -86,6 +88,14 @@ func (a *adminState) effective() Settings {
 		AutoRecycling:      st.GetAutoRecycling(),
 		RemotePolicy:       PolicyFull,
 		ExpiryWarningDays:  DefaultExpiryWarningDays,
+		HistoryMinuteDays:  DefaultHistoryMinuteDays,
+		HistoryHourDays:    DefaultHistoryHourDays,
+	}
+	if st != nil && st.HistoryMinuteDays != nil {
+		out.HistoryMinuteDays = st.GetHistoryMinuteDays()
+	}
+	if st != nil && st.HistoryHourDays != nil {
+		out.HistoryHourDays = st.GetHistoryHourDays()
 	}
 	if st != nil && st.ExpiryWarningDays != nil {
 		out.ExpiryWarningDays = st.GetExpiryWarningDays()
@@ -283,6 +293,11 @@ func (s *state) applySetSettings(c *fsmpb.SetSettings) *fsmpb.OpResult {
 	}
 	if in.ExpiryWarningDays != nil && (in.GetExpiryWarningDays() < 1 || in.GetExpiryWarningDays() > 365) {
 		return result(fsmpb.Code_INVALID_ARGUMENT, "expiry warning days %d is out of range (1 to 365)", in.GetExpiryWarningDays())
+	}
+	for _, d := range []*uint32{in.HistoryMinuteDays, in.HistoryHourDays} {
+		if d != nil && (*d < 1 || *d > MaxHistoryDays) {
+			return result(fsmpb.Code_INVALID_ARGUMENT, "history retention of %d days is out of range (1 to %d)", *d, MaxHistoryDays)
+		}
 	}
 	if in.RemotePolicy != nil {
 		switch in.GetRemotePolicy() {

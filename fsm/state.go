@@ -27,6 +27,8 @@ const (
 	snapshotFormatNoQueue = snapshotFormat
 	// snapshotFormatPlain is snapshotFormatNoQueue's other name.
 	snapshotFormatPlain = snapshotFormat
+	// snapshotFormatNoHistory is snapshotFormatNoQueue's other name.
+	snapshotFormatNoHistory = snapshotFormat
 )
 
 // state is everything the FSM knows. The first block is the replicated
@@ -55,6 +57,8 @@ type state struct {
 	// trace says which lease events members log (trace.go); nil when
 	// nothing is traced.
 	trace *fsmpb.TraceSettings
+	// hist is the usage history (history.go); nil until StartHistory.
+	hist *history
 
 	// observing is set while a lease observer listens; events collects
 	// the lease events of the command being applied (trace.go).
@@ -146,6 +150,10 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 		snap.FormatVersion = newestSnapshotFormat
 		snap.Trace = s.trace
 	}
+	if s.hist != nil {
+		snap.FormatVersion = newestSnapshotFormat
+		snap.History = s.hist.toSnapshot()
+	}
 	return snap
 }
 
@@ -189,6 +197,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	if s.trace, err = traceFromSnapshot(snap); err != nil {
 		return nil, err
 	}
+	s.hist = historyFromSnapshot(snap.History)
 	for _, l := range snap.Licenses {
 		if l.GetSerial() == "" {
 			return nil, fmt.Errorf("fsm: snapshot holds a license without a serial")

@@ -53,16 +53,33 @@ func memberFormats(t *testing.T, m *member) map[string]string {
 // is upgraded (restarted without the flag); then it works and every
 // member applied it.
 func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
-	c := formedWithLicense(t, 5)
+	// A cluster of the previous build (format 3: the leader of this build
+	// starts the usage history, a format-4 command, as soon as every
+	// member runs format 4, and a member rolled back past it would halt;
+	// TestRolledBackMemberHaltsInsteadOfDiverging).
+	c := &cluster{t: t, dir: t.TempDir()}
+	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", filepath.Join(c.dir, "vendor")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"alpha", "bravo", "charlie"} {
+		c.members = append(c.members, newMember(t, n, filepath.Join(c.dir, "vendor.pub"), "--test-format-version", "3"))
+	}
+	c.form()
+	c.enroll(c.issue("cad", "--feature", "cad:1:5", "--valid-until", time.Now().AddDate(1, 0, 0).Format("2006-01-02")))
 	bravo := c.member("bravo")
 	other := filepath.Join(c.dir, "other")
 	if _, err := ctlOn(t, "127.0.0.1:1", "vendor", "keygen", "--out", other); err != nil {
 		t.Fatal(err)
 	}
-	// bravo goes back to the previous build.
-	bravo.stop()
-	bravo.extra = []string{"--test-format-version", "1"}
-	bravo.start()
+	// alpha and charlie are upgraded; bravo goes back to an older build.
+	for _, m := range c.members {
+		m.stop()
+		m.extra = nil
+		if m == bravo {
+			m.extra = []string{"--test-format-version", "1"}
+		}
+		m.start()
+	}
 	for _, m := range c.members {
 		waitFor(t, 20*time.Second, m.name+" sees bravo on format 1", func() error {
 			f := memberFormats(t, m)
@@ -112,10 +129,22 @@ func TestRollingUpgradeWithPreviousFormat(t *testing.T) {
 		t.Fatalf("queued checkout with bravo on format 1: %v", err)
 	}
 
+	// The usage history waits for every member to run format 4.
+	if code, body, err := historyGet(c.members[0], "compliance", nil); err != nil || code != http.StatusServiceUnavailable || !strings.Contains(string(body), "has not started yet") {
+		t.Fatalf("history with bravo on format 1: %d %s %v", code, body, err)
+	}
+
 	// Upgrade bravo: restart it on this build.
 	bravo.stop()
 	bravo.extra = nil
 	bravo.start()
+	waitFor(t, 30*time.Second, "the usage history started after the upgrade", func() error {
+		code, body, err := historyGet(c.members[0], "compliance", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %s %v", code, body, err)
+		}
+		return nil
+	})
 	waitFor(t, 30*time.Second, "vendor trust add after the upgrade", func() error {
 		_, err := ctlOn(t, c.members[0].addr, "vendor", "trust", "add", other+".pub")
 		return err
@@ -178,7 +207,7 @@ func TestRolledBackMemberHaltsInsteadOfDiverging(t *testing.T) {
 		n, _ := resp.Body.Read(b)
 		body := string(b[:n])
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "stopped applying the replicated log") ||
-			!strings.Contains(body, "add_vendor_key") || !strings.Contains(body, "upgrade this member") {
+			!strings.Contains(body, "start_history") || !strings.Contains(body, "upgrade this member") {
 			return fmt.Errorf("%s %q", resp.Status, body)
 		}
 		return nil

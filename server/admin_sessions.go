@@ -31,7 +31,6 @@ type adminSide struct {
 	// memberEnded remembers for a while why a member-only session ended
 	// (displaced, formation, idle), so that its token's next call says why.
 	memberEnded map[string]endedSession
-	denials     denialCounter
 
 	localSrv *grpc.Server
 	localLis net.Listener
@@ -40,7 +39,7 @@ type adminSide struct {
 }
 
 func newAdminSide(nowMs int64) *adminSide {
-	return &adminSide{memberOnly: map[string]*memberSession{}, memberEnded: map[string]endedSession{}, denials: newDenialCounter(nowMs)}
+	return &adminSide{memberOnly: map[string]*memberSession{}, memberEnded: map[string]endedSession{}}
 }
 
 // memberSession is a session known to this member only.
@@ -119,7 +118,8 @@ func (s *Server) Settings(ctx context.Context) *triadv1.ServerSettings {
 		SessionIdleTimeoutMs: st.SessionIdleTimeout.Milliseconds(), IsolationMinutes: iso,
 		Statistics: st.Statistics, AutoRecycling: st.AutoRecycling, RemotePolicy: st.RemotePolicy,
 		ExpiryWarningDays: st.ExpiryWarningDays,
-		FullPasswordSet:   len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
+		HistoryMinuteDays: st.HistoryMinuteDays, HistoryHourDays: st.HistoryHourDays,
+		FullPasswordSet: len(a.GetFullHash()) > 0, RestrictedPasswordSet: len(a.GetRestrictedHash()) > 0,
 		Activated: s.fsm.Activated(),
 	}
 }
@@ -507,6 +507,7 @@ func (s *Server) SetSettings(ctx context.Context, sessionID string, req *triadv1
 		SessionIdleTimeoutMs: req.SessionIdleTimeoutMs, IsolationMinutes: req.IsolationMinutes,
 		Statistics: req.Statistics, AutoRecycling: req.AutoRecycling, RemotePolicy: req.RemotePolicy,
 		ExpiryWarningDays: req.ExpiryWarningDays,
+		HistoryMinuteDays: req.HistoryMinuteDays, HistoryHourDays: req.HistoryHourDays,
 	}
 	res, err := s.applyCommand(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_SetSettings{SetSettings: &fsmpb.SetSettings{SessionId: sessionID, Settings: in}}}, false)
 	if err != nil {

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"sort"
-	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,73 +15,21 @@ import (
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
-// maxDenialKeys bounds the denial table: made-up feature names cannot grow
-// it without bound; beyond it they count under "_other".
-const maxDenialKeys = 1000
-
-type denialKey struct{ feature, reason string }
-
-type denialEntry struct {
-	count  uint64
-	lastMs int64
-}
-
-// denialCounter counts this member's checkout denials per feature and
-// reason, in memory, since the member started.
-type denialCounter struct {
-	mu      sync.Mutex
-	sinceMs int64
-	m       map[denialKey]*denialEntry
-}
-
-func newDenialCounter(nowMs int64) denialCounter {
-	return denialCounter{sinceMs: nowMs, m: map[denialKey]*denialEntry{}}
-}
-
-// noteDenial counts one checkout denied by the state machine, while the
-// statistics setting is on (denials are logged either way).
-func (s *Server) noteDenial(feature, reason string) {
-	if s.adm == nil || !s.fsm.Settings().Statistics {
-		return
-	}
-	d := &s.adm.denials
-	now := s.nowMs()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	k := denialKey{feature, reason}
-	e, ok := d.m[k]
-	if !ok {
-		if len(d.m) >= maxDenialKeys {
-			k.feature = otherFeature
-			if e, ok = d.m[k]; !ok {
-				e = &denialEntry{}
-				d.m[k] = e
-			}
-		} else {
-			e = &denialEntry{}
-			d.m[k] = e
-		}
-	}
-	e.count++
-	e.lastMs = now
-}
-
-// Denials lists this member's checkout denial counts (admin.Backend).
+// Denials lists the cluster-wide checkout denial counts kept in the
+// replicated usage history (admin.Backend): every member answers the same
+// once it applied the same log. Counted while the statistics setting is on,
+// since the history started.
 func (s *Server) Denials(ctx context.Context) *triadv1.UsageDenialsResponse {
-	d := &s.adm.denials
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: d.sinceMs, StatisticsOff: !s.fsm.Settings().Statistics}
-	for k, e := range d.m {
-		resp.Denials = append(resp.Denials, &triadv1.DenialCount{Feature: k.feature, Reason: k.reason, Count: e.count, LastUnixMs: e.lastMs})
+	// Catch up with the leader's commit index first (best effort: a member
+	// cut off answers with what it applied).
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = s.readIndex(rctx)
+	cancel()
+	since, totals := s.fsm.DenialTotals()
+	resp := &triadv1.UsageDenialsResponse{Member: s.cfg.Name, SinceUnixMs: since, StatisticsOff: !s.fsm.Settings().Statistics}
+	for _, d := range totals {
+		resp.Denials = append(resp.Denials, &triadv1.DenialCount{Feature: d.Feature, Reason: d.Reason, Count: d.Count, LastUnixMs: d.LastMs})
 	}
-	sort.Slice(resp.Denials, func(i, j int) bool {
-		a, b := resp.Denials[i], resp.Denials[j]
-		if a.Feature != b.Feature {
-			return a.Feature < b.Feature
-		}
-		return a.Reason < b.Reason
-	})
 	return resp
 }
 

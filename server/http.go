@@ -44,6 +44,7 @@ func (s *Server) httpHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	})
+	mux.HandleFunc("GET /v1/history/{kind}", s.historyHTTP)
 	mux.Handle("/", dashboardHandler())
 	mux.Handle("GET /metrics", s.metrics.handler())
 	debugHandlers(mux)

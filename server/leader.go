@@ -74,6 +74,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		}
 	}
 	s.adoptTrust(ctx)
+	s.startHistory(ctx)
 	// Rebase even with no leases: it is cheap and keeps one rule for all.
 	rebase := &fsmpb.RebaseLeases{MemoryFromMs: committed}
 	if m, format, older := s.memberBelowFormat(memoryFromFormat); older {
@@ -111,6 +112,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 				s.checkFormatNeed(2, "adopt_vendor_trust", "") == nil {
 				s.adoptTrust(ctx)
 			}
+			s.startHistory(ctx)
 			if day, due := sweepDue(s.now(), lastSweep, s.fsm.Settings().AutoRecycling); due {
 				lastSweep = day
 				s.leaderApply(ctx, &fsmpb.Command{Cmd: &fsmpb.Command_RecycleSweep{RecycleSweep: &fsmpb.RecycleSweep{}}})

@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/triadlm/triad/featver"
+	"github.com/triadlm/triad/fsm"
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
 	"github.com/triadlm/triad/proto/triadv1"
@@ -91,14 +91,12 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	}
 	l.m.checkout(req.GetFeature(), r.GetCode())
 	if err := l.neverFits(req, r); err != nil {
-		l.s.noteDenial(req.GetFeature(), "can never fit")
-		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", req.GetVersion(),
+		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", featver.Display(req.GetVersion(), req.GetVersionText()),
 			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", "can never fit", "message", status.Convert(err).Message())
 		return nil, err
 	}
 	if err := resultStatus(r.GetCode(), r.GetMessage()); err != nil {
 		reason := denialReason(r.GetCode(), r.GetMessage())
-		l.s.noteDenial(req.GetFeature(), reason)
 		l.s.log.Info("checkout denied", "feature", req.GetFeature(), "version", featver.Display(req.GetVersion(), req.GetVersionText()),
 			"count", req.GetCount(), "user", req.GetUser(), "host", req.GetHost(), "reason", reason, "message", r.GetMessage())
 		return nil, err
@@ -167,30 +165,7 @@ func (l *licensingService) ReturnBorrow(ctx context.Context, req *triadv1.Releas
 
 // denialReason is the short reason a denial is logged and counted under.
 func denialReason(code fsmpb.Code, msg string) string {
-	switch code {
-	case fsmpb.Code_NO_SEAT:
-		return "no seat"
-	case fsmpb.Code_UNKNOWN_FEATURE:
-		return "unknown feature"
-	case fsmpb.Code_VERSION_TOO_NEW:
-		return "version too new"
-	case fsmpb.Code_LICENSE_EXPIRED:
-		return "license expired"
-	case fsmpb.Code_POOL_EXHAUSTED:
-		return "countdown pool used up"
-	case fsmpb.Code_BORROW_NOT_ALLOWED:
-		return "borrowing not allowed"
-	case fsmpb.Code_DENIED_BY_RULE:
-		name, _, _ := strings.Cut(strings.TrimPrefix(msg, "denied by rule "), ": ")
-		return "denied by rule " + name
-	case fsmpb.Code_NOT_FORMED:
-		return "cluster not formed"
-	case fsmpb.Code_INVALID_ARGUMENT:
-		return "invalid request"
-	case fsmpb.Code_WRONG_LEASE_SECRET:
-		return "wrong lease secret"
-	}
-	return strings.ToLower(strings.ReplaceAll(code.String(), "_", " "))
+	return fsm.DenialDetail(code, msg)
 }
 
 func validateCheckout(req *triadv1.CheckoutRequest) error {

@@ -68,6 +68,9 @@ var opUse = map[string]string{
 	"batch.grant.queue_wait_ms": "a queued checkout (`checkout --queue`)",
 	// Issue 14: usage tracing.
 	"set_trace": "`trace on` / `trace off`",
+	// Issue 14: usage history.
+	"start_history":                  "the start of the usage history",
+	"set_settings.history_retention": "`settings set --history-minute-days/--history-hour-days`",
 }
 
 func opDisplay(op string) string {

@@ -189,6 +189,7 @@ type Command struct {
 	//	*Command_AdoptVendorTrust
 	//	*Command_ReplaceMember
 	//	*Command_SetTrace
+	//	*Command_StartHistory
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -427,6 +428,15 @@ func (x *Command) GetSetTrace() *SetTrace {
 	return nil
 }
 
+func (x *Command) GetStartHistory() *StartHistory {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_StartHistory); ok {
+			return x.StartHistory
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -520,6 +530,11 @@ type Command_SetTrace struct {
 	SetTrace *SetTrace `protobuf:"bytes,95,opt,name=set_trace,json=setTrace,proto3,oneof"`
 }
 
+type Command_StartHistory struct {
+	// Usage history (fields 90-94).
+	StartHistory *StartHistory `protobuf:"bytes,90,opt,name=start_history,json=startHistory,proto3,oneof"`
+}
+
 func (*Command_FormCluster) isCommand_Cmd() {}
 
 func (*Command_EnrollLicense) isCommand_Cmd() {}
@@ -561,6 +576,8 @@ func (*Command_AdoptVendorTrust) isCommand_Cmd() {}
 func (*Command_ReplaceMember) isCommand_Cmd() {}
 
 func (*Command_SetTrace) isCommand_Cmd() {}
+
+func (*Command_StartHistory) isCommand_Cmd() {}
 
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3230,7 +3247,10 @@ type Snapshot struct {
 	// feature, each in queue order (first = next served).
 	Queue []*QueueEntry `protobuf:"bytes,70,rep,name=queue,proto3" json:"queue,omitempty"`
 	// Usage tracing (fields 95-99). Absent while nothing is traced.
-	Trace         *TraceSettings `protobuf:"bytes,95,opt,name=trace,proto3" json:"trace,omitempty"`
+	Trace *TraceSettings `protobuf:"bytes,95,opt,name=trace,proto3" json:"trace,omitempty"`
+	// Usage history (fields 90-94). Absent until StartHistory is committed
+	// (a snapshot of an older build restores with no history).
+	History       *History `protobuf:"bytes,90,opt,name=history,proto3" json:"history,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3401,6 +3421,13 @@ func (x *Snapshot) GetQueue() []*QueueEntry {
 func (x *Snapshot) GetTrace() *TraceSettings {
 	if x != nil {
 		return x.Trace
+	}
+	return nil
+}
+
+func (x *Snapshot) GetHistory() *History {
+	if x != nil {
+		return x.History
 	}
 	return nil
 }
@@ -3670,6 +3697,10 @@ type AdminSettings struct {
 	RemotePolicy *string `protobuf:"bytes,5,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
 	// Days before a license's end that the expiring alarm is raised (1-365).
 	ExpiryWarningDays *uint32 `protobuf:"varint,6,opt,name=expiry_warning_days,json=expiryWarningDays,proto3,oneof" json:"expiry_warning_days,omitempty"`
+	// Usage history retention (docs/reports.md): days of per-minute buckets
+	// (default 14) and of per-hour buckets (default 730).
+	HistoryMinuteDays *uint32 `protobuf:"varint,280,opt,name=history_minute_days,json=historyMinuteDays,proto3,oneof" json:"history_minute_days,omitempty"`
+	HistoryHourDays   *uint32 `protobuf:"varint,281,opt,name=history_hour_days,json=historyHourDays,proto3,oneof" json:"history_hour_days,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -3742,6 +3773,20 @@ func (x *AdminSettings) GetRemotePolicy() string {
 func (x *AdminSettings) GetExpiryWarningDays() uint32 {
 	if x != nil && x.ExpiryWarningDays != nil {
 		return *x.ExpiryWarningDays
+	}
+	return 0
+}
+
+func (x *AdminSettings) GetHistoryMinuteDays() uint32 {
+	if x != nil && x.HistoryMinuteDays != nil {
+		return *x.HistoryMinuteDays
+	}
+	return 0
+}
+
+func (x *AdminSettings) GetHistoryHourDays() uint32 {
+	if x != nil && x.HistoryHourDays != nil {
+		return *x.HistoryHourDays
 	}
 	return 0
 }
@@ -4629,11 +4674,667 @@ func (x *SetTrace) GetAllOff() bool {
 	return false
 }
 
+// StartHistory starts the usage history (docs/reports.md): the leader
+// commits it once, when every member applies format 4. Before it, no
+// history is kept, so that logs of older builds replay as written and every
+// member holds the same history however it caught up.
+type StartHistory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartHistory) Reset() {
+	*x = StartHistory{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartHistory) ProtoMessage() {}
+
+func (x *StartHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartHistory.ProtoReflect.Descriptor instead.
+func (*StartHistory) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{53}
+}
+
+// History is the usage history every member derives from the log.
+type History struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StartedMs int64                  `protobuf:"varint,1,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
+	// Spans during which statistics were collected, in order; the last one
+	// is open (off_ms 0) while collecting.
+	Spans []*CollectionSpan `protobuf:"bytes,2,rep,name=spans,proto3" json:"spans,omitempty"`
+	// Sorted by feature.
+	Features []*FeatureHistory `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
+	// Seat time per hour, feature and user, host or group; sorted by
+	// (hour_ms, feature, kind, name). Only ended leases; live leases are
+	// added when read.
+	Usage []*UsageHours `protobuf:"bytes,4,rep,name=usage,proto3" json:"usage,omitempty"`
+	// Denials counted while collecting, since the history started; sorted by
+	// (feature, reason).
+	DenialTotals  []*DenialTotal `protobuf:"bytes,5,rep,name=denial_totals,json=denialTotals,proto3" json:"denial_totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *History) Reset() {
+	*x = History{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *History) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*History) ProtoMessage() {}
+
+func (x *History) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use History.ProtoReflect.Descriptor instead.
+func (*History) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *History) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
+}
+
+func (x *History) GetSpans() []*CollectionSpan {
+	if x != nil {
+		return x.Spans
+	}
+	return nil
+}
+
+func (x *History) GetFeatures() []*FeatureHistory {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *History) GetUsage() []*UsageHours {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *History) GetDenialTotals() []*DenialTotal {
+	if x != nil {
+		return x.DenialTotals
+	}
+	return nil
+}
+
+type CollectionSpan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OnMs          int64                  `protobuf:"varint,1,opt,name=on_ms,json=onMs,proto3" json:"on_ms,omitempty"`
+	OffMs         int64                  `protobuf:"varint,2,opt,name=off_ms,json=offMs,proto3" json:"off_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectionSpan) Reset() {
+	*x = CollectionSpan{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectionSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectionSpan) ProtoMessage() {}
+
+func (x *CollectionSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectionSpan.ProtoReflect.Descriptor instead.
+func (*CollectionSpan) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *CollectionSpan) GetOnMs() int64 {
+	if x != nil {
+		return x.OnMs
+	}
+	return 0
+}
+
+func (x *CollectionSpan) GetOffMs() int64 {
+	if x != nil {
+		return x.OffMs
+	}
+	return 0
+}
+
+// FeatureHistory is one feature's series. Buckets exist only where seats
+// were in use or checkouts denied; a missing bucket inside a collection
+// span had no use.
+type FeatureHistory struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Feature string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	// Seats in use now and the time up to which they are accounted.
+	Seats       uint32 `protobuf:"varint,2,opt,name=seats,proto3" json:"seats,omitempty"`
+	AccountedMs int64  `protobuf:"varint,3,opt,name=accounted_ms,json=accountedMs,proto3" json:"accounted_ms,omitempty"`
+	// Licensed seats from at_ms on, in order (changes only).
+	Capacity []*CapacityChange `protobuf:"bytes,4,rep,name=capacity,proto3" json:"capacity,omitempty"`
+	// Sorted by start_ms.
+	Minutes       []*HistoryBucket `protobuf:"bytes,5,rep,name=minutes,proto3" json:"minutes,omitempty"`
+	Hours         []*HistoryBucket `protobuf:"bytes,6,rep,name=hours,proto3" json:"hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeatureHistory) Reset() {
+	*x = FeatureHistory{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeatureHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeatureHistory) ProtoMessage() {}
+
+func (x *FeatureHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeatureHistory.ProtoReflect.Descriptor instead.
+func (*FeatureHistory) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *FeatureHistory) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *FeatureHistory) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+func (x *FeatureHistory) GetAccountedMs() int64 {
+	if x != nil {
+		return x.AccountedMs
+	}
+	return 0
+}
+
+func (x *FeatureHistory) GetCapacity() []*CapacityChange {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *FeatureHistory) GetMinutes() []*HistoryBucket {
+	if x != nil {
+		return x.Minutes
+	}
+	return nil
+}
+
+func (x *FeatureHistory) GetHours() []*HistoryBucket {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+type CapacityChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtMs          int64                  `protobuf:"varint,1,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Seats         uint32                 `protobuf:"varint,2,opt,name=seats,proto3" json:"seats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityChange) Reset() {
+	*x = CapacityChange{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityChange) ProtoMessage() {}
+
+func (x *CapacityChange) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityChange.ProtoReflect.Descriptor instead.
+func (*CapacityChange) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *CapacityChange) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *CapacityChange) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+type HistoryBucket struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	StartMs int64                  `protobuf:"varint,1,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	Peak    uint32                 `protobuf:"varint,2,opt,name=peak,proto3" json:"peak,omitempty"`
+	// Seats × ms in use, collected time only.
+	SeatMs uint64 `protobuf:"varint,3,opt,name=seat_ms,json=seatMs,proto3" json:"seat_ms,omitempty"`
+	// Time with more seats in use than licensed.
+	OverMs int64 `protobuf:"varint,4,opt,name=over_ms,json=overMs,proto3" json:"over_ms,omitempty"`
+	// Sorted by reason.
+	Denials []*ReasonCount `protobuf:"bytes,5,rep,name=denials,proto3" json:"denials,omitempty"`
+	// Time spent with exactly seats in use (seats > 0), sorted by seats.
+	Levels        []*LevelTime `protobuf:"bytes,6,rep,name=levels,proto3" json:"levels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryBucket) Reset() {
+	*x = HistoryBucket{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryBucket) ProtoMessage() {}
+
+func (x *HistoryBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryBucket.ProtoReflect.Descriptor instead.
+func (*HistoryBucket) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *HistoryBucket) GetStartMs() int64 {
+	if x != nil {
+		return x.StartMs
+	}
+	return 0
+}
+
+func (x *HistoryBucket) GetPeak() uint32 {
+	if x != nil {
+		return x.Peak
+	}
+	return 0
+}
+
+func (x *HistoryBucket) GetSeatMs() uint64 {
+	if x != nil {
+		return x.SeatMs
+	}
+	return 0
+}
+
+func (x *HistoryBucket) GetOverMs() int64 {
+	if x != nil {
+		return x.OverMs
+	}
+	return 0
+}
+
+func (x *HistoryBucket) GetDenials() []*ReasonCount {
+	if x != nil {
+		return x.Denials
+	}
+	return nil
+}
+
+func (x *HistoryBucket) GetLevels() []*LevelTime {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+type ReasonCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReasonCount) Reset() {
+	*x = ReasonCount{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReasonCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReasonCount) ProtoMessage() {}
+
+func (x *ReasonCount) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
+func (*ReasonCount) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ReasonCount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReasonCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type LevelTime struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seats         uint32                 `protobuf:"varint,1,opt,name=seats,proto3" json:"seats,omitempty"`
+	Ms            int64                  `protobuf:"varint,2,opt,name=ms,proto3" json:"ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LevelTime) Reset() {
+	*x = LevelTime{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LevelTime) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LevelTime) ProtoMessage() {}
+
+func (x *LevelTime) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LevelTime.ProtoReflect.Descriptor instead.
+func (*LevelTime) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *LevelTime) GetSeats() uint32 {
+	if x != nil {
+		return x.Seats
+	}
+	return 0
+}
+
+func (x *LevelTime) GetMs() int64 {
+	if x != nil {
+		return x.Ms
+	}
+	return 0
+}
+
+type UsageHours struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	HourMs  int64                  `protobuf:"varint,1,opt,name=hour_ms,json=hourMs,proto3" json:"hour_ms,omitempty"`
+	Feature string                 `protobuf:"bytes,2,opt,name=feature,proto3" json:"feature,omitempty"`
+	// user | host | group
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	SeatMs        int64  `protobuf:"varint,5,opt,name=seat_ms,json=seatMs,proto3" json:"seat_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageHours) Reset() {
+	*x = UsageHours{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageHours) ProtoMessage() {}
+
+func (x *UsageHours) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageHours.ProtoReflect.Descriptor instead.
+func (*UsageHours) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *UsageHours) GetHourMs() int64 {
+	if x != nil {
+		return x.HourMs
+	}
+	return 0
+}
+
+func (x *UsageHours) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *UsageHours) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *UsageHours) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UsageHours) GetSeatMs() int64 {
+	if x != nil {
+		return x.SeatMs
+	}
+	return 0
+}
+
+type DenialTotal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Feature       string                 `protobuf:"bytes,1,opt,name=feature,proto3" json:"feature,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	LastMs        int64                  `protobuf:"varint,4,opt,name=last_ms,json=lastMs,proto3" json:"last_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenialTotal) Reset() {
+	*x = DenialTotal{}
+	mi := &file_fsmpb_fsm_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenialTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenialTotal) ProtoMessage() {}
+
+func (x *DenialTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_fsmpb_fsm_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenialTotal.ProtoReflect.Descriptor instead.
+func (*DenialTotal) Descriptor() ([]byte, []int) {
+	return file_fsmpb_fsm_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *DenialTotal) GetFeature() string {
+	if x != nil {
+		return x.Feature
+	}
+	return ""
+}
+
+func (x *DenialTotal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DenialTotal) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *DenialTotal) GetLastMs() int64 {
+	if x != nil {
+		return x.LastMs
+	}
+	return 0
+}
+
 var File_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xa0\v\n" +
+	"\x0ffsmpb/fsm.proto\x12\ftriad.fsm.v1\"\xe3\v\n" +
 	"\aCommand\x12\x15\n" +
 	"\x06now_ms\x18\x01 \x01(\x03R\x05nowMs\x12>\n" +
 	"\fform_cluster\x18\n" +
@@ -4657,7 +5358,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x11remove_vendor_key\x18) \x01(\v2\x1d.triad.fsm.v1.RemoveVendorKeyH\x00R\x0fremoveVendorKey\x12N\n" +
 	"\x12adopt_vendor_trust\x18* \x01(\v2\x1e.triad.fsm.v1.AdoptVendorTrustH\x00R\x10adoptVendorTrust\x12D\n" +
 	"\x0ereplace_member\x182 \x01(\v2\x1b.triad.fsm.v1.ReplaceMemberH\x00R\rreplaceMember\x125\n" +
-	"\tset_trace\x18_ \x01(\v2\x16.triad.fsm.v1.SetTraceH\x00R\bsetTraceB\x05\n" +
+	"\tset_trace\x18_ \x01(\v2\x16.triad.fsm.v1.SetTraceH\x00R\bsetTrace\x12A\n" +
+	"\rstart_history\x18Z \x01(\v2\x1a.triad.fsm.v1.StartHistoryH\x00R\fstartHistoryB\x05\n" +
 	"\x03cmd\"\x83\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
@@ -4876,7 +5578,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\vdenied_code\x18\x05 \x01(\x0e2\x12.triad.fsm.v1.CodeR\n" +
 	"deniedCode\x12%\n" +
 	"\x0edenied_message\x18\x06 \x01(\tR\rdeniedMessage\x12\"\n" +
-	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\x9f\b\n" +
+	"\fidle_timeout\x18\xdc\x01 \x01(\bR\vidleTimeout\"\xd0\b\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x123\n" +
 	"\acluster\x18\x02 \x01(\v2\x19.triad.fsm.v1.FormClusterR\acluster\x121\n" +
@@ -4900,7 +5602,8 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\fvendor_trust\x18\x1e \x01(\v2\x19.triad.fsm.v1.VendorTrustR\vvendorTrust\x12G\n" +
 	"\x0eadmin_requests\x18< \x03(\v2 .triad.fsm.v1.AdminRequestRecordR\radminRequests\x12.\n" +
 	"\x05queue\x18F \x03(\v2\x18.triad.fsm.v1.QueueEntryR\x05queue\x121\n" +
-	"\x05trace\x18_ \x01(\v2\x1b.triad.fsm.v1.TraceSettingsR\x05trace\"\x8c\x01\n" +
+	"\x05trace\x18_ \x01(\v2\x1b.triad.fsm.v1.TraceSettingsR\x05trace\x12/\n" +
+	"\ahistory\x18Z \x01(\v2\x15.triad.fsm.v1.HistoryR\ahistory\"\x8c\x01\n" +
 	"\x12AdminRequestRecord\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x13\n" +
@@ -4922,7 +5625,7 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\tAdminAuth\x12\x1b\n" +
 	"\tfull_hash\x18\x01 \x01(\fR\bfullHash\x12'\n" +
 	"\x0frestricted_hash\x18\x02 \x01(\fR\x0erestrictedHash\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"\xab\x03\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xc1\x04\n" +
 	"\rAdminSettings\x12:\n" +
 	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
 	"\x11isolation_minutes\x18\x02 \x01(\rH\x01R\x10isolationMinutes\x88\x01\x01\x12#\n" +
@@ -4931,13 +5634,17 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"statistics\x88\x01\x01\x12*\n" +
 	"\x0eauto_recycling\x18\x04 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
 	"\rremote_policy\x18\x05 \x01(\tH\x04R\fremotePolicy\x88\x01\x01\x123\n" +
-	"\x13expiry_warning_days\x18\x06 \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01B\x1a\n" +
+	"\x13expiry_warning_days\x18\x06 \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01\x124\n" +
+	"\x13history_minute_days\x18\x98\x02 \x01(\rH\x06R\x11historyMinuteDays\x88\x01\x01\x120\n" +
+	"\x11history_hour_days\x18\x99\x02 \x01(\rH\aR\x0fhistoryHourDays\x88\x01\x01B\x1a\n" +
 	"\x18_session_idle_timeout_msB\x14\n" +
 	"\x12_isolation_minutesB\r\n" +
 	"\v_statisticsB\x11\n" +
 	"\x0f_auto_recyclingB\x10\n" +
 	"\x0e_remote_policyB\x16\n" +
-	"\x14_expiry_warning_days\"f\n" +
+	"\x14_expiry_warning_daysB\x16\n" +
+	"\x14_history_minute_daysB\x14\n" +
+	"\x12_history_hour_days\"f\n" +
 	"\vOpenSession\x124\n" +
 	"\asession\x18\x01 \x01(\v2\x1a.triad.fsm.v1.AdminSessionR\asession\x12!\n" +
 	"\fauth_version\x18\x02 \x01(\x04R\vauthVersion\"\x1e\n" +
@@ -5012,7 +5719,53 @@ const file_fsmpb_fsm_proto_rawDesc = "" +
 	"\x02on\x18\x02 \x01(\bR\x02on\x12\x18\n" +
 	"\afeature\x18\x03 \x01(\tR\afeature\x12\x16\n" +
 	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x17\n" +
-	"\aall_off\x18\x05 \x01(\bR\x06allOff*\xfa\x03\n" +
+	"\aall_off\x18\x05 \x01(\bR\x06allOff\"\x0e\n" +
+	"\fStartHistory\"\x86\x02\n" +
+	"\aHistory\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\x01 \x01(\x03R\tstartedMs\x122\n" +
+	"\x05spans\x18\x02 \x03(\v2\x1c.triad.fsm.v1.CollectionSpanR\x05spans\x128\n" +
+	"\bfeatures\x18\x03 \x03(\v2\x1c.triad.fsm.v1.FeatureHistoryR\bfeatures\x12.\n" +
+	"\x05usage\x18\x04 \x03(\v2\x18.triad.fsm.v1.UsageHoursR\x05usage\x12>\n" +
+	"\rdenial_totals\x18\x05 \x03(\v2\x19.triad.fsm.v1.DenialTotalR\fdenialTotals\"<\n" +
+	"\x0eCollectionSpan\x12\x13\n" +
+	"\x05on_ms\x18\x01 \x01(\x03R\x04onMs\x12\x15\n" +
+	"\x06off_ms\x18\x02 \x01(\x03R\x05offMs\"\x87\x02\n" +
+	"\x0eFeatureHistory\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x14\n" +
+	"\x05seats\x18\x02 \x01(\rR\x05seats\x12!\n" +
+	"\faccounted_ms\x18\x03 \x01(\x03R\vaccountedMs\x128\n" +
+	"\bcapacity\x18\x04 \x03(\v2\x1c.triad.fsm.v1.CapacityChangeR\bcapacity\x125\n" +
+	"\aminutes\x18\x05 \x03(\v2\x1b.triad.fsm.v1.HistoryBucketR\aminutes\x121\n" +
+	"\x05hours\x18\x06 \x03(\v2\x1b.triad.fsm.v1.HistoryBucketR\x05hours\";\n" +
+	"\x0eCapacityChange\x12\x13\n" +
+	"\x05at_ms\x18\x01 \x01(\x03R\x04atMs\x12\x14\n" +
+	"\x05seats\x18\x02 \x01(\rR\x05seats\"\xd6\x01\n" +
+	"\rHistoryBucket\x12\x19\n" +
+	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x12\n" +
+	"\x04peak\x18\x02 \x01(\rR\x04peak\x12\x17\n" +
+	"\aseat_ms\x18\x03 \x01(\x04R\x06seatMs\x12\x17\n" +
+	"\aover_ms\x18\x04 \x01(\x03R\x06overMs\x123\n" +
+	"\adenials\x18\x05 \x03(\v2\x19.triad.fsm.v1.ReasonCountR\adenials\x12/\n" +
+	"\x06levels\x18\x06 \x03(\v2\x17.triad.fsm.v1.LevelTimeR\x06levels\";\n" +
+	"\vReasonCount\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"1\n" +
+	"\tLevelTime\x12\x14\n" +
+	"\x05seats\x18\x01 \x01(\rR\x05seats\x12\x0e\n" +
+	"\x02ms\x18\x02 \x01(\x03R\x02ms\"\x80\x01\n" +
+	"\n" +
+	"UsageHours\x12\x17\n" +
+	"\ahour_ms\x18\x01 \x01(\x03R\x06hourMs\x12\x18\n" +
+	"\afeature\x18\x02 \x01(\tR\afeature\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x17\n" +
+	"\aseat_ms\x18\x05 \x01(\x03R\x06seatMs\"n\n" +
+	"\vDenialTotal\x12\x18\n" +
+	"\afeature\x18\x01 \x01(\tR\afeature\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12\x17\n" +
+	"\alast_ms\x18\x04 \x01(\x03R\x06lastMs*\xfa\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\v\n" +
 	"\aNO_SEAT\x10\x01\x12\x13\n" +
@@ -5060,7 +5813,7 @@ func file_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),                  // 0: triad.fsm.v1.Code
 	(*Command)(nil),            // 1: triad.fsm.v1.Command
@@ -5116,6 +5869,16 @@ var file_fsmpb_fsm_proto_goTypes = []any{
 	(*QueueEntry)(nil),         // 51: triad.fsm.v1.QueueEntry
 	(*TraceSettings)(nil),      // 52: triad.fsm.v1.TraceSettings
 	(*SetTrace)(nil),           // 53: triad.fsm.v1.SetTrace
+	(*StartHistory)(nil),       // 54: triad.fsm.v1.StartHistory
+	(*History)(nil),            // 55: triad.fsm.v1.History
+	(*CollectionSpan)(nil),     // 56: triad.fsm.v1.CollectionSpan
+	(*FeatureHistory)(nil),     // 57: triad.fsm.v1.FeatureHistory
+	(*CapacityChange)(nil),     // 58: triad.fsm.v1.CapacityChange
+	(*HistoryBucket)(nil),      // 59: triad.fsm.v1.HistoryBucket
+	(*ReasonCount)(nil),        // 60: triad.fsm.v1.ReasonCount
+	(*LevelTime)(nil),          // 61: triad.fsm.v1.LevelTime
+	(*UsageHours)(nil),         // 62: triad.fsm.v1.UsageHours
+	(*DenialTotal)(nil),        // 63: triad.fsm.v1.DenialTotal
 }
 var file_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: triad.fsm.v1.Command.form_cluster:type_name -> triad.fsm.v1.FormCluster
@@ -5139,56 +5902,67 @@ var file_fsmpb_fsm_proto_depIdxs = []int32{
 	7,  // 18: triad.fsm.v1.Command.adopt_vendor_trust:type_name -> triad.fsm.v1.AdoptVendorTrust
 	47, // 19: triad.fsm.v1.Command.replace_member:type_name -> triad.fsm.v1.ReplaceMember
 	53, // 20: triad.fsm.v1.Command.set_trace:type_name -> triad.fsm.v1.SetTrace
-	2,  // 21: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
-	4,  // 22: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	4,  // 23: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
-	8,  // 24: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
-	9,  // 25: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
-	12, // 26: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
-	13, // 27: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
-	14, // 28: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
-	17, // 29: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
-	16, // 30: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
-	50, // 31: triad.fsm.v1.Op.dequeue:type_name -> triad.fsm.v1.Dequeue
-	12, // 32: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
-	22, // 33: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
-	23, // 34: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
-	24, // 35: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
-	15, // 36: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
-	0,  // 37: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
-	0,  // 38: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
-	34, // 39: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
-	31, // 40: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
-	9,  // 41: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
-	32, // 42: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
-	0,  // 43: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
-	3,  // 44: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
-	9,  // 45: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
-	34, // 46: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
-	35, // 47: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
-	39, // 48: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
-	40, // 49: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
-	38, // 50: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
-	25, // 51: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
-	22, // 52: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
-	26, // 53: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
-	27, // 54: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
-	4,  // 55: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
-	37, // 56: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
-	51, // 57: triad.fsm.v1.Snapshot.queue:type_name -> triad.fsm.v1.QueueEntry
-	52, // 58: triad.fsm.v1.Snapshot.trace:type_name -> triad.fsm.v1.TraceSettings
-	32, // 59: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
-	38, // 60: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
-	40, // 61: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
-	2,  // 62: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
-	9,  // 63: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
-	49, // 64: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
-	12, // 65: triad.fsm.v1.QueueEntry.grant:type_name -> triad.fsm.v1.Grant
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	54, // 21: triad.fsm.v1.Command.start_history:type_name -> triad.fsm.v1.StartHistory
+	2,  // 22: triad.fsm.v1.FormCluster.members:type_name -> triad.fsm.v1.Member
+	4,  // 23: triad.fsm.v1.FormCluster.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	4,  // 24: triad.fsm.v1.AdoptVendorTrust.trust:type_name -> triad.fsm.v1.VendorTrust
+	8,  // 25: triad.fsm.v1.License.features:type_name -> triad.fsm.v1.Feature
+	9,  // 26: triad.fsm.v1.EnrollLicense.license:type_name -> triad.fsm.v1.License
+	12, // 27: triad.fsm.v1.Op.grant:type_name -> triad.fsm.v1.Grant
+	13, // 28: triad.fsm.v1.Op.renew:type_name -> triad.fsm.v1.Renew
+	14, // 29: triad.fsm.v1.Op.release:type_name -> triad.fsm.v1.Release
+	17, // 30: triad.fsm.v1.Op.borrow:type_name -> triad.fsm.v1.Borrow
+	16, // 31: triad.fsm.v1.Op.admin_release:type_name -> triad.fsm.v1.AdminRelease
+	50, // 32: triad.fsm.v1.Op.dequeue:type_name -> triad.fsm.v1.Dequeue
+	12, // 33: triad.fsm.v1.Borrow.grant:type_name -> triad.fsm.v1.Grant
+	22, // 34: triad.fsm.v1.SetRules.rules:type_name -> triad.fsm.v1.AccessRules
+	23, // 35: triad.fsm.v1.AccessRules.groups:type_name -> triad.fsm.v1.RuleGroup
+	24, // 36: triad.fsm.v1.AccessRules.rules:type_name -> triad.fsm.v1.AccessRule
+	15, // 37: triad.fsm.v1.Batch.ops:type_name -> triad.fsm.v1.Op
+	0,  // 38: triad.fsm.v1.LeaseResult.code:type_name -> triad.fsm.v1.Code
+	0,  // 39: triad.fsm.v1.OpResult.code:type_name -> triad.fsm.v1.Code
+	34, // 40: triad.fsm.v1.OpResult.lease:type_name -> triad.fsm.v1.Lease
+	31, // 41: triad.fsm.v1.OpResult.leases:type_name -> triad.fsm.v1.LeaseResult
+	9,  // 42: triad.fsm.v1.OpResult.license:type_name -> triad.fsm.v1.License
+	32, // 43: triad.fsm.v1.BatchResult.results:type_name -> triad.fsm.v1.OpResult
+	0,  // 44: triad.fsm.v1.RequestRecord.denied_code:type_name -> triad.fsm.v1.Code
+	3,  // 45: triad.fsm.v1.Snapshot.cluster:type_name -> triad.fsm.v1.FormCluster
+	9,  // 46: triad.fsm.v1.Snapshot.licenses:type_name -> triad.fsm.v1.License
+	34, // 47: triad.fsm.v1.Snapshot.leases:type_name -> triad.fsm.v1.Lease
+	35, // 48: triad.fsm.v1.Snapshot.requests:type_name -> triad.fsm.v1.RequestRecord
+	39, // 49: triad.fsm.v1.Snapshot.admin_auth:type_name -> triad.fsm.v1.AdminAuth
+	40, // 50: triad.fsm.v1.Snapshot.admin_settings:type_name -> triad.fsm.v1.AdminSettings
+	38, // 51: triad.fsm.v1.Snapshot.admin_sessions:type_name -> triad.fsm.v1.AdminSession
+	25, // 52: triad.fsm.v1.Snapshot.named_seats:type_name -> triad.fsm.v1.NamedSeat
+	22, // 53: triad.fsm.v1.Snapshot.rules:type_name -> triad.fsm.v1.AccessRules
+	26, // 54: triad.fsm.v1.Snapshot.license_states:type_name -> triad.fsm.v1.LicenseStateRecord
+	27, // 55: triad.fsm.v1.Snapshot.countdown:type_name -> triad.fsm.v1.CountdownUsage
+	4,  // 56: triad.fsm.v1.Snapshot.vendor_trust:type_name -> triad.fsm.v1.VendorTrust
+	37, // 57: triad.fsm.v1.Snapshot.admin_requests:type_name -> triad.fsm.v1.AdminRequestRecord
+	51, // 58: triad.fsm.v1.Snapshot.queue:type_name -> triad.fsm.v1.QueueEntry
+	52, // 59: triad.fsm.v1.Snapshot.trace:type_name -> triad.fsm.v1.TraceSettings
+	55, // 60: triad.fsm.v1.Snapshot.history:type_name -> triad.fsm.v1.History
+	32, // 61: triad.fsm.v1.AdminRequestRecord.result:type_name -> triad.fsm.v1.OpResult
+	38, // 62: triad.fsm.v1.OpenSession.session:type_name -> triad.fsm.v1.AdminSession
+	40, // 63: triad.fsm.v1.SetSettings.settings:type_name -> triad.fsm.v1.AdminSettings
+	2,  // 64: triad.fsm.v1.ReplaceMember.member:type_name -> triad.fsm.v1.Member
+	9,  // 65: triad.fsm.v1.ReplaceMember.licenses:type_name -> triad.fsm.v1.License
+	49, // 66: triad.fsm.v1.BackupHeader.members:type_name -> triad.fsm.v1.BackupMember
+	12, // 67: triad.fsm.v1.QueueEntry.grant:type_name -> triad.fsm.v1.Grant
+	56, // 68: triad.fsm.v1.History.spans:type_name -> triad.fsm.v1.CollectionSpan
+	57, // 69: triad.fsm.v1.History.features:type_name -> triad.fsm.v1.FeatureHistory
+	62, // 70: triad.fsm.v1.History.usage:type_name -> triad.fsm.v1.UsageHours
+	63, // 71: triad.fsm.v1.History.denial_totals:type_name -> triad.fsm.v1.DenialTotal
+	58, // 72: triad.fsm.v1.FeatureHistory.capacity:type_name -> triad.fsm.v1.CapacityChange
+	59, // 73: triad.fsm.v1.FeatureHistory.minutes:type_name -> triad.fsm.v1.HistoryBucket
+	59, // 74: triad.fsm.v1.FeatureHistory.hours:type_name -> triad.fsm.v1.HistoryBucket
+	60, // 75: triad.fsm.v1.HistoryBucket.denials:type_name -> triad.fsm.v1.ReasonCount
+	61, // 76: triad.fsm.v1.HistoryBucket.levels:type_name -> triad.fsm.v1.LevelTime
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_fsmpb_fsm_proto_init() }
@@ -5218,6 +5992,7 @@ func file_fsmpb_fsm_proto_init() {
 		(*Command_AdoptVendorTrust)(nil),
 		(*Command_ReplaceMember)(nil),
 		(*Command_SetTrace)(nil),
+		(*Command_StartHistory)(nil),
 	}
 	file_fsmpb_fsm_proto_msgTypes[14].OneofWrappers = []any{
 		(*Op_Grant)(nil),
@@ -5234,7 +6009,7 @@ func file_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsmpb_fsm_proto_rawDesc), len(file_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1673,6 +1673,9 @@ type ServerSettings struct {
 	Activated bool `protobuf:"varint,8,opt,name=activated,proto3" json:"activated,omitempty"`
 	// Days before a license's end that the "expires soon" alarm is raised.
 	ExpiryWarningDays uint32 `protobuf:"varint,9,opt,name=expiry_warning_days,json=expiryWarningDays,proto3" json:"expiry_warning_days,omitempty"`
+	// Usage history retention in days (per-minute and per-hour buckets).
+	HistoryMinuteDays uint32 `protobuf:"varint,280,opt,name=history_minute_days,json=historyMinuteDays,proto3" json:"history_minute_days,omitempty"`
+	HistoryHourDays   uint32 `protobuf:"varint,281,opt,name=history_hour_days,json=historyHourDays,proto3" json:"history_hour_days,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1770,6 +1773,20 @@ func (x *ServerSettings) GetExpiryWarningDays() uint32 {
 	return 0
 }
 
+func (x *ServerSettings) GetHistoryMinuteDays() uint32 {
+	if x != nil {
+		return x.HistoryMinuteDays
+	}
+	return 0
+}
+
+func (x *ServerSettings) GetHistoryHourDays() uint32 {
+	if x != nil {
+		return x.HistoryHourDays
+	}
+	return 0
+}
+
 type ServerSetRequest struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Header               *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1779,8 +1796,11 @@ type ServerSetRequest struct {
 	AutoRecycling        *bool                  `protobuf:"varint,5,opt,name=auto_recycling,json=autoRecycling,proto3,oneof" json:"auto_recycling,omitempty"`
 	RemotePolicy         *string                `protobuf:"bytes,6,opt,name=remote_policy,json=remotePolicy,proto3,oneof" json:"remote_policy,omitempty"`
 	ExpiryWarningDays    *uint32                `protobuf:"varint,7,opt,name=expiry_warning_days,json=expiryWarningDays,proto3,oneof" json:"expiry_warning_days,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Usage history retention in days (docs/reports.md).
+	HistoryMinuteDays *uint32 `protobuf:"varint,280,opt,name=history_minute_days,json=historyMinuteDays,proto3,oneof" json:"history_minute_days,omitempty"`
+	HistoryHourDays   *uint32 `protobuf:"varint,281,opt,name=history_hour_days,json=historyHourDays,proto3,oneof" json:"history_hour_days,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ServerSetRequest) Reset() {
@@ -1858,6 +1878,20 @@ func (x *ServerSetRequest) GetRemotePolicy() string {
 func (x *ServerSetRequest) GetExpiryWarningDays() uint32 {
 	if x != nil && x.ExpiryWarningDays != nil {
 		return *x.ExpiryWarningDays
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetHistoryMinuteDays() uint32 {
+	if x != nil && x.HistoryMinuteDays != nil {
+		return *x.HistoryMinuteDays
+	}
+	return 0
+}
+
+func (x *ServerSetRequest) GetHistoryHourDays() uint32 {
+	if x != nil && x.HistoryHourDays != nil {
+		return *x.HistoryHourDays
 	}
 	return 0
 }
@@ -2568,7 +2602,9 @@ func (x *DenialCount) GetLastUnixMs() int64 {
 
 type UsageDenialsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Counts are kept in memory by each member since it started.
+	// Cluster-wide counts from the replicated usage history (every member
+	// answers the same); member is the one that answered, since_unix_ms when
+	// the history started (0: not yet).
 	Member      string         `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
 	SinceUnixMs int64          `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
 	Denials     []*DenialCount `protobuf:"bytes,3,rep,name=denials,proto3" json:"denials,omitempty"`
@@ -6488,6 +6524,115 @@ func (x *TraceShowResponse) GetMessage() string {
 	return ""
 }
 
+// HistoryReportRequest asks for one report: kind is usage, utilization,
+// users or compliance; params are the HTTP query parameters of
+// /v1/history/<kind> (feature, from, to, step, by, top, levels).
+type HistoryReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *AdminHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryReportRequest) Reset() {
+	*x = HistoryReportRequest{}
+	mi := &file_triad_v1_triad_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryReportRequest) ProtoMessage() {}
+
+func (x *HistoryReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryReportRequest.ProtoReflect.Descriptor instead.
+func (*HistoryReportRequest) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *HistoryReportRequest) GetHeader() *AdminHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *HistoryReportRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *HistoryReportRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+type HistoryReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report as JSON (numbers as numbers), exactly as the HTTP endpoint
+	// serves it.
+	Json          string `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryReportResponse) Reset() {
+	*x = HistoryReportResponse{}
+	mi := &file_triad_v1_triad_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryReportResponse) ProtoMessage() {}
+
+func (x *HistoryReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_v1_triad_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryReportResponse.ProtoReflect.Descriptor instead.
+func (*HistoryReportResponse) Descriptor() ([]byte, []int) {
+	return file_triad_v1_triad_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *HistoryReportResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
 var File_triad_v1_triad_proto protoreflect.FileDescriptor
 
 const file_triad_v1_triad_proto_rawDesc = "" +
@@ -6627,7 +6772,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\t \x01(\x03R\ridleTimeoutMs\"B\n" +
 	"\x11DisconnectRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\"\x14\n" +
-	"\x12DisconnectResponse\"\x92\x03\n" +
+	"\x12DisconnectResponse\"\xf0\x03\n" +
 	"\x0eServerSettings\x125\n" +
 	"\x17session_idle_timeout_ms\x18\x01 \x01(\x03R\x14sessionIdleTimeoutMs\x12+\n" +
 	"\x11isolation_minutes\x18\x02 \x01(\rR\x10isolationMinutes\x12\x1e\n" +
@@ -6639,7 +6784,9 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x11full_password_set\x18\x06 \x01(\bR\x0ffullPasswordSet\x126\n" +
 	"\x17restricted_password_set\x18\a \x01(\bR\x15restrictedPasswordSet\x12\x1c\n" +
 	"\tactivated\x18\b \x01(\bR\tactivated\x12.\n" +
-	"\x13expiry_warning_days\x18\t \x01(\rR\x11expiryWarningDays\"\xdd\x03\n" +
+	"\x13expiry_warning_days\x18\t \x01(\rR\x11expiryWarningDays\x12/\n" +
+	"\x13history_minute_days\x18\x98\x02 \x01(\rR\x11historyMinuteDays\x12+\n" +
+	"\x11history_hour_days\x18\x99\x02 \x01(\rR\x0fhistoryHourDays\"\xf3\x04\n" +
 	"\x10ServerSetRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12:\n" +
 	"\x17session_idle_timeout_ms\x18\x02 \x01(\x03H\x00R\x14sessionIdleTimeoutMs\x88\x01\x01\x120\n" +
@@ -6649,13 +6796,17 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"statistics\x88\x01\x01\x12*\n" +
 	"\x0eauto_recycling\x18\x05 \x01(\bH\x03R\rautoRecycling\x88\x01\x01\x12(\n" +
 	"\rremote_policy\x18\x06 \x01(\tH\x04R\fremotePolicy\x88\x01\x01\x123\n" +
-	"\x13expiry_warning_days\x18\a \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01B\x1a\n" +
+	"\x13expiry_warning_days\x18\a \x01(\rH\x05R\x11expiryWarningDays\x88\x01\x01\x124\n" +
+	"\x13history_minute_days\x18\x98\x02 \x01(\rH\x06R\x11historyMinuteDays\x88\x01\x01\x120\n" +
+	"\x11history_hour_days\x18\x99\x02 \x01(\rH\aR\x0fhistoryHourDays\x88\x01\x01B\x1a\n" +
 	"\x18_session_idle_timeout_msB\x14\n" +
 	"\x12_isolation_minutesB\r\n" +
 	"\v_statisticsB\x11\n" +
 	"\x0f_auto_recyclingB\x10\n" +
 	"\x0e_remote_policyB\x16\n" +
-	"\x14_expiry_warning_days\"\x80\x02\n" +
+	"\x14_expiry_warning_daysB\x16\n" +
+	"\x14_history_minute_daysB\x14\n" +
+	"\x12_history_hour_days\"\x80\x02\n" +
 	"\fAdminSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x16\n" +
@@ -7011,7 +7162,16 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x11TraceShowResponse\x12\x1a\n" +
 	"\bfeatures\x18\x01 \x03(\tR\bfeatures\x12\x18\n" +
 	"\aserials\x18\x02 \x03(\tR\aserials\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage2\xa2\x04\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xd8\x01\n" +
+	"\x14HistoryReportRequest\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12B\n" +
+	"\x06params\x18\x03 \x03(\v2*.triad.v1.HistoryReportRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
+	"\x15HistoryReportResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json2\xa2\x04\n" +
 	"\tLicensing\x12A\n" +
 	"\bCheckout\x12\x19.triad.v1.CheckoutRequest\x1a\x1a.triad.v1.CheckoutResponse\x128\n" +
 	"\x05Renew\x12\x16.triad.v1.RenewRequest\x1a\x17.triad.v1.RenewResponse\x12>\n" +
@@ -7020,7 +7180,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\x06Borrow\x12\x17.triad.v1.BorrowRequest\x1a\x1a.triad.v1.CheckoutResponse\x12C\n" +
 	"\fReturnBorrow\x12\x18.triad.v1.ReleaseRequest\x1a\x19.triad.v1.ReleaseResponse\x12M\n" +
 	"\fCancelQueued\x12\x1d.triad.v1.CancelQueuedRequest\x1a\x1e.triad.v1.CancelQueuedResponse\x12B\n" +
-	"\aSession\x12\x18.triad.v1.SessionRequest\x1a\x19.triad.v1.SessionResponse(\x010\x012\x91\x12\n" +
+	"\aSession\x12\x18.triad.v1.SessionRequest\x1a\x19.triad.v1.SessionResponse(\x010\x012\xe3\x12\n" +
 	"\x05Admin\x12>\n" +
 	"\aConnect\x12\x18.triad.v1.ConnectRequest\x1a\x19.triad.v1.ConnectResponse\x12G\n" +
 	"\n" +
@@ -7055,7 +7215,8 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"UsageQueue\x12\x1b.triad.v1.UsageQueueRequest\x1a\x1c.triad.v1.UsageQueueResponse\x12B\n" +
 	"\bTraceSet\x12\x19.triad.v1.TraceSetRequest\x1a\x1b.triad.v1.TraceShowResponse\x12D\n" +
-	"\tTraceShow\x12\x1a.triad.v1.TraceShowRequest\x1a\x1b.triad.v1.TraceShowResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
+	"\tTraceShow\x12\x1a.triad.v1.TraceShowRequest\x1a\x1b.triad.v1.TraceShowResponse\x12P\n" +
+	"\rHistoryReport\x12\x1e.triad.v1.HistoryReportRequest\x1a\x1f.triad.v1.HistoryReportResponseB0Z.github.com/triadlm/triad/proto/triadv1;triadv1b\x06proto3"
 
 var (
 	file_triad_v1_triad_proto_rawDescOnce sync.Once
@@ -7069,7 +7230,7 @@ func file_triad_v1_triad_proto_rawDescGZIP() []byte {
 	return file_triad_v1_triad_proto_rawDescData
 }
 
-var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
+var file_triad_v1_triad_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_triad_v1_triad_proto_goTypes = []any{
 	(*BorrowRequest)(nil),                // 0: triad.v1.BorrowRequest
 	(*CheckoutRequest)(nil),              // 1: triad.v1.CheckoutRequest
@@ -7160,6 +7321,9 @@ var file_triad_v1_triad_proto_goTypes = []any{
 	(*TraceSetRequest)(nil),              // 86: triad.v1.TraceSetRequest
 	(*TraceShowRequest)(nil),             // 87: triad.v1.TraceShowRequest
 	(*TraceShowResponse)(nil),            // 88: triad.v1.TraceShowResponse
+	(*HistoryReportRequest)(nil),         // 89: triad.v1.HistoryReportRequest
+	(*HistoryReportResponse)(nil),        // 90: triad.v1.HistoryReportResponse
+	nil,                                  // 91: triad.v1.HistoryReportRequest.ParamsEntry
 }
 var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,   // 0: triad.v1.BorrowRequest.checkout:type_name -> triad.v1.CheckoutRequest
@@ -7227,87 +7391,91 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	9,   // 62: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
 	15,  // 63: triad.v1.TraceSetRequest.header:type_name -> triad.v1.AdminHeader
 	15,  // 64: triad.v1.TraceShowRequest.header:type_name -> triad.v1.AdminHeader
-	1,   // 65: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,   // 66: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,   // 67: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10,  // 68: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,   // 69: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,   // 70: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	79,  // 71: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
-	84,  // 72: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
-	16,  // 73: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18,  // 74: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36,  // 75: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21,  // 76: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23,  // 77: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25,  // 78: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26,  // 79: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28,  // 80: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31,  // 81: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34,  // 82: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57,  // 83: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59,  // 84: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60,  // 85: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38,  // 86: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41,  // 87: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48,  // 88: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52,  // 89: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54,  // 90: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55,  // 91: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63,  // 92: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65,  // 93: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66,  // 94: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13,  // 95: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67,  // 96: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72,  // 97: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75,  // 98: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77,  // 99: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	81,  // 100: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
-	86,  // 101: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
-	87,  // 102: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
-	3,   // 103: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,   // 104: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,   // 105: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12,  // 106: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,   // 107: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,   // 108: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	80,  // 109: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
-	85,  // 110: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
-	17,  // 111: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19,  // 112: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37,  // 113: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20,  // 114: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24,  // 115: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50,  // 116: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27,  // 117: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30,  // 118: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33,  // 119: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35,  // 120: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58,  // 121: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61,  // 122: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61,  // 123: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40,  // 124: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43,  // 125: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51,  // 126: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53,  // 127: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12,  // 128: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56,  // 129: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64,  // 130: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64,  // 131: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64,  // 132: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14,  // 133: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68,  // 134: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74,  // 135: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76,  // 136: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78,  // 137: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	83,  // 138: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
-	88,  // 139: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
-	88,  // 140: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
-	103, // [103:141] is the sub-list for method output_type
-	65,  // [65:103] is the sub-list for method input_type
-	65,  // [65:65] is the sub-list for extension type_name
-	65,  // [65:65] is the sub-list for extension extendee
-	0,   // [0:65] is the sub-list for field type_name
+	15,  // 65: triad.v1.HistoryReportRequest.header:type_name -> triad.v1.AdminHeader
+	91,  // 66: triad.v1.HistoryReportRequest.params:type_name -> triad.v1.HistoryReportRequest.ParamsEntry
+	1,   // 67: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,   // 68: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,   // 69: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10,  // 70: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,   // 71: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,   // 72: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	79,  // 73: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
+	84,  // 74: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
+	16,  // 75: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18,  // 76: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36,  // 77: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21,  // 78: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23,  // 79: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25,  // 80: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26,  // 81: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28,  // 82: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31,  // 83: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34,  // 84: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57,  // 85: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59,  // 86: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60,  // 87: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38,  // 88: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41,  // 89: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48,  // 90: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52,  // 91: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54,  // 92: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55,  // 93: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63,  // 94: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65,  // 95: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66,  // 96: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13,  // 97: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67,  // 98: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72,  // 99: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75,  // 100: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77,  // 101: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	81,  // 102: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
+	86,  // 103: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
+	87,  // 104: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
+	89,  // 105: triad.v1.Admin.HistoryReport:input_type -> triad.v1.HistoryReportRequest
+	3,   // 106: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,   // 107: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,   // 108: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12,  // 109: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,   // 110: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,   // 111: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	80,  // 112: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
+	85,  // 113: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
+	17,  // 114: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19,  // 115: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37,  // 116: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20,  // 117: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24,  // 118: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50,  // 119: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27,  // 120: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30,  // 121: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33,  // 122: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35,  // 123: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58,  // 124: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61,  // 125: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61,  // 126: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40,  // 127: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43,  // 128: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51,  // 129: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53,  // 130: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12,  // 131: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56,  // 132: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64,  // 133: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 134: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 135: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14,  // 136: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68,  // 137: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74,  // 138: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76,  // 139: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78,  // 140: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	83,  // 141: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
+	88,  // 142: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
+	88,  // 143: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
+	90,  // 144: triad.v1.Admin.HistoryReport:output_type -> triad.v1.HistoryReportResponse
+	106, // [106:145] is the sub-list for method output_type
+	67,  // [67:106] is the sub-list for method input_type
+	67,  // [67:67] is the sub-list for extension type_name
+	67,  // [67:67] is the sub-list for extension extendee
+	0,   // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
@@ -7334,7 +7502,7 @@ func file_triad_v1_triad_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_v1_triad_proto_rawDesc), len(file_triad_v1_triad_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   89,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -460,6 +460,7 @@ const (
 	Admin_UsageQueue_FullMethodName           = "/triad.v1.Admin/UsageQueue"
 	Admin_TraceSet_FullMethodName             = "/triad.v1.Admin/TraceSet"
 	Admin_TraceShow_FullMethodName            = "/triad.v1.Admin/TraceShow"
+	Admin_HistoryReport_FullMethodName        = "/triad.v1.Admin/HistoryReport"
 )
 
 // AdminClient is the client API for Admin service.
@@ -533,6 +534,10 @@ type AdminClient interface {
 	TraceSet(ctx context.Context, in *TraceSetRequest, opts ...grpc.CallOption) (*TraceShowResponse, error)
 	// TraceShow lists what is traced.
 	TraceShow(ctx context.Context, in *TraceShowRequest, opts ...grpc.CallOption) (*TraceShowResponse, error)
+	// HistoryReport answers a usage-history report (restricted mode is
+	// enough): the same JSON document as the members' HTTP endpoint
+	// /v1/history/<kind> (docs/reports.md).
+	HistoryReport(ctx context.Context, in *HistoryReportRequest, opts ...grpc.CallOption) (*HistoryReportResponse, error)
 }
 
 type adminClient struct {
@@ -852,6 +857,16 @@ func (c *adminClient) TraceShow(ctx context.Context, in *TraceShowRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) HistoryReport(ctx context.Context, in *HistoryReportRequest, opts ...grpc.CallOption) (*HistoryReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryReportResponse)
+	err := c.cc.Invoke(ctx, Admin_HistoryReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -923,6 +938,10 @@ type AdminServer interface {
 	TraceSet(context.Context, *TraceSetRequest) (*TraceShowResponse, error)
 	// TraceShow lists what is traced.
 	TraceShow(context.Context, *TraceShowRequest) (*TraceShowResponse, error)
+	// HistoryReport answers a usage-history report (restricted mode is
+	// enough): the same JSON document as the members' HTTP endpoint
+	// /v1/history/<kind> (docs/reports.md).
+	HistoryReport(context.Context, *HistoryReportRequest) (*HistoryReportResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -1022,6 +1041,9 @@ func (UnimplementedAdminServer) TraceSet(context.Context, *TraceSetRequest) (*Tr
 }
 func (UnimplementedAdminServer) TraceShow(context.Context, *TraceShowRequest) (*TraceShowResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TraceShow not implemented")
+}
+func (UnimplementedAdminServer) HistoryReport(context.Context, *HistoryReportRequest) (*HistoryReportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HistoryReport not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1577,6 +1599,24 @@ func _Admin_TraceShow_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_HistoryReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).HistoryReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_HistoryReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).HistoryReport(ctx, req.(*HistoryReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1699,6 +1739,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TraceShow",
 			Handler:    _Admin_TraceShow_Handler,
+		},
+		{
+			MethodName: "HistoryReport",
+			Handler:    _Admin_HistoryReport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
