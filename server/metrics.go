@@ -61,13 +61,17 @@ func codeName(c fsmpb.Code) string {
 
 // featureLabel keeps the feature name only for results that prove the
 // cluster knows it.
+//
+// Every code the state machine gives only for a feature some license or
+// rule names keeps the feature (rule and countdown-pool denials
+// included); only unknown features and malformed requests, whose names a
+// caller makes up, count under _other.
 func featureLabel(c fsmpb.Code, feature string) string {
 	switch c {
-	case fsmpb.Code_OK, fsmpb.Code_NO_SEAT, fsmpb.Code_VERSION_TOO_NEW,
-		fsmpb.Code_LICENSE_EXPIRED, fsmpb.Code_LICENSE_NOT_YET_VALID:
-		return feature
+	case fsmpb.Code_UNKNOWN_FEATURE, fsmpb.Code_INVALID_ARGUMENT, fsmpb.Code_NOT_FORMED, fsmpb.Code_NOT_FOUND:
+		return otherFeature
 	}
-	return otherFeature
+	return feature
 }
 
 var (

@@ -62,6 +62,8 @@ func TestMetricsCheckoutCountersAndDenials(t *testing.T) {
 	m.checkout("cad", fsmpb.Code_OK)
 	m.checkout("cad", fsmpb.Code_NO_SEAT)
 	m.checkout("cad", fsmpb.Code_VERSION_TOO_NEW)
+	m.checkout("cad", fsmpb.Code_DENIED_BY_RULE)
+	m.checkout("cad", fsmpb.Code_POOL_EXHAUSTED)
 	m.checkout("random-name-1", fsmpb.Code_UNKNOWN_FEATURE)
 	m.checkout("random-name-2", fsmpb.Code_UNKNOWN_FEATURE)
 	m.checkoutError()
@@ -73,6 +75,8 @@ func TestMetricsCheckoutCountersAndDenials(t *testing.T) {
 		{"cad", "ok", 2},
 		{"cad", "no_seat", 1},
 		{"cad", "version_too_new", 1},
+		{"cad", "denied_by_rule", 1},
+		{"cad", "pool_exhausted", 1},
 		{otherFeature, "unknown_feature", 2},
 		{otherFeature, "error", 1},
 	} {
@@ -81,15 +85,17 @@ func TestMetricsCheckoutCountersAndDenials(t *testing.T) {
 		}
 	}
 	// Unknown feature names never become label values.
-	if n := testutil.CollectAndCount(m.checkouts); n != 5 {
-		t.Errorf("triad_checkouts_total has %d series, want 5", n)
+	if n := testutil.CollectAndCount(m.checkouts); n != 7 {
+		t.Errorf("triad_checkouts_total has %d series, want 7", n)
 	}
 
 	const wantDenials = `
 # HELP triad_denials_total Checkouts refused by the state machine, by feature and reason.
 # TYPE triad_denials_total counter
 triad_denials_total{feature="_other",reason="unknown_feature"} 2
+triad_denials_total{feature="cad",reason="denied_by_rule"} 1
 triad_denials_total{feature="cad",reason="no_seat"} 1
+triad_denials_total{feature="cad",reason="pool_exhausted"} 1
 triad_denials_total{feature="cad",reason="version_too_new"} 1
 `
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(wantDenials), "triad_denials_total"); err != nil {
