@@ -85,6 +85,9 @@ func inheritGlobals(cmds []*cli.Command) {
 			if err := checkGlobals(c); err != nil {
 				return err
 			}
+			if c.String("output") == "csv" && !underReport(c) {
+				return fmt.Errorf("--output csv is for triadctl report only: use table or json here")
+			}
 			if before != nil {
 				return before(c)
 			}
@@ -129,6 +132,16 @@ func adoptGlobals(c *cli.Context, flags []cli.Flag) error {
 		}
 	}
 	return nil
+}
+
+// underReport tells whether the command runs under `triadctl report`.
+func underReport(c *cli.Context) bool {
+	for _, a := range c.Lineage() {
+		if a.Command != nil && a.Command.Name == "report" {
+			return true
+		}
+	}
+	return false
 }
 
 // checkGlobals validates the global flags wherever they were given.

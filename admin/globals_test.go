@@ -40,7 +40,11 @@ func TestCLIGlobalFlagsAfterCommand(t *testing.T) {
 		}
 	}
 	_, _, err := runCLI(t, "usage", "leases", "--server", addr, "-o", "yaml")
-	wantErr(t, err, `--output "yaml"`, "table or json")
+	wantErr(t, err, `--output "yaml"`, "use table, json or csv")
+	_, _, err = runCLI(t, "usage", "leases", "--server", addr, "-o", "csv")
+	wantErr(t, err, "--output csv is for triadctl report only")
+	_, _, err = runCLI(t, "-o", "csv", "usage", "leases", "--server", addr)
+	wantErr(t, err, "--output csv is for triadctl report only")
 	_, _, err = runCLI(t, "usage", "leases", "--server", addr, "--mode", "root")
 	wantErr(t, err, `--mode "root"`)
 	// The environment gives way to a flag before the command too.
