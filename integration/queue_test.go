@@ -153,7 +153,9 @@ func TestQueuedCheckouts(t *testing.T) {
 	// More seats than licensed can never fit: refused at once, not queued.
 	_, err = raw.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "m2", ClientId: "mallory",
 		Feature: "cad", Count: 2, Queue: true})
-	if grpcstatus.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "can never fit") {
+	// The member answers it as the definite FAILED_PRECONDITION (not the
+	// retryable RESOURCE_EXHAUSTED), as for a plain checkout.
+	if grpcstatus.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "can never fit") {
 		t.Fatalf("2 seats of a 1-seat feature: %v", err)
 	}
 	if err := queueIs(t, c.servers(), fmt.Sprintf("1:%s/%d", user, firstPid), "2:bob/2")(); err != nil {

@@ -251,12 +251,15 @@ func TestUsageHistoryReports(t *testing.T) {
 			t.Errorf("report compliance -o csv on %s: %v %q", m.name, err, out)
 		}
 		var den struct {
-			Denials []struct{ Feature, Reason, Count string }
+			Denials []struct {
+				Feature, Reason string
+				Count           json.Number // a JSON number (triadctl writes numbers as numbers)
+			}
 		}
 		ctlJSON(t, m.addr, &den, "usage", "denials")
 		got := map[string]string{}
 		for _, d := range den.Denials {
-			got[d.Feature+"/"+d.Reason] = d.Count
+			got[d.Feature+"/"+d.Reason] = d.Count.String()
 		}
 		if len(got) != 2 || got["cad/no seat"] != "1" || got["cad/denied by rule no-eve"] != "1" {
 			t.Errorf("usage denials on %s: %v", m.name, got)
