@@ -292,9 +292,8 @@ func (s *state) histDenial(now int64, g *fsmpb.Grant, code fsmpb.Code, msg strin
 	fh := s.histFeature(now, feature, s.featureSeats(feature))
 	s.advance(fh, now)
 	reason, detail := DenialReason(code), DenialDetail(code, msg)
-	if code == fsmpb.Code_NO_SEAT && s.exceedsLicensed(now, g) {
-		// More seats than the feature has in all: not a busy signal (the
-		// member answers "can never fit", server/licensing.go).
+	if code == fsmpb.Code_NO_SEAT && strings.HasPrefix(msg, NeverFitsPrefix) {
+		// More seats than the feature has in all: not a busy signal.
 		reason, detail = "can_never_fit", "can never fit"
 	}
 	for _, list := range []*[]*fsmpb.HistoryBucket{&fh.minutes, &fh.hours} {
@@ -413,6 +412,13 @@ func (s *state) histFeatureNames() []string {
 	slices.Sort(names)
 	return slices.Compact(names)
 }
+
+// allFormat4 tells whether the log has committed StartHistory, which the
+// leader proposes only once every member applies format 4: from there on,
+// Apply may answer in ways format-3 members did not (the "can never fit"
+// refusal), with no member left to answer differently. Entries before it
+// replay as written.
+func (s *state) allFormat4() bool { return s.hist != nil }
 
 // applyStartHistory starts the history at now (once).
 func (s *state) applyStartHistory(now int64) *fsmpb.OpResult {

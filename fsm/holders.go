@@ -126,17 +126,10 @@ func (f *FSM) NextLeaseID() uint64 {
 	return f.s.nextLeaseID
 }
 
-// MaxSeats returns how many seats a single checkout of feature at version
-// could ever get at nowMs with no other lease held: the seats of valid
+// maxSeats is how many seats a single checkout of feature at version
+// could ever get at now with no other lease held: the seats of valid
 // licenses at that version or above, soft-limit overdraft included. A
-// request for more can never fit, however long it waits.
-// A package's component counts against the package's seats.
-func (f *FSM) MaxSeats(feature string, version featver.Key, nowMs int64) uint64 {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.s.maxSeats(feature, version, nowMs)
-}
-
+// package's component counts against the package's seats.
 func (s *state) maxSeats(feature string, version featver.Key, nowMs int64) uint64 {
 	if pkg := s.packageFor(feature); pkg != "" {
 		feature = pkg
@@ -150,14 +143,38 @@ func (s *state) maxSeats(feature string, version featver.Key, nowMs int64) uint6
 	return n
 }
 
-// exceedsLicensed: a grant asks for more seats than its feature has in all at
-// its version or above (overdraft included), so no release can ever make
-// room: the member answers it "can never fit" and the history counts it
-// apart from "no seat". A function of the state only (Apply may call it).
-func (s *state) exceedsLicensed(now int64, g *fsmpb.Grant) bool {
+// NeverFitsPrefix starts the message of a NO_SEAT refusal that no freed
+// seat can cure: the grant asks for more seats than its feature has in all
+// at its version or above (overdraft included). Members answer such a
+// refusal FAILED_PRECONDITION (client.ErrNeverFits), not the retryable
+// RESOURCE_EXHAUSTED.
+const NeverFitsPrefix = "can never fit"
+
+// seatsAsked is how many seats g takes: one for a named user (one seat per
+// user, whatever the count), else its count.
+func (s *state) seatsAsked(now int64, g *fsmpb.Grant) uint64 {
+	if s.terms(g.GetFeature(), now).model == modelNamedUser {
+		return 1
+	}
+	return uint64(max(g.GetCount(), 1))
+}
+
+// neverFitsResult is the "can never fit" refusal of g when it asks for
+// more seats than its feature has in all at its version or above, else
+// nil. Decided in Apply at leader time, so every member and every retry of
+// the request id gives the same answer.
+func (s *state) neverFitsResult(now int64, g *fsmpb.Grant) *fsmpb.OpResult {
 	k, err := featver.Of(g.GetVersion(), g.GetVersionText())
 	if err != nil {
-		return false
+		return nil
 	}
-	return uint64(max(g.GetCount(), 1)) > s.maxSeats(g.GetFeature(), k, now)
+	n, total := s.seatsAsked(now, g), s.maxSeats(g.GetFeature(), k, now)
+	if n <= total {
+		return nil
+	}
+	at := ""
+	if k > 0 {
+		at = " at version " + featver.Display(g.GetVersion(), g.GetVersionText()) + " or above"
+	}
+	return result(fsmpb.Code_NO_SEAT, "%s: %d seats of %s asked, %d licensed%s; ask for at most %d", NeverFitsPrefix, n, g.GetFeature(), total, at, total)
 }

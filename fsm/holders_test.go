@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/triadlm/triad/proto/fsmpb"
@@ -45,5 +46,30 @@ func TestLicensedVersions(t *testing.T) {
 	}
 	if v := h.f.LicensedVersions(t0 + 2*day)[r.GetLease().GetId()]; v.Version != 0 || v.Text != "" {
 		t.Errorf("orphan lease shows v%d, want its requested v0", v.Version)
+	}
+}
+
+// TestNeverFitsOnceAllFormat4: a grant for more seats than its feature has
+// in all (at its version or above, overdraft included) is refused "can
+// never fit" once the log has committed StartHistory (every member on
+// format 4), a retry of its request id gets the same answer, and entries
+// before StartHistory answer as older builds did ("no seat left").
+func TestNeverFitsOnceAllFormat4(t *testing.T) {
+	h := formed(t)
+	h.mustEnroll(t0, lic("S", t0, t0+365*day, feat("cad", 2, 3)))
+	wantResult(t, h.op(t0+1, grantOp("old", "cad", 0, 4)), fsmpb.Code_NO_SEAT, "no seat left for cad")
+	h.apply(t0+2, startHistoryCmd())
+	want := "can never fit: 4 seats of cad asked, 3 licensed; ask for at most 3"
+	wantResult(t, h.op(t0+3, grantOp("new", "cad", 0, 4)), fsmpb.Code_NO_SEAT, want)
+	wantResult(t, h.op(t0+4, grantOp("new", "cad", 0, 4)), fsmpb.Code_NO_SEAT, want)
+	wantResult(t, h.op(t0+5, grantOp("v3", "cad", 3, 1)), fsmpb.Code_VERSION_TOO_NEW, "")
+	wantResult(t, h.op(t0+6, grantOp("at2", "cad", 2, 4)), fsmpb.Code_NO_SEAT, "can never fit: 4 seats of cad asked, 3 licensed at version 2 or above")
+	// Three seats fit in all: busy, not never.
+	for i := 0; i < 3; i++ {
+		wantResult(t, h.op(t0+7, grantOp(fmt.Sprint("ok", i), "cad", 0, 1)), fsmpb.Code_OK, "")
+	}
+	r := h.op(t0+8, grantOp("busy", "cad", 0, 1))
+	if r.Code != fsmpb.Code_NO_SEAT || strings.HasPrefix(r.Message, NeverFitsPrefix) {
+		t.Fatalf("a busy feature: %v %q, want a plain no seat", r.Code, r.Message)
 	}
 }

@@ -124,6 +124,12 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		// user's and host's, never a waiter's.
 		res = s.lineHeld(now, g)
 	}
+	if res != nil && res.Code == fsmpb.Code_NO_SEAT && s.allFormat4() {
+		// A request no freed seat can cure gets the definite answer.
+		if never := s.neverFitsResult(now, g); never != nil {
+			res = never
+		}
+	}
 	if res != nil {
 		if g.GetQueueWaitMs() > 0 && pkg == "" {
 			return s.enqueue(now, index, g, borrowMs, res)

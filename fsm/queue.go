@@ -132,12 +132,9 @@ func (s *state) neverFits(now int64, g *fsmpb.Grant) *fsmpb.OpResult {
 	if res := s.checkAccess(g); res != nil {
 		return res
 	}
-	n := uint64(max(g.Count, 1))
-	if t := s.terms(g.Feature, now); t.model == modelNamedUser {
-		n = 1
-	}
-	if capacity := total(s.supply(g.Feature, now, true)); n > capacity {
-		return result(fsmpb.Code_NO_SEAT, "%d seat(s) of %s can never fit: its licenses hold %d", n, g.Feature, capacity)
+	n := s.seatsAsked(now, g)
+	if res := s.neverFitsResult(now, g); res != nil {
+		return res
 	}
 	if s.model.rules != nil {
 		for _, i := range s.model.ri.byFeature[g.Feature] {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -489,4 +490,18 @@ func peerAs(t *testing.T, failoverAddr, name string) peerpb.PeerClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return peerpb.NewPeerClient(conn)
+}
+
+// waitHistoryStarted waits until m serves the usage history: the leader
+// has committed StartHistory, so every member applies format 4 and Apply
+// gives this round's answers (the "can never fit" refusal among them).
+func waitHistoryStarted(t *testing.T, m *member) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the usage history started (every member on format 4)", func() error {
+		code, body, err := historyGet(m, "compliance", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %s %v", code, body, err)
+		}
+		return nil
+	})
 }

@@ -325,7 +325,7 @@ func TestRulesDenialsAndSettings(t *testing.T) {
 	var denials struct {
 		Denials []struct {
 			Feature, Reason string
-			Count           string
+			Count           json.Number // a JSON number (triadctl writes numbers as numbers)
 		}
 	}
 	ctlJSON(t, c.members[1].addr, &denials, "usage", "denials")

@@ -139,7 +139,9 @@ func TestUsageViewReleaseAndCLIHabits(t *testing.T) {
 	}
 
 	// Checkout refusals say what failed once, with the exact message; more
-	// seats than licensed can never fit and is not counted as no seat.
+	// seats than licensed can never fit and is not counted as no seat (once
+	// every member runs format 4, marked by the history's start).
+	waitHistoryStarted(t, c.members[0])
 	_, errOut, code = ctlRun(t, "checkout", "--feature", "cad", "--count", "4", "--server", srv)
 	if want := "triadctl: checkout cad: can never fit: 4 seats of cad asked, 3 licensed; ask for at most 3\n"; code != 1 || errOut != want {
 		t.Errorf("checkout --count 4: exit %d, stderr %q, want 1 and %q", code, errOut, want)

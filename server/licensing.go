@@ -3,7 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
-	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -107,29 +107,18 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 	return &triadv1.CheckoutResponse{Lease: l.s.leaseToAPI(r.GetLease()), Leader: leader, LeaseSecret: r.GetLease().GetSecret()}, nil
 }
 
-// neverFits turns a no-seat refusal of a checkout asking for more seats
-// than the feature has in all (at its version or above, overdraft
-// included) into a definite FAILED_PRECONDITION "can never fit": waiting
-// or retrying cannot help, so it must not look like a retryable no-seat
-// (RESOURCE_EXHAUSTED) to clients, queues or the denial counts.
+// neverFits turns the state machine's "can never fit" refusal (more seats
+// than the feature has in all at its version or above, overdraft
+// included; decided in Apply at leader time, fsm.NeverFitsPrefix) into a
+// definite FAILED_PRECONDITION: waiting or retrying cannot help, so it must
+// not look like a retryable no-seat (RESOURCE_EXHAUSTED) to clients and
+// queues. A retry of the request id gets the remembered refusal, hence
+// the same answer.
 func (l *licensingService) neverFits(req *triadv1.CheckoutRequest, r *fsmpb.OpResult) error {
-	if r.GetCode() != fsmpb.Code_NO_SEAT {
+	if r.GetCode() != fsmpb.Code_NO_SEAT || !strings.HasPrefix(r.GetMessage(), fsm.NeverFitsPrefix) {
 		return nil
 	}
-	asked := uint64(max(req.GetCount(), 1))
-	want, err := featver.Of(req.GetVersion(), req.GetVersionText())
-	if err != nil {
-		return nil // normalizeVersion refused it before
-	}
-	total := l.s.fsm.MaxSeats(req.GetFeature(), want, l.s.nowMs())
-	if asked <= total {
-		return nil
-	}
-	at := ""
-	if want > 0 {
-		at = fmt.Sprintf(" at version %s or above", featver.Display(req.GetVersion(), req.GetVersionText()))
-	}
-	return status.Errorf(codes.FailedPrecondition, "can never fit: %d seats of %s asked, %d licensed%s; ask for at most %d", asked, req.GetFeature(), total, at, total)
+	return status.Error(codes.FailedPrecondition, r.GetMessage())
 }
 
 // maxBorrowSeconds bounds a borrow request (the license sets the real limit).
