@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,8 +114,15 @@ func (f *fakeHistory) seen() []string {
 
 // fakeMembers starts alpha (serving the page) and bravo.
 func fakeMembers(t *testing.T) (alpha, bravo *fakeHistory, alphaURL, bravoURL string) {
+	// Guarded: the servers read them on their goroutines (the browser's
+	// requests give the race detector no happens-before edge).
+	var mu sync.Mutex
 	urls := map[string]string{}
-	get := func() map[string]string { return urls }
+	get := func() map[string]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(urls)
+	}
 	alpha, bravo = &fakeHistory{name: "alpha", urls: get}, &fakeHistory{name: "bravo", urls: get}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", alpha)
@@ -123,7 +131,9 @@ func fakeMembers(t *testing.T) (alpha, bravo *fakeHistory, alphaURL, bravoURL st
 	b := httptest.NewServer(bravo)
 	t.Cleanup(a.Close)
 	t.Cleanup(b.Close)
+	mu.Lock()
 	urls["alpha"], urls["bravo"] = a.URL, b.URL
+	mu.Unlock()
 	return alpha, bravo, a.URL, b.URL
 }
 
@@ -187,7 +197,9 @@ func TestDashboardChartsDrawHistory(t *testing.T) {
 func TestDashboardChartsFailOver(t *testing.T) {
 	browser := chromium(t)
 	alpha, bravo, base, bravoURL := fakeMembers(t)
+	alpha.mu.Lock()
 	alpha.dieAfterStatus = true
+	alpha.mu.Unlock()
 	page := browse(t, browser, "--dump-dom", base+"/")
 	u := attrsOf(page, `id="usage-chart"`)
 	if u["data-source"] != bravoURL || u["data-points"] != strconv.Itoa(chartPoints) || u["data-denials"] != "4" {
