@@ -20,7 +20,8 @@ test: lint
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/
+	$(GO) test -run '^$$' -bench 'ApplyBatchGrantRelease$$|^BenchmarkSnapshot$$|GrantWithRules|QueueHandOver' -benchtime 2000x ./fsm/
+	$(GO) test -run '^$$' -bench 'Leases100k' -benchtime 3x ./fsm/
 	BIN=$(BIN) RUN_DIR=.run-bench scripts/cluster.sh bench
 
 # chaos runs the robustness suite's randomized campaign (docs/robustness.md):

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 RUN=${RUN_DIR:-.run}
 MODE=${1:-run}
-SEATS=10
+SEATS=${SEATS:-10}
 [ "$MODE" = bench ] && SEATS=$((${HOLD_LEASES:-100000} + 10000))
 
 rm -rf "$RUN"

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
@@ -99,4 +100,37 @@ func TestLicensingRequestSizeLimits(t *testing.T) {
 
 func forwardOf(ops []*fsmpb.Op) *peerpb.ForwardRequest {
 	return &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}}
+}
+
+// opSize answers what proto.Size does for every kind of op, with unknown
+// fields (a newer forwarder's) and empty members too: the batchers' byte
+// limit and the forwarded-batch check rely on it.
+func TestOpSizeMatchesProto(t *testing.T) {
+	withUnknown := grantOp("u1")
+	withUnknown.ProtoReflect().SetUnknown([]byte{0xf8, 0x07, 0x01}) // field 127, varint 1
+	ops := []*fsmpb.Op{
+		grantOp("g1"),
+		{Op: &fsmpb.Op_Grant{Grant: &fsmpb.Grant{RequestId: strings.Repeat("r", 200), Feature: "cad", Count: 3, User: "alice", Host: "ws1", Secret: make([]byte, 16), TtlMs: 30000}}},
+		{Op: &fsmpb.Op_Grant{}},
+		{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: []uint64{1, 1 << 40, 77}, Secrets: [][]byte{make([]byte, 16)}, IdleMs: []int64{0, 5, 1 << 33}}}},
+		{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{}}},
+		{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{9}, Secrets: [][]byte{make([]byte, 16)}}}},
+		{Op: &fsmpb.Op_Borrow{Borrow: &fsmpb.Borrow{LeaseId: 4, DurationMs: 5000}}},
+		{Op: &fsmpb.Op_AdminRelease{AdminRelease: &fsmpb.AdminRelease{LeaseId: 3, SessionId: "s"}}},
+		{Op: &fsmpb.Op_Dequeue{Dequeue: &fsmpb.Dequeue{RequestId: "q", ClientId: "c"}}},
+		withUnknown,
+		{},
+	}
+	for i, op := range ops {
+		if got, want := opSize(op), proto.Size(op); got != want {
+			t.Errorf("op %d (%T): opSize %d, proto.Size %d", i, op.GetOp(), got, want)
+		}
+	}
+	b, err := proto.Marshal(&fsmpb.Batch{Ops: ops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opsSize(ops); got != len(b) {
+		t.Errorf("opsSize %d, encoded Batch %d bytes", got, len(b))
+	}
 }

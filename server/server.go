@@ -77,6 +77,7 @@ type Server struct {
 	public          *pki.Creds // licensing port TLS; nil with --insecure
 	applyQ          *batcher
 	fwdQ            *batcher
+	callWorkers     *workers // Session calls (workers.go)
 	health          *health.Server
 
 	metrics *metrics // nil in handler tests without a server
@@ -223,6 +224,7 @@ func (s *Server) open() error {
 	// entries: less Raft and bolt work per request).
 	s.applyQ = newBatcher(1024, 1, s.flushLocal)
 	s.fwdQ = newBatcher(1024, 4, s.flushForward)
+	s.callWorkers = newWorkers(sessionWorkers, s.ctx.Done())
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
 	s.registerNotifyMetrics()

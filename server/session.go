@@ -18,6 +18,11 @@ import (
 // its concurrent streams.
 const sessionMaxInFlight = 1024
 
+// sessionWorkers is how many goroutines the member keeps for Session
+// calls (workers.go): enough for every call in flight at the standard load
+// (64 clients), with room.
+const sessionWorkers = 512
+
 // Session serves a client's checkouts, renewals and releases over one
 // stream (issue 15). Each call runs the unary handler of the same name,
 // under its own deadline and after the same guards the unary interceptors
@@ -83,7 +88,7 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		calls[id] = cancel
 		mu.Unlock()
 		wg.Add(1)
-		go func() {
+		l.s.callWorkers.run(func() {
 			defer wg.Done()
 			resp := l.sessionCall(cctx, req)
 			mu.Lock()
@@ -92,7 +97,7 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 			cancel()
 			<-slots
 			send(resp)
-		}()
+		})
 	}
 }
 
