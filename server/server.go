@@ -244,6 +244,10 @@ func (s *Server) open() error {
 	// have already grown, instead of a fresh goroutine per RPC
 	// (runtime.morestack/copystack was ~9 % of the leader's CPU under
 	// `make bench`); when all are busy gRPC starts a goroutine as before.
+	// Per connection memory, for sites with a thousand client processes:
+	// no read buffer (TLS already reads whole records into its own), and
+	// the write buffer goes back to a shared pool after each flush — 32 KiB
+	// each, ~60 MiB for 1,000 idle connections (docs/performance.md).
 	publicCreds := insecure.NewCredentials()
 	if s.public != nil {
 		publicCreds = credentials.NewTLS(s.public.PublicServer(clientCA))
@@ -252,7 +256,8 @@ func (s *Server) open() error {
 		grpc.ChainUnaryInterceptor(s.fenceInterceptor, s.haltedUnary), grpc.ChainStreamInterceptor(s.haltedStream),
 		grpc.MaxRecvMsgSize(MaxPublicMessage), grpc.MaxSendMsgSize(MaxPublicReply),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
-		grpc.NumStreamWorkers(streamWorkers))
+		grpc.NumStreamWorkers(streamWorkers),
+		grpc.ReadBufferSize(0), grpc.SharedWriteBuffer(true))
 	triadv1.RegisterLicensingServer(s.grpcSrv, &licensingService{s: s, m: s.metrics})
 	s.adm = newAdminSide(s.nowMs())
 	adminSvc := admin.NewService(s, Version)
