@@ -46,6 +46,8 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ttl", Value: 30 * time.Second, Usage: "renew, hold: TTL of the leases taken"},
 			&cli.BoolFlag{Name: "unary", Usage: "cycle: one unary RPC per checkout and release instead of the clients' Session streams (for comparisons)"},
 			&cli.StringFlag{Name: "json-out", Usage: "also write the figures as JSON to this file"},
+			&cli.DurationFlag{Name: "kill-leader-at", Usage: "renew, hold: SIGKILL the leader (its process must run on this machine) this long into the measured time, and report how long renewals stopped"},
+			&cli.BoolFlag{Name: "keep-leases", Usage: "renew, hold: leave the leases held at the end (they expire after --ttl), e.g. to time a member's restart with them"},
 			// Performance work: write a CPU profile of the bench itself.
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile of triadctl to this file"},
 		},
@@ -65,7 +67,8 @@ func benchCommand() *cli.Command {
 				Workload: c.String("workload"), Target: c.String("target"), Feature: c.String("feature"),
 				Version: uint32(c.Uint("version")), Clients: c.Int("clients"), Conns: c.Int("conns"),
 				Duration: c.Duration("duration"), Leases: c.Int("leases"), RenewEvery: c.Duration("renew-every"),
-				TTL: c.Duration("ttl"), Unary: c.Bool("unary"), procDir: "/proc",
+				TTL: c.Duration("ttl"), Unary: c.Bool("unary"), KillLeaderAt: c.Duration("kill-leader-at"),
+				KeepLeases: c.Bool("keep-leases"), procDir: "/proc",
 			}
 			if err := cfg.check(); err != nil {
 				return err
@@ -152,6 +155,17 @@ type BenchResult struct {
 	RenewP99Ms        float64 `json:"renew_p99_ms,omitempty"`
 	RenewMaxMs        float64 `json:"renew_max_ms,omitempty"`
 	SetupSeconds      float64 `json:"setup_seconds,omitempty"`
+	// MaxRenewGapMs: the longest time in the measured phase with no
+	// successful Renew answered.
+	MaxRenewGapMs float64 `json:"max_renew_gap_ms,omitempty"`
+	// --kill-leader-at: the member killed, when (seconds into the measured
+	// phase), and how long until the answer to the first successful Renew
+	// sent after the kill (-1: none came).
+	KilledMember    string  `json:"killed_member,omitempty"`
+	KilledAtSeconds float64 `json:"killed_at_seconds,omitempty"`
+	RecoveryMs      float64 `json:"recovery_ms,omitempty"`
+	// LeasesKept: --keep-leases left this many leases held at the end.
+	LeasesKept int `json:"leases_kept,omitempty"`
 
 	// Server side, summed over the members measured (those on this
 	// machine): CPU seconds in the measured phase, per 1,000 operations
@@ -196,6 +210,17 @@ func (r *BenchResult) String() string {
 			r.Workload, r.Target, r.Leases, r.Clients, r.Conns, every, r.Seconds, r.SetupSeconds, r.Cores, r.LoadStart, r.LoadEnd)
 		p("renewals/s %.0f (%d lease renewals in %d calls)\n", r.RenewalsPerS, r.Renewals, r.RenewCalls)
 		p("renew call latency ms: p50 %.2f  p99 %.2f  max %.2f\n", r.RenewP50Ms, r.RenewP99Ms, r.RenewMaxMs)
+		if r.KilledMember != "" {
+			if r.RecoveryMs >= 0 {
+				p("leader %s killed %.1f s in: renewals flowing again %.0f ms after the kill (the first renewal sent after it answered); longest gap without a renewal %.0f ms\n",
+					r.KilledMember, r.KilledAtSeconds, r.RecoveryMs, r.MaxRenewGapMs)
+			} else {
+				p("leader %s killed %.1f s in: no renewal sent after the kill succeeded\n", r.KilledMember, r.KilledAtSeconds)
+			}
+		}
+		if r.LeasesKept > 0 {
+			p("%d leases left held (--keep-leases): they expire after their TTL\n", r.LeasesKept)
+		}
 	}
 	if r.MembersMeasured == 0 {
 		p("server CPU not measured: no member runs on this machine\n")

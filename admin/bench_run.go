@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,6 +26,12 @@ type benchConfig struct {
 	Clients, Conns, Leases    int
 	Duration, RenewEvery, TTL time.Duration
 	Unary                     bool // cycle: client.WithUnaryCalls
+	// KillLeaderAt (renew, hold): SIGKILL the leader this long into the
+	// measured phase and measure how long renewals stop (failover).
+	KillLeaderAt time.Duration
+	// KeepLeases (renew, hold): leave the leases held at the end (they
+	// expire after TTL), e.g. to time a member's restart with them.
+	KeepLeases bool
 
 	targets    [][]string // per connection: the address(es) it may use
 	clientOpts []client.Option
@@ -47,7 +54,14 @@ func (cfg *benchConfig) check() error {
 		cfg.Conns = cfg.Clients // a connection without a client would measure nothing
 	}
 	if cfg.Workload == workloadCycle {
+		if cfg.KillLeaderAt != 0 || cfg.KeepLeases {
+			return fmt.Errorf("--kill-leader-at is for the hold workload, --keep-leases for renew and hold")
+		}
 		return nil
+	}
+	if cfg.KillLeaderAt != 0 && cfg.Workload != workloadHold {
+		// renew's clients would spin on the dead member's connections.
+		return fmt.Errorf("--kill-leader-at is for the hold workload")
 	}
 	switch {
 	case cfg.Leases < cfg.Clients:
@@ -56,6 +70,8 @@ func (cfg *benchConfig) check() error {
 		return fmt.Errorf("--ttl %s: at least 1s", cfg.TTL)
 	case cfg.Workload == workloadHold && (cfg.RenewEvery <= 0 || cfg.RenewEvery >= cfg.TTL):
 		return fmt.Errorf("--renew-every %s must be positive and shorter than --ttl %s, or the leases expire", cfg.RenewEvery, cfg.TTL)
+	case cfg.KillLeaderAt < 0 || cfg.KillLeaderAt >= cfg.Duration:
+		return fmt.Errorf("--kill-leader-at %s must fall inside --duration %s", cfg.KillLeaderAt, cfg.Duration)
 	}
 	return nil
 }
@@ -298,10 +314,23 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 			ids: make([]uint64, 0, n), secrets: make([][]byte, 0, n)}
 	}
 	errs := &errCounter{m: r.Errors}
+	var victim *BenchMember
+	if cfg.KillLeaderAt > 0 {
+		for _, m := range meter.members {
+			if m.Role == "leader" && m.Pid > 0 {
+				victim = m
+			}
+		}
+		if victim == nil {
+			return fmt.Errorf("bench: --kill-leader-at needs the leader's process on this machine (members: %s)", roles(meter.members))
+		}
+	}
 	meter.idle()
 	setup := time.Now()
-	// Release what was taken, whatever happens next.
-	defer releaseAll(holders, errs)
+	// Release what was taken, whatever happens next (unless kept).
+	if !cfg.KeepLeases {
+		defer releaseAll(holders, errs)
+	}
 	if err := takeLeases(ctx, cfg, holders); err != nil {
 		return err
 	}
@@ -310,6 +339,7 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 	var (
 		mu    sync.Mutex
 		lat   []time.Duration
+		done  []renewSpan // successful calls (failover figures)
 		total int
 		wg    sync.WaitGroup
 	)
@@ -317,11 +347,16 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 	defer cancel()
 	meter.begin()
 	start := time.Now()
+	killed := func() time.Time { return time.Time{} }
+	if victim != nil {
+		killed = killAfter(ctx, victim, cfg.KillLeaderAt, errs)
+	}
 	for i, h := range holders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var local []time.Duration
+			var spans []renewSpan
 			renewed := 0
 			next := start.Add(time.Duration(i) * cfg.RenewEvery / time.Duration(len(holders)))
 			for ctx.Err() == nil {
@@ -343,7 +378,9 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 					errs.add("renew", err)
 					continue
 				}
-				local = append(local, time.Since(t0))
+				now := time.Now()
+				local = append(local, now.Sub(t0))
+				spans = append(spans, renewSpan{t0, now})
 				for _, res := range resp.GetResults() {
 					if res.GetOk() {
 						renewed++
@@ -356,13 +393,29 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 			}
 			mu.Lock()
 			lat = append(lat, local...)
+			done = append(done, spans...)
 			total += renewed
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	meter.end()
+	cancel()
+	killedAt := killed()
 	r.Renewals, r.RenewCalls = total, len(lat)
+	if cfg.KeepLeases {
+		r.LeasesKept = cfg.Leases
+	}
+	r.MaxRenewGapMs = ms(maxGap(done, start, start.Add(cfg.Duration)))
+	if !killedAt.IsZero() {
+		r.KilledMember = victim.Name
+		r.KilledAtSeconds = killedAt.Sub(start).Seconds()
+		if d, ok := recovery(done, killedAt); ok {
+			r.RecoveryMs = ms(d)
+		} else {
+			r.RecoveryMs = -1
+		}
+	}
 	if len(lat) == 0 {
 		return fmt.Errorf("no renewal succeeded in %s: %v", cfg.Duration, r.Errors)
 	}
@@ -466,4 +519,70 @@ func releaseAll(holders []*benchHolder, errs *errCounter) {
 		}()
 	}
 	wg.Wait()
+}
+
+// renewSpan is one successful Renew call: when it was sent and answered.
+type renewSpan struct{ sent, answered time.Time }
+
+// killAfter SIGKILLs m's process d from now unless ctx ends first. The
+// function it returns waits for that and gives the time of the kill (zero:
+// none).
+func killAfter(ctx context.Context, m *BenchMember, d time.Duration, errs *errCounter) func() time.Time {
+	var at time.Time
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now()
+		if err := syscall.Kill(int(m.Pid), syscall.SIGKILL); err != nil {
+			errs.mu.Lock()
+			errs.m["kill leader: "+err.Error()]++
+			errs.mu.Unlock()
+			return
+		}
+		at = now
+	}()
+	return func() time.Time {
+		<-ended
+		return at
+	}
+}
+
+// recovery is how long after the kill renewals flowed again: until the
+// answer to the first successful call sent after the kill (a call sent
+// before it may have been committed by the old leader).
+func recovery(spans []renewSpan, killedAt time.Time) (time.Duration, bool) {
+	var first time.Time
+	for _, s := range spans {
+		if !s.sent.Before(killedAt) && (first.IsZero() || s.answered.Before(first)) {
+			first = s.answered
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return first.Sub(killedAt), true
+}
+
+// maxGap is the longest time in [from, to] with no successful call
+// answered.
+func maxGap(spans []renewSpan, from, to time.Time) time.Duration {
+	ts := make([]time.Time, 0, len(spans)+2)
+	ts = append(ts, from)
+	for _, s := range spans {
+		ts = append(ts, s.answered)
+	}
+	ts = append(ts, to)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	var gap time.Duration
+	for i := 1; i < len(ts); i++ {
+		gap = max(gap, ts[i].Sub(ts[i-1]))
+	}
+	return gap
 }

@@ -255,3 +255,45 @@ func TestBenchOnThisHost(t *testing.T) {
 		}
 	}
 }
+
+// The failover figures: recovery counts only calls sent after the kill
+// (one sent before may have been committed by the old leader), and the
+// longest gap includes the edges of the measured phase.
+func TestBenchRecoveryAndGap(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	kill := at(1000)
+	spans := []renewSpan{
+		{at(100), at(150)},
+		{at(900), at(2500)},  // sent before the kill, answered late: not a recovery
+		{at(1200), at(2900)}, // the first sent after the kill to be answered... second
+		{at(1300), at(2700)}, // ...this one is answered first
+		{at(3000), at(3050)},
+	}
+	if d, ok := recovery(spans, kill); !ok || d != 1700*time.Millisecond {
+		t.Fatalf("recovery = %v, %v; want 1.7 s (answer at 2.7 s to a call sent after the 1.0 s kill)", d, ok)
+	}
+	if _, ok := recovery(spans[:2], kill); ok {
+		t.Fatal("recovery found with no call sent after the kill")
+	}
+	if g := maxGap(spans, t0, at(6000)); g != 2950*time.Millisecond {
+		t.Fatalf("maxGap = %v, want 2.95 s (last answer at 3.05 s, phase ends at 6 s)", g)
+	}
+	if g := maxGap(nil, t0, at(500)); g != 500*time.Millisecond {
+		t.Fatalf("maxGap without answers = %v, want the whole phase", g)
+	}
+}
+
+// --kill-leader-at and --keep-leases are refused where they mean nothing.
+func TestBenchFailoverFlagsChecked(t *testing.T) {
+	for _, cfg := range []benchConfig{
+		{Workload: workloadCycle, Clients: 1, Conns: 1, Duration: time.Second, KillLeaderAt: time.Millisecond},
+		{Workload: workloadCycle, Clients: 1, Conns: 1, Duration: time.Second, KeepLeases: true},
+		{Workload: workloadHold, Clients: 1, Conns: 1, Leases: 1, Duration: time.Second, TTL: 10 * time.Second, RenewEvery: time.Second, KillLeaderAt: time.Second},
+		{Workload: workloadRenew, Clients: 1, Conns: 1, Leases: 1, Duration: 5 * time.Second, TTL: 10 * time.Second, KillLeaderAt: time.Second},
+	} {
+		if err := cfg.check(); err == nil {
+			t.Errorf("check() accepted %+v", cfg)
+		}
+	}
+}

@@ -32,6 +32,11 @@ type benchJSON struct {
 	RenewP50Ms          float64        `json:"renew_p50_ms"`
 	RenewP99Ms          float64        `json:"renew_p99_ms"`
 	RenewMaxMs          float64        `json:"renew_max_ms"`
+	MaxRenewGapMs       float64        `json:"max_renew_gap_ms"`
+	KilledMember        string         `json:"killed_member"`
+	KilledAtSeconds     float64        `json:"killed_at_seconds"`
+	RecoveryMs          float64        `json:"recovery_ms"`
+	LeasesKept          int            `json:"leases_kept"`
 	MembersMeasured     int            `json:"members_measured"`
 	ServerCPUSeconds    float64        `json:"server_cpu_seconds"`
 	ServerCPUPer1000Ops float64        `json:"server_cpu_seconds_per_1000_ops"`
@@ -173,6 +178,65 @@ func TestBenchWorkloads(t *testing.T) {
 		}
 		return nil
 	})
+	// --kill-leader-at: the bench SIGKILLs the leader's process mid-run and
+	// reports the failover as its clients saw it: the member killed, when,
+	// and renewals answered again (by the new leader) after the kill;
+	// --keep-leases leaves the leases held for the survivors to show.
+	old := c.leader(c.members[0])
+	var fo benchJSON
+	ctlJSON(t, c.servers(), &fo, "bench", "--feature", "cad", "--version", "1", "--workload", "hold", "--target", "all",
+		"--leases", "30", "--clients", "6", "--conns", "6", "--renew-every", "300ms", "--ttl", "6s", "--duration", "6s",
+		"--kill-leader-at", "1500ms", "--keep-leases")
+	select {
+	case <-old.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("bench reported %+v but the leader %s (pid %d) is still running", fo, old.name, pids[old.addr])
+	}
+	old.cmd = nil
+	if fo.KilledMember != old.name || fo.KilledAtSeconds < 1.5 || fo.LeasesKept != 30 {
+		t.Fatalf("failover result %+v: want leader %s killed 1.5 s in, 30 leases kept", fo, old.name)
+	}
+	if fo.RecoveryMs <= 0 || fo.RecoveryMs > 1000*(fo.Seconds-fo.KilledAtSeconds) || fo.MaxRenewGapMs <= 0 || fo.MaxRenewGapMs > fo.Seconds*1000 {
+		t.Fatalf("failover result %+v: recovery and longest gap must lie inside the measured time after the kill", fo)
+	}
+	if fo.Errors["renew: Unavailable"] == 0 {
+		t.Errorf("failover result %+v: the clients connected to the killed member saw no Unavailable", fo)
+	}
+	var alive *member
+	for _, m := range c.members {
+		if m != old {
+			alive = m
+		}
+	}
+	if nl := c.leader(alive); nl == old {
+		t.Fatalf("the killed member %s is still the leader", old.name)
+	}
+	// The 20 leases of the 4 clients on surviving members were renewed to
+	// the end and are still held (TTL 6 s); the killed member's clients
+	// could not renew theirs, which may have expired already.
+	if rows := c.usage(alive.addr); rows[0].InUse < 20 || rows[0].InUse > 30 {
+		t.Fatalf("after --keep-leases: in_use %d on %s, want the 20 leases renewed through the survivors still held", rows[0].InUse, alive.name)
+	}
+	// Kept leases expire after their TTL; the killed member comes back.
+	waitFor(t, 25*time.Second, "the kept leases expired", func() error {
+		if rows := c.usage(alive.addr); rows[0].InUse != 0 {
+			return fmt.Errorf("in_use %d", rows[0].InUse)
+		}
+		return nil
+	})
+	old.start()
+	waitFor(t, 20*time.Second, "the restarted member back in the cluster", func() error {
+		s, err := c.status(old)
+		if err != nil {
+			return err
+		}
+		if s.Leader == "" {
+			return fmt.Errorf("no leader seen by %s", old.name)
+		}
+		return nil
+	})
+	pids[old.addr] = old.cmd.Process.Pid
+
 	// Without admin access (a restricted password it does not know) the
 	// load still runs on --target all, unmeasured; --target leader needs
 	// the roles and says so.

@@ -54,16 +54,18 @@ for name in "${names[@]}"; do
 done
 export TRIAD_CA="$RUN/tls/ca.crt"
 addrs=()
-for i in 0 1 2; do
-  base=$((${PORT_BASE:-4085} + 100 * i))
-  name=${names[$i]}
-  addr=127.0.0.1:$base
-  addrs+=("$addr")
-  "$BIN/triadd" --name "$name" --data-dir "$RUN/$name" --listen "$addr" \
+# start_member I starts member I (again, after a kill: same data and ports).
+start_member() {
+  local i=$1 base=$((${PORT_BASE:-4085} + 100 * $1)) name=${names[$1]}
+  "$BIN/triadd" --name "$name" --data-dir "$RUN/$name" --listen "127.0.0.1:$base" \
     --raft-listen "127.0.0.1:$((base + 1))" --http-listen "127.0.0.1:$((base - 5))" \
     --trust "$RUN/vendor.pub" --log-file "$RUN/$name.log" \
     --tls-ca "$RUN/tls/ca.crt" --tls-cert "$RUN/tls/$name.crt" --tls-key "$RUN/tls/$name.key" 2>>"$RUN/$name.err" &
-  pids+=($!)
+  pids[$i]=$!
+}
+for i in 0 1 2; do
+  addrs+=("127.0.0.1:$((${PORT_BASE:-4085} + 100 * i))")
+  start_member "$i"
 done
 members=$(IFS=,; echo "${addrs[*]}")
 ctl() { "$BIN/triadctl" --server "$members" "$@"; }
@@ -96,6 +98,7 @@ if [ "$MODE" = bench ]; then
     "cycle-follower --workload cycle --target follower --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
     "cycle-single   --workload cycle --target leader --clients 1 --conns 1 --duration $D"
     "renew          --workload renew --target all --leases 10000 --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
+    "failover       --workload hold --target all --leases ${HOLD_LEASES:-100000} --clients ${HOLD_CLIENTS:-1000} --conns ${HOLD_CLIENTS:-1000} --renew-every 10s --duration 20s --kill-leader-at 8s --keep-leases"
   )
   : >"$RUN/bench.txt"
   files=()
@@ -108,12 +111,40 @@ if [ "$MODE" = bench ]; then
     mv "$RUN/bench-$name.json.tmp" "$RUN/bench-$name.json"
     files+=("$RUN/bench-$name.json")
   done
+  # The failover run killed the leader and left its leases held: restart
+  # that member on its data and time it back in service, i.e. answering a
+  # consistent read (it has restored its snapshot and caught up the log).
+  killed=$(jq -r '.killed_member // empty' "$RUN/bench-failover.json")
+  for i in 0 1 2; do [ "${names[$i]}" = "$killed" ] && k=$i; done
+  if [ -n "${k:-}" ]; then
+    wait "${pids[$k]}" 2>/dev/null || true
+    t0=$(date +%s.%N)
+    start_member "$k"
+    ready= serving= inuse=
+    for _ in $(seq 600); do
+      now=$(date +%s.%N)
+      if [ -z "$ready" ] && curl -sf "http://127.0.0.1:$((${PORT_BASE:-4085} + 100 * k - 5))/readyz" >/dev/null 2>&1; then
+        ready=$(awk -v a="$now" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
+      fi
+      if [ -z "$serving" ] && out=$("$BIN/triadctl" --server "${addrs[$k]}" --timeout 2s -o json usage features --consistent 2>/dev/null); then
+        serving=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
+        inuse=$(echo "$out" | jq '[.[] | select(.feature == "demo") | .in_use] | add // 0')
+      fi
+      [ -n "$ready" ] && [ -n "$serving" ] && break
+      sleep 0.05
+    done
+    echo "== restart: member $killed restarted on its data with the failover run's leases held: serving consistent reads after ${serving:-never} s (in use: ${inuse:-?}), ready (/readyz: links up) after ${ready:-never} s" | tee -a "$RUN/bench.txt"
+    jq -n --arg m "$killed" --arg r "${ready:-null}" --arg s "${serving:-null}" --arg u "${inuse:-null}" \
+      '{name: "restart", workload: "restart", member: $m, ready_seconds: ($r|fromjson), serving_seconds: ($s|fromjson), in_use_seen: ($u|fromjson)}' \
+      >"$RUN/bench-restart.json"
+    files+=("$RUN/bench-restart.json")
+  fi
   jq -s --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     'map(. + {commit: $commit})' "${files[@]}" >"$RUN/bench.json"
   {
     echo
     printf '%-15s %12s %9s %9s %9s %14s %7s %s\n' name "ops/s" "p50 ms" "p99 ms" "max ms" "CPU s/1000 op" load "B/lease (max)"
-    jq -r '.[] as $r | ($r.members | map(.rss_per_lease_bytes // 0) | max) as $b |
+    jq -r '.[] | select(.workload != "restart")  as $r | ($r.members | map(.rss_per_lease_bytes // 0) | max) as $b |
       (if $r.workload == "cycle" then [$r.checkouts_per_second, $r.checkout_p50_ms, $r.checkout_p99_ms, $r.checkout_max_ms]
       else [$r.renewals_per_second, $r.renew_p50_ms, $r.renew_p99_ms, $r.renew_max_ms] end) as $f |
       "\($r.name)\t\($f[0]|floor)\t\($f[1])\t\($f[2])\t\($f[3])\t\($r.server_cpu_seconds_per_1000_ops*1000|round/1000)\t\($r.load_start)\t\(if $b == 0 then "-" else ($b|floor) end)"' \

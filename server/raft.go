@@ -87,6 +87,9 @@ type raftNode struct {
 	snaps     *raft.FileSnapshotStore
 	// disk watches every write to the Raft files (diskfault.go).
 	disk *diskGuard
+	// layer is Raft's stream layer; its dials retry refused connections
+	// until stopped (failover.raftLayer).
+	layer raft.StreamLayer
 }
 
 func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- bool, logger hclog.Logger) (*raftNode, error) {
@@ -135,12 +138,15 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 		store.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps, disk: disk}, nil
+	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps, disk: disk, layer: layer}, nil
 }
 
 // shutdown stops Raft, then its transport and stores (the caller has
 // already handed leadership over). Call once.
 func (n *raftNode) shutdown(logger hclog.Logger) {
+	if l, ok := n.layer.(interface{ StopRetries() }); ok {
+		l.StopRetries() // Shutdown waits for goroutines that may be dialing
+	}
 	done := make(chan error, 1)
 	fut := n.raft.Shutdown()
 	go func() { done <- fut.Error() }()
