@@ -329,14 +329,31 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 // A seat of a feature with a linger stays reserved for its user and host
 // (idlelinger.go).
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	return s.release(now, r.GetLeaseIds(), false, "released", func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+	return s.release(now, r.GetLeaseIds(), byHolder, func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
 }
 
-// release ends the listed leases allowed says may go; why is the lease
-// event's reason. By the holder (admin false) a lease lingers if its
-// feature says so, and a lingering one is already released. An
-// administrator's release ends lingering seats too, at once.
-func (s *state) release(now int64, ids []uint64, admin bool, why string, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+// releaser is who ends leases through release: the holder (its Release)
+// or an administrator (usage release), who also frees lingering seats.
+type releaser int
+
+const (
+	byHolder releaser = iota
+	byAdmin
+)
+
+// why is the reason the lease events give.
+func (b releaser) why() string {
+	if b == byAdmin {
+		return "force-released"
+	}
+	return "released"
+}
+
+// release ends the listed leases allowed says may go. By the holder a
+// lease lingers if its feature says so, and a lingering one is already
+// released. An administrator's release ends lingering seats too, at once.
+func (s *state) release(now int64, ids []uint64, by releaser, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+	admin, why := by == byAdmin, by.why()
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
 	for i, id := range ids {
 		e, ok := s.leases[id]

@@ -287,7 +287,7 @@ func TestQueueSnapshotRebaseAndReplay(t *testing.T) {
 	if !bytes.Equal(h.f.MarshalSnapshot(), h3.f.MarshalSnapshot()) {
 		t.Fatal("replay of the same log differs")
 	}
-	if v := snapshotVersion(t, (&FSM{s: newState()}).MarshalSnapshot()); v != snapshotFormatNoQueue {
+	if v := snapshotVersion(t, (&FSM{s: newState()}).MarshalSnapshot()); v != snapshotFormat {
 		t.Fatalf("snapshot without a queue has format %d", v)
 	}
 }

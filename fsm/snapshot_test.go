@@ -93,7 +93,7 @@ func TestGoldenSnapshotV1(t *testing.T) {
 		t.Fatalf("a v1 snapshot has vendor trust %x", keys)
 	}
 	snap := &fsmpb.Snapshot{}
-	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormatNoQueue {
+	if err := proto.Unmarshal(roundTrip(t, f).MarshalSnapshot(), snap); err != nil || snap.FormatVersion != snapshotFormat {
 		t.Fatalf("re-written v1 snapshot: format %d, %v", snap.GetFormatVersion(), err)
 	}
 	h := &harness{t: t, f: f, index: f.AppliedIndex(), noAutoSession: true}

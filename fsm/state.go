@@ -14,21 +14,16 @@ import (
 // the stored state changes. It reads every format from oldestSnapshotFormat.
 // 2: vendor trust is replicated (a format-1 snapshot has none recorded, and
 // an older build must not load a snapshot whose trust it would drop).
-// 3: the state holds something of issue 13 that an older build would
-// drop or misread: idle-timeout or linger data (idlelinger.go) or queued
-// checkouts (queue.go). Written only then, so other snapshots keep format
-// 2 and their bytes.
+// 3: the state holds something that an older build would drop or
+// misread: idle-timeout or linger data (idlelinger.go), queued checkouts
+// (queue.go), a usage trace setting (trace.go) or usage history
+// (history.go). Written only then, so other snapshots keep format 2 and
+// their bytes.
 const (
 	snapshotFormat           = 2
 	idleLingerSnapshotFormat = 3
 	newestSnapshotFormat     = idleLingerSnapshotFormat
 	oldestSnapshotFormat     = 1
-	// snapshotFormatNoQueue is written when nothing newer is held.
-	snapshotFormatNoQueue = snapshotFormat
-	// snapshotFormatPlain is snapshotFormatNoQueue's other name.
-	snapshotFormatPlain = snapshotFormat
-	// snapshotFormatNoHistory is snapshotFormatNoQueue's other name.
-	snapshotFormatNoHistory = snapshotFormat
 )
 
 // state is everything the FSM knows. The first block is the replicated
