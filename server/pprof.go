@@ -13,5 +13,6 @@ func init() {
 	debugHandlers = func(mux *http.ServeMux) {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 }
