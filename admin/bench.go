@@ -46,7 +46,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ttl", Value: 30 * time.Second, Usage: "renew, hold: TTL of the leases taken"},
 			&cli.BoolFlag{Name: "unary", Usage: "cycle: one unary RPC per checkout and release instead of the clients' Session streams (for comparisons)"},
 			&cli.StringFlag{Name: "json-out", Usage: "also write the figures as JSON to this file"},
-			&cli.DurationFlag{Name: "kill-leader-at", Usage: "renew, hold: SIGKILL the leader (its process must run on this machine) this long into the measured time, and report how long renewals stopped"},
+			&cli.DurationFlag{Name: "kill-leader-at", Usage: "hold: SIGKILL the leader (its process must run on this machine) this long into the measured time, and report how long renewals stopped"},
 			&cli.BoolFlag{Name: "keep-leases", Usage: "renew, hold: leave the leases held at the end (they expire after --ttl), e.g. to time a member's restart with them"},
 			// Performance work: write a CPU profile of the bench itself.
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile of triadctl to this file"},

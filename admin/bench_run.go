@@ -26,7 +26,7 @@ type benchConfig struct {
 	Clients, Conns, Leases    int
 	Duration, RenewEvery, TTL time.Duration
 	Unary                     bool // cycle: client.WithUnaryCalls
-	// KillLeaderAt (renew, hold): SIGKILL the leader this long into the
+	// KillLeaderAt (hold): SIGKILL the leader this long into the
 	// measured phase and measure how long renewals stop (failover).
 	KillLeaderAt time.Duration
 	// KeepLeases (renew, hold): leave the leases held at the end (they
@@ -190,8 +190,13 @@ type errCounter struct {
 }
 
 func (e *errCounter) add(what string, err error) {
+	e.count(what + ": " + status.Code(err).String())
+}
+
+// count counts one error of the kind key.
+func (e *errCounter) count(key string) {
 	e.mu.Lock()
-	e.m[what+": "+status.Code(err).String()]++
+	e.m[key]++
 	e.mu.Unlock()
 }
 
@@ -385,9 +390,7 @@ func runRenew(ctx context.Context, cfg benchConfig, r *BenchResult, meter *bench
 					if res.GetOk() {
 						renewed++
 					} else {
-						errs.mu.Lock()
-						errs.m["renew: lease lost"]++
-						errs.mu.Unlock()
+						errs.count("renew: lease lost")
 					}
 				}
 			}
@@ -541,9 +544,7 @@ func killAfter(ctx context.Context, m *BenchMember, d time.Duration, errs *errCo
 		}
 		now := time.Now()
 		if err := syscall.Kill(int(m.Pid), syscall.SIGKILL); err != nil {
-			errs.mu.Lock()
-			errs.m["kill leader: "+err.Error()]++
-			errs.mu.Unlock()
+			errs.count("kill leader: " + err.Error())
 			return
 		}
 		at = now

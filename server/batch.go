@@ -71,7 +71,13 @@ func (b *batcher) submit(ctx context.Context, ops []*fsmpb.Op) ([]*fsmpb.OpResul
 // submitUntil is submit with a deadline per op (zero: none), as a
 // forwarded batch carries them.
 func (b *batcher) submitUntil(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error) {
-	s := &submission{ops: ops, deadlines: deadlines, size: opsSize(ops), done: make(chan submitResult, 1)}
+	return b.submitSized(ctx, ops, deadlines, opsSize(ops))
+}
+
+// submitSized is submitUntil for ops whose encoded size (opsSize) the
+// caller has already computed.
+func (b *batcher) submitSized(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time, size int) ([]*fsmpb.OpResult, error) {
+	s := &submission{ops: ops, deadlines: deadlines, size: size, done: make(chan submitResult, 1)}
 	select {
 	case b.in <- s:
 	case <-ctx.Done():

@@ -57,17 +57,18 @@ func opSize(op *fsmpb.Op) int {
 }
 
 // checkOpsSize refuses a submission over the limits: one request's ops
-// from a client, or a whole batch forwarded by a follower.
-func checkOpsSize(ops []*fsmpb.Op, forwarded bool) error {
+// from a client, or a whole batch forwarded by a follower. It returns the
+// encoded size, which the batchers group by.
+func checkOpsSize(ops []*fsmpb.Op, forwarded bool) (int, error) {
 	size := opsSize(ops)
 	if forwarded {
 		if len(ops) > maxEntryOps || size > maxEntryBytes {
-			return status.Errorf(codes.InvalidArgument, "forwarded batch of %d ops, %d bytes: over the limit of %d ops and %d bytes per batch", len(ops), size, maxEntryOps, maxEntryBytes)
+			return 0, status.Errorf(codes.InvalidArgument, "forwarded batch of %d ops, %d bytes: over the limit of %d ops and %d bytes per batch", len(ops), size, maxEntryOps, maxEntryBytes)
 		}
-		return nil
+		return size, nil
 	}
 	if size > maxRequestBytes {
-		return status.Errorf(codes.InvalidArgument, "request is %d bytes encoded: over the limit of %d bytes per request (maxRequestBytes); send fewer lease ids per call", size, maxRequestBytes)
+		return 0, status.Errorf(codes.InvalidArgument, "request is %d bytes encoded: over the limit of %d bytes per request (maxRequestBytes); send fewer lease ids per call", size, maxRequestBytes)
 	}
-	return nil
+	return size, nil
 }

@@ -79,7 +79,7 @@ func TestLicensingRequestSizeLimits(t *testing.T) {
 	for i := range ok {
 		ok[i] = 1<<27 + uint64(i)
 	}
-	if err := checkOpsSize([]*fsmpb.Op{{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: ok}}}}, false); err != nil {
+	if _, err := checkOpsSize([]*fsmpb.Op{{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: ok}}}}, false); err != nil {
 		t.Fatalf("a renew of %d realistic ids refused: %v", maxLeaseIDs, err)
 	}
 

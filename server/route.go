@@ -140,7 +140,10 @@ func (s *Server) submitOps(ctx context.Context, ops []*fsmpb.Op, forwarded bool)
 // checked here, so ops forwarded by a follower meet the same ones as this
 // member's own callers.
 func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time, forwarded bool) ([]*fsmpb.OpResult, error) {
-	if err := checkOpsSize(ops, forwarded); err != nil {
+	// Sized once, before dropIdleUnlessAllKnow may shrink the ops: the
+	// batchers group by a size that can only be over, never under.
+	size, err := checkOpsSize(ops, forwarded)
+	if err != nil {
 		return nil, err
 	}
 	if err := validateOps(ops); err != nil {
@@ -153,11 +156,11 @@ func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines 
 	var res []*fsmpb.OpResult
 	run := func(q *batcher) func(context.Context) error {
 		return func(ctx context.Context) (err error) {
-			res, err = q.submitUntil(ctx, ops, deadlines)
+			res, err = q.submitSized(ctx, ops, deadlines, size)
 			return err
 		}
 	}
-	err := s.route(ctx, forwarded, run(s.applyQ), run(s.fwdQ))
+	err = s.route(ctx, forwarded, run(s.applyQ), run(s.fwdQ))
 	return res, err
 }
 
