@@ -352,8 +352,8 @@ func fill(t *testing.T, path string) {
 	}
 }
 
-// A follower's data disk fills up (a real, small filesystem): once its
-// Raft log cannot grow it fences itself with "data disk full"; the others
+// A follower's data disk fills up (a real, small filesystem): once it
+// cannot write its Raft files it fences itself with "data disk full"; the others
 // keep serving; after space is freed and it is restarted it catches up.
 // Where mounting is impossible the fault is injected (ENOSPC) and the test
 // says so.
@@ -363,7 +363,11 @@ func TestDiskFaultDiskFullOnFollower(t *testing.T) {
 	var why string
 	c := newDiskCluster(t, func(name string) []string {
 		faults[name] = filepath.Join(t.TempDir(), "fault")
-		extra := []string{"--test-disk-fault-file", faults[name], "--lease-ttl", "10m"}
+		// Snapshots every 64 entries: the log's current segment is
+		// allocated whole when created, so on a full disk the first write
+		// to fail is a snapshot or the next segment; frequent snapshots
+		// make that the former, within seconds.
+		extra := []string{"--test-disk-fault-file", faults[name], "--lease-ttl", "10m", "--test-snapshot-threshold", "64"}
 		if dir, reason := dataDirOnSmallFS(t, "16m"); dir != "" {
 			dataDirs[name] = dir
 			extra = append(extra, "--data-dir", dir)
@@ -499,8 +503,8 @@ func snapshotDirs(t *testing.T, m *member) []string {
 	return out
 }
 
-// A damaged raft.db, then a damaged newest snapshot (with an older good
-// one): the member refuses to start, naming the file and the repair, and
+// A damaged raft.db, then a damaged Raft log (WAL), then a damaged newest
+// snapshot (with an older good one): the member refuses to start, naming the file and the repair, and
 // leaves the files as they were; the other two keep serving; the
 // documented repair (move the raft directory aside, start again) rebuilds
 // it from the leader's snapshot with the same computer ID and formation.
@@ -555,6 +559,26 @@ func TestDiskFaultCorruptFilesRefuseStartAndRepair(t *testing.T) {
 	if out, err := ctlOn(t, bad.addr, "server", "verify-audit"); err != nil || !strings.Contains(out, "intact") {
 		t.Fatalf("verify-audit on the repaired member: %v\n%s", err, out)
 	}
+
+	// 1b. Its Raft log's WAL damaged (the segment index overwritten).
+	bad.stop()
+	meta := filepath.Join(bad.dir, "raft", "wal", "wal-meta.db")
+	if err := os.WriteFile(meta, bytes.Repeat([]byte{0xA5}, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum = fileSum(t, meta)
+	stderr = startRefused(t, bad)
+	for _, want := range []string{filepath.Join(bad.dir, "raft", "wal") + " is damaged", "mv " + filepath.Join(bad.dir, "raft")} {
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("refusal does not say %q:\n%s", want, stderr)
+		}
+	}
+	if fileSum(t, meta) != sum {
+		t.Fatalf("the refused start changed %s", meta)
+	}
+	repair(t, bad)
+	bad.start()
+	c.checkRejoined(bad, held)
 
 	// 2. Its newest snapshot damaged, an older one intact: churn until it
 	// has two snapshots, then flip a byte of the newest's state.

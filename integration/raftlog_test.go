@@ -4,32 +4,36 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"path/filepath"
-	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 )
 
-// raftLog reads a stopped member's Raft log (its bolt file), for the
+// raftLog reads a stopped member's Raft log (its WAL directory), for the
 // robustness suite's same-log check.
 type raftLog struct {
-	s     *raftboltdb.BoltStore
+	w     *wal.WAL
+	meta  *metadb.BoltMetaDB
 	first uint64
 }
 
 func openRaftLog(m *member) (*raftLog, error) {
-	path := filepath.Join(m.dir, "raft", "raft.db")
-	s, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 5 * time.Second}})
+	dir := filepath.Join(m.dir, "raft", "wal")
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(hclog.NewNullLogger()))
 	if err != nil {
-		return nil, fmt.Errorf("%s: open %s: %w", m.name, path, err)
+		meta.Close()
+		return nil, fmt.Errorf("%s: open %s: %w", m.name, dir, err)
 	}
-	first, err := s.FirstIndex()
+	first, err := w.FirstIndex()
 	if err != nil {
-		s.Close()
+		w.Close()
+		meta.Close()
 		return nil, fmt.Errorf("%s: first index: %w", m.name, err)
 	}
-	return &raftLog{s: s, first: first}, nil
+	return &raftLog{w: w, meta: meta, first: first}, nil
 }
 
 // entry describes log entry i by what every member must agree on: term,
@@ -37,10 +41,13 @@ func openRaftLog(m *member) (*raftLog, error) {
 // each member's own clock).
 func (l *raftLog) entry(i uint64) (string, error) {
 	var e raft.Log
-	if err := l.s.GetLog(i, &e); err != nil {
+	if err := l.w.GetLog(i, &e); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("term %d %v data %x ext %x", e.Term, e.Type, sha256.Sum256(e.Data), sha256.Sum256(e.Extensions)), nil
 }
 
-func (l *raftLog) close() { l.s.Close() }
+func (l *raftLog) close() {
+	l.w.Close()
+	l.meta.Close()
+}

@@ -656,7 +656,7 @@ func checkHistory(t *testing.T, c *chaosCluster, ops []porcupine.Operation, logs
 // (entries every member has applied are committed, so Raft promises they
 // are identical; with a deterministic FSM, every member's state went
 // through the same sequence). It stops the members (SIGKILL) and reads
-// their bolt logs; it returns the number of entries compared.
+// their Raft logs (WAL); it returns the number of entries compared.
 func compareLogs(c *chaosCluster) (uint64, []string) {
 	t := c.t
 	var common uint64
@@ -676,7 +676,7 @@ func compareLogs(c *chaosCluster) (uint64, []string) {
 		return nil
 	})
 	for _, m := range c.members {
-		m.kill() // what bolt committed is on disk; no need to wait for a handover
+		m.kill() // what the WAL committed is on disk; no need to wait for a handover
 	}
 	logs := make([]*raftLog, len(c.members))
 	var lo uint64

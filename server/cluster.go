@@ -312,7 +312,7 @@ func (s *Server) bootstrap(fc *fsmpb.FormCluster) error {
 		}
 		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.GetName()), Address: raft.ServerAddress(m.GetRaftAddress())})
 	}
-	has, err := raft.HasExistingState(s.node.store, s.node.store, s.node.snaps)
+	has, err := raft.HasExistingState(s.node.logs, s.node.store, s.node.snaps)
 	if err != nil {
 		return err
 	}

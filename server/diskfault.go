@@ -184,10 +184,12 @@ func describeDiskError(op, path string, err error, atStart bool) *diskFault {
 
 // guardedStore is the Raft log and stable store with every write checked.
 type guardedStore struct {
-	g     *diskGuard
-	path  string
-	log   raft.LogStore
-	table raft.StableStore
+	g         *diskGuard
+	logPath   string // the WAL's directory
+	tablePath string // raft.db
+	log       raft.LogStore
+	table     raft.StableStore
+	rot       *rotateErrors // the WAL's failed rotations (nil: none kept)
 }
 
 func (s *guardedStore) FirstIndex() (uint64, error)            { return s.log.FirstIndex() }
@@ -196,19 +198,19 @@ func (s *guardedStore) GetLog(index uint64, l *raft.Log) error { return s.log.Ge
 func (s *guardedStore) StoreLog(l *raft.Log) error             { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s *guardedStore) StoreLogs(logs []*raft.Log) error {
-	return s.write("store log entries", func() error { return s.log.StoreLogs(logs) })
+	return s.write("store log entries", s.logPath, func() error { return s.rot.explain(s.log.StoreLogs(logs)) })
 }
 
 func (s *guardedStore) DeleteRange(min, max uint64) error {
-	return s.write("delete log entries", func() error { return s.log.DeleteRange(min, max) })
+	return s.write("delete log entries", s.logPath, func() error { return s.log.DeleteRange(min, max) })
 }
 
-func (s *guardedStore) write(op string, f func() error) error {
-	if err := s.g.check(op, s.path); err != nil {
+func (s *guardedStore) write(op, path string, f func() error) error {
+	if err := s.g.check(op, path); err != nil {
 		return err
 	}
 	err := f()
-	s.g.report(op, s.path, err)
+	s.g.report(op, path, err)
 	return err
 }
 
@@ -218,7 +220,7 @@ func (s *guardedStore) write(op string, f func() error) error {
 // arm, the error is returned: the start fails, right after the write probe
 // succeeded.)
 func (s *guardedStore) stableWrite(op string, f func() error) error {
-	err := s.write(op, f)
+	err := s.write(op, s.tablePath, f)
 	if err != nil && s.g.armed() {
 		<-s.g.parked
 	}

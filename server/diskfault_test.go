@@ -67,7 +67,7 @@ func TestDiskGuardInjectsAndFencesForGood(t *testing.T) {
 	faults := make(chan *diskFault, 4)
 	g.arm(func(f *diskFault) { faults <- f })
 	inner := &countingStore{InmemStore: raft.NewInmemStore()}
-	s := &guardedStore{g: g, path: filepath.Join(dir, "raft.db"), log: inner, table: inner}
+	s := &guardedStore{g: g, logPath: filepath.Join(dir, "wal"), tablePath: filepath.Join(dir, "raft.db"), log: inner, table: inner}
 	entry := func(i uint64) []*raft.Log { return []*raft.Log{{Index: i, Term: 1}} }
 
 	if err := s.StoreLogs(entry(1)); err != nil || g.current() != nil {
@@ -130,7 +130,7 @@ func TestDiskGuardBeforeArmReturnsStableErrors(t *testing.T) {
 	}
 	g := newDiskGuard(dir, faultFile)
 	inner := &countingStore{InmemStore: raft.NewInmemStore()}
-	s := &guardedStore{g: g, path: filepath.Join(dir, "raft.db"), log: inner, table: inner}
+	s := &guardedStore{g: g, logPath: filepath.Join(dir, "wal"), tablePath: filepath.Join(dir, "raft.db"), log: inner, table: inner}
 	if err := s.SetUint64([]byte("CurrentTerm"), 1); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("stable write while Raft starts = %v, want the EIO error", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
@@ -48,7 +49,7 @@ func raftConfig(cfg *Config, logger hclog.Logger) *raft.Config {
 
 // logCacheEntries is how many recent log entries stay in memory for
 // replication and the FSM (raft.LogCache); older ones are read from
-// raft.db. 1,024 entries of up to a batch each: a follower a second or two
+// the WAL. 1,024 entries of up to a batch each: a follower a second or two
 // behind under full load still catches up from memory, and the cache holds
 // a few MiB rather than the ~25 MiB 4,096 entries of renewal batches held
 // with 100,000 leases (docs/performance.md).
@@ -83,7 +84,8 @@ func (d detachedLogs) StoreLogs(logs []*raft.Log) error {
 type raftNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
+	logs      *walLog               // the Raft log (walstore.go)
+	store     *raftboltdb.BoltStore // Raft's term and vote (raft.db)
 	snaps     *raft.FileSnapshotStore
 	// disk watches every write to the Raft files (diskfault.go).
 	disk *diskGuard
@@ -104,26 +106,22 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 	if err := verifySnapshots(dir); err != nil {
 		return nil, err
 	}
-	// The freelist is rebuilt on open rather than written on every commit
-	// (as etcd does): less write work per group commit, same durability of
-	// the log itself.
-	boltOpts := &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
-	if err := verifyBolt(filepath.Join(dir, "raft.db")); err != nil {
-		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: boltOpts})
+	logs, store, guarded, err := openLogStores(dir, disk, logger)
 	if err != nil {
-		return nil, boltOpenError(filepath.Join(dir, "raft.db"), err)
+		return nil, err
 	}
-	guarded := &guardedStore{g: disk, path: filepath.Join(dir, "raft.db"), log: store, table: store}
+	closeStores := func() {
+		logs.Close()
+		store.Close()
+	}
 	cache, err := raft.NewLogCache(logCacheEntries, guarded)
 	if err != nil {
-		store.Close()
+		closeStores()
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger.Named("snapshot"))
 	if err != nil {
-		store.Close()
+		closeStores()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	gsnaps := &guardedSnapshots{g: disk, dir: filepath.Join(dir, "snapshots"), inner: snaps}
@@ -135,10 +133,47 @@ func openRaft(cfg *Config, layer raft.StreamLayer, fsm raft.FSM, notify chan<- b
 	r, err := raft.NewRaft(conf, fsm, detachedLogs{cache}, guarded, gsnaps, transport)
 	if err != nil {
 		transport.Close()
-		store.Close()
+		closeStores()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	return &raftNode{raft: r, transport: transport, store: store, snaps: snaps, disk: disk, layer: layer}, nil
+	return &raftNode{raft: r, transport: transport, logs: logs, store: store, snaps: snaps, disk: disk, layer: layer}, nil
+}
+
+// openLogStores opens raft.db (Raft's term and vote) and the WAL (the
+// log), moves any log entries raft.db still holds into the WAL, and wraps
+// both in the disk guard.
+func openLogStores(dir string, disk *diskGuard, logger hclog.Logger) (*walLog, *raftboltdb.BoltStore, *guardedStore, error) {
+	dbPath := filepath.Join(dir, "raft.db")
+	// The freelist is rebuilt on open rather than written on every commit
+	// (as etcd does): less write work per commit.
+	boltOpts := &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+	if err := verifyBolt(dbPath); err != nil {
+		return nil, nil, nil, boltOpenError(dbPath, err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: boltOpts})
+	if err != nil {
+		return nil, nil, nil, boltOpenError(dbPath, err)
+	}
+	if err := verifyBolt(filepath.Join(walDir(dir), metadb.FileName)); err != nil {
+		store.Close()
+		return nil, nil, nil, walOpenError(dir, err)
+	}
+	rot := &rotateErrors{}
+	logs, err := openWAL(dir, logger.Named("wal"), rot)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, walOpenError(dir, err)
+	}
+	moved, err := migrateBoltLogs(store, logs)
+	if err != nil {
+		logs.Close()
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("move the Raft log from %s to %s: %w: the member did not start. %s", dbPath, walDir(dir), err, repairHint(dir))
+	}
+	if moved > 0 {
+		logger.Info("moved the Raft log from raft.db to the WAL", "entries", moved, "wal", walDir(dir))
+	}
+	return logs, store, &guardedStore{g: disk, logPath: walDir(dir), tablePath: dbPath, log: logs, table: store, rot: rot}, nil
 }
 
 // shutdown stops Raft, then its transport and stores (the caller has
@@ -165,6 +200,7 @@ func (n *raftNode) shutdown(logger hclog.Logger) {
 		logger.Warn("raft did not stop after the disk fault; closing its stores anyway")
 	}
 	n.transport.Close()
+	n.logs.Close()
 	n.store.Close()
 }
 

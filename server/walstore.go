@@ -1,0 +1,201 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/types"
+)
+
+// The Raft log lives in DATA_DIR/raft/wal (hashicorp/raft-wal: append-only
+// segment files, one fsync per group commit); raft.db (bbolt) keeps Raft's
+// term and vote. Until this release raft.db held the log too: a bolt commit
+// is two fsyncs and ~20 KB of allocations, and it was the largest cost of a
+// checkout after gRPC (docs/performance.md, session 5). Logs still in
+// raft.db are moved to the WAL when the member starts (migrateBoltLogs).
+
+// walSegmentBytes is the size of one WAL segment file, allocated on disk
+// when the segment is created: writes inside it never grow the file (an
+// fsync is then a data flush only), and a full disk shows when the next
+// segment cannot be created. Snapshots let Raft drop whole old segments;
+// with 10,240 trailing entries a member keeps two or three segments.
+const walSegmentBytes = 8 << 20
+
+// walDir is where a member's Raft log segments are.
+func walDir(raftDir string) string { return filepath.Join(raftDir, "wal") }
+
+// walLog is the WAL with its meta database, which WAL.Close leaves open
+// (raft-wal v0.4.0): Close closes both, so the directory can be opened
+// again in the same process.
+type walLog struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+// GetLog reads entry index, or answers raft.ErrLogNotFound outside
+// FirstIndex..LastIndex. raft-wal v0.4.0 still returns entries a head
+// truncation removed while their segment lives on: a leader would then
+// replay its whole log to a new follower instead of sending its snapshot,
+// and the log would answer for entries it says it does not have.
+func (w *walLog) GetLog(index uint64, l *raft.Log) error {
+	first, err := w.WAL.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return w.WAL.GetLog(index, l)
+}
+
+func (w *walLog) Close() error {
+	err := w.WAL.Close()
+	return errors.Join(err, w.meta.Close())
+}
+
+// openWAL opens (or creates) the Raft log in raftDir/wal. The rotation
+// errors the WAL can only log (its segments roll over in the background)
+// are kept in rot, so that the append that fails after one says why.
+func openWAL(raftDir string, logger hclog.Logger, rot *rotateErrors) (*walLog, error) {
+	return openWALSized(raftDir, walSegmentBytes, logger, rot)
+}
+
+func openWALSized(raftDir string, segment int, logger hclog.Logger, rot *rotateErrors) (*walLog, error) {
+	dir := walDir(raftDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithSegmentSize(segment), wal.WithMetaStore(meta), wal.WithLogger(walLogger{Logger: logger, rot: rot}))
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	return &walLog{WAL: w, meta: meta}, nil
+}
+
+// walOpenError explains why the WAL did not open.
+func walOpenError(raftDir string, err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		f := describeDiskError("open Raft log", walDir(raftDir), err, true)
+		return fmt.Errorf("%s: the member did not start; %s", f.What, f.Fix)
+	}
+	return fmt.Errorf("Raft log %s is damaged (%v): the member did not start. %s", walDir(raftDir), err, repairHint(raftDir))
+}
+
+// rotateErrors remembers the WAL's last failed segment rotation.
+type rotateErrors struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *rotateErrors) set(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *rotateErrors) get() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// explain turns the WAL's "segment sealed" (an append after a failed
+// rotation) into the rotation's own error, a full disk most often.
+func (r *rotateErrors) explain(err error) error {
+	if r == nil || !errors.Is(err, types.ErrSealed) {
+		return err
+	}
+	if rerr := r.get(); rerr != nil {
+		return fmt.Errorf("no new log segment: %w", rerr)
+	}
+	return err
+}
+
+// walLogger is the WAL's logger: it also keeps rotation errors.
+type walLogger struct {
+	hclog.Logger
+	rot *rotateErrors
+}
+
+func (l walLogger) Error(msg string, args ...interface{}) {
+	if msg == "rotate error" && l.rot != nil {
+		for i := 0; i+1 < len(args); i += 2 {
+			if err, ok := args[i+1].(error); ok {
+				l.rot.set(err)
+			}
+		}
+	}
+	l.Logger.Error(msg, args...)
+}
+
+// migrateBatch is how many entries one WAL append carries while migrating.
+const migrateBatch = 1024
+
+// migrateBoltLogs moves the log entries still in raft.db (written by an
+// earlier release) to the WAL, then deletes them from raft.db. Each step is
+// durable before the next, so an interrupted migration resumes where it
+// stopped: entries already in the WAL are not copied again. It returns how
+// many entries were moved.
+func migrateBoltLogs(bolt *raftboltdb.BoltStore, w raft.LogStore) (int, error) {
+	first, err := bolt.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	last, err := bolt.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	if last == 0 {
+		return 0, nil
+	}
+	wfirst, err := w.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	wlast, err := w.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	next := first
+	if wlast > 0 {
+		// A migration that stopped part way: the WAL holds a prefix of
+		// raft.db's entries (or all of them). Anything else is not ours to
+		// guess at.
+		if wfirst != first || wlast > last {
+			return 0, fmt.Errorf("raft.db holds log entries %d-%d and the WAL %d-%d: they do not line up, so neither is trusted", first, last, wfirst, wlast)
+		}
+		next = wlast + 1
+	}
+	moved := 0
+	for next <= last {
+		end := min(last, next+migrateBatch-1)
+		batch := make([]*raft.Log, 0, end-next+1)
+		for i := next; i <= end; i++ {
+			l := new(raft.Log)
+			if err := bolt.GetLog(i, l); err != nil {
+				return moved, fmt.Errorf("read log entry %d from raft.db: %w", i, err)
+			}
+			batch = append(batch, l)
+		}
+		if err := w.StoreLogs(batch); err != nil {
+			return moved, fmt.Errorf("write log entries %d-%d to the WAL: %w", next, end, err)
+		}
+		moved += len(batch)
+		next = end + 1
+	}
+	if err := bolt.DeleteRange(first, last); err != nil {
+		return moved, fmt.Errorf("delete the moved entries from raft.db: %w", err)
+	}
+	return moved, nil
+}

@@ -1,0 +1,296 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/hashicorp/raft-wal/types"
+	"go.etcd.io/bbolt"
+)
+
+// oldRaftDB writes raft.db as releases before the WAL did: log entries
+// first..last (each with its index in its data), a term and a vote.
+func oldRaftDB(t *testing.T, raftDir string, first, last uint64) {
+	t.Helper()
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db"), BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := first; i <= last; i += 100 {
+		var logs []*raft.Log
+		for j := i; j <= min(last, i+99); j++ {
+			logs = append(logs, testEntry(j))
+		}
+		if err := s.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte("LastVoteCand"), []byte("bravo")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testEntry(i uint64) *raft.Log {
+	return &raft.Log{Index: i, Term: 1 + i/1000, Type: raft.LogCommand, Data: []byte(fmt.Sprintf("entry %d", i)), AppendedAt: time.Unix(int64(i), 0)}
+}
+
+// checkEntries reads first..last from s and compares them with testEntry.
+func checkEntries(t *testing.T, s raft.LogStore, first, last uint64) {
+	t.Helper()
+	if f, _ := s.FirstIndex(); f != first {
+		t.Fatalf("first index %d, want %d", f, first)
+	}
+	if l, _ := s.LastIndex(); l != last {
+		t.Fatalf("last index %d, want %d", l, last)
+	}
+	for i := first; i <= last; i++ {
+		var got raft.Log
+		if err := s.GetLog(i, &got); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		want := testEntry(i)
+		if got.Index != i || got.Term != want.Term || got.Type != want.Type || !bytes.Equal(got.Data, want.Data) || !got.AppendedAt.Equal(want.AppendedAt) {
+			t.Fatalf("entry %d = %+v, want %+v", i, got, want)
+		}
+	}
+}
+
+// A member upgraded from a release that kept its log in raft.db starts
+// with the same log, now in the WAL; raft.db keeps the term and vote and
+// no longer any entry; a second start moves nothing.
+func TestOpenLogStoresMovesBoltLogs(t *testing.T) {
+	raftDir := filepath.Join(t.TempDir(), "raft")
+	oldRaftDB(t, raftDir, 201, 3456) // a log compacted after a snapshot
+	logs, store, guarded, err := openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEntries(t, guarded, 201, 3456)
+	if term, err := guarded.GetUint64([]byte("CurrentTerm")); err != nil || term != 7 {
+		t.Fatalf("term after the move: %d, %v", term, err)
+	}
+	if last, _ := store.LastIndex(); last != 0 {
+		t.Fatalf("raft.db still holds entries up to %d", last)
+	}
+	// Raft sees an existing member, not a new one to bootstrap.
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, err := raft.HasExistingState(logs, store, snaps); err != nil || !has {
+		t.Fatalf("existing state after the move: %v, %v", has, err)
+	}
+	// New entries go to the WAL, after the moved ones.
+	if err := guarded.StoreLogs([]*raft.Log{testEntry(3457)}); err != nil {
+		t.Fatal(err)
+	}
+	logs.Close()
+	store.Close()
+
+	logs, store, guarded, err = openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	defer logs.Close()
+	checkEntries(t, guarded, 201, 3457)
+	if v, err := guarded.Get([]byte("LastVoteCand")); err != nil || string(v) != "bravo" {
+		t.Fatalf("vote after restart: %q, %v", v, err)
+	}
+}
+
+func openTestWAL(t *testing.T, raftDir string) *walLog {
+	t.Helper()
+	w, err := openWAL(raftDir, hclog.NewNullLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func openTestBolt(t *testing.T, raftDir string) *raftboltdb.BoltStore {
+	t.Helper()
+	s, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A move interrupted after part of the log reached the WAL (a crash, a
+// kill) resumes after the last entry the WAL has; one interrupted after
+// all of it did, before raft.db was emptied, only empties raft.db.
+func TestMigrateBoltLogsResumes(t *testing.T) {
+	for _, done := range []uint64{1500, 3000} {
+		t.Run(fmt.Sprint(done), func(t *testing.T) {
+			raftDir := filepath.Join(t.TempDir(), "raft")
+			oldRaftDB(t, raftDir, 101, 3000)
+			w := openTestWAL(t, raftDir)
+			var part []*raft.Log
+			for i := uint64(101); i <= done; i++ {
+				part = append(part, testEntry(i))
+			}
+			if err := w.StoreLogs(part); err != nil {
+				t.Fatal(err)
+			}
+			b := openTestBolt(t, raftDir)
+			defer b.Close()
+			defer w.Close()
+			moved, err := migrateBoltLogs(b, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if moved != int(3000-done) {
+				t.Fatalf("moved %d entries, want %d", moved, 3000-done)
+			}
+			checkEntries(t, w, 101, 3000)
+			if last, _ := b.LastIndex(); last != 0 {
+				t.Fatalf("raft.db still holds entries up to %d", last)
+			}
+		})
+	}
+}
+
+// A WAL that does not continue raft.db's entries is refused: the member
+// does not start, raft.db keeps its entries and the error says so.
+func TestMigrateBoltLogsRefusesMismatch(t *testing.T) {
+	raftDir := filepath.Join(t.TempDir(), "raft")
+	oldRaftDB(t, raftDir, 1, 500)
+	w := openTestWAL(t, raftDir)
+	if err := w.StoreLogs([]*raft.Log{testEntry(40), testEntry(41)}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	_, _, _, err := openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+	if err == nil || !strings.Contains(err.Error(), "do not line up") || !strings.Contains(err.Error(), "did not start") || !strings.Contains(err.Error(), "mv ") {
+		t.Fatalf("open with a WAL that does not line up: %v", err)
+	}
+	b := openTestBolt(t, raftDir)
+	defer b.Close()
+	checkEntries(t, b, 1, 500)
+}
+
+// A damaged WAL stops the start with the repair to follow.
+func TestOpenLogStoresDamagedWAL(t *testing.T) {
+	raftDir := filepath.Join(t.TempDir(), "raft")
+	w := openTestWAL(t, raftDir)
+	if err := w.StoreLogs([]*raft.Log{testEntry(1), testEntry(2)}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := os.WriteFile(filepath.Join(walDir(raftDir), "wal-meta.db"), bytes.Repeat([]byte{0xA5}, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), walDir(raftDir)) || !strings.Contains(err.Error(), "mv ") {
+		t.Fatalf("open with a damaged WAL meta file: %v", err)
+	}
+}
+
+// When the WAL cannot create its next segment (a full disk most often;
+// here the segment's file name is taken), the append that finds the
+// segment sealed fails with the rotation's error and fences the member
+// with it, instead of an unexplained "segment sealed".
+func TestWALRotationFailureFences(t *testing.T) {
+	raftDir := t.TempDir()
+	rot := &rotateErrors{}
+	w, err := openWALSized(raftDir, 4096, hclog.NewNullLogger(), rot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	g := newDiskGuard(raftDir, "")
+	faults := make(chan *diskFault, 1)
+	g.arm(func(f *diskFault) { faults <- f })
+	s := &guardedStore{g: g, logPath: walDir(raftDir), tablePath: filepath.Join(raftDir, "raft.db"), log: w, table: raft.NewInmemStore(), rot: rot}
+	// The first segment is 0, from index 1: take the name of segment 1,
+	// from index 3 (two 3 KiB entries fill a 4 KiB segment).
+	big := func(i uint64) []*raft.Log { return []*raft.Log{{Index: i, Term: 1, Data: make([]byte, 3000)}} }
+	if err := s.StoreLogs(big(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(walDir(raftDir), fmt.Sprintf("%020d-%016x.wal", 3, 1)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs(big(2)); err != nil {
+		t.Fatal(err) // seals segment 1; its rotation fails in the background
+	}
+	// The next append waits for the rotation, then finds the tail sealed.
+	serr := s.StoreLogs(big(3))
+	if !errors.Is(serr, syscall.EEXIST) || !strings.Contains(serr.Error(), "no new log segment") {
+		t.Fatalf("append after the failed rotation = %v, want the rotation's EEXIST", serr)
+	}
+	select {
+	case f := <-faults:
+		if f.Op != "store log entries" || f.Path != walDir(raftDir) || !errors.Is(f.Err, syscall.EEXIST) {
+			t.Fatalf("fault %+v", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fault reported")
+	}
+}
+
+// A full disk met by a rotation is reported as one.
+func TestRotateErrorsExplainSealed(t *testing.T) {
+	rot := &rotateErrors{}
+	if err := rot.explain(types.ErrSealed); !errors.Is(err, types.ErrSealed) {
+		t.Fatalf("sealed without a rotation error = %v", err)
+	}
+	walLogger{Logger: hclog.NewNullLogger(), rot: rot}.Error("rotate error", "err", &os.PathError{Op: "fallocate", Path: "/d/raft/wal/x.wal", Err: syscall.ENOSPC})
+	err := rot.explain(types.ErrSealed)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("sealed after a failed rotation = %v", err)
+	}
+	if f := describeDiskError("store log entries", "/d/raft/wal", err, false); !strings.HasPrefix(f.What, "data disk full") {
+		t.Fatalf("fault %q", f.What)
+	}
+	if other := errors.New("x"); rot.explain(other) != other {
+		t.Fatal("explain changed an unrelated error")
+	}
+}
+
+// Entries removed from the head of the log (after a snapshot) are gone:
+// Raft must send its snapshot to a member that needs them, not entries
+// still physically in a segment.
+func TestWALHeadTruncationHidesEntries(t *testing.T) {
+	raftDir := t.TempDir()
+	w := openTestWAL(t, raftDir)
+	defer w.Close()
+	var logs []*raft.Log
+	for i := uint64(1); i <= 100; i++ {
+		logs = append(logs, testEntry(i))
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteRange(1, 50); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	for _, i := range []uint64{1, 50} {
+		if err := w.GetLog(i, &l); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("entry %d after the head up to 50 was deleted: %v, want %v", i, err, raft.ErrLogNotFound)
+		}
+	}
+	if err := w.GetLog(101, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("entry 101 of 100: %v", err)
+	}
+	checkEntries(t, w, 51, 100)
+}
