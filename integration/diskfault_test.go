@@ -560,21 +560,36 @@ func TestDiskFaultCorruptFilesRefuseStartAndRepair(t *testing.T) {
 		t.Fatalf("verify-audit on the repaired member: %v\n%s", err, out)
 	}
 
-	// 1b. Its Raft log's WAL damaged (the segment index overwritten).
+	// 1b. Its Raft log damaged near the start of its segment (raft-wal
+	// alone would take that for a torn write and drop the whole log).
+	// A few more grants first: appends after the damaged one.
+	for i := 0; i < 3; i++ {
+		held = append(held, c.checkout(fmt.Sprintf("before-wal-damage-%d", i), addrsOf(c.members...)...))
+	}
+	slices.Sort(held)
 	bad.stop()
-	meta := filepath.Join(bad.dir, "raft", "wal", "wal-meta.db")
-	if err := os.WriteFile(meta, bytes.Repeat([]byte{0xA5}, 8192), 0o600); err != nil {
+	segs, err := filepath.Glob(filepath.Join(bad.dir, "raft", "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("WAL segments of %s: %v %v", bad.name, segs, err)
+	}
+	seg := segs[len(segs)-1]
+	f, err = os.OpenFile(seg, os.O_WRONLY, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sum = fileSum(t, meta)
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 64), 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sum = fileSum(t, seg)
 	stderr = startRefused(t, bad)
-	for _, want := range []string{filepath.Join(bad.dir, "raft", "wal") + " is damaged", "mv " + filepath.Join(bad.dir, "raft")} {
+	for _, want := range []string{filepath.Join(bad.dir, "raft", "wal") + " is damaged", filepath.Base(seg), "mv " + filepath.Join(bad.dir, "raft")} {
 		if !strings.Contains(stderr, want) {
 			t.Fatalf("refusal does not say %q:\n%s", want, stderr)
 		}
 	}
-	if fileSum(t, meta) != sum {
-		t.Fatalf("the refused start changed %s", meta)
+	if fileSum(t, seg) != sum {
+		t.Fatalf("the refused start changed %s", seg)
 	}
 	repair(t, bad)
 	bad.start()

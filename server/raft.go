@@ -158,6 +158,10 @@ func openLogStores(dir string, disk *diskGuard, logger hclog.Logger) (*walLog, *
 		store.Close()
 		return nil, nil, nil, walOpenError(dir, err)
 	}
+	if err := verifyWALSegments(walDir(dir)); err != nil {
+		store.Close()
+		return nil, nil, nil, walOpenError(dir, err)
+	}
 	rot := &rotateErrors{}
 	logs, err := openWAL(dir, logger.Named("wal"), rot)
 	if err != nil {

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -74,7 +77,16 @@ func openWALSized(raftDir string, segment int, logger hclog.Logger, rot *rotateE
 		return nil, err
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithSegmentSize(segment), wal.WithMetaStore(meta), wal.WithLogger(walLogger{Logger: logger, rot: rot}))
+	w, err := func() (w *wal.WAL, err error) {
+		// Damage verifyWALSegments cannot see may still make the
+		// WAL's recovery panic: a refusal to start, not a crash.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: raft-wal: %v", errDamaged, r)
+			}
+		}()
+		return wal.Open(dir, wal.WithSegmentSize(segment), wal.WithMetaStore(meta), wal.WithLogger(walLogger{Logger: logger, rot: rot}))
+	}()
 	if err != nil {
 		meta.Close()
 		return nil, err
@@ -198,4 +210,109 @@ func migrateBoltLogs(bolt *raftboltdb.BoltStore, w raft.LogStore) (int, error) {
 		return moved, fmt.Errorf("delete the moved entries from raft.db: %w", err)
 	}
 	return moved, nil
+}
+
+// WAL segment format (raft-wal v0.4.0, segment/format.go): a 32-byte file
+// header, then 8-byte-aligned frames of an 8-byte header (type, three zero
+// bytes, then the payload length, or for a commit frame the CRC-32C of
+// everything since the previous commit frame, the file header included for
+// the first).
+const (
+	segHeaderLen    = 32
+	segMagic        = 0x58eb6b0d
+	frameHdrLen     = 8
+	frameEntry      = 1
+	frameIndex      = 2
+	frameCommit     = 3
+	maxFramePayload = 64 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// verifyWALSegments checks every segment in dir before the WAL opens it.
+// raft-wal assumes committed data is never damaged afterwards: it reads
+// any damage in the last segment as the torn write of a crash and drops
+// the entries from there on (all of them, for damage near its start), and
+// damage inside a frame header can make it panic. Here a segment is
+// damaged (errDamaged) when a frame or commit checksum is wrong and the
+// segment goes on with at least one more complete, checksummed append
+// after it: a crash tears only the last append. Damage in the last append
+// of the last segment is left to raft-wal (that append was never
+// acknowledged as written); damage anywhere in an older segment is
+// damage.
+func verifyWALSegments(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if err != nil {
+		return err
+	}
+	slices.Sort(names) // named by base index: the last is the tail
+	for i, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := verifySegment(b, i == len(names)-1); err != nil {
+			return fmt.Errorf("%w: segment %s: %v", errDamaged, filepath.Base(name), err)
+		}
+	}
+	return nil
+}
+
+// verifySegment checks one segment's bytes; tail: it is the segment being
+// written, whose last append may be torn.
+func verifySegment(b []byte, tail bool) error {
+	end, bad, commits := walkFrames(b, segHeaderLen, 0)
+	if bad == "" {
+		if commits > 0 && (len(b) < segHeaderLen || binary.LittleEndian.Uint32(b[0:4]) != segMagic) {
+			return errors.New("its file header is damaged")
+		}
+		return nil
+	}
+	if !tail {
+		return fmt.Errorf("%s at offset %d", bad, end)
+	}
+	// Damage at end: a crash tears only the last append, so no complete
+	// append (frames ending in a commit whose checksum covers exactly
+	// them) may follow it. Appends start right after a commit frame,
+	// which may be the damaged part: try every frame boundary.
+	for y := end + frameHdrLen; y+frameHdrLen <= len(b); y += frameHdrLen {
+		if _, _, n := walkFrames(b, y, y); n > 0 {
+			return fmt.Errorf("%s at offset %d, with later appends intact", bad, end)
+		}
+	}
+	return nil
+}
+
+// walkFrames reads frames from off, checking each commit's checksum over
+// the bytes since crcStart (then since the previous commit). It stops at a
+// zero frame header or the end of b (bad == ""), or at the first frame that
+// is malformed or whose checksum is wrong (bad says which, at offset end).
+// commits counts the commit frames that checked out.
+func walkFrames(b []byte, off, crcStart int) (end int, bad string, commits int) {
+	for off+frameHdrLen <= len(b) {
+		h := b[off : off+frameHdrLen]
+		switch {
+		case h[0] == 0 && binary.LittleEndian.Uint64(h) == 0:
+			return off, "", commits
+		case h[1] != 0 || h[2] != 0 || h[3] != 0:
+			return off, "a malformed frame header", commits
+		case h[0] == frameCommit:
+			if crc32.Checksum(b[crcStart:off], castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
+				return off, "a commit checksum mismatch", commits
+			}
+			commits++
+			off += frameHdrLen
+			crcStart = off
+		case h[0] == frameEntry || h[0] == frameIndex:
+			n := int(binary.LittleEndian.Uint32(h[4:8]))
+			size := frameHdrLen + n + (frameHdrLen-n%frameHdrLen)%frameHdrLen
+			if n > maxFramePayload || off+size > len(b) {
+				return off, "a frame longer than the segment", commits
+			}
+			off += size
+		default:
+			return off, fmt.Sprintf("a frame of unknown type %d", h[0]), commits
+		}
+	}
+	return off, "", commits
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -293,4 +294,139 @@ func TestWALHeadTruncationHidesEntries(t *testing.T) {
 		t.Fatalf("entry 101 of 100: %v", err)
 	}
 	checkEntries(t, w, 51, 100)
+}
+
+// walWithAppends writes entries 1..n to a new WAL in raftDir, 16 per
+// append, and returns the path of its (only) segment.
+func walWithAppends(t *testing.T, raftDir string, n uint64) string {
+	t.Helper()
+	w := openTestWAL(t, raftDir)
+	for i := uint64(1); i <= n; i += 16 {
+		var logs []*raft.Log
+		for j := i; j < i+16 && j <= n; j++ {
+			logs = append(logs, testEntry(j))
+		}
+		if err := w.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(walDir(raftDir), "*.wal"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, %v", segs, err)
+	}
+	return segs[0]
+}
+
+// dataEnd is the offset just past the last non-zero byte of path.
+func dataEnd(t *testing.T, path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(bytes.TrimRight(b, "\x00")))
+}
+
+// Damage to a WAL segment that is not the torn end of a crash refuses the
+// start, naming the segment and the repair, and changes nothing: at its
+// start (raft-wal alone would take the segment for empty and drop the
+// whole log), inside a frame header (raft-wal alone panics), in the
+// middle, and in the file header. A torn last append (what a crash
+// leaves) is not damage: the member starts with the entries before it.
+func TestWALDamageRefusesStart(t *testing.T) {
+	const n = 3000
+	cases := []struct {
+		name string
+		at   func(end int64) int64 // offset of 64 bytes of 0xA5
+		torn bool
+	}{
+		{"start", func(int64) int64 { return 100 }, false},
+		{"frame header", func(end int64) int64 { return 50000 }, false},
+		{"middle", func(end int64) int64 { return end / 2 }, false},
+		{"file header", func(int64) int64 { return 0 }, false},
+		{"last append", func(end int64) int64 { return end - 200 }, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raftDir := filepath.Join(t.TempDir(), "raft")
+			seg := walWithAppends(t, raftDir, n)
+			f, err := os.OpenFile(seg, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 64), c.at(dataEnd(t, seg))); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			before, _ := os.ReadFile(seg)
+			logs, store, guarded, err := openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+			if c.torn {
+				if err != nil {
+					t.Fatalf("torn last append: %v", err)
+				}
+				defer store.Close()
+				defer logs.Close()
+				last, _ := guarded.LastIndex()
+				if last != n-n%16 && last != n-n%16-16 {
+					t.Fatalf("after a torn last append the log ends at %d, want the append before it", last)
+				}
+				checkEntries(t, guarded, 1, last)
+				return
+			}
+			if err == nil {
+				logs.Close()
+				store.Close()
+				t.Fatal("the member opened a damaged WAL")
+			}
+			for _, want := range []string{walDir(raftDir) + " is damaged", filepath.Base(seg), "mv " + raftDir} {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("refusal does not say %q: %v", want, err)
+				}
+			}
+			if after, _ := os.ReadFile(seg); !bytes.Equal(after, before) {
+				t.Fatal("the refused start changed the segment")
+			}
+		})
+	}
+}
+
+// Damage in an older (sealed) segment refuses the start too.
+func TestWALDamageInOlderSegment(t *testing.T) {
+	raftDir := filepath.Join(t.TempDir(), "raft")
+	w, err := openWALSized(raftDir, 64<<10, hclog.NewNullLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 3000; i += 16 {
+		var logs []*raft.Log
+		for j := i; j < i+16; j++ {
+			logs = append(logs, testEntry(j))
+		}
+		if err := w.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	segs, _ := filepath.Glob(filepath.Join(walDir(raftDir), "*.wal"))
+	if len(segs) < 3 {
+		t.Fatalf("segments %v", segs)
+	}
+	slices.Sort(segs)
+	if err := verifyWALSegments(walDir(raftDir)); err != nil {
+		t.Fatalf("intact sealed segments: %v", err)
+	}
+	f, err := os.OpenFile(segs[1], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 16), 20000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, _, _, err = openLogStores(raftDir, newDiskGuard(raftDir, ""), hclog.NewNullLogger())
+	if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), filepath.Base(segs[1])) {
+		t.Fatalf("open with a damaged older segment: %v", err)
+	}
 }
