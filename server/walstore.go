@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -71,10 +73,15 @@ func openWAL(raftDir string, logger hclog.Logger, rot *rotateErrors) (*walLog, e
 	return openWALSized(raftDir, walSegmentBytes, logger, rot)
 }
 
-func openWALSized(raftDir string, segment int, logger hclog.Logger, rot *rotateErrors) (*walLog, error) {
+func openWALSized(raftDir string, segBytes int, logger hclog.Logger, rot *rotateErrors) (*walLog, error) {
 	dir := walDir(raftDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
+	}
+	if last, err := finishRotation(dir, segBytes); err != nil {
+		return nil, fmt.Errorf("finish the interrupted rotation of a log segment: %w", err)
+	} else if last > 0 {
+		logger.Warn("finished a log segment rotation the last run left half done", "sealed_up_to", last)
 	}
 	meta := &metadb.BoltMetaDB{}
 	w, err := func() (w *wal.WAL, err error) {
@@ -85,7 +92,7 @@ func openWALSized(raftDir string, segment int, logger hclog.Logger, rot *rotateE
 				err = fmt.Errorf("%w: raft-wal: %v", errDamaged, r)
 			}
 		}()
-		return wal.Open(dir, wal.WithSegmentSize(segment), wal.WithMetaStore(meta), wal.WithLogger(walLogger{Logger: logger, rot: rot}))
+		return wal.Open(dir, wal.WithSegmentSize(segBytes), wal.WithMetaStore(meta), wal.WithLogger(walLogger{Logger: logger, rot: rot}))
 	}()
 	if err != nil {
 		meta.Close()
@@ -315,4 +322,97 @@ func walkFrames(b []byte, off, crcStart int) (end int, bad string, commits int) 
 		}
 	}
 	return off, "", commits
+}
+
+// finishRotation completes a segment rotation the last run left half done.
+// raft-wal seals a full segment on disk (an index frame, then a commit)
+// in the append that fills it, and records the seal, with the next
+// segment, in its index database afterwards, in the background. A process
+// that stops in between (killed, or closed right after the append: Close
+// then skips the pending rotation) leaves a segment sealed on disk that the
+// index still lists as the one being written; raft-wal v0.4.0 then answers
+// every later append with "segment is sealed", restart after restart.
+// Here the rotation is finished as raft-wal would have: the segment is
+// recorded as sealed and a next segment is added (its file is created
+// when the WAL opens). It returns the sealed segment's last index, 0 when
+// there was nothing to do.
+func finishRotation(dir string, segBytes int) (uint64, error) {
+	if _, err := os.Stat(filepath.Join(dir, metadb.FileName)); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	meta := &metadb.BoltMetaDB{}
+	defer meta.Close()
+	st, err := meta.Load(dir)
+	if err != nil {
+		return 0, err
+	}
+	if len(st.Segments) == 0 {
+		return 0, nil
+	}
+	tail := &st.Segments[len(st.Segments)-1]
+	if !tail.SealTime.IsZero() {
+		return 0, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, segment.FileName(*tail)))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	entries, indexStart, sealed := sealedOnDisk(b)
+	if !sealed {
+		return 0, nil
+	}
+	now := time.Now()
+	tail.SealTime = now
+	tail.MaxIndex = tail.BaseIndex + uint64(entries) - 1
+	tail.IndexStart = indexStart
+	last := tail.MaxIndex
+	st.Segments = append(st.Segments, types.SegmentInfo{ID: st.NextSegmentID, BaseIndex: last + 1, MinIndex: last + 1,
+		SizeLimit: uint32(segBytes), Codec: wal.CodecBinaryV1, CreateTime: now})
+	st.NextSegmentID++
+	if err := meta.CommitState(st); err != nil {
+		return 0, err
+	}
+	return last, nil
+}
+
+// sealedOnDisk says whether a segment's bytes end in a seal: an index
+// frame then a commit whose checksum holds; entries counts the entry
+// frames before it and indexStart is where the index frame's payload is.
+func sealedOnDisk(b []byte) (entries int, indexStart uint64, sealed bool) {
+	off, crcStart, index := segHeaderLen, 0, -1
+	for off+frameHdrLen <= len(b) {
+		h := b[off : off+frameHdrLen]
+		if h[1] != 0 || h[2] != 0 || h[3] != 0 {
+			return 0, 0, false
+		}
+		switch h[0] {
+		case frameCommit:
+			if crc32.Checksum(b[crcStart:off], castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
+				return 0, 0, false
+			}
+			if index >= 0 {
+				return entries, uint64(index + frameHdrLen), true
+			}
+			off += frameHdrLen
+			crcStart = off
+		case frameEntry, frameIndex:
+			l := int(binary.LittleEndian.Uint32(h[4:8]))
+			size := frameHdrLen + l + (frameHdrLen-l%frameHdrLen)%frameHdrLen
+			if l > maxFramePayload || off+size > len(b) {
+				return 0, 0, false
+			}
+			if h[0] == frameIndex {
+				index = off
+			} else if index < 0 {
+				entries++
+			}
+			off += size
+		default:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
 }

@@ -430,3 +430,75 @@ func TestWALDamageInOlderSegment(t *testing.T) {
 		t.Fatalf("open with a damaged older segment: %v", err)
 	}
 }
+
+// A run that stops after an append sealed a full segment but before the
+// WAL recorded the seal (its rotation runs in the background; Close skips
+// a pending one) left raft-wal answering every later append with "segment
+// is sealed", restart after restart. The next start finishes the rotation:
+// appends go on, with every entry kept.
+func TestWALFinishesInterruptedRotation(t *testing.T) {
+	raftDir := t.TempDir()
+	big := func(i uint64) []*raft.Log {
+		return []*raft.Log{{Index: i, Term: 1, Data: bytes.Repeat([]byte{byte(i)}, 3000)}}
+	}
+	open := func() *walLog {
+		t.Helper()
+		w, err := openWALSized(raftDir, 4096, hclog.NewNullLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := open()
+	if err := w.StoreLogs(big(1)); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	metaPath := filepath.Join(walDir(raftDir), "wal-meta.db")
+	before, err := os.ReadFile(metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = open()
+	if err := w.StoreLogs(big(2)); err != nil { // fills and seals segment 0
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs(big(3)); err != nil { // after the rotation, in segment 1
+		t.Fatal(err)
+	}
+	w.Close()
+	// The state of a stop between the seal and its record: the index as
+	// before the rotation, no next segment.
+	if err := os.WriteFile(metaPath, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(walDir(raftDir), "*.wal"))
+	slices.Sort(segs)
+	if len(segs) != 2 {
+		t.Fatalf("segments %v", segs)
+	}
+	if err := os.Remove(segs[1]); err != nil {
+		t.Fatal(err)
+	}
+	w = open()
+	if last, _ := w.LastIndex(); last != 2 {
+		t.Fatalf("last index %d after the restart, want 2", last)
+	}
+	for i := uint64(3); i <= 6; i++ {
+		if err := w.StoreLogs(big(i)); err != nil {
+			t.Fatalf("append %d after the restart: %v", i, err)
+		}
+	}
+	w.Close()
+	w = open()
+	defer w.Close()
+	for i := uint64(1); i <= 6; i++ {
+		var l raft.Log
+		if err := w.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, big(i)[0].Data) {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
+	if last, _ := w.LastIndex(); last != 6 {
+		t.Fatalf("last index %d, want 6", last)
+	}
+}
