@@ -172,6 +172,35 @@ func TestSnapshotCatchUpAndRestore(t *testing.T) {
 	if got := leaseIDs(t, follower.addr); !slices.Equal(got, live) {
 		t.Fatalf("follower leases after InstallSnapshot %v, want %v", got, live)
 	}
+	// And it takes the entries after the snapshot: its log was cleared,
+	// not left with a gap its WAL would refuse the next entry after
+	// (which fences the member for a disk fault).
+	for i := 0; i < 5; i++ {
+		id := checkout(leader.addr, fmt.Sprintf("after-install-%d", i))
+		if _, err := licensing(t, leader.addr).Release(ctx, &triadv1.ReleaseRequest{ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{id}, LeaseSecrets: [][]byte{secrets[id]}}); err != nil {
+			t.Fatalf("release %d: %v", id, err)
+		}
+	}
+	_, leaderApplied, err = httpIndexes(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the follower applies the entries after the snapshot", func() error {
+		if code, body := getURL(t, "http://"+follower.httpAddr+"/readyz"); code != 200 {
+			return fmt.Errorf("/readyz of %s = %d %q", follower.name, code, body)
+		}
+		_, applied, err := httpIndexes(follower)
+		if err != nil {
+			return err
+		}
+		if applied < leaderApplied {
+			return fmt.Errorf("follower applied_index %d, leader's %d", applied, leaderApplied)
+		}
+		return nil
+	})
+	if l := follower.log()[logBefore:]; strings.Contains(l, "data disk fault") {
+		t.Fatalf("the follower fenced itself after InstallSnapshot:\n%s", l)
+	}
 
 	// Whole cluster down and up: every member restores its state from its
 	// latest snapshot (and the log entries after it).

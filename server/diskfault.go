@@ -192,6 +192,9 @@ type guardedStore struct {
 	rot       *rotateErrors // the WAL's failed rotations (nil: none kept)
 }
 
+// IsMonotonic: as the log store below (raft.MonotonicLogStore).
+func (s *guardedStore) IsMonotonic() bool { return isMonotonic(s.log) }
+
 func (s *guardedStore) FirstIndex() (uint64, error)            { return s.log.FirstIndex() }
 func (s *guardedStore) LastIndex() (uint64, error)             { return s.log.LastIndex() }
 func (s *guardedStore) GetLog(index uint64, l *raft.Log) error { return s.log.GetLog(index, l) }

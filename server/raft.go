@@ -80,6 +80,17 @@ func (d detachedLogs) StoreLogs(logs []*raft.Log) error {
 	return d.LogStore.StoreLogs(ptrs)
 }
 
+// IsMonotonic passes on whether the store below takes only contiguous
+// entries (raft.MonotonicLogStore): the WAL does, and Raft must then clear
+// the log when it installs a snapshot instead of leaving a gap the next
+// append cannot follow.
+func (d detachedLogs) IsMonotonic() bool { return isMonotonic(d.LogStore) }
+
+func isMonotonic(s raft.LogStore) bool {
+	m, ok := s.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // raftNode bundles Raft and the stores it owns, for ordered shutdown.
 type raftNode struct {
 	raft      *raft.Raft

@@ -502,3 +502,48 @@ func TestWALFinishesInterruptedRotation(t *testing.T) {
 		t.Fatalf("last index %d, want 6", last)
 	}
 }
+
+// Raft sees the member's log store (cache, copies, disk guard, WAL) as
+// monotonic, so that installing a snapshot clears the log: left with a
+// gap before the snapshot's next entry, the WAL would refuse that entry
+// and the member would fence itself for a disk fault.
+func TestRaftLogChainIsMonotonic(t *testing.T) {
+	chain := func(t *testing.T) (raft.LogStore, *diskGuard) {
+		raftDir := t.TempDir()
+		disk := newDiskGuard(raftDir, "")
+		logs, store, guarded, err := openLogStores(raftDir, disk, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { logs.Close(); store.Close() })
+		cache, err := raft.NewLogCache(logCacheEntries, guarded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := detachedLogs{cache}
+		if err := c.StoreLogs([]*raft.Log{testEntry(1), testEntry(2)}); err != nil {
+			t.Fatal(err)
+		}
+		return c, disk
+	}
+	c, _ := chain(t)
+	if m, ok := c.(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
+		t.Fatal("Raft does not see the WAL's log store as monotonic")
+	}
+	// Cleared first (what Raft does for a monotonic store), the entry
+	// after a snapshot is taken.
+	if err := c.DeleteRange(1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs([]*raft.Log{testEntry(10)}); err != nil {
+		t.Fatalf("append after clearing the log: %v", err)
+	}
+	// Left with a gap, it is refused, and the member fences itself.
+	c, disk := chain(t)
+	if err := c.StoreLogs([]*raft.Log{testEntry(10)}); err == nil {
+		t.Fatal("the WAL took an entry after a gap")
+	}
+	if disk.current() == nil {
+		t.Fatal("no fault after the refused append")
+	}
+}
