@@ -547,3 +547,65 @@ func TestRaftLogChainIsMonotonic(t *testing.T) {
 		t.Fatal("no fault after the refused append")
 	}
 }
+
+// After Raft removes entries from the end of the log (a new leader
+// overwrote uncommitted ones), raft-wal seals the segment without writing
+// its index; after a restart every entry in it answered "sealed segment has
+// no index block". The start writes the index: every entry reads back,
+// through any number of restarts, also when a run stopped after writing
+// the index but before recording it.
+func TestWALIndexesTruncatedSegments(t *testing.T) {
+	for _, stopped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stopped=%v", stopped), func(t *testing.T) {
+			raftDir := t.TempDir()
+			w := openTestWAL(t, raftDir)
+			for i := uint64(1); i <= 10; i++ {
+				if err := w.StoreLogs([]*raft.Log{testEntry(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.DeleteRange(8, 10); err != nil {
+				t.Fatal(err)
+			}
+			var newer []*raft.Log
+			for i := uint64(8); i <= 12; i++ {
+				e := testEntry(i)
+				e.Term = 99 // the new leader's entries
+				newer = append(newer, e)
+			}
+			if err := w.StoreLogs(newer); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			if stopped {
+				segs, _ := filepath.Glob(filepath.Join(walDir(raftDir), "*.wal"))
+				slices.Sort(segs)
+				if _, err := writeSegmentIndex(segs[0], 1, 7); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for restart := 0; restart < 2; restart++ {
+				w := openTestWAL(t, raftDir)
+				for i := uint64(1); i <= 7; i++ {
+					var l raft.Log
+					if err := w.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, testEntry(i).Data) || l.Term != testEntry(i).Term {
+						t.Fatalf("restart %d, entry %d: %+v, %v", restart, i, l, err)
+					}
+				}
+				for i := uint64(8); i <= 12; i++ {
+					var l raft.Log
+					if err := w.GetLog(i, &l); err != nil || l.Term != 99 {
+						t.Fatalf("restart %d, entry %d: term %d, %v", restart, i, l.Term, err)
+					}
+				}
+				if last, _ := w.LastIndex(); last != 12 {
+					t.Fatalf("last index %d", last)
+				}
+				w.Close()
+			}
+			if err := verifyWALSegments(walDir(raftDir)); err != nil {
+				t.Fatalf("segments after indexing: %v", err)
+			}
+		})
+	}
+}
