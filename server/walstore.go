@@ -45,11 +45,12 @@ type walLog struct {
 	meta *metadb.BoltMetaDB
 }
 
-// GetLog reads entry index, or answers raft.ErrLogNotFound outside
-// FirstIndex..LastIndex. raft-wal v0.4.0 still returns entries a head
-// truncation removed while their segment lives on: a leader would then
-// replay its whole log to a new follower instead of sending its snapshot,
-// and the log would answer for entries it says it does not have.
+// GetLog reads entry index, or answers raft.ErrLogNotFound below
+// FirstIndex (above LastIndex raft-wal does so itself). raft-wal v0.4.0
+// still returns entries a head truncation removed while their segment
+// lives on: a leader would then replay its whole log to a new follower
+// instead of sending its snapshot, and the log would answer for entries it
+// says it does not have.
 func (w *walLog) GetLog(index uint64, l *raft.Log) error {
 	first, err := w.WAL.FirstIndex()
 	if err != nil {
