@@ -235,7 +235,7 @@ func (r *BenchResult) String() string {
 		}
 		p("member %s %s (%s, pid %d): CPU %.2f s, RSS %.1f → %.1f MiB", m.Name, m.Address, m.Role, m.Pid, m.CPUSeconds, mib(m.RSSStartBytes), mib(m.RSSEndBytes))
 		if m.RSSIdleBytes > 0 {
-			p(", %.1f MiB before the leases, %.0f B per lease", mib(m.RSSIdleBytes), m.RSSPerLeaseBytes)
+			p(", %.1f MiB before the leases, %.0f B per lease (%.0f right after taking them)", mib(m.RSSIdleBytes), m.RSSPerLeaseBytes, m.RSSPerLeaseAfterSetupBytes)
 		}
 		p("\n")
 	}

@@ -31,8 +31,15 @@ type BenchMember struct {
 	RSSIdleBytes  int64 `json:"rss_idle_bytes,omitempty"`
 	RSSStartBytes int64 `json:"rss_start_bytes"`
 	RSSEndBytes   int64 `json:"rss_end_bytes"`
-	// RSSPerLeaseBytes is (RSS with the leases held − RSSIdleBytes) / leases.
-	RSSPerLeaseBytes float64 `json:"rss_per_lease_bytes,omitempty"`
+	// RSSPerLeaseBytes is (RSS at the end of the measured phase −
+	// RSSIdleBytes) / leases: what a member holds per lease in steady
+	// state, after the leases have been held and renewed for the run.
+	// RSSPerLeaseAfterSetupBytes is the same at the start of the phase,
+	// right after the burst of checkouts that took them, when the garbage
+	// collector's heap still has the burst's headroom (Go returns it to
+	// the system over the following seconds).
+	RSSPerLeaseBytes           float64 `json:"rss_per_lease_bytes,omitempty"`
+	RSSPerLeaseAfterSetupBytes float64 `json:"rss_per_lease_after_setup_bytes,omitempty"`
 
 	cpuStart float64
 }

@@ -172,7 +172,8 @@ func (m *benchMeter) finish() {
 		r.MembersMeasured++
 		r.ServerCPUSeconds += b.CPUSeconds
 		if b.RSSIdleBytes > 0 && r.Leases > 0 {
-			b.RSSPerLeaseBytes = float64(b.RSSStartBytes-b.RSSIdleBytes) / float64(r.Leases)
+			b.RSSPerLeaseBytes = float64(b.RSSEndBytes-b.RSSIdleBytes) / float64(r.Leases)
+			b.RSSPerLeaseAfterSetupBytes = float64(b.RSSStartBytes-b.RSSIdleBytes) / float64(r.Leases)
 		}
 	}
 	if ops > 0 {

@@ -51,14 +51,14 @@ func TestBenchResultStringHold(t *testing.T) {
 		Seconds: 30, SetupSeconds: 40, Cores: 2, Renewals: 300000, RenewCalls: 3000, RenewalsPerS: 10000,
 		RenewP50Ms: 2, RenewP99Ms: 9, RenewMaxMs: 20, MembersMeasured: 1, ServerCPUSeconds: 15, ServerCPUPer1000Ops: 0.05, ServerCores: 0.5,
 		Members: []*BenchMember{{Name: "a", Address: "127.0.0.1:1", Role: "leader", Pid: 7, CPUSeconds: 15,
-			RSSIdleBytes: 20 << 20, RSSStartBytes: 100 << 20, RSSEndBytes: 101 << 20, RSSPerLeaseBytes: 838.9}}}
+			RSSIdleBytes: 20 << 20, RSSStartBytes: 100 << 20, RSSEndBytes: 101 << 20, RSSPerLeaseBytes: 849.3, RSSPerLeaseAfterSetupBytes: 838.9}}}
 	got := r.String()
 	for _, w := range []string{
 		"workload hold, target all: 100000 leases held by 1000 clients on 1000 connections, renewed every 10s; 30.0 s measured (40.0 s to take them)",
 		"renewals/s 10000 (300000 lease renewals in 3000 calls)\n",
 		"renew call latency ms: p50 2.00  p99 9.00  max 20.00\n",
 		"server CPU s per 1,000 renewals 0.050 (15.00 s in all, 0.50 cores busy, 1 members measured)\n",
-		"member a 127.0.0.1:1 (leader, pid 7): CPU 15.00 s, RSS 100.0 → 101.0 MiB, 20.0 MiB before the leases, 839 B per lease\n",
+		"member a 127.0.0.1:1 (leader, pid 7): CPU 15.00 s, RSS 100.0 → 101.0 MiB, 20.0 MiB before the leases, 849 B per lease (839 right after taking them)\n",
 	} {
 		if !strings.Contains(got, w) {
 			t.Errorf("String() lacks %q:\n%s", w, got)
@@ -231,8 +231,11 @@ func TestBenchMeter(t *testing.T) {
 	if r.MembersMeasured != 1 || r.ServerCPUSeconds != 3 || r.ServerCPUPer1000Ops != 0.6 || r.ServerCores != 0.5 {
 		t.Fatalf("figures %+v: want 1 member, 3 s, 0.6 s per 1,000 renewals, 0.5 cores", r)
 	}
-	if got, want := ms[0].RSSPerLeaseBytes, 1000*page/4000; math.Abs(got-want) > 1e-9 {
-		t.Fatalf("RSS per lease %v, want %v", got, want)
+	if got, want := ms[0].RSSPerLeaseAfterSetupBytes, 1000*page/4000; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("RSS per lease after setup %v, want %v", got, want)
+	}
+	if got, want := ms[0].RSSPerLeaseBytes, 1100*page/4000; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("RSS per lease at the end (steady state) %v, want %v", got, want)
 	}
 	if r.LoadStart != 1.25 || r.LoadEnd != 1.25 {
 		t.Fatalf("load %v → %v, want 1.25", r.LoadStart, r.LoadEnd)

@@ -307,7 +307,7 @@ func featureVersion(f *fsmpb.Feature) featver.Key {
 
 // leaseVersion is the key of a lease's requested version (checked when it
 // was granted).
-func leaseVersion(l *fsmpb.Lease) featver.Key {
+func leaseVersion(l *lease) featver.Key {
 	k, err := featver.Of(l.GetVersion(), l.GetVersionText())
 	if err != nil {
 		return featver.Whole(l.GetVersion())

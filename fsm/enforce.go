@@ -131,7 +131,7 @@ func (s *state) applyAdminRelease(now int64, r *fsmpb.AdminRelease) *fsmpb.OpRes
 		return result(fsmpb.Code_INVALID_ARGUMENT, "no lease id given")
 	}
 	// An administrator's release needs no lease secret.
-	return s.release(now, []uint64{r.GetLeaseId()}, byAdmin, func(int, *fsmpb.Lease) bool { return true })
+	return s.release(now, []uint64{r.GetLeaseId()}, byAdmin, func(int, *lease) bool { return true })
 }
 
 // Session cap: live sessions are replicated state, so their number is

@@ -223,7 +223,7 @@ func (s *state) histSeatsChanged(now int64, feature string) {
 
 // histLeaseEnded adds an ended lease's seat time to its user's, host's and
 // groups' hours.
-func (s *state) histLeaseEnded(now int64, l *fsmpb.Lease) {
+func (s *state) histLeaseEnded(now int64, l *lease) {
 	if s.hist == nil {
 		return
 	}
@@ -243,7 +243,7 @@ func (s *state) histLeaseEnded(now int64, l *fsmpb.Lease) {
 // usageNames lists the (kind, name) pairs a lease's seat time counts for:
 // its user, its host and the access rules' groups holding either (by name,
 // once each), sorted.
-func (s *state) usageNames(l *fsmpb.Lease) [][2]string {
+func (s *state) usageNames(l *lease) [][2]string {
 	out := [][2]string{{"user", l.User}, {"host", l.Host}}
 	if ri := s.model.ri; ri != nil {
 		var groups []string
@@ -262,7 +262,7 @@ func (s *state) usageNames(l *fsmpb.Lease) [][2]string {
 
 // leaseSpans calls fn with the collected seat-ms of l over [granted, end)
 // per hour, in order.
-func (h *history) leaseSpans(l *fsmpb.Lease, end int64, fn func(hour, ms int64)) {
+func (h *history) leaseSpans(l *lease, end int64, fn func(hour, ms int64)) {
 	count := int64(max(l.Count, 1))
 	for _, sp := range h.spans {
 		a := max(l.GrantedMs, sp.OnMs)

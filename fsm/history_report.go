@@ -362,7 +362,7 @@ func (f *FSM) HistoryUsers(q HistoryQuery) (*UsersReport, error) {
 		}
 	}
 	for _, e := range s.leases { // summed: order does not show
-		l := e.l
+		l := e
 		if q.Feature != "" && l.Feature != q.Feature {
 			continue
 		}

@@ -40,9 +40,9 @@ func (f *FSM) LicensedVersions(nowMs int64) map[uint64]LicensedVersion {
 	defer f.mu.RUnlock()
 	s := f.s
 	out := map[uint64]LicensedVersion{}
-	byFeature := map[string][]*fsmpb.Lease{}
+	byFeature := map[string][]*lease{}
 	for _, id := range s.sortedLeaseIDs() {
-		l := s.leases[id].l
+		l := s.leases[id]
 		byFeature[l.Feature] = append(byFeature[l.Feature], l)
 	}
 	names := make([]string, 0, len(byFeature))
@@ -79,7 +79,7 @@ func (f *FSM) LicensedVersions(nowMs int64) map[uint64]LicensedVersion {
 			return got
 		}
 		leases := slices.Clone(byFeature[name])
-		slices.SortStableFunc(leases, func(a, b *fsmpb.Lease) int {
+		slices.SortStableFunc(leases, func(a, b *lease) int {
 			switch va, vb := leaseVersion(a), leaseVersion(b); {
 			case va > vb:
 				return -1
@@ -88,7 +88,7 @@ func (f *FSM) LicensedVersions(nowMs int64) map[uint64]LicensedVersion {
 			}
 			return 0
 		})
-		var namedLeases []*fsmpb.Lease
+		var namedLeases []*lease
 		for _, l := range leases {
 			if l.NamedUser {
 				namedLeases = append(namedLeases, l)

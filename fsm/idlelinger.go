@@ -47,7 +47,7 @@ type lingerKey struct{ feature, user, host string }
 // idleState holds the derived indexes of idle and lingering leases.
 type idleState struct {
 	// idle holds the live, non-lingering leases with idle_since_ms > 0.
-	idle map[uint64]*leaseEntry
+	idle map[uint64]*lease
 	// lingering lists, per feature, user and host, the ids of its
 	// lingering leases, ascending.
 	lingering map[lingerKey][]uint64
@@ -57,13 +57,13 @@ type idleState struct {
 }
 
 func newIdleState() idleState {
-	return idleState{idle: map[uint64]*leaseEntry{}, lingering: map[lingerKey][]uint64{}, idleEnded: map[uint64]requestKey{}}
+	return idleState{idle: map[uint64]*lease{}, lingering: map[lingerKey][]uint64{}, idleEnded: map[uint64]requestKey{}}
 }
 
 // indexLease adds a live lease to the idle and linger indexes (grant,
 // restore).
-func (s *state) indexLease(e *leaseEntry) {
-	l := e.l
+func (s *state) indexLease(e *lease) {
+	l := e
 	switch {
 	case l.Lingering:
 		k := lingerKey{l.Feature, l.User, l.Host}
@@ -76,7 +76,7 @@ func (s *state) indexLease(e *leaseEntry) {
 }
 
 // unindexLease removes a lease from the idle and linger indexes.
-func (s *state) unindexLease(l *fsmpb.Lease) {
+func (s *state) unindexLease(l *lease) {
 	delete(s.idl.idle, l.Id)
 	if !l.Lingering {
 		return
@@ -133,7 +133,7 @@ func (s *state) idleTimeout(feature string, now int64) int64 {
 
 // mayLinger reports whether l lingers when it ends by release or expiry,
 // and for how long.
-func (s *state) mayLinger(now int64, l *fsmpb.Lease) int64 {
+func (s *state) mayLinger(now int64, l *lease) int64 {
 	if l.Lingering || l.Borrowed || l.NamedUser || l.AccountedMs != 0 || l.Package != "" {
 		return 0 // packages and their components share a suite seat: no linger
 	}
@@ -142,12 +142,12 @@ func (s *state) mayLinger(now int64, l *fsmpb.Lease) int64 {
 
 // startLinger turns a live lease (out of the expiry heap) into a lingering
 // seat that ends at now + ms, and puts it back in the heap.
-func (s *state) startLinger(now, ms int64, e *leaseEntry) {
-	s.unindexLease(e.l)
-	e.l.Lingering = true
-	e.l.LingerMs = ms
-	e.l.IdleSinceMs = 0
-	e.l.ExpiresMs = now + ms
+func (s *state) startLinger(now, ms int64, e *lease) {
+	s.unindexLease(e)
+	e.Lingering = true
+	e.LingerMs = ms
+	e.IdleSinceMs = 0
+	e.ExpiresMs = now + ms
 	heap.Push(&s.expiry, e)
 	s.indexLease(e)
 }
@@ -162,7 +162,7 @@ func (s *state) admitTakingBack(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpR
 		res, t := s.admit(now, g, n)
 		return res, t, nil
 	}
-	var taken []*leaseEntry
+	var taken []*lease
 	var freed uint64
 	for _, id := range ids {
 		if freed >= n {
@@ -170,58 +170,58 @@ func (s *state) admitTakingBack(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpR
 		}
 		e := s.leases[id]
 		taken = append(taken, e)
-		freed += uint64(e.l.Count)
-		s.dropLeaseUse(now, e.l) // a concurrent lease: exactly undone by addLeaseUse
+		freed += uint64(e.Count)
+		s.dropLeaseUse(now, e) // a concurrent lease: exactly undone by addLeaseUse
 	}
 	res, t := s.admit(now, g, n)
 	if res != nil {
 		for _, e := range taken {
-			s.addLeaseUse(e.l)
+			s.addLeaseUse(e)
 		}
 		return res, t, nil
 	}
 	back := make([]uint64, 0, len(taken))
 	for _, e := range taken {
 		heap.Remove(&s.expiry, e.heapIdx)
-		s.forgetLease(now, e.l)
-		back = append(back, e.l.Id)
+		s.forgetLease(now, e)
+		back = append(back, e.Id)
 	}
 	return nil, t, back
 }
 
 // setIdle records the idleness a renewal reported for a live lease.
 // A borrowed lease is offline by design: it is never idle-released.
-func (s *state) setIdle(now int64, e *leaseEntry, idleMs int64) {
-	if idleMs <= 0 || e.l.Borrowed {
-		if e.l.IdleSinceMs != 0 {
-			e.l.IdleSinceMs = 0
-			delete(s.idl.idle, e.l.Id)
+func (s *state) setIdle(now int64, e *lease, idleMs int64) {
+	if idleMs <= 0 || e.Borrowed {
+		if e.IdleSinceMs != 0 {
+			e.IdleSinceMs = 0
+			delete(s.idl.idle, e.Id)
 		}
 		return
 	}
-	e.l.IdleSinceMs = now - idleMs
-	s.idl.idle[e.l.Id] = e
+	e.IdleSinceMs = now - idleMs
+	s.idl.idle[e.Id] = e
 }
 
 // idleTimedOut returns the idle leases a TIMEOUT rule releases at now,
 // sorted by id.
-func (s *state) idleTimedOut(now int64) []*leaseEntry {
+func (s *state) idleTimedOut(now int64) []*lease {
 	if len(s.idl.idle) == 0 || s.model.rules == nil {
 		return nil
 	}
 	timeouts := map[string]int64{}
-	var out []*leaseEntry
+	var out []*lease
 	for _, e := range s.idl.idle { // sorted below
-		t, ok := timeouts[e.l.Feature]
+		t, ok := timeouts[e.Feature]
 		if !ok {
-			t = s.idleTimeout(e.l.Feature, now)
-			timeouts[e.l.Feature] = t
+			t = s.idleTimeout(e.Feature, now)
+			timeouts[e.Feature] = t
 		}
-		if t > 0 && now-e.l.IdleSinceMs >= t {
+		if t > 0 && now-e.IdleSinceMs >= t {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b *leaseEntry) int { return cmp.Compare(a.l.Id, b.l.Id) })
+	slices.SortFunc(out, func(a, b *lease) int { return cmp.Compare(a.Id, b.Id) })
 	return out
 }
 
@@ -229,7 +229,7 @@ func (s *state) idleTimedOut(now int64) []*leaseEntry {
 func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 	var out []*fsmpb.LeaseResult
 	for _, e := range s.idleTimedOut(now) {
-		l := e.l
+		l := e
 		idle := now - l.IdleSinceMs
 		heap.Remove(&s.expiry, e.heapIdx)
 		s.endLease(now, l)
@@ -256,7 +256,7 @@ func (s *state) endedNotFound(id uint64) *fsmpb.LeaseResult {
 
 // lingeringNotFound answers a renewal or holder release of a lingering
 // seat: for its holder it has ended.
-func lingeringNotFound(l *fsmpb.Lease) *fsmpb.LeaseResult {
+func lingeringNotFound(l *lease) *fsmpb.LeaseResult {
 	return &fsmpb.LeaseResult{LeaseId: l.Id, Code: fsmpb.Code_NOT_FOUND,
 		Message: "lease " + uitoa(l.Id) + " was released and lingers for " + l.User + "@" + l.Host +
 			" until " + formatTime(l.ExpiresMs) + ": check out " + l.Feature + " again to take it back"}

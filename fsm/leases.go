@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -85,10 +83,10 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 			// its client was told it did not get.
 			return &fsmpb.OpResult{Code: rec.DeniedCode, Message: rec.DeniedMessage}
 		}
-		if e, live := s.leases[rec.LeaseId]; live && !e.l.Lingering {
+		if e, live := s.leases[rec.LeaseId]; live && !e.Lingering {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 				Message: "request " + g.RequestId + " was already granted",
-				Lease:   proto.Clone(e.l).(*fsmpb.Lease)}
+				Lease:   e.toProto()}
 		}
 		return result(fsmpb.Code_NOT_FOUND, "request %s already produced lease %d, which has ended", g.RequestId, rec.LeaseId)
 	}
@@ -152,27 +150,29 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	if borrowMs > 0 {
 		ttl = borrowMs
 	}
-	l := &fsmpb.Lease{
+	in := &s.strs
+	in.trim(8 * len(s.leases))
+	l := &lease{
 		Id:           s.nextLeaseID,
 		RequestId:    g.RequestId,
-		Feature:      g.Feature,
+		Feature:      in.get(g.Feature),
 		Version:      g.Version,
-		VersionText:  g.VersionText,
+		VersionText:  in.get(g.VersionText),
 		Count:        max(g.Count, 1),
-		User:         g.User,
-		Host:         g.Host,
+		User:         in.get(g.User),
+		Host:         in.get(g.Host),
 		Pid:          g.Pid,
-		ClientId:     g.ClientId,
+		ClientId:     in.get(g.ClientId),
 		GrantedMs:    now,
 		RenewedMs:    now,
 		ExpiresMs:    now + ttl,
 		TtlMs:        ttl,
 		GrantedIndex: index,
-		ViaMember:    g.ViaMember,
+		ViaMember:    in.get(g.ViaMember),
 		Borrowed:     borrowMs > 0,
 		NamedUser:    t.model == modelNamedUser,
 		Secret:       g.Secret,
-		Package:      s.packageFor(g.Feature),
+		Package:      in.get(s.packageFor(g.Feature)),
 	}
 	if t.model == modelCountdown {
 		l.AccountedMs = now
@@ -181,15 +181,14 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 		s.tieSeat(now, l)
 	}
 	s.nextLeaseID++
-	e := &leaseEntry{l: l}
-	s.leases[l.Id] = e
-	heap.Push(&s.expiry, e)
+	s.leases[l.Id] = l
+	heap.Push(&s.expiry, l)
 	s.addLeaseUse(l)
 	s.histSeatsChanged(now, l.Feature)
 	k := requestKeyOf(l)
-	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, LeaseId: l.Id, ClientId: k.client}
+	s.requests[k] = &requestRecord{LeaseId: l.Id}
 	s.emitLease(now, EventCheckout, "", l)
-	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: proto.Clone(l).(*fsmpb.Lease)}
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: l.toProto()}
 }
 
 // rememberDenial records that g's request id was refused with res, so
@@ -204,8 +203,7 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 		return res // older builds forgot refusals: their entries replay as written
 	}
 	k := grantKey(g)
-	s.requests[k] = &fsmpb.RequestRecord{RequestId: k.request, ClientId: k.client, EndedMs: now,
-		DeniedCode: res.Code, DeniedMessage: res.Message}
+	s.requests[k] = &requestRecord{EndedMs: now, DeniedCode: res.Code, DeniedMessage: res.Message}
 	s.noteEnded(now)
 	return res
 }
@@ -222,7 +220,7 @@ func (k requestKey) less(o requestKey) int {
 }
 
 // requestKeyOf is the key of the record of the grant that produced l.
-func requestKeyOf(l *fsmpb.Lease) requestKey {
+func requestKeyOf(l *lease) requestKey {
 	if len(l.GetSecret()) == 0 {
 		return requestKey{request: l.GetRequestId()}
 	}
@@ -242,7 +240,7 @@ func grantKey(g *fsmpb.Grant) requestKey {
 // secrets) also matches a scoped grant of the same request id unless its
 // lease is live and belongs to another client: its holder's retry still
 // resolves to it, and nobody else ever gets it.
-func (s *state) earlierRequest(g *fsmpb.Grant) *fsmpb.RequestRecord {
+func (s *state) earlierRequest(g *fsmpb.Grant) *requestRecord {
 	if len(g.GetSecret()) == 0 {
 		return s.requests[requestKey{request: g.RequestId}]
 	}
@@ -253,7 +251,7 @@ func (s *state) earlierRequest(g *fsmpb.Grant) *fsmpb.RequestRecord {
 	if !ok {
 		return nil
 	}
-	if e, live := s.leases[rec.LeaseId]; live && e.l.ClientId != g.ClientId {
+	if e, live := s.leases[rec.LeaseId]; live && e.ClientId != g.ClientId {
 		return nil
 	}
 	return rec
@@ -261,7 +259,7 @@ func (s *state) earlierRequest(g *fsmpb.Grant) *fsmpb.RequestRecord {
 
 // ownedBy reports whether secret is l's secret, in constant time. A lease
 // granted before lease secrets has none and needs none.
-func ownedBy(l *fsmpb.Lease, secret []byte) bool {
+func ownedBy(l *lease, secret []byte) bool {
 	if len(l.Secret) == 0 {
 		return true
 	}
@@ -290,12 +288,12 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 			out.Leases = append(out.Leases, s.endedNotFound(id))
 			continue
 		}
-		if !ownedBy(e.l, secretAt(r.Secrets, i)) {
+		if !ownedBy(e, secretAt(r.Secrets, i)) {
 			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
 		}
-		if e.l.Lingering {
-			out.Leases = append(out.Leases, lingeringNotFound(e.l))
+		if e.Lingering {
+			out.Leases = append(out.Leases, lingeringNotFound(e))
 			continue
 		}
 		if i < len(r.IdleMs) {
@@ -303,24 +301,24 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 		} else {
 			s.setIdle(now, e, 0)
 		}
-		s.touchSeat(now, e.l)
-		if e.l.AccountedMs != 0 {
-			s.account(now, e.l)
-			if t := s.terms(e.l.Feature, now); s.countdownUsed(e.l.Feature, now) >= t.poolMs {
+		s.touchSeat(now, e)
+		if e.AccountedMs != 0 {
+			s.account(now, e)
+			if t := s.terms(e.Feature, now); s.countdownUsed(e.Feature, now) >= t.poolMs {
 				heap.Remove(&s.expiry, e.heapIdx)
-				s.endLease(now, e.l)
-				s.emitLease(now, EventExpiry, "countdown pool used up", e.l)
+				s.endLease(now, e)
+				s.emitLease(now, EventExpiry, "countdown pool used up", e)
 				out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_POOL_EXHAUSTED,
-					Message: "the countdown pool of " + e.l.Feature + " is used up: lease ended"})
+					Message: "the countdown pool of " + e.Feature + " is used up: lease ended"})
 				continue
 			}
 		}
-		e.l.RenewedMs = now
-		if !e.l.Borrowed { // a borrow ends when it was agreed to, renewed or not
-			e.l.ExpiresMs = now + e.l.TtlMs
+		e.RenewedMs = now
+		if !e.Borrowed { // a borrow ends when it was agreed to, renewed or not
+			e.ExpiresMs = now + e.TtlMs
 			heap.Fix(&s.expiry, e.heapIdx)
 		}
-		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs, TtlMs: e.l.TtlMs})
+		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.ExpiresMs, TtlMs: e.TtlMs})
 	}
 	return out
 }
@@ -329,7 +327,7 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 // A seat of a feature with a linger stays reserved for its user and host
 // (idlelinger.go).
 func (s *state) applyRelease(now int64, r *fsmpb.Release) *fsmpb.OpResult {
-	return s.release(now, r.GetLeaseIds(), byHolder, func(i int, l *fsmpb.Lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
+	return s.release(now, r.GetLeaseIds(), byHolder, func(i int, l *lease) bool { return ownedBy(l, secretAt(r.Secrets, i)) })
 }
 
 // releaser is who ends leases through release: the holder (its Release)
@@ -352,7 +350,7 @@ func (b releaser) why() string {
 // release ends the listed leases allowed says may go. By the holder a
 // lease lingers if its feature says so, and a lingering one is already
 // released. An administrator's release ends lingering seats too, at once.
-func (s *state) release(now int64, ids []uint64, by releaser, allowed func(i int, l *fsmpb.Lease) bool) *fsmpb.OpResult {
+func (s *state) release(now int64, ids []uint64, by releaser, allowed func(i int, l *lease) bool) *fsmpb.OpResult {
 	admin, why := by == byAdmin, by.why()
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(ids))}
 	for i, id := range ids {
@@ -361,24 +359,24 @@ func (s *state) release(now int64, ids []uint64, by releaser, allowed func(i int
 			out.Leases = append(out.Leases, s.endedNotFound(id))
 			continue
 		}
-		if !allowed(i, e.l) {
+		if !allowed(i, e) {
 			out.Leases = append(out.Leases, wrongSecret(id))
 			continue
 		}
-		if e.l.Lingering && !admin {
-			out.Leases = append(out.Leases, lingeringNotFound(e.l))
+		if e.Lingering && !admin {
+			out.Leases = append(out.Leases, lingeringNotFound(e))
 			continue
 		}
 		heap.Remove(&s.expiry, e.heapIdx)
-		if ms := s.mayLinger(now, e.l); ms > 0 && !admin {
+		if ms := s.mayLinger(now, e); ms > 0 && !admin {
 			s.startLinger(now, ms, e)
-			s.emitLease(now, EventRelease, why+"; the seat lingers", e.l)
-			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.l.ExpiresMs,
-				Message: "released; the seat lingers for " + e.l.User + "@" + e.l.Host + " until " + formatTime(e.l.ExpiresMs)})
+			s.emitLease(now, EventRelease, why+"; the seat lingers", e)
+			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.ExpiresMs,
+				Message: "released; the seat lingers for " + e.User + "@" + e.Host + " until " + formatTime(e.ExpiresMs)})
 			continue
 		}
-		s.endLease(now, e.l)
-		s.emitLease(now, EventRelease, why, e.l)
+		s.endLease(now, e)
+		s.emitLease(now, EventRelease, why, e)
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id})
 	}
 	return out
@@ -390,13 +388,13 @@ func leaseNotFound(id uint64) *fsmpb.LeaseResult {
 }
 
 // endLease removes a lease already taken out of the expiry heap.
-func (s *state) endLease(now int64, l *fsmpb.Lease) {
+func (s *state) endLease(now int64, l *lease) {
 	s.dropLeaseUse(now, l)
 	s.forgetLease(now, l)
 }
 
 // forgetLease is endLease for a lease whose use is already dropped.
-func (s *state) forgetLease(now int64, l *fsmpb.Lease) {
+func (s *state) forgetLease(now int64, l *lease) {
 	delete(s.leases, l.Id)
 	s.unindexLease(l)
 	s.histSeatsChanged(now, l.Feature)
@@ -410,15 +408,15 @@ func (s *state) forgetLease(now int64, l *fsmpb.Lease) {
 // applyExpireLeases ends every lease whose expiry is before now, and
 // forgets request ids whose lease ended more than requestMemoryMs ago.
 func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
-	var expired []*leaseEntry
-	for len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < now {
-		e := heap.Pop(&s.expiry).(*leaseEntry)
+	var expired []*lease
+	for len(s.expiry) > 0 && s.expiry[0].ExpiresMs < now {
+		e := heap.Pop(&s.expiry).(*lease)
 		expired = append(expired, e)
 	}
-	slices.SortFunc(expired, func(a, b *leaseEntry) int { return cmp.Compare(a.l.Id, b.l.Id) })
+	slices.SortFunc(expired, func(a, b *lease) int { return cmp.Compare(a.Id, b.Id) })
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(expired))}
 	for _, e := range expired {
-		l := e.l
+		l := e
 		if ms := s.mayLinger(now, l); ms > 0 {
 			// Its holder stopped heartbeating: the seat lingers for the
 			// same user and host as after a release.
@@ -491,23 +489,23 @@ func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 		s.minEndedMs += d
 	}
 	for _, e := range s.expiry {
-		if e.l.Borrowed {
+		if e.Borrowed {
 			continue // offline: its end was agreed in wall-clock time
 		}
-		if e.l.Lingering {
+		if e.Lingering {
 			// Its linger restarts from the new leader's clock, like a TTL.
-			e.l.ExpiresMs = now + e.l.LingerMs
+			e.ExpiresMs = now + e.LingerMs
 			continue
 		}
-		if d := now - memoryFrom; memoryFrom > 0 && d > 0 && e.l.IdleSinceMs > 0 {
+		if d := now - memoryFrom; memoryFrom > 0 && d > 0 && e.IdleSinceMs > 0 {
 			// The time between leaders does not count as idle time.
-			e.l.IdleSinceMs += d
+			e.IdleSinceMs += d
 		}
-		s.account(now, e.l)
-		if e.l.AccountedMs != 0 {
-			s.setAccounted(e.l, now) // a clock behind: start counting from it
+		s.account(now, e)
+		if e.AccountedMs != 0 {
+			s.setAccounted(e, now) // a clock behind: start counting from it
 		}
-		e.l.ExpiresMs = now + e.l.TtlMs
+		e.ExpiresMs = now + e.TtlMs
 	}
 	heap.Init(&s.expiry)
 	s.rebaseQueue(now, memoryFrom)
@@ -516,11 +514,11 @@ func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 
 // expiryHeap is a min-heap of live leases by expires_ms. Ties are broken by
 // id so that even its internal order is a function of the log.
-type expiryHeap []*leaseEntry
+type expiryHeap []*lease
 
 func (h expiryHeap) Len() int { return len(h) }
 func (h expiryHeap) Less(i, j int) bool {
-	a, b := h[i].l, h[j].l
+	a, b := h[i], h[j]
 	if a.ExpiresMs != b.ExpiresMs {
 		return a.ExpiresMs < b.ExpiresMs
 	}
@@ -532,7 +530,7 @@ func (h expiryHeap) Swap(i, j int) {
 	h[j].heapIdx = j
 }
 func (h *expiryHeap) Push(x any) {
-	e := x.(*leaseEntry)
+	e := x.(*lease)
 	e.heapIdx = len(*h)
 	*h = append(*h, e)
 }

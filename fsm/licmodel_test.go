@@ -512,8 +512,8 @@ func TestCountdownAggregateMatchesLeases(t *testing.T) {
 		s := h.f.s
 		want := s.model.countdown["sim"]
 		for _, e := range s.leases {
-			if e.l.Feature == "sim" && now > e.l.AccountedMs {
-				want += (now - e.l.AccountedMs) * int64(e.l.Count)
+			if e.Feature == "sim" && now > e.AccountedMs {
+				want += (now - e.AccountedMs) * int64(e.Count)
 			}
 		}
 		got := s.countdownUsed("sim", now)

@@ -126,7 +126,7 @@ func checkHall(t *testing.T, h *harness, now int64) {
 				demand += uint64(len(s.model.named[feature]))
 			}
 			for _, e := range s.leases {
-				if l := e.l; l.Feature == feature && !l.NamedUser && l.Version >= th {
+				if l := e; l.Feature == feature && !l.NamedUser && l.Version >= th {
 					demand += uint64(l.Count)
 				}
 			}

@@ -263,9 +263,9 @@ func total(sup []versionCount) uint64 {
 func hours(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3600000) }
 
 // addLeaseUse counts a live lease in the derived indexes.
-func (s *state) addLeaseUse(l *fsmpb.Lease) {
+func (s *state) addLeaseUse(l *lease) {
 	s.countLease(l, true)
-	if l.GetPackage() != "" {
+	if l.Package != "" {
 		s.suiteAdd(l)
 		return
 	}
@@ -284,11 +284,11 @@ func (s *state) addLeaseUse(l *fsmpb.Lease) {
 }
 
 // dropLeaseUse undoes addLeaseUse and settles the lease's last accounts.
-func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
+func (s *state) dropLeaseUse(now int64, l *lease) {
 	s.markQueue(l.Feature)
 	s.countLease(l, false)
 	s.account(now, l)
-	if l.GetPackage() != "" {
+	if l.Package != "" {
 		s.suiteDrop(l)
 		return
 	}
@@ -317,7 +317,7 @@ func (s *state) dropLeaseUse(now int64, l *fsmpb.Lease) {
 
 // tieSeat ties the grant's user to a named seat (first checkout) and
 // marks it used.
-func (s *state) tieSeat(now int64, l *fsmpb.Lease) {
+func (s *state) tieSeat(now int64, l *lease) {
 	seats := s.model.named[l.Feature]
 	if seats == nil {
 		seats = map[string]*fsmpb.NamedSeat{}
@@ -331,7 +331,7 @@ func (s *state) tieSeat(now int64, l *fsmpb.Lease) {
 }
 
 // touchSeat records use of a named seat (checkout, renewal, release).
-func (s *state) touchSeat(now int64, l *fsmpb.Lease) {
+func (s *state) touchSeat(now int64, l *lease) {
 	if seat := s.model.named[l.Feature][l.User]; seat != nil && l.NamedUser {
 		seat.LastUsedMs = max(seat.LastUsedMs, now)
 	}
@@ -339,7 +339,7 @@ func (s *state) touchSeat(now int64, l *fsmpb.Lease) {
 
 // account adds a countdown lease's seat time up to now to its feature's
 // pool use. A new leader's clock may be behind: time never runs backwards.
-func (s *state) account(now int64, l *fsmpb.Lease) {
+func (s *state) account(now int64, l *lease) {
 	if l.AccountedMs == 0 {
 		return
 	}
@@ -350,7 +350,7 @@ func (s *state) account(now int64, l *fsmpb.Lease) {
 }
 
 // setAccounted moves a live countdown lease's accounting mark.
-func (s *state) setAccounted(l *fsmpb.Lease, t int64) {
+func (s *state) setAccounted(l *lease, t int64) {
 	s.model.cdWeighted[l.Feature] += int64(l.Count) * (t - l.AccountedMs)
 	l.AccountedMs = t
 }
@@ -490,22 +490,22 @@ func (s *state) applyBorrow(now int64, index uint64, b *fsmpb.Borrow) *fsmpb.OpR
 		return s.grant(now, index, b.GetGrant(), b.GetDurationMs())
 	}
 	e, ok := s.leases[b.LeaseId]
-	if !ok || !e.l.Borrowed {
+	if !ok || !e.Borrowed {
 		return result(fsmpb.Code_NOT_FOUND, "borrowed lease %d not found: it was returned or has ended", b.LeaseId)
 	}
-	if !ownedBy(e.l, b.GetSecret()) {
+	if !ownedBy(e, b.GetSecret()) {
 		return result(fsmpb.Code_WRONG_LEASE_SECRET, "lease %d: wrong lease secret", b.LeaseId)
 	}
-	t := s.terms(e.l.Feature, now)
-	if res := borrowAllowed(e.l.Feature, b.DurationMs, t); res != nil {
+	t := s.terms(e.Feature, now)
+	if res := borrowAllowed(e.Feature, b.DurationMs, t); res != nil {
 		return res
 	}
-	s.account(now, e.l)
-	e.l.ExpiresMs = now + b.DurationMs
-	e.l.TtlMs = b.DurationMs
-	e.l.RenewedMs = now
+	s.account(now, e)
+	e.ExpiresMs = now + b.DurationMs
+	e.TtlMs = b.DurationMs
+	e.RenewedMs = now
 	heap.Fix(&s.expiry, e.heapIdx)
-	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: proto.Clone(e.l).(*fsmpb.Lease)}
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: e.toProto()}
 }
 
 func borrowAllowed(feature string, durationMs int64, t terms) *fsmpb.OpResult {

@@ -37,7 +37,7 @@ type suiteKey struct {
 
 // suiteGroup is one group's leases and the seats it holds in inUse.
 type suiteGroup struct {
-	leases  map[uint64]*fsmpb.Lease
+	leases  map[uint64]*lease
 	seats   uint64
 	version featver.Key
 }
@@ -75,18 +75,18 @@ func (s *state) regroup(pkg string, g *suiteGroup) {
 	g.seats, g.version = seats, version
 }
 
-func (s *state) suiteAdd(l *fsmpb.Lease) {
+func (s *state) suiteAdd(l *lease) {
 	k := suiteKeyOf(l.Package, l.User, l.Host, l.Id)
 	g := s.suites[k]
 	if g == nil {
-		g = &suiteGroup{leases: map[uint64]*fsmpb.Lease{}}
+		g = &suiteGroup{leases: map[uint64]*lease{}}
 		s.suites[k] = g
 	}
 	g.leases[l.Id] = l
 	s.regroup(l.Package, g)
 }
 
-func (s *state) suiteDrop(l *fsmpb.Lease) {
+func (s *state) suiteDrop(l *lease) {
 	k := suiteKeyOf(l.Package, l.User, l.Host, l.Id)
 	g := s.suites[k]
 	if g == nil {

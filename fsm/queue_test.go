@@ -352,7 +352,7 @@ func BenchmarkQueueHandOver(b *testing.B) {
 		}
 		head := fmt.Sprint("w", i)
 		rec := h.f.s.requests[requestKey{client: "client-" + head, request: head}]
-		cur = h.f.s.leases[rec.GetLeaseId()].l
+		cur = h.f.s.leases[rec.LeaseId].toProto()
 		enqueue()
 		b.StartTimer()
 	}

@@ -225,7 +225,7 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 		t.Fatalf("%d leases, model has %d", len(s.leases), len(m.leases))
 	}
 	for id, e := range s.leases {
-		l, w := e.l, m.leases[id]
+		l, w := e, m.leases[id]
 		if w == nil {
 			t.Fatalf("lease %v, not in the model", l)
 		}
@@ -237,12 +237,12 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 	if len(s.requests) != len(m.requests) {
 		t.Fatalf("%d request records, model has %d", len(s.requests), len(m.requests))
 	}
-	for _, rec := range s.requests {
+	for k, rec := range s.requests {
 		secret := ""
-		if rec.ClientId != "" {
+		if k.client != "" {
 			secret = "scoped"
 		}
-		w, ok := m.requests[reqKey(rec.ClientId, rec.RequestId, secret)]
+		w, ok := m.requests[reqKey(k.client, k.request, secret)]
 		if !ok || rec.LeaseId != w.lease || (w.ended && rec.EndedMs != w.endedMs) {
 			t.Fatalf("request %v, model %+v", rec, w)
 		}

@@ -66,7 +66,7 @@ func (f *FSM) Leases() []*fsmpb.Lease {
 	ids := f.s.sortedLeaseIDs()
 	out := make([]*fsmpb.Lease, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, publicLease(f.s.leases[id].l))
+		out = append(out, publicLease(f.s.leases[id]))
 	}
 	return out
 }
@@ -79,11 +79,11 @@ func (f *FSM) Lease(id uint64) (*fsmpb.Lease, bool) {
 	if !ok {
 		return nil, false
 	}
-	return publicLease(e.l), true
+	return publicLease(e), true
 }
 
-func publicLease(l *fsmpb.Lease) *fsmpb.Lease {
-	c := proto.Clone(l).(*fsmpb.Lease)
+func publicLease(l *lease) *fsmpb.Lease {
+	c := l.toProto()
 	c.Secret = nil
 	return c
 }
@@ -106,7 +106,7 @@ func (f *FSM) HasExpired(nowMs int64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
-	if len(s.expiry) > 0 && s.expiry[0].l.ExpiresMs < nowMs {
+	if len(s.expiry) > 0 && s.expiry[0].ExpiresMs < nowMs {
 		return true
 	}
 	if s.endedRequests > 0 && s.minEndedMs < nowMs-requestMemoryMs {

@@ -87,7 +87,7 @@ func (s *state) rebuildRuleIndex() {
 	}
 	// Sums: the order of the walks does not show.
 	for _, e := range s.leases {
-		s.countLease(e.l, true)
+		s.countLease(e, true)
 	}
 	for _, seats := range s.model.named {
 		for _, seat := range seats {
@@ -97,7 +97,7 @@ func (s *state) rebuildRuleIndex() {
 }
 
 // countLease adds (add) or removes a live lease from the rule counters.
-func (s *state) countLease(l *fsmpb.Lease, add bool) {
+func (s *state) countLease(l *lease, add bool) {
 	ri := s.model.ri
 	if ri == nil {
 		return

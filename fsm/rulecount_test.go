@@ -18,7 +18,7 @@ func recountUsedBy(s *state, r *fsmpb.AccessRule) uint64 {
 		onHost := false
 		if isHostRule(r) {
 			for _, e := range s.leases {
-				if l := e.l; l.NamedUser && l.Feature == seat.Feature && l.User == seat.User && s.matches(r, l.User, l.Host) {
+				if l := e; l.NamedUser && l.Feature == seat.Feature && l.User == seat.User && s.matches(r, l.User, l.Host) {
 					onHost = true
 				}
 			}
@@ -28,7 +28,7 @@ func recountUsedBy(s *state, r *fsmpb.AccessRule) uint64 {
 		}
 	}
 	for _, e := range s.leases {
-		if l := e.l; l.Feature == r.Feature && !l.NamedUser && s.matches(r, l.User, l.Host) {
+		if l := e; l.Feature == r.Feature && !l.NamedUser && s.matches(r, l.User, l.Host) {
 			n += uint64(l.Count)
 		}
 	}

@@ -286,8 +286,8 @@ func TestReadsHideSecrets(t *testing.T) {
 		t.Fatalf("Lease shows the secret")
 	}
 	// The state itself still holds it (reads hand out copies).
-	if string(h.f.s.leases[1].l.Secret) != "sa" {
-		t.Fatalf("stored secret %q", h.f.s.leases[1].l.Secret)
+	if string(h.f.s.leases[1].Secret) != "sa" {
+		t.Fatalf("stored secret %q", h.f.s.leases[1].Secret)
 	}
 }
 

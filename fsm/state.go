@@ -32,8 +32,8 @@ const (
 type state struct {
 	cluster     *fsmpb.FormCluster
 	licenses    map[string]*fsmpb.License
-	leases      map[uint64]*leaseEntry
-	requests    map[requestKey]*fsmpb.RequestRecord
+	leases      map[uint64]*lease
+	requests    map[requestKey]*requestRecord
 	nextLeaseID uint64
 	lastNowMs   int64
 	// admin holds sessions, password hashes and settings (sessions.go).
@@ -80,18 +80,15 @@ type state struct {
 	suites map[suiteKey]*suiteGroup
 	// idl indexes idle and lingering leases (idlelinger.go).
 	idl idleState
-}
-
-type leaseEntry struct {
-	l       *fsmpb.Lease
-	heapIdx int
+	// strs shares the strings that leases repeat (lease.go).
+	strs interner
 }
 
 func newState() *state {
 	return &state{
 		licenses:     map[string]*fsmpb.License{},
-		leases:       map[uint64]*leaseEntry{},
-		requests:     map[requestKey]*fsmpb.RequestRecord{},
+		leases:       map[uint64]*lease{},
+		requests:     map[requestKey]*requestRecord{},
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
 		inUse:        map[string]*featureUse{},
@@ -120,7 +117,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	}
 	snap.Leases = make([]*fsmpb.Lease, 0, len(s.leases))
 	for _, id := range s.sortedLeaseIDs() {
-		snap.Leases = append(snap.Leases, s.leases[id].l)
+		snap.Leases = append(snap.Leases, s.leases[id].toProto())
 	}
 	keys := make([]requestKey, 0, len(s.requests))
 	for k := range s.requests {
@@ -129,7 +126,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	slices.SortFunc(keys, requestKey.less)
 	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(keys))
 	for _, k := range keys {
-		snap.Requests = append(snap.Requests, s.requests[k])
+		snap.Requests = append(snap.Requests, s.requests[k].toProto(k))
 	}
 	s.admin.toSnapshot(snap)
 	// Written only when no license implies it (see fsm.proto).
@@ -205,18 +202,18 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	// A snapshot holding a license is activated, whatever the flag says:
 	// the flag is written only when no license implies it (fsm.proto).
 	s.admin.activated = snap.GetActivated() || len(s.serials) > 0
-	for _, l := range snap.Leases {
-		if l.GetId() == 0 || l.Id >= s.nextLeaseID {
-			return nil, fmt.Errorf("fsm: snapshot holds lease %d outside [1, next lease id %d)", l.GetId(), s.nextLeaseID)
+	for _, m := range snap.Leases {
+		if m.GetId() == 0 || m.Id >= s.nextLeaseID {
+			return nil, fmt.Errorf("fsm: snapshot holds lease %d outside [1, next lease id %d)", m.GetId(), s.nextLeaseID)
 		}
-		if _, dup := s.leases[l.Id]; dup {
-			return nil, fmt.Errorf("fsm: snapshot holds lease %d twice", l.Id)
+		if _, dup := s.leases[m.Id]; dup {
+			return nil, fmt.Errorf("fsm: snapshot holds lease %d twice", m.Id)
 		}
-		e := &leaseEntry{l: l}
-		s.leases[l.Id] = e
-		s.expiry = append(s.expiry, e)
+		l := leaseFromProto(m, &s.strs)
+		s.leases[l.Id] = l
+		s.expiry = append(s.expiry, l)
 		s.addLeaseUse(l)
-		s.indexLease(e)
+		s.indexLease(l)
 	}
 	for i, e := range s.expiry {
 		e.heapIdx = i
@@ -228,7 +225,8 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		if _, dup := s.requests[k]; dup {
 			return nil, fmt.Errorf("fsm: snapshot holds request %q of client %q twice", r.GetRequestId(), r.GetClientId())
 		}
-		s.requests[k] = r
+		s.requests[k] = &requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
+			DeniedMessage: r.GetDeniedMessage(), IdleTimeout: r.GetIdleTimeout()}
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
 			if r.IdleTimeout && r.LeaseId != 0 {

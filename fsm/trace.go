@@ -93,7 +93,7 @@ func (f *FSM) flushLeaseEvents(index uint64) {
 }
 
 // emitLease records an event about lease l (when observed).
-func (s *state) emitLease(now int64, event, reason string, l *fsmpb.Lease) {
+func (s *state) emitLease(now int64, event, reason string, l *lease) {
 	if !s.observing {
 		return
 	}

@@ -3,7 +3,8 @@
 #   scripts/cluster.sh          run until Ctrl-C (make run)
 #   scripts/cluster.sh bench    start a fresh cluster, run the standard `triadctl bench` set, stop (make bench):
 #                               figures in $RUN_DIR/bench.json and the human table in $RUN_DIR/bench.txt
-#                               (CLIENTS, CONNS, DURATION, HOLD_LEASES, HOLD_CLIENTS, HOLD_DURATION change the set)
+#                               (CLIENTS, CONNS, DURATION, HOLD_LEASES, HOLD_CLIENTS, HOLD_DURATION change the set;
+#                               BENCH_ONLY="hold cycle-all" runs only the runs named)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -104,6 +105,7 @@ if [ "$MODE" = bench ]; then
   files=()
   for entry in "${set_[@]}"; do
     read -r name flags <<<"$entry"
+    if [ -n "${BENCH_ONLY:-}" ] && [[ " $BENCH_ONLY " != *" $name "* ]]; then continue; fi
     echo "== $name: triadctl bench $flags" | tee -a "$RUN/bench.txt"
     # shellcheck disable=SC2086 # flags are words
     ctl bench --feature demo $flags --json-out "$RUN/bench-$name.json" | tee -a "$RUN/bench.txt"
@@ -114,7 +116,8 @@ if [ "$MODE" = bench ]; then
   # The failover run killed the leader and left its leases held: restart
   # that member on its data and time it back in service, i.e. answering a
   # consistent read (it has restored its snapshot and caught up the log).
-  killed=$(jq -r '.killed_member // empty' "$RUN/bench-failover.json")
+  killed=
+  [ -f "$RUN/bench-failover.json" ] && killed=$(jq -r '.killed_member // empty' "$RUN/bench-failover.json")
   for i in 0 1 2; do [ "${names[$i]}" = "$killed" ] && k=$i; done
   if [ -n "${k:-}" ]; then
     wait "${pids[$k]}" 2>/dev/null || true
