@@ -182,7 +182,7 @@ func (s *state) admitTakingBack(now int64, g *fsmpb.Grant, n uint64) (*fsmpb.OpR
 	}
 	back := make([]uint64, 0, len(taken))
 	for _, e := range taken {
-		heap.Remove(&s.expiry, e.heapIdx)
+		heap.Remove(&s.expiry, int(e.heapIdx))
 		s.forgetLease(now, e)
 		back = append(back, e.Id)
 	}
@@ -231,7 +231,7 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 	for _, e := range s.idleTimedOut(now) {
 		l := e
 		idle := now - l.IdleSinceMs
-		heap.Remove(&s.expiry, e.heapIdx)
+		heap.Remove(&s.expiry, int(e.heapIdx))
 		s.endLease(now, l)
 		s.emitLease(now, EventRelease, "idle timeout", l)
 		if k := requestKeyOf(l); s.requests[k] != nil && s.requests[k].LeaseId == l.Id {

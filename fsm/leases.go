@@ -171,7 +171,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 		ViaMember:    in.get(g.ViaMember),
 		Borrowed:     borrowMs > 0,
 		NamedUser:    t.model == modelNamedUser,
-		Secret:       g.Secret,
+		Secret:       string(g.Secret),
 		Package:      in.get(s.packageFor(g.Feature)),
 	}
 	if t.model == modelCountdown {
@@ -263,7 +263,7 @@ func ownedBy(l *lease, secret []byte) bool {
 	if len(l.Secret) == 0 {
 		return true
 	}
-	return subtle.ConstantTimeCompare(l.Secret, secret) == 1
+	return subtle.ConstantTimeCompare([]byte(l.Secret), secret) == 1
 }
 
 // secretAt is the i-th secret of a Renew or Release (empty when missing).
@@ -305,7 +305,7 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 		if e.AccountedMs != 0 {
 			s.account(now, e)
 			if t := s.terms(e.Feature, now); s.countdownUsed(e.Feature, now) >= t.poolMs {
-				heap.Remove(&s.expiry, e.heapIdx)
+				heap.Remove(&s.expiry, int(e.heapIdx))
 				s.endLease(now, e)
 				s.emitLease(now, EventExpiry, "countdown pool used up", e)
 				out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_POOL_EXHAUSTED,
@@ -316,7 +316,7 @@ func (s *state) applyRenew(now int64, r *fsmpb.Renew) *fsmpb.OpResult {
 		e.RenewedMs = now
 		if !e.Borrowed { // a borrow ends when it was agreed to, renewed or not
 			e.ExpiresMs = now + e.TtlMs
-			heap.Fix(&s.expiry, e.heapIdx)
+			heap.Fix(&s.expiry, int(e.heapIdx))
 		}
 		out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: id, ExpiresMs: e.ExpiresMs, TtlMs: e.TtlMs})
 	}
@@ -367,7 +367,7 @@ func (s *state) release(now int64, ids []uint64, by releaser, allowed func(i int
 			out.Leases = append(out.Leases, lingeringNotFound(e))
 			continue
 		}
-		heap.Remove(&s.expiry, e.heapIdx)
+		heap.Remove(&s.expiry, int(e.heapIdx))
 		if ms := s.mayLinger(now, e); ms > 0 && !admin {
 			s.startLinger(now, ms, e)
 			s.emitLease(now, EventRelease, why+"; the seat lingers", e)
@@ -526,12 +526,12 @@ func (h expiryHeap) Less(i, j int) bool {
 }
 func (h expiryHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
 }
 func (h *expiryHeap) Push(x any) {
 	e := x.(*lease)
-	e.heapIdx = len(*h)
+	e.heapIdx = int32(len(*h))
 	*h = append(*h, e)
 }
 func (h *expiryHeap) Pop() any {

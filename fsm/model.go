@@ -504,7 +504,7 @@ func (s *state) applyBorrow(now int64, index uint64, b *fsmpb.Borrow) *fsmpb.OpR
 	e.ExpiresMs = now + b.DurationMs
 	e.TtlMs = b.DurationMs
 	e.RenewedMs = now
-	heap.Fix(&s.expiry, e.heapIdx)
+	heap.Fix(&s.expiry, int(e.heapIdx))
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: e.toProto()}
 }
 

@@ -216,7 +216,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		s.indexLease(l)
 	}
 	for i, e := range s.expiry {
-		e.heapIdx = i
+		e.heapIdx = int32(i)
 	}
 	s.rebuildRuleIndex()
 	heap.Init(&s.expiry)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,6 +64,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`triad_cluster_status`:                            2,
 		`triad_raft_state{state="leader"}`:                1,
 		`triad_leases`:                                    2,
+		// The member's collector target (cmd/triadd defaultGCPercent),
+		// unless this test's environment sets GOGC for the members.
+		`go_gc_gogc_percent`: gcPercentWanted(t),
 	}
 	waitFor(t, 15*time.Second, "leader metrics", func() error {
 		body, err := scrape(leader)
@@ -103,4 +107,19 @@ func TestMetricsEndpoint(t *testing.T) {
 	if ok < 2 {
 		t.Fatalf("triad_checkouts_total{feature=\"cad\",result=\"ok\"} summed over members = %v, want at least 2", ok)
 	}
+}
+
+// gcPercentWanted is the collector target members started from this test
+// process run with: GOGC from the environment they inherit, else triadd's
+// default of 50.
+func gcPercentWanted(t *testing.T) float64 {
+	v := os.Getenv("GOGC")
+	if v == "" {
+		return 50
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("GOGC=%q in the test environment is not a number", v)
+	}
+	return float64(p)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,31 @@ func TestVersionFlag(t *testing.T) {
 	want := fmt.Sprintf("triadd version %s (commit %s", bi.Version, bi.Commit)
 	if s := out.String(); !strings.HasPrefix(s, want) || !strings.Contains(s, bi.GoVersion) || !strings.Contains(s, fmt.Sprintf("command format %d", fsm.FormatVersion)) {
 		t.Fatalf("triadd --version = %q, want %q…, the Go version and the command format", s, want)
+	}
+}
+
+// A member runs its collector at defaultGCPercent unless GOGC is set;
+// then the operator's choice stands.
+func TestTuneGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if got := tuneGC(func(string) string { return "" }); got != defaultGCPercent {
+		t.Fatalf("without GOGC: target %d, want %d", got, defaultGCPercent)
+	}
+	if now := debug.SetGCPercent(defaultGCPercent); now != defaultGCPercent {
+		t.Fatalf("without GOGC: runtime target %d, want %d", now, defaultGCPercent)
+	}
+	debug.SetGCPercent(130) // as GOGC=130 would have set it at start
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "130"
+		}
+		return ""
+	}
+	if got := tuneGC(env); got != 130 {
+		t.Fatalf("with GOGC=130: target %d, want 130", got)
+	}
+	if now := debug.SetGCPercent(130); now != 130 {
+		t.Fatalf("with GOGC=130: runtime target changed to %d", now)
 	}
 }
