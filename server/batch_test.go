@@ -165,7 +165,7 @@ func checkEcho(t *testing.T, o outcome) {
 
 func TestBatcherResultsInOrder(t *testing.T) {
 	f := newFakeFlush(t, false)
-	b := newBatcher(64, 4, f.flush)
+	b := newBatcher(64, forwardPipeline, f.flush) // a follower's forwarding queue
 	startBatcher(t, b)
 
 	res, err := b.submit(context.Background(), []*fsmpb.Op{grantOp("r1"), grantOp("r2"), grantOp("r3")})

@@ -198,6 +198,10 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 	return f.Response(), nil
 }
 
+// forwardPipeline is how many Peer.Forward calls a follower keeps in
+// flight (server.go).
+const forwardPipeline = 2
+
 // flushForward sends one batch to the leader (follower), with each op's
 // caller deadline: the call lasts until the latest of them (at most
 // applyTimeout), and the leader drops the ops whose deadline passed. The
