@@ -31,9 +31,11 @@ type BenchMember struct {
 	RSSIdleBytes  int64 `json:"rss_idle_bytes,omitempty"`
 	RSSStartBytes int64 `json:"rss_start_bytes"`
 	RSSEndBytes   int64 `json:"rss_end_bytes"`
-	// RSSPerLeaseBytes is (RSS at the end of the measured phase −
-	// RSSIdleBytes) / leases: what a member holds per lease in steady
-	// state, after the leases have been held and renewed for the run.
+	// RSSPerLeaseBytes is, for hold, (RSS at the end of the measured
+	// phase − RSSIdleBytes) / leases: what a member holds per lease in
+	// steady state, after the leases have been held and renewed for the
+	// run; for renew (back-to-back renewals, whose garbage the end RSS
+	// measures) it is RSSPerLeaseAfterSetupBytes.
 	// RSSPerLeaseAfterSetupBytes is the same at the start of the phase,
 	// right after the burst of checkouts that took them, when the garbage
 	// collector's heap still has the burst's headroom (Go returns it to

@@ -172,8 +172,14 @@ func (m *benchMeter) finish() {
 		r.MembersMeasured++
 		r.ServerCPUSeconds += b.CPUSeconds
 		if b.RSSIdleBytes > 0 && r.Leases > 0 {
-			b.RSSPerLeaseBytes = float64(b.RSSEndBytes-b.RSSIdleBytes) / float64(r.Leases)
 			b.RSSPerLeaseAfterSetupBytes = float64(b.RSSStartBytes-b.RSSIdleBytes) / float64(r.Leases)
+			// hold is the steady state: what the leases cost is what the
+			// member keeps at the end. renew renews back to back, and its
+			// end RSS is that load's garbage, not the leases.
+			b.RSSPerLeaseBytes = b.RSSPerLeaseAfterSetupBytes
+			if r.Workload == workloadHold {
+				b.RSSPerLeaseBytes = float64(b.RSSEndBytes-b.RSSIdleBytes) / float64(r.Leases)
+			}
 		}
 	}
 	if ops > 0 {

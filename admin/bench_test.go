@@ -237,6 +237,14 @@ func TestBenchMeter(t *testing.T) {
 	if got, want := ms[0].RSSPerLeaseBytes, 1100*page/4000; math.Abs(got-want) > 1e-9 {
 		t.Fatalf("RSS per lease at the end (steady state) %v, want %v", got, want)
 	}
+	// renew: the end RSS is its renewals' garbage; the figure is the one
+	// right after the leases were taken.
+	r.Workload = workloadRenew
+	m.finish()
+	if got, want := ms[0].RSSPerLeaseBytes, 1000*page/4000; math.Abs(got-want) > 1e-9 {
+		t.Fatalf("renew: RSS per lease %v, want the after-setup %v", got, want)
+	}
+	r.Workload = workloadHold
 	if r.LoadStart != 1.25 || r.LoadEnd != 1.25 {
 		t.Fatalf("load %v → %v, want 1.25", r.LoadStart, r.LoadEnd)
 	}
