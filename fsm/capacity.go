@@ -308,9 +308,9 @@ func featureVersion(f *fsmpb.Feature) featver.Key {
 // leaseVersion is the key of a lease's requested version (checked when it
 // was granted).
 func leaseVersion(l *lease) featver.Key {
-	k, err := featver.Of(l.GetVersion(), l.GetVersionText())
+	k, err := featver.Of(l.Version, l.VersionText)
 	if err != nil {
-		return featver.Whole(l.GetVersion())
+		return featver.Whole(l.Version)
 	}
 	return k
 }

@@ -361,8 +361,7 @@ func (f *FSM) HistoryUsers(q HistoryQuery) (*UsersReport, error) {
 			sum[k.name] += ms
 		}
 	}
-	for _, e := range s.leases { // summed: order does not show
-		l := e
+	for _, l := range s.leases { // summed: order does not show
 		if q.Feature != "" && l.Feature != q.Feature {
 			continue
 		}

@@ -62,8 +62,7 @@ func newIdleState() idleState {
 
 // indexLease adds a live lease to the idle and linger indexes (grant,
 // restore).
-func (s *state) indexLease(e *lease) {
-	l := e
+func (s *state) indexLease(l *lease) {
 	switch {
 	case l.Lingering:
 		k := lingerKey{l.Feature, l.User, l.Host}
@@ -71,7 +70,7 @@ func (s *state) indexLease(e *lease) {
 		i, _ := slices.BinarySearch(ids, l.Id)
 		s.idl.lingering[k] = slices.Insert(ids, i, l.Id)
 	case l.IdleSinceMs > 0:
-		s.idl.idle[l.Id] = e
+		s.idl.idle[l.Id] = l
 	}
 }
 
@@ -228,10 +227,9 @@ func (s *state) idleTimedOut(now int64) []*lease {
 // expireIdle releases the leases idle at least their feature's timeout.
 func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 	var out []*fsmpb.LeaseResult
-	for _, e := range s.idleTimedOut(now) {
-		l := e
+	for _, l := range s.idleTimedOut(now) {
 		idle := now - l.IdleSinceMs
-		heap.Remove(&s.expiry, int(e.heapIdx))
+		heap.Remove(&s.expiry, int(l.heapIdx))
 		s.endLease(now, l)
 		s.emitLease(now, EventRelease, "idle timeout", l)
 		if k := requestKeyOf(l); s.requests[k] != nil && s.requests[k].LeaseId == l.Id {

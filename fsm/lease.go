@@ -44,82 +44,6 @@ type lease struct {
 	Lingering bool
 }
 
-// The getters mirror fsmpb.Lease's (nil-safe).
-
-func (l *lease) GetId() uint64 {
-	if l == nil {
-		return 0
-	}
-	return l.Id
-}
-
-func (l *lease) GetFeature() string {
-	if l == nil {
-		return ""
-	}
-	return l.Feature
-}
-
-func (l *lease) GetVersion() uint32 {
-	if l == nil {
-		return 0
-	}
-	return l.Version
-}
-
-func (l *lease) GetVersionText() string {
-	if l == nil {
-		return ""
-	}
-	return l.VersionText
-}
-
-func (l *lease) GetCount() uint32 {
-	if l == nil {
-		return 0
-	}
-	return l.Count
-}
-
-func (l *lease) GetUser() string {
-	if l == nil {
-		return ""
-	}
-	return l.User
-}
-
-func (l *lease) GetHost() string {
-	if l == nil {
-		return ""
-	}
-	return l.Host
-}
-
-func (l *lease) GetClientId() string {
-	if l == nil {
-		return ""
-	}
-	return l.ClientId
-}
-
-func (l *lease) GetRequestId() string {
-	if l == nil {
-		return ""
-	}
-	return l.RequestId
-}
-
-func (l *lease) GetSecret() string {
-	if l == nil {
-		return ""
-	}
-	return l.Secret
-}
-
-func (l *lease) GetBorrowed() bool {
-	return l != nil && l.Borrowed
-}
-
 // toProto returns the lease as a new message (secret included).
 func (l *lease) toProto() *fsmpb.Lease {
 	return &fsmpb.Lease{
@@ -196,10 +120,7 @@ type interner struct {
 // internFloor is the table size below which it is never reset.
 const internFloor = 4096
 
-// get returns the shared copy of s. The table is emptied when it holds
-// many more strings than live leases could use (limit, from the caller):
-// strings of ended leases do not pile up, at the cost of a second copy
-// for strings that are still in use when that happens.
+// get returns the shared copy of s, adding s to the table when it has none.
 func (in *interner) get(s string) string {
 	if s == "" {
 		return ""
@@ -214,7 +135,9 @@ func (in *interner) get(s string) string {
 	return s
 }
 
-// trim empties the table when it has grown past limit strings.
+// trim empties the table when it holds more than limit strings (at least
+// internFloor): more than live leases could use, so strings of ended leases
+// do not pile up, at the cost of a second copy for strings still in use.
 func (in *interner) trim(limit int) {
 	if len(in.m) > max(limit, internFloor) {
 		clear(in.m)

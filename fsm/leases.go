@@ -221,10 +221,10 @@ func (k requestKey) less(o requestKey) int {
 
 // requestKeyOf is the key of the record of the grant that produced l.
 func requestKeyOf(l *lease) requestKey {
-	if len(l.GetSecret()) == 0 {
-		return requestKey{request: l.GetRequestId()}
+	if l.Secret == "" {
+		return requestKey{request: l.RequestId}
 	}
-	return requestKey{client: l.GetClientId(), request: l.GetRequestId()}
+	return requestKey{client: l.ClientId, request: l.RequestId}
 }
 
 // grantKey is the request key of g (see requestKeyOf).
@@ -415,13 +415,12 @@ func (s *state) applyExpireLeases(now int64) *fsmpb.OpResult {
 	}
 	slices.SortFunc(expired, func(a, b *lease) int { return cmp.Compare(a.Id, b.Id) })
 	out := &fsmpb.OpResult{Leases: make([]*fsmpb.LeaseResult, 0, len(expired))}
-	for _, e := range expired {
-		l := e
+	for _, l := range expired {
 		if ms := s.mayLinger(now, l); ms > 0 {
 			// Its holder stopped heartbeating: the seat lingers for the
 			// same user and host as after a release.
 			expiresMs := l.ExpiresMs
-			s.startLinger(now, ms, e)
+			s.startLinger(now, ms, l)
 			s.emitLease(now, EventExpiry, "expired; the seat lingers", l)
 			out.Leases = append(out.Leases, &fsmpb.LeaseResult{LeaseId: l.Id, Message: "expired; lingering", ExpiresMs: expiresMs, TtlMs: l.TtlMs})
 			continue

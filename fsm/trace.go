@@ -97,9 +97,9 @@ func (s *state) emitLease(now int64, event, reason string, l *lease) {
 	if !s.observing {
 		return
 	}
-	s.events = append(s.events, LeaseEvent{NowMs: now, Event: event, Feature: l.GetFeature(), Version: l.GetVersion(),
-		User: l.GetUser(), Host: l.GetHost(), LeaseID: l.GetId(), Count: l.GetCount(), Reason: reason,
-		Borrowed: l.GetBorrowed(), Traced: s.traced(l.GetFeature())})
+	s.events = append(s.events, LeaseEvent{NowMs: now, Event: event, Feature: l.Feature, Version: l.Version,
+		User: l.User, Host: l.Host, LeaseID: l.Id, Count: l.Count, Reason: reason,
+		Borrowed: l.Borrowed, Traced: s.traced(l.Feature)})
 }
 
 // emitDenial records the refusal res of grant g (when observed).

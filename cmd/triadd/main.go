@@ -85,15 +85,11 @@ func configFrom(c server.FlagSource) (server.Config, error) {
 const defaultGCPercent = 50
 
 // tuneGC sets the collector's target to defaultGCPercent unless getenv
-// says the operator chose one with GOGC, and returns the target in force.
-func tuneGC(getenv func(string) string) int {
-	if getenv("GOGC") != "" {
-		p := debug.SetGCPercent(100)
-		debug.SetGCPercent(p)
-		return p
+// says the operator chose one with GOGC (the runtime applied it at start).
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
-	debug.SetGCPercent(defaultGCPercent)
-	return defaultGCPercent
 }
 
 func run(c *cli.Context) error {

@@ -160,9 +160,7 @@ func TestVersionFlag(t *testing.T) {
 func TestTuneGC(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(prev)
-	if got := tuneGC(func(string) string { return "" }); got != defaultGCPercent {
-		t.Fatalf("without GOGC: target %d, want %d", got, defaultGCPercent)
-	}
+	tuneGC(func(string) string { return "" })
 	if now := debug.SetGCPercent(defaultGCPercent); now != defaultGCPercent {
 		t.Fatalf("without GOGC: runtime target %d, want %d", now, defaultGCPercent)
 	}
@@ -173,9 +171,7 @@ func TestTuneGC(t *testing.T) {
 		}
 		return ""
 	}
-	if got := tuneGC(env); got != 130 {
-		t.Fatalf("with GOGC=130: target %d, want 130", got)
-	}
+	tuneGC(env)
 	if now := debug.SetGCPercent(130); now != 130 {
 		t.Fatalf("with GOGC=130: runtime target changed to %d", now)
 	}
