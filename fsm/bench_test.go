@@ -14,8 +14,22 @@ import (
 // leases spread over versions, with the usage history on (as in a cluster
 // of this build).
 func benchState(b *testing.B) *harness {
+	return benchStateWith(b, 0)
+}
+
+// benchStateWith is benchState plus extra licenses of 10 entries each,
+// naming 50 other features: a site's license set, which every grant's
+// capacity and package lookups used to walk.
+func benchStateWith(b *testing.B, extra int) *harness {
 	h := formed(b)
 	h.apply(t0, startHistoryCmd())
+	for i := range extra {
+		var fs []*fsmpb.Feature
+		for j := range 10 {
+			fs = append(fs, feat(fmt.Sprint("g", (i*10+j)%50), 1, 10))
+		}
+		h.mustEnroll(t0, lic(fmt.Sprint("E", i), t0-day, t0+365*day, fs...))
+	}
 	h.mustEnroll(t0, lic("L1", t0-day, t0+365*day, feat("cad", 5, 100_000), feat("cad", 3, 1000), feat("sim", 1, 500)))
 	h.mustEnroll(t0, lic("L2", t0-day, t0+365*day, feat("cad", 7, 100), feat("viz", 2, 50)))
 	for i := range 10 {
@@ -38,7 +52,16 @@ func benchState(b *testing.B) *harness {
 // one 512-release batch, next to ~1000 live leases. Decoding is included:
 // it is part of applying a log entry.
 func BenchmarkApplyBatchGrantRelease(b *testing.B) {
-	h := benchState(b)
+	benchApplyBatch(b, benchState(b))
+}
+
+// BenchmarkApplyBatchGrantReleaseSite is the same next to 300 more
+// licenses (3,000 entries).
+func BenchmarkApplyBatchGrantReleaseSite(b *testing.B) {
+	benchApplyBatch(b, benchStateWith(b, 300))
+}
+
+func benchApplyBatch(b *testing.B, h *harness) {
 	const n = 512
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -280,15 +280,9 @@ func clamp32(n uint64) uint32 {
 // in serial order: the one walk that supply and terms share.
 func (s *state) validEntries(feature string, now int64) iter.Seq[*fsmpb.Feature] {
 	return func(yield func(*fsmpb.Feature) bool) {
-		for _, serial := range s.serials {
-			l := s.licenses[serial]
-			if !s.licenseValid(l, now) {
-				continue
-			}
-			for _, f := range l.Features {
-				if f.Name == feature && !yield(f) {
-					return
-				}
+		for _, e := range s.features().entries[feature] {
+			if s.licenseValid(e.l, now) && !yield(e.f) {
+				return
 			}
 		}
 	}

@@ -139,15 +139,10 @@ func (s *state) terms(feature string, now int64) terms {
 	return t
 }
 
+// knownFeature reports whether an enrolled license, valid or not, has an
+// entry for feature.
 func (s *state) knownFeature(feature string) bool {
-	for _, serial := range s.serials {
-		for _, f := range s.licenses[serial].Features {
-			if f.Name == feature {
-				return true
-			}
-		}
-	}
-	return false
+	return len(s.features().entries[feature]) > 0
 }
 
 // admit decides whether n seats of g's feature may be granted at now, and

@@ -104,23 +104,7 @@ func (s *state) suiteDrop(l *lease) {
 // listing it as a component (first in serial order) when no enrolled
 // license grants it directly, or "".
 func (s *state) packageFor(feature string) string {
-	direct, owner := false, ""
-	for _, serial := range s.serials {
-		for _, f := range s.licenses[serial].Features {
-			switch {
-			case f.Name == feature && len(f.Components) > 0:
-				return feature
-			case f.Name == feature:
-				direct = true
-			case owner == "" && slices.Contains(f.Components, feature):
-				owner = f.Name
-			}
-		}
-	}
-	if direct {
-		return ""
-	}
-	return owner
+	return s.features().pkg[feature]
 }
 
 // admitSuite decides a checkout of package pkg or one of its components.

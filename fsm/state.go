@@ -82,6 +82,9 @@ type state struct {
 	idl idleState
 	// strs shares the strings that leases repeat (lease.go).
 	strs interner
+	// fidx indexes the licenses' entries by feature (featindex.go); nil
+	// after a license is added or removed.
+	fidx *featureIndex
 }
 
 func newState() *state {
@@ -240,6 +243,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 // addLicense stores l (already checked) and updates the derived indexes.
 func (s *state) addLicense(l *fsmpb.License) {
 	s.licenses[l.Serial] = l
+	s.fidx = nil
 	i, _ := slices.BinarySearch(s.serials, l.Serial)
 	s.serials = slices.Insert(s.serials, i, l.Serial)
 	for _, sup := range l.Supersedes {
@@ -250,6 +254,7 @@ func (s *state) addLicense(l *fsmpb.License) {
 func (s *state) deleteLicense(serial string) {
 	l := s.licenses[serial]
 	delete(s.licenses, serial)
+	s.fidx = nil
 	if i, ok := slices.BinarySearch(s.serials, serial); ok {
 		s.serials = slices.Delete(s.serials, i, i+1)
 	}
