@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -55,6 +59,7 @@ type sessionStream struct {
 	pending map[uint64]chan *triadv1.SessionResponse
 	done    chan struct{} // closed when the stream ended; err says why
 	err     error
+	batches atomic.Bool // the member takes batched calls (its header said so)
 }
 
 // errUseUnary: this call must go over the unary RPC (no stream now).
@@ -123,6 +128,9 @@ func (c *sessionClient) stream() (*sessionStream, uint64) {
 		return nil, 0
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// Ask for batched answers; the member's response header says whether
+	// it takes batched calls (write).
+	ctx = metadata.AppendToOutgoingContext(ctx, sessionBatchHeader, "1")
 	s, err := triadv1.NewLicensingClient(c.conn).Session(ctx)
 	if err != nil {
 		cancel()
@@ -136,14 +144,48 @@ func (c *sessionClient) stream() (*sessionStream, uint64) {
 	return st, c.nextID
 }
 
-// write sends the queued requests until the stream ends. A failed Send
-// ends the stream: read then sees why.
+// sessionBatchHeader: in the request header, this client takes batched
+// answers; in the member's response header, the member takes batched calls.
+const sessionBatchHeader = "triad-session-batch"
+
+// maxSessionBatch bounds the calls sent in one message (the member takes
+// up to 1,024).
+const maxSessionBatch = 64
+
+// write sends the queued requests until the stream ends: the calls that
+// are ready together go in one message once the member has said it takes
+// batches, one by one before and otherwise. A failed Send ends the
+// stream: read then sees why.
 func (st *sessionStream) write() {
+	q := make([]*triadv1.SessionRequest, 0, maxSessionBatch)
 	for {
 		select {
 		case <-st.done:
 			return
 		case req := <-st.out:
+			q = append(q[:0], req)
+		}
+		// Let the calls woken with this one (answers that came together)
+		// queue behind it first.
+		runtime.Gosched()
+	drain:
+		for len(q) < maxSessionBatch {
+			select {
+			case req := <-st.out:
+				q = append(q, req)
+			default:
+				break drain
+			}
+		}
+		if len(q) > 1 && st.batches.Load() {
+			if err := st.stream.Send(&triadv1.SessionRequest{Batch: q}); err != nil {
+				st.cancel()
+				return
+			}
+			q = make([]*triadv1.SessionRequest, 0, maxSessionBatch) // the sent message keeps q
+			continue
+		}
+		for _, req := range q {
 			if err := st.stream.Send(req); err != nil {
 				st.cancel()
 				return
@@ -163,8 +205,14 @@ func (st *sessionStream) enqueue(ctx context.Context, req *triadv1.SessionReques
 	return false
 }
 
-// read delivers the answers of st until it ends.
+// read delivers the answers of st until it ends. It first waits for the
+// member's response header, which says whether it takes batched calls:
+// triadd sends it when the stream opens, an older member with its first
+// answer (until then the writer sends calls one by one, never waiting).
 func (c *sessionClient) read(st *sessionStream) {
+	if md, err := st.stream.Header(); err == nil && slices.Contains(md.Get(sessionBatchHeader), "1") {
+		st.batches.Store(true)
+	}
 	for {
 		r, err := st.stream.Recv()
 		if err != nil {
@@ -184,13 +232,24 @@ func (c *sessionClient) read(st *sessionStream) {
 			c.mu.Unlock()
 			return
 		}
-		st.mu.Lock()
-		ch, ok := st.pending[r.GetCallId()]
-		delete(st.pending, r.GetCallId())
-		st.mu.Unlock()
-		if ok {
-			ch <- r // buffered: never blocks
+		if b := r.GetBatch(); len(b) > 0 {
+			for _, one := range b {
+				st.deliver(one)
+			}
+			continue
 		}
+		st.deliver(r)
+	}
+}
+
+// deliver hands r to the call waiting for it, if any still is.
+func (st *sessionStream) deliver(r *triadv1.SessionResponse) {
+	st.mu.Lock()
+	ch, ok := st.pending[r.GetCallId()]
+	delete(st.pending, r.GetCallId())
+	st.mu.Unlock()
+	if ok {
+		ch <- r // buffered: never blocks
 	}
 }
 

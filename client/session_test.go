@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -25,7 +26,10 @@ type sessionMember struct {
 	mu              sync.Mutex
 	refuse          bool // answer Session with UNIMPLEMENTED, as an older triadd
 	breakAfterGrant bool // once: grant a checkout, then break the stream unanswered
+	batches         bool // take batched calls and say so in the header, as triadd does
 	opened          int
+	batchMsgs       int // messages carrying a batch
+	batchedCalls    int // calls that came in one
 	streamCalls     int
 	unaryCalls      int
 	cancels         int
@@ -60,6 +64,11 @@ func (s *sessionMember) Session(stream triadv1.Licensing_SessionServer) error {
 	if refuse {
 		return status.Error(codes.Unimplemented, "unknown method Session for service triad.v1.Licensing")
 	}
+	if s.batches {
+		if err := stream.SendHeader(metadata.Pairs("triad-session-batch", "1")); err != nil {
+			return err
+		}
+	}
 	var (
 		sendMu  sync.Mutex
 		mu      sync.Mutex
@@ -74,6 +83,13 @@ func (s *sessionMember) Session(stream triadv1.Licensing_SessionServer) error {
 			req, err := stream.Recv()
 			if err != nil {
 				return
+			}
+			if b := req.GetBatch(); len(b) > 0 {
+				s.count(func() { s.batchMsgs++; s.batchedCalls += len(b) })
+				for _, one := range b {
+					reqs <- one
+				}
+				continue
 			}
 			reqs <- req
 		}
@@ -197,6 +213,72 @@ func TestSessionCarriesCalls(t *testing.T) {
 	defer sm.mu.Unlock()
 	if sm.opened != 1 || sm.unaryCalls != 0 || sm.streamCalls < 6+2+6 {
 		t.Fatalf("streams opened %d, unary calls %d, stream calls %d: want 1 stream carrying every call", sm.opened, sm.unaryCalls, sm.streamCalls)
+	}
+}
+
+// Calls ready together go in one message to a member that says it takes
+// batches, and never to one that does not (an older triadd, which would
+// read a batch as an empty call); either way every call is answered once.
+func TestSessionBatchesOnlyWhereTaken(t *testing.T) {
+	for _, takes := range []bool{true, false} {
+		cl, sms := newSessionCluster(t, 1)
+		sms[0].batches = takes
+		cl.mu.Lock()
+		cl.capacity["cad"] = 1000
+		cl.mu.Unlock()
+		c, err := New(cl.addrs(), WithInsecure(), WithRenewInterval(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		conn := c.cluster.members[0].conn
+		conn.Connect()
+		waitUntil(t, 5*time.Second, "the connection up", func() bool { return conn.GetState() == connectivity.Ready })
+		taken := 0
+		batched := func() int {
+			sms[0].mu.Lock()
+			defer sms[0].mu.Unlock()
+			return sms[0].batchMsgs
+		}
+		// Rounds of 32 concurrent checkouts until one round batched (or,
+		// for the member that does not take batches, 5 rounds).
+		for round := 0; takes && batched() == 0 || !takes && round < 5; round++ {
+			if ctx.Err() != nil {
+				t.Fatalf("no batch in %d rounds of 32 concurrent checkouts", round)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 32)
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := c.Checkout(ctx, CheckoutRequest{Feature: "cad"}); err != nil {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			taken += 32
+		}
+		if n := cl.inUse("cad"); int(n) != taken {
+			t.Fatalf("batches %v: %d seats in use after %d checkouts", takes, n, taken)
+		}
+		sm := sms[0]
+		sm.mu.Lock()
+		msgs, calls, unary := sm.batchMsgs, sm.batchedCalls, sm.unaryCalls
+		sm.mu.Unlock()
+		if !takes && msgs != 0 {
+			t.Fatalf("%d batched messages sent to a member that does not take them", msgs)
+		}
+		if takes && (calls < 2*msgs || unary != 0) {
+			t.Fatalf("%d batched messages carrying %d calls, %d unary calls", msgs, calls, unary)
+		}
+		cancel()
+		c.Close()
 	}
 }
 

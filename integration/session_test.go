@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -150,6 +152,10 @@ func TestSessionStream(t *testing.T) {
 		}
 	}
 
+	for _, m := range []*member{follower, leader} {
+		checkSessionBatches(t, ctx, c, m)
+	}
+
 	// The client library (Session streams by default) keeps its lease
 	// through a leader kill: renewals resume on the new leader.
 	cl, err := client.New([]string{c.members[0].addr, c.members[1].addr, c.members[2].addr}, tlsOption(t), client.WithRenewInterval(200*time.Millisecond))
@@ -178,6 +184,178 @@ func TestSessionStream(t *testing.T) {
 		return nil
 	})
 	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkSessionBatches drives batched Session messages on m with the raw
+// stub (the cluster's license has 2 seats, none in use): a batch is
+// answered call by call, as if each had come alone; malformed batches
+// are refused whole, changing nothing; answers come batched only to a
+// client that asked for them.
+func checkSessionBatches(t *testing.T, ctx context.Context, c *cluster, m *member) {
+	t.Helper()
+	co := func(id string) *triadv1.SessionRequest {
+		return &triadv1.SessionRequest{TimeoutMs: 10000, Call: &triadv1.SessionRequest_Checkout{Checkout: &triadv1.CheckoutRequest{
+			ProtocolVersion: client.ProtocolVersion, RequestId: "batch-" + m.name + "-" + id, Feature: "cad", Version: 1, ClientId: "cb-" + m.name, User: "u"}}}
+	}
+	withIDs := func(first uint64, reqs ...*triadv1.SessionRequest) []*triadv1.SessionRequest {
+		for i, r := range reqs {
+			r.CallId = first + uint64(i)
+		}
+		return reqs
+	}
+	// recv reads answers until n calls are answered; batched counts the
+	// messages that carried more than one.
+	recv := func(s triadv1.Licensing_SessionClient, n int) (map[uint64]*triadv1.SessionResponse, int) {
+		t.Helper()
+		got, batched := map[uint64]*triadv1.SessionResponse{}, 0
+		for len(got) < n {
+			r, err := s.Recv()
+			if err != nil {
+				t.Fatalf("%s: %v", m.name, err)
+			}
+			one := []*triadv1.SessionResponse{r}
+			if len(r.GetBatch()) > 0 {
+				if r.GetCallId() != 0 || r.GetResult() != nil {
+					t.Fatalf("%s: a batched answer carries more than its batch: %v", m.name, r)
+				}
+				one = r.GetBatch()
+				if len(one) > 1 {
+					batched++
+				}
+			}
+			for _, a := range one {
+				if _, dup := got[a.GetCallId()]; dup {
+					t.Fatalf("%s: call %d answered twice", m.name, a.GetCallId())
+				}
+				got[a.GetCallId()] = a
+			}
+		}
+		return got, batched
+	}
+	inUse := func() uint32 { return c.usage(c.servers())[0].InUse }
+
+	s, err := licensing(t, m.addr).Session(metadata.AppendToOutgoingContext(ctx, "triad-session-batch", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md, err := s.Header(); err != nil || md.Get("triad-session-batch")[0] != "1" {
+		t.Fatalf("%s: response header %v (%v), want triad-session-batch: 1", m.name, md, err)
+	}
+	// Three checkouts in one message, two seats: two leases, one refusal.
+	if err := s.Send(&triadv1.SessionRequest{Batch: withIDs(1, co("a"), co("b"), co("c"))}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := recv(s, 3)
+	var leases []*triadv1.CheckoutResponse
+	for id := uint64(1); id <= 3; id++ {
+		r := got[id]
+		switch err := sessionErr(t, r); {
+		case err == nil && r.GetCheckout().GetLease().GetLeaseId() != 0:
+			leases = append(leases, r.GetCheckout())
+		case grpcstatus.Code(err) != codes.ResourceExhausted:
+			t.Fatalf("%s: batched checkout %d: %v %v", m.name, id, err, r)
+		}
+	}
+	if len(leases) != 2 || inUse() != 2 {
+		t.Fatalf("%s: %d leases granted, %d seats in use from a batch of 3 checkouts on 2 seats, want 2 and 2", m.name, len(leases), inUse())
+	}
+	// Malformed batches are refused whole, every call answered with why,
+	// nothing taken (the seats are full, but a refused release would show).
+	rel := func(l *triadv1.CheckoutResponse) *triadv1.SessionRequest {
+		return &triadv1.SessionRequest{TimeoutMs: 10000, Call: &triadv1.SessionRequest_Release{Release: &triadv1.ReleaseRequest{
+			ProtocolVersion: client.ProtocolVersion, LeaseIds: []uint64{l.GetLease().GetLeaseId()}, LeaseSecrets: [][]byte{l.GetLeaseSecret()}}}}
+	}
+	outer := rel(leases[0])
+	outer.CallId = 10
+	outer.Batch = withIDs(11, rel(leases[1]))
+	// A call holding a batch of its own is refused; what it holds never runs.
+	nested := &triadv1.SessionRequest{Batch: withIDs(20, &triadv1.SessionRequest{Batch: withIDs(21, rel(leases[0]))})}
+	var big []*triadv1.SessionRequest
+	for range 1025 {
+		big = append(big, rel(leases[0]))
+	}
+	for _, bad := range []struct {
+		msg     *triadv1.SessionRequest
+		refused []uint64
+	}{
+		{outer, []uint64{10, 11}},
+		{nested, []uint64{20}},
+		{&triadv1.SessionRequest{Batch: withIDs(100, big...)}, nil},
+	} {
+		refused := bad.refused
+		if len(bad.msg.GetBatch()) > 1024 {
+			for _, r := range bad.msg.GetBatch() {
+				refused = append(refused, r.GetCallId())
+			}
+		}
+		if err := s.Send(bad.msg); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := recv(s, len(refused))
+		for _, id := range refused {
+			if err := sessionErr(t, got[id]); grpcstatus.Code(err) != codes.InvalidArgument {
+				t.Fatalf("%s: call %d of a malformed batch: %v, want INVALID_ARGUMENT", m.name, id, err)
+			}
+		}
+		if inUse() != 2 {
+			t.Fatalf("%s: a refused batch changed the seats in use to %d", m.name, inUse())
+		}
+	}
+	// Both releases in one message; the answers of one Raft entry come
+	// back in one message to this client.
+	if err := s.Send(&triadv1.SessionRequest{Batch: withIDs(200, rel(leases[0]), rel(leases[1]))}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = recv(s, 2)
+	for id := uint64(200); id <= 201; id++ {
+		if err := sessionErr(t, got[id]); err != nil || !got[id].GetRelease().GetResults()[0].GetReleased() {
+			t.Fatalf("%s: batched release %d: %v %v", m.name, id, err, got[id])
+		}
+	}
+	if inUse() != 0 {
+		t.Fatalf("%s: %d seats in use after the batched releases", m.name, inUse())
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A client that did not ask: batched calls are served, answers come
+	// one per message.
+	s, err = licensing(t, m.addr).Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var many []*triadv1.SessionRequest
+	for i := range 8 {
+		many = append(many, co(fmt.Sprint("plain-", i)))
+	}
+	if err := s.Send(&triadv1.SessionRequest{Batch: withIDs(300, many...)}); err != nil {
+		t.Fatal(err)
+	}
+	got, batched := recv(s, 8)
+	if batched != 0 {
+		t.Fatalf("%s: %d batched answers to a client that did not ask for them", m.name, batched)
+	}
+	var ids []uint64
+	var secrets [][]byte
+	for _, r := range got {
+		if l := r.GetCheckout().GetLease(); l != nil {
+			ids, secrets = append(ids, l.GetLeaseId()), append(secrets, r.GetCheckout().GetLeaseSecret())
+		}
+	}
+	if len(ids) != 2 {
+		t.Fatalf("%s: %d of 8 batched checkouts granted on 2 seats", m.name, len(ids))
+	}
+	if err := s.Send(&triadv1.SessionRequest{CallId: 400, TimeoutMs: 10000, Call: &triadv1.SessionRequest_Release{Release: &triadv1.ReleaseRequest{
+		ProtocolVersion: client.ProtocolVersion, LeaseIds: ids, LeaseSecrets: secrets}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := recv(s, 1); sessionErr(t, got[400]) != nil || inUse() != 0 {
+		t.Fatalf("%s: release of the plain client's leases: %v, %d in use", m.name, got[400], inUse())
+	}
+	if err := s.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -23,42 +26,58 @@ const sessionMaxInFlight = 1024
 // (64 clients), with room.
 const sessionWorkers = 512
 
+// sessionBatchHeader is the header by which a client asks for batched
+// answers (request) and a member says it takes batched calls (response).
+const sessionBatchHeader = "triad-session-batch"
+
+// sessionMaxBatch bounds the calls of one batched SessionRequest.
+const sessionMaxBatch = 1024
+
 // Session serves a client's checkouts, renewals and releases over one
 // stream (issue 15). Each call runs the unary handler of the same name,
 // under its own deadline and after the same guards the unary interceptors
 // apply (disk fence, halted for an upgrade), so it is answered exactly as
 // the unary call would be: only after commit, idempotent by request id,
 // with the FSM's capacity checks.
+//
+// Calls may come several to a message (SessionRequest.batch). One
+// goroutine sends the answers: whatever is ready when it gets to send goes
+// out together, in one message for a client that asked for batches (the
+// answers of one Raft entry are ready at once), so a busy stream costs one
+// frame and one write for several calls instead of one each.
 func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error {
 	ctx := stream.Context()
+	md, _ := metadata.FromIncomingContext(ctx)
+	batched := slices.Contains(md.Get(sessionBatchHeader), "1")
+	if err := stream.SendHeader(metadata.Pairs(sessionBatchHeader, "1")); err != nil {
+		return nil // the stream is gone
+	}
 	var (
-		sendMu sync.Mutex
-		mu     sync.Mutex
-		calls  = map[uint64]context.CancelFunc{}
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, sessionMaxInFlight)
+		mu    sync.Mutex
+		calls = map[uint64]context.CancelFunc{}
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, sessionMaxInFlight)
+		out   = newSessionOutbox()
 	)
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		out.run(stream, batched)
+	}()
 	defer func() {
 		// The stream ended: abandon the calls in flight (their answers
-		// cannot be delivered) and wait for them.
+		// cannot be delivered), wait for them, then for the sender.
 		mu.Lock()
 		for _, cancel := range calls {
 			cancel()
 		}
 		mu.Unlock()
 		wg.Wait()
+		out.close()
+		<-senderDone
 	}()
-	send := func(r *triadv1.SessionResponse) {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		// An error means the stream is gone; Recv reports it.
-		_ = stream.Send(r)
-	}
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil // the client closed the stream, or it broke
-		}
+	// handle starts one call; false when the stream ended.
+	handle := func(req *triadv1.SessionRequest) bool {
 		id := req.GetCallId()
 		if req.GetCancel() {
 			mu.Lock()
@@ -66,19 +85,23 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 				cancel()
 			}
 			mu.Unlock()
-			continue
+			return true
+		}
+		if len(req.GetBatch()) > 0 {
+			out.add(sessionError(id, status.Errorf(codes.InvalidArgument, "session call %d carries a batch of its own: a batch holds single calls only", id)))
+			return true
 		}
 		mu.Lock()
 		_, dup := calls[id]
 		mu.Unlock()
 		if dup {
-			send(sessionError(id, status.Errorf(codes.InvalidArgument, "session call id %d is already in flight on this stream: use a new id per call", id)))
-			continue
+			out.add(sessionError(id, status.Errorf(codes.InvalidArgument, "session call id %d is already in flight on this stream: use a new id per call", id)))
+			return true
 		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return nil
+			return false
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		if t := req.GetTimeoutMs(); t > 0 {
@@ -96,8 +119,97 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 			mu.Unlock()
 			cancel()
 			<-slots
-			send(resp)
+			out.add(resp)
 		})
+		return true
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the client closed the stream, or it broke
+		}
+		batch := req.GetBatch()
+		switch {
+		case len(batch) == 0:
+			if !handle(req) {
+				return nil
+			}
+		case req.GetCallId() != 0 || req.GetTimeoutMs() != 0 || req.GetCall() != nil:
+			// Refused whole: every call in it, and the message's own, is
+			// answered with why.
+			err := status.Error(codes.InvalidArgument, "a session message with a batch carries nothing else: put every call, with its call_id and timeout_ms, in the batch")
+			out.add(sessionError(req.GetCallId(), err))
+			for _, c := range batch {
+				out.add(sessionError(c.GetCallId(), err))
+			}
+		case len(batch) > sessionMaxBatch:
+			for _, c := range batch {
+				out.add(sessionError(c.GetCallId(), status.Errorf(codes.InvalidArgument, "a session batch of %d calls is too large: at most %d per message", len(batch), sessionMaxBatch)))
+			}
+		default:
+			for _, c := range batch {
+				if !handle(c) {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// sessionOutbox holds a stream's answers until its sender sends them.
+type sessionOutbox struct {
+	mu     sync.Mutex
+	queue  []*triadv1.SessionResponse
+	wake   chan struct{} // a send is due
+	closed chan struct{}
+}
+
+func newSessionOutbox() *sessionOutbox {
+	return &sessionOutbox{wake: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (o *sessionOutbox) add(r *triadv1.SessionResponse) {
+	o.mu.Lock()
+	o.queue = append(o.queue, r)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *sessionOutbox) close() { close(o.closed) }
+
+// run sends the queued answers until close: in one message when there are
+// several and batched, one by one otherwise. A failed send means the
+// stream is gone (Recv reports it); later answers are dropped.
+func (o *sessionOutbox) run(stream triadv1.Licensing_SessionServer, batched bool) {
+	broken := false
+	for {
+		select {
+		case <-o.closed:
+			return
+		case <-o.wake:
+		}
+		// Let the answers woken with this one (one Raft entry's) queue
+		// behind it first.
+		runtime.Gosched()
+		o.mu.Lock()
+		q := o.queue
+		o.queue = nil
+		o.mu.Unlock()
+		if broken || len(q) == 0 {
+			continue
+		}
+		if batched && len(q) > 1 {
+			broken = stream.Send(&triadv1.SessionResponse{Batch: q}) != nil
+			continue
+		}
+		for _, r := range q {
+			if broken = stream.Send(r) != nil; broken {
+				break
+			}
+		}
 	}
 }
 

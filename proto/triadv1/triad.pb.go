@@ -6091,7 +6091,14 @@ type SessionRequest struct {
 	//	*SessionRequest_Renew
 	//	*SessionRequest_Release
 	//	*SessionRequest_Cancel
-	Call          isSessionRequest_Call `protobuf_oneof:"call"`
+	Call isSessionRequest_Call `protobuf_oneof:"call"`
+	// Several calls in one message: a client with more than one call ready
+	// sends them together. A message with batch carries nothing else (no
+	// call_id, timeout_ms or call), and its calls carry no batch of their
+	// own; at most 1,024 calls per message. Each call is answered as if it
+	// had come alone. A member that knows batches says so in the stream's
+	// response header (triad-session-batch: 1); send batches only then.
+	Batch         []*SessionRequest `protobuf:"bytes,7,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6183,6 +6190,13 @@ func (x *SessionRequest) GetCancel() bool {
 	return false
 }
 
+func (x *SessionRequest) GetBatch() []*SessionRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 type isSessionRequest_Call interface {
 	isSessionRequest_Call()
 }
@@ -6223,7 +6237,11 @@ type SessionResponse struct {
 	//	*SessionResponse_Renew
 	//	*SessionResponse_Release
 	//	*SessionResponse_Error
-	Result        isSessionResponse_Result `protobuf_oneof:"result"`
+	Result isSessionResponse_Result `protobuf_oneof:"result"`
+	// Several answers in one message, when the client opened the stream
+	// with the request header triad-session-batch: 1 and more than one
+	// answer was ready at once. A message with batch carries nothing else.
+	Batch         []*SessionResponse `protobuf:"bytes,6,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6304,6 +6322,13 @@ func (x *SessionResponse) GetError() []byte {
 		if x, ok := x.Result.(*SessionResponse_Error); ok {
 			return x.Error
 		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetBatch() []*SessionResponse {
+	if x != nil {
+		return x.Batch
 	}
 	return nil
 }
@@ -7134,7 +7159,7 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\n" +
 	"via_member\x18\v \x01(\tR\tviaMember\"F\n" +
 	"\x12UsageQueueResponse\x120\n" +
-	"\x06queued\x18\x01 \x03(\v2\x18.triad.v1.QueuedCheckoutR\x06queued\"\x89\x02\n" +
+	"\x06queued\x18\x01 \x03(\v2\x18.triad.v1.QueuedCheckoutR\x06queued\"\xb9\x02\n" +
 	"\x0eSessionRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -7142,14 +7167,16 @@ const file_triad_v1_triad_proto_rawDesc = "" +
 	"\bcheckout\x18\x03 \x01(\v2\x19.triad.v1.CheckoutRequestH\x00R\bcheckout\x12.\n" +
 	"\x05renew\x18\x04 \x01(\v2\x16.triad.v1.RenewRequestH\x00R\x05renew\x124\n" +
 	"\arelease\x18\x05 \x01(\v2\x18.triad.v1.ReleaseRequestH\x00R\arelease\x12\x18\n" +
-	"\x06cancel\x18\x06 \x01(\bH\x00R\x06cancelB\x06\n" +
-	"\x04call\"\xee\x01\n" +
+	"\x06cancel\x18\x06 \x01(\bH\x00R\x06cancel\x12.\n" +
+	"\x05batch\x18\a \x03(\v2\x18.triad.v1.SessionRequestR\x05batchB\x06\n" +
+	"\x04call\"\x9f\x02\n" +
 	"\x0fSessionResponse\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x128\n" +
 	"\bcheckout\x18\x02 \x01(\v2\x1a.triad.v1.CheckoutResponseH\x00R\bcheckout\x12/\n" +
 	"\x05renew\x18\x03 \x01(\v2\x17.triad.v1.RenewResponseH\x00R\x05renew\x125\n" +
 	"\arelease\x18\x04 \x01(\v2\x19.triad.v1.ReleaseResponseH\x00R\arelease\x12\x16\n" +
-	"\x05error\x18\x05 \x01(\fH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x05 \x01(\fH\x00R\x05error\x12/\n" +
+	"\x05batch\x18\x06 \x03(\v2\x19.triad.v1.SessionResponseR\x05batchB\b\n" +
 	"\x06result\"\x9b\x01\n" +
 	"\x0fTraceSetRequest\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.triad.v1.AdminHeaderR\x06header\x12\x0e\n" +
@@ -7386,96 +7413,98 @@ var file_triad_v1_triad_proto_depIdxs = []int32{
 	1,   // 57: triad.v1.SessionRequest.checkout:type_name -> triad.v1.CheckoutRequest
 	4,   // 58: triad.v1.SessionRequest.renew:type_name -> triad.v1.RenewRequest
 	7,   // 59: triad.v1.SessionRequest.release:type_name -> triad.v1.ReleaseRequest
-	3,   // 60: triad.v1.SessionResponse.checkout:type_name -> triad.v1.CheckoutResponse
-	6,   // 61: triad.v1.SessionResponse.renew:type_name -> triad.v1.RenewResponse
-	9,   // 62: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
-	15,  // 63: triad.v1.TraceSetRequest.header:type_name -> triad.v1.AdminHeader
-	15,  // 64: triad.v1.TraceShowRequest.header:type_name -> triad.v1.AdminHeader
-	15,  // 65: triad.v1.HistoryReportRequest.header:type_name -> triad.v1.AdminHeader
-	91,  // 66: triad.v1.HistoryReportRequest.params:type_name -> triad.v1.HistoryReportRequest.ParamsEntry
-	1,   // 67: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
-	4,   // 68: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
-	7,   // 69: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
-	10,  // 70: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
-	0,   // 71: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
-	7,   // 72: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
-	79,  // 73: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
-	84,  // 74: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
-	16,  // 75: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
-	18,  // 76: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
-	36,  // 77: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
-	21,  // 78: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
-	23,  // 79: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
-	25,  // 80: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
-	26,  // 81: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
-	28,  // 82: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
-	31,  // 83: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
-	34,  // 84: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
-	57,  // 85: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
-	59,  // 86: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
-	60,  // 87: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
-	38,  // 88: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
-	41,  // 89: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
-	48,  // 90: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
-	52,  // 91: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
-	54,  // 92: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
-	55,  // 93: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
-	63,  // 94: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
-	65,  // 95: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
-	66,  // 96: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
-	13,  // 97: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
-	67,  // 98: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
-	72,  // 99: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
-	75,  // 100: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
-	77,  // 101: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
-	81,  // 102: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
-	86,  // 103: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
-	87,  // 104: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
-	89,  // 105: triad.v1.Admin.HistoryReport:input_type -> triad.v1.HistoryReportRequest
-	3,   // 106: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
-	6,   // 107: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
-	9,   // 108: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
-	12,  // 109: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
-	3,   // 110: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
-	9,   // 111: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
-	80,  // 112: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
-	85,  // 113: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
-	17,  // 114: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
-	19,  // 115: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
-	37,  // 116: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
-	20,  // 117: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
-	24,  // 118: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
-	50,  // 119: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
-	27,  // 120: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
-	30,  // 121: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
-	33,  // 122: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
-	35,  // 123: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
-	58,  // 124: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
-	61,  // 125: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
-	61,  // 126: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
-	40,  // 127: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
-	43,  // 128: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
-	51,  // 129: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
-	53,  // 130: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
-	12,  // 131: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
-	56,  // 132: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
-	64,  // 133: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
-	64,  // 134: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
-	64,  // 135: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
-	14,  // 136: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
-	68,  // 137: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
-	74,  // 138: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
-	76,  // 139: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
-	78,  // 140: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
-	83,  // 141: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
-	88,  // 142: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
-	88,  // 143: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
-	90,  // 144: triad.v1.Admin.HistoryReport:output_type -> triad.v1.HistoryReportResponse
-	106, // [106:145] is the sub-list for method output_type
-	67,  // [67:106] is the sub-list for method input_type
-	67,  // [67:67] is the sub-list for extension type_name
-	67,  // [67:67] is the sub-list for extension extendee
-	0,   // [0:67] is the sub-list for field type_name
+	84,  // 60: triad.v1.SessionRequest.batch:type_name -> triad.v1.SessionRequest
+	3,   // 61: triad.v1.SessionResponse.checkout:type_name -> triad.v1.CheckoutResponse
+	6,   // 62: triad.v1.SessionResponse.renew:type_name -> triad.v1.RenewResponse
+	9,   // 63: triad.v1.SessionResponse.release:type_name -> triad.v1.ReleaseResponse
+	85,  // 64: triad.v1.SessionResponse.batch:type_name -> triad.v1.SessionResponse
+	15,  // 65: triad.v1.TraceSetRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 66: triad.v1.TraceShowRequest.header:type_name -> triad.v1.AdminHeader
+	15,  // 67: triad.v1.HistoryReportRequest.header:type_name -> triad.v1.AdminHeader
+	91,  // 68: triad.v1.HistoryReportRequest.params:type_name -> triad.v1.HistoryReportRequest.ParamsEntry
+	1,   // 69: triad.v1.Licensing.Checkout:input_type -> triad.v1.CheckoutRequest
+	4,   // 70: triad.v1.Licensing.Renew:input_type -> triad.v1.RenewRequest
+	7,   // 71: triad.v1.Licensing.Release:input_type -> triad.v1.ReleaseRequest
+	10,  // 72: triad.v1.Licensing.Features:input_type -> triad.v1.FeaturesRequest
+	0,   // 73: triad.v1.Licensing.Borrow:input_type -> triad.v1.BorrowRequest
+	7,   // 74: triad.v1.Licensing.ReturnBorrow:input_type -> triad.v1.ReleaseRequest
+	79,  // 75: triad.v1.Licensing.CancelQueued:input_type -> triad.v1.CancelQueuedRequest
+	84,  // 76: triad.v1.Licensing.Session:input_type -> triad.v1.SessionRequest
+	16,  // 77: triad.v1.Admin.Connect:input_type -> triad.v1.ConnectRequest
+	18,  // 78: triad.v1.Admin.Disconnect:input_type -> triad.v1.DisconnectRequest
+	36,  // 79: triad.v1.Admin.ServerShow:input_type -> triad.v1.ServerShowRequest
+	21,  // 80: triad.v1.Admin.ServerSet:input_type -> triad.v1.ServerSetRequest
+	23,  // 81: triad.v1.Admin.PasswordSet:input_type -> triad.v1.PasswordSetRequest
+	25,  // 82: triad.v1.Admin.LicenseShow:input_type -> triad.v1.LicenseShowRequest
+	26,  // 83: triad.v1.Admin.LicenseRemove:input_type -> triad.v1.LicenseRemoveRequest
+	28,  // 84: triad.v1.Admin.UsageUsers:input_type -> triad.v1.UsageUsersRequest
+	31,  // 85: triad.v1.Admin.UsageDenials:input_type -> triad.v1.UsageDenialsRequest
+	34,  // 86: triad.v1.Admin.UsageRelease:input_type -> triad.v1.UsageReleaseRequest
+	57,  // 87: triad.v1.Admin.UsageRecycle:input_type -> triad.v1.UsageRecycleRequest
+	59,  // 88: triad.v1.Admin.RulesSet:input_type -> triad.v1.RulesSetRequest
+	60,  // 89: triad.v1.Admin.RulesShow:input_type -> triad.v1.RulesShowRequest
+	38,  // 90: triad.v1.Admin.ClusterCreate:input_type -> triad.v1.ClusterCreateRequest
+	41,  // 91: triad.v1.Admin.ClusterStatus:input_type -> triad.v1.ClusterStatusRequest
+	48,  // 92: triad.v1.Admin.LicenseEnroll:input_type -> triad.v1.LicenseEnrollRequest
+	52,  // 93: triad.v1.Admin.LicenseList:input_type -> triad.v1.LicenseListRequest
+	54,  // 94: triad.v1.Admin.UsageFeatures:input_type -> triad.v1.UsageFeaturesRequest
+	55,  // 95: triad.v1.Admin.UsageLeases:input_type -> triad.v1.UsageLeasesRequest
+	63,  // 96: triad.v1.Admin.VendorTrustList:input_type -> triad.v1.VendorTrustListRequest
+	65,  // 97: triad.v1.Admin.VendorTrustAdd:input_type -> triad.v1.VendorTrustAddRequest
+	66,  // 98: triad.v1.Admin.VendorTrustRemove:input_type -> triad.v1.VendorTrustRemoveRequest
+	13,  // 99: triad.v1.Admin.Discover:input_type -> triad.v1.DiscoverRequest
+	67,  // 100: triad.v1.Admin.AuditVerify:input_type -> triad.v1.AuditVerifyRequest
+	72,  // 101: triad.v1.Admin.ServerTestNotify:input_type -> triad.v1.ServerTestNotifyRequest
+	75,  // 102: triad.v1.Admin.SnapshotSave:input_type -> triad.v1.SnapshotSaveRequest
+	77,  // 103: triad.v1.Admin.ClusterReplaceMember:input_type -> triad.v1.ClusterReplaceMemberRequest
+	81,  // 104: triad.v1.Admin.UsageQueue:input_type -> triad.v1.UsageQueueRequest
+	86,  // 105: triad.v1.Admin.TraceSet:input_type -> triad.v1.TraceSetRequest
+	87,  // 106: triad.v1.Admin.TraceShow:input_type -> triad.v1.TraceShowRequest
+	89,  // 107: triad.v1.Admin.HistoryReport:input_type -> triad.v1.HistoryReportRequest
+	3,   // 108: triad.v1.Licensing.Checkout:output_type -> triad.v1.CheckoutResponse
+	6,   // 109: triad.v1.Licensing.Renew:output_type -> triad.v1.RenewResponse
+	9,   // 110: triad.v1.Licensing.Release:output_type -> triad.v1.ReleaseResponse
+	12,  // 111: triad.v1.Licensing.Features:output_type -> triad.v1.FeaturesResponse
+	3,   // 112: triad.v1.Licensing.Borrow:output_type -> triad.v1.CheckoutResponse
+	9,   // 113: triad.v1.Licensing.ReturnBorrow:output_type -> triad.v1.ReleaseResponse
+	80,  // 114: triad.v1.Licensing.CancelQueued:output_type -> triad.v1.CancelQueuedResponse
+	85,  // 115: triad.v1.Licensing.Session:output_type -> triad.v1.SessionResponse
+	17,  // 116: triad.v1.Admin.Connect:output_type -> triad.v1.ConnectResponse
+	19,  // 117: triad.v1.Admin.Disconnect:output_type -> triad.v1.DisconnectResponse
+	37,  // 118: triad.v1.Admin.ServerShow:output_type -> triad.v1.ServerShowResponse
+	20,  // 119: triad.v1.Admin.ServerSet:output_type -> triad.v1.ServerSettings
+	24,  // 120: triad.v1.Admin.PasswordSet:output_type -> triad.v1.PasswordSetResponse
+	50,  // 121: triad.v1.Admin.LicenseShow:output_type -> triad.v1.LicenseInfo
+	27,  // 122: triad.v1.Admin.LicenseRemove:output_type -> triad.v1.LicenseRemoveResponse
+	30,  // 123: triad.v1.Admin.UsageUsers:output_type -> triad.v1.UsageUsersResponse
+	33,  // 124: triad.v1.Admin.UsageDenials:output_type -> triad.v1.UsageDenialsResponse
+	35,  // 125: triad.v1.Admin.UsageRelease:output_type -> triad.v1.UsageReleaseResponse
+	58,  // 126: triad.v1.Admin.UsageRecycle:output_type -> triad.v1.UsageRecycleResponse
+	61,  // 127: triad.v1.Admin.RulesSet:output_type -> triad.v1.RulesShowResponse
+	61,  // 128: triad.v1.Admin.RulesShow:output_type -> triad.v1.RulesShowResponse
+	40,  // 129: triad.v1.Admin.ClusterCreate:output_type -> triad.v1.ClusterCreateResponse
+	43,  // 130: triad.v1.Admin.ClusterStatus:output_type -> triad.v1.ClusterStatusResponse
+	51,  // 131: triad.v1.Admin.LicenseEnroll:output_type -> triad.v1.LicenseEnrollResponse
+	53,  // 132: triad.v1.Admin.LicenseList:output_type -> triad.v1.LicenseListResponse
+	12,  // 133: triad.v1.Admin.UsageFeatures:output_type -> triad.v1.FeaturesResponse
+	56,  // 134: triad.v1.Admin.UsageLeases:output_type -> triad.v1.UsageLeasesResponse
+	64,  // 135: triad.v1.Admin.VendorTrustList:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 136: triad.v1.Admin.VendorTrustAdd:output_type -> triad.v1.VendorTrustListResponse
+	64,  // 137: triad.v1.Admin.VendorTrustRemove:output_type -> triad.v1.VendorTrustListResponse
+	14,  // 138: triad.v1.Admin.Discover:output_type -> triad.v1.DiscoverResponse
+	68,  // 139: triad.v1.Admin.AuditVerify:output_type -> triad.v1.AuditVerifyResponse
+	74,  // 140: triad.v1.Admin.ServerTestNotify:output_type -> triad.v1.ServerTestNotifyResponse
+	76,  // 141: triad.v1.Admin.SnapshotSave:output_type -> triad.v1.SnapshotChunk
+	78,  // 142: triad.v1.Admin.ClusterReplaceMember:output_type -> triad.v1.ClusterReplaceMemberResponse
+	83,  // 143: triad.v1.Admin.UsageQueue:output_type -> triad.v1.UsageQueueResponse
+	88,  // 144: triad.v1.Admin.TraceSet:output_type -> triad.v1.TraceShowResponse
+	88,  // 145: triad.v1.Admin.TraceShow:output_type -> triad.v1.TraceShowResponse
+	90,  // 146: triad.v1.Admin.HistoryReport:output_type -> triad.v1.HistoryReportResponse
+	108, // [108:147] is the sub-list for method output_type
+	69,  // [69:108] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_triad_v1_triad_proto_init() }
