@@ -37,6 +37,9 @@ type submission struct {
 	deadlines []time.Time // per op; zero: none
 	size      int         // encoded bytes of ops
 	done      chan submitResult
+	// then, when set, takes the result instead of done, on the goroutine
+	// that flushed the group (submitThen).
+	then func(submitResult)
 }
 
 type submitResult struct {
@@ -93,6 +96,19 @@ func (b *batcher) submitSized(ctx context.Context, ops []*fsmpb.Op, deadlines []
 	}
 }
 
+// submitThen queues ops, each with its deadline (zero: none), and returns:
+// then gets their results (nil: dropped for its deadline) or the error,
+// on the goroutine that flushed their group. It must not block. false:
+// ctx ended before the ops were queued, and then is not called.
+func (b *batcher) submitThen(ctx context.Context, ops []*fsmpb.Op, deadlines []time.Time, size int, then func(submitResult)) bool {
+	select {
+	case b.in <- &submission{ops: ops, deadlines: deadlines, size: size, then: then}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // run groups submissions until ctx ends.
 func (b *batcher) run(ctx context.Context) {
 	// carry is a submission that did not fit in the previous group's bytes:
@@ -111,7 +127,7 @@ func (b *batcher) run(ctx context.Context) {
 		select {
 		case b.inflight <- struct{}{}:
 		case <-ctx.Done():
-			first.done <- submitResult{err: ctx.Err()}
+			first.finish(submitResult{err: ctx.Err()})
 			return
 		}
 		// Drain what queued while we waited for a pipeline slot.
@@ -137,7 +153,17 @@ func (b *batcher) run(ctx context.Context) {
 }
 
 func (b *batcher) flushGroup(subs []*submission, n int) {
-	defer func() { <-b.inflight }()
+	// The slot is given back once the group is flushed, before its results
+	// are handed out (callbacks build answers): the next group need not
+	// wait for that.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-b.inflight
+		}
+	}
+	defer release()
 	// Drop the ops whose deadline passed while they waited (a paused
 	// member, a slow leader): only live ones are proposed or forwarded.
 	now := b.now()
@@ -163,10 +189,11 @@ func (b *batcher) flushGroup(subs []*submission, n int) {
 			err = errBatchResult
 		}
 	}
+	release()
 	off, j := 0, 0
 	for _, s := range subs {
 		if err != nil {
-			s.done <- submitResult{err: err}
+			s.finish(submitResult{err: err})
 			continue
 		}
 		out := make([]*fsmpb.OpResult, len(s.ops))
@@ -177,6 +204,15 @@ func (b *batcher) flushGroup(subs []*submission, n int) {
 			}
 		}
 		off += len(s.ops)
-		s.done <- submitResult{results: out}
+		s.finish(submitResult{results: out})
 	}
+}
+
+// finish hands r to the submitter.
+func (s *submission) finish(r submitResult) {
+	if s.then != nil {
+		s.then(r)
+		return
+	}
+	s.done <- r
 }

@@ -370,3 +370,70 @@ func TestBatcherSubmitHonoursContext(t *testing.T) {
 		checkEcho(t, await(t, first))
 	})
 }
+
+// submitThen queues without waiting: its ops join the group of whatever
+// waits beside them (blocking submitters too), the callback gets their
+// results in order on the flushing goroutine, an op whose deadline passed
+// gets nil, a flush error reaches the callback, and a submission whose
+// context ended before it was queued reports false and is never called.
+func TestBatcherSubmitThen(t *testing.T) {
+	f := newFakeFlush(t, true)
+	f.answer = func(call int, ops []*fsmpb.Op) ([]*fsmpb.OpResult, error) {
+		if call == 3 {
+			return nil, errors.New("leadership lost")
+		}
+		return echo(ops), nil
+	}
+	b := newBatcher(64, 1, f.flush)
+	startBatcher(t, b)
+	then := func(ids ...string) (chan outcome, []*fsmpb.Op, []time.Time) {
+		ch := make(chan outcome, 1)
+		ops := make([]*fsmpb.Op, len(ids))
+		for i, id := range ids {
+			ops[i] = grantOp(id)
+		}
+		return ch, ops, make([]time.Time, len(ids))
+	}
+	call := func(ch chan outcome, ids []string) func(submitResult) {
+		return func(r submitResult) { ch <- outcome{ids: ids, res: r.results, err: r.err} }
+	}
+
+	first := submitAsync(context.Background(), b, "first")
+	f.waitEntered(t, 1)
+	chA, opsA, dA := then("a1", "a2")
+	chB, opsB, dB := then("b1", "late")
+	dB[1] = time.Now().Add(-time.Second) // already passed: dropped, never flushed
+	if !b.submitThen(context.Background(), opsA, dA, 0, call(chA, []string{"a1", "a2"})) ||
+		!b.submitThen(context.Background(), opsB, dB, 0, call(chB, []string{"b1", "late"})) {
+		t.Fatal("submitThen refused with a live context")
+	}
+	blocking := submitAsync(context.Background(), b, "c")
+	waitQueued(t, b, 2) // the run loop holds the first, waiting for a slot
+	f.open()
+	checkEcho(t, await(t, first))
+	checkEcho(t, await(t, chA))
+	checkEcho(t, await(t, blocking))
+	b2 := await(t, chB)
+	if b2.err != nil || len(b2.res) != 2 || b2.res[0].GetMessage() != "b1" || b2.res[1] != nil {
+		t.Fatalf("submission with a passed deadline: %v %v, want b1's result and nil", b2.res, b2.err)
+	}
+	if groups := f.snapshot(); len(groups) != 2 || fmt.Sprint(groups[1]) != "[a1 a2 b1 c]" {
+		t.Fatalf("groups %v, want [first] then [a1 a2 b1 c]", groups)
+	}
+
+	chE, opsE, dE := then("e")
+	b.submitThen(context.Background(), opsE, dE, 0, call(chE, []string{"e"}))
+	if o := await(t, chE); o.err == nil || o.res != nil {
+		t.Fatalf("flush error: callback got %v, %v", o.res, o.err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	full := newBatcher(1, 1, f.flush) // not running: its queue fills
+	for len(full.in) < cap(full.in) {
+		full.in <- &submission{}
+	}
+	if full.submitThen(ctx, []*fsmpb.Op{grantOp("x")}, make([]time.Time, 1), 0, func(submitResult) { t.Error("called after a refused submitThen") }) {
+		t.Fatal("submitThen with an ended context and a full queue reported queued")
+	}
+}

@@ -47,6 +47,15 @@ func checkProtocol(v uint32) error {
 
 func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRequest) (*triadv1.CheckoutResponse, error) {
 	defer l.m.observe(methodCheckout, time.Now())
+	op, err := l.checkoutOp(req)
+	if err != nil {
+		return nil, err
+	}
+	return l.take(ctx, req, op)
+}
+
+// checkoutOp checks a checkout request and turns it into its Grant op.
+func (l *licensingService) checkoutOp(req *triadv1.CheckoutRequest) (*fsmpb.Op, error) {
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
@@ -62,7 +71,7 @@ func (l *licensingService) Checkout(ctx context.Context, req *triadv1.CheckoutRe
 	if req.GetQueue() {
 		g.QueueWaitMs = queueWait(req.GetQueueWaitSeconds()).Milliseconds()
 	}
-	return l.take(ctx, req, &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: g}})
+	return &fsmpb.Op{Op: &fsmpb.Op_Grant{Grant: g}}, nil
 }
 
 // grantFor turns a checkout request into the FSM's Grant.
@@ -82,7 +91,11 @@ func (l *licensingService) take(ctx context.Context, req *triadv1.CheckoutReques
 		l.m.checkoutError()
 		return nil, toStatus(err)
 	}
-	r := res[0]
+	return l.took(req, res[0])
+}
+
+// took answers a checkout or borrow from its op's result.
+func (l *licensingService) took(req *triadv1.CheckoutRequest, r *fsmpb.OpResult) (*triadv1.CheckoutResponse, error) {
 	if r.GetCode() == fsmpb.Code_QUEUED {
 		// Waiting, not refused: neither a checkout nor a denial yet.
 		leader, _ := l.s.leaderAddr()
@@ -211,6 +224,19 @@ func checkLeaseIDs(ids []uint64) error {
 
 func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest) (*triadv1.RenewResponse, error) {
 	defer l.m.observe(methodRenew, time.Now())
+	op, err := l.renewOp(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return l.renewed(res[0]), nil
+}
+
+// renewOp checks a renew request and turns it into its Renew op.
+func (l *licensingService) renewOp(req *triadv1.RenewRequest) (*fsmpb.Op, error) {
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
@@ -222,14 +248,14 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 		return nil, err
 	}
 	l.m.renewIDs(len(req.GetLeaseIds()))
-	op := &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets(), IdleMs: idle}}}
-	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
-	if err != nil {
-		return nil, toStatus(err)
-	}
+	return &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets(), IdleMs: idle}}}, nil
+}
+
+// renewed answers a renewal from its op's result.
+func (l *licensingService) renewed(r *fsmpb.OpResult) *triadv1.RenewResponse {
 	resp := &triadv1.RenewResponse{}
 	resp.Leader, _ = l.s.leaderAddr()
-	for _, lr := range res[0].GetLeases() {
+	for _, lr := range r.GetLeases() {
 		rr := &triadv1.RenewResult{LeaseId: lr.GetLeaseId(), Ok: lr.GetCode() == fsmpb.Code_OK}
 		if rr.Ok {
 			rr.ExpiresUnixMs = lr.GetExpiresMs()
@@ -240,31 +266,44 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 		}
 		resp.Results = append(resp.Results, rr)
 	}
-	return resp, nil
+	return resp
 }
 
 func (l *licensingService) Release(ctx context.Context, req *triadv1.ReleaseRequest) (*triadv1.ReleaseResponse, error) {
 	defer l.m.observe(methodRelease, time.Now())
+	op, err := releaseOp(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return released(res[0]), nil
+}
+
+// releaseOp checks a release request and turns it into its Release op.
+func releaseOp(req *triadv1.ReleaseRequest) (*fsmpb.Op, error) {
 	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
 	if err := checkLeaseRefs(req.GetLeaseIds(), req.GetLeaseSecrets()); err != nil {
 		return nil, err
 	}
-	op := &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets()}}}
-	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
-	if err != nil {
-		return nil, toStatus(err)
-	}
+	return &fsmpb.Op{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets()}}}, nil
+}
+
+// released answers a release from its op's result.
+func released(r *fsmpb.OpResult) *triadv1.ReleaseResponse {
 	resp := &triadv1.ReleaseResponse{}
-	for _, lr := range res[0].GetLeases() {
+	for _, lr := range r.GetLeases() {
 		rr := &triadv1.ReleaseResult{LeaseId: lr.GetLeaseId(), Released: lr.GetCode() == fsmpb.Code_OK}
 		if !rr.Released {
 			rr.Error = lr.GetMessage()
 		}
 		resp.Results = append(resp.Results, rr)
 	}
-	return resp, nil
+	return resp
 }
 
 func (l *licensingService) Features(ctx context.Context, req *triadv1.FeaturesRequest) (*triadv1.FeaturesResponse, error) {

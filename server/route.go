@@ -164,6 +164,40 @@ func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines 
 	return res, err
 }
 
+// submitOpsThen is submitOps without waiting, for Session calls: when this
+// member leads, or follows a leader it knows, the ops (all with deadline,
+// zero: none) go to the batcher now and then gets their results or the
+// error on the goroutine that flushed them. then must not block. It
+// reports false, without calling then, when the call must be served the
+// waiting way (submitOps: its checks answer a bad op, and its route waits
+// for a leader and retries across leader changes): no leader known, a
+// fenced disk, an op the input checks refuse, or ctx ended.
+func (s *Server) submitOpsThen(ctx context.Context, ops []*fsmpb.Op, deadline time.Time, then func([]*fsmpb.OpResult, error)) bool {
+	if s.diskFault() != nil {
+		return false
+	}
+	size, err := checkOpsSize(ops, false)
+	if err != nil || validateOps(ops) != nil {
+		return false
+	}
+	s.dropIdleUnlessAllKnow(ops)
+	if s.checkOpsFormat(ops) != nil {
+		return false
+	}
+	q := s.applyQ
+	if !s.isLeader() {
+		if addr, _ := s.leaderAddr(); addr == "" {
+			return false
+		}
+		q = s.fwdQ
+	}
+	deadlines := make([]time.Time, len(ops))
+	for i := range deadlines {
+		deadlines[i] = deadline
+	}
+	return q.submitThen(ctx, ops, deadlines, size, func(r submitResult) { then(r.results, r.err) })
+}
+
 // flushLocal applies one batch as one Raft log entry (leader). The leader
 // draws each new grant's lease secret here, where it proposes.
 func (s *Server) flushLocal(ops []*fsmpb.Op, _ []time.Time) ([]*fsmpb.OpResult, error) {

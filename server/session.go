@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/triadv1"
 )
 
@@ -34,11 +35,14 @@ const sessionBatchHeader = "triad-session-batch"
 const sessionMaxBatch = 1024
 
 // Session serves a client's checkouts, renewals and releases over one
-// stream (issue 15). Each call runs the unary handler of the same name,
-// under its own deadline and after the same guards the unary interceptors
-// apply (disk fence, halted for an upgrade), so it is answered exactly as
-// the unary call would be: only after commit, idempotent by request id,
-// with the FSM's capacity checks.
+// stream (issue 15). Each call is answered exactly as the unary call of the
+// same name would be: the same checks and guards (disk fence, halted for
+// an upgrade), only after commit, idempotent by request id, with the FSM's
+// capacity checks. A call whose op can go to the batcher at once goes
+// there from this goroutine and is answered from the goroutine that
+// flushed it (sessionThen); any other, and one whose first attempt failed
+// before its deadline, runs the unary handler on a worker under its own
+// deadline (sessionCall), which waits for a leader and retries.
 //
 // Calls may come several to a message (SessionRequest.batch). One
 // goroutine sends the answers: whatever is ready when it gets to send goes
@@ -53,11 +57,12 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		return nil // the stream is gone
 	}
 	var (
-		mu    sync.Mutex
-		calls = map[uint64]context.CancelFunc{}
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, sessionMaxInFlight)
-		out   = newSessionOutbox()
+		mu     sync.Mutex
+		calls  = map[uint64]context.CancelFunc{}
+		closed bool // the stream ended: no new worker starts (mu)
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, sessionMaxInFlight)
+		out    = newSessionOutbox()
 	)
 	senderDone := make(chan struct{})
 	go func() {
@@ -68,6 +73,7 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		// The stream ended: abandon the calls in flight (their answers
 		// cannot be delivered), wait for them, then for the sender.
 		mu.Lock()
+		closed = true
 		for _, cancel := range calls {
 			cancel()
 		}
@@ -76,6 +82,35 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		out.close()
 		<-senderDone
 	}()
+	// serve runs a call on a worker, the waiting way (sessionCall), unless
+	// the stream has ended. It may be called after the handler returned
+	// (a call started without a worker that must be retried).
+	serve := func(req *triadv1.SessionRequest, deadline time.Time) {
+		id := req.GetCallId()
+		cctx, cancel := context.WithCancel(ctx)
+		if !deadline.IsZero() {
+			cctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			cancel()
+			return
+		}
+		calls[id] = cancel
+		wg.Add(1)
+		mu.Unlock()
+		l.s.callWorkers.run(func() {
+			defer wg.Done()
+			resp := l.sessionCall(cctx, req)
+			mu.Lock()
+			delete(calls, id)
+			mu.Unlock()
+			cancel()
+			<-slots
+			out.add(resp)
+		})
+	}
 	// handle starts one call; false when the stream ended.
 	handle := func(req *triadv1.SessionRequest) bool {
 		id := req.GetCallId()
@@ -103,24 +138,25 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		case <-ctx.Done():
 			return false
 		}
-		cctx, cancel := context.WithCancel(ctx)
+		var deadline time.Time
 		if t := req.GetTimeoutMs(); t > 0 {
-			cctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Millisecond)
+			deadline = time.Now().Add(time.Duration(t) * time.Millisecond)
 		}
+		// Without a worker when it can (sessionThen); the id stays taken
+		// until the call is answered.
 		mu.Lock()
-		calls[id] = cancel
+		calls[id] = noCancel
 		mu.Unlock()
-		wg.Add(1)
-		l.s.callWorkers.run(func() {
-			defer wg.Done()
-			resp := l.sessionCall(cctx, req)
+		started := l.sessionThen(ctx, req, deadline, func(resp *triadv1.SessionResponse) {
 			mu.Lock()
 			delete(calls, id)
 			mu.Unlock()
-			cancel()
 			<-slots
 			out.add(resp)
-		})
+		}, func() { serve(req, deadline) })
+		if !started {
+			serve(req, deadline)
+		}
 		return true
 	}
 	for {
@@ -154,6 +190,81 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 			}
 		}
 	}
+}
+
+// noCancel stands in the calls in flight for a call served without a
+// worker: nothing to cancel (its op is queued or proposed already).
+func noCancel() {}
+
+// sessionThen starts a checkout, renewal or release without a worker:
+// its op goes to the batcher now (submitOpsThen), and its answer is made
+// on the goroutine that flushed the batch, where answer gets it. That is
+// two goroutine hand-offs fewer per call than sessionCall on a worker.
+// A call that fails there (a leader change, a dropped forward), unless its
+// deadline passed, is handed to retry, which serves it the waiting way:
+// with the same request id, as route retries it. It reports false when
+// the call must be served that way from the start (a halted or fenced
+// member, no leader known, a request the checks refuse: sessionCall
+// answers those exactly as the unary call does).
+func (l *licensingService) sessionThen(ctx context.Context, req *triadv1.SessionRequest, deadline time.Time, answer func(*triadv1.SessionResponse), retry func()) bool {
+	if l.s.diskFault() != nil || l.s.haltedError() != nil {
+		return false
+	}
+	id := req.GetCallId()
+	var (
+		op     *fsmpb.Op
+		err    error
+		method int
+		result func(*fsmpb.OpResult) *triadv1.SessionResponse
+	)
+	switch c := req.GetCall().(type) {
+	case *triadv1.SessionRequest_Checkout:
+		method = methodCheckout
+		op, err = l.checkoutOp(c.Checkout)
+		result = func(r *fsmpb.OpResult) *triadv1.SessionResponse {
+			resp, err := l.took(c.Checkout, r)
+			if err != nil {
+				return sessionError(id, err)
+			}
+			return &triadv1.SessionResponse{CallId: id, Result: &triadv1.SessionResponse_Checkout{Checkout: resp}}
+		}
+	case *triadv1.SessionRequest_Renew:
+		method = methodRenew
+		op, err = l.renewOp(c.Renew)
+		result = func(r *fsmpb.OpResult) *triadv1.SessionResponse {
+			return &triadv1.SessionResponse{CallId: id, Result: &triadv1.SessionResponse_Renew{Renew: l.renewed(r)}}
+		}
+	case *triadv1.SessionRequest_Release:
+		method = methodRelease
+		op, err = releaseOp(c.Release)
+		result = func(r *fsmpb.OpResult) *triadv1.SessionResponse {
+			return &triadv1.SessionResponse{CallId: id, Result: &triadv1.SessionResponse_Release{Release: released(r)}}
+		}
+	default:
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	start := time.Now()
+	return l.s.submitOpsThen(ctx, []*fsmpb.Op{op}, deadline, func(res []*fsmpb.OpResult, err error) {
+		if err == nil && res[0] != nil {
+			answer(result(res[0]))
+			l.m.observe(method, start)
+			return
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) || err == nil {
+			// Dropped unproposed for its deadline (nil result), or failed
+			// after it: as submitOps answers.
+			if method == methodCheckout {
+				l.m.checkoutError()
+			}
+			answer(sessionError(id, toStatus(context.DeadlineExceeded)))
+			l.m.observe(method, start)
+			return
+		}
+		retry()
+	})
 }
 
 // sessionOutbox holds a stream's answers until its sender sends them.
