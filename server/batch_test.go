@@ -437,3 +437,32 @@ func TestBatcherSubmitThen(t *testing.T) {
 		t.Fatal("submitThen with an ended context and a full queue reported queued")
 	}
 }
+
+// The pipeline slot is given back once a group is flushed, before its
+// results are handed out: a callback still building its answer does not
+// hold up the next group (with one slot, it would wait for it forever).
+func TestBatcherFreesSlotBeforeAnswers(t *testing.T) {
+	f := newFakeFlush(t, false)
+	b := newBatcher(64, 1, f.flush)
+	startBatcher(t, b)
+	next := make(chan outcome, 1)
+	answered := make(chan struct{})
+	ok := b.submitThen(context.Background(), []*fsmpb.Op{grantOp("first")}, make([]time.Time, 1), 0, func(submitResult) {
+		// Still answering the first group: the second must get through.
+		select {
+		case o := <-submitAsync(context.Background(), b, "second"):
+			next <- o
+			close(answered)
+		case <-time.After(batchWait):
+		}
+	})
+	if !ok {
+		t.Fatal("submitThen refused")
+	}
+	select {
+	case <-answered:
+	case <-time.After(batchWait):
+		t.Fatal("the second group waited for the first group's answers")
+	}
+	checkEcho(t, <-next)
+}

@@ -234,7 +234,7 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 
 // forwardPipeline is how many Peer.Forward calls a follower keeps in
 // flight (server.go).
-const forwardPipeline = 2
+const forwardPipeline = 1
 
 // flushForward sends one batch to the leader (follower), with each op's
 // caller deadline: the call lasts until the latest of them (at most
