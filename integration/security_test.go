@@ -76,6 +76,7 @@ func TestAttackPeerServiceOnLicensingPort(t *testing.T) {
 		_, calls["Ping"] = p.Ping(ctx, &peerpb.PingRequest{From: "mallory"})
 		_, calls["ForwardCommand"] = p.ForwardCommand(ctx, &peerpb.ForwardCommandRequest{Command: forged})
 		_, calls["Forward"] = p.Forward(ctx, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: []*fsmpb.Op{{Op: &fsmpb.Op_Release{Release: &fsmpb.Release{LeaseIds: []uint64{1, 2, 3}}}}}}})
+		calls["ForwardStream"] = forwardStreamErr(ctx, p, forgedGrant())
 		for name, err := range calls {
 			if grpcstatus.Code(err) != codes.Unimplemented {
 				t.Errorf("Peer.%s on %s's licensing port: %v, want Unimplemented", name, m.name, err)
@@ -84,6 +85,9 @@ func TestAttackPeerServiceOnLicensingPort(t *testing.T) {
 	}
 	if after := licenseSerials(t, c); after != before {
 		t.Fatalf("licenses changed by refused calls: %s -> %s", before, after)
+	}
+	if rows := c.usage(c.servers()); len(rows) == 0 || rows[0].InUse != 0 {
+		t.Fatalf("seats in use after refused forwards: %+v", rows)
 	}
 }
 
@@ -148,12 +152,17 @@ func TestAttackFailoverPort(t *testing.T) {
 			cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 			_, errInfo := p.Info(cctx, &peerpb.InfoRequest{})
 			_, errFwd := p.ForwardCommand(cctx, &peerpb.ForwardCommandRequest{Command: unsigned})
+			errStream := forwardStreamErr(cctx, p, forgedGrant())
 			ccancel()
 			conn.Close()
-			if errInfo == nil || errFwd == nil {
-				t.Errorf("%s on %s's failover port: Info %v, ForwardCommand %v; want both refused", name, m.name, errInfo, errFwd)
+			if errInfo == nil || errFwd == nil || errStream == nil {
+				t.Errorf("%s on %s's failover port: Info %v, ForwardCommand %v, ForwardStream %v; want all refused", name, m.name, errInfo, errFwd, errStream)
 			}
 		}
+	}
+
+	if rows := c.usage(c.servers()); len(rows) == 0 || rows[0].InUse != 0 {
+		t.Fatalf("seats in use after refused forwards: %+v", rows)
 	}
 
 	// A compromised member (its own certificate) forges enrollments under a
@@ -365,4 +374,25 @@ func TestInsecureClusterWorksWhenAskedFor(t *testing.T) {
 	}
 	_, err = ctlOn(t, c.members[0].addr, "--timeout", "5s", "server", "show")
 	wantFail(t, err, "member unreachable")
+}
+
+// forgedGrant is a forwarded batch that would take both seats of cad.
+func forgedGrant() *peerpb.ForwardRequest {
+	return &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: []*fsmpb.Op{{Op: &fsmpb.Op_Grant{Grant: &fsmpb.Grant{
+		RequestId: "forged", ClientId: "mallory", Feature: "cad", Version: 1, Count: 2, TtlMs: 60000}}}}}}
+}
+
+// forwardStreamErr sends req on a Peer.ForwardStream and returns why it
+// was refused: nil if an answer came back (the stream was served).
+func forwardStreamErr(ctx context.Context, p peerpb.PeerClient, req *peerpb.ForwardRequest) error {
+	s, err := p.ForwardStream(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&peerpb.ForwardStreamRequest{Id: 1, Forward: req}); err != nil {
+		_, err = s.Recv() // the stream's own error
+		return err
+	}
+	_, err = s.Recv()
+	return err
 }

@@ -91,6 +91,11 @@ type Config struct {
 	SnapshotThreshold uint64 `json:"-"`
 	TrailingLogs      uint64 `json:"-"`
 
+	// TestNoForwardStream makes the member answer Peer.ForwardStream with
+	// UNIMPLEMENTED, as a triadd from before it does (in-process tests of
+	// the followers' fallback to unary Forward calls).
+	TestNoForwardStream bool `json:"-"`
+
 	// HTTPAdvertise is the base URL (http[s]://HOST:PORT) at which browsers
 	// reach this member's status port, when it differs from what the
 	// member derives (the --http-listen host, else its licensing address's

@@ -92,6 +92,7 @@ type metrics struct {
 	renewBatch prometheus.Histogram
 	raftBatch  prometheus.Histogram
 	forwarded  prometheus.Counter
+	fwdCalls   *prometheus.CounterVec
 }
 
 // newMetrics makes the instruments and a registry holding them, the
@@ -121,6 +122,10 @@ func newMetrics(src metricsSource) *metrics {
 			Name: "triad_forwarded_ops_total",
 			Help: "Lease operations this member forwarded to the leader as a follower.",
 		}),
+		fwdCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_forwarded_batches_total",
+			Help: "Batches this member forwarded to the leader as a follower, by way: stream (Peer.ForwardStream) or unary (Peer.Forward, to a leader without the stream).",
+		}, []string{"via"}),
 	}
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "triad_request_duration_seconds",
@@ -139,7 +144,7 @@ func newMetrics(src metricsSource) *metrics {
 	})
 	build.Set(1)
 	m.reg.MustRegister(build)
-	m.reg.MustRegister(m.checkouts, m.denials, dur, m.renewBatch, m.raftBatch, m.forwarded,
+	m.reg.MustRegister(m.checkouts, m.denials, dur, m.renewBatch, m.raftBatch, m.forwarded, m.fwdCalls,
 		&metricsCollector{src: src},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -201,6 +206,14 @@ func (m *metrics) forwardedOps(n int) {
 		return
 	}
 	m.forwarded.Add(float64(n))
+}
+
+// forwardedBatch counts a batch sent to the leader, via "stream" or "unary".
+func (m *metrics) forwardedBatch(via string) {
+	if m == nil {
+		return
+	}
+	m.fwdCalls.WithLabelValues(via).Inc()
 }
 
 // raftInfo is the Raft state reported at scrape time.

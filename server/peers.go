@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"sync"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 	"github.com/triadlm/triad/proto/peerpb"
@@ -47,6 +50,9 @@ func (f failingPeer) Forward(context.Context, *peerpb.ForwardRequest, ...grpc.Ca
 	return nil, f.err
 }
 func (f failingPeer) ForwardCommand(context.Context, *peerpb.ForwardCommandRequest, ...grpc.CallOption) (*peerpb.ForwardCommandResponse, error) {
+	return nil, f.err
+}
+func (f failingPeer) ForwardStream(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[peerpb.ForwardStreamRequest, peerpb.ForwardStreamResponse], error) {
 	return nil, f.err
 }
 
@@ -95,6 +101,45 @@ func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	return forwardResponse(res), nil
+}
+
+// ForwardStream serves a follower's Forward calls over one stream: each
+// runs as the Forward call would, on a worker, and is answered under its id.
+func (p *peerService) ForwardStream(stream peerpb.Peer_ForwardStreamServer) error {
+	if p.s.cfg.TestNoForwardStream {
+		return status.Error(codes.Unimplemented, "unknown method ForwardStream for service triad.peer.v1.Peer")
+	}
+	ctx := stream.Context()
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+	)
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil // the follower closed the stream, or it broke
+		}
+		wg.Add(1)
+		p.s.callWorkers.run(func() {
+			defer wg.Done()
+			out := &peerpb.ForwardStreamResponse{Id: req.GetId()}
+			if r, err := p.Forward(ctx, req.GetForward()); err != nil {
+				out.Error, _ = proto.Marshal(status.Convert(err).Proto())
+			} else {
+				out.Forward = r
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			_ = stream.Send(out) // an error means the stream is gone: Recv reports it
+		})
+	}
+}
+
+// forwardResponse answers a forwarded batch from its results (nil: the op
+// was dropped for its deadline).
+func forwardResponse(res []*fsmpb.OpResult) *peerpb.ForwardResponse {
 	out := &peerpb.ForwardResponse{Results: res}
 	for i, r := range res {
 		if r == nil { // dropped for its deadline: never proposed
@@ -102,7 +147,7 @@ func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (
 			out.Dropped = append(out.Dropped, uint32(i))
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (p *peerService) ForwardCommand(ctx context.Context, req *peerpb.ForwardCommandRequest) (*peerpb.ForwardCommandResponse, error) {

@@ -234,7 +234,7 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 
 // forwardPipeline is how many Peer.Forward calls a follower keeps in
 // flight (server.go).
-const forwardPipeline = 1
+const forwardPipeline = 4
 
 // flushForward sends one batch to the leader (follower), with each op's
 // caller deadline: the call lasts until the latest of them (at most
@@ -259,9 +259,7 @@ func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.
 			last = d
 		}
 	}
-	ctx, cancel := s.forwardContext(last)
-	defer cancel()
-	resp, err := s.peerClient(addr).Forward(ctx, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}, DeadlineInMs: left})
+	resp, err := s.forward(addr, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}, DeadlineInMs: left}, last)
 	if err != nil {
 		return nil, forwardError(addr, err)
 	}

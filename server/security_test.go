@@ -54,6 +54,12 @@ type secMember struct {
 // each), unformed, on loopback; t.Cleanup stops them.
 func startMembers(t *testing.T, trust ...[]string) []*secMember {
 	t.Helper()
+	return startMembersWith(t, func(*Config) {}, trust...)
+}
+
+// startMembersWith is startMembers with each member's config changed by set.
+func startMembersWith(t *testing.T, set func(*Config), trust ...[]string) []*secMember {
+	t.Helper()
 	var out []*secMember
 	for i, files := range trust {
 		dir, err := os.MkdirTemp("", "triad-sec")
@@ -61,11 +67,13 @@ func startMembers(t *testing.T, trust ...[]string) []*secMember {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		s, err := New(Config{
+		cfg := Config{
 			Name: fmt.Sprintf("m%d", i), DataDir: dir, Listen: "127.0.0.1:0", RaftListen: "127.0.0.1:0",
 			HTTPListen: "127.0.0.1:0", Trust: files, LogFile: filepath.Join(dir, "member.log"),
 			Insecure: true, // in-process; TLS is tested on real processes (integration/)
-		})
+		}
+		set(&cfg)
+		s, err := New(cfg)
 		if err != nil {
 			t.Fatalf("start member %d: %v", i, err)
 		}

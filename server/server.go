@@ -77,7 +77,8 @@ type Server struct {
 	public          *pki.Creds // licensing port TLS; nil with --insecure
 	applyQ          *batcher
 	fwdQ            *batcher
-	callWorkers     *workers // Session calls (workers.go)
+	fwd             forwarder // the stream fwdQ's batches go over (fwdstream.go)
+	callWorkers     *workers  // Session calls (workers.go)
 	health          *health.Server
 
 	metrics *metrics // nil in handler tests without a server

@@ -25,6 +25,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ForwardStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the follower, unique among its calls in flight on the stream.
+	Id            uint64          `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Forward       *ForwardRequest `protobuf:"bytes,2,opt,name=forward,proto3" json:"forward,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardStreamRequest) Reset() {
+	*x = ForwardStreamRequest{}
+	mi := &file_peerpb_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardStreamRequest) ProtoMessage() {}
+
+func (x *ForwardStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peerpb_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardStreamRequest.ProtoReflect.Descriptor instead.
+func (*ForwardStreamRequest) Descriptor() ([]byte, []int) {
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForwardStreamRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardStreamRequest) GetForward() *ForwardRequest {
+	if x != nil {
+		return x.Forward
+	}
+	return nil
+}
+
+type ForwardStreamResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Forward *ForwardResponse       `protobuf:"bytes,2,opt,name=forward,proto3" json:"forward,omitempty"`
+	// The call's error instead of forward: a serialized google.rpc.Status,
+	// what the Forward call would have returned.
+	Error         []byte `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardStreamResponse) Reset() {
+	*x = ForwardStreamResponse{}
+	mi := &file_peerpb_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardStreamResponse) ProtoMessage() {}
+
+func (x *ForwardStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peerpb_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardStreamResponse.ProtoReflect.Descriptor instead.
+func (*ForwardStreamResponse) Descriptor() ([]byte, []int) {
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ForwardStreamResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ForwardStreamResponse) GetForward() *ForwardResponse {
+	if x != nil {
+		return x.Forward
+	}
+	return nil
+}
+
+func (x *ForwardStreamResponse) GetError() []byte {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type InfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ask the leader to confirm its leadership and report its commit index
@@ -36,7 +151,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_peerpb_peer_proto_msgTypes[0]
+	mi := &file_peerpb_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +163,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[0]
+	mi := &file_peerpb_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +176,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{0}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *InfoRequest) GetReadIndex() bool {
@@ -101,7 +216,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_peerpb_peer_proto_msgTypes[1]
+	mi := &file_peerpb_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +228,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[1]
+	mi := &file_peerpb_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +241,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{1}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -230,7 +345,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_peerpb_peer_proto_msgTypes[2]
+	mi := &file_peerpb_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -242,7 +357,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[2]
+	mi := &file_peerpb_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -255,7 +370,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{2}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BootstrapRequest) GetPeerProtocolVersion() uint32 {
@@ -280,7 +395,7 @@ type BootstrapResponse struct {
 
 func (x *BootstrapResponse) Reset() {
 	*x = BootstrapResponse{}
-	mi := &file_peerpb_peer_proto_msgTypes[3]
+	mi := &file_peerpb_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +407,7 @@ func (x *BootstrapResponse) String() string {
 func (*BootstrapResponse) ProtoMessage() {}
 
 func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[3]
+	mi := &file_peerpb_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +420,7 @@ func (x *BootstrapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapResponse) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{3}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{5}
 }
 
 type LinkView struct {
@@ -322,7 +437,7 @@ type LinkView struct {
 
 func (x *LinkView) Reset() {
 	*x = LinkView{}
-	mi := &file_peerpb_peer_proto_msgTypes[4]
+	mi := &file_peerpb_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +449,7 @@ func (x *LinkView) String() string {
 func (*LinkView) ProtoMessage() {}
 
 func (x *LinkView) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[4]
+	mi := &file_peerpb_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +462,7 @@ func (x *LinkView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkView.ProtoReflect.Descriptor instead.
 func (*LinkView) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{4}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LinkView) GetPeer() string {
@@ -394,7 +509,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_peerpb_peer_proto_msgTypes[5]
+	mi := &file_peerpb_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +521,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[5]
+	mi := &file_peerpb_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +534,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{5}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PingRequest) GetFrom() string {
@@ -492,7 +607,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_peerpb_peer_proto_msgTypes[6]
+	mi := &file_peerpb_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +619,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[6]
+	mi := &file_peerpb_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +632,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{6}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PingResponse) GetName() string {
@@ -583,7 +698,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_peerpb_peer_proto_msgTypes[7]
+	mi := &file_peerpb_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +710,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[7]
+	mi := &file_peerpb_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +723,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{7}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ForwardRequest) GetBatch() *fsmpb.Batch {
@@ -638,7 +753,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_peerpb_peer_proto_msgTypes[8]
+	mi := &file_peerpb_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +765,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[8]
+	mi := &file_peerpb_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +778,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{8}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ForwardResponse) GetResults() []*fsmpb.OpResult {
@@ -689,7 +804,7 @@ type ForwardCommandRequest struct {
 
 func (x *ForwardCommandRequest) Reset() {
 	*x = ForwardCommandRequest{}
-	mi := &file_peerpb_peer_proto_msgTypes[9]
+	mi := &file_peerpb_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +816,7 @@ func (x *ForwardCommandRequest) String() string {
 func (*ForwardCommandRequest) ProtoMessage() {}
 
 func (x *ForwardCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[9]
+	mi := &file_peerpb_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +829,7 @@ func (x *ForwardCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardCommandRequest.ProtoReflect.Descriptor instead.
 func (*ForwardCommandRequest) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{9}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ForwardCommandRequest) GetCommand() *fsmpb.Command {
@@ -733,7 +848,7 @@ type ForwardCommandResponse struct {
 
 func (x *ForwardCommandResponse) Reset() {
 	*x = ForwardCommandResponse{}
-	mi := &file_peerpb_peer_proto_msgTypes[10]
+	mi := &file_peerpb_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +860,7 @@ func (x *ForwardCommandResponse) String() string {
 func (*ForwardCommandResponse) ProtoMessage() {}
 
 func (x *ForwardCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peerpb_peer_proto_msgTypes[10]
+	mi := &file_peerpb_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +873,7 @@ func (x *ForwardCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardCommandResponse.ProtoReflect.Descriptor instead.
 func (*ForwardCommandResponse) Descriptor() ([]byte, []int) {
-	return file_peerpb_peer_proto_rawDescGZIP(), []int{10}
+	return file_peerpb_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ForwardCommandResponse) GetResult() *fsmpb.OpResult {
@@ -772,7 +887,14 @@ var File_peerpb_peer_proto protoreflect.FileDescriptor
 
 const file_peerpb_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\",\n" +
+	"\x11peerpb/peer.proto\x12\rtriad.peer.v1\x1a\x0ffsmpb/fsm.proto\"_\n" +
+	"\x14ForwardStreamRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
+	"\aforward\x18\x02 \x01(\v2\x1d.triad.peer.v1.ForwardRequestR\aforward\"w\n" +
+	"\x15ForwardStreamResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x128\n" +
+	"\aforward\x18\x02 \x01(\v2\x1e.triad.peer.v1.ForwardResponseR\aforward\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\fR\x05error\",\n" +
 	"\vInfoRequest\x12\x1d\n" +
 	"\n" +
 	"read_index\x18\x01 \x01(\bR\treadIndex\"\xb1\x03\n" +
@@ -826,13 +948,14 @@ const file_peerpb_peer_proto_rawDesc = "" +
 	"\x15ForwardCommandRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.triad.fsm.v1.CommandR\acommand\"H\n" +
 	"\x16ForwardCommandResponse\x12.\n" +
-	"\x06result\x18\x01 \x01(\v2\x16.triad.fsm.v1.OpResultR\x06result2\x81\x03\n" +
+	"\x06result\x18\x01 \x01(\v2\x16.triad.fsm.v1.OpResultR\x06result2\xe1\x03\n" +
 	"\x04Peer\x12?\n" +
 	"\x04Info\x12\x1a.triad.peer.v1.InfoRequest\x1a\x1b.triad.peer.v1.InfoResponse\x12N\n" +
 	"\tBootstrap\x12\x1f.triad.peer.v1.BootstrapRequest\x1a .triad.peer.v1.BootstrapResponse\x12?\n" +
 	"\x04Ping\x12\x1a.triad.peer.v1.PingRequest\x1a\x1b.triad.peer.v1.PingResponse\x12H\n" +
 	"\aForward\x12\x1d.triad.peer.v1.ForwardRequest\x1a\x1e.triad.peer.v1.ForwardResponse\x12]\n" +
-	"\x0eForwardCommand\x12$.triad.peer.v1.ForwardCommandRequest\x1a%.triad.peer.v1.ForwardCommandResponseB.Z,github.com/triadlm/triad/proto/peerpb;peerpbb\x06proto3"
+	"\x0eForwardCommand\x12$.triad.peer.v1.ForwardCommandRequest\x1a%.triad.peer.v1.ForwardCommandResponse\x12^\n" +
+	"\rForwardStream\x12#.triad.peer.v1.ForwardStreamRequest\x1a$.triad.peer.v1.ForwardStreamResponse(\x010\x01B.Z,github.com/triadlm/triad/proto/peerpb;peerpbb\x06proto3"
 
 var (
 	file_peerpb_peer_proto_rawDescOnce sync.Once
@@ -846,47 +969,53 @@ func file_peerpb_peer_proto_rawDescGZIP() []byte {
 	return file_peerpb_peer_proto_rawDescData
 }
 
-var file_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_peerpb_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_peerpb_peer_proto_goTypes = []any{
-	(*InfoRequest)(nil),            // 0: triad.peer.v1.InfoRequest
-	(*InfoResponse)(nil),           // 1: triad.peer.v1.InfoResponse
-	(*BootstrapRequest)(nil),       // 2: triad.peer.v1.BootstrapRequest
-	(*BootstrapResponse)(nil),      // 3: triad.peer.v1.BootstrapResponse
-	(*LinkView)(nil),               // 4: triad.peer.v1.LinkView
-	(*PingRequest)(nil),            // 5: triad.peer.v1.PingRequest
-	(*PingResponse)(nil),           // 6: triad.peer.v1.PingResponse
-	(*ForwardRequest)(nil),         // 7: triad.peer.v1.ForwardRequest
-	(*ForwardResponse)(nil),        // 8: triad.peer.v1.ForwardResponse
-	(*ForwardCommandRequest)(nil),  // 9: triad.peer.v1.ForwardCommandRequest
-	(*ForwardCommandResponse)(nil), // 10: triad.peer.v1.ForwardCommandResponse
-	(*fsmpb.FormCluster)(nil),      // 11: triad.fsm.v1.FormCluster
-	(*fsmpb.Batch)(nil),            // 12: triad.fsm.v1.Batch
-	(*fsmpb.OpResult)(nil),         // 13: triad.fsm.v1.OpResult
-	(*fsmpb.Command)(nil),          // 14: triad.fsm.v1.Command
+	(*ForwardStreamRequest)(nil),   // 0: triad.peer.v1.ForwardStreamRequest
+	(*ForwardStreamResponse)(nil),  // 1: triad.peer.v1.ForwardStreamResponse
+	(*InfoRequest)(nil),            // 2: triad.peer.v1.InfoRequest
+	(*InfoResponse)(nil),           // 3: triad.peer.v1.InfoResponse
+	(*BootstrapRequest)(nil),       // 4: triad.peer.v1.BootstrapRequest
+	(*BootstrapResponse)(nil),      // 5: triad.peer.v1.BootstrapResponse
+	(*LinkView)(nil),               // 6: triad.peer.v1.LinkView
+	(*PingRequest)(nil),            // 7: triad.peer.v1.PingRequest
+	(*PingResponse)(nil),           // 8: triad.peer.v1.PingResponse
+	(*ForwardRequest)(nil),         // 9: triad.peer.v1.ForwardRequest
+	(*ForwardResponse)(nil),        // 10: triad.peer.v1.ForwardResponse
+	(*ForwardCommandRequest)(nil),  // 11: triad.peer.v1.ForwardCommandRequest
+	(*ForwardCommandResponse)(nil), // 12: triad.peer.v1.ForwardCommandResponse
+	(*fsmpb.FormCluster)(nil),      // 13: triad.fsm.v1.FormCluster
+	(*fsmpb.Batch)(nil),            // 14: triad.fsm.v1.Batch
+	(*fsmpb.OpResult)(nil),         // 15: triad.fsm.v1.OpResult
+	(*fsmpb.Command)(nil),          // 16: triad.fsm.v1.Command
 }
 var file_peerpb_peer_proto_depIdxs = []int32{
-	11, // 0: triad.peer.v1.BootstrapRequest.cluster:type_name -> triad.fsm.v1.FormCluster
-	4,  // 1: triad.peer.v1.PingRequest.links:type_name -> triad.peer.v1.LinkView
-	4,  // 2: triad.peer.v1.PingResponse.links:type_name -> triad.peer.v1.LinkView
-	12, // 3: triad.peer.v1.ForwardRequest.batch:type_name -> triad.fsm.v1.Batch
-	13, // 4: triad.peer.v1.ForwardResponse.results:type_name -> triad.fsm.v1.OpResult
-	14, // 5: triad.peer.v1.ForwardCommandRequest.command:type_name -> triad.fsm.v1.Command
-	13, // 6: triad.peer.v1.ForwardCommandResponse.result:type_name -> triad.fsm.v1.OpResult
-	0,  // 7: triad.peer.v1.Peer.Info:input_type -> triad.peer.v1.InfoRequest
-	2,  // 8: triad.peer.v1.Peer.Bootstrap:input_type -> triad.peer.v1.BootstrapRequest
-	5,  // 9: triad.peer.v1.Peer.Ping:input_type -> triad.peer.v1.PingRequest
-	7,  // 10: triad.peer.v1.Peer.Forward:input_type -> triad.peer.v1.ForwardRequest
-	9,  // 11: triad.peer.v1.Peer.ForwardCommand:input_type -> triad.peer.v1.ForwardCommandRequest
-	1,  // 12: triad.peer.v1.Peer.Info:output_type -> triad.peer.v1.InfoResponse
-	3,  // 13: triad.peer.v1.Peer.Bootstrap:output_type -> triad.peer.v1.BootstrapResponse
-	6,  // 14: triad.peer.v1.Peer.Ping:output_type -> triad.peer.v1.PingResponse
-	8,  // 15: triad.peer.v1.Peer.Forward:output_type -> triad.peer.v1.ForwardResponse
-	10, // 16: triad.peer.v1.Peer.ForwardCommand:output_type -> triad.peer.v1.ForwardCommandResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 0: triad.peer.v1.ForwardStreamRequest.forward:type_name -> triad.peer.v1.ForwardRequest
+	10, // 1: triad.peer.v1.ForwardStreamResponse.forward:type_name -> triad.peer.v1.ForwardResponse
+	13, // 2: triad.peer.v1.BootstrapRequest.cluster:type_name -> triad.fsm.v1.FormCluster
+	6,  // 3: triad.peer.v1.PingRequest.links:type_name -> triad.peer.v1.LinkView
+	6,  // 4: triad.peer.v1.PingResponse.links:type_name -> triad.peer.v1.LinkView
+	14, // 5: triad.peer.v1.ForwardRequest.batch:type_name -> triad.fsm.v1.Batch
+	15, // 6: triad.peer.v1.ForwardResponse.results:type_name -> triad.fsm.v1.OpResult
+	16, // 7: triad.peer.v1.ForwardCommandRequest.command:type_name -> triad.fsm.v1.Command
+	15, // 8: triad.peer.v1.ForwardCommandResponse.result:type_name -> triad.fsm.v1.OpResult
+	2,  // 9: triad.peer.v1.Peer.Info:input_type -> triad.peer.v1.InfoRequest
+	4,  // 10: triad.peer.v1.Peer.Bootstrap:input_type -> triad.peer.v1.BootstrapRequest
+	7,  // 11: triad.peer.v1.Peer.Ping:input_type -> triad.peer.v1.PingRequest
+	9,  // 12: triad.peer.v1.Peer.Forward:input_type -> triad.peer.v1.ForwardRequest
+	11, // 13: triad.peer.v1.Peer.ForwardCommand:input_type -> triad.peer.v1.ForwardCommandRequest
+	0,  // 14: triad.peer.v1.Peer.ForwardStream:input_type -> triad.peer.v1.ForwardStreamRequest
+	3,  // 15: triad.peer.v1.Peer.Info:output_type -> triad.peer.v1.InfoResponse
+	5,  // 16: triad.peer.v1.Peer.Bootstrap:output_type -> triad.peer.v1.BootstrapResponse
+	8,  // 17: triad.peer.v1.Peer.Ping:output_type -> triad.peer.v1.PingResponse
+	10, // 18: triad.peer.v1.Peer.Forward:output_type -> triad.peer.v1.ForwardResponse
+	12, // 19: triad.peer.v1.Peer.ForwardCommand:output_type -> triad.peer.v1.ForwardCommandResponse
+	1,  // 20: triad.peer.v1.Peer.ForwardStream:output_type -> triad.peer.v1.ForwardStreamResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_peerpb_peer_proto_init() }
@@ -900,7 +1029,7 @@ func file_peerpb_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peerpb_peer_proto_rawDesc), len(file_peerpb_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	Peer_Ping_FullMethodName           = "/triad.peer.v1.Peer/Ping"
 	Peer_Forward_FullMethodName        = "/triad.peer.v1.Peer/Forward"
 	Peer_ForwardCommand_FullMethodName = "/triad.peer.v1.Peer/ForwardCommand"
+	Peer_ForwardStream_FullMethodName  = "/triad.peer.v1.Peer/ForwardStream"
 )
 
 // PeerClient is the client API for Peer service.
@@ -43,6 +44,12 @@ type PeerClient interface {
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
 	// ForwardCommand hands a non-batch command to the leader, which stamps its time.
 	ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*ForwardCommandResponse, error)
+	// ForwardStream carries a follower's Forward calls over one long-lived
+	// stream: each request is answered by the response with the same id, in
+	// any order, exactly as the Forward call would be answered. A leader
+	// that does not know it answers UNIMPLEMENTED: the follower then calls
+	// Forward.
+	ForwardStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse], error)
 }
 
 type peerClient struct {
@@ -103,6 +110,19 @@ func (c *peerClient) ForwardCommand(ctx context.Context, in *ForwardCommandReque
 	return out, nil
 }
 
+func (c *peerClient) ForwardStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_ForwardStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ForwardStreamRequest, ForwardStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardStreamClient = grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -117,6 +137,12 @@ type PeerServer interface {
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
 	// ForwardCommand hands a non-batch command to the leader, which stamps its time.
 	ForwardCommand(context.Context, *ForwardCommandRequest) (*ForwardCommandResponse, error)
+	// ForwardStream carries a follower's Forward calls over one long-lived
+	// stream: each request is answered by the response with the same id, in
+	// any order, exactly as the Forward call would be answered. A leader
+	// that does not know it answers UNIMPLEMENTED: the follower then calls
+	// Forward.
+	ForwardStream(grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -141,6 +167,9 @@ func (UnimplementedPeerServer) Forward(context.Context, *ForwardRequest) (*Forwa
 }
 func (UnimplementedPeerServer) ForwardCommand(context.Context, *ForwardCommandRequest) (*ForwardCommandResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ForwardCommand not implemented")
+}
+func (UnimplementedPeerServer) ForwardStream(grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ForwardStream not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -253,6 +282,13 @@ func _Peer_ForwardCommand_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ForwardStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).ForwardStream(&grpc.GenericServerStream[ForwardStreamRequest, ForwardStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ForwardStreamServer = grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -281,6 +317,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_ForwardCommand_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ForwardStream",
+			Handler:       _Peer_ForwardStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "peerpb/peer.proto",
 }
