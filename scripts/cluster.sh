@@ -129,7 +129,7 @@ if [ "$MODE" = bench ]; then
       if [ -z "$ready" ] && curl -sf "http://127.0.0.1:$((${PORT_BASE:-4085} + 100 * k - 5))/readyz" >/dev/null 2>&1; then
         ready=$(awk -v a="$now" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
       fi
-      if [ -z "$serving" ] && out=$("$BIN/triadctl" --server "${addrs[$k]}" --timeout 2s -o json usage features --consistent 2>/dev/null); then
+      if [ -z "$serving" ] && out=$("$BIN/triadctl" --server "${addrs[$k]}" --timeout 500ms -o json usage features --consistent 2>/dev/null); then
         serving=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
         inuse=$(echo "$out" | jq '[.[] | select(.feature == "demo") | .in_use] | add // 0')
       fi
