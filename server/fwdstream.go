@@ -73,16 +73,22 @@ func (s *Server) forwardOnStream(addr string, req *peerpb.ForwardRequest, deadli
 	}
 	st.pending[id] = ch
 	st.mu.Unlock()
+	if limit := time.Now().Add(applyTimeout); deadline.IsZero() || deadline.After(limit) {
+		deadline = limit
+	}
+	// A leader that stops reading (paused) would block Send on flow
+	// control past every deadline, with the batches behind it: past this
+	// one's, the stream is cut, which fails its batches as retryable, and
+	// the next batch opens a new one.
+	watchdog := time.AfterFunc(time.Until(deadline), st.cancel)
 	st.sendMu.Lock()
 	err = st.stream.Send(&peerpb.ForwardStreamRequest{Id: id, Forward: req})
 	st.sendMu.Unlock()
+	watchdog.Stop()
 	if err != nil {
 		st.cancel() // the reader sees why and fails the calls waiting
 		<-st.done
 		return nil, s.fwd.ended(st)
-	}
-	if limit := time.Now().Add(applyTimeout); deadline.IsZero() || deadline.After(limit) {
-		deadline = limit
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
