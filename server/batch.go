@@ -153,17 +153,6 @@ func (b *batcher) run(ctx context.Context) {
 }
 
 func (b *batcher) flushGroup(subs []*submission, n int) {
-	// The slot is given back once the group is flushed, before its results
-	// are handed out (callbacks build answers): the next group need not
-	// wait for that.
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-b.inflight
-		}
-	}
-	defer release()
 	// Drop the ops whose deadline passed while they waited (a paused
 	// member, a slow leader): only live ones are proposed or forwarded.
 	now := b.now()
@@ -189,7 +178,10 @@ func (b *batcher) flushGroup(subs []*submission, n int) {
 			err = errBatchResult
 		}
 	}
-	release()
+	// The slot goes back once the group is flushed, before its results
+	// are handed out (callbacks build answers): the next group need not
+	// wait for that.
+	<-b.inflight
 	off, j := 0, 0
 	for _, s := range subs {
 		if err != nil {

@@ -228,6 +228,7 @@ func (l *licensingService) Renew(ctx context.Context, req *triadv1.RenewRequest)
 	if err != nil {
 		return nil, err
 	}
+	l.m.renewIDs(len(req.GetLeaseIds()))
 	res, err := l.s.submitOps(ctx, []*fsmpb.Op{op}, false)
 	if err != nil {
 		return nil, toStatus(err)
@@ -247,7 +248,6 @@ func (l *licensingService) renewOp(req *triadv1.RenewRequest) (*fsmpb.Op, error)
 	if err != nil {
 		return nil, err
 	}
-	l.m.renewIDs(len(req.GetLeaseIds()))
 	return &fsmpb.Op{Op: &fsmpb.Op_Renew{Renew: &fsmpb.Renew{LeaseIds: req.GetLeaseIds(), Secrets: req.GetLeaseSecrets(), IdleMs: idle}}}, nil
 }
 

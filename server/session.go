@@ -126,8 +126,12 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 			out.add(sessionError(id, status.Errorf(codes.InvalidArgument, "session call %d carries a batch of its own: a batch holds single calls only", id)))
 			return true
 		}
+		// The id stays taken until the call is answered.
 		mu.Lock()
 		_, dup := calls[id]
+		if !dup {
+			calls[id] = noCancel // replaced by serve's cancel on a worker
+		}
 		mu.Unlock()
 		if dup {
 			out.add(sessionError(id, status.Errorf(codes.InvalidArgument, "session call id %d is already in flight on this stream: use a new id per call", id)))
@@ -142,11 +146,7 @@ func (l *licensingService) Session(stream triadv1.Licensing_SessionServer) error
 		if t := req.GetTimeoutMs(); t > 0 {
 			deadline = time.Now().Add(time.Duration(t) * time.Millisecond)
 		}
-		// Without a worker when it can (sessionThen); the id stays taken
-		// until the call is answered.
-		mu.Lock()
-		calls[id] = noCancel
-		mu.Unlock()
+		// Without a worker when it can (sessionThen).
 		started := l.sessionThen(ctx, req, deadline, func(resp *triadv1.SessionResponse) {
 			mu.Lock()
 			delete(calls, id)
@@ -248,22 +248,25 @@ func (l *licensingService) sessionThen(ctx context.Context, req *triadv1.Session
 	}
 	start := time.Now()
 	return l.s.submitOpsThen(ctx, []*fsmpb.Op{op}, deadline, func(res []*fsmpb.OpResult, err error) {
-		if err == nil && res[0] != nil {
-			answer(result(res[0]))
-			l.m.observe(method, start)
+		// A retried call is counted by the unary handler it runs, once.
+		if err != nil && (deadline.IsZero() || time.Now().Before(deadline)) {
+			retry()
 			return
 		}
-		if !deadline.IsZero() && !time.Now().Before(deadline) || err == nil {
+		if c := req.GetRenew(); c != nil {
+			l.m.renewIDs(len(c.GetLeaseIds()))
+		}
+		if err == nil && res[0] != nil {
+			answer(result(res[0]))
+		} else {
 			// Dropped unproposed for its deadline (nil result), or failed
 			// after it: as submitOps answers.
 			if method == methodCheckout {
 				l.m.checkoutError()
 			}
 			answer(sessionError(id, toStatus(context.DeadlineExceeded)))
-			l.m.observe(method, start)
-			return
 		}
-		retry()
+		l.m.observe(method, start)
 	})
 }
 
