@@ -23,9 +23,12 @@ type licenseEntry struct {
 }
 
 // features returns the index, building it if a license changed since.
+// Reads run it concurrently under the FSM's read lock: two may build the
+// same index at once, and the first stored wins (licenses change only
+// under the write lock, which drops it).
 func (s *state) features() *featureIndex {
-	if s.fidx != nil {
-		return s.fidx
+	if x := s.fidx.Load(); x != nil {
+		return x
 	}
 	x := &featureIndex{entries: map[string][]licenseEntry{}, pkg: map[string]string{}}
 	suite, direct, owner := map[string]bool{}, map[string]bool{}, map[string]string{}
@@ -52,6 +55,8 @@ func (s *state) features() *featureIndex {
 	for name := range suite {
 		x.pkg[name] = name
 	}
-	s.fidx = x
+	if !s.fidx.CompareAndSwap(nil, x) {
+		return s.fidx.Load()
+	}
 	return x
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/triadlm/triad/proto/fsmpb"
 )
@@ -84,7 +85,7 @@ type state struct {
 	strs interner
 	// fidx indexes the licenses' entries by feature (featindex.go); nil
 	// after a license is added or removed.
-	fidx *featureIndex
+	fidx atomic.Pointer[featureIndex]
 }
 
 func newState() *state {
@@ -243,7 +244,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 // addLicense stores l (already checked) and updates the derived indexes.
 func (s *state) addLicense(l *fsmpb.License) {
 	s.licenses[l.Serial] = l
-	s.fidx = nil
+	s.fidx.Store(nil)
 	i, _ := slices.BinarySearch(s.serials, l.Serial)
 	s.serials = slices.Insert(s.serials, i, l.Serial)
 	for _, sup := range l.Supersedes {
@@ -254,7 +255,7 @@ func (s *state) addLicense(l *fsmpb.License) {
 func (s *state) deleteLicense(serial string) {
 	l := s.licenses[serial]
 	delete(s.licenses, serial)
-	s.fidx = nil
+	s.fidx.Store(nil)
 	if i, ok := slices.BinarySearch(s.serials, serial); ok {
 		s.serials = slices.Delete(s.serials, i, i+1)
 	}
