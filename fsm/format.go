@@ -5,8 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	"google.golang.org/protobuf/reflect/protoreflect"
-
 	"github.com/triadlm/triad/proto/fsmpb"
 )
 
@@ -112,11 +110,14 @@ var (
 
 // OpsFormat is FormatOf for one batch op.
 func OpsFormat(o *fsmpb.Op) (uint32, string) {
-	name := "batch." + string(opName(o))
-	format, op := uint32(1), name
-	if f, ok := opFormats[name]; ok {
-		format = f
+	// Every op of every batch comes here twice (when it is submitted and
+	// when each member applies it): the name and base format of each op
+	// type are looked up once, not built per op.
+	k := opKind{name: "batch.", format: 1}
+	if fd := o.ProtoReflect().WhichOneof(opOneofDesc); fd != nil {
+		k = opKinds[fd.Index()]
 	}
+	format, op := k.format, k.name
 	for _, hook := range opFormatHooks {
 		if f, n := hook(o); f > format {
 			format, op = f, n
@@ -127,12 +128,28 @@ func OpsFormat(o *fsmpb.Op) (uint32, string) {
 
 const opOneof = "op"
 
-func opName(o *fsmpb.Op) protoreflect.Name {
-	if fd := o.ProtoReflect().WhichOneof(o.ProtoReflect().Descriptor().Oneofs().ByName(opOneof)); fd != nil {
-		return fd.Name()
-	}
-	return ""
+var opOneofDesc = (&fsmpb.Op{}).ProtoReflect().Descriptor().Oneofs().ByName(opOneof)
+
+// opKind is an op type's name for messages ("batch." + its field name) and
+// the format that introduced it.
+type opKind struct {
+	name   string
+	format uint32
 }
+
+// opKinds holds the opKind of each field of Op, by field index.
+var opKinds = func() []opKind {
+	fields := (&fsmpb.Op{}).ProtoReflect().Descriptor().Fields()
+	out := make([]opKind, fields.Len())
+	for i := range out {
+		name := "batch." + string(fields.Get(i).Name())
+		out[i] = opKind{name: name, format: 1}
+		if f, ok := opFormats[name]; ok {
+			out[i].format = f
+		}
+	}
+	return out
+}()
 
 // Halt describes why the FSM stopped applying the log.
 type Halt struct {

@@ -29,7 +29,12 @@ type batcher struct {
 	// none); a nil result means the op was dropped downstream for its
 	// deadline.
 	flush func(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error)
-	now   func() time.Time
+	// flushThen, when set, is used instead of flush: it starts the flush
+	// and hands the results or the error to done later, on a goroutine of
+	// its own choosing (a follower's forwarding stream reader), which then
+	// hands them out. done must be called exactly once.
+	flushThen func(ops []*fsmpb.Op, deadlines []time.Time, done func([]*fsmpb.OpResult, error))
+	now       func() time.Time
 }
 
 type submission struct {
@@ -148,7 +153,13 @@ func (b *batcher) run(ctx context.Context) {
 				break drain
 			}
 		}
-		go b.flushGroup(subs, n)
+		if b.flushThen != nil {
+			// Starting the flush does not wait for its answer: no
+			// goroutine of its own needed.
+			b.flushGroup(subs, n)
+		} else {
+			go b.flushGroup(subs, n)
+		}
 	}
 }
 
@@ -170,18 +181,29 @@ func (b *batcher) flushGroup(subs []*submission, n int) {
 			}
 		}
 	}
-	var results []*fsmpb.OpResult
-	var err error
-	if len(ops) > 0 {
-		results, err = b.flush(ops, deadlines)
+	finish := func(results []*fsmpb.OpResult, err error) {
 		if err == nil && len(results) != len(ops) {
 			err = errBatchResult
 		}
+		// The slot goes back once the group is flushed, before its
+		// results are handed out (callbacks build answers): the next
+		// group need not wait for that.
+		<-b.inflight
+		b.handOut(subs, live, results, err)
 	}
-	// The slot goes back once the group is flushed, before its results
-	// are handed out (callbacks build answers): the next group need not
-	// wait for that.
-	<-b.inflight
+	switch {
+	case len(ops) == 0:
+		finish(nil, nil)
+	case b.flushThen != nil:
+		b.flushThen(ops, deadlines, finish)
+	default:
+		finish(b.flush(ops, deadlines))
+	}
+}
+
+// handOut gives each submission of a group its results (nil for an op
+// that was not live: dropped for its deadline) or err.
+func (b *batcher) handOut(subs []*submission, live []bool, results []*fsmpb.OpResult, err error) {
 	off, j := 0, 0
 	for _, s := range subs {
 		if err != nil {

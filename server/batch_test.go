@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -465,4 +466,83 @@ func TestBatcherFreesSlotBeforeAnswers(t *testing.T) {
 		t.Fatal("the second group waited for the first group's answers")
 	}
 	checkEcho(t, <-next)
+}
+
+// With flushThen (a follower's forwarding), a group's flush is started and
+// its answers come later from whoever calls done: nothing waits in
+// between, the slot stays taken until done (pipeline 1: the next group is
+// not started before), answers reach each submission in order with nil
+// for an op dropped for its deadline, and an error reaches the whole
+// group.
+func TestBatcherFlushThen(t *testing.T) {
+	type started struct {
+		ops  []*fsmpb.Op
+		done func([]*fsmpb.OpResult, error)
+	}
+	starts := make(chan started, 4)
+	b := newBatcher(64, 1, func([]*fsmpb.Op, []time.Time) ([]*fsmpb.OpResult, error) {
+		t.Error("flush called on a batcher with flushThen")
+		return nil, nil
+	})
+	b.flushThen = func(ops []*fsmpb.Op, _ []time.Time, done func([]*fsmpb.OpResult, error)) {
+		starts <- started{ops, done}
+	}
+	startBatcher(t, b)
+	next := func() started {
+		t.Helper()
+		select {
+		case s := <-starts:
+			return s
+		case <-time.After(batchWait):
+			t.Fatal("no group was started")
+			return started{}
+		}
+	}
+
+	first := submitAsync(context.Background(), b, "first")
+	g1 := next()
+	second := submitAsync(context.Background(), b, "a", "b")
+	late := make(chan outcome, 1)
+	dl := []time.Time{{}, time.Now().Add(-time.Second)} // the second op's deadline passed: never sent
+	b.submitThen(context.Background(), []*fsmpb.Op{grantOp("c"), grantOp("gone")}, dl, 0, func(r submitResult) {
+		late <- outcome{res: r.results, err: r.err}
+	})
+	select {
+	case s := <-starts:
+		t.Fatalf("group %v started while the only slot was taken", opIDs(s.ops))
+	case <-time.After(50 * time.Millisecond):
+	}
+	g1.done(echo(g1.ops), nil)
+	checkEcho(t, await(t, first))
+	g2 := next()
+	if got := opIDs(g2.ops); len(got) != 3 || !slices.Contains(got, "a") || !slices.Contains(got, "c") || slices.Contains(got, "gone") {
+		t.Fatalf("second group %v, want a, b and c (in the order they queued), not the op past its deadline", got)
+	}
+	g2.done(echo(g2.ops), nil)
+	checkEcho(t, await(t, second))
+	o := await(t, late)
+	if o.err != nil || len(o.res) != 2 || o.res[0].GetMessage() != "c" || o.res[1] != nil {
+		t.Fatalf("submission with a passed deadline: %v %v, want c's result and nil", o.res, o.err)
+	}
+
+	third := submitAsync(context.Background(), b, "x", "y")
+	g3 := next()
+	g3.done(nil, errors.New("stream to the leader broke"))
+	if o := await(t, third); o.err == nil || o.res != nil {
+		t.Fatalf("failed flush: submission got %v, %v; want the error", o.res, o.err)
+	}
+	fourth := submitAsync(context.Background(), b, "z")
+	g4 := next() // the failed group gave its slot back
+	g4.done(echo(g4.ops)[:0], nil)
+	if o := await(t, fourth); o.err != errBatchResult {
+		t.Fatalf("wrong result count: got %v, %v; want errBatchResult", o.res, o.err)
+	}
+}
+
+func opIDs(ops []*fsmpb.Op) []string {
+	out := make([]string, len(ops))
+	for i, o := range ops {
+		out[i] = o.GetGrant().GetRequestId()
+	}
+	return out
 }

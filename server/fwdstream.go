@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -39,80 +40,100 @@ type fwdStream struct {
 	cancel  context.CancelFunc
 	sendMu  sync.Mutex
 	mu      sync.Mutex
-	pending map[uint64]chan *peerpb.ForwardStreamResponse
-	done    chan struct{} // closed when the stream ended; err says why
+	pending map[uint64]*fwdCall // nil once the stream ended; err says why
 	err     error
+}
+
+// fwdCall is one batch waiting for its answer on a stream. Whoever takes
+// it from pending (the reader with the answer, the reader at the stream's
+// end, the deadline timer) calls then, so it is called exactly once.
+type fwdCall struct {
+	then  func(*peerpb.ForwardResponse, error)
+	timer *time.Timer
+}
+
+// take removes and returns call id, or nil when it was already taken.
+func (st *fwdStream) take(id uint64) *fwdCall {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.pending[id]
+	delete(st.pending, id)
+	return c
 }
 
 // errForwardUnary: this batch must go as a unary Forward call.
 var errForwardUnary = fmt.Errorf("leader does not take forwarding streams")
 
-// forward sends req to the leader at addr and waits for its answer until
-// deadline (at most applyTimeout away). Errors are the unary call's.
-func (s *Server) forward(addr string, req *peerpb.ForwardRequest, deadline time.Time) (*peerpb.ForwardResponse, error) {
-	resp, err := s.forwardOnStream(addr, req, deadline)
-	if err != errForwardUnary {
-		return resp, err
-	}
-	s.metrics.forwardedBatch("unary")
-	ctx, cancel := s.forwardContext(deadline)
-	defer cancel()
-	return s.peerClient(addr).Forward(ctx, req)
-}
-
-func (s *Server) forwardOnStream(addr string, req *peerpb.ForwardRequest, deadline time.Time) (*peerpb.ForwardResponse, error) {
-	st, id, err := s.fwd.stream(s, addr)
-	if err != nil {
-		return nil, err
-	}
-	ch := make(chan *peerpb.ForwardStreamResponse, 1)
-	st.mu.Lock()
-	if st.err != nil {
-		st.mu.Unlock()
-		return nil, s.fwd.ended(st)
-	}
-	st.pending[id] = ch
-	st.mu.Unlock()
+// forwardThen sends req to the leader at addr and hands its answer, or the
+// error, to then by deadline (at most applyTimeout away): on the stream's
+// reader goroutine (or its deadline timer's), so that no goroutine waits
+// for the answer only to pass it on, or, for a leader that does not take
+// the stream, on a goroutine making the unary call. then must not block.
+// Errors are the unary call's.
+func (s *Server) forwardThen(addr string, req *peerpb.ForwardRequest, deadline time.Time, then func(*peerpb.ForwardResponse, error)) {
 	if limit := time.Now().Add(applyTimeout); deadline.IsZero() || deadline.After(limit) {
 		deadline = limit
 	}
-	// A leader that stops reading (paused) would block Send on flow
-	// control past every deadline, with the batches behind it: past this
-	// one's, the stream is cut, which fails its batches as retryable, and
-	// the next batch opens a new one.
-	watchdog := time.AfterFunc(time.Until(deadline), st.cancel)
+	unary := func() {
+		s.metrics.forwardedBatch("unary")
+		go func() {
+			ctx, cancel := s.forwardContext(deadline)
+			defer cancel()
+			then(s.peerClient(addr).Forward(ctx, req))
+		}()
+	}
+	err := s.forwardOnStream(addr, req, deadline, func(resp *peerpb.ForwardResponse, err error) {
+		if err == errForwardUnary { // the leader turned out older: it never saw the batch
+			unary()
+			return
+		}
+		then(resp, err)
+	})
+	switch {
+	case err == errForwardUnary:
+		unary()
+	case err != nil:
+		then(nil, err)
+	}
+}
+
+// forwardOnStream sends req on the stream to addr; nil means then will get
+// the answer or the error, exactly once, by deadline.
+func (s *Server) forwardOnStream(addr string, req *peerpb.ForwardRequest, deadline time.Time, then func(*peerpb.ForwardResponse, error)) error {
+	st, id, err := s.fwd.stream(s, addr)
+	if err != nil {
+		return err
+	}
+	c := &fwdCall{then: then}
+	var sending atomic.Bool
+	sending.Store(true)
+	st.mu.Lock()
+	if st.pending == nil {
+		st.mu.Unlock()
+		return s.fwd.ended(st)
+	}
+	st.pending[id] = c
+	c.timer = time.AfterFunc(time.Until(deadline), func() {
+		// A leader that stops reading (paused) would block Send on flow
+		// control past every deadline, with the batches behind it: past
+		// this one's, the stream is cut, which fails its batches as
+		// retryable, and the next batch opens a new one.
+		if sending.Load() {
+			st.cancel()
+		}
+		if st.take(id) != nil {
+			then(nil, status.Error(codes.DeadlineExceeded, "forwarded batch not answered in time"))
+		}
+	})
+	st.mu.Unlock()
 	st.sendMu.Lock()
 	err = st.stream.Send(&peerpb.ForwardStreamRequest{Id: id, Forward: req})
 	st.sendMu.Unlock()
-	watchdog.Stop()
+	sending.Store(false)
 	if err != nil {
-		st.cancel() // the reader sees why and fails the calls waiting
-		<-st.done
-		return nil, s.fwd.ended(st)
+		st.cancel() // the reader sees why and fails the calls waiting, this one too
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		if e := r.GetError(); e != nil {
-			var sp spb.Status
-			if err := proto.Unmarshal(e, &sp); err != nil {
-				return nil, fmt.Errorf("%w: forward to %s: unreadable error: %v", errRetry, addr, err)
-			}
-			return nil, status.FromProto(&sp).Err()
-		}
-		s.metrics.forwardedBatch("stream")
-		return r.GetForward(), nil
-	case <-st.done:
-		return nil, s.fwd.ended(st)
-	case <-timer.C:
-		st.mu.Lock()
-		delete(st.pending, id)
-		st.mu.Unlock()
-		return nil, status.Error(codes.DeadlineExceeded, "forwarded batch not answered in time")
-	case <-s.ctx.Done():
-		return nil, status.Error(codes.Unavailable, "member is shutting down")
-	}
+	return nil
 }
 
 // stream returns the open stream to addr, opening it (and closing one to a
@@ -140,22 +161,22 @@ func (f *forwarder) stream(s *Server, addr string) (*fwdStream, uint64, error) {
 		return nil, 0, forwardError(addr, err)
 	}
 	st := &fwdStream{addr: addr, stream: stream, cancel: cancel,
-		pending: map[uint64]chan *peerpb.ForwardStreamResponse{}, done: make(chan struct{})}
+		pending: map[uint64]*fwdCall{}}
 	f.st = st
-	go f.read(st)
+	go f.read(s, st)
 	return st, f.nextID, nil
 }
 
 // read delivers st's answers until it ends, then fails the calls waiting.
-func (f *forwarder) read(st *fwdStream) {
+func (f *forwarder) read(s *Server, st *fwdStream) {
 	for {
 		r, err := st.stream.Recv()
 		if err != nil {
 			st.mu.Lock()
 			st.err = err
+			calls := st.pending
 			st.pending = nil
 			st.mu.Unlock()
-			close(st.done)
 			st.cancel()
 			f.mu.Lock()
 			if f.st == st {
@@ -168,15 +189,29 @@ func (f *forwarder) read(st *fwdStream) {
 				f.unaryUntil[st.addr] = time.Now().Add(fwdUnaryRetry)
 			}
 			f.mu.Unlock()
+			endErr := f.ended(st)
+			for _, c := range calls {
+				c.timer.Stop()
+				c.then(nil, endErr)
+			}
 			return
 		}
-		st.mu.Lock()
-		ch, ok := st.pending[r.GetId()]
-		delete(st.pending, r.GetId())
-		st.mu.Unlock()
-		if ok {
-			ch <- r // buffered: never blocks
+		c := st.take(r.GetId())
+		if c == nil {
+			continue // its deadline passed: already failed
 		}
+		c.timer.Stop()
+		if e := r.GetError(); e != nil {
+			var sp spb.Status
+			if err := proto.Unmarshal(e, &sp); err != nil {
+				c.then(nil, fmt.Errorf("%w: forward to %s: unreadable error: %v", errRetry, st.addr, err))
+				continue
+			}
+			c.then(nil, status.FromProto(&sp).Err())
+			continue
+		}
+		s.metrics.forwardedBatch("stream")
+		c.then(r.GetForward(), nil)
 	}
 }
 

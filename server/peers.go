@@ -104,8 +104,12 @@ func (p *peerService) Forward(ctx context.Context, req *peerpb.ForwardRequest) (
 	return forwardResponse(res), nil
 }
 
-// ForwardStream serves a follower's Forward calls over one stream: each
-// runs as the Forward call would, on a worker, and is answered under its id.
+// ForwardStream serves a follower's Forward calls over one stream, each
+// answered under its id. On the leader a batch that passes the input
+// checks goes to the batcher from this goroutine and is answered from the
+// goroutine that flushed it (Server.forwardedThen); anything else (not the
+// leader, a fenced disk, a refused batch, a failed first try) runs as the
+// unary Forward call would, on a worker.
 func (p *peerService) ForwardStream(stream peerpb.Peer_ForwardStreamServer) error {
 	if p.s.cfg.TestNoForwardStream {
 		return status.Error(codes.Unimplemented, "unknown method ForwardStream for service triad.peer.v1.Peer")
@@ -113,27 +117,36 @@ func (p *peerService) ForwardStream(stream peerpb.Peer_ForwardStreamServer) erro
 	ctx := stream.Context()
 	var (
 		sendMu sync.Mutex
-		wg     sync.WaitGroup
+		wg     sync.WaitGroup // answers not yet sent: Send is not called after return
 	)
 	defer wg.Wait()
+	send := func(out *peerpb.ForwardStreamResponse) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		_ = stream.Send(out) // an error means the stream is gone: Recv reports it
+		wg.Done()
+	}
+	serve := func(req *peerpb.ForwardStreamRequest) {
+		out := &peerpb.ForwardStreamResponse{Id: req.GetId()}
+		if r, err := p.Forward(ctx, req.GetForward()); err != nil {
+			out.Error, _ = proto.Marshal(status.Convert(err).Proto())
+		} else {
+			out.Forward = r
+		}
+		send(out)
+	}
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return nil // the follower closed the stream, or it broke
 		}
 		wg.Add(1)
-		p.s.callWorkers.run(func() {
-			defer wg.Done()
-			out := &peerpb.ForwardStreamResponse{Id: req.GetId()}
-			if r, err := p.Forward(ctx, req.GetForward()); err != nil {
-				out.Error, _ = proto.Marshal(status.Convert(err).Proto())
-			} else {
-				out.Forward = r
-			}
-			sendMu.Lock()
-			defer sendMu.Unlock()
-			_ = stream.Send(out) // an error means the stream is gone: Recv reports it
-		})
+		queued := p.s.forwardedThen(ctx, req.GetForward(), func(r *peerpb.ForwardResponse) {
+			send(&peerpb.ForwardStreamResponse{Id: req.GetId(), Forward: r})
+		}, func() { p.s.callWorkers.run(func() { serve(req) }) })
+		if !queued {
+			p.s.callWorkers.run(func() { serve(req) })
+		}
 	}
 }
 

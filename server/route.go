@@ -173,15 +173,8 @@ func (s *Server) submitOpsUntil(ctx context.Context, ops []*fsmpb.Op, deadlines 
 // for a leader and retries across leader changes): no leader known, a
 // fenced disk, an op the input checks refuse, or ctx ended.
 func (s *Server) submitOpsThen(ctx context.Context, ops []*fsmpb.Op, deadline time.Time, then func([]*fsmpb.OpResult, error)) bool {
-	if s.diskFault() != nil {
-		return false
-	}
-	size, err := checkOpsSize(ops, false)
-	if err != nil || validateOps(ops) != nil {
-		return false
-	}
-	s.dropIdleUnlessAllKnow(ops)
-	if s.checkOpsFormat(ops) != nil {
+	size, ok := s.queueChecks(ops, false)
+	if !ok {
 		return false
 	}
 	q := s.applyQ
@@ -196,6 +189,48 @@ func (s *Server) submitOpsThen(ctx context.Context, ops []*fsmpb.Op, deadline ti
 		deadlines[i] = deadline
 	}
 	return q.submitThen(ctx, ops, deadlines, size, func(r submitResult) { then(r.results, r.err) })
+}
+
+// forwardedThen is submitOpsThen for a batch a follower forwarded over its
+// stream, on the leader: the ops, each with its forwarded deadline, go to
+// the batcher now, and answer gets the batch's answer on the goroutine
+// that flushed it. A failed flush (a leader change, a fenced disk) calls
+// retry instead, which serves the batch the unary way (route's retries and
+// errors). false, calling neither: serve it the unary way now (not the
+// leader, a fenced disk, a batch the input checks refuse, ctx ended).
+// Neither answer nor retry may block.
+func (s *Server) forwardedThen(ctx context.Context, req *peerpb.ForwardRequest, answer func(*peerpb.ForwardResponse), retry func()) bool {
+	if !s.isLeader() {
+		return false
+	}
+	size, ok := s.queueChecks(req.GetBatch().GetOps(), true)
+	if !ok {
+		return false
+	}
+	return s.applyQ.submitThen(ctx, req.GetBatch().GetOps(), forwardedDeadlines(ctx, req), size, func(r submitResult) {
+		if r.err != nil {
+			retry()
+			return
+		}
+		answer(forwardResponse(r.results))
+	})
+}
+
+// queueChecks runs submitOpsUntil's input checks for the worker-less paths
+// (submitOpsThen, forwardedThen) and returns the ops' encoded size; false
+// when the ops must be served the waiting way instead, whose checks answer
+// them: a fenced disk, an op too large, malformed or of a format not every
+// member applies.
+func (s *Server) queueChecks(ops []*fsmpb.Op, forwarded bool) (int, bool) {
+	if s.diskFault() != nil {
+		return 0, false
+	}
+	size, err := checkOpsSize(ops, forwarded)
+	if err != nil || validateOps(ops) != nil {
+		return 0, false
+	}
+	s.dropIdleUnlessAllKnow(ops)
+	return size, s.checkOpsFormat(ops) == nil
 }
 
 // flushLocal applies one batch as one Raft log entry (leader). The leader
@@ -238,12 +273,15 @@ const forwardPipeline = 4
 
 // flushForward sends one batch to the leader (follower), with each op's
 // caller deadline: the call lasts until the latest of them (at most
-// applyTimeout), and the leader drops the ops whose deadline passed. The
-// result of a dropped op is nil.
-func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.OpResult, error) {
+// applyTimeout), and the leader drops the ops whose deadline passed. done
+// gets the results (nil: an op dropped for its deadline) or the error, on
+// the forwarding stream's reader (forwardThen): no goroutine waits for the
+// answer only to pass it on.
+func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time, done func([]*fsmpb.OpResult, error)) {
 	addr := s.leaderPeerAddr()
 	if addr == "" {
-		return nil, ErrNoLeader
+		done(nil, ErrNoLeader)
+		return
 	}
 	s.metrics.forwardedOps(len(ops))
 	now := time.Now()
@@ -259,17 +297,19 @@ func (s *Server) flushForward(ops []*fsmpb.Op, deadlines []time.Time) ([]*fsmpb.
 			last = d
 		}
 	}
-	resp, err := s.forward(addr, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}, DeadlineInMs: left}, last)
-	if err != nil {
-		return nil, forwardError(addr, err)
-	}
-	res := resp.GetResults()
-	for _, i := range resp.GetDropped() {
-		if int(i) < len(res) {
-			res[i] = nil
+	s.forwardThen(addr, &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: ops}, DeadlineInMs: left}, last, func(resp *peerpb.ForwardResponse, err error) {
+		if err != nil {
+			done(nil, forwardError(addr, err))
+			return
 		}
-	}
-	return res, nil
+		res := resp.GetResults()
+		for _, i := range resp.GetDropped() {
+			if int(i) < len(res) {
+				res[i] = nil
+			}
+		}
+		done(res, nil)
+	})
 }
 
 // forwardedDeadlines are the per-op deadlines of a forwarded batch, on this

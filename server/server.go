@@ -224,12 +224,10 @@ func (s *Server) open() error {
 	// clients: pipeline 1 gives ~40 % more cycles/s than 4 (fewer, larger
 	// entries: less Raft and bolt work per request).
 	s.applyQ = newBatcher(1024, 1, s.flushLocal)
-	// One forwarded batch in flight on a follower: 64 clients spread over
-	// the members gave 15-50 % more cycles/s with 1 or 2 than with 4
-	// (larger Forward calls, fewer of them: docs/performance.md session
-	// 6), and once a batcher frees its slot before handing out results,
-	// 1 beat 2 in 4 of 5 alternated rounds (+18 % on average, session 7).
-	s.fwdQ = newBatcher(1024, forwardPipeline, s.flushForward)
+	// Up to forwardPipeline forwarded batches in flight on a follower, on
+	// one Peer.ForwardStream (fwdstream.go, docs/performance.md session 7).
+	s.fwdQ = newBatcher(1024, forwardPipeline, nil)
+	s.fwdQ.flushThen = s.flushForward
 	s.callWorkers = newWorkers(sessionWorkers, s.ctx.Done())
 	s.metrics = newMetrics(s.metricsSource())
 	s.registerAuditMetrics()
