@@ -232,8 +232,10 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 		heap.Remove(&s.expiry, int(l.heapIdx))
 		s.endLease(now, l)
 		s.emitLease(now, EventRelease, "idle timeout", l)
-		if k := requestKeyOf(l); s.requests[k] != nil && s.requests[k].LeaseId == l.Id {
-			s.requests[k].IdleTimeout = true
+		if k := requestKeyOf(l); s.requests[k].LeaseId == l.Id {
+			rec := s.requests[k]
+			rec.IdleTimeout = true
+			s.requests[k] = rec
 			s.idl.idleEnded[l.Id] = k
 		}
 		out = append(out, &fsmpb.LeaseResult{LeaseId: l.Id, IdleTimeout: true,
@@ -245,7 +247,8 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 // endedNotFound is the answer for a renewal or release of a lease that is
 // not live: an idle-timeout release says so.
 func (s *state) endedNotFound(id uint64) *fsmpb.LeaseResult {
-	if k, ok := s.idl.idleEnded[id]; ok && s.requests[k] != nil {
+	k, ok := s.idl.idleEnded[id]
+	if _, remembered := s.requests[k]; ok && remembered {
 		return &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_NOT_FOUND, IdleTimeout: true,
 			Message: "lease " + uitoa(id) + " was released: idle timeout (the product was idle longer than its feature's TIMEOUT rule allows); check out again when active"}
 	}

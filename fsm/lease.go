@@ -154,7 +154,7 @@ type requestRecord struct {
 	IdleTimeout   bool
 }
 
-func (r *requestRecord) toProto(k requestKey) *fsmpb.RequestRecord {
+func (r requestRecord) toProto(k requestKey) *fsmpb.RequestRecord {
 	return &fsmpb.RequestRecord{RequestId: k.request, ClientId: k.client, LeaseId: r.LeaseId, EndedMs: r.EndedMs,
 		DeniedCode: r.DeniedCode, DeniedMessage: r.DeniedMessage, IdleTimeout: r.IdleTimeout}
 }

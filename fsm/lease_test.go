@@ -115,7 +115,7 @@ func TestRequestRecordsSurviveSnapshot(t *testing.T) {
 	l2 := h.mustCode(t0+3*second, plainOp("r3", "cy", 1), fsmpb.Code_OK).Lease
 	before := map[requestKey]requestRecord{}
 	for k, r := range h.f.s.requests {
-		before[k] = *r
+		before[k] = r
 	}
 	if len(before) != 3 {
 		t.Fatalf("%d request records, want 3", len(before))
@@ -129,7 +129,7 @@ func TestRequestRecordsSurviveSnapshot(t *testing.T) {
 	}
 	for k, want := range before {
 		got, ok := s.requests[k]
-		if !ok || *got != want {
+		if !ok || got != want {
 			t.Fatalf("request %+v: restored %+v, want %+v", k, got, want)
 		}
 	}

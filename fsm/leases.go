@@ -76,7 +76,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	}
 	// A retry of a request that already committed gets what the first try
 	// got, never a second seat.
-	if rec := s.earlierRequest(g); rec != nil {
+	if rec, ok := s.earlierRequest(g); ok {
 		if rec.LeaseId == 0 && rec.DeniedCode != fsmpb.Code_OK {
 			// Refused once, refused forever: a late copy of the request
 			// (a paused member's buffered forward) must not take a seat
@@ -186,7 +186,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	s.addLeaseUse(l)
 	s.histSeatsChanged(now, l.Feature)
 	k := requestKeyOf(l)
-	s.requests[k] = &requestRecord{LeaseId: l.Id}
+	s.requests[k] = requestRecord{LeaseId: l.Id}
 	s.emitLease(now, EventCheckout, "", l)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: l.toProto()}
 }
@@ -203,7 +203,7 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 		return res // older builds forgot refusals: their entries replay as written
 	}
 	k := grantKey(g)
-	s.requests[k] = &requestRecord{EndedMs: now, DeniedCode: res.Code, DeniedMessage: res.Message}
+	s.requests[k] = requestRecord{EndedMs: now, DeniedCode: res.Code, DeniedMessage: res.Message}
 	s.noteEnded(now)
 	return res
 }
@@ -240,21 +240,22 @@ func grantKey(g *fsmpb.Grant) requestKey {
 // secrets) also matches a scoped grant of the same request id unless its
 // lease is live and belongs to another client: its holder's retry still
 // resolves to it, and nobody else ever gets it.
-func (s *state) earlierRequest(g *fsmpb.Grant) *requestRecord {
+func (s *state) earlierRequest(g *fsmpb.Grant) (requestRecord, bool) {
 	if len(g.GetSecret()) == 0 {
-		return s.requests[requestKey{request: g.RequestId}]
+		rec, ok := s.requests[requestKey{request: g.RequestId}]
+		return rec, ok
 	}
 	if rec, ok := s.requests[requestKey{client: g.ClientId, request: g.RequestId}]; ok {
-		return rec
+		return rec, true
 	}
 	rec, ok := s.requests[requestKey{request: g.RequestId}]
 	if !ok {
-		return nil
+		return requestRecord{}, false
 	}
 	if e, live := s.leases[rec.LeaseId]; live && e.ClientId != g.ClientId {
-		return nil
+		return requestRecord{}, false
 	}
-	return rec
+	return rec, true
 }
 
 // ownedBy reports whether secret is l's secret, in constant time. A lease
@@ -399,8 +400,10 @@ func (s *state) forgetLease(now int64, l *lease) {
 	s.unindexLease(l)
 	s.histSeatsChanged(now, l.Feature)
 	s.histLeaseEnded(now, l)
-	if rec, ok := s.requests[requestKeyOf(l)]; ok && rec.LeaseId == l.Id {
+	if k := requestKeyOf(l); s.requests[k].LeaseId == l.Id {
+		rec := s.requests[k]
 		rec.EndedMs = now
+		s.requests[k] = rec
 		s.noteEnded(now)
 	}
 }
@@ -480,9 +483,10 @@ func (s *state) pruneRequests(now int64) {
 // are remembered a little longer, never shorter.
 func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 	if d := now - memoryFrom; memoryFrom > 0 && d > 0 && s.endedRequests > 0 {
-		for _, rec := range s.requests { // order does not show: each record moves alone
+		for k, rec := range s.requests { // order does not show: each record moves alone
 			if _, live := s.leases[rec.LeaseId]; !live {
 				rec.EndedMs += d
+				s.requests[k] = rec
 			}
 		}
 		s.minEndedMs += d

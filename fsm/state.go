@@ -34,7 +34,7 @@ type state struct {
 	cluster     *fsmpb.FormCluster
 	licenses    map[string]*fsmpb.License
 	leases      map[uint64]*lease
-	requests    map[requestKey]*requestRecord
+	requests    map[requestKey]requestRecord
 	nextLeaseID uint64
 	lastNowMs   int64
 	// admin holds sessions, password hashes and settings (sessions.go).
@@ -92,7 +92,7 @@ func newState() *state {
 	return &state{
 		licenses:     map[string]*fsmpb.License{},
 		leases:       map[uint64]*lease{},
-		requests:     map[requestKey]*requestRecord{},
+		requests:     map[requestKey]requestRecord{},
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
 		inUse:        map[string]*featureUse{},
@@ -229,7 +229,7 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 		if _, dup := s.requests[k]; dup {
 			return nil, fmt.Errorf("fsm: snapshot holds request %q of client %q twice", r.GetRequestId(), r.GetClientId())
 		}
-		s.requests[k] = &requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
+		s.requests[k] = requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
 			DeniedMessage: r.GetDeniedMessage(), IdleTimeout: r.GetIdleTimeout()}
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
