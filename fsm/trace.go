@@ -88,9 +88,20 @@ func (f *FSM) flushLeaseEvents(index uint64) {
 		s.events[i].Index = index
 	}
 	f.leaseObserver(s.events)
+	if cap(s.events) > maxKeptEvents {
+		// A burst (thousands of leases expiring in one entry) left a large
+		// buffer: let it go rather than have every garbage collection
+		// scan it from then on.
+		s.events = nil
+		return
+	}
 	clear(s.events)
 	s.events = s.events[:0]
 }
+
+// maxKeptEvents is the largest event buffer kept between entries: a
+// full batch of checkouts and releases (1,024 ops) fits.
+const maxKeptEvents = 2048
 
 // emitLease records an event about lease l (when observed).
 func (s *state) emitLease(now int64, event, reason string, l *lease) {

@@ -212,3 +212,34 @@ func BenchmarkApplyBatchGrantReleaseTraced(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*n), "ns/op-in-batch")
 }
+
+// The event buffer is reused between entries, but one left large by a
+// burst (thousands of leases ending in one entry) is let go once its
+// events are delivered: every garbage collection would scan it.
+func TestLeaseEventBufferLetGoAfterBurst(t *testing.T) {
+	h := formed(t)
+	delivered := 0
+	h.f.SetLeaseObserver(func(evs []LeaseEvent) { delivered += len(evs) })
+	h.mustEnroll(t0, lic("L1", t0-day, t0+365*day, feat("cad", 1, 5000)))
+	small := make([]*fsmpb.Op, 10)
+	for i := range small {
+		small[i] = grantOp(fmt.Sprint("s", i), "cad", 1, 1)
+	}
+	h.apply(t0+second, batchCmd(small...))
+	if delivered != 10 || h.f.s.events == nil || len(h.f.s.events) != 0 {
+		t.Fatalf("after 10 checkouts: %d events delivered, buffer %d/%d; want 10 and an empty kept buffer", delivered, len(h.f.s.events), cap(h.f.s.events))
+	}
+	burst := make([]*fsmpb.Op, maxKeptEvents+1)
+	for i := range burst {
+		burst[i] = grantOp(fmt.Sprint("b", i), "cad", 1, 1)
+	}
+	h.apply(t0+2*second, batchCmd(burst...))
+	if delivered != 10+len(burst) || h.f.s.events != nil {
+		t.Fatalf("after %d checkouts in one entry: %d events delivered, buffer cap %d; want all delivered and the buffer let go",
+			len(burst), delivered-10, cap(h.f.s.events))
+	}
+	h.apply(t0+3*second, batchCmd(grantOp("after", "cad", 1, 1)))
+	if delivered != 11+len(burst) {
+		t.Fatalf("the next entry's event was not delivered (%d in all)", delivered)
+	}
+}
