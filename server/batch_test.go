@@ -507,6 +507,9 @@ func TestBatcherFlushThen(t *testing.T) {
 	b.submitThen(context.Background(), []*fsmpb.Op{grantOp("c"), grantOp("gone")}, dl, 0, func(r submitResult) {
 		late <- outcome{res: r.results, err: r.err}
 	})
+	// The run loop holds one of the two submissions, waiting for the
+	// slot; the other waits in the queue.
+	waitQueued(t, b, 1)
 	select {
 	case s := <-starts:
 		t.Fatalf("group %v started while the only slot was taken", opIDs(s.ops))
