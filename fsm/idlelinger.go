@@ -232,8 +232,8 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 		heap.Remove(&s.expiry, int(l.heapIdx))
 		s.endLease(now, l)
 		s.emitLease(now, EventRelease, "idle timeout", l)
-		if k := requestKeyOf(l); s.requests[k].LeaseId == l.Id {
-			rec := s.requests[k]
+		k := requestKeyOf(l)
+		if rec, ok := s.requests[k]; ok && rec.LeaseId == l.Id {
 			rec.IdleTimeout = true
 			s.requests[k] = rec
 			s.idl.idleEnded[l.Id] = k
@@ -247,8 +247,7 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 // endedNotFound is the answer for a renewal or release of a lease that is
 // not live: an idle-timeout release says so.
 func (s *state) endedNotFound(id uint64) *fsmpb.LeaseResult {
-	k, ok := s.idl.idleEnded[id]
-	if _, remembered := s.requests[k]; ok && remembered {
+	if k, ok := s.idl.idleEnded[id]; ok && s.remembered(k) {
 		return &fsmpb.LeaseResult{LeaseId: id, Code: fsmpb.Code_NOT_FOUND, IdleTimeout: true,
 			Message: "lease " + uitoa(id) + " was released: idle timeout (the product was idle longer than its feature's TIMEOUT rule allows); check out again when active"}
 	}

@@ -258,6 +258,12 @@ func (s *state) earlierRequest(g *fsmpb.Grant) (requestRecord, bool) {
 	return rec, true
 }
 
+// remembered reports whether a record of request k is kept.
+func (s *state) remembered(k requestKey) bool {
+	_, ok := s.requests[k]
+	return ok
+}
+
 // ownedBy reports whether secret is l's secret, in constant time. A lease
 // granted before lease secrets has none and needs none.
 func ownedBy(l *lease, secret []byte) bool {
@@ -400,8 +406,8 @@ func (s *state) forgetLease(now int64, l *lease) {
 	s.unindexLease(l)
 	s.histSeatsChanged(now, l.Feature)
 	s.histLeaseEnded(now, l)
-	if k := requestKeyOf(l); s.requests[k].LeaseId == l.Id {
-		rec := s.requests[k]
+	k := requestKeyOf(l)
+	if rec, ok := s.requests[k]; ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
 		s.requests[k] = rec
 		s.noteEnded(now)

@@ -141,11 +141,11 @@ func (p *peerService) ForwardStream(stream peerpb.Peer_ForwardStreamServer) erro
 			return nil // the follower closed the stream, or it broke
 		}
 		wg.Add(1)
-		queued := p.s.forwardedThen(ctx, req.GetForward(), func(r *peerpb.ForwardResponse) {
+		unary := func() { p.s.callWorkers.run(func() { serve(req) }) }
+		if !p.s.forwardedThen(ctx, req.GetForward(), func(r *peerpb.ForwardResponse) {
 			send(&peerpb.ForwardStreamResponse{Id: req.GetId(), Forward: r})
-		}, func() { p.s.callWorkers.run(func() { serve(req) }) })
-		if !queued {
-			p.s.callWorkers.run(func() { serve(req) })
+		}, unary) {
+			unary()
 		}
 	}
 }
