@@ -43,6 +43,12 @@ type FSM struct {
 	halted atomic.Bool
 	// maxFormat caps the command formats applied (test only; 0 = all).
 	maxFormat uint32
+	// proposed holds the commands this member proposed, by the address of
+	// their encoding, until applied (proposed.go); proposedOnly limits full
+	// answers to them.
+	propMu       sync.Mutex
+	proposed     map[*byte]proposal
+	proposedOnly bool
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -79,10 +85,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 }
 
 func (f *FSM) applyLocked(l *raft.Log) interface{} {
+	cmd := f.takeProposed(l)
 	if f.halt != nil {
-		return f.haltedResult(nil)
+		return f.haltedResult(cmd)
 	}
-	cmd, why := decodeCommand(l)
+	f.s.quiet = f.proposedOnly && cmd == nil
+	var why string
+	if cmd == nil {
+		cmd, why = decodeCommand(l)
+	}
 	if why == "" {
 		why = f.unknownCommand(cmd)
 	}

@@ -74,6 +74,15 @@ func (l *lease) toProto() *fsmpb.Lease {
 	}
 }
 
+// answerLease is the copy of l an answer carries: none while the state
+// applies an entry whose answers nobody reads (state.quiet).
+func (s *state) answerLease(l *lease) *fsmpb.Lease {
+	if s.quiet {
+		return nil
+	}
+	return l.toProto()
+}
+
 // leaseFromProto is the state's form of m (from a snapshot), its strings
 // interned in in.
 func leaseFromProto(m *fsmpb.Lease, in *interner) *lease {

@@ -86,7 +86,7 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 		if e, live := s.leases[rec.LeaseId]; live && !e.Lingering {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
 				Message: "request " + g.RequestId + " was already granted",
-				Lease:   e.toProto()}
+				Lease:   s.answerLease(e)}
 		}
 		return result(fsmpb.Code_NOT_FOUND, "request %s already produced lease %d, which has ended", g.RequestId, rec.LeaseId)
 	}
@@ -188,7 +188,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	k := requestKeyOf(l)
 	s.requests[k] = requestRecord{LeaseId: l.Id}
 	s.emitLease(now, EventCheckout, "", l)
-	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: l.toProto()}
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: s.answerLease(l)}
 }
 
 // rememberDenial records that g's request id was refused with res, so

@@ -500,7 +500,7 @@ func (s *state) applyBorrow(now int64, index uint64, b *fsmpb.Borrow) *fsmpb.OpR
 	e.TtlMs = b.DurationMs
 	e.RenewedMs = now
 	heap.Fix(&s.expiry, int(e.heapIdx))
-	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: e.toProto()}
+	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Message: "borrow extended", Lease: s.answerLease(e)}
 }
 
 func borrowAllowed(feature string, durationMs int64, t terms) *fsmpb.OpResult {

@@ -60,6 +60,9 @@ type state struct {
 	// the lease events of the command being applied (trace.go).
 	observing bool
 	events    []LeaseEvent
+	// quiet is set while applying an entry whose answers nobody reads
+	// (FSM.AnswerProposedOnly): grants answer without a copy of the lease.
+	quiet bool
 	// serials is the sorted key set of licenses.
 	serials []string
 	// supersededBy counts, per serial, the supersedes entries of enrolled

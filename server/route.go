@@ -260,8 +260,18 @@ func (s *Server) applyLocal(cmd *fsmpb.Command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A batch (the hot path) is taken back by the FSM when its entry
+	// commits instead of decoded again (fsm/proposed.go); its ops are not
+	// changed once proposed, a failed proposal is withdrawn first.
+	own := cmd.GetBatch() != nil
+	if own {
+		s.fsm.Proposed(data, cmd)
+	}
 	f := s.node.raft.Apply(data, applyTimeout)
 	if err := f.Error(); err != nil {
+		if own {
+			s.fsm.Withdraw(data)
+		}
 		return nil, err
 	}
 	return f.Response(), nil

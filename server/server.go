@@ -200,6 +200,7 @@ func (s *Server) open() error {
 	}
 	s.fsm = fsm.New()
 	s.fsm.SetMaxFormat(s.cfg.TestFormat)
+	s.fsm.AnswerProposedOnly()
 	if err := s.openAudit(); err != nil {
 		s.side.Close()
 		return err
