@@ -84,16 +84,19 @@ func configFrom(c server.FlagSource) (server.Config, error) {
 // CPU or throughput (docs/performance.md, "Garbage collector target").
 const defaultGCPercent = 50
 
-// tuneGC sets the collector's target to defaultGCPercent unless getenv
-// says the operator chose one with GOGC (the runtime applied it at start).
-func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
+// tuneGC sets the collector's target to defaultGCPercent, with the heap
+// floor minHeapTarget (gc.go), unless getenv says the operator chose one
+// with GOGC (the runtime applied it at start). stop ends the floor.
+func tuneGC(getenv func(string) string) (stop func()) {
+	if getenv("GOGC") != "" {
+		return func() {}
 	}
+	debug.SetGCPercent(defaultGCPercent)
+	return keepHeapFloor(defaultGCPercent, minHeapTarget)
 }
 
 func run(c *cli.Context) error {
-	tuneGC(os.Getenv)
+	defer tuneGC(os.Getenv)()
 	cfg, err := configFrom(c)
 	if err != nil {
 		return err

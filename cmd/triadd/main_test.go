@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -160,7 +162,8 @@ func TestVersionFlag(t *testing.T) {
 func TestTuneGC(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(prev)
-	tuneGC(func(string) string { return "" })
+	stop := tuneGC(func(string) string { return "" })
+	stop()
 	if now := debug.SetGCPercent(defaultGCPercent); now != defaultGCPercent {
 		t.Fatalf("without GOGC: runtime target %d, want %d", now, defaultGCPercent)
 	}
@@ -171,8 +174,70 @@ func TestTuneGC(t *testing.T) {
 		}
 		return ""
 	}
-	tuneGC(env)
+	tuneGC(env)()
 	if now := debug.SetGCPercent(130); now != 130 {
 		t.Fatalf("with GOGC=130: runtime target changed to %d", now)
+	}
+}
+
+// The heap floor asks for the base percentage once it reaches the floor,
+// else the smallest percentage whose target live × (1 + p/100) does,
+// never more than maxGCPercent.
+func TestHeapFloorPercent(t *testing.T) {
+	h := &heapFloor{base: 50, min: 96 << 20}
+	target := func(live uint64, p int) uint64 { return live + live*uint64(p)/100 }
+	for _, live := range []uint64{1, 1 << 20, 5 << 20, 20 << 20, 37 << 20, 63 << 20, 64 << 20, 65 << 20, 96 << 20, 200 << 20} {
+		p := h.percentFor(live)
+		switch {
+		case target(live, 50) >= h.min:
+			if p != 50 {
+				t.Errorf("live %d: percent %d, want the base 50", live, p)
+			}
+		case p == maxGCPercent:
+			if target(live, maxGCPercent-1) >= h.min {
+				t.Errorf("live %d: capped at %d though less reaches the floor", live, p)
+			}
+		case target(live, p) < h.min || target(live, p-1) >= h.min+live/100:
+			t.Errorf("live %d: percent %d (target %d), want the least reaching %d", live, p, target(live, p), h.min)
+		}
+	}
+	if got := h.percentFor(0); got != maxGCPercent {
+		t.Errorf("nothing live: %d, want %d", got, maxGCPercent)
+	}
+}
+
+// After each collection the floor sets the runtime's percentage for what
+// is live; stopped, it leaves the percentage alone.
+func TestKeepHeapFloorFollowsCollections(t *testing.T) {
+	prev := debug.SetGCPercent(50)
+	defer debug.SetGCPercent(prev)
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}}
+	read := func() (int, uint64) {
+		metrics.Read(gogc)
+		return int(gogc[0].Value.Uint64()), gogc[1].Value.Uint64()
+	}
+	// A floor far above this test's heap: the percentage must rise.
+	stop := keepHeapFloor(50, 1<<30)
+	want := (&heapFloor{base: 50, min: 1 << 30}).percentFor
+	// The finalizer runs after the collection, on its own goroutine: poll.
+	runtime.GC()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, live := read()
+		if p > 50 && p == want(live) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GC percentage %d after a collection with %d bytes live, want %d", p, live, want(live))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	debug.SetGCPercent(70)
+	for range 3 {
+		runtime.GC()
+	}
+	if p, _ := read(); p != 70 {
+		t.Fatalf("stopped floor changed the percentage to %d", p)
 	}
 }
