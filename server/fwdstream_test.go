@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -235,5 +237,35 @@ func TestForwardedThenOnlyOnTheLeaderForValidBatches(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("queued forwarded batch not answered")
+	}
+}
+
+// A forwarded batch queued on the leader whose flush fails (here the
+// leader's log write: its disk fails) is not answered from the queue: it
+// goes back to the stream's retry path (the unary Forward on a worker),
+// which answers it with that path's errors and retries.
+func TestForwardedThenRetriesWhenTheFlushFails(t *testing.T) {
+	ms := startMembersWith(t, func(c *Config) { c.DiskFaultFile = filepath.Join(c.DataDir, "disk-fault") }, nil, nil, nil)
+	if err := form(t, ms); err != nil {
+		t.Fatal(err)
+	}
+	lf := leaderAndFollowers(t, ms)
+	leader := lf[0].s
+	if err := os.WriteFile(leader.cfg.DiskFaultFile, []byte("eio"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &fsmpb.Grant{RequestId: "l-fail", ClientId: "c", Feature: "nothing", Count: 1}
+	req := &peerpb.ForwardRequest{Batch: &fsmpb.Batch{Ops: []*fsmpb.Op{{Op: &fsmpb.Op_Grant{Grant: g}}}}}
+	retried := make(chan struct{})
+	queued := leader.forwardedThen(ctxT(t), req, func(r *peerpb.ForwardResponse) {
+		t.Errorf("a batch whose flush failed was answered from the queue: %v", r)
+	}, func() { close(retried) })
+	if !queued {
+		t.Fatal("the leader did not queue a valid forwarded batch (its disk had not failed yet)")
+	}
+	select {
+	case <-retried:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a batch whose flush failed was neither answered nor sent to the retry path")
 	}
 }
