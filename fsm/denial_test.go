@@ -63,9 +63,15 @@ func TestDenialIsForgottenLikeGrants(t *testing.T) {
 	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; !ok {
 		t.Fatalf("refusal forgotten before requestMemoryMs")
 	}
+	if msg := h.f.s.denied[requestKey{client: "c2", request: "r-den"}]; msg == "" {
+		t.Fatalf("refusal kept without its message")
+	}
 	h.apply(t0+3+requestMemoryMs, expireCmd())
 	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; ok {
 		t.Fatalf("refusal still remembered after requestMemoryMs")
+	}
+	if len(h.f.s.denied) != 0 {
+		t.Fatalf("refusal messages kept after their records were pruned: %v", h.f.s.denied)
 	}
 	// Forgotten: the request id is decided afresh (the seat expired).
 	if r := h.op(t0+4+requestMemoryMs, securedGrantOp("r-den", "c2")); r.Code != fsmpb.Code_OK {

@@ -76,12 +76,12 @@ func (s *state) grant(now int64, index uint64, g *fsmpb.Grant, borrowMs int64) *
 	}
 	// A retry of a request that already committed gets what the first try
 	// got, never a second seat.
-	if rec, ok := s.earlierRequest(g); ok {
+	if k, rec, ok := s.earlierRequest(g); ok {
 		if rec.LeaseId == 0 && rec.DeniedCode != fsmpb.Code_OK {
 			// Refused once, refused forever: a late copy of the request
 			// (a paused member's buffered forward) must not take a seat
 			// its client was told it did not get.
-			return &fsmpb.OpResult{Code: rec.DeniedCode, Message: rec.DeniedMessage}
+			return &fsmpb.OpResult{Code: rec.DeniedCode, Message: s.denied[k]}
 		}
 		if e, live := s.leases[rec.LeaseId]; live && !e.Lingering {
 			return &fsmpb.OpResult{Code: fsmpb.Code_OK,
@@ -203,7 +203,8 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 		return res // older builds forgot refusals: their entries replay as written
 	}
 	k := grantKey(g)
-	s.requests[k] = requestRecord{EndedMs: now, DeniedCode: res.Code, DeniedMessage: res.Message}
+	s.requests[k] = requestRecord{EndedMs: now, DeniedCode: res.Code}
+	s.setDenied(k, res.Message)
 	s.noteEnded(now)
 	return res
 }
@@ -240,22 +241,33 @@ func grantKey(g *fsmpb.Grant) requestKey {
 // secrets) also matches a scoped grant of the same request id unless its
 // lease is live and belongs to another client: its holder's retry still
 // resolves to it, and nobody else ever gets it.
-func (s *state) earlierRequest(g *fsmpb.Grant) (requestRecord, bool) {
+func (s *state) earlierRequest(g *fsmpb.Grant) (requestKey, requestRecord, bool) {
+	unscoped := requestKey{request: g.RequestId}
 	if len(g.GetSecret()) == 0 {
-		rec, ok := s.requests[requestKey{request: g.RequestId}]
-		return rec, ok
+		rec, ok := s.requests[unscoped]
+		return unscoped, rec, ok
 	}
-	if rec, ok := s.requests[requestKey{client: g.ClientId, request: g.RequestId}]; ok {
-		return rec, true
+	scoped := requestKey{client: g.ClientId, request: g.RequestId}
+	if rec, ok := s.requests[scoped]; ok {
+		return scoped, rec, true
 	}
-	rec, ok := s.requests[requestKey{request: g.RequestId}]
+	rec, ok := s.requests[unscoped]
 	if !ok {
-		return requestRecord{}, false
+		return requestKey{}, requestRecord{}, false
 	}
 	if e, live := s.leases[rec.LeaseId]; live && e.ClientId != g.ClientId {
-		return requestRecord{}, false
+		return requestKey{}, requestRecord{}, false
 	}
-	return rec, true
+	return unscoped, rec, true
+}
+
+// setDenied keeps the message of the refusal recorded under k.
+func (s *state) setDenied(k requestKey, msg string) {
+	if msg == "" {
+		delete(s.denied, k)
+		return
+	}
+	s.denied[k] = msg
 }
 
 // remembered reports whether a record of request k is kept.
@@ -467,6 +479,9 @@ func (s *state) pruneRequests(now int64) {
 		}
 		if rec.EndedMs < now-requestMemoryMs {
 			delete(s.requests, id)
+			if rec.DeniedCode != fsmpb.Code_OK {
+				delete(s.denied, id)
+			}
 			if rec.IdleTimeout {
 				delete(s.idl.idleEnded, rec.LeaseId)
 			}

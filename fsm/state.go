@@ -31,10 +31,13 @@ const (
 // state (exactly what a snapshot holds); the second is derived from it and
 // rebuilt by Restore.
 type state struct {
-	cluster     *fsmpb.FormCluster
-	licenses    map[string]*fsmpb.License
-	leases      map[uint64]*lease
-	requests    map[requestKey]requestRecord
+	cluster  *fsmpb.FormCluster
+	licenses map[string]*fsmpb.License
+	leases   map[uint64]*lease
+	requests map[requestKey]requestRecord
+	// denied holds the messages of the refusals among requests (see
+	// requestRecord).
+	denied      map[requestKey]string
 	nextLeaseID uint64
 	lastNowMs   int64
 	// admin holds sessions, password hashes and settings (sessions.go).
@@ -96,6 +99,7 @@ func newState() *state {
 		licenses:     map[string]*fsmpb.License{},
 		leases:       map[uint64]*lease{},
 		requests:     map[requestKey]requestRecord{},
+		denied:       map[requestKey]string{},
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
 		inUse:        map[string]*featureUse{},
@@ -133,7 +137,7 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	slices.SortFunc(keys, requestKey.less)
 	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(keys))
 	for _, k := range keys {
-		snap.Requests = append(snap.Requests, s.requests[k].toProto(k))
+		snap.Requests = append(snap.Requests, s.requests[k].toProto(k, s.denied[k]))
 	}
 	s.admin.toSnapshot(snap)
 	// Written only when no license implies it (see fsm.proto).
@@ -233,7 +237,8 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 			return nil, fmt.Errorf("fsm: snapshot holds request %q of client %q twice", r.GetRequestId(), r.GetClientId())
 		}
 		s.requests[k] = requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
-			DeniedMessage: r.GetDeniedMessage(), IdleTimeout: r.GetIdleTimeout()}
+			IdleTimeout: r.GetIdleTimeout()}
+		s.setDenied(k, r.GetDeniedMessage())
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
 			if r.IdleTimeout && r.LeaseId != 0 {
