@@ -91,10 +91,3 @@ func (f *FSM) takeProposed(l *raft.Log) *fsmpb.Command {
 	delete(f.proposed, p)
 	return e.cmd
 }
-
-// proposals is the number of registered proposals (tests).
-func (f *FSM) proposals() int {
-	f.propMu.Lock()
-	defer f.propMu.Unlock()
-	return len(f.proposed)
-}

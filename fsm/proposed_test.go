@@ -19,6 +19,21 @@ func proposedLog(t *testing.T, f *FSM, index uint64, now int64, cmd *fsmpb.Comma
 	return l
 }
 
+// proposals is the number of registered proposals.
+func (f *FSM) proposals() int {
+	f.propMu.Lock()
+	defer f.propMu.Unlock()
+	return len(f.proposed)
+}
+
+// editRegistered changes the request id of the first grant registered for
+// l, after encoding: only a member that takes the command back instead of
+// decoding sees the edit. (The contract forbids this edit; here it tells
+// the two paths apart.)
+func editRegistered(f *FSM, l *raft.Log) {
+	f.proposed[&l.Data[0]].cmd.GetBatch().Ops[0].GetGrant().RequestId = "edited"
+}
+
 // The proposer's registered command is applied instead of a decoding of
 // the bytes, and the registration is gone once applied.
 func TestProposedCommandTakenBackNotDecoded(t *testing.T) {
@@ -26,10 +41,7 @@ func TestProposedCommandTakenBackNotDecoded(t *testing.T) {
 	h.mustEnroll(t0, lic("L1", t0-day, t0+day, feat("cad", 5, 3)))
 	h.index++
 	l := proposedLog(t, h.f, h.index, t0, batchCmd(grantOp("r1", "cad", 5, 1)))
-	// Edit the registered command after encoding: only a member that took
-	// it back instead of decoding sees the edit. (The contract forbids
-	// this edit; here it tells the two paths apart.)
-	h.f.proposed[&l.Data[0]].cmd.GetBatch().Ops[0].GetGrant().RequestId = "edited"
+	editRegistered(h.f, l)
 	r := h.f.Apply(l).(*fsmpb.BatchResult).Results[0]
 	if r.Code != fsmpb.Code_OK || r.GetLease().GetRequestId() != "edited" {
 		t.Fatalf("applied %v %q, want the registered command (request id edited)", r.Code, r.GetLease().GetRequestId())
@@ -52,7 +64,7 @@ func TestWithdrawnOrOtherBytesDecoded(t *testing.T) {
 	h.mustEnroll(t0, lic("L1", t0-day, t0+day, feat("cad", 5, 3)))
 	h.index++
 	l := proposedLog(t, h.f, h.index, t0, batchCmd(grantOp("r1", "cad", 5, 1)))
-	h.f.proposed[&l.Data[0]].cmd.GetBatch().Ops[0].GetGrant().RequestId = "edited"
+	editRegistered(h.f, l)
 	h.f.Withdraw(l.Data)
 	if n := h.f.proposals(); n != 0 {
 		t.Fatalf("%d proposals registered after Withdraw", n)
@@ -63,7 +75,7 @@ func TestWithdrawnOrOtherBytesDecoded(t *testing.T) {
 
 	h.index++
 	l2 := proposedLog(t, h.f, h.index, t0, batchCmd(grantOp("r2", "cad", 5, 1)))
-	h.f.proposed[&l2.Data[0]].cmd.GetBatch().Ops[0].GetGrant().RequestId = "edited"
+	editRegistered(h.f, l2)
 	copied := &raft.Log{Index: l2.Index, Term: 1, Type: raft.LogCommand, Data: bytes.Clone(l2.Data)}
 	if r := h.f.Apply(copied).(*fsmpb.BatchResult).Results[0]; r.GetLease().GetRequestId() != "r2" {
 		t.Fatalf("entry with a copy of the bytes applied as %q, want r2 decoded", r.GetLease().GetRequestId())
