@@ -283,16 +283,7 @@ func TestRestoreOneMemberRejoins(t *testing.T) {
 	// It votes again: with the leader killed, it and the third elect one.
 	leader.kill()
 	rest := without(c.members, leader)
-	waitFor(t, 30*time.Second, "a new leader among "+rest[0].name+" and "+rest[1].name, func() error {
-		s, err := c.status(lost)
-		if err != nil {
-			return err
-		}
-		if s.Leader == "" || s.Leader == leader.name {
-			return fmt.Errorf("leader %q", s.Leader)
-		}
-		return nil
-	})
+	c.newLeader(lost, leader)
 	if got := leaseIDs(t, strings.Join(addrsOf(rest...), ",")); !slices.Equal(got, all) {
 		t.Fatalf("leases after the leader's death %v, want %v", got, all)
 	}

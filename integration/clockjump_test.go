@@ -69,7 +69,7 @@ func TestDenialFinalAcrossLeaderAhead(t *testing.T) {
 	leader.kill()
 	rest := without(c.members, leader)
 	servers := rest[0].addr + "," + rest[1].addr
-	nl := c.leader(rest[0])
+	nl := c.newLeader(rest[0], leader)
 	rpc = licensing(t, nl.addr)
 	// A lease of the minimum TTL, once expired, shows that the new leader
 	// committed an ExpireLeases, which also prunes request memory.

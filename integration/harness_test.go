@@ -408,6 +408,26 @@ func (c *cluster) leader(m *member) *member {
 	return c.member(name)
 }
 
+// newLeader is the leader m follows once it has given up on old (a
+// killed or cut-off leader): right after the kill a survivor still names
+// the old leader until failure detection (5 s) runs its course.
+func (c *cluster) newLeader(m, old *member) *member {
+	c.t.Helper()
+	var name string
+	waitFor(c.t, 30*time.Second, "a leader other than "+old.name+" on "+m.name, func() error {
+		s, err := c.status(m)
+		if err != nil {
+			return err
+		}
+		if s.Leader == "" || s.Leader == old.name {
+			return fmt.Errorf("leader %q", s.Leader)
+		}
+		name = s.Leader
+		return nil
+	})
+	return c.member(name)
+}
+
 // licensing is a raw gRPC Licensing client to one member.
 func licensing(t *testing.T, addr string) triadv1.LicensingClient {
 	return triadv1.NewLicensingClient(dialMember(t, addr))

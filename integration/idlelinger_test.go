@@ -130,7 +130,7 @@ func TestIdleTimeoutAndLinger(t *testing.T) {
 	old := c.leader(c.members[0])
 	survivors := without(c.members, old)
 	old.kill()
-	c.leader(survivors[0])
+	c.newLeader(survivors[0], old)
 	sv := strings.Join(addrsOf(survivors...), ",")
 	waitFor(t, 20*time.Second, "the lingering seat listed after the failover", func() error {
 		line, err := leaseLine(t, sv, id)

@@ -209,9 +209,7 @@ func TestQueuedCheckouts(t *testing.T) {
 		}
 	}
 	survivors := strings.Join(alive, ",")
-	if nl := c.leader(other); nl == leader {
-		t.Fatalf("leader still %s", nl.name)
-	}
+	c.newLeader(other, leader)
 	waitFor(t, 30*time.Second, "the queue survived the failover", queueIs(t, survivors, "1:bob/2"))
 	select {
 	case r := <-secondDone:

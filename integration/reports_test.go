@@ -129,7 +129,7 @@ func TestUsageHistoryReports(t *testing.T) {
 	}
 	aliceRelLo, aliceRelHi := release(other, alice)
 	leader.kill()
-	newLeader := c.leader(other)
+	newLeader := c.newLeader(other, leader)
 	bobRelLo, bobRelHi := release(newLeader, bob)
 	dave, _, err := take(newLeader, "dave-1", "dave")
 	if err != nil {

@@ -175,7 +175,7 @@ func TestSessionStream(t *testing.T) {
 			survivor = m
 		}
 	}
-	c.leader(survivor)
+	c.newLeader(survivor, leader)
 	renewed := l.LastRenewed()
 	waitFor(t, 30*time.Second, "a renewal after the leader kill", func() error {
 		if !l.LastRenewed().After(renewed) {
