@@ -60,14 +60,14 @@ func TestDenialIsForgottenLikeGrants(t *testing.T) {
 		t.Fatalf("deny: %v", r.Code)
 	}
 	h.apply(t0+2+requestMemoryMs, expireCmd())
-	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; !ok {
+	if _, ok := h.f.s.requests.get(requestKey{client: "c2", request: "r-den"}); !ok {
 		t.Fatalf("refusal forgotten before requestMemoryMs")
 	}
 	if msg := h.f.s.denied[requestKey{client: "c2", request: "r-den"}]; msg == "" {
 		t.Fatalf("refusal kept without its message")
 	}
 	h.apply(t0+3+requestMemoryMs, expireCmd())
-	if _, ok := h.f.s.requests[requestKey{client: "c2", request: "r-den"}]; ok {
+	if _, ok := h.f.s.requests.get(requestKey{client: "c2", request: "r-den"}); ok {
 		t.Fatalf("refusal still remembered after requestMemoryMs")
 	}
 	if len(h.f.s.denied) != 0 {

@@ -233,9 +233,9 @@ func (s *state) expireIdle(now int64) []*fsmpb.LeaseResult {
 		s.endLease(now, l)
 		s.emitLease(now, EventRelease, "idle timeout", l)
 		k := requestKeyOf(l)
-		if rec, ok := s.requests[k]; ok && rec.LeaseId == l.Id {
+		if rec, ok := s.requests.get(k); ok && rec.LeaseId == l.Id {
 			rec.IdleTimeout = true
-			s.requests[k] = rec
+			s.requests.set(k, rec)
 			s.idl.idleEnded[l.Id] = k
 		}
 		out = append(out, &fsmpb.LeaseResult{LeaseId: l.Id, IdleTimeout: true,

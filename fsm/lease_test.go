@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -113,25 +114,33 @@ func TestRequestRecordsSurviveSnapshot(t *testing.T) {
 	h.mustCode(t0+second, plainOp("r2", "bob", 1), fsmpb.Code_NO_SEAT)
 	h.mustCode(t0+2*second, releaseSecretOp(l), fsmpb.Code_OK)
 	l2 := h.mustCode(t0+3*second, plainOp("r3", "cy", 1), fsmpb.Code_OK).Lease
+	// A request id too long to pack: the record sits in the table's
+	// second map and travels the same way.
+	longReq := strings.Repeat("q", 128)
+	h.mustCode(t0+4*second, plainOp(longReq, "dan", 1), fsmpb.Code_NO_SEAT)
 	before := map[requestKey]requestRecord{}
-	for k, r := range h.f.s.requests {
+	for k, r := range h.f.s.requests.all() {
 		before[k] = r
 	}
-	if len(before) != 3 {
-		t.Fatalf("%d request records, want 3", len(before))
+	if len(before) != 4 || len(h.f.s.requests.long) != 1 {
+		t.Fatalf("%d request records (%d long), want 4 (1 long)", len(before), len(h.f.s.requests.long))
 	}
 	s, err := stateFromSnapshot(h.f.s.toSnapshot())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.requests) != len(before) {
-		t.Fatalf("restored %d request records, want %d", len(s.requests), len(before))
+	if s.requests.len() != len(before) {
+		t.Fatalf("restored %d request records, want %d", s.requests.len(), len(before))
 	}
 	for k, want := range before {
-		got, ok := s.requests[k]
+		got, ok := s.requests.get(k)
 		if !ok || got != want {
 			t.Fatalf("request %+v: restored %+v, want %+v", k, got, want)
 		}
+	}
+	longKey := requestKey{client: "client-dan", request: longReq}
+	if s.denied[longKey] == "" || s.denied[longKey] != h.f.s.denied[longKey] {
+		t.Fatalf("refusal message of the long request restored as %q, want %q", s.denied[longKey], h.f.s.denied[longKey])
 	}
 	if got := s.leases[l2.Id]; got == nil || !proto.Equal(got.toProto(), h.f.s.leases[l2.Id].toProto()) {
 		t.Fatalf("lease %d restored as %+v", l2.Id, got)

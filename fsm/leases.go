@@ -186,7 +186,7 @@ func (s *state) newLease(now int64, index uint64, g *fsmpb.Grant, t terms, borro
 	s.addLeaseUse(l)
 	s.histSeatsChanged(now, l.Feature)
 	k := requestKeyOf(l)
-	s.requests[k] = requestRecord{LeaseId: l.Id}
+	s.requests.set(k, requestRecord{LeaseId: l.Id})
 	s.emitLease(now, EventCheckout, "", l)
 	return &fsmpb.OpResult{Code: fsmpb.Code_OK, Lease: s.answerLease(l)}
 }
@@ -203,7 +203,7 @@ func (s *state) rememberDenial(now int64, g *fsmpb.Grant, res *fsmpb.OpResult) *
 		return res // older builds forgot refusals: their entries replay as written
 	}
 	k := grantKey(g)
-	s.requests[k] = requestRecord{EndedMs: now, DeniedCode: res.Code}
+	s.requests.set(k, requestRecord{EndedMs: now, DeniedCode: res.Code})
 	s.setDenied(k, res.Message)
 	s.noteEnded(now)
 	return res
@@ -244,14 +244,14 @@ func grantKey(g *fsmpb.Grant) requestKey {
 func (s *state) earlierRequest(g *fsmpb.Grant) (requestKey, requestRecord, bool) {
 	unscoped := requestKey{request: g.RequestId}
 	if len(g.GetSecret()) == 0 {
-		rec, ok := s.requests[unscoped]
+		rec, ok := s.requests.get(unscoped)
 		return unscoped, rec, ok
 	}
 	scoped := requestKey{client: g.ClientId, request: g.RequestId}
-	if rec, ok := s.requests[scoped]; ok {
+	if rec, ok := s.requests.get(scoped); ok {
 		return scoped, rec, true
 	}
-	rec, ok := s.requests[unscoped]
+	rec, ok := s.requests.get(unscoped)
 	if !ok {
 		return requestKey{}, requestRecord{}, false
 	}
@@ -272,7 +272,7 @@ func (s *state) setDenied(k requestKey, msg string) {
 
 // remembered reports whether a record of request k is kept.
 func (s *state) remembered(k requestKey) bool {
-	_, ok := s.requests[k]
+	_, ok := s.requests.get(k)
 	return ok
 }
 
@@ -419,9 +419,9 @@ func (s *state) forgetLease(now int64, l *lease) {
 	s.histSeatsChanged(now, l.Feature)
 	s.histLeaseEnded(now, l)
 	k := requestKeyOf(l)
-	if rec, ok := s.requests[k]; ok && rec.LeaseId == l.Id {
+	if rec, ok := s.requests.get(k); ok && rec.LeaseId == l.Id {
 		rec.EndedMs = now
-		s.requests[k] = rec
+		s.requests.set(k, rec)
 		s.noteEnded(now)
 	}
 }
@@ -473,22 +473,23 @@ func (s *state) pruneRequests(now int64) {
 		return
 	}
 	s.endedRequests = 0
-	for id, rec := range s.requests { // order does not show: each record is judged alone
+	s.requests.update(func(rec *requestRecord) bool {
 		if _, live := s.leases[rec.LeaseId]; live {
-			continue
+			return false
 		}
 		if rec.EndedMs < now-requestMemoryMs {
-			delete(s.requests, id)
-			if rec.DeniedCode != fsmpb.Code_OK {
-				delete(s.denied, id)
-			}
-			if rec.IdleTimeout {
-				delete(s.idl.idleEnded, rec.LeaseId)
-			}
-		} else {
-			s.noteEnded(rec.EndedMs)
+			return true
 		}
-	}
+		s.noteEnded(rec.EndedMs)
+		return false
+	}, func(rec requestRecord, key func() requestKey) {
+		if rec.DeniedCode != fsmpb.Code_OK {
+			delete(s.denied, key())
+		}
+		if rec.IdleTimeout {
+			delete(s.idl.idleEnded, rec.LeaseId)
+		}
+	})
 }
 
 // applyRebaseLeases restarts every live lease's TTL from now: a new leader
@@ -504,12 +505,12 @@ func (s *state) pruneRequests(now int64) {
 // are remembered a little longer, never shorter.
 func (s *state) applyRebaseLeases(now, memoryFrom int64) *fsmpb.OpResult {
 	if d := now - memoryFrom; memoryFrom > 0 && d > 0 && s.endedRequests > 0 {
-		for k, rec := range s.requests { // order does not show: each record moves alone
+		s.requests.update(func(rec *requestRecord) bool {
 			if _, live := s.leases[rec.LeaseId]; !live {
 				rec.EndedMs += d
-				s.requests[k] = rec
 			}
-		}
+			return false
+		}, nil)
 		s.minEndedMs += d
 	}
 	for _, e := range s.expiry {

@@ -294,7 +294,7 @@ func (s *state) applyDequeue(now int64, d *fsmpb.Dequeue) *fsmpb.OpResult {
 	k := requestKey{client: d.ClientId, request: d.RequestId}
 	e := s.queue.byKey[k]
 	if e == nil {
-		if rec := s.requests[k]; rec.LeaseId != 0 {
+		if rec, _ := s.requests.get(k); rec.LeaseId != 0 {
 			r := result(fsmpb.Code_NOT_FOUND, "request %s is not queued: it was granted lease %d (release the lease)", d.RequestId, rec.LeaseId)
 			r.Lease = &fsmpb.Lease{Id: rec.LeaseId}
 			return r

@@ -351,7 +351,7 @@ func BenchmarkQueueHandOver(b *testing.B) {
 			b.Fatal(r)
 		}
 		head := fmt.Sprint("w", i)
-		rec := h.f.s.requests[requestKey{client: "client-" + head, request: head}]
+		rec, _ := h.f.s.requests.get(requestKey{client: "client-" + head, request: head})
 		cur = h.f.s.leases[rec.LeaseId].toProto()
 		enqueue()
 		b.StartTimer()

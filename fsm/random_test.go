@@ -234,10 +234,10 @@ func checkAgainstModel(t *testing.T, f *FSM, m *model, now int64, r *rand.Rand) 
 			t.Fatalf("lease %v, model %+v", l, *w)
 		}
 	}
-	if len(s.requests) != len(m.requests) {
-		t.Fatalf("%d request records, model has %d", len(s.requests), len(m.requests))
+	if s.requests.len() != len(m.requests) {
+		t.Fatalf("%d request records, model has %d", s.requests.len(), len(m.requests))
 	}
-	for k, rec := range s.requests {
+	for k, rec := range s.requests.all() {
 		secret := ""
 		if k.client != "" {
 			secret = "scoped"

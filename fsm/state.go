@@ -34,7 +34,7 @@ type state struct {
 	cluster  *fsmpb.FormCluster
 	licenses map[string]*fsmpb.License
 	leases   map[uint64]*lease
-	requests map[requestKey]requestRecord
+	requests requestTable
 	// denied holds the messages of the refusals among requests (see
 	// requestRecord).
 	denied      map[requestKey]string
@@ -98,7 +98,7 @@ func newState() *state {
 	return &state{
 		licenses:     map[string]*fsmpb.License{},
 		leases:       map[uint64]*lease{},
-		requests:     map[requestKey]requestRecord{},
+		requests:     newRequestTable(),
 		denied:       map[requestKey]string{},
 		nextLeaseID:  1,
 		supersededBy: map[string]int{},
@@ -130,15 +130,13 @@ func (s *state) toSnapshot() *fsmpb.Snapshot {
 	for _, id := range s.sortedLeaseIDs() {
 		snap.Leases = append(snap.Leases, s.leases[id].toProto())
 	}
-	keys := make([]requestKey, 0, len(s.requests))
-	for k := range s.requests {
-		keys = append(keys, k)
+	snap.Requests = make([]*fsmpb.RequestRecord, 0, s.requests.len())
+	for k, rec := range s.requests.all() {
+		snap.Requests = append(snap.Requests, rec.toProto(k, s.denied[k]))
 	}
-	slices.SortFunc(keys, requestKey.less)
-	snap.Requests = make([]*fsmpb.RequestRecord, 0, len(keys))
-	for _, k := range keys {
-		snap.Requests = append(snap.Requests, s.requests[k].toProto(k, s.denied[k]))
-	}
+	slices.SortFunc(snap.Requests, func(a, b *fsmpb.RequestRecord) int {
+		return requestKey{a.ClientId, a.RequestId}.less(requestKey{b.ClientId, b.RequestId})
+	})
 	s.admin.toSnapshot(snap)
 	// Written only when no license implies it (see fsm.proto).
 	snap.Activated = s.admin.activated && len(s.serials) == 0
@@ -233,11 +231,11 @@ func stateFromSnapshot(snap *fsmpb.Snapshot) (*state, error) {
 	heap.Init(&s.expiry)
 	for _, r := range snap.Requests {
 		k := requestKey{client: r.GetClientId(), request: r.GetRequestId()}
-		if _, dup := s.requests[k]; dup {
+		if _, dup := s.requests.get(k); dup {
 			return nil, fmt.Errorf("fsm: snapshot holds request %q of client %q twice", r.GetRequestId(), r.GetClientId())
 		}
-		s.requests[k] = requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
-			IdleTimeout: r.GetIdleTimeout()}
+		s.requests.set(k, requestRecord{LeaseId: r.GetLeaseId(), EndedMs: r.GetEndedMs(), DeniedCode: r.GetDeniedCode(),
+			IdleTimeout: r.GetIdleTimeout()})
 		s.setDenied(k, r.GetDeniedMessage())
 		if _, live := s.leases[r.LeaseId]; !live {
 			s.noteEnded(r.EndedMs)
