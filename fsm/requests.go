@@ -1,34 +1,104 @@
 package fsm
 
-import "iter"
+import (
+	"iter"
 
-// packedKeyBytes is how many bytes of client id plus request id a record
-// key holds inline. The client library's ids (rand.Text, 26 characters
-// each) fit; longer ones, up to the 128 + 128 the server accepts, go to
-// the table's second map.
-const packedKeyBytes = 54
+	"github.com/triadlm/triad/proto/fsmpb"
+)
 
-// packedKey is a requestKey without pointers: the client id's length, the
-// total length, then both ids' bytes and zeros. It is injective (the
-// lengths say where the client id ends and the zeros start), so map
-// equality on it is equality of the two ids.
+// packedKeyChars is how many characters of client id plus request id a
+// record key holds inline, at 6 bits each from packedAlphabet. The client
+// library's ids (rand.Text: 26 characters of A-Z and 2-7 each) fit, as
+// does a UUID with a short client id; longer ids or other characters
+// (the server accepts any 128 + 128 bytes) go to the table's second map.
+const packedKeyChars = 52
+
+// packedAlphabet is the 63 characters a packed key holds; symbol 0 pads.
+const packedAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+
+var packedSymbol = func() (t [256]uint8) {
+	for i := range len(packedAlphabet) {
+		t[packedAlphabet[i]] = uint8(i + 1)
+	}
+	return t
+}()
+
+// packedKey is a requestKey without pointers: the client id's length,
+// then the 6-bit symbols of both ids and zero padding. It is injective
+// (no symbol is zero, so the padding says where the ids end, and the
+// length where the client id does), so map equality on it is equality of
+// the two ids. 40 bytes.
 type packedKey struct {
-	clientLen, n uint8
-	b            [packedKeyBytes]byte
+	clientLen uint8
+	b         [packedKeyChars * 6 / 8]byte
 }
 
 func packKey(k requestKey) (packedKey, bool) {
-	n := len(k.client) + len(k.request)
-	if n > packedKeyBytes {
+	if len(k.client)+len(k.request) > packedKeyChars {
 		return packedKey{}, false
 	}
-	p := packedKey{clientLen: uint8(len(k.client)), n: uint8(n)}
-	copy(p.b[copy(p.b[:], k.client):], k.request)
+	p := packedKey{clientLen: uint8(len(k.client))}
+	bit := 0
+	for _, id := range [2]string{k.client, k.request} {
+		for i := range len(id) {
+			v := packedSymbol[id[i]]
+			if v == 0 {
+				return packedKey{}, false
+			}
+			// 6 bits at bit offset bit, low bits first, across at most
+			// two bytes.
+			j, o := bit/8, bit%8
+			p.b[j] |= v << o
+			if o > 2 {
+				p.b[j+1] |= v >> (8 - o)
+			}
+			bit += 6
+		}
+	}
 	return p, true
 }
 
 func (p *packedKey) unpack() requestKey {
-	return requestKey{client: string(p.b[:p.clientLen]), request: string(p.b[p.clientLen:p.n])}
+	var buf [packedKeyChars]byte
+	n := 0
+	for bit := 0; n < packedKeyChars; bit += 6 {
+		j, o := bit/8, bit%8
+		v := uint16(p.b[j]) >> o
+		if o > 2 {
+			v |= uint16(p.b[j+1]) << (8 - o)
+		}
+		if v&63 == 0 {
+			break
+		}
+		buf[n] = packedAlphabet[v&63-1]
+		n++
+	}
+	return requestKey{client: string(buf[:p.clientLen]), request: string(buf[p.clientLen:n])}
+}
+
+// packedRecord is a requestRecord in 16 bytes: the lease id (below
+// 2^48), the refusal code (below 2^8) and the idle flag share a word.
+// Records outside those ranges go to the table's second map.
+type packedRecord struct {
+	idCode  uint64
+	endedMs int64
+}
+
+const packedIDLimit = 1 << 48
+
+func packRecord(r requestRecord) (packedRecord, bool) {
+	if r.LeaseId >= packedIDLimit || r.DeniedCode < 0 || r.DeniedCode > 255 {
+		return packedRecord{}, false
+	}
+	w := r.LeaseId<<16 | uint64(r.DeniedCode)<<8
+	if r.IdleTimeout {
+		w |= 1
+	}
+	return packedRecord{idCode: w, endedMs: r.EndedMs}, true
+}
+
+func (p packedRecord) unpack() requestRecord {
+	return requestRecord{LeaseId: p.idCode >> 16, DeniedCode: fsmpb.Code(p.idCode >> 8 & 0xff), IdleTimeout: p.idCode&1 == 1, EndedMs: p.endedMs}
 }
 
 // requestTable holds the request records. Nearly every record (one per
@@ -38,18 +108,22 @@ func (p *packedKey) unpack() requestKey {
 // record, which under a large table was most of its work and showed as
 // checkout latency. Ids too long to pack sit in long.
 type requestTable struct {
-	short map[packedKey]requestRecord
+	short map[packedKey]packedRecord
 	long  map[requestKey]requestRecord
 }
 
 func newRequestTable() requestTable {
-	return requestTable{short: map[packedKey]requestRecord{}, long: map[requestKey]requestRecord{}}
+	return requestTable{short: map[packedKey]packedRecord{}, long: map[requestKey]requestRecord{}}
 }
+
+// A key is in at most one of the maps: in short when it packs, else in
+// long. A packed key whose record does not pack sits in long too.
 
 func (t *requestTable) get(k requestKey) (requestRecord, bool) {
 	if p, ok := packKey(k); ok {
-		rec, found := t.short[p]
-		return rec, found
+		if r, found := t.short[p]; found {
+			return r.unpack(), true
+		}
 	}
 	rec, found := t.long[k]
 	return rec, found
@@ -57,8 +131,12 @@ func (t *requestTable) get(k requestKey) (requestRecord, bool) {
 
 func (t *requestTable) set(k requestKey, rec requestRecord) {
 	if p, ok := packKey(k); ok {
-		t.short[p] = rec
-		return
+		if r, ok := packRecord(rec); ok {
+			t.short[p] = r
+			delete(t.long, k)
+			return
+		}
+		delete(t.short, p)
 	}
 	t.long[k] = rec
 }
@@ -70,8 +148,8 @@ func (t *requestTable) len() int { return len(t.short) + len(t.long) }
 // tests, not for paths that run while serving.
 func (t *requestTable) all() iter.Seq2[requestKey, requestRecord] {
 	return func(yield func(requestKey, requestRecord) bool) {
-		for p, rec := range t.short {
-			if !yield(p.unpack(), rec) {
+		for p, r := range t.short {
+			if !yield(p.unpack(), r.unpack()) {
 				return
 			}
 		}
@@ -89,7 +167,10 @@ func (t *requestTable) all() iter.Seq2[requestKey, requestRecord] {
 // dropped, when not nil, is called for each deleted record with a function
 // that unpacks its key, for the few callers that need it.
 func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped func(rec requestRecord, key func() requestKey)) {
-	for p, rec := range t.short {
+	var moved []requestRecord // records that no longer pack, and their keys
+	var movedKeys []requestKey
+	for p, r := range t.short {
+		rec := r.unpack()
 		old := rec
 		if edit(&rec) {
 			delete(t.short, p)
@@ -98,7 +179,12 @@ func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped
 				dropped(rec, q.unpack)
 			}
 		} else if rec != old {
-			t.short[p] = rec
+			if r, ok := packRecord(rec); ok {
+				t.short[p] = r
+			} else {
+				delete(t.short, p)
+				moved, movedKeys = append(moved, rec), append(movedKeys, p.unpack())
+			}
 		}
 	}
 	for k, rec := range t.long {
@@ -112,5 +198,8 @@ func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped
 		} else if rec != old {
 			t.long[k] = rec
 		}
+	}
+	for i, k := range movedKeys {
+		t.long[k] = moved[i]
 	}
 }

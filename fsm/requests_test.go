@@ -2,11 +2,14 @@ package fsm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/triadlm/triad/proto/fsmpb"
 )
 
 // The point of the packed map: the garbage collector has nothing to scan
@@ -32,7 +35,7 @@ func TestPackedRecordsHoldNoPointers(t *testing.T) {
 		}
 		return true
 	}
-	for _, ty := range []reflect.Type{reflect.TypeFor[packedKey](), reflect.TypeFor[requestRecord]()} {
+	for _, ty := range []reflect.Type{reflect.TypeFor[packedKey](), reflect.TypeFor[packedRecord]()} {
 		if hasPointers(ty) {
 			t.Errorf("%v holds a pointer: the record map would be scanned by the collector again", ty)
 		}
@@ -41,48 +44,118 @@ func TestPackedRecordsHoldNoPointers(t *testing.T) {
 
 func TestRequestTablePacksExactly(t *testing.T) {
 	tab := newRequestTable()
-	long := strings.Repeat("x", packedKeyBytes)
-	keys := []requestKey{
-		{request: "ab"},
-		{client: "a", request: "b"},
-		{client: "ab"},
-		{client: "", request: "ab\x00"},
-		{client: "a", request: "b\x00"},
-		{client: "c1", request: strings.Repeat("r", packedKeyBytes-2)}, // just fits
-		{client: "c1", request: strings.Repeat("r", packedKeyBytes-1)}, // one over: long map
-		{request: long}, // fits exactly
-		{request: long + "y"},
-		{client: long, request: long},
-		{client: strings.Repeat("c", 128), request: strings.Repeat("r", 128)},
+	full := strings.Repeat("x", packedKeyChars)
+	keys := []struct {
+		k     requestKey
+		packs bool
+	}{
+		{requestKey{request: "ab"}, true},
+		{requestKey{client: "a", request: "b"}, true},
+		{requestKey{client: "ab"}, true},
+		{requestKey{client: "ab", request: "A"}, true},
+		{requestKey{client: "AB", request: "a"}, true},
+		{requestKey{client: packedAlphabet[:26], request: packedAlphabet[26:52]}, true},
+		{requestKey{client: packedAlphabet[40:], request: packedAlphabet[:10]}, true},
+		{requestKey{request: "ab\x00"}, false},
+		{requestKey{client: "a", request: "b\x00"}, false},
+		{requestKey{client: "a_b", request: "x"}, false},
+		{requestKey{client: "a", request: "b/c"}, false},
+		{requestKey{client: "c1", request: strings.Repeat("r", packedKeyChars-2)}, true},  // just fits
+		{requestKey{client: "c1", request: strings.Repeat("r", packedKeyChars-1)}, false}, // one over
+		{requestKey{request: full}, true},
+		{requestKey{client: full}, true},
+		{requestKey{request: full + "y"}, false},
+		{requestKey{client: full, request: full}, false},
+		{requestKey{client: strings.Repeat("c", 128), request: strings.Repeat("r", 128)}, false},
 	}
-	for i, k := range keys {
-		if _, ok := tab.get(k); ok {
-			t.Fatalf("%q found before it was set", k)
+	long := 0
+	for i, c := range keys {
+		if _, ok := tab.get(c.k); ok {
+			t.Fatalf("%q found before it was set", c.k)
 		}
-		tab.set(k, requestRecord{LeaseId: uint64(i + 1)})
+		if p, ok := packKey(c.k); ok != c.packs {
+			t.Fatalf("%q packs: %v, want %v", c.k, ok, c.packs)
+		} else if ok && p.unpack() != c.k {
+			t.Fatalf("%q unpacks as %q", c.k, p.unpack())
+		}
+		if !c.packs {
+			long++
+		}
+		tab.set(c.k, requestRecord{LeaseId: uint64(i + 1)})
 	}
-	if tab.len() != len(keys) {
-		t.Fatalf("%d records, want %d: distinct keys collided", tab.len(), len(keys))
+	if tab.len() != len(keys) || len(tab.long) != long {
+		t.Fatalf("%d records (%d long), want %d (%d long): distinct keys collided", tab.len(), len(tab.long), len(keys), long)
 	}
-	if len(tab.long) != 4 {
-		t.Fatalf("%d records with long ids, want 4", len(tab.long))
-	}
-	for i, k := range keys {
-		if rec, ok := tab.get(k); !ok || rec.LeaseId != uint64(i+1) {
-			t.Fatalf("%q: %+v %v, want lease %d", k, rec, ok, i+1)
+	for i, c := range keys {
+		if rec, ok := tab.get(c.k); !ok || rec.LeaseId != uint64(i+1) {
+			t.Fatalf("%q: %+v %v, want lease %d", c.k, rec, ok, i+1)
 		}
 	}
-	var got []requestKey
+	var got, want []requestKey
 	for k, rec := range tab.all() {
-		if keys[rec.LeaseId-1] != k {
-			t.Fatalf("all yields %q for the record of %q", k, keys[rec.LeaseId-1])
+		if keys[rec.LeaseId-1].k != k {
+			t.Fatalf("all yields %q for the record of %q", k, keys[rec.LeaseId-1].k)
 		}
 		got = append(got, k)
 	}
+	for _, c := range keys {
+		want = append(want, c.k)
+	}
 	slices.SortFunc(got, requestKey.less)
-	want := slices.SortedFunc(slices.Values(keys), requestKey.less)
+	slices.SortFunc(want, requestKey.less)
 	if !slices.Equal(got, want) {
 		t.Fatalf("all yields %q, want %q", got, want)
+	}
+
+	// Every split of random ids of every packable length comes back.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		n := rng.IntN(packedKeyChars + 1)
+		c := rng.IntN(n + 1)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = packedAlphabet[rng.IntN(len(packedAlphabet))]
+		}
+		k := requestKey{client: string(b[:c]), request: string(b[c:])}
+		p, ok := packKey(k)
+		if !ok || p.unpack() != k {
+			t.Fatalf("%q: packs %v, unpacks as %q", k, ok, p.unpack())
+		}
+	}
+}
+
+// A record whose lease id or refusal code does not fit 16 bytes keeps its
+// packable key in the second map, and moves back when it fits again.
+func TestRequestTableRecordsThatDoNotPack(t *testing.T) {
+	for _, rec := range []requestRecord{
+		{LeaseId: packedIDLimit - 1, EndedMs: -5, DeniedCode: fsmpb.Code_NO_SEAT, IdleTimeout: true},
+		{LeaseId: 0, EndedMs: 1 << 62, DeniedCode: 255},
+	} {
+		if p, ok := packRecord(rec); !ok || p.unpack() != rec {
+			t.Fatalf("%+v: packs %v, unpacks as %+v", rec, ok, p.unpack())
+		}
+	}
+	tab := newRequestTable()
+	k := requestKey{client: "c", request: "r"}
+	for _, rec := range []requestRecord{{LeaseId: packedIDLimit}, {DeniedCode: 256}, {DeniedCode: -1}} {
+		tab.set(k, rec)
+		if got, ok := tab.get(k); !ok || got != rec || len(tab.long) != 1 || len(tab.short) != 0 {
+			t.Fatalf("%+v: got %+v %v, %d short %d long", rec, got, ok, len(tab.short), len(tab.long))
+		}
+	}
+	tab.set(k, requestRecord{LeaseId: 7})
+	if got, _ := tab.get(k); got.LeaseId != 7 || len(tab.long) != 0 || len(tab.short) != 1 {
+		t.Fatalf("back to packed: %+v, %d short %d long", got, len(tab.short), len(tab.long))
+	}
+	// An update that makes a packed record unpackable moves it, once.
+	edits := 0
+	tab.update(func(rec *requestRecord) bool {
+		edits++
+		rec.LeaseId = packedIDLimit + 1
+		return false
+	}, nil)
+	if got, ok := tab.get(k); !ok || got.LeaseId != packedIDLimit+1 || edits != 1 || tab.len() != 1 {
+		t.Fatalf("after update: %+v %v, %d edits, %d records", got, ok, edits, tab.len())
 	}
 }
 
