@@ -98,6 +98,7 @@ if [ "$MODE" = bench ]; then
     "cycle-leader   --workload cycle --target leader --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
     "cycle-follower --workload cycle --target follower --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
     "cycle-single   --workload cycle --target leader --clients 1 --conns 1 --duration $D"
+    "single-follower --workload cycle --target follower --clients 1 --conns 1 --duration $D"
     "renew          --workload renew --target all --leases 10000 --clients ${CLIENTS:-64} --conns ${CONNS:-8} --duration $D"
     "failover       --workload hold --target all --leases ${HOLD_LEASES:-100000} --clients ${HOLD_CLIENTS:-1000} --conns ${HOLD_CLIENTS:-1000} --renew-every 10s --duration 20s --kill-leader-at 8s --keep-leases"
   )
