@@ -106,7 +106,8 @@ func (p packedRecord) unpack() requestRecord {
 // 100,000s under load) sits in a map whose keys and values hold no
 // pointers: the garbage collector neither scans it nor marks a string per
 // record, which under a large table was most of its work and showed as
-// checkout latency. Ids too long to pack sit in long.
+// checkout latency. Ids that do not pack (too long, or with characters
+// outside packedAlphabet) and records that do not pack sit in long.
 type requestTable struct {
 	short map[packedKey]packedRecord
 	long  map[requestKey]requestRecord
@@ -116,9 +117,8 @@ func newRequestTable() requestTable {
 	return requestTable{short: map[packedKey]packedRecord{}, long: map[requestKey]requestRecord{}}
 }
 
-// A key is in at most one of the maps: in short when it packs, else in
-// long. A packed key whose record does not pack sits in long too.
-
+// get finds k's record. A key is in at most one of the maps: set deletes
+// it from the other.
 func (t *requestTable) get(k requestKey) (requestRecord, bool) {
 	if p, ok := packKey(k); ok {
 		if r, found := t.short[p]; found {
