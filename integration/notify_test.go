@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/triadlm/triad/client"
 	"github.com/triadlm/triad/notify"
 	"github.com/triadlm/triad/notify/notifytest"
+	"github.com/triadlm/triad/proto/triadv1"
 )
 
 const hookSecret = "integration-webhook-secret-0123456789"
@@ -317,8 +319,11 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 		}
 	}
 	// One countdown seat held: its single seat-hour runs out once the
-	// clock steps forward below.
-	if _, err := checkoutAs(ctx, t, lc, "sim-0", "sim", "u"); err != nil {
+	// clock steps forward below. Its TTL is the longest (1 h), so that it
+	// is still held when the clock steps however slow the steps before
+	// that run.
+	if _, err := lc.Checkout(ctx, &triadv1.CheckoutRequest{ProtocolVersion: client.ProtocolVersion, RequestId: "sim-0", Feature: "sim",
+		Version: 1, User: "u", Host: "h-u", ClientId: rawClientID, TtlSeconds: 3600}); err != nil {
 		t.Fatalf("sim seat: %v", err)
 	}
 	h := hooks.WaitHook(t, 20*time.Second, "feature_over_capacity", func(h notifytest.Hook) bool { return h.Event == "feature_over_capacity" })
@@ -353,8 +358,11 @@ func TestNotifyLicenseAndDiskEvents(t *testing.T) {
 	ms.WaitMail(t, 10*time.Second, "disk at 87", func(m notifytest.Mail) bool { return m.Subject == "[Triad] data disk of solo is 87% full" })
 
 	// 01:00 local on the member's clock: one message listing the license.
+	// The step is at least 65 minutes, so that the held countdown seat uses
+	// up its hour whatever the time of day (from 00:30, 01:00 is only half
+	// an hour away: the step then goes on to 01:35, still past one 01:00).
 	now := time.Now()
-	step := notifyNext1AM(now).Sub(now) + 5*time.Second
+	step := max(notifyNext1AM(now).Sub(now)+5*time.Second, 65*time.Minute)
 	os.WriteFile(clockFile, []byte(step.String()), 0o644)
 	h = hooks.WaitHook(t, 30*time.Second, "licenses_expiring", func(h notifytest.Hook) bool { return h.Event == "licenses_expiring" })
 	lics, _ := h.Payload["licenses"].([]any)
