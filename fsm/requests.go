@@ -167,8 +167,11 @@ func (t *requestTable) all() iter.Seq2[requestKey, requestRecord] {
 // dropped, when not nil, is called for each deleted record with a function
 // that unpacks its key, for the few callers that need it.
 func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped func(rec requestRecord, key func() requestKey)) {
-	var moved []requestRecord // records that no longer pack, and their keys
-	var movedKeys []requestKey
+	type entry struct {
+		k   requestKey
+		rec requestRecord
+	}
+	var moved []entry // records that no longer pack, put in long after its walk
 	for p, r := range t.short {
 		rec := r.unpack()
 		old := rec
@@ -183,7 +186,7 @@ func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped
 				t.short[p] = r
 			} else {
 				delete(t.short, p)
-				moved, movedKeys = append(moved, rec), append(movedKeys, p.unpack())
+				moved = append(moved, entry{p.unpack(), rec})
 			}
 		}
 	}
@@ -199,7 +202,7 @@ func (t *requestTable) update(edit func(rec *requestRecord) (drop bool), dropped
 			t.long[k] = rec
 		}
 	}
-	for i, k := range movedKeys {
-		t.long[k] = moved[i]
+	for _, e := range moved {
+		t.long[e.k] = e.rec
 	}
 }
